@@ -1,0 +1,3 @@
+"""tbhook: receive, keep and read Tracebuzz webhooks."""
+
+__version__ = "0.1.0"

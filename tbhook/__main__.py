@@ -1,0 +1,3 @@
+from tbhook.cli import app
+
+app(prog_name="tbhook")

@@ -1,0 +1,131 @@
+"""The tbhook command line: options in, errors out as ``Error: ...``. No SQL, no HTTP here."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sqlite3
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tbhook import __version__
+from tbhook.errors import TbhookError
+
+app = typer.Typer(
+    help="Receive, keep and read Tracebuzz webhooks.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+DEFAULT_DB = Path("tbhook.db")
+DbOption = Annotated[
+    Path,
+    typer.Option("--db", envvar="TBHOOK_DB", help="SQLite database file.", show_default=True),
+]
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``Error: message`` on stderr; return the exit to raise (code 1)."""
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(1)
+
+
+@contextlib.contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn a TbhookError into ``Error: ...`` on stderr and exit code 1."""
+    try:
+        yield
+    except TbhookError as exc:
+        raise fail(str(exc)) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tbhook {__version__} (SQLite {sqlite3.sqlite_version})")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = None,
+) -> None:
+    """Receive, keep and read Tracebuzz webhooks."""
+
+
+@app.command()
+def serve(
+    db: DbOption = DEFAULT_DB,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0 picks a free one).")] = 8080,
+    header_name: Annotated[
+        Optional[str],
+        typer.Option(envvar="TBHOOK_HEADER_NAME", help="Custom header Tracebuzz must send."),
+    ] = None,
+    header_value: Annotated[
+        Optional[str],
+        typer.Option(
+            envvar="TBHOOK_HEADER_VALUE",
+            help="Its secret content (prefer the env var).",
+            show_default=False,
+        ),
+    ] = None,
+    max_body: Annotated[int, typer.Option(min=1, help="Largest body accepted, in bytes.")] = (
+        1024 * 1024
+    ),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per delivery.")] = False,
+) -> None:
+    """Receive Tracebuzz webhooks and append every delivery to the database."""
+    from tbhook import server
+    from tbhook.store import EventStore
+
+    auth = _auth(header_name, header_value)
+    with reported_errors():
+        store = EventStore.open(db)  # before binding: a bad --db fails whatever the port
+        try:
+            sock = server.bind(host, port)
+        except TbhookError:
+            store.close()
+            raise
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+    err = sys.stderr
+    err.write(f"tbhook {__version__} receiving on http://{shown_host}:{bound_port}/ (any path)\n")
+    err.write(f"  database: {db} ({store.count()} events, {store.count('quarantine')} quarantined)\n")
+    if auth:
+        err.write(f"  requires header: {auth.name}\n")
+    elif not server.is_loopback(host):
+        err.write(
+            f"Warning: listening on {host} with no --header-name/--header-value: "
+            "anyone who can reach this port can write events.\n"
+        )
+    err.write("Press Ctrl+C to stop.\n")
+    err.flush()
+    try:
+        server.serve(store, sock, auth=auth, max_body=max_body, quiet=quiet)
+    finally:
+        store.close()
+    err.write("tbhook stopped; every acknowledged event is stored.\n")
+
+
+def _auth(name: Optional[str], value: Optional[str]):  # noqa: ANN202 - lazy server import
+    from tbhook.server import Auth
+
+    if not name and not value:
+        return None
+    if not name or not value:
+        raise typer.BadParameter(
+            "give both --header-name and --header-value, or neither",
+            param_hint="'--header-name' / '--header-value'",
+        )
+    if not _TOKEN.match(name):
+        raise typer.BadParameter(f"{name!r} is not a valid HTTP header name", param_hint="'--header-name'")
+    return Auth(name, value)

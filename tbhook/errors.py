@@ -1,0 +1,17 @@
+"""The errors tbhook raises on purpose. The CLI turns each into ``Error: ...`` and exit 1."""
+
+
+class TbhookError(Exception):
+    """Base class: a problem to report to the user in plain words, never as a traceback."""
+
+
+class NoDatabase(TbhookError):
+    """A read command was pointed at a database file that does not exist."""
+
+    def __init__(self, path: str):
+        super().__init__(f"no database at {path} (run `tbhook serve` to create one)")
+        self.path = path
+
+
+class StoreUnavailable(TbhookError):
+    """The store cannot be opened or cannot commit right now: disk full, read-only, locked."""

@@ -1,0 +1,220 @@
+"""The Tracebuzz event model: parse and validate one delivered body. Pure, no I/O.
+
+The vendor's documentation is the spec. Its quirks are kept on purpose:
+``externalPersonId`` is ``false`` when absent, ``externalCaseId`` and ``reasonId``
+may be ``null``, and the documented ``profileMerged`` example merges 1 into 1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+TYPE_LABELS = {
+    1: "page",
+    2: "post",
+    3: "comment",
+    4: "private message",
+    5: "ad",
+    6: "system message",
+}
+SENDER_LABELS = {0: "customer", 1: "agent"}
+
+# How each documented field may look. "int" is a real JSON integer (never a bool,
+# a float or a string); the others add the one extra value the spec allows.
+INT, INT_OR_NULL, INT_OR_FALSE = "int", "int or null", "int or false"
+
+SCHEMAS: dict[str, dict[str, str]] = {
+    "newResult": {
+        "searchId": INT,
+        "uniqueId": INT,
+        "resultId": INT,
+        "personId": INT,
+        "caseId": INT,
+        "handlerId": INT,
+        "sourceId": INT,
+        "connectionId": INT,
+        "typeId": INT,
+        "own": INT,
+        "timestamp": INT,
+    },
+    "caseClosed": {
+        "searchId": INT,
+        "caseId": INT,
+        "externalCaseId": INT_OR_NULL,
+        "reasonId": INT_OR_NULL,
+        "personId": INT,
+        "externalPersonId": INT_OR_FALSE,
+        "agentId": INT,
+        "resultId": INT,
+        "connectionId": INT,
+        "timestamp": INT,
+    },
+    "profileMerged": {
+        "oldPersonId": INT,
+        "newPersonId": INT,
+        "timestamp": INT,
+    },
+}
+
+# Every payload key that has a column of its own, in a stable order.
+PAYLOAD_COLUMNS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        key for schema in SCHEMAS.values() for key in schema if key != "timestamp"
+    )
+)
+COLUMNS: tuple[str, ...] = ("timestamp", *PAYLOAD_COLUMNS)
+
+# Values the spec enumerates. Anything else is not what the documentation promises.
+ALLOWED_VALUES = {"typeId": TYPE_LABELS, "own": SENDER_LABELS}
+
+
+@dataclass(frozen=True)
+class Event:
+    """A readable event: its name and one value (or None) per known column."""
+
+    event: str
+    values: dict[str, int | None] = field(default_factory=dict)
+
+    @property
+    def timestamp(self) -> int | None:
+        return self.values.get("timestamp")
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """An authenticated body that is not a readable event, and why, in plain words."""
+
+    reason: str
+
+
+def parse(body: bytes) -> Event | Unreadable:
+    """Parse one delivered body into an Event, or say why it is Unreadable."""
+    if not body.strip():
+        return Unreadable("empty body")
+    try:
+        payload = json.loads(body, object_pairs_hook=_Pairs, parse_constant=_reject)
+    except _NonFinite as exc:
+        return Unreadable(f"{exc} is not a JSON number")
+    except RecursionError:
+        return Unreadable("JSON nested too deeply")
+    except UnicodeDecodeError:
+        return Unreadable("body is not valid UTF-8")
+    except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
+        return Unreadable(f"not valid JSON: {exc}")
+    if not isinstance(payload, _Pairs):
+        return Unreadable(f"JSON value is {_kind(payload)}, not an object")
+    return _from_object(payload)
+
+
+def _from_object(pairs: _Pairs) -> Event | Unreadable:
+    if "event" not in pairs:
+        return Unreadable('object has no "event" key')
+    if "event" in pairs.repeated:
+        return Unreadable('"event" key appears more than once')
+    name = pairs["event"]
+    if not isinstance(name, str):
+        return Unreadable(f'"event" is {_kind(name)}, not a string')
+    if not name or not _is_text(name):
+        return Unreadable('"event" is not a usable name')
+    schema = SCHEMAS.get(name)
+    if schema is None:
+        return Event(name, _lenient_values(pairs))
+    return _validated(name, schema, pairs)
+
+
+def _validated(name: str, schema: dict[str, str], pairs: _Pairs) -> Event | Unreadable:
+    values: dict[str, int | None] = dict.fromkeys(COLUMNS)
+    for key, allowed in schema.items():
+        if key in pairs.repeated:
+            return Unreadable(f'{name}: "{key}" appears more than once')
+        if key not in pairs:
+            return Unreadable(f'{name}: missing "{key}"')
+        value = pairs[key]
+        problem = _type_problem(value, allowed)
+        if problem:
+            return Unreadable(f'{name}: "{key}" {problem}')
+        if key in ALLOWED_VALUES and value not in ALLOWED_VALUES[key]:
+            choices = ", ".join(str(v) for v in ALLOWED_VALUES[key])
+            return Unreadable(f'{name}: "{key}" must be one of {choices}, got {value}')
+        values[key] = None if value is False else value
+    return Event(name, values)
+
+
+def _type_problem(value: Any, allowed: str) -> str | None:
+    if value is None and allowed == INT_OR_NULL:
+        return None
+    if value is False and allowed == INT_OR_FALSE:
+        return None
+    if not _is_int(value):
+        return f"must be {_article(allowed)}, got {_kind(value)}"
+    if not INT64_MIN <= value <= INT64_MAX:
+        return "is too large for a 64-bit integer"
+    return None
+
+
+def _lenient_values(pairs: _Pairs) -> dict[str, int | None]:
+    """Known keys of an unknown event: copy real 64-bit integers, leave the rest NULL."""
+    values: dict[str, int | None] = dict.fromkeys(COLUMNS)
+    for key in COLUMNS:
+        value = pairs.get(key)
+        if key not in pairs.repeated and _is_int(value) and INT64_MIN <= value <= INT64_MAX:
+            values[key] = value
+    return values
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a "\ud800" escape
+        return False
+    return True
+
+
+def _article(allowed: str) -> str:
+    return "an " + allowed.replace("int", "integer", 1)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a fraction" if math.isfinite(value) else "a number out of range"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _reject(constant: str) -> Any:
+    raise _NonFinite(constant)
+
+
+class _Pairs(dict):
+    """A JSON object that remembers which keys appeared more than once."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]):
+        super().__init__()
+        self.repeated: set[str] = set()
+        for key, value in pairs:
+            if key in self:
+                self.repeated.add(key)
+            self[key] = value

@@ -1,0 +1,75 @@
+"""The schema, as ``sqlite_utils.Migrations`` steps. Never rename a step: its name is its key."""
+
+from sqlite_utils import Database, Migrations
+
+from tbhook.events import PAYLOAD_COLUMNS, SENDER_LABELS, TYPE_LABELS
+
+migrations = Migrations("tbhook")
+
+
+def _label_case(column: str, labels: dict[int, str]) -> str:
+    whens = " ".join(f"WHEN {value} THEN '{label}'" for value, label in labels.items())
+    return f"CASE {column} {whens} END"
+
+
+@migrations()
+def m001_events_and_quarantine(db: Database) -> None:
+    payload = ",\n".join(f'    "{name}" INTEGER' for name in PAYLOAD_COLUMNS)
+    db.execute(
+        f"""
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    receivedAt TEXT NOT NULL,
+    lastReceivedAt TEXT NOT NULL,
+    deliveries INTEGER NOT NULL DEFAULT 1,
+    path TEXT NOT NULL,
+    event TEXT NOT NULL,
+    timestamp INTEGER,
+{payload},
+    body BLOB NOT NULL,
+    bodySha256 TEXT NOT NULL UNIQUE
+)"""
+    )
+    db.execute(
+        """
+CREATE TABLE quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    receivedAt TEXT NOT NULL,
+    lastReceivedAt TEXT NOT NULL,
+    deliveries INTEGER NOT NULL DEFAULT 1,
+    path TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    body BLOB NOT NULL,
+    bodySha256 TEXT NOT NULL UNIQUE
+)"""
+    )
+    for column in ("caseId", "personId", "event"):
+        db.execute(f'CREATE INDEX events_{column} ON events ("{column}")')
+
+
+@migrations()
+def m002_views(db: Database) -> None:
+    time = "strftime('%Y-%m-%dT%H:%M:%SZ', timestamp, 'unixepoch') AS time"
+    common = "id, receivedAt, path, timestamp, " + time
+    db.execute(
+        f"""
+CREATE VIEW messages AS SELECT {common},
+    searchId, uniqueId, resultId, personId, caseId, handlerId, sourceId, connectionId,
+    typeId, {_label_case("typeId", TYPE_LABELS)} AS type,
+    own, {_label_case("own", SENDER_LABELS)} AS sender,
+    deliveries
+FROM events WHERE event = 'newResult'"""
+    )
+    db.execute(
+        f"""
+CREATE VIEW case_closures AS SELECT {common},
+    searchId, caseId, externalCaseId, reasonId, personId, externalPersonId,
+    agentId, resultId, connectionId, deliveries
+FROM events WHERE event = 'caseClosed'"""
+    )
+    db.execute(
+        f"""
+CREATE VIEW person_merges AS SELECT {common},
+    oldPersonId, newPersonId, deliveries
+FROM events WHERE event = 'profileMerged'"""
+    )
