@@ -95,11 +95,28 @@ def serve(
         except TbhookError:
             store.close()
             raise
+    try:
+        server.serve(
+            store,
+            sock,
+            auth=auth,
+            max_body=max_body,
+            quiet=quiet,
+            on_ready=lambda: _announce(store, sock, host, auth),
+        )
+    finally:
+        store.close()
+    sys.stderr.write("tbhook stopped; every acknowledged event is stored.\n")
+
+
+def _announce(store, sock, host: str, auth) -> None:  # noqa: ANN001 - lazy server import
+    from tbhook import server
+
     bound_host, bound_port = sock.getsockname()[:2]
     shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
     err = sys.stderr
     err.write(f"tbhook {__version__} receiving on http://{shown_host}:{bound_port}/ (any path)\n")
-    err.write(f"  database: {db} ({store.count()} events, {store.count('quarantine')} quarantined)\n")
+    err.write(f"  database: {store.path} ({store.count()} events, {store.count('quarantine')} quarantined)\n")
     if auth:
         err.write(f"  requires header: {auth.name}\n")
     elif not server.is_loopback(host):
@@ -109,11 +126,6 @@ def serve(
         )
     err.write("Press Ctrl+C to stop.\n")
     err.flush()
-    try:
-        server.serve(store, sock, auth=auth, max_body=max_body, quiet=quiet)
-    finally:
-        store.close()
-    err.write("tbhook stopped; every acknowledged event is stored.\n")
 
 
 def _auth(name: Optional[str], value: Optional[str]):  # noqa: ANN202 - lazy server import

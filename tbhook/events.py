@@ -98,13 +98,15 @@ def parse(body: bytes) -> Event | Unreadable:
     if not body.strip():
         return Unreadable("empty body")
     try:
-        payload = json.loads(body, object_pairs_hook=_Pairs, parse_constant=_reject)
+        text = body.decode("utf-8-sig")  # RFC 8259: JSON on the wire is UTF-8
+    except UnicodeDecodeError:
+        return Unreadable("body is not valid UTF-8")
+    try:
+        payload = json.loads(text, object_pairs_hook=_Pairs, parse_constant=_reject)
     except _NonFinite as exc:
         return Unreadable(f"{exc} is not a JSON number")
     except RecursionError:
         return Unreadable("JSON nested too deeply")
-    except UnicodeDecodeError:
-        return Unreadable("body is not valid UTF-8")
     except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
         return Unreadable(f"not valid JSON: {exc}")
     if not isinstance(payload, _Pairs):

@@ -193,11 +193,16 @@ class _Server(uvicorn.Server):
     """uvicorn's server, but a drained SIGINT/SIGTERM ends with exit code 0.
 
     Recent uvicorn re-raises the captured signal after a graceful shutdown, which
-    would kill the process with that signal instead of returning.
+    would kill the process with that signal instead of returning. ``serve`` installs
+    the handlers itself, before it announces readiness, so no signal is missed.
     """
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
+        yield
+
+    @contextlib.contextmanager
+    def draining_signals(self) -> Iterator[None]:
         handled = (signal.SIGINT, signal.SIGTERM)
         previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
         try:
@@ -237,8 +242,12 @@ def serve(
     auth: Auth | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     quiet: bool = False,
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
-    """Receive on an already bound socket until SIGINT or SIGTERM, then drain and return."""
+    """Receive on an already bound socket until SIGINT or SIGTERM, then drain and return.
+
+    ``on_ready`` runs once the stop signals are handled, just before serving starts.
+    """
     writer = BatchWriter(store)
     app = Receiver(writer, auth=auth, max_body=max_body, log=None if quiet else _stderr_line)
     config = uvicorn.Config(
@@ -250,8 +259,12 @@ def serve(
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
+    uvicorn_server = _Server(config)
     writer.start()
     try:
-        _Server(config).run(sockets=[sock])
+        with uvicorn_server.draining_signals():
+            if on_ready:
+                on_ready()
+            uvicorn_server.run(sockets=[sock])
     finally:
         writer.close()

@@ -84,7 +84,9 @@ class EventStore:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             store = cls(conn, path)
             store._configure_writer()
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot open {path} for writing: {exc.strerror}") from exc
+        except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open {path} for writing: {exc}") from exc
         return store
 

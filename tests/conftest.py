@@ -1,0 +1,154 @@
+"""Shared fixtures: a temp database for every test, and a real `tbhook serve` on port 0."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tbhook.store import EventStore
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLE_NAMES = ["new-incoming-message", "include-own-message", "case-closed", "profile-merged"]
+
+
+def sample_bytes(name: str) -> bytes:
+    return (SAMPLES / f"{name}.json").read_bytes()
+
+
+def event_body(**fields) -> bytes:
+    """A valid newResult body, with fields overridden."""
+    payload = json.loads(sample_bytes("new-incoming-message"))
+    payload.update(fields)
+    return json.dumps(payload).encode()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "tbhook.db"
+
+
+@pytest.fixture(autouse=True)
+def env_setup(monkeypatch: pytest.MonkeyPatch, db_path: Path) -> None:
+    # No test may touch a real ./tbhook.db or inherit a real secret.
+    monkeypatch.setenv("TBHOOK_DB", str(db_path))
+    monkeypatch.delenv("TBHOOK_HEADER_NAME", raising=False)
+    monkeypatch.delenv("TBHOOK_HEADER_VALUE", raising=False)
+
+
+@pytest.fixture
+def store(db_path: Path):
+    store = EventStore.open(db_path)
+    yield store
+    store.close()
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self):
+        return json.loads(self.body)
+
+
+def request(
+    port: int, method: str, path: str = "/", body: bytes | None = None, headers=None
+) -> Response:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+    finally:
+        conn.close()
+
+
+@dataclass
+class Served:
+    """A running `tbhook serve` process and what it printed on stderr."""
+
+    proc: subprocess.Popen
+    port: int
+    db: Path
+    lines: list[str] = field(default_factory=list)
+
+    def post(self, body: bytes, path: str = "/", headers=None) -> Response:
+        return request(self.port, "POST", path, body, headers)
+
+    def stderr(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+def start_serve(db: Path, *args: str, env: dict | None = None) -> Served:
+    """Start `tbhook serve --port 0` and wait until it says where it listens."""
+    cmd = [sys.executable, "-m", "tbhook", "serve", "--db", str(db), "--port", "0", *args]
+    proc = subprocess.Popen(
+        cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env or os.environ
+    )
+    served = Served(proc, 0, db)
+    ready = threading.Event()
+
+    def pump() -> None:
+        for line in proc.stderr:
+            served.lines.append(line)
+            found = re.search(r"receiving on http://\S+:(\d+)/", line)
+            if found:
+                served.port = int(found.group(1))
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not ready.wait(20) or not served.port:
+        proc.kill()
+        raise RuntimeError("tbhook serve did not start:\n" + served.stderr())
+    return served
+
+
+@pytest.fixture
+def serve(db_path: Path):
+    """Factory: start a real server with extra CLI args; every one is stopped afterwards."""
+    started: list[Served] = []
+
+    def factory(*args: str, db: Path | None = None) -> Served:
+        served = start_serve(db or db_path, *args)
+        started.append(served)
+        return served
+
+    yield factory
+    for served in started:
+        if served.proc.poll() is None:
+            served.proc.kill()
+            served.proc.wait(10)
+
+
+@pytest.fixture
+def server(serve) -> Served:
+    return serve()
+
+
+def wait_for(predicate, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")

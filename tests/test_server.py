@@ -1,0 +1,294 @@
+"""The receiver over a real socket, against a real SQLite file, in a real `tbhook serve`."""
+
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import SAMPLE_NAMES, event_body, request, sample_bytes, wait_for
+
+SECRET = "s3cr3t-token-value-0123456789"
+
+
+def rows(db, table="events"):
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY id")]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
+def test_each_sample_is_acknowledged_after_it_is_stored(server, name):
+    response = server.post(sample_bytes(name))
+    assert response.status == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json == {"ok": True, "id": 1, "duplicate": False}
+    [row] = rows(server.db)
+    assert row["body"] == sample_bytes(name)
+    assert row["event"] == json.loads(sample_bytes(name))["event"]
+
+
+def test_retry_is_acknowledged_as_duplicate_and_counted(server):
+    body = sample_bytes("case-closed")
+    assert server.post(body).json == {"ok": True, "id": 1, "duplicate": False}
+    assert server.post(body).json == {"ok": True, "id": 1, "duplicate": True}
+    [row] = rows(server.db)
+    assert row["deliveries"] == 2
+    assert row["lastReceivedAt"] >= row["receivedAt"]
+    assert row["externalPersonId"] is None
+
+
+def test_path_is_recorded_so_webhooks_can_share_a_receiver(server):
+    server.post(sample_bytes("case-closed"), path="/profile-a")
+    server.post(sample_bytes("profile-merged"), path="/profile-b/hook?token=x")
+    assert [r["path"] for r in rows(server.db)] == ["/profile-a", "/profile-b/hook"]
+
+
+def test_unknown_event_is_stored_as_that_event(server):
+    body = json.dumps({"event": "caseAssigned", "caseId": 9, "personId": "p", "timestamp": 5}).encode()
+    assert server.post(body).json == {"ok": True, "id": 1, "duplicate": False}
+    [row] = rows(server.db)
+    assert (row["event"], row["caseId"], row["personId"], row["timestamp"]) == ("caseAssigned", 9, None, 5)
+    assert row["body"] == body
+
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (b"", "empty body"),
+        (b"{this is not json", "not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+        (b"[1]", "JSON value is an array, not an object"),
+        (b'{"caseId": 1}', 'object has no "event" key'),
+        (event_body(own=True), 'newResult: "own" must be an integer, got true'),
+        (event_body(caseId=10**30), 'newResult: "caseId" is too large for a 64-bit integer'),
+        (b'{"event": "newResult", "caseId": NaN}', "NaN is not a JSON number"),
+        (b"[" * 5000, "JSON nested too deeply"),
+    ],
+)
+def test_authenticated_unreadable_body_is_kept_in_quarantine_with_200(server, body, reason):
+    response = server.post(body, path="/q")
+    assert response.status == 200
+    assert response.json == {"ok": True, "id": 1, "duplicate": False, "quarantined": True, "reason": reason}
+    [row] = rows(server.db, "quarantine")
+    assert (row["body"], row["reason"], row["path"]) == (body, reason, "/q")
+    assert rows(server.db) == []
+
+
+def test_wrong_or_missing_header_gets_401_and_stores_nothing(serve):
+    server = serve("--header-name", "X-Tracebuzz-Token", "--header-value", SECRET)
+    body = sample_bytes("case-closed")
+    for headers in ({}, {"X-Tracebuzz-Token": "wrong"}, {"X-Tracebuzz-Token": SECRET + "x"},
+                    {"X-Other": SECRET}):
+        response = server.post(body, headers=headers)
+        assert response.status == 401
+        assert response.json == {"ok": False, "error": "missing or wrong X-Tracebuzz-Token header"}
+    assert rows(server.db) == [] and rows(server.db, "quarantine") == []
+    # The header name matches in any case.
+    assert server.post(body, headers={"x-tracebuzz-token": SECRET}).status == 200
+    assert server.post(b"", headers={"X-TRACEBUZZ-TOKEN": SECRET}).json["quarantined"] is True
+    assert len(rows(server.db)) == 1
+    server.stop()
+    assert SECRET not in server.stderr()
+    assert "rejected: missing or wrong X-Tracebuzz-Token header from 127.0.0.1" in server.stderr()
+
+
+def test_header_settings_come_from_the_environment(db_path, monkeypatch):
+    from conftest import start_serve
+    import os
+    env = dict(os.environ, TBHOOK_HEADER_NAME="X-Key", TBHOOK_HEADER_VALUE=SECRET)
+    server = start_serve(db_path, env=env)
+    try:
+        assert server.post(sample_bytes("case-closed")).status == 401
+        assert server.post(sample_bytes("case-closed"), headers={"X-Key": SECRET}).status == 200
+    finally:
+        assert server.stop() == 0
+    assert SECRET not in server.stderr()
+
+
+def test_body_over_max_body_gets_413_and_stores_nothing(serve):
+    server = serve("--max-body", "100")
+    response = server.post(b'{"event": "x", "pad": "' + b"a" * 200 + b'"}')
+    assert response.status == 413
+    assert response.json == {"ok": False, "error": "body larger than 100 bytes"}
+    assert server.post(b"{}").status == 200  # at the limit or under is fine
+    assert rows(server.db) == [] and len(rows(server.db, "quarantine")) == 1
+
+
+def test_chunked_body_over_max_body_gets_413(serve):
+    server = serve("--max-body", "100")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        chunk = b"a" * 80
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + (b"50\r\n" + chunk + b"\r\n") * 3 + b"0\r\n\r\n")
+        assert sock.recv(1024).startswith(b"HTTP/1.1 413 ")
+    assert rows(server.db, "quarantine") == []
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_get_and_head_answer_ok_on_any_path_and_store_nothing(server, method):
+    response = request(server.port, method, "/any/path")
+    assert response.status == 200
+    assert response.body == (b'{"status": "ok"}' if method == "GET" else b"")
+    assert rows(server.db) == [] and rows(server.db, "quarantine") == []
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_other_methods_get_405(server, method):
+    response = request(server.port, method, "/", body=sample_bytes("case-closed"))
+    assert response.status == 405
+    assert response.headers["allow"] == "GET, HEAD, POST"
+    assert response.json == {"ok": False, "error": f"method {method} not allowed"}
+    assert rows(server.db) == []
+
+
+def test_locked_database_gets_503_with_retry_after_then_recovers(server):
+    body = sample_bytes("case-closed")
+    holder = sqlite3.connect(server.db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock past the busy timeout
+    try:
+        response = server.post(body)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert response.status == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.json["ok"] is False and "locked" in response.json["error"]
+    assert rows(server.db) == []
+    assert server.post(body).json == {"ok": True, "id": 1, "duplicate": False}
+
+
+def test_dedupe_race_32_identical_bodies_at_once(server):
+    body = event_body(caseId=424242)
+    barrier = threading.Barrier(32)
+
+    def post(_):
+        barrier.wait()
+        return server.post(body)
+
+    with ThreadPoolExecutor(32) as pool:
+        responses = list(pool.map(post, range(32)))
+    assert [r.status for r in responses] == [200] * 32
+    assert sum(not r.json["duplicate"] for r in responses) == 1
+    assert {r.json["id"] for r in responses} == {1}
+    [row] = rows(server.db)
+    assert row["deliveries"] == 32
+
+
+def test_same_second_events_are_separate_rows(server):
+    for case_id in (1, 2, 3):
+        assert server.post(event_body(caseId=case_id, timestamp=1700000000)).status == 200
+    assert [r["caseId"] for r in rows(server.db)] == [1, 2, 3]
+
+
+def test_each_delivery_prints_one_readable_line(server):
+    server.post(sample_bytes("new-incoming-message"))
+    server.post(sample_bytes("include-own-message"), path="/b")
+    server.post(sample_bytes("case-closed"))
+    server.post(sample_bytes("case-closed"))
+    server.post(b'{"event": "evil\\r\\nInjected: yes"}')
+    server.post(b"nope")
+    assert server.stop() == 0
+    out = server.stderr()
+    assert "newResult     case 11111 person 11111 customer private message (result 11111, source 14)\n" in out
+    assert "newResult     case 11111 person 11111 agent private message (result 11111, source 14) on /b\n" in out
+    assert "caseClosed    case 11111111 person 11111111 closed by agent 1 (reason 111111)\n" in out
+    assert "(reason 111111) [retry: delivery 2 of #3]\n" in out
+    assert "evil\\r\\nInjected: yes (undocumented event, kept)" in out
+    assert "\nInjected" not in out
+    assert "quarantined #1: not valid JSON" in out
+
+
+def test_quiet_prints_no_delivery_lines(serve):
+    server = serve("--quiet")
+    server.post(sample_bytes("case-closed"))
+    assert server.stop() == 0
+    assert "caseClosed" not in server.stderr()
+
+
+def test_sigterm_drains_a_request_in_flight_and_exits_0(server):
+    body = sample_bytes("case-closed")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
+        sock.sendall(b"POST /drain HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+                     + body[:10])
+        time.sleep(0.3)
+        server.proc.terminate()
+        time.sleep(0.3)
+        sock.sendall(body[10:])
+        reply = sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 200 ")
+    assert b'"duplicate": false' in reply
+    assert server.proc.wait(15) == 0
+    assert [r["path"] for r in rows(server.db)] == ["/drain"]
+
+
+def test_sigint_exits_0(server):
+    import signal
+    assert server.stop(signal.SIGINT) == 0
+    assert "every acknowledged event is stored" in server.stderr()
+
+
+def run_cli(*args, timeout=20):
+    return subprocess.run([sys.executable, "-m", "tbhook", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_start_up_fails_fast_when_the_database_cannot_be_written(tmp_path):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = str(busy.getsockname()[1])
+    try:
+        result = run_cli("serve", "--db", str(tmp_path / "no" / "such" / "dir.db"), "--port", port)
+    finally:
+        busy.close()
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: cannot open ")
+    assert "dir.db for writing: No such file or directory\n" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_start_up_fails_when_the_port_is_taken(tmp_path):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        result = run_cli("serve", "--db", str(tmp_path / "x.db"), "--port", str(busy.getsockname()[1]))
+    finally:
+        busy.close()
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: cannot listen on 127.0.0.1:")
+    assert "Address already in use" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--header-name", "X-Key"], "give both --header-name and --header-value, or neither"),
+        (["--header-name", "X Key", "--header-value", "v"], "'X Key' is not a valid HTTP header name"),
+        (["--port", "70000"], "Invalid value for '--port': Input should be less than or equal to 65535"),
+    ],
+)
+def test_bad_serve_options_are_usage_errors(tmp_path, args, message):
+    result = run_cli("serve", "--db", str(tmp_path / "x.db"), *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_non_loopback_without_header_warns(serve):
+    server = serve("--host", "0.0.0.0")
+    wait_for(lambda: "Press Ctrl+C" in server.stderr())
+    assert "Warning: listening on 0.0.0.0 with no --header-name/--header-value" in server.stderr()
+    assert server.stop() == 0
+
+
+def test_loopback_without_header_does_not_warn(server):
+    wait_for(lambda: "Press Ctrl+C" in server.stderr())
+    assert "Warning" not in server.stderr()

@@ -1,0 +1,158 @@
+"""The store against a real SQLite file: schema, settings, dedupe, quarantine."""
+
+import os
+import sqlite3
+import stat
+
+import pytest
+from conftest import SAMPLE_NAMES, sample_bytes
+
+from tbhook.errors import NoDatabase, StoreUnavailable
+from tbhook.events import parse
+from tbhook.migrations import migrations
+from tbhook.store import Delivery, EventStore
+
+EXPECTED_EVENT_COLUMNS = [
+    "id", "receivedAt", "lastReceivedAt", "deliveries", "path", "event", "timestamp",
+    "searchId", "uniqueId", "resultId", "personId", "caseId", "handlerId", "sourceId",
+    "connectionId", "typeId", "own", "externalCaseId", "reasonId", "externalPersonId",
+    "agentId", "oldPersonId", "newPersonId", "body", "bodySha256",
+]
+
+
+def deliver(store, body: bytes, path: str = "/"):
+    return store.append([Delivery(body, parse(body), path=path)])[0]
+
+
+def test_blank_database_migrates_to_the_expected_schema(db_path):
+    EventStore.open(db_path).close()
+    conn = sqlite3.connect(db_path)
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(events)")]
+    assert columns == EXPECTED_EVENT_COLUMNS
+    quarantine = [row[1] for row in conn.execute("PRAGMA table_info(quarantine)")]
+    assert quarantine == [
+        "id", "receivedAt", "lastReceivedAt", "deliveries", "path", "reason", "body", "bodySha256",
+    ]
+    views = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='view'")}
+    assert views == {"messages", "case_closures", "person_merges"}
+    indexed = {r[0] for r in conn.execute("SELECT sql FROM sqlite_master WHERE type='index'") if r[0]}
+    assert {'CREATE INDEX events_caseId ON events ("caseId")',
+            'CREATE INDEX events_personId ON events ("personId")',
+            'CREATE INDEX events_event ON events ("event")'} <= indexed
+    applied = [m.name for m in migrations.applied(__import__("sqlite_utils").Database(conn))]
+    assert applied == ["m001_events_and_quarantine", "m002_views"]
+
+
+def test_reopening_applies_nothing_twice(db_path):
+    EventStore.open(db_path).close()
+    EventStore.open(db_path).close()
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 2
+
+
+def test_durability_settings(store, db_path):
+    conn = store.db.conn
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] > 0
+    assert conn.execute("PRAGMA journal_size_limit").fetchone()[0] == 64 * 1024 * 1024
+
+
+def test_database_file_is_private(store, db_path):
+    assert stat.S_IMODE(os.stat(db_path).st_mode) == 0o600
+
+
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
+def test_sample_is_stored_byte_for_byte(store, name):
+    stored = deliver(store, sample_bytes(name), path="/hooks/a")
+    assert (stored.quarantined, stored.duplicate) == (False, False)
+    row = next(store.rows())
+    assert row["body"] == sample_bytes(name)
+    assert row["path"] == "/hooks/a"
+    assert row["deliveries"] == 1
+    assert row["receivedAt"].endswith("Z") and row["receivedAt"] == row["lastReceivedAt"]
+    assert row["bodySha256"] == __import__("hashlib").sha256(sample_bytes(name)).hexdigest()
+
+
+def test_false_external_person_id_is_null_but_raw_body_keeps_it(store):
+    deliver(store, sample_bytes("case-closed"))
+    row = next(store.rows())
+    assert row["externalPersonId"] is None
+    assert b'"externalPersonId": false' in row["body"]
+    assert row["reasonId"] == 111111 and row["externalCaseId"] is None
+
+
+def test_same_body_twice_is_one_row_with_two_deliveries(store):
+    first = deliver(store, sample_bytes("case-closed"))
+    again = deliver(store, sample_bytes("case-closed"))
+    assert again.id == first.id and again.duplicate and again.deliveries == 2
+    assert store.count() == 1
+    assert next(store.rows())["deliveries"] == 2
+
+
+def test_duplicates_within_one_batch(store):
+    body = sample_bytes("new-incoming-message")
+    results = store.append([Delivery(body, parse(body)) for _ in range(32)])
+    assert [r.deliveries for r in results] == list(range(1, 33))
+    assert store.count() == 1 and next(store.rows())["deliveries"] == 32
+
+
+def test_same_event_and_timestamp_with_different_bodies_are_two_rows(store):
+    deliver(store, sample_bytes("new-incoming-message"))
+    deliver(store, sample_bytes("include-own-message"))
+    assert store.count() == 2
+
+
+def test_unreadable_bodies_go_to_quarantine_with_reason_and_path(store):
+    stored = deliver(store, b"{oops", path="/tb")
+    assert stored.quarantined
+    row = next(store.rows("quarantine"))
+    assert row["body"] == b"{oops" and row["path"] == "/tb"
+    assert row["reason"].startswith("not valid JSON")
+    assert store.count() == 0
+    assert deliver(store, b"{oops").deliveries == 2
+
+
+def test_read_only_open_never_creates_a_database(tmp_path):
+    missing = tmp_path / "nope.db"
+    with pytest.raises(NoDatabase, match="no database at .*nope.db"):
+        EventStore.open_readonly(missing)
+    assert not missing.exists()
+
+
+def test_read_only_store_cannot_write(store, db_path):
+    deliver(store, sample_bytes("case-closed"))
+    reader = EventStore.open_readonly(db_path)
+    assert reader.count() == 1
+    with pytest.raises(StoreUnavailable, match="readonly"):
+        deliver(reader, sample_bytes("profile-merged"))
+
+
+def test_open_for_writing_fails_clearly_in_a_missing_directory(tmp_path):
+    with pytest.raises(StoreUnavailable, match="cannot open .*missing/x.db for writing: No such file"):
+        EventStore.open(tmp_path / "missing" / "x.db")
+
+
+def test_locked_database_fails_the_batch_and_the_store_recovers(store, db_path):
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("PRAGMA busy_timeout = 0")
+    store.db.conn.execute("PRAGMA busy_timeout = 50")
+    holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StoreUnavailable, match="locked"):
+        deliver(store, sample_bytes("case-closed"))
+    holder.execute("ROLLBACK")
+    assert not deliver(store, sample_bytes("case-closed")).duplicate
+    assert store.count() == 1
+
+
+def test_views_label_type_and_sender(store, db_path):
+    deliver(store, sample_bytes("new-incoming-message"))
+    deliver(store, sample_bytes("include-own-message"))
+    deliver(store, sample_bytes("case-closed"))
+    deliver(store, sample_bytes("profile-merged"))
+    conn = sqlite3.connect(db_path)
+    rows = conn.execute("SELECT type, sender, time FROM messages ORDER BY id").fetchall()
+    assert rows == [("private message", "customer", "2022-09-22T07:30:26Z"),
+                    ("private message", "agent", "2022-09-22T07:30:26Z")]
+    assert conn.execute("SELECT caseId FROM case_closures").fetchall() == [(11111111,)]
+    assert conn.execute("SELECT oldPersonId, newPersonId FROM person_merges").fetchall() == [(1, 1)]
