@@ -116,7 +116,8 @@ def _announce(store, sock, host: str, auth) -> None:  # noqa: ANN001 - lazy serv
     shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
     err = sys.stderr
     err.write(f"tbhook {__version__} receiving on http://{shown_host}:{bound_port}/ (any path)\n")
-    err.write(f"  database: {store.path} ({store.count()} events, {store.count('quarantine')} quarantined)\n")
+    counts = f"{store.count()} events, {store.count('quarantine')} quarantined"
+    err.write(f"  database: {store.path} ({counts})\n")
     if auth:
         err.write(f"  requires header: {auth.name}\n")
     elif not server.is_loopback(host):
@@ -139,5 +140,7 @@ def _auth(name: Optional[str], value: Optional[str]):  # noqa: ANN202 - lazy ser
             param_hint="'--header-name' / '--header-value'",
         )
     if not _TOKEN.match(name):
-        raise typer.BadParameter(f"{name!r} is not a valid HTTP header name", param_hint="'--header-name'")
+        raise typer.BadParameter(
+            f"{name!r} is not a valid HTTP header name", param_hint="'--header-name'"
+        )
     return Auth(name, value)

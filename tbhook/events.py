@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -64,9 +64,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
 
 # Every payload key that has a column of its own, in a stable order.
 PAYLOAD_COLUMNS: tuple[str, ...] = tuple(
-    dict.fromkeys(
-        key for schema in SCHEMAS.values() for key in schema if key != "timestamp"
-    )
+    dict.fromkeys(key for schema in SCHEMAS.values() for key in schema if key != "timestamp")
 )
 COLUMNS: tuple[str, ...] = ("timestamp", *PAYLOAD_COLUMNS)
 
@@ -132,20 +130,30 @@ def _from_object(pairs: _Pairs) -> Event | Unreadable:
 
 def _validated(name: str, schema: dict[str, str], pairs: _Pairs) -> Event | Unreadable:
     values: dict[str, int | None] = dict.fromkeys(COLUMNS)
+    missing: list[str] = []
+    problems: list[str] = []  # every problem at once, so one look at quarantine says it all
     for key, allowed in schema.items():
-        if key in pairs.repeated:
-            return Unreadable(f'{name}: "{key}" appears more than once')
         if key not in pairs:
-            return Unreadable(f'{name}: missing "{key}"')
-        value = pairs[key]
-        problem = _type_problem(value, allowed)
-        if problem:
-            return Unreadable(f'{name}: "{key}" {problem}')
-        if key in ALLOWED_VALUES and value not in ALLOWED_VALUES[key]:
-            choices = ", ".join(str(v) for v in ALLOWED_VALUES[key])
-            return Unreadable(f'{name}: "{key}" must be one of {choices}, got {value}')
-        values[key] = None if value is False else value
+            missing.append(f'"{key}"')
+        elif problem := _field_problem(key, pairs[key], allowed, key in pairs.repeated):
+            problems.append(f'"{key}" {problem}')
+        else:
+            values[key] = None if pairs[key] is False else pairs[key]
+    if missing:
+        problems.insert(0, "missing " + ", ".join(missing))
+    if problems:
+        return Unreadable(f"{name}: " + "; ".join(problems))
     return Event(name, values)
+
+
+def _field_problem(key: str, value: Any, allowed: str, repeated: bool) -> str | None:
+    if repeated:
+        return "appears more than once"
+    problem = _type_problem(value, allowed)
+    if problem is None and key in ALLOWED_VALUES and value not in ALLOWED_VALUES[key]:
+        choices = ", ".join(str(v) for v in ALLOWED_VALUES[key])
+        problem = f"must be one of {choices}, got {value}"
+    return problem
 
 
 def _type_problem(value: Any, allowed: str) -> str | None:
@@ -155,7 +163,7 @@ def _type_problem(value: Any, allowed: str) -> str | None:
         return None
     if not _is_int(value):
         return f"must be {_article(allowed)}, got {_kind(value)}"
-    if not INT64_MIN <= value <= INT64_MAX:
+    if not _fits(value):
         return "is too large for a 64-bit integer"
     return None
 
@@ -165,13 +173,17 @@ def _lenient_values(pairs: _Pairs) -> dict[str, int | None]:
     values: dict[str, int | None] = dict.fromkeys(COLUMNS)
     for key in COLUMNS:
         value = pairs.get(key)
-        if key not in pairs.repeated and _is_int(value) and INT64_MIN <= value <= INT64_MAX:
+        if key not in pairs.repeated and _is_int(value) and _fits(value):
             values[key] = value
     return values
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _fits(value: int) -> bool:
+    return INT64_MIN <= value <= INT64_MAX
 
 
 def _is_text(value: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
@@ -40,7 +41,7 @@ class BatchWriter:
             self._thread.join()
 
     def submit(self, delivery: Delivery, callback: Callback) -> None:
-        """Queue a delivery; ``callback`` runs on the writer thread once it is committed or failed."""
+        """Queue a delivery; ``callback`` runs on the writer thread once committed or failed."""
         self._queue.put((delivery, callback))
 
     async def write(self, delivery: Delivery) -> Stored:
@@ -49,10 +50,9 @@ class BatchWriter:
         future: asyncio.Future[Outcome] = loop.create_future()
 
         def settle(outcome: Outcome) -> None:
-            try:
+            # A closed loop means nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, future, outcome)
-            except RuntimeError:  # the loop is already closed: nobody is waiting
-                pass
 
         self.submit(delivery, settle)
         outcome = await future
@@ -84,7 +84,7 @@ class BatchWriter:
         except Exception as exc:  # a bug must fail this batch, never the writer
             failure = StoreUnavailable(f"could not store: {type(exc).__name__}: {exc}")
             outcomes = [failure] * len(batch)
-        for (_, callback), outcome in zip(batch, outcomes):
+        for (_, callback), outcome in zip(batch, outcomes, strict=True):
             callback(outcome)
 
 

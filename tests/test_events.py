@@ -47,8 +47,15 @@ def test_extra_keys_on_a_documented_event_are_accepted():
 
 def test_unknown_event_keeps_integer_known_keys_only():
     body = json.dumps(
-        {"event": "caseReopened", "caseId": 5, "personId": "7", "agentId": True,
-         "searchId": 2**70, "timestamp": 1700000000, "note": "x"}
+        {
+            "event": "caseReopened",
+            "caseId": 5,
+            "personId": "7",
+            "agentId": True,
+            "searchId": 2**70,
+            "timestamp": 1700000000,
+            "note": "x",
+        }
     ).encode()
     event = parse(body)
     assert isinstance(event, Event)
@@ -67,7 +74,7 @@ def test_unknown_event_keeps_integer_known_keys_only():
         (b"  \n", "empty body"),
         (b"{not json", "not valid JSON: Expecting property name enclosed in double quotes"),
         (b"\xff\xfe{}", "body is not valid UTF-8"),
-        (b"{\"event\": \"\xed\xa0\x80\"}", "body is not valid UTF-8"),
+        (b'{"event": "\xed\xa0\x80"}', "body is not valid UTF-8"),
         (b"[1, 2]", "JSON value is an array, not an object"),
         (b'"newResult"', "JSON value is a string, not an object"),
         (b"42", "JSON value is an integer, not an object"),
@@ -109,7 +116,9 @@ def test_documented_event_with_wrong_types_is_unreadable(field, value, reason):
 
 def test_float_overflow_in_a_documented_field_is_unreadable():
     body = event_body().replace(b'"caseId": 11111', b'"caseId": 1e400')
-    assert parse(body) == Unreadable('newResult: "caseId" must be an integer, got a number out of range')
+    assert parse(body) == Unreadable(
+        'newResult: "caseId" must be an integer, got a number out of range'
+    )
 
 
 def test_missing_and_duplicated_fields_are_unreadable():
@@ -137,3 +146,12 @@ def test_case_closed_optional_fields_allow_only_their_documented_extra(field, va
 
 def test_utf8_bom_is_tolerated():
     assert isinstance(parse(b"\xef\xbb\xbf" + sample_bytes("case-closed")), Event)
+
+
+def test_every_problem_is_reported_at_once_in_spec_order():
+    body = b'{"event": "newResult", "typeId": 9, "caseId": "12", "own": 0, "personId": true}'
+    assert parse(body) == Unreadable(
+        'newResult: missing "searchId", "uniqueId", "resultId", "handlerId", "sourceId", '
+        '"connectionId", "timestamp"; "personId" must be an integer, got true; '
+        '"caseId" must be an integer, got a string; "typeId" must be one of 1, 2, 3, 4, 5, 6, got 9'
+    )

@@ -52,10 +52,17 @@ def test_path_is_recorded_so_webhooks_can_share_a_receiver(server):
 
 
 def test_unknown_event_is_stored_as_that_event(server):
-    body = json.dumps({"event": "caseAssigned", "caseId": 9, "personId": "p", "timestamp": 5}).encode()
+    body = json.dumps(
+        {"event": "caseAssigned", "caseId": 9, "personId": "p", "timestamp": 5}
+    ).encode()
     assert server.post(body).json == {"ok": True, "id": 1, "duplicate": False}
     [row] = rows(server.db)
-    assert (row["event"], row["caseId"], row["personId"], row["timestamp"]) == ("caseAssigned", 9, None, 5)
+    assert (row["event"], row["caseId"], row["personId"], row["timestamp"]) == (
+        "caseAssigned",
+        9,
+        None,
+        5,
+    )
     assert row["body"] == body
 
 
@@ -63,7 +70,10 @@ def test_unknown_event_is_stored_as_that_event(server):
     "body, reason",
     [
         (b"", "empty body"),
-        (b"{this is not json", "not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+        (
+            b"{this is not json",
+            "not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        ),
         (b"[1]", "JSON value is an array, not an object"),
         (b'{"caseId": 1}', 'object has no "event" key'),
         (event_body(own=True), 'newResult: "own" must be an integer, got true'),
@@ -75,7 +85,13 @@ def test_unknown_event_is_stored_as_that_event(server):
 def test_authenticated_unreadable_body_is_kept_in_quarantine_with_200(server, body, reason):
     response = server.post(body, path="/q")
     assert response.status == 200
-    assert response.json == {"ok": True, "id": 1, "duplicate": False, "quarantined": True, "reason": reason}
+    assert response.json == {
+        "ok": True,
+        "id": 1,
+        "duplicate": False,
+        "quarantined": True,
+        "reason": reason,
+    }
     [row] = rows(server.db, "quarantine")
     assert (row["body"], row["reason"], row["path"]) == (body, reason, "/q")
     assert rows(server.db) == []
@@ -84,8 +100,12 @@ def test_authenticated_unreadable_body_is_kept_in_quarantine_with_200(server, bo
 def test_wrong_or_missing_header_gets_401_and_stores_nothing(serve):
     server = serve("--header-name", "X-Tracebuzz-Token", "--header-value", SECRET)
     body = sample_bytes("case-closed")
-    for headers in ({}, {"X-Tracebuzz-Token": "wrong"}, {"X-Tracebuzz-Token": SECRET + "x"},
-                    {"X-Other": SECRET}):
+    for headers in (
+        {},
+        {"X-Tracebuzz-Token": "wrong"},
+        {"X-Tracebuzz-Token": SECRET + "x"},
+        {"X-Other": SECRET},
+    ):
         response = server.post(body, headers=headers)
         assert response.status == 401
         assert response.json == {"ok": False, "error": "missing or wrong X-Tracebuzz-Token header"}
@@ -100,8 +120,10 @@ def test_wrong_or_missing_header_gets_401_and_stores_nothing(serve):
 
 
 def test_header_settings_come_from_the_environment(db_path, monkeypatch):
-    from conftest import start_serve
     import os
+
+    from conftest import start_serve
+
     env = dict(os.environ, TBHOOK_HEADER_NAME="X-Key", TBHOOK_HEADER_VALUE=SECRET)
     server = start_serve(db_path, env=env)
     try:
@@ -125,8 +147,11 @@ def test_chunked_body_over_max_body_gets_413(serve):
     server = serve("--max-body", "100")
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         chunk = b"a" * 80
-        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     + (b"50\r\n" + chunk + b"\r\n") * 3 + b"0\r\n\r\n")
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + (b"50\r\n" + chunk + b"\r\n") * 3
+            + b"0\r\n\r\n"
+        )
         assert sock.recv(1024).startswith(b"HTTP/1.1 413 ")
     assert rows(server.db, "quarantine") == []
 
@@ -196,8 +221,14 @@ def test_each_delivery_prints_one_readable_line(server):
     server.post(b"nope")
     assert server.stop() == 0
     out = server.stderr()
-    assert "newResult     case 11111 person 11111 customer private message (result 11111, source 14)\n" in out
-    assert "newResult     case 11111 person 11111 agent private message (result 11111, source 14) on /b\n" in out
+    assert (
+        "newResult     case 11111 person 11111 customer private message (result 11111, source 14)\n"
+        in out
+    )
+    assert (
+        "newResult     case 11111 person 11111 agent private message (result 11111, source 14) on /b\n"
+        in out
+    )
     assert "caseClosed    case 11111111 person 11111111 closed by agent 1 (reason 111111)\n" in out
     assert "(reason 111111) [retry: delivery 2 of #3]\n" in out
     assert "evil\\r\\nInjected: yes (undocumented event, kept)" in out
@@ -215,13 +246,16 @@ def test_quiet_prints_no_delivery_lines(serve):
 def test_sigterm_drains_a_request_in_flight_and_exits_0(server):
     body = sample_bytes("case-closed")
     with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
-        sock.sendall(b"POST /drain HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
-                     + body[:10])
+        sock.sendall(
+            b"POST /drain HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:10]
+        )
         time.sleep(0.3)
         server.proc.terminate()
         time.sleep(0.3)
         sock.sendall(body[10:])
-        reply = sock.recv(4096)
+        reply = b""
+        while chunk := sock.recv(4096):  # the server closes the connection as it drains
+            reply += chunk
     assert reply.startswith(b"HTTP/1.1 200 ")
     assert b'"duplicate": false' in reply
     assert server.proc.wait(15) == 0
@@ -230,13 +264,15 @@ def test_sigterm_drains_a_request_in_flight_and_exits_0(server):
 
 def test_sigint_exits_0(server):
     import signal
+
     assert server.stop(signal.SIGINT) == 0
     assert "every acknowledged event is stored" in server.stderr()
 
 
 def run_cli(*args, timeout=20):
-    return subprocess.run([sys.executable, "-m", "tbhook", *args], capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "tbhook", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_start_up_fails_fast_when_the_database_cannot_be_written(tmp_path):
@@ -259,7 +295,9 @@ def test_start_up_fails_when_the_port_is_taken(tmp_path):
     busy.bind(("127.0.0.1", 0))
     busy.listen()
     try:
-        result = run_cli("serve", "--db", str(tmp_path / "x.db"), "--port", str(busy.getsockname()[1]))
+        result = run_cli(
+            "serve", "--db", str(tmp_path / "x.db"), "--port", str(busy.getsockname()[1])
+        )
     finally:
         busy.close()
     assert result.returncode == 1
@@ -271,8 +309,14 @@ def test_start_up_fails_when_the_port_is_taken(tmp_path):
     "args, message",
     [
         (["--header-name", "X-Key"], "give both --header-name and --header-value, or neither"),
-        (["--header-name", "X Key", "--header-value", "v"], "'X Key' is not a valid HTTP header name"),
-        (["--port", "70000"], "Invalid value for '--port': Input should be less than or equal to 65535"),
+        (
+            ["--header-name", "X Key", "--header-value", "v"],
+            "'X Key' is not a valid HTTP header name",
+        ),
+        (
+            ["--port", "70000"],
+            "Invalid value for '--port': Input should be less than or equal to 65535",
+        ),
     ],
 )
 def test_bad_serve_options_are_usage_errors(tmp_path, args, message):

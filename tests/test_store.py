@@ -13,10 +13,31 @@ from tbhook.migrations import migrations
 from tbhook.store import Delivery, EventStore
 
 EXPECTED_EVENT_COLUMNS = [
-    "id", "receivedAt", "lastReceivedAt", "deliveries", "path", "event", "timestamp",
-    "searchId", "uniqueId", "resultId", "personId", "caseId", "handlerId", "sourceId",
-    "connectionId", "typeId", "own", "externalCaseId", "reasonId", "externalPersonId",
-    "agentId", "oldPersonId", "newPersonId", "body", "bodySha256",
+    "id",
+    "receivedAt",
+    "lastReceivedAt",
+    "deliveries",
+    "path",
+    "event",
+    "timestamp",
+    "searchId",
+    "uniqueId",
+    "resultId",
+    "personId",
+    "caseId",
+    "handlerId",
+    "sourceId",
+    "connectionId",
+    "typeId",
+    "own",
+    "externalCaseId",
+    "reasonId",
+    "externalPersonId",
+    "agentId",
+    "oldPersonId",
+    "newPersonId",
+    "body",
+    "bodySha256",
 ]
 
 
@@ -31,14 +52,25 @@ def test_blank_database_migrates_to_the_expected_schema(db_path):
     assert columns == EXPECTED_EVENT_COLUMNS
     quarantine = [row[1] for row in conn.execute("PRAGMA table_info(quarantine)")]
     assert quarantine == [
-        "id", "receivedAt", "lastReceivedAt", "deliveries", "path", "reason", "body", "bodySha256",
+        "id",
+        "receivedAt",
+        "lastReceivedAt",
+        "deliveries",
+        "path",
+        "reason",
+        "body",
+        "bodySha256",
     ]
     views = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='view'")}
     assert views == {"messages", "case_closures", "person_merges"}
-    indexed = {r[0] for r in conn.execute("SELECT sql FROM sqlite_master WHERE type='index'") if r[0]}
-    assert {'CREATE INDEX events_caseId ON events ("caseId")',
-            'CREATE INDEX events_personId ON events ("personId")',
-            'CREATE INDEX events_event ON events ("event")'} <= indexed
+    indexed = {
+        r[0] for r in conn.execute("SELECT sql FROM sqlite_master WHERE type='index'") if r[0]
+    }
+    assert {
+        'CREATE INDEX events_caseId ON events ("caseId")',
+        'CREATE INDEX events_personId ON events ("personId")',
+        'CREATE INDEX events_event ON events ("event")',
+    } <= indexed
     applied = [m.name for m in migrations.applied(__import__("sqlite_utils").Database(conn))]
     assert applied == ["m001_events_and_quarantine", "m002_views"]
 
@@ -129,7 +161,9 @@ def test_read_only_store_cannot_write(store, db_path):
 
 
 def test_open_for_writing_fails_clearly_in_a_missing_directory(tmp_path):
-    with pytest.raises(StoreUnavailable, match="cannot open .*missing/x.db for writing: No such file"):
+    with pytest.raises(
+        StoreUnavailable, match="cannot open .*missing/x.db for writing: No such file"
+    ):
         EventStore.open(tmp_path / "missing" / "x.db")
 
 
@@ -152,7 +186,9 @@ def test_views_label_type_and_sender(store, db_path):
     deliver(store, sample_bytes("profile-merged"))
     conn = sqlite3.connect(db_path)
     rows = conn.execute("SELECT type, sender, time FROM messages ORDER BY id").fetchall()
-    assert rows == [("private message", "customer", "2022-09-22T07:30:26Z"),
-                    ("private message", "agent", "2022-09-22T07:30:26Z")]
+    assert rows == [
+        ("private message", "customer", "2022-09-22T07:30:26Z"),
+        ("private message", "agent", "2022-09-22T07:30:26Z"),
+    ]
     assert conn.execute("SELECT caseId FROM case_closures").fetchall() == [(11111111,)]
     assert conn.execute("SELECT oldPersonId, newPersonId FROM person_merges").fetchall() == [(1, 1)]
