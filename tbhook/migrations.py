@@ -73,3 +73,13 @@ CREATE VIEW person_merges AS SELECT {common},
     oldPersonId, newPersonId, deliveries
 FROM events WHERE event = 'profileMerged'"""
     )
+
+
+@migrations()
+def m003_merge_indexes(db: Database) -> None:
+    # Person lookups walk merges from both sides; partial, so the 1M other events cost nothing.
+    for column in ("oldPersonId", "newPersonId"):
+        db.execute(
+            f'CREATE INDEX events_merge_{column} ON events ("{column}") '
+            "WHERE event = 'profileMerged'"
+        )

@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import csv
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from enum import Enum
+from pathlib import Path
+from typing import IO, Any
 
-from tbhook.events import SENDER_LABELS, TYPE_LABELS
+from tbhook.errors import TbhookError
+from tbhook.events import PAYLOAD_COLUMNS, SENDER_LABELS, TYPE_LABELS
+from tbhook.filters import iso_time
+
+EVENT_FIELDS = (
+    "id",
+    "receivedAt",
+    "event",
+    "timestamp",
+    "time",
+    *PAYLOAD_COLUMNS,
+    "canonicalPersonId",
+    "deliveries",
+)
+EVENT_STYLES = {"newResult": "cyan", "caseClosed": "magenta", "profileMerged": "yellow"}
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    ndjson = "ndjson"
+    csv = "csv"
+
 
 _CONTROL = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7F)}
 _CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
@@ -51,3 +78,161 @@ def describe(row: Mapping[str, Any]) -> str:
     if path and path != "/":
         text += f" on {clean(path)}"
     return text
+
+
+def event_style(row: Mapping[str, Any]) -> str:
+    if row.get("event") == "newResult" and row.get("own") == 1:
+        return "green"
+    return EVENT_STYLES.get(str(row.get("event")), "white")
+
+
+def event_record(row: Mapping[str, Any], canonical: Callable[[Any], Any]) -> dict[str, Any]:
+    """An event row as the read commands show it: Tracebuzz's names plus time and canonical ID."""
+    person = row["personId"] if row["personId"] is not None else row["newPersonId"]
+    record = {key: row.get(key) for key in EVENT_FIELDS}
+    record["time"] = iso_time(row["timestamp"])
+    record["canonicalPersonId"] = canonical(person)
+    return record
+
+
+def write_records(
+    records: Iterable[Mapping[str, Any]], fmt: Format, fields: Sequence[str], stream: IO[str]
+) -> int:
+    """Stream records as json, ndjson or csv (constant memory); return how many were written."""
+    count = 0
+    if fmt is Format.csv:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(fields)
+        for record in records:
+            writer.writerow([_csv_cell(record.get(field)) for field in fields])
+            count += 1
+    elif fmt is Format.ndjson:
+        for record in records:
+            stream.write(json.dumps(record) + "\n")
+            count += 1
+    else:
+        stream.write("[")
+        for record in records:
+            stream.write(("\n" if count == 0 else ",\n") + json.dumps(record))
+            count += 1
+        stream.write("\n]\n" if count else "]\n")
+    return count
+
+
+def write_file(
+    records: Iterable[Mapping[str, Any]],
+    fmt: Format,
+    fields: Sequence[str],
+    output: Path,
+    total: int,
+) -> int:
+    """Write records to a temp file beside ``output`` with a progress bar on stderr, fsync,
+    then rename into place: readers never see half a file. Returns how many were written."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    temp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        # Opened before the progress bar starts, so a bad path is one clean error line.
+        stream = open(temp, "w", newline="", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise TbhookError(f"cannot write {output}: {exc.strerror or exc}") from exc
+    try:
+        with stream, Progress(console=Console(stderr=True), transient=True) as progress:
+            task = progress.add_task(f"exporting to {output}", total=total)
+
+            def counted(rows: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+                for i, row in enumerate(rows, 1):
+                    yield row
+                    if i % 1000 == 0:
+                        progress.update(task, completed=i)
+
+            written = write_records(counted(records), fmt, fields, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, output)
+    except OSError as exc:
+        raise TbhookError(f"cannot write {output}: {exc.strerror or exc}") from exc
+    finally:
+        temp.unlink(missing_ok=True)
+    return written
+
+
+def _csv_cell(value: Any) -> Any:
+    """Keep spreadsheets from running a text cell as a formula; numbers stay numbers."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def table(
+    records: Iterable[Mapping[str, Any]],
+    fields: Sequence[str],
+    title: str | None = None,
+    headers: Mapping[str, str] | None = None,
+):
+    """A rich Table of ``fields`` for a bounded number of records."""
+    from rich.table import Table
+
+    result = Table(title=title, header_style="bold")
+    for field in fields:
+        result.add_column((headers or {}).get(field, field), overflow="fold")
+    for record in records:
+        result.add_row(*(_cell(record.get(field)) for field in fields))
+    return result
+
+
+def events_table(records: Iterable[Mapping[str, Any]], title: str | None = None):
+    """Events for people: who said what, when, on which case."""
+    from rich.table import Table
+
+    result = Table(title=title, header_style="bold")
+    for column in ("id", "time", "event", "case", "person", "who", "what"):
+        result.add_column(column, overflow="fold")
+    for row in records:
+        result.add_row(
+            str(row["id"]),
+            _cell(row["time"]),
+            f"[{event_style(row)}]{clean(row['event'])}[/]",
+            _cell(row["caseId"]),
+            _person(row),
+            _who(row),
+            _what(row),
+        )
+    return result
+
+
+def _cell(value: Any) -> str:
+    from rich.markup import escape
+
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return "" if value is None else escape(clean(value))
+
+
+def _person(row: Mapping[str, Any]) -> str:
+    person = row["personId"] if row["personId"] is not None else row["newPersonId"]
+    if person is None:
+        return ""
+    canonical = row.get("canonicalPersonId")
+    return f"{person} -> {canonical}" if canonical not in (None, person) else str(person)
+
+
+def _who(row: Mapping[str, Any]) -> str:
+    if row["event"] == "newResult":
+        return sender_label(row["own"])
+    if row["event"] == "caseClosed":
+        return f"agent {row['agentId']}"
+    return ""
+
+
+def _what(row: Mapping[str, Any]) -> str:
+    if row["event"] == "newResult":
+        return type_label(row["typeId"])
+    if row["event"] == "caseClosed":
+        return "closed" + (f", reason {row['reasonId']}" if row["reasonId"] is not None else "")
+    if row["event"] == "profileMerged":
+        return f"merged {row['oldPersonId']} into {row['newPersonId']}"
+    return ""

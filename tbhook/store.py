@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,7 +16,9 @@ from sqlite_utils import Database
 
 from tbhook.errors import NoDatabase, StoreUnavailable
 from tbhook.events import COLUMNS, Event, Unreadable
+from tbhook.filters import Filters
 from tbhook.migrations import migrations
+from tbhook.persons import Merge, PersonGroup, Resolver, group_of
 
 BUSY_TIMEOUT_MS = 5000
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
@@ -35,6 +38,17 @@ def _upsert_sql(table: str, columns: Sequence[str]) -> str:
         "lastReceivedAt = excluded.lastReceivedAt RETURNING id, deliveries"
     )
 
+
+# Everything a reader sees of an event: all but the raw body.
+_READ_COLUMNS = ", ".join(
+    f'"{c}"'
+    for c in ("id", "receivedAt", "lastReceivedAt", "deliveries", "path", "event", *COLUMNS)
+)
+_ORDERS = {
+    "time": "timestamp {0}, id {0}",  # what happened when, as Tracebuzz stamped it
+    "arrival": "id {0}",  # what we received when: a cursor for tail
+}
+_MERGES = "SELECT timestamp, id, oldPersonId, newPersonId FROM events WHERE event = 'profileMerged'"
 
 _INSERT_EVENT = _upsert_sql("events", _EVENT_COLUMNS)
 _INSERT_QUARANTINE = _upsert_sql("quarantine", _QUARANTINE_COLUMNS)
@@ -160,7 +174,122 @@ class EventStore:
         return self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
     def rows(self, table: str = "events") -> Iterator[dict]:
-        """Every row of ``events`` or ``quarantine`` in arrival order."""
+        """Every row of ``events`` or ``quarantine``, raw body included, in arrival order."""
         if table not in ("events", "quarantine"):
             raise ValueError(table)
         return self.db.query(f"SELECT * FROM {table} ORDER BY id")
+
+    def events(
+        self,
+        filters: Filters = Filters(),
+        *,
+        order_by: str = "time",
+        descending: bool = False,
+        limit: int | None = None,
+        after_id: int = 0,
+        upto_id: int | None = None,
+    ) -> Iterator[dict]:
+        """Matching events (without the raw body), streamed in the order asked for.
+
+        ``after_id``/``upto_id`` bound the id, which is monotonic: a cursor for ``tail``.
+        """
+        where, params = self._where(filters)
+        order = _ORDERS[order_by].format("DESC" if descending else "ASC")
+        sql = f"SELECT {_READ_COLUMNS} FROM events WHERE id > ? AND {where}"
+        params.insert(0, after_id)
+        if upto_id is not None:
+            sql += " AND id <= ?"
+            params.append(upto_id)
+        sql += f" ORDER BY {order}"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return self.db.query(sql, params)
+
+    def count_matching(self, filters: Filters) -> int:
+        where, params = self._where(filters)
+        return self.db.execute(f"SELECT count(*) FROM events WHERE {where}", params).fetchone()[0]
+
+    def max_id(self) -> int:
+        return self.db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+
+    def case_events(self, filters: Filters) -> Iterator[dict]:
+        """Every event of every case that has a matching event, by caseId then time."""
+        where, params = self._where(filters)
+        sql = (
+            f"SELECT {_READ_COLUMNS} FROM events WHERE caseId IN "
+            f"(SELECT caseId FROM events WHERE caseId IS NOT NULL AND {where}) "
+            "ORDER BY caseId, timestamp, id"
+        )
+        return self.db.query(sql, params)
+
+    def stats(self, filters: Filters) -> Iterator[dict]:
+        """Event counts grouped by event, sender, typeId, sourceId and UTC day, in one scan."""
+        where, params = self._where(filters)
+        sql = (
+            "SELECT event, own, typeId, sourceId, date(timestamp, 'unixepoch') AS day, "
+            f"count(*) AS n FROM events WHERE {where} GROUP BY 1, 2, 3, 4, 5"
+        )
+        return self.db.query(sql, params)
+
+    def quarantined(self) -> Iterator[dict]:
+        """Quarantined deliveries, oldest first, with the size and first bytes of each body."""
+        return self.db.query(
+            "SELECT id, receivedAt, lastReceivedAt, deliveries, path, reason, "
+            "length(body) AS bodySize, substr(body, 1, 80) AS bodyStart FROM quarantine ORDER BY id"
+        )
+
+    # -- persons ---------------------------------------------------------------------
+
+    def merges_touching(self, person_ids: set[int]) -> list[Merge]:
+        """The merges that name any of ``person_ids`` on either side."""
+        ids = sorted(person_ids)
+        marks = ", ".join("?" for _ in ids)
+        sql = f"{_MERGES} AND (oldPersonId IN ({marks}) OR newPersonId IN ({marks}))"
+        return [Merge(*row) for row in self.db.execute(sql, [*ids, *ids])]
+
+    def person_group(self, person_id: int) -> PersonGroup:
+        return group_of(person_id, self.merges_touching)
+
+    def canonical_lookup(self) -> Callable[[int | None], int | None]:
+        """Canonical IDs looked up person by person (cached): fast for a few rows."""
+
+        @functools.lru_cache(maxsize=4096)
+        def canonical(person_id: int | None) -> int | None:
+            return None if person_id is None else self.person_group(person_id).canonicalPersonId
+
+        return canonical
+
+    def resolver(self) -> Resolver:
+        """Canonical IDs for everyone, from all merges."""
+        return Resolver(Merge(*row) for row in self.db.execute(_MERGES))
+
+    def _where(self, filters: Filters) -> tuple[str, list]:
+        clauses: list[str] = ["1"]
+        params: list = []
+        if filters.events:
+            clauses.append(f"event IN ({', '.join('?' for _ in filters.events)})")
+            params.extend(filters.events)
+        for column, value in (
+            ("caseId", filters.case),
+            ("searchId", filters.search_id),
+            ("sourceId", filters.source),
+            ("own", filters.sender),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if filters.person is not None:
+            aliases = self.person_group(filters.person).aliases
+            marks = ", ".join("?" for _ in aliases)
+            clauses.append(
+                f"(personId IN ({marks}) OR (event = 'profileMerged' AND "
+                f"(oldPersonId IN ({marks}) OR newPersonId IN ({marks}))))"
+            )
+            params.extend(aliases * 3)
+        if filters.since is not None:
+            clauses.append("timestamp >= ?")
+            params.append(filters.since)
+        if filters.until is not None:
+            clauses.append("timestamp < ?")
+            params.append(filters.until)
+        return " AND ".join(clauses), params

@@ -1,0 +1,97 @@
+"""Case timelines and their metrics, from a case's events in time order. Pure, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from itertools import groupby
+from typing import Any
+
+from tbhook.filters import iso_time
+
+CUSTOMER, AGENT = 0, 1
+
+METRICS = (
+    "caseId",
+    "personId",
+    "canonicalPersonId",
+    "messages",
+    "customerMessages",
+    "agentMessages",
+    "firstMessageAt",
+    "firstResponseSeconds",
+    "closedAt",
+    "secondsToClose",
+    "closed",
+    "reopened",
+)
+
+# Short column headers for the terminal table; json and csv keep the full names.
+HEADERS = {
+    "caseId": "case",
+    "personId": "person",
+    "canonicalPersonId": "now",
+    "messages": "msgs",
+    "customerMessages": "cust",
+    "agentMessages": "agent",
+    "firstMessageAt": "first message",
+    "firstResponseSeconds": "reply s",
+    "closedAt": "closed at",
+    "secondsToClose": "close s",
+    "closed": "closed",
+    "reopened": "reopened",
+}
+
+
+def summarize(
+    case_id: int, events: list[dict], canonical: Callable[[int | None], int | None]
+) -> dict[str, Any]:
+    """The metrics of one case. ``events`` are that case's events ordered by timestamp, id."""
+    timeline = [e for e in events if e["event"] in ("newResult", "caseClosed")]
+    messages = [e for e in timeline if e["event"] == "newResult"]
+    closes = [e for e in timeline if e["event"] == "caseClosed"]
+    first_message = messages[0] if messages else None
+    last_close = closes[-1] if closes else None
+    person = events[0]["personId"] if events else None
+    return {
+        "caseId": case_id,
+        "personId": person,
+        "canonicalPersonId": canonical(person),
+        "messages": len(messages),
+        "customerMessages": sum(m["own"] == CUSTOMER for m in messages),
+        "agentMessages": sum(m["own"] == AGENT for m in messages),
+        "firstMessageAt": iso_time(first_message["timestamp"]) if first_message else None,
+        "firstResponseSeconds": _first_response_seconds(messages),
+        "closedAt": iso_time(last_close["timestamp"]) if last_close else None,
+        "secondsToClose": (
+            last_close["timestamp"] - first_message["timestamp"]
+            if last_close and first_message
+            else None
+        ),
+        "closed": bool(timeline) and timeline[-1]["event"] == "caseClosed",
+        "reopened": _reopened(timeline),
+    }
+
+
+def _first_response_seconds(messages: list[dict]) -> int | None:
+    """Seconds from the first customer message to the first agent message after it."""
+    first_customer = next((i for i, m in enumerate(messages) if m["own"] == CUSTOMER), None)
+    if first_customer is None:
+        return None
+    asked = messages[first_customer]["timestamp"]
+    answer = next((m for m in messages[first_customer + 1 :] if m["own"] == AGENT), None)
+    return answer["timestamp"] - asked if answer else None
+
+
+def _reopened(timeline: list[dict]) -> bool:
+    first_close = next((i for i, e in enumerate(timeline) if e["event"] == "caseClosed"), None)
+    if first_close is None:
+        return False
+    return any(e["event"] == "newResult" for e in timeline[first_close + 1 :])
+
+
+def summarize_all(
+    rows: Iterable[dict], canonical: Callable[[int | None], int | None]
+) -> Iterator[dict[str, Any]]:
+    """One summary per case, from rows ordered by caseId, timestamp, id (streamed)."""
+    for case_id, events in groupby(rows, key=lambda row: row["caseId"]):
+        yield summarize(case_id, list(events), canonical)

@@ -1,0 +1,74 @@
+"""The filters every read command shares, and parsing of their values. Pure, no I/O."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+_AGE = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+SENDERS = {"customer": 0, "agent": 1}
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which events a read command looks at. ``since``/``until`` are Unix seconds on
+    ``timestamp``: since is inclusive, until is exclusive."""
+
+    events: tuple[str, ...] = ()
+    case: int | None = None
+    person: int | None = None
+    search_id: int | None = None
+    source: int | None = None
+    sender: int | None = None
+    since: int | None = None
+    until: int | None = None
+
+
+def parse_when(text: str, *, until: bool = False, now: datetime | None = None) -> int:
+    """An ISO date or datetime (UTC unless an offset is given) or an age such as 30m, 2h, 7d,
+    as Unix seconds. As an ``until`` bound (exclusive), a bare date means the end of that day.
+
+    Raises ValueError with a message fit for the user.
+    """
+    text = text.strip()
+    now = now or datetime.now(timezone.utc)
+    age = _AGE.match(text)
+    if age:
+        return int((now - timedelta(seconds=int(age[1]) * _UNITS[age[2]])).timestamp())
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
+        start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        return int((start + timedelta(days=1 if until else 0)).timestamp())
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a date, a datetime or an age "
+            "(try 2024-05-01, 2024-05-01T09:30, 2024-05-01T09:30+02:00, 30m, 2h or 7d)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp()) + (1 if until else 0)
+
+
+def parse_sender(text: str) -> int:
+    try:
+        return SENDERS[text.strip().lower()]
+    except KeyError:
+        raise ValueError(f"{text!r} is not customer or agent") from None
+
+
+def iso_time(timestamp: int | None) -> str | None:
+    """Unix seconds as ISO-8601 UTC (``2022-09-22T07:30:26Z``); None when out of range."""
+    if timestamp is None:
+        return None
+    try:
+        moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,94 @@
+"""Merged persons: which person IDs are one person now, and which ID is current.
+
+``profileMerged`` says that ``oldPersonId`` is now ``newPersonId``. A merge joins the groups of
+both persons; a group's canonical ID is the ``newPersonId`` of its latest merge, ordered by
+``timestamp`` then id, so a merge that arrives late gives the answer it would have given in
+order. A self-merge (1 -> 1, as in the spec's example) changes nothing; cycles cannot hang
+because groups are sets, never followed as chains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, order=True)
+class Merge:
+    """One profileMerged event, ordered by (timestamp, id)."""
+
+    timestamp: int
+    id: int
+    oldPersonId: int  # noqa: N815 - Tracebuzz's own names
+    newPersonId: int  # noqa: N815
+
+    @property
+    def changes_nothing(self) -> bool:
+        return self.oldPersonId == self.newPersonId
+
+
+def canonical_of(person_id: int, merges: Iterable[Merge]) -> int:
+    """The canonical ID of the group holding ``person_id``, given that group's merges."""
+    latest = max((m for m in merges if not m.changes_nothing), default=None)
+    return latest.newPersonId if latest else person_id
+
+
+@dataclass
+class PersonGroup:
+    """A person, everyone merged with them, and how."""
+
+    personId: int  # noqa: N815
+    canonicalPersonId: int  # noqa: N815
+    aliases: list[int]
+    merges: list[Merge] = field(default_factory=list)
+
+
+def group_of(person_id: int, merges_touching: Callable[[set[int]], list[Merge]]) -> PersonGroup:
+    """Find one person's group by walking only the merges that touch it (fast at any size)."""
+    members = {person_id}
+    frontier = {person_id}
+    found: dict[int, Merge] = {}
+    while frontier:
+        new = [m for m in merges_touching(frontier) if m.id not in found]
+        found.update((m.id, m) for m in new)
+        reached = {m.oldPersonId for m in new if not m.changes_nothing}
+        reached |= {m.newPersonId for m in new if not m.changes_nothing}
+        frontier = reached - members
+        members |= frontier
+    merges = sorted(found.values())
+    return PersonGroup(person_id, canonical_of(person_id, merges), sorted(members), merges)
+
+
+class Resolver:
+    """Canonical IDs for every person at once, from all merges (for output of many rows)."""
+
+    def __init__(self, merges: Iterable[Merge]):
+        self._parent: dict[int, int] = {}
+        latest: dict[int, Merge] = {}
+        pending = [m for m in merges if not m.changes_nothing]
+        for merge in pending:
+            self._union(merge.oldPersonId, merge.newPersonId)
+        for merge in pending:
+            root = self._find(merge.oldPersonId)
+            if root not in latest or merge > latest[root]:
+                latest[root] = merge
+        self._canonical = {root: merge.newPersonId for root, merge in latest.items()}
+
+    def canonical(self, person_id: int | None) -> int | None:
+        if person_id is None or person_id not in self._parent:
+            return person_id
+        return self._canonical[self._find(person_id)]
+
+    def _find(self, person: int) -> int:
+        parent = self._parent
+        root = parent.setdefault(person, person)
+        while parent[root] != root:
+            root = parent[root]
+        while parent[person] != root:  # path compression, iterative: deep chains cannot recurse
+            parent[person], person = root, parent[person]
+        return root
+
+    def _union(self, a: int, b: int) -> None:
+        root_a, root_b = self._find(a), self._find(b)
+        if root_a != root_b:
+            self._parent[root_a] = root_b

@@ -1,0 +1,48 @@
+"""Counts for `tbhook stats`, folded from the store's grouped rows. Pure, no I/O."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from tbhook.output import sender_label, type_label
+
+SECTIONS = ("byEvent", "bySender", "byType", "bySource", "perDay")
+
+
+def aggregate(groups: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Total and per-section counts. Sender, type and source count messages (newResult) only."""
+    counters: dict[str, Counter] = {section: Counter() for section in SECTIONS}
+    total = 0
+    for group in groups:
+        n = group["n"]
+        total += n
+        counters["byEvent"][group["event"]] += n
+        if group["event"] == "newResult":
+            counters["bySender"][sender_label(group["own"])] += n
+            counters["byType"][type_label(group["typeId"])] += n
+            counters["bySource"][str(group["sourceId"])] += n
+        counters["perDay"][group["day"] or "unknown"] += n
+    result: dict[str, Any] = {"events": total}
+    for section, counter in counters.items():
+        ordered = sorted(counter.items()) if section == "perDay" else counter.most_common()
+        result[section] = dict(ordered)
+    return result
+
+
+def rows(counts: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    """The counts as flat rows (section, key, count), for csv and ndjson."""
+    yield {"section": "total", "key": "events", "count": counts["events"]}
+    for section in SECTIONS:
+        for key, count in counts[section].items():
+            yield {"section": section, "key": key, "count": count}
+
+
+def bar(count: int, largest: int, width: int = 40) -> str:
+    """A horizontal bar of block characters, scaled so ``largest`` fills ``width``."""
+    if not largest:
+        return ""
+    eighths = round(count / largest * width * 8)
+    full, part = divmod(eighths, 8)
+    return "█" * full + ("" if not part else " ▏▎▍▌▋▊▉"[part])

@@ -1,0 +1,97 @@
+"""`tbhook tail` following a real `tbhook serve` over a real socket."""
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+
+from conftest import event_body, sample_bytes
+
+
+class Tail:
+    def __init__(self, db, *args):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tbhook", "tail", "--db", str(db), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue = queue.Queue()
+        self.err: list[str] = []
+        threading.Thread(
+            target=self._pump, args=(self.proc.stdout, self.lines.put), daemon=True
+        ).start()
+        threading.Thread(
+            target=self._pump, args=(self.proc.stderr, self.err.append), daemon=True
+        ).start()
+
+    @staticmethod
+    def _pump(stream, put):
+        for line in stream:
+            put(line)
+
+    def next_line(self, timeout=10) -> str:
+        return self.lines.get(timeout=timeout)
+
+    def interrupt(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(10)
+
+
+def test_tail_follows_events_posted_to_a_running_serve(server):
+    server.post(sample_bytes("case-closed"))
+    tail = Tail(server.db, "--format", "ndjson", "-n", "5")
+    try:
+        assert json.loads(tail.next_line())["event"] == "caseClosed"  # the backlog first
+        server.post(event_body(caseId=77, own=1))
+        row = json.loads(tail.next_line())
+        assert (row["caseId"], row["own"], row["canonicalPersonId"]) == (77, 1, 11111)
+    finally:
+        assert tail.interrupt() == 0
+    assert "".join(tail.err) == ""
+
+
+def test_tail_filters_while_following(server):
+    tail = Tail(server.db, "--sender", "agent")
+    try:
+        server.post(event_body(caseId=1, own=0))
+        server.post(event_body(caseId=2, own=1))
+        line = tail.next_line()
+        assert "case 2 " in line and "agent private message" in line
+        assert tail.lines.empty()
+    finally:
+        assert tail.interrupt() == 0
+
+
+def test_tail_waits_for_a_database_that_does_not_exist_yet(serve, tmp_path):
+    db = tmp_path / "later.db"
+    tail = Tail(db, "--format", "ndjson")
+    try:
+        import time
+
+        deadline = time.monotonic() + 10
+        while not tail.err and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert tail.err[0] == f"Waiting for {db} to appear (start `tbhook serve --db {db}`)...\n"
+        server = serve(db=db)
+        server.post(sample_bytes("profile-merged"))
+        assert json.loads(tail.next_line())["event"] == "profileMerged"
+    finally:
+        assert tail.interrupt() == 0
+    assert "Traceback" not in "".join(tail.err)
+
+
+def test_tail_picks_up_merges_for_canonical_ids(server):
+    server.post(sample_bytes("case-closed"))
+    tail = Tail(server.db, "--format", "ndjson", "-n", "1")
+    try:
+        assert json.loads(tail.next_line())["event"] == "caseClosed"  # now it is following
+        merge = {"event": "profileMerged", "oldPersonId": 11111, "newPersonId": 222, "timestamp": 5}
+        server.post(json.dumps(merge).encode())
+        assert json.loads(tail.next_line())["canonicalPersonId"] == 222
+        server.post(event_body(caseId=9))
+        assert json.loads(tail.next_line())["canonicalPersonId"] == 222
+    finally:
+        assert tail.interrupt() == 0
