@@ -25,22 +25,6 @@ METRICS = (
     "reopened",
 )
 
-# Short column headers for the terminal table; json and csv keep the full names.
-HEADERS = {
-    "caseId": "case",
-    "personId": "person",
-    "canonicalPersonId": "now",
-    "messages": "msgs",
-    "customerMessages": "cust",
-    "agentMessages": "agent",
-    "firstMessageAt": "first message",
-    "firstResponseSeconds": "reply s",
-    "closedAt": "closed at",
-    "secondsToClose": "close s",
-    "closed": "closed",
-    "reopened": "reopened",
-}
-
 
 def summarize(
     case_id: int, events: list[dict], canonical: Callable[[int | None], int | None]

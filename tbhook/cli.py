@@ -411,14 +411,14 @@ def cases(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """One row per case with a matching event, with its metrics: the analyst's table."""
-    from tbhook.cases import HEADERS, METRICS, summarize_all
-    from tbhook.output import table
+    from tbhook.cases import METRICS, summarize_all
+    from tbhook.output import cases_table
 
     filters = _filters(event, case, person, search_id, source, sender, since, until)
     with reading(db) as store:
         canonical = store.resolver().canonical
         records = summarize_all(store.case_events(filters), canonical)
-        emit(records, fmt, METRICS, lambda rows: table(rows, METRICS, headers=HEADERS))
+        emit(records, fmt, METRICS, cases_table)
 
 
 class ExportFormat(str, Enum):

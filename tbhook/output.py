@@ -171,17 +171,57 @@ def table(
     records: Iterable[Mapping[str, Any]],
     fields: Sequence[str],
     title: str | None = None,
-    headers: Mapping[str, str] | None = None,
 ):
     """A rich Table of ``fields`` for a bounded number of records."""
     from rich.table import Table
 
     result = Table(title=title, header_style="bold")
     for field in fields:
-        result.add_column((headers or {}).get(field, field), overflow="fold")
+        wrap = field in _PROSE  # numbers and times stay on one line, prose wraps
+        result.add_column(field, overflow="fold", no_wrap=not wrap)
     for record in records:
         result.add_row(*(_cell(record.get(field)) for field in fields))
     return result
+
+
+_PROSE = {"reason", "bodyStart", "key"}
+
+
+def cases_table(summaries: Iterable[Mapping[str, Any]]):
+    """Case metrics for people: the json and csv formats carry every metric in full."""
+    from rich.table import Table
+
+    result = Table(header_style="bold")
+    for column in ("case", "person", "messages", "first message", "reply", "to close", "state"):
+        result.add_column(column, no_wrap=True, justify="right" if column != "state" else "left")
+    for case in summaries:
+        person = case["personId"]
+        if case["canonicalPersonId"] not in (None, person):
+            person = f"{person} -> {case['canonicalPersonId']}"
+        state = "closed" if case["closed"] else "open"
+        result.add_row(
+            str(case["caseId"]),
+            _cell(person),
+            f"{case['messages']} ({case['customerMessages']} customer, "
+            f"{case['agentMessages']} agent)",
+            _cell((case["firstMessageAt"] or "")[:16].replace("T", " ")),
+            _duration(case["firstResponseSeconds"]),
+            _duration(case["secondsToClose"]),
+            state + (", reopened" if case["reopened"] else ""),
+        )
+    return result
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
 def events_table(records: Iterable[Mapping[str, Any]], title: str | None = None):
@@ -190,7 +230,7 @@ def events_table(records: Iterable[Mapping[str, Any]], title: str | None = None)
 
     result = Table(title=title, header_style="bold")
     for column in ("id", "time", "event", "case", "person", "who", "what"):
-        result.add_column(column, overflow="fold")
+        result.add_column(column, overflow="fold", no_wrap=column not in ("event", "what"))
     for row in records:
         result.add_row(
             str(row["id"]),

@@ -49,6 +49,11 @@ _ORDERS = {
     "arrival": "id {0}",  # what we received when: a cursor for tail
 }
 _MERGES = "SELECT timestamp, id, oldPersonId, newPersonId FROM events WHERE event = 'profileMerged'"
+# The partial merge indexes, named, so the planner never scans every merge instead.
+_MERGES_BY = {
+    side: f"FROM events INDEXED BY events_merge_{side} WHERE event = 'profileMerged' AND {side}"
+    for side in ("oldPersonId", "newPersonId")
+}
 
 _INSERT_EVENT = _upsert_sql("events", _EVENT_COLUMNS)
 _INSERT_QUARANTINE = _upsert_sql("quarantine", _QUARANTINE_COLUMNS)
@@ -244,7 +249,12 @@ class EventStore:
         """The merges that name any of ``person_ids`` on either side."""
         ids = sorted(person_ids)
         marks = ", ".join("?" for _ in ids)
-        sql = f"{_MERGES} AND (oldPersonId IN ({marks}) OR newPersonId IN ({marks}))"
+        # A UNION, not an OR, so each side uses its own partial index.
+        columns = "SELECT timestamp, id, oldPersonId, newPersonId"
+        sql = (
+            f"{columns} {_MERGES_BY['oldPersonId']} IN ({marks}) "
+            f"UNION {columns} {_MERGES_BY['newPersonId']} IN ({marks})"
+        )
         return [Merge(*row) for row in self.db.execute(sql, [*ids, *ids])]
 
     def person_group(self, person_id: int) -> PersonGroup:
@@ -282,8 +292,9 @@ class EventStore:
             aliases = self.person_group(filters.person).aliases
             marks = ", ".join("?" for _ in aliases)
             clauses.append(
-                f"(personId IN ({marks}) OR (event = 'profileMerged' AND "
-                f"(oldPersonId IN ({marks}) OR newPersonId IN ({marks}))))"
+                f"id IN (SELECT id FROM events WHERE personId IN ({marks}) "
+                f"UNION SELECT id {_MERGES_BY['oldPersonId']} IN ({marks}) "
+                f"UNION SELECT id {_MERGES_BY['newPersonId']} IN ({marks}))"
             )
             params.extend(aliases * 3)
         if filters.since is not None:
