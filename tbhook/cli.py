@@ -34,7 +34,6 @@ DbOption = Annotated[
 if TYPE_CHECKING:
     from tbhook.store import EventStore
 
-INT64 = {"min": -(2**63), "max": 2**63 - 1}
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
@@ -169,6 +168,16 @@ def _when(until: bool) -> Callable[[Optional[str]], Optional[int]]:
     return convert
 
 
+def _id(value: Optional[int]) -> Optional[int]:
+    """Tracebuzz IDs are SQLite integers: 64-bit."""
+    if value is not None and not -(2**63) <= value < 2**63:
+        raise typer.BadParameter(f"{value} does not fit in a 64-bit integer")
+    return value
+
+
+INT64: dict[str, Any] = {"callback": _id, "metavar": "ID"}
+
+
 def _sender(value: Optional[str]) -> Optional[int]:
     if value is None:
         return None
@@ -179,7 +188,8 @@ def _sender(value: Optional[str]) -> Optional[int]:
 
 
 EventOpt = Annotated[
-    Optional[list[str]], typer.Option("--event", help="Only this event name (repeatable).")
+    Optional[list[str]],
+    typer.Option("--event", metavar="NAME", help="Only this event name (repeatable)."),
 ]
 CaseOpt = Annotated[Optional[int], typer.Option("--case", help="Only this caseId.", **INT64)]
 PersonOpt = Annotated[
@@ -192,12 +202,18 @@ SearchOpt = Annotated[
 SourceOpt = Annotated[Optional[int], typer.Option("--source", help="Only this sourceId.", **INT64)]
 SenderOpt = Annotated[
     Optional[str],
-    typer.Option("--sender", help="Only messages from customer or agent.", callback=_sender),
+    typer.Option(
+        "--sender",
+        metavar="customer|agent",
+        help="Only messages from the customer or an agent.",
+        callback=_sender,
+    ),
 ]
 SinceOpt = Annotated[
     Optional[str],
     typer.Option(
         "--since",
+        metavar="WHEN",
         help="From this timestamp: 2024-05-01, 2024-05-01T09:30+02:00, or an age: 30m, 2h, 7d.",
         callback=_when(until=False),
     ),
@@ -206,6 +222,7 @@ UntilOpt = Annotated[
     Optional[str],
     typer.Option(
         "--until",
+        metavar="WHEN",
         help="Up to this timestamp (a bare date includes that day).",
         callback=_when(True),
     ),
@@ -329,7 +346,9 @@ def tail(
 
 @app.command()
 def person(
-    person_id: Annotated[int, typer.Argument(help="A personId.", **INT64)],
+    person_id: Annotated[
+        int, typer.Argument(help="A personId.", callback=_id, metavar="PERSON_ID")
+    ],
     db: DbOption = DEFAULT_DB,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -370,7 +389,7 @@ def person(
 
 @app.command()
 def case(
-    case_id: Annotated[int, typer.Argument(help="A caseId.", **INT64)],
+    case_id: Annotated[int, typer.Argument(help="A caseId.", callback=_id, metavar="CASE_ID")],
     db: DbOption = DEFAULT_DB,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -474,7 +493,6 @@ def stats(
 ) -> None:
     """Counts by event, sender, typeId label and sourceId, and events per day as a bar chart."""
     from tbhook import stats as counting
-    from tbhook.output import table
 
     filters = _filters(event, case, person, search_id, source, sender, since, until)
     with reading(db) as store:
@@ -486,11 +504,7 @@ def stats(
         emit(counting.rows(counts), fmt, ("section", "key", "count"))
         return
     console = _console()
-    console.print(f"[bold]{counts['events']}[/] events")
-    for section in counting.SECTIONS[:-1]:
-        rows = [{"key": k, "count": v} for k, v in counts[section].items()]
-        if rows:
-            console.print(table(rows, ("key", "count"), section))
+    console.print(counting.table(counts))
     per_day = counts["perDay"]
     largest = max(per_day.values(), default=0)
     for day, count in per_day.items():
@@ -503,9 +517,10 @@ def quarantine(db: DbOption = DEFAULT_DB, fmt: FormatOpt = Format.table) -> None
     from tbhook.output import clean, table
 
     fields = ("id", "receivedAt", "deliveries", "path", "reason", "bodySize", "bodyStart")
+    shown = ("id", "receivedAt", "path", "reason", "bodyStart")
     with reading(db) as store:
         records = (
             {**row, "bodyStart": clean(row["bodyStart"].decode("utf-8", "replace"))}
             for row in store.quarantined()
         )
-        emit(records, fmt, fields, lambda rows: table(rows, fields, "quarantine"))
+        emit(records, fmt, fields, lambda rows: table(rows, shown, "quarantine"))

@@ -46,3 +46,21 @@ def bar(count: int, largest: int, width: int = 40) -> str:
     eighths = round(count / largest * width * 8)
     full, part = divmod(eighths, 8)
     return "█" * full + ("" if not part else " ▏▎▍▌▋▊▉"[part])
+
+
+def table(counts: dict[str, Any]):
+    """One rich table of every section, with each count's share of its section."""
+    from rich.table import Table
+
+    result = Table(title=f"{counts['events']} events", header_style="bold")
+    result.add_column("by")
+    result.add_column("value")
+    result.add_column("count", justify="right")
+    result.add_column("share", justify="right")
+    for section in SECTIONS[:-1]:
+        total = sum(counts[section].values())
+        for i, (key, count) in enumerate(counts[section].items()):
+            label = section[2:].lower() if i == 0 else ""
+            result.add_row(label, str(key), str(count), f"{count / total:.0%}")
+        result.add_section()
+    return result
