@@ -328,7 +328,9 @@ def tail(
     until: UntilOpt = None,
     lines: Annotated[int, typer.Option("-n", "--lines", min=0, help="Show the last N first.")] = 10,
     follow: Annotated[bool, typer.Option(help="Keep printing new events until Ctrl-C.")] = True,
-    fmt: Annotated[TailFormat, typer.Option("--format", "-f")] = TailFormat.text,
+    fmt: Annotated[
+        TailFormat, typer.Option("--format", "-f", help="Readable lines, or ndjson for jq.")
+    ] = TailFormat.text,
 ) -> None:
     """Watch events arrive: the last N matching events, then new ones as they are stored."""
     from tbhook.follow import follow_events
@@ -456,7 +458,9 @@ def export(
     sender: SenderOpt = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
-    fmt: Annotated[ExportFormat, typer.Option("--format", "-f")] = ExportFormat.csv,
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="Output format.")] = (
+        ExportFormat.csv
+    ),
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Write here (atomically).")
     ] = None,
