@@ -27,7 +27,7 @@ CREATE TABLE events (
     timestamp INTEGER,
 {payload},
     body BLOB NOT NULL,
-    bodySha256 TEXT NOT NULL UNIQUE
+    bodySha256 BLOB NOT NULL UNIQUE
 )"""
     )
     db.execute(
@@ -40,7 +40,7 @@ CREATE TABLE quarantine (
     path TEXT NOT NULL,
     reason TEXT NOT NULL,
     body BLOB NOT NULL,
-    bodySha256 TEXT NOT NULL UNIQUE
+    bodySha256 BLOB NOT NULL UNIQUE
 )"""
     )
     for column in ("caseId", "personId", "event"):
@@ -83,3 +83,9 @@ def m003_merge_indexes(db: Database) -> None:
             f'CREATE INDEX events_merge_{column} ON events ("{column}") '
             "WHERE event = 'profileMerged'"
         )
+
+
+@migrations()
+def m004_quarantine_line(db: Database) -> None:
+    # `tbhook import` keeps the line number of a malformed line (NULL for HTTP deliveries).
+    db.execute("ALTER TABLE quarantine ADD COLUMN line INTEGER")

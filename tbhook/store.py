@@ -159,7 +159,7 @@ class EventStore:
 
     @staticmethod
     def _append_one(conn: sqlite3.Connection, delivery: Delivery) -> Stored:
-        digest = hashlib.sha256(delivery.body).hexdigest()
+        digest = hashlib.sha256(delivery.body).digest()
         now, path, parsed = delivery.received_at, delivery.path, delivery.parsed
         if isinstance(parsed, Event):
             values = [parsed.values.get(column) for column in COLUMNS]

@@ -60,6 +60,7 @@ def test_blank_database_migrates_to_the_expected_schema(db_path):
         "reason",
         "body",
         "bodySha256",
+        "line",
     ]
     views = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='view'")}
     assert views == {"messages", "case_closures", "person_merges"}
@@ -72,14 +73,14 @@ def test_blank_database_migrates_to_the_expected_schema(db_path):
         'CREATE INDEX events_event ON events ("event")',
     } <= indexed
     applied = [m.name for m in migrations.applied(__import__("sqlite_utils").Database(conn))]
-    assert applied == ["m001_events_and_quarantine", "m002_views", "m003_merge_indexes"]
+    assert applied == ["m001_events_and_quarantine", "m002_views", "m003_merge_indexes", "m004_quarantine_line"]
 
 
 def test_reopening_applies_nothing_twice(db_path):
     EventStore.open(db_path).close()
     EventStore.open(db_path).close()
     conn = sqlite3.connect(db_path)
-    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 3
+    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 4
 
 
 def test_durability_settings(store, db_path):
@@ -103,7 +104,7 @@ def test_sample_is_stored_byte_for_byte(store, name):
     assert row["path"] == "/hooks/a"
     assert row["deliveries"] == 1
     assert row["receivedAt"].endswith("Z") and row["receivedAt"] == row["lastReceivedAt"]
-    assert row["bodySha256"] == __import__("hashlib").sha256(sample_bytes(name)).hexdigest()
+    assert row["bodySha256"] == __import__("hashlib").sha256(sample_bytes(name)).digest()
 
 
 def test_false_external_person_id_is_null_but_raw_body_keeps_it(store):
