@@ -13,6 +13,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
+try:  # a compiled speed-up; the standard library does the same work without it
+    import orjson
+except ImportError:  # pragma: no cover - exercised by the single-file build
+    orjson = None  # type: ignore[assignment]
+
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
@@ -94,6 +99,9 @@ class Unreadable:
 
 def parse(body: bytes) -> Event | Unreadable:
     """Parse one delivered body into an Event, or say why it is Unreadable."""
+    fast = _fast_load(body)
+    if fast is not None:
+        return _from_object(fast, set())
     if not body.strip():
         return Unreadable("empty body")
     try:
@@ -113,7 +121,27 @@ def parse(body: bytes) -> Event | Unreadable:
     return _from_object(payload, repeated)
 
 
+def _fast_load(body: bytes) -> dict[str, Any] | None:
+    """The common case through orjson (about 5x faster), or None for the careful path:
+    anything orjson refuses, any float (orjson turns a 30-digit integer into one), and any
+    body where a key might repeat."""
+    if orjson is None:
+        return None
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if (
+        type(payload) is not dict
+        or len(_KEY_END_BYTES.findall(body)) != len(payload)
+        or any(type(value) is float for value in payload.values())
+    ):
+        return None
+    return payload
+
+
 _KEY_END = re.compile(r'"\s*:')
+_KEY_END_BYTES = re.compile(rb'"\s*:')
 
 
 def _load(text: str) -> tuple[Any, set[str]]:

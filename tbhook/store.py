@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -22,6 +23,7 @@ from tbhook.persons import Merge, PersonGroup, Resolver, group_of
 
 BUSY_TIMEOUT_MS = 5000
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
+CACHE_KIB = 64 * 1024
 
 _EVENT_COLUMNS = ("receivedAt", "lastReceivedAt", "path", "event", *COLUMNS, "body", "bodySha256")
 _QUARANTINE_COLUMNS = ("receivedAt", "lastReceivedAt", "path", "reason", "body", "bodySha256")
@@ -55,7 +57,15 @@ _MERGES_BY = {
     for side in ("oldPersonId", "newPersonId")
 }
 
+def _insert_sql(table: str, columns: Sequence[str]) -> str:
+    names = ", ".join(f'"{c}"' for c in columns)
+    return f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({', '.join('?' for _ in columns)})"
+
+
 _INSERT_EVENT = _upsert_sql("events", _EVENT_COLUMNS)
+# Imports keep what is already stored as it is: re-importing is not another delivery.
+_IMPORT_EVENT = _insert_sql("events", _EVENT_COLUMNS)
+_IMPORT_QUARANTINE = _insert_sql("quarantine", (*_QUARANTINE_COLUMNS, "line"))
 _INSERT_QUARANTINE = _upsert_sql("quarantine", _QUARANTINE_COLUMNS)
 
 
@@ -85,6 +95,24 @@ class Stored:
     @property
     def duplicate(self) -> bool:
         return self.deliveries > 1
+
+
+@dataclass
+class ImportRows:
+    """Rows ready for ``EventStore.import_rows``, built outside the writing thread."""
+
+    events: list[tuple] = field(default_factory=list)
+    quarantine: list[tuple] = field(default_factory=list)
+    quarantined_lines: list[int] = field(default_factory=list)
+
+    def add(self, line: int, body: bytes, parsed: Event | Unreadable, path: str, now: str) -> None:
+        digest = hashlib.sha256(body).digest()
+        if isinstance(parsed, Event):
+            values = [parsed.values.get(column) for column in COLUMNS]
+            self.events.append((now, now, path, parsed.event, *values, body, digest))
+        else:
+            self.quarantine.append((now, now, path, parsed.reason, body, digest, line))
+            self.quarantined_lines.append(line)
 
 
 class EventStore:
@@ -131,6 +159,8 @@ class EventStore:
         # FULL: the WAL is fsynced at every commit, so a 200 survives power loss.
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+        # Random body hashes make index inserts land all over the file; keep them in memory.
+        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         migrations.apply(self.db)
         # Take the write lock once now, so a read-only file fails at start-up, not per request.
         conn.execute("BEGIN IMMEDIATE")
@@ -141,13 +171,14 @@ class EventStore:
 
     # -- writing -----------------------------------------------------------------------
 
-    def append(self, deliveries: Sequence[Delivery]) -> list[Stored]:
-        """Store a batch of deliveries in one durable transaction (group commit)."""
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One durable write transaction; any SQLite failure becomes StoreUnavailable."""
         conn = self.db.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                stored = [self._append_one(conn, d) for d in deliveries]
+                yield conn
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -155,7 +186,32 @@ class EventStore:
                 raise
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"could not store: {exc}") from exc
-        return stored
+
+    @contextlib.contextmanager
+    def checkpoint_every(self, pages: int) -> Iterator[None]:
+        """Checkpoint the WAL less often for a bulk load, then restore the setting."""
+        conn = self.db.conn
+        previous = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        conn.execute(f"PRAGMA wal_autocheckpoint = {int(pages)}")
+        try:
+            yield
+        finally:
+            conn.execute(f"PRAGMA wal_autocheckpoint = {int(previous)}")
+
+    def append(self, deliveries: Sequence[Delivery]) -> list[Stored]:
+        """Store a batch of deliveries in one durable transaction (group commit)."""
+        with self._writing() as conn:
+            return [self._append_one(conn, d) for d in deliveries]
+
+    def import_rows(self, rows: ImportRows) -> int:
+        """Insert prepared rows in one transaction, leaving already-stored bodies alone.
+        Returns how many events were new."""
+        with self._writing() as conn:
+            before = conn.total_changes
+            conn.executemany(_IMPORT_EVENT, rows.events)
+            inserted = conn.total_changes - before
+            conn.executemany(_IMPORT_QUARANTINE, rows.quarantine)
+        return inserted
 
     @staticmethod
     def _append_one(conn: sqlite3.Connection, delivery: Delivery) -> Stored:

@@ -5,7 +5,17 @@ import json
 import pytest
 from conftest import SAMPLE_NAMES, event_body, sample_bytes
 
+from tbhook import events
 from tbhook.events import COLUMNS, Event, Unreadable, parse
+
+
+@pytest.fixture(autouse=True, params=["orjson", "stdlib"])
+def json_loader(request, monkeypatch):
+    """Every test runs with the orjson fast path and with the standard library alone."""
+    if request.param == "stdlib":
+        monkeypatch.setattr(events, "orjson", None)
+    else:
+        assert events.orjson is not None
 
 
 @pytest.mark.parametrize("name", SAMPLE_NAMES)

@@ -1,0 +1,113 @@
+"""Where bodies come from for `send` and `import`: samples, JSON files, NDJSON files, stdin."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from importlib import resources
+from itertools import chain
+from pathlib import Path
+from typing import IO, Any
+
+from tbhook.errors import TbhookError
+
+SAMPLES = resources.files("tbhook") / "samples"
+
+
+def sample_names() -> list[str]:
+    """The file stems of the shipped samples, e.g. ``case-closed``."""
+    return sorted(
+        entry.name.rsplit(".", 1)[0]
+        for entry in SAMPLES.iterdir()
+        if entry.name.endswith((".json", ".ndjson"))
+    )
+
+
+def open_source(source: str) -> tuple[IO[bytes], str]:
+    """A sample name, a file path, or ``-`` for stdin, opened for reading bytes."""
+    if source == "-":
+        return sys.stdin.buffer, "stdin"
+    for suffix in (".json", ".ndjson"):
+        sample = SAMPLES / f"{source}{suffix}"
+        if "/" not in source and sample.is_file():
+            return sample.open("rb"), source
+    path = Path(source)
+    if not path.is_file():
+        names = ", ".join(sample_names())
+        raise TbhookError(f"{source} is neither a file nor a sample (samples: {names})")
+    try:
+        return path.open("rb"), source
+    except OSError as exc:
+        raise TbhookError(f"cannot read {source}: {exc.strerror}") from exc
+
+
+def bodies(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw body) pairs, streamed.
+
+    NDJSON gives one body per non-empty line, byte for byte. A file holding one JSON
+    document (a pretty-printed object) is one body, byte for byte. A JSON array gives one
+    body per element, re-serialized.
+    """
+    lines = iter(stream)
+    first = next(lines, b"")
+    while first and not first.strip():
+        first = next(lines, b"")
+    if not first:
+        return
+    if _is_json(first):
+        yield from _ndjson(chain([first], lines), 1)
+        return
+    rest = first + b"".join(lines)
+    try:
+        document = json.loads(rest)
+    except ValueError:
+        yield from _ndjson(rest.splitlines(keepends=True), 1)
+        return
+    if isinstance(document, list):
+        for index, item in enumerate(document, 1):
+            yield index, json.dumps(item).encode()
+    else:
+        yield 1, rest.strip()
+
+
+def _ndjson(lines: Iterable[bytes], start: int) -> Iterator[tuple[int, bytes]]:
+    for number, line in enumerate(lines, start):
+        line = line.strip()
+        if line:
+            yield number, line
+
+
+def _is_json(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value typed as JSON (``caseId=42``); a bare word is a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"{text!r} is not key=value")
+    try:
+        return key, json.loads(raw)
+    except ValueError:
+        return key, raw
+
+
+def override(body: bytes, assignments: dict[str, Any], timestamp: int | None) -> bytes:
+    """The body with fields replaced; unchanged, byte for byte, when there is nothing to set."""
+    if not assignments and timestamp is None:
+        return body
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise TbhookError("cannot --set or --now on a body that is not a JSON object")
+    payload.update(assignments)
+    if timestamp is not None:
+        payload["timestamp"] = timestamp
+    return json.dumps(payload, separators=(",", ":")).encode()
