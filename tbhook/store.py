@@ -57,6 +57,7 @@ _MERGES_BY = {
     for side in ("oldPersonId", "newPersonId")
 }
 
+
 def _insert_sql(table: str, columns: Sequence[str]) -> str:
     names = ", ".join(f'"{c}"' for c in columns)
     return f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({', '.join('?' for _ in columns)})"
