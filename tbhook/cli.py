@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tbhook import __version__, cli_read
+from tbhook import __version__, cli_dev, cli_read
 from tbhook.cli_options import DEFAULT_DB, DbOption, reported_errors
 from tbhook.errors import TbhookError
 
@@ -134,5 +134,9 @@ for command in (
     cli_read.export,
     cli_read.stats,
     cli_read.quarantine,
+    cli_dev.send,
+    cli_dev.generate,
+    cli_dev.replay,
 ):
     app.command()(command)
+app.command("import")(cli_dev.import_)

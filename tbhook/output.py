@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tbhook.errors import TbhookError
-from tbhook.events import PAYLOAD_COLUMNS, SENDER_LABELS, TYPE_LABELS
+from tbhook.events import PAYLOAD_COLUMNS, SENDER_LABELS, TYPE_LABELS, Event, Unreadable
 from tbhook.filters import iso_time
 
 EVENT_FIELDS = (
@@ -78,6 +78,13 @@ def describe(row: Mapping[str, Any]) -> str:
     if path and path != "/":
         text += f" on {clean(path)}"
     return text
+
+
+def describe_parsed(parsed: Event | Unreadable, path: str = "/") -> str:
+    """``describe`` for a body as parsed, before it has a row."""
+    if isinstance(parsed, Event):
+        return describe({"event": parsed.event, "path": path, **parsed.values})
+    return f"unreadable: {clean(parsed.reason)}" + (f" on {clean(path)}" if path != "/" else "")
 
 
 def event_style(row: Mapping[str, Any]) -> str:

@@ -17,8 +17,8 @@ from typing import Any
 import uvicorn
 
 from tbhook.errors import StoreUnavailable, TbhookError
-from tbhook.events import Event, parse
-from tbhook.output import clean, describe
+from tbhook.events import parse
+from tbhook.output import clean, describe_parsed
 from tbhook.store import Delivery, EventStore, Stored
 from tbhook.writer import BatchWriter
 
@@ -110,13 +110,9 @@ def _receipt(delivery: Delivery, stored: Stored) -> dict[str, Any]:
 
 
 def _delivery_line(delivery: Delivery, stored: Stored) -> str:
-    parsed = delivery.parsed
-    if isinstance(parsed, Event):
-        line = describe({"event": parsed.event, "path": delivery.path, **parsed.values})
-    else:
-        line = f"quarantined #{stored.id}: {clean(parsed.reason)}"
-        if delivery.path != "/":
-            line += f" on {clean(delivery.path)}"
+    line = describe_parsed(delivery.parsed, delivery.path)
+    if stored.quarantined:
+        line = f"quarantined #{stored.id}, " + line
     if stored.duplicate:
         line += f" [retry: delivery {stored.deliveries} of #{stored.id}]"
     return line

@@ -267,6 +267,13 @@ class EventStore:
             sql += f" LIMIT {int(limit)}"
         return self.db.query(sql, params)
 
+    def bodies(self, filters: Filters) -> Iterator[tuple[int, bytes]]:
+        """(id, raw body) of matching events in arrival order, for replay."""
+        where, params = self._where(filters)
+        return iter(
+            self.db.execute(f"SELECT id, body FROM events WHERE {where} ORDER BY id", params)
+        )
+
     def count_matching(self, filters: Filters) -> int:
         where, params = self._where(filters)
         return self.db.execute(f"SELECT count(*) FROM events WHERE {where}", params).fetchone()[0]

@@ -233,7 +233,7 @@ def test_each_delivery_prints_one_readable_line(server):
     assert "(reason 111111) [retry: delivery 2 of #3]\n" in out
     assert "evil\\r\\nInjected: yes (undocumented event, kept)" in out
     assert "\nInjected" not in out
-    assert "quarantined #1: not valid JSON" in out
+    assert "quarantined #1, unreadable: not valid JSON" in out
 
 
 def test_quiet_prints_no_delivery_lines(serve):

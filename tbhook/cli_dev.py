@@ -1,0 +1,232 @@
+"""The developer loop: send, generate, import, replay."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from tbhook.cli_options import (
+    DEFAULT_DB,
+    CaseOpt,
+    DbOption,
+    EventOpt,
+    PersonOpt,
+    SearchOpt,
+    SenderOpt,
+    SinceOpt,
+    SourceOpt,
+    UntilOpt,
+    console,
+    fail,
+    filters_from,
+    reading,
+    reported_errors,
+)
+
+LOCAL_SERVE = "http://127.0.0.1:8080/"
+HeaderName = Annotated[
+    Optional[str],
+    typer.Option(envvar="TBHOOK_HEADER_NAME", help="Custom header to send with each body."),
+]
+HeaderValue = Annotated[
+    Optional[str],
+    typer.Option(envvar="TBHOOK_HEADER_VALUE", help="Its content.", show_default=False),
+]
+
+
+def _assignments(values: Optional[list[str]]) -> dict[str, Any]:
+    from tbhook.payloads import parse_assignment
+
+    try:
+        return dict(parse_assignment(value) for value in values or ())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--set'") from None
+
+
+def _rate(value: Optional[str]) -> Optional[float]:
+    """``20``, ``20/s`` or ``0.5/s``: deliveries per second."""
+    if value is None:
+        return None
+    try:
+        rate = float(value.removesuffix("/s"))
+    except ValueError:
+        rate = 0.0
+    if not rate > 0:
+        raise typer.BadParameter(f"{value!r} is not a positive rate such as 20/s")
+    return rate
+
+
+def _reply_note(reply: Any) -> str:
+    """What a tbhook receiver said about the delivery, from its JSON answer."""
+    answer = reply.json()
+    if not isinstance(answer, dict):
+        return ""
+    if answer.get("quarantined"):
+        return f" -> quarantined #{answer.get('id')}"
+    if "id" in answer:
+        return f" -> #{answer['id']}" + (" (duplicate)" if answer.get("duplicate") else "")
+    if "error" in answer:
+        return f" ({answer['error']})"
+    return ""
+
+
+def send(
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="SAMPLE_OR_FILE...",
+            help="Sample names (see samples/), JSON or NDJSON files, or - for stdin.",
+        ),
+    ],
+    to: Annotated[str, typer.Option(help="Where to POST.")] = LOCAL_SERVE,
+    header_name: HeaderName = None,
+    header_value: HeaderValue = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", metavar="KEY=VALUE", help="Override a field (JSON-typed)."),
+    ] = None,
+    now: Annotated[bool, typer.Option("--now", help="Stamp the current time.")] = False,
+) -> None:
+    """POST sample or recorded events to a receiver; exit 1 unless every one got a 200."""
+    from tbhook.client import Poster, PostFailed, auth_headers
+    from tbhook.events import parse
+    from tbhook.output import describe_parsed
+    from tbhook.payloads import bodies, open_source, override
+
+    assignments = _assignments(set_)
+    timestamp = int(time.time()) if now else None
+    failed = 0
+    with reported_errors():
+        poster = Poster(to, auth_headers(header_name, header_value))
+        for source in sources:
+            stream, _label = open_source(source)
+            for _line, raw in bodies(stream):
+                body = override(raw, assignments, timestamp)
+                summary = describe_parsed(parse(body))
+                try:
+                    reply = poster.post(body)
+                except PostFailed as exc:
+                    typer.echo(f"ERR {summary}: {exc}")
+                    failed += 1
+                    continue
+                failed += not reply.ok
+                typer.echo(f"{reply.status} {summary}{_reply_note(reply)}")
+        poster.close()
+    if failed:
+        raise typer.Exit(1)
+
+
+def generate(
+    count: Annotated[int, typer.Option("--count", "-n", min=0, help="How many events.")],
+    seed: Annotated[int, typer.Option(help="Same seed, same events.")] = 0,
+    start: Annotated[
+        Optional[str],
+        typer.Option(metavar="ISO", help="First timestamp.  [default: 2024-01-01T00:00:00Z]"),
+    ] = None,
+    persons: Annotated[int, typer.Option(min=1, help="How many distinct persons.")] = 1000,
+    rate: Annotated[str, typer.Option(metavar="R/s", help="Events per second of event time.")] = (
+        "10/s"
+    ),
+) -> None:
+    """Write realistic, deterministic Tracebuzz events as NDJSON to stdout."""
+    from tbhook.filters import parse_when
+    from tbhook.generate import DEFAULT_START, Generator
+
+    try:
+        first = parse_when(start) if start else DEFAULT_START
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--start'") from None
+    generator = Generator(seed=seed, start=first, persons=persons, rate=_rate(rate) or 10.0)
+    write = sys.stdout.write
+    chunk: list[str] = []
+    for line in generator.lines(count):
+        chunk.append(line)
+        if len(chunk) == 2000:
+            write("\n".join(chunk) + "\n")
+            chunk.clear()
+    if chunk:
+        write("\n".join(chunk) + "\n")
+
+
+def import_(
+    file: Annotated[str, typer.Argument(metavar="FILE|-", help="NDJSON or a JSON array.")],
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Load events through the receiver's parsing, dedupe and quarantine rules."""
+    from rich.progress import Progress
+
+    from tbhook.importer import import_stream
+    from tbhook.payloads import open_source
+    from tbhook.store import EventStore
+
+    if file != "-" and not Path(file).is_file():
+        raise fail(f"no file at {file}")
+    with reported_errors():
+        stream, label = open_source(file)
+        size = os.fstat(stream.fileno()).st_size if file != "-" else None
+        store = EventStore.open(db)
+        try:
+            show = sys.stderr.isatty()
+            with Progress(console=console(stderr=True), transient=True, disable=not show) as bar:
+                task = bar.add_task(f"importing {label}", total=size or None)
+                result = import_stream(store, stream, label, lambda n: bar.advance(task, n))
+        finally:
+            store.close()
+    lines = result.quarantined_lines
+    shown = ", ".join(str(n) for n in lines[:10]) + (", ..." if len(lines) > 10 else "")
+    typer.echo(
+        f"Imported {label}: {result.inserted} inserted, {result.duplicates} duplicates, "
+        f"{result.quarantined} quarantined" + (f" (lines {shown})" if lines else "")
+    )
+
+
+def replay(
+    to: Annotated[str, typer.Option(help="Where to POST the stored bodies.")],
+    db: DbOption = DEFAULT_DB,
+    event: EventOpt = None,
+    case: CaseOpt = None,
+    person: PersonOpt = None,
+    search_id: SearchOpt = None,
+    source: SourceOpt = None,
+    sender: SenderOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    rate: Annotated[
+        Optional[str], typer.Option(metavar="N/s", help="At most N deliveries per second.")
+    ] = None,
+    header_name: HeaderName = None,
+    header_value: HeaderValue = None,
+) -> None:
+    """Re-send stored raw bodies, byte for byte, in arrival order; exit 1 if any failed."""
+    from rich.progress import Progress
+
+    from tbhook.client import Poster, PostFailed, auth_headers
+
+    per_second = _rate(rate)
+    filters = filters_from(event, case, person, search_id, source, sender, since, until)
+    statuses: Counter[str] = Counter()
+    with reading(db) as store:
+        poster = Poster(to, auth_headers(header_name, header_value))
+        total = store.count_matching(filters)
+        started = time.monotonic()
+        with Progress(console=console(stderr=True), transient=True) as bar:
+            task = bar.add_task(f"replaying to {to}", total=total)
+            for sent, (_id, body) in enumerate(store.bodies(filters)):
+                if per_second:
+                    time.sleep(max(0.0, started + sent / per_second - time.monotonic()))
+                try:
+                    statuses[str(poster.post(body).status)] += 1
+                except PostFailed:
+                    statuses["no answer"] += 1
+                bar.advance(task)
+        poster.close()
+    summary = ", ".join(f"{count} x {status}" for status, count in sorted(statuses.items()))
+    typer.echo(f"Replayed {sum(statuses.values())} events to {to}: {summary or 'nothing matched'}")
+    if set(statuses) - {"200"}:
+        raise typer.Exit(1)
