@@ -60,12 +60,26 @@ def serve(
         1024 * 1024
     ),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per delivery.")] = False,
+    forward_to: Annotated[
+        Optional[str],
+        typer.Option(metavar="URL", help="Also pass each new event on to this URL (your app)."),
+    ] = None,
+    retry_scale: Annotated[
+        float,
+        typer.Option(
+            min=0.000001, help="Scale the forward retry schedule (0.001: minutes become 60 ms)."
+        ),
+    ] = 1.0,
 ) -> None:
     """Receive Tracebuzz webhooks and append every delivery to the database."""
     from tbhook import server
     from tbhook.store import EventStore
 
     auth = _auth(header_name, header_value)
+    if forward_to and not forward_to.startswith(("http://", "https://")):
+        raise typer.BadParameter(
+            f"{forward_to!r} is not an http:// or https:// URL", param_hint="'--forward-to'"
+        )
     with reported_errors():
         store = EventStore.open(db)  # before binding: a bad --db fails whatever the port
         try:
@@ -80,14 +94,16 @@ def serve(
             auth=auth,
             max_body=max_body,
             quiet=quiet,
-            on_ready=lambda: _announce(store, sock, host, auth),
+            on_ready=lambda: _announce(store, sock, host, auth, forward_to),
+            forward_to=forward_to,
+            retry_scale=retry_scale,
         )
     finally:
         store.close()
     sys.stderr.write("tbhook stopped; every acknowledged event is stored.\n")
 
 
-def _announce(store, sock, host: str, auth) -> None:  # noqa: ANN001 - lazy server import
+def _announce(store, sock, host: str, auth, forward_to: Optional[str]) -> None:  # noqa: ANN001 - lazy server import
     from tbhook import server
 
     bound_host, bound_port = sock.getsockname()[:2]
@@ -103,6 +119,8 @@ def _announce(store, sock, host: str, auth) -> None:  # noqa: ANN001 - lazy serv
             f"Warning: listening on {host} with no --header-name/--header-value: "
             "anyone who can reach this port can write events.\n"
         )
+    if forward_to:
+        err.write(f"  forwarding new events to: {forward_to}\n")
     err.write("Press Ctrl+C to stop.\n")
     err.flush()
 

@@ -31,7 +31,7 @@ from tbhook.cli_options import (
     valid_id,
 )
 from tbhook.filters import Filters
-from tbhook.output import EVENT_FIELDS, Format
+from tbhook.output import EVENT_FIELDS, FORWARD_FIELDS, Format
 
 
 class Order(str, Enum):
@@ -59,9 +59,11 @@ def events(
     filters = filters_from(event, case, person, search_id, source, sender, since, until)
     with reading(db) as store:
         canonical = store.canonical_lookup() if 0 < limit <= 1000 else store.resolver().canonical
-        rows = store.events(filters, descending=order is Order.desc, limit=limit)
+        rows = store.events(
+            filters, descending=order is Order.desc, limit=limit, with_forwards=True
+        )
         records = (event_record(row, canonical) for row in rows)
-        emit(records, fmt, EVENT_FIELDS, events_table)
+        emit(records, fmt, (*EVENT_FIELDS, *FORWARD_FIELDS), events_table)
 
 
 class TailFormat(str, Enum):

@@ -89,3 +89,22 @@ def m003_merge_indexes(db: Database) -> None:
 def m004_quarantine_line(db: Database) -> None:
     # `tbhook import` keeps the line number of a malformed line (NULL for HTTP deliveries).
     db.execute("ALTER TABLE quarantine ADD COLUMN line INTEGER")
+
+
+@migrations()
+def m005_forwards(db: Database) -> None:
+    # `serve --forward-to`: one row per stored event to pass on, surviving restarts.
+    db.execute(
+        """
+CREATE TABLE forwards (
+    eventId INTEGER PRIMARY KEY REFERENCES events(id),
+    target TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    lastStatus INTEGER,
+    lastError TEXT,
+    lastAttemptAt TEXT,
+    nextAttemptAt REAL
+)"""
+    )
+    db.execute("CREATE INDEX forwards_due ON forwards (nextAttemptAt) WHERE state = 'pending'")

@@ -24,6 +24,7 @@ EVENT_FIELDS = (
     "canonicalPersonId",
     "deliveries",
 )
+FORWARD_FIELDS = ("forwardState", "forwardAttempts", "forwardStatus")
 EVENT_STYLES = {"newResult": "cyan", "caseClosed": "magenta", "profileMerged": "yellow"}
 
 
@@ -99,6 +100,9 @@ def event_record(row: Mapping[str, Any], canonical: Callable[[Any], Any]) -> dic
     record = {key: row.get(key) for key in EVENT_FIELDS}
     record["time"] = iso_time(row["timestamp"])
     record["canonicalPersonId"] = canonical(person)
+    for key in FORWARD_FIELDS:
+        if key in row:
+            record[key] = row[key]
     return record
 
 
@@ -246,7 +250,7 @@ def events_table(records: Iterable[Mapping[str, Any]], title: str | None = None)
             _cell(row["caseId"]),
             _person(row),
             _who(row),
-            _what(row),
+            _what(row) + _forward(row),
         )
     return result
 
@@ -273,6 +277,14 @@ def _who(row: Mapping[str, Any]) -> str:
     if row["event"] == "caseClosed":
         return f"agent {row['agentId']}"
     return ""
+
+
+def _forward(row: Mapping[str, Any]) -> str:
+    state = row.get("forwardState")
+    if state is None:
+        return ""
+    status = f" {row['forwardStatus']}" if row.get("forwardStatus") else ""
+    return f" [forward {state}{status}, {row['forwardAttempts']} attempts]"
 
 
 def _what(row: Mapping[str, Any]) -> str:

@@ -68,7 +68,7 @@ def bodies(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
         for index, item in enumerate(document, 1):
             yield index, json.dumps(item).encode()
     else:
-        yield 1, rest.strip()
+        yield 1, rest  # byte for byte, as `curl --data-binary @file` would send it
 
 
 def _ndjson(lines: Iterable[bytes], start: int) -> Iterator[tuple[int, bytes]]:

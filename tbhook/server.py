@@ -239,13 +239,24 @@ def serve(
     max_body: int = DEFAULT_MAX_BODY,
     quiet: bool = False,
     on_ready: Callable[[], None] | None = None,
+    forward_to: str | None = None,
+    retry_scale: float = 1.0,
 ) -> None:
     """Receive on an already bound socket until SIGINT or SIGTERM, then drain and return.
 
     ``on_ready`` runs once the stop signals are handled, just before serving starts.
     """
-    writer = BatchWriter(store)
-    app = Receiver(writer, auth=auth, max_body=max_body, log=None if quiet else _stderr_line)
+    log = None if quiet else _stderr_line
+    writer = BatchWriter(store, forward_to=forward_to)
+    forwarder = None
+    if forward_to:
+        from tbhook.forwarder import Forwarder
+
+        headers = {auth.name: auth.value} if auth else {}
+        reader = EventStore.open_readonly(store.path)
+        forwarder = Forwarder(writer, reader, forward_to, headers, retry_scale, log)
+        writer.on_commit = forwarder.wake
+    app = Receiver(writer, auth=auth, max_body=max_body, log=log)
     config = uvicorn.Config(
         app,
         lifespan="off",
@@ -257,10 +268,14 @@ def serve(
     )
     uvicorn_server = _Server(config)
     writer.start()
+    if forwarder:
+        forwarder.start()
     try:
         with uvicorn_server.draining_signals():
             if on_ready:
                 on_ready()
             uvicorn_server.run(sockets=[sock])
     finally:
+        if forwarder:
+            forwarder.close()  # it writes through the writer, so it stops first
         writer.close()

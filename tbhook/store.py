@@ -7,6 +7,7 @@ import functools
 import hashlib
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -116,6 +117,19 @@ class ImportRows:
             self.quarantined_lines.append(line)
 
 
+@dataclass(frozen=True)
+class ForwardOutcome:
+    """One forward attempt: delivered, pending a retry at ``next_at``, or failed for good."""
+
+    event_id: int
+    target: str
+    attempts: int
+    state: str
+    status: int | None = None
+    error: str | None = None
+    next_at: float | None = None
+
+
 class EventStore:
     """A tbhook database: one writer connection, or a read-only one."""
 
@@ -199,10 +213,26 @@ class EventStore:
         finally:
             conn.execute(f"PRAGMA wal_autocheckpoint = {int(previous)}")
 
-    def append(self, deliveries: Sequence[Delivery]) -> list[Stored]:
-        """Store a batch of deliveries in one durable transaction (group commit)."""
+    def append(self, deliveries: Sequence[Delivery], forward_to: str | None = None) -> list[Stored]:
+        """Store a batch of deliveries in one durable transaction (group commit).
+
+        With ``forward_to``, each new event is also queued for forwarding, in the same
+        transaction, so a pending forward survives a crash exactly when its event does.
+        """
         with self._writing() as conn:
-            return [self._append_one(conn, d) for d in deliveries]
+            stored = [self._append_one(conn, d) for d in deliveries]
+            if forward_to:
+                now = time.time()
+                conn.executemany(
+                    "INSERT OR IGNORE INTO forwards (eventId, target, state, nextAttemptAt) "
+                    "VALUES (?, ?, 'pending', ?)",
+                    [
+                        (s.id, forward_to, now)
+                        for s in stored
+                        if not s.quarantined and not s.duplicate
+                    ],
+                )
+            return stored
 
     def import_rows(self, rows: ImportRows) -> int:
         """Insert prepared rows in one transaction, leaving already-stored bodies alone.
@@ -250,6 +280,7 @@ class EventStore:
         limit: int | None = None,
         after_id: int = 0,
         upto_id: int | None = None,
+        with_forwards: bool = False,
     ) -> Iterator[dict]:
         """Matching events (without the raw body), streamed in the order asked for.
 
@@ -258,6 +289,12 @@ class EventStore:
         where, params = self._where(filters)
         order = _ORDERS[order_by].format("DESC" if descending else "ASC")
         sql = f"SELECT {_READ_COLUMNS} FROM events WHERE id > ? AND {where}"
+        if with_forwards:
+            sql = (
+                f"SELECT {_READ_COLUMNS}, state AS forwardState, attempts AS forwardAttempts, "
+                "lastStatus AS forwardStatus FROM events LEFT JOIN forwards ON eventId = id "
+                f"WHERE id > ? AND {where}"
+            )
         params.insert(0, after_id)
         if upto_id is not None:
             sql += " AND id <= ?"
@@ -306,6 +343,44 @@ class EventStore:
             "SELECT id, receivedAt, lastReceivedAt, deliveries, path, reason, "
             "length(body) AS bodySize, substr(body, 1, 80) AS bodyStart FROM quarantine ORDER BY id"
         )
+
+    # -- forwarding ------------------------------------------------------------------
+
+    def due_forwards(self, now: float, limit: int = 100) -> list[dict]:
+        """Pending forwards whose next attempt is due, oldest due first, with their bodies."""
+        return list(
+            self.db.query(
+                "SELECT f.eventId, f.attempts, e.body FROM forwards f "
+                "JOIN events e ON e.id = f.eventId "
+                "WHERE f.state = 'pending' AND f.nextAttemptAt <= ? "
+                "ORDER BY f.nextAttemptAt, f.eventId LIMIT ?",
+                [now, limit],
+            )
+        )
+
+    def next_forward_at(self) -> float | None:
+        """When the next pending forward is due, or None when nothing is pending."""
+        return self.db.execute(
+            "SELECT min(nextAttemptAt) FROM forwards WHERE state = 'pending'"
+        ).fetchone()[0]
+
+    def record_forward(self, outcome: ForwardOutcome) -> None:
+        """Store the result of one forward attempt."""
+        with self._writing() as conn:
+            conn.execute(
+                "UPDATE forwards SET target = ?, attempts = ?, state = ?, lastStatus = ?, "
+                "lastError = ?, lastAttemptAt = ?, nextAttemptAt = ? WHERE eventId = ?",
+                (
+                    outcome.target,
+                    outcome.attempts,
+                    outcome.state,
+                    outcome.status,
+                    outcome.error,
+                    utc_now(),
+                    outcome.next_at,
+                    outcome.event_id,
+                ),
+            )
 
     # -- persons ---------------------------------------------------------------------
 

@@ -25,9 +25,17 @@ class BatchWriter:
     share one commit instead of queueing for one fsync each.
     """
 
-    def __init__(self, store: EventStore, max_batch: int = MAX_BATCH):
+    def __init__(
+        self,
+        store: EventStore,
+        max_batch: int = MAX_BATCH,
+        forward_to: str | None = None,
+        on_commit: Callable[[], None] | None = None,
+    ):
         self.store = store
         self.max_batch = max_batch
+        self.forward_to = forward_to
+        self.on_commit = on_commit
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="tbhook-writer", daemon=True)
 
@@ -43,6 +51,18 @@ class BatchWriter:
     def submit(self, delivery: Delivery, callback: Callback) -> None:
         """Queue a delivery; ``callback`` runs on the writer thread once committed or failed."""
         self._queue.put((delivery, callback))
+
+    def call(self, operation: Callable[[EventStore], object]) -> object:
+        """Run ``operation(store)`` on the writer thread, between batches, and wait for it.
+
+        Other threads (the forwarder) write through here, so there is still one writer.
+        """
+        call = _Call(operation)
+        self._queue.put(call)
+        call.done.wait()
+        if isinstance(call.outcome, BaseException):
+            raise call.outcome
+        return call.outcome
 
     async def write(self, delivery: Delivery) -> Stored:
         """Store a delivery and wait until its batch is committed. Raises StoreUnavailable."""
@@ -71,14 +91,18 @@ class BatchWriter:
                     break
             if _STOP in batch:
                 stopping = True
-                batch = [item for item in batch if item is not _STOP]
-            if batch:
-                self._commit(batch)
+            deliveries = [item for item in batch if isinstance(item, tuple)]
+            if deliveries:
+                self._commit(deliveries)
+            for call in batch:
+                if isinstance(call, _Call):
+                    call.run(self.store)
 
     def _commit(self, batch: list[tuple[Delivery, Callback]]) -> None:
         outcomes: list[Outcome]
         try:
-            outcomes = list(self.store.append([delivery for delivery, _ in batch]))
+            deliveries = [delivery for delivery, _ in batch]
+            outcomes = list(self.store.append(deliveries, forward_to=self.forward_to))
         except StoreUnavailable as exc:
             outcomes = [exc] * len(batch)
         except Exception as exc:  # a bug must fail this batch, never the writer
@@ -86,6 +110,22 @@ class BatchWriter:
             outcomes = [failure] * len(batch)
         for (_, callback), outcome in zip(batch, outcomes, strict=True):
             callback(outcome)
+        if self.on_commit:
+            self.on_commit()
+
+
+class _Call:
+    def __init__(self, operation: Callable[[EventStore], object]):
+        self.operation = operation
+        self.done = threading.Event()
+        self.outcome: object = None
+
+    def run(self, store: EventStore) -> None:
+        try:
+            self.outcome = self.operation(store)
+        except Exception as exc:  # handed to the caller, never fatal to the writer
+            self.outcome = exc
+        self.done.set()
 
 
 def _settle(future: asyncio.Future, outcome: Outcome) -> None:

@@ -152,3 +152,50 @@ def wait_for(predicate, timeout: float = 10.0):
             return value
         time.sleep(0.02)
     raise AssertionError("condition not met in time")
+
+
+class Sink:
+    """A small real HTTP receiver for tests: answers `fail` with 500 first, then 200."""
+
+    def __init__(self, fail: int = 0, status: int = 500):
+        import http.server
+
+        self.received: list[tuple[bytes, dict[str, str]]] = []
+        self.fail, self.status = fail, status
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - the stdlib's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                sink.received.append((body, {k.lower(): v for k, v in self.headers.items()}))
+                status = sink.status if sink.fail > 0 else 200
+                sink.fail -= 1
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/app"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def sink():
+    sinks: list[Sink] = []
+
+    def factory(**kwargs) -> Sink:
+        sinks.append(Sink(**kwargs))
+        return sinks[-1]
+
+    yield factory
+    for s in sinks:
+        s.close()

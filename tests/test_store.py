@@ -73,14 +73,14 @@ def test_blank_database_migrates_to_the_expected_schema(db_path):
         'CREATE INDEX events_event ON events ("event")',
     } <= indexed
     applied = [m.name for m in migrations.applied(__import__("sqlite_utils").Database(conn))]
-    assert applied == ["m001_events_and_quarantine", "m002_views", "m003_merge_indexes", "m004_quarantine_line"]
+    assert applied == ["m001_events_and_quarantine", "m002_views", "m003_merge_indexes", "m004_quarantine_line", "m005_forwards"]
 
 
 def test_reopening_applies_nothing_twice(db_path):
     EventStore.open(db_path).close()
     EventStore.open(db_path).close()
     conn = sqlite3.connect(db_path)
-    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 4
+    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 5
 
 
 def test_durability_settings(store, db_path):

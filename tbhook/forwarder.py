@@ -1,0 +1,113 @@
+"""`serve --forward-to`: pass each stored event on to the user's app, on Tracebuzz's schedule.
+
+Forwarding runs on its own thread after the 200 has gone back to Tracebuzz, so the user's
+app being slow or down never touches receiving. Attempts are stored, so pending retries
+resume after a restart.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from tbhook.client import Poster, PostFailed
+from tbhook.errors import TbhookError
+from tbhook.store import EventStore, ForwardOutcome
+from tbhook.writer import BatchWriter
+
+# The spec's retry table: minutes to wait after each failed attempt; then Tracebuzz gives up.
+SCHEDULE_MINUTES = (5, 7, 21, 59, 133, 255, 437, 691, 1029, 1758)
+IDLE_SECONDS = 1.0
+
+
+class Forwarder:
+    def __init__(
+        self,
+        writer: BatchWriter,
+        reader: EventStore,
+        target: str,
+        headers: dict[str, str] | None = None,
+        retry_scale: float = 1.0,
+        log: Callable[[str], None] | None = None,
+    ):
+        self.writer = writer
+        self.reader = reader
+        self.retry_scale = retry_scale
+        self.log = log
+        # Pending forwards from an earlier run go to today's --forward-to: the app may have moved.
+        self.poster = Poster(target, headers)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tbhook-forwarder", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """New events were committed: look for due forwards now."""
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+        self.poster.close()
+        self.reader.close()
+
+    def retry_delay(self, attempts: int) -> float | None:
+        """Seconds to wait after failed attempt number ``attempts``, or None: give up."""
+        if attempts > len(SCHEDULE_MINUTES):
+            return None
+        return SCHEDULE_MINUTES[attempts - 1] * 60 * self.retry_scale
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            due = self.reader.due_forwards(time.time())
+            for row in due:
+                if self._stop.is_set():
+                    return
+                self._attempt(row)
+            if not due:
+                self._wake.wait(self._idle_seconds())
+                self._wake.clear()
+
+    def _idle_seconds(self) -> float:
+        next_at = self.reader.next_forward_at()
+        if next_at is None:
+            return IDLE_SECONDS
+        return min(IDLE_SECONDS, max(0.0, next_at - time.time()))
+
+    def _attempt(self, row: dict) -> None:
+        event_id, attempts = row["eventId"], row["attempts"] + 1
+        try:
+            status: int | None = self.poster.post(row["body"]).status
+            error = None if status == 200 else f"HTTP {status}"
+        except PostFailed as exc:
+            status, error = None, str(exc)
+        if status == 200:
+            outcome = ForwardOutcome(event_id, self.poster.url, attempts, "delivered", status)
+            self._log(f"forwarded #{event_id}: 200")
+        else:
+            delay = self.retry_delay(attempts)
+            if delay is None:
+                outcome = ForwardOutcome(
+                    event_id, self.poster.url, attempts, "failed", status, error
+                )
+                self._log(
+                    f"forward #{event_id} failed ({error}); gave up after {attempts} attempts"
+                )
+            else:
+                next_at = time.time() + delay
+                outcome = ForwardOutcome(
+                    event_id, self.poster.url, attempts, "pending", status, error, next_at
+                )
+                self._log(f"forward #{event_id} failed ({error}); retry {attempts} in {delay:.3g}s")
+        try:
+            self.writer.call(lambda store: store.record_forward(outcome))
+        except TbhookError as exc:  # sent but not recorded: it will be sent again (at least once)
+            self._log(f"forward #{event_id}: could not record the attempt: {exc}")
+
+    def _log(self, line: str) -> None:
+        if self.log:
+            self.log(time.strftime("%H:%M:%S ") + line)
