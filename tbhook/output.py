@@ -241,12 +241,12 @@ def events_table(records: Iterable[Mapping[str, Any]], title: str | None = None)
 
     result = Table(title=title, header_style="bold")
     for column in ("id", "time", "event", "case", "person", "who", "what"):
-        result.add_column(column, overflow="fold", no_wrap=column not in ("event", "what"))
+        result.add_column(column, overflow="fold", no_wrap=column != "what")
     for row in records:
         result.add_row(
             str(row["id"]),
             _cell(row["time"]),
-            f"[{event_style(row)}]{clean(row['event'])}[/]",
+            f"[{event_style(row)}]{_cell(row['event'])}[/]",
             _cell(row["caseId"]),
             _person(row),
             _who(row),
@@ -284,7 +284,7 @@ def _forward(row: Mapping[str, Any]) -> str:
     if state is None:
         return ""
     status = f" {row['forwardStatus']}" if row.get("forwardStatus") else ""
-    return f" [forward {state}{status}, {row['forwardAttempts']} attempts]"
+    return f", forward {state}{status} after {row['forwardAttempts']} attempts"
 
 
 def _what(row: Mapping[str, Any]) -> str:

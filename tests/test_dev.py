@@ -3,8 +3,6 @@
 import json
 import socket
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 from conftest import SAMPLE_NAMES, event_body, sample_bytes, start_serve, wait_for
@@ -47,8 +45,17 @@ def test_send_twice_shows_the_duplicate(server):
 
 
 def test_send_conversation_with_overrides_and_now(server):
-    result = run("send", "conversation", "--set", "caseId=42", "--set", 'note="hi"', "--now",
-                 "--to", f"http://127.0.0.1:{server.port}/hook")
+    result = run(
+        "send",
+        "conversation",
+        "--set",
+        "caseId=42",
+        "--set",
+        'note="hi"',
+        "--now",
+        "--to",
+        f"http://127.0.0.1:{server.port}/hook",
+    )
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert len(lines) == 5 and all(line.startswith("200 ") for line in lines)
@@ -74,10 +81,18 @@ def test_send_shows_quarantine_and_401_and_exits_1(serve):
     url = f"http://127.0.0.1:{server.port}/"
     denied = run("send", "case-closed", "--to", url)
     assert denied.exit_code == 1
-    assert denied.stdout.startswith("401 caseClosed") and "(missing or wrong X-Key header)" in denied.stdout
-    kept = run("send", "-", "--to", url, "--header-name", "X-Key", "--header-value", "k", input="{oops\n")
+    assert (
+        denied.stdout.startswith("401 caseClosed")
+        and "(missing or wrong X-Key header)" in denied.stdout
+    )
+    kept = run(
+        "send", "-", "--to", url, "--header-name", "X-Key", "--header-value", "k", input="{oops\n"
+    )
     assert kept.exit_code == 0
-    assert kept.stdout.startswith("200 unreadable: not valid JSON") and "-> quarantined #1" in kept.stdout
+    assert (
+        kept.stdout.startswith("200 unreadable: not valid JSON")
+        and "-> quarantined #1" in kept.stdout
+    )
 
 
 def test_send_to_nothing_listening_exits_1():
@@ -92,9 +107,17 @@ def test_send_to_nothing_listening_exits_1():
 @pytest.mark.parametrize(
     "args, code, message",
     [
-        (["nope"], 1, "Error: nope is neither a file nor a sample (samples: case-closed, conversation, "),
+        (
+            ["nope"],
+            1,
+            "Error: nope is neither a file nor a sample (samples: case-closed, conversation, ",
+        ),
         (["case-closed", "--set", "caseId"], 2, "'caseId' is not key=value"),
-        (["case-closed", "--to", "ftp://x"], 1, "Error: 'ftp://x' is not an http:// or https:// URL"),
+        (
+            ["case-closed", "--to", "ftp://x"],
+            1,
+            "Error: 'ftp://x' is not an http:// or https:// URL",
+        ),
     ],
 )
 def test_send_bad_input(args, code, message):
@@ -106,8 +129,13 @@ def test_send_bad_input(args, code, message):
 def test_samples_ship_inside_the_package():
     from tbhook.payloads import sample_names
 
-    assert sample_names() == ["case-closed", "conversation", "include-own-message",
-                              "new-incoming-message", "profile-merged"]
+    assert sample_names() == [
+        "case-closed",
+        "conversation",
+        "include-own-message",
+        "new-incoming-message",
+        "profile-merged",
+    ]
 
 
 # -- generate -------------------------------------------------------------------------
@@ -140,17 +168,33 @@ def test_generate_is_deterministic_and_valid(tmp_path):
 
 
 def test_generate_merges_include_chains_and_reversals():
-    payloads = [json.loads(line) for line in run("generate", "-n", "20000", "--seed", "3").stdout.splitlines()]
-    merges = [(p["oldPersonId"], p["newPersonId"]) for p in payloads if p["event"] == "profileMerged"]
+    payloads = [
+        json.loads(line)
+        for line in run("generate", "-n", "20000", "--seed", "3").stdout.splitlines()
+    ]
+    merges = [
+        (p["oldPersonId"], p["newPersonId"]) for p in payloads if p["event"] == "profileMerged"
+    ]
     news = {new for _, new in merges}
     assert any(old in news for old, _ in merges), "no chain"
     assert any((new, old) in merges for old, new in merges), "no reversal"
 
 
 def test_generate_start_rate_and_persons():
-    payloads = [json.loads(line) for line in run(
-        "generate", "-n", "500", "--start", "2025-03-01T00:00:00Z", "--rate", "1/s", "--persons", "3"
-    ).stdout.splitlines()]
+    payloads = [
+        json.loads(line)
+        for line in run(
+            "generate",
+            "-n",
+            "500",
+            "--start",
+            "2025-03-01T00:00:00Z",
+            "--rate",
+            "1/s",
+            "--persons",
+            "3",
+        ).stdout.splitlines()
+    ]
     assert payloads[0]["timestamp"] == 1740787200
     assert 400 <= payloads[-1]["timestamp"] - payloads[0]["timestamp"] <= 600
     assert len({p["personId"] for p in payloads if p["event"] == "newResult"}) <= 3
@@ -168,9 +212,15 @@ def test_import_counts_and_quarantines_bad_lines_with_their_number(db_path, tmp_
     path.write_text("\n".join(lines) + "\n")
     result = run("import", str(path), "--db", str(db_path))
     assert result.exit_code == 0
-    assert result.stdout == f"Imported {path}: 50 inserted, 0 duplicates, 2 quarantined (lines 11, 21)\n"
+    assert (
+        result.stdout
+        == f"Imported {path}: 50 inserted, 0 duplicates, 2 quarantined (lines 11, 21)\n"
+    )
     quarantined = rows(db_path, "SELECT line, path, reason FROM quarantine ORDER BY line")
-    assert [(q["line"], q["path"]) for q in quarantined] == [(11, f"import:{path}"), (21, f"import:{path}")]
+    assert [(q["line"], q["path"]) for q in quarantined] == [
+        (11, f"import:{path}"),
+        (21, f"import:{path}"),
+    ]
     again = run("import", str(path), "--db", str(db_path))
     assert again.stdout.startswith(f"Imported {path}: 0 inserted, 50 duplicates, 2 quarantined")
     assert {r["deliveries"] for r in rows(db_path)} == {1}  # an import is not a delivery
@@ -181,11 +231,14 @@ def test_import_from_stdin_and_a_json_array_matches_the_receiver(server, db_path
     for body in bodies:
         server.post(body)
     other = tmp_path / "other.db"
-    result = run("import", "-", "--db", str(other), input="[" + ",".join(b.decode() for b in bodies) + "]")
+    result = run(
+        "import", "-", "--db", str(other), input="[" + ",".join(b.decode() for b in bodies) + "]"
+    )
     assert result.stdout == "Imported stdin: 4 inserted, 0 duplicates, 0 quarantined\n"
     columns = "event, timestamp, caseId, personId, own, externalPersonId, oldPersonId"
     assert rows(other, f"SELECT {columns} FROM events ORDER BY id") == rows(
-        server.db, f"SELECT {columns} FROM events ORDER BY id")
+        server.db, f"SELECT {columns} FROM events ORDER BY id"
+    )
 
 
 def test_import_of_a_missing_file_is_an_error(db_path):
@@ -197,12 +250,25 @@ def test_import_of_a_missing_file_is_an_error(db_path):
 
 
 def test_replay_resends_raw_bodies_byte_for_byte_in_arrival_order(server, sink):
-    bodies = [sample_bytes("case-closed"), b'{"event": "x",  "spacing": "kept"}', sample_bytes("profile-merged")]
+    bodies = [
+        sample_bytes("case-closed"),
+        b'{"event": "x",  "spacing": "kept"}',
+        sample_bytes("profile-merged"),
+    ]
     for body in bodies:
         server.post(body)
     target = sink()
-    result = run("replay", "--to", target.url, "--db", str(server.db), "--header-name", "X-K",
-                 "--header-value", "v")
+    result = run(
+        "replay",
+        "--to",
+        target.url,
+        "--db",
+        str(server.db),
+        "--header-name",
+        "X-K",
+        "--header-value",
+        "v",
+    )
     assert result.exit_code == 0
     assert result.stdout == f"Replayed 3 events to {target.url}: 3 x 200\n"
     assert [body for body, _ in target.received] == bodies
@@ -213,7 +279,9 @@ def test_replay_with_filters_and_failures_exits_1(server, sink):
     for case_id in (1, 2, 3):
         server.post(event_body(caseId=case_id))
     target = sink(fail=1)
-    result = run("replay", "--to", target.url, "--db", str(server.db), "--case", "2", "--rate", "50/s")
+    result = run(
+        "replay", "--to", target.url, "--db", str(server.db), "--case", "2", "--rate", "50/s"
+    )
     assert result.exit_code == 1
     assert result.stdout == f"Replayed 1 events to {target.url}: 1 x 500\n"
 
@@ -227,8 +295,16 @@ def forwards(db):
 
 def test_forward_retries_on_the_schedule_until_the_app_accepts(serve, sink):
     app_ = sink(fail=3)
-    server = serve("--forward-to", app_.url, "--retry-scale", "0.0001",
-                   "--header-name", "X-Key", "--header-value", "k")
+    server = serve(
+        "--forward-to",
+        app_.url,
+        "--retry-scale",
+        "0.0001",
+        "--header-name",
+        "X-Key",
+        "--header-value",
+        "k",
+    )
     body = sample_bytes("case-closed")
     response = server.post(body, headers={"X-Key": "k"})
     assert response.json == {"ok": True, "id": 1, "duplicate": False}
@@ -281,5 +357,12 @@ def test_events_show_forward_status(serve, sink):
     server = serve("--forward-to", app_.url)
     server.post(sample_bytes("case-closed"))
     wait_for(lambda: forwards(server.db) and forwards(server.db)[0]["state"] == "delivered")
-    [row] = [json.loads(line) for line in run("events", "--db", str(server.db), "-f", "ndjson").stdout.splitlines()]
-    assert (row["forwardState"], row["forwardAttempts"], row["forwardStatus"]) == ("delivered", 1, 200)
+    [row] = [
+        json.loads(line)
+        for line in run("events", "--db", str(server.db), "-f", "ndjson").stdout.splitlines()
+    ]
+    assert (row["forwardState"], row["forwardAttempts"], row["forwardStatus"]) == (
+        "delivered",
+        1,
+        200,
+    )

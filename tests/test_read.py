@@ -135,6 +135,9 @@ def test_event_keys_are_tracebuzz_names_plus_ours(log_db):
         "newPersonId": None,
         "canonicalPersonId": 20,
         "deliveries": 1,
+        "forwardState": None,
+        "forwardAttempts": None,
+        "forwardStatus": None,
     }
     assert row["receivedAt"].endswith("Z")
 

@@ -73,7 +73,13 @@ def test_blank_database_migrates_to_the_expected_schema(db_path):
         'CREATE INDEX events_event ON events ("event")',
     } <= indexed
     applied = [m.name for m in migrations.applied(__import__("sqlite_utils").Database(conn))]
-    assert applied == ["m001_events_and_quarantine", "m002_views", "m003_merge_indexes", "m004_quarantine_line", "m005_forwards"]
+    assert applied == [
+        "m001_events_and_quarantine",
+        "m002_views",
+        "m003_merge_indexes",
+        "m004_quarantine_line",
+        "m005_forwards",
+    ]
 
 
 def test_reopening_applies_nothing_twice(db_path):
