@@ -60,6 +60,14 @@ def serve(
         1024 * 1024
     ),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per delivery.")] = False,
+    max_db_size: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="SIZE",
+            help="Cap the database file (e.g. 500M, 2G); past it, deliveries get 503.",
+            callback=_size,
+        ),
+    ] = None,
     forward_to: Annotated[
         Optional[str],
         typer.Option(metavar="URL", help="Also pass each new event on to this URL (your app)."),
@@ -81,7 +89,8 @@ def serve(
             f"{forward_to!r} is not an http:// or https:// URL", param_hint="'--forward-to'"
         )
     with reported_errors():
-        store = EventStore.open(db)  # before binding: a bad --db fails whatever the port
+        # Before binding: a bad --db fails whatever the port.
+        store = EventStore.open(db, max_bytes=max_db_size)  # type: ignore[arg-type]
         try:
             sock = server.bind(host, port)
         except TbhookError:
@@ -123,6 +132,21 @@ def _announce(store, sock, host: str, auth, forward_to: Optional[str]) -> None: 
         err.write(f"  forwarding new events to: {forward_to}\n")
     err.write("Press Ctrl+C to stop.\n")
     err.flush()
+
+
+def _size(value: Optional[str]) -> Optional[int]:
+    """``500M``, ``2G``, ``64K`` or plain bytes."""
+    if value is None:
+        return None
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    text = value.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        number = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
+    except ValueError:
+        number = 0
+    if number < 64 * 1024:
+        raise typer.BadParameter(f"{value!r} is not a size of at least 64K, such as 500M or 2G")
+    return int(number)
 
 
 def _auth(name: Optional[str], value: Optional[str]):  # noqa: ANN202 - lazy server import

@@ -25,6 +25,8 @@ from tbhook.writer import BatchWriter
 DEFAULT_MAX_BODY = 1024 * 1024
 RETRY_AFTER_SECONDS = 5
 GRACEFUL_SHUTDOWN_SECONDS = 8
+KEEP_ALIVE_SECONDS = 5  # idle connections, used or not, are closed after this
+MAX_CONNECTIONS = 4096  # past this uvicorn answers 503 instead of exhausting the process
 ALLOW = b"GET, HEAD, POST"
 
 Log = Callable[[str], None]
@@ -208,6 +210,15 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def _http_protocol() -> Any:
+    """httptools with tbhook's deadlines and header limits; h11 where httptools is missing."""
+    try:
+        from tbhook.protocol import GuardedHttpToolsProtocol
+    except ImportError:  # pragma: no cover - the pure-Python single-file build
+        return "h11"
+    return GuardedHttpToolsProtocol
+
+
 def bind(host: str, port: int) -> socket.socket:
     """Listen on host:port (port 0 picks a free one)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -259,11 +270,14 @@ def serve(
     app = Receiver(writer, auth=auth, max_body=max_body, log=log)
     config = uvicorn.Config(
         app,
+        http=_http_protocol(),
         lifespan="off",
         ws="none",
         access_log=False,
         log_level="warning",
         server_header=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        limit_concurrency=MAX_CONNECTIONS,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     uvicorn_server = _Server(config)

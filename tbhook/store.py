@@ -138,14 +138,20 @@ class EventStore:
         self.path = path
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> EventStore:
-        """Open (creating with mode 0600) a database for writing, migrate it, prove it writable."""
+    def open(cls, path: str | os.PathLike, max_bytes: int | None = None) -> EventStore:
+        """Open (creating with mode 0600) a database for writing, migrate it, prove it writable.
+
+        ``max_bytes`` caps the database file: past it, commits fail as on a full disk.
+        """
         path = os.fspath(path)
         try:
             os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             store = cls(conn, path)
             store._configure_writer()
+            if max_bytes:
+                page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+                conn.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page_size)}")
         except OSError as exc:
             raise StoreUnavailable(f"cannot open {path} for writing: {exc.strerror}") from exc
         except sqlite3.Error as exc:
