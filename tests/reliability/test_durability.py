@@ -1,0 +1,79 @@
+"""2: with synchronous=FULL, every acknowledged batch is committed before its 200 goes out."""
+
+import asyncio
+import json
+import threading
+
+import uvicorn
+from conftest import event_body, request
+
+from tbhook.server import Receiver, bind
+from tbhook.store import EventStore
+from tbhook.writer import BatchWriter
+
+
+class RecordingStore(EventStore):
+    """The real store, noting each committed batch in one shared, ordered log."""
+
+    log: list
+
+    def append(self, deliveries, forward_to=None):
+        stored = super().append(deliveries, forward_to)
+        self.log.append(("commit", [s.id for s in stored]))
+        return stored
+
+
+def test_every_200_is_sent_after_its_batch_commits(db_path):
+    store = RecordingStore.open(db_path)
+    store.log = []
+    conn = store.db.conn
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: fsync at every commit
+    writer = BatchWriter(store)
+    receiver = Receiver(writer)
+
+    async def app(scope, receive, send):
+        async def noting_send(message):
+            if message["type"] == "http.response.body" and message.get("body"):
+                store.log.append(("reply", json.loads(message["body"])["id"]))
+            await send(message)
+
+        await receiver(scope, receive, noting_send)
+
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+    writer.start()
+    thread.start()
+    try:
+        while not server.started:
+            threading.Event().wait(0.01)
+        results = []
+        threads = [
+            threading.Thread(
+                target=lambda i=i: results.append(request(port, "POST", "/", event_body(caseId=i)))
+            )
+            for i in range(64)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        writer.close()
+    assert [r.status for r in results] == [200] * 64
+    committed: set[int] = set()
+    replies = 0
+    for kind, value in store.log:
+        if kind == "commit":
+            committed.update(value)
+        else:
+            assert value in committed, f"event {value} was acknowledged before its commit"
+            replies += 1
+    assert replies == 64
+    batches = sum(1 for kind, _ in store.log if kind == "commit")
+    assert batches < 64  # concurrent requests shared commits (group commit)
+    store.close()

@@ -1,0 +1,76 @@
+"""3: a full disk and a read-only database get 503, never 200; once cleared, the same bodies
+are accepted, and the server stayed up throughout."""
+
+import os
+import shutil
+import sqlite3
+import subprocess
+
+import pytest
+from conftest import event_body, start_serve
+
+from tbhook.store import EventStore
+
+
+def count(db) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_full_disk_gets_503_until_space_is_freed(db_path):
+    EventStore.open(db_path).close()
+    filler = sqlite3.connect(db_path)
+    filler.execute("CREATE TABLE filler (data BLOB)")
+    filler.executemany("INSERT INTO filler VALUES (?)", [(os.urandom(4000),) for _ in range(200)])
+    filler.commit()
+    filler.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = os.path.getsize(db_path)
+    server = start_serve(db_path, "--quiet", "--max-db-size", str(size + 64 * 1024))
+    try:
+        statuses = []
+        for i in range(400):  # fill the few free pages left, then hit the cap
+            statuses.append(server.post(event_body(caseId=i, uniqueId=i)).status)
+            if statuses[-1] != 200:
+                break
+        assert statuses[-1] == 503, "the cap was never reached"
+        stored_before = count(db_path)
+        rejected = [event_body(caseId=10_000 + i) for i in range(20)]
+        responses = [server.post(body) for body in rejected]
+        assert {r.status for r in responses} == {503}  # every request, none 200
+        assert all("full" in r.json["error"] and r.headers["retry-after"] for r in responses)
+        assert count(db_path) == stored_before
+        filler.execute("DELETE FROM filler")  # the fault is cleared: space is free again
+        filler.commit()
+        assert server.proc.poll() is None  # the server stayed up
+        assert {server.post(body).status for body in rejected} == {200}
+        assert count(db_path) == stored_before + 20
+    finally:
+        filler.close()
+        assert server.stop() == 0
+
+
+@pytest.mark.skipif(not shutil.which("chattr"), reason="needs chattr (e2fsprogs)")
+def test_read_only_database_gets_503_until_writable(db_path):
+    server = start_serve(db_path, "--quiet")
+    files = [str(db_path), f"{db_path}-wal"]
+    try:
+        assert server.post(event_body(caseId=1)).status == 200
+        made = subprocess.run(["chattr", "+i", *files], capture_output=True)
+        if made.returncode != 0:
+            pytest.skip(f"this filesystem has no immutable flag: {made.stderr.decode().strip()}")
+        try:
+            rejected = [event_body(caseId=100 + i) for i in range(10)]
+            responses = [server.post(body) for body in rejected]
+            assert {r.status for r in responses} == {503}
+            assert server.proc.poll() is None
+        finally:
+            subprocess.run(["chattr", "-i", *files], check=True)
+        assert {server.post(body).status for body in rejected} == {200}
+        assert count(db_path) == 11
+    finally:
+        assert server.stop() == 0
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
