@@ -40,6 +40,9 @@ def test_dedupe_race(server, rounds):
     rows = dict(conn.execute("SELECT body, deliveries FROM events"))
     assert rows == oks  # one row per body, deliveries == the number of 200s
     assert set(oks.values()) == {32}
+    print(
+        f"\n{rounds} rounds x 32 identical posts: {len(rows)} rows, deliveries {set(rows.values())}"
+    )
 
 
 def load(db, count: int) -> None:
