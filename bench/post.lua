@@ -1,22 +1,27 @@
--- wrk script: POST realistic, distinct newResult events (distinct bodies: no dedupe shortcut).
-local counter = 0
-local thread_id = 0
+-- wrk script: POST realistic events from `tbhook generate` (bench/out/events.ndjson).
+-- Every request carries a distinct body (its timestamp is made unique per run, thread and
+-- request), so no request takes the duplicate shortcut. Args: EVENTS_FILE RUN_ID
+local bodies = {}
 local threads = {}
+local counter = 0
+local base = 0
 
 function setup(thread)
-  thread:set("tid", #threads + 1)
   table.insert(threads, thread)
+  thread:set("tid", #threads)
 end
 
 function init(args)
-  counter = 0
+  for line in io.lines(args[1]) do
+    table.insert(bodies, line)
+    if #bodies == 50000 then break end
+  end
+  base = 1800000000 + tonumber(args[2]) * 10000000 + tid * 1000000
 end
 
 request = function()
   counter = counter + 1
-  local uid = tid * 100000000 + counter
-  local body = string.format(
-    '{"event":"newResult","searchId":11111,"uniqueId":%d,"resultId":%d,"personId":%d,"caseId":%d,"handlerId":0,"sourceId":14,"connectionId":111,"typeId":4,"own":%d,"timestamp":%d}',
-    uid, uid, 1000 + counter % 5000, 50000 + counter % 20000, counter % 2, 1700000000 + counter)
+  local line = bodies[(counter - 1) % #bodies + 1]
+  local body = string.gsub(line, '"timestamp":%d+', '"timestamp":' .. (base + counter))
   return wrk.format("POST", "/", {["Content-Type"] = "application/json"}, body)
 end

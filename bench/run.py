@@ -1,23 +1,51 @@
-"""`make bench`: each figure as a ratio against a baseline measured in the same run.
+"""`make bench`: every figure as a ratio against a baseline measured in the same run.
 
-Needs wrk (Debian package `wrk`): `apt-get install wrk`. Traffic goes to 127.0.0.1 only.
+Needs wrk and sqlite3 (Debian packages `wrk` and `sqlite3`); as root it installs them with
+apt-get, otherwise it says how. Traffic goes to 127.0.0.1 only and every run is bounded.
+Environment: BENCH_DURATION (wrk seconds per run, default 5), BENCH_EVENTS (size of the big
+database, default 1,000,000).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import re
 import shutil
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DURATION = os.environ.get("BENCH_DURATION", "5s")
+OUT = HERE / "out"
+PY = sys.executable
+TBHOOK = [PY, "-m", "tbhook"]
+DURATION = int(os.environ.get("BENCH_DURATION", "5"))
+BIG = int(os.environ.get("BENCH_EVENTS", "1000000"))
+ROWS: list[tuple[str, str, str, str]] = []  # figure, value, baseline, ratio
+
+
+def report(figure: str, value: str, baseline: str = "-", ratio: str = "-") -> None:
+    ROWS.append((figure, value, baseline, ratio))
+    print(f"  {figure}: {value}  (baseline {baseline}; ratio {ratio})", flush=True)
+
+
+def need(tool: str, package: str) -> None:
+    if shutil.which(tool):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"installing {package} with apt-get", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True,
+                       stdout=subprocess.DEVNULL)
+    if not shutil.which(tool):
+        sys.exit(f"make bench needs {tool}: sudo apt-get install {package}")
 
 
 def free_port() -> int:
@@ -26,8 +54,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_listening(port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
+def wait_listening(port: int) -> None:
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -37,69 +65,258 @@ def wait_listening(port: int, timeout: float = 20) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
-def wrk(port: int, connections: int, close: bool = False) -> dict:
-    threads = min(2, connections)
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{DURATION}", "--latency",
-           "-s", str(HERE / "post.lua"), f"http://127.0.0.1:{port}/"]
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# -- ingest -------------------------------------------------------------------------------
+
+
+RUNS = iter(range(1, 1000))
+
+
+def wrk(port: int, connections: int, close: bool) -> dict:
+    cmd = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{DURATION}s", "--latency",
+           "-s", str(HERE / "post.lua"), f"http://127.0.0.1:{port}/", "--",
+           str(OUT / "events.ndjson"), str(next(RUNS))]
     if close:
         cmd[1:1] = ["-H", "Connection: close"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=DURATION + 60).stdout
     total = int(re.search(r"(\d+) requests in", out).group(1))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
-        "rps": rps,
-        "ok": total - (int(errors.group(1)) if errors else 0),
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "ok": total - (int(bad.group(1)) if bad else 0),
+        "errors": sum(map(int, errors.groups())) if errors else 0,
         "p50": _latency(out, "50%"),
         "p99": _latency(out, "99%"),
     }
 
 
 def _latency(out: str, pct: str) -> float:
-    value, unit = re.search(rf"{pct}\s+([\d.]+)(us|ms|s)", out).groups()
+    value, unit = re.search(rf"{pct}\s+([\d.]+)(us|ms|s)\b", out).groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def ingest(app: str, loop: str, http: str, connections: int, close: bool = False) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "bench.db"
-        port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, str(HERE / "app_variant.py"), "--app", app, "--loop", loop,
-             "--http", http, str(port), str(db)]
-        )
-        try:
-            wait_listening(port)
-            result = wrk(port, connections, close)
-        finally:
-            proc.terminate()
-            proc.wait(30)
-        if app == "tbhook":
-            rows = sqlite3.connect(db).execute("SELECT count(*) FROM events").fetchone()[0]
-            assert rows >= result["ok"], f"{rows} rows < {result['ok']} acknowledged"
-            result["rows"] = rows
-        return result
+def ingest_run(kind: str, connections: int, close: bool, db: Path | None) -> dict:
+    port = free_port()
+    if kind == "noop":
+        cmd = [PY, str(HERE / "noop.py"), str(port)]
+    else:
+        cmd = [*TBHOOK, "serve", "--quiet", "--port", str(port), "--db", str(db)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(port)
+        before = count(db) if db else 0
+        result = wrk(port, connections, close)
+    finally:
+        stop(proc)
+    if db:
+        added = count(db) - before
+        # Every 200 must be a stored row (bodies are distinct, so no 200 is a duplicate).
+        assert added >= result["ok"], f"{added} rows < {result['ok']} acknowledged"
+        result["rows"] = added
+    return result
+
+
+def count(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def bench_ingest(big_db: Path) -> None:
+    print("ingest (wrk)", flush=True)
+    for close in (False, True):
+        mode = "Connection: close" if close else "keep-alive"
+        for connections in (1, 16, 64):
+            ceiling = ingest_run("noop", connections, close, None)
+            report(f"no-op ceiling, {connections} conn, {mode}", _ingest_text(ceiling))
+            for start, db in (("empty db", OUT / "ingest.db"), ("1M db", big_db)):
+                if start == "empty db":
+                    for suffix in ("", "-wal", "-shm"):
+                        Path(f"{db}{suffix}").unlink(missing_ok=True)
+                result = ingest_run("tbhook", connections, close, db)
+                report(
+                    f"tbhook ingest, {connections} conn, {mode}, {start}",
+                    _ingest_text(result),
+                    f"{ceiling['rps']:.0f} req/s",
+                    f"{result['rps'] / ceiling['rps']:.2f}x ceiling",
+                )
+
+
+def _ingest_text(result: dict) -> str:
+    text = f"{result['rps']:.0f} req/s, p50 {result['p50']:.2f} ms, p99 {result['p99']:.2f} ms"
+    if result["errors"]:
+        text += f", {result['errors']} socket errors"
+    return text
+
+
+# -- data ---------------------------------------------------------------------------------
+
+
+def prepare() -> Path:
+    OUT.mkdir(exist_ok=True)
+    events = OUT / "events.ndjson"
+    if not events.exists():
+        with open(events, "wb") as f:  # distinct from the big database's events
+            subprocess.run([*TBHOOK, "generate", "--count", "50000", "--seed", "2"],
+                           stdout=f, check=True)
+    big_db = OUT / f"big-{BIG}.db"
+    source = OUT / f"big-{BIG}.ndjson"
+    started = time.monotonic()
+    with open(source, "wb") as f:
+        subprocess.run([*TBHOOK, "generate", "--count", str(BIG), "--seed", "1"], stdout=f,
+                       check=True)
+    generated = time.monotonic() - started
+    report(f"generate {BIG} events", f"{generated:.1f} s", "30 s target",
+           f"{generated / 30:.2f}x target")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{big_db}{suffix}").unlink(missing_ok=True)
+    started = time.monotonic()
+    subprocess.run([*TBHOOK, "import", str(source), "--db", str(big_db)], check=True,
+                   stdout=subprocess.DEVNULL)
+    took = time.monotonic() - started
+    floor = storage_floor(source)
+    report(f"import {BIG} events", f"{BIG / took:,.0f} events/s ({took:.1f} s)",
+           f"{BIG / floor:,.0f} rows/s bare SQLite insert, no parsing, no indexes",
+           f"{floor / took:.2f}x floor")
+    return big_db
+
+
+def storage_floor(source: Path) -> float:
+    """Seconds to insert the same bodies into an unindexed table: what SQLite alone costs."""
+    path = OUT / "floor.db"
+    path.unlink(missing_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = wal")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")
+    started = time.monotonic()
+    with open(source, "rb") as f:
+        while lines := f.readlines(20_000 * 220):
+            conn.execute("BEGIN")
+            conn.executemany("INSERT INTO t (body) VALUES (?)", ((line,) for line in lines))
+            conn.execute("COMMIT")
+    took = time.monotonic() - started
+    conn.close()
+    path.unlink()
+    return took
+
+
+# -- read side ----------------------------------------------------------------------------
+
+
+def timed(cmd: list[str], runs: int = 5, stdout=subprocess.DEVNULL) -> tuple[float, int]:
+    """Median wall seconds and the largest peak RSS (KiB) over ``runs``."""
+    walls, peak = [], 0
+    for _ in range(runs):
+        started = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        walls.append(time.monotonic() - started)
+        peak = max(peak, usage.ru_maxrss)
+        assert os.waitstatus_to_exitcode(status) == 0, cmd
+    return statistics.median(walls), peak
+
+
+def bench_read(db: Path) -> None:
+    print("read side", flush=True)
+    floor, _ = timed([PY, "-c", "import typer, rich, sqlite_utils"])
+    conn = sqlite3.connect(db)
+    person = conn.execute(
+        "SELECT oldPersonId FROM events WHERE event = 'profileMerged' ORDER BY id LIMIT 1 OFFSET 10"
+    ).fetchone()[0]
+    case = conn.execute("SELECT caseId FROM events WHERE event = 'caseClosed' LIMIT 1").fetchone()[0]
+    conn.close()
+    for name, args in (
+        (f"person {person}", ["person", str(person)]),
+        (f"case {case}", ["case", str(case)]),
+        (f"events --person {person} --format json", ["events", "--person", str(person), "-f", "json"]),
+    ):
+        wall, _ = timed([*TBHOOK, *args, "--db", str(db)])
+        report(f"{name} at {BIG} events", f"{wall * 1000:.0f} ms",
+               f"import floor {floor * 1000:.0f} ms", f"floor + {(wall - floor) * 1000:.0f} ms")
+    wall, _ = timed([*TBHOOK, "stats", "--db", str(db), "-f", "json"], runs=3)
+    report(f"stats at {BIG} events", f"{wall * 1000:.0f} ms", "1000 ms target",
+           f"{wall:.2f}x target")
+    export, export_rss = timed([*TBHOOK, "export", "--db", str(db)], runs=1)
+    query = "SELECT * FROM events"
+    base, base_rss = timed(["sqlite3", "-csv", "-header", str(db), query], runs=1)
+    report(f"export {BIG} events to CSV", f"{export:.1f} s, peak RSS {export_rss / 1024:.0f} MiB",
+           f"sqlite3 -csv {base:.1f} s, {base_rss / 1024:.0f} MiB", f"{export / base:.2f}x time")
+
+
+# -- tail latency ---------------------------------------------------------------------------
+
+
+def bench_tail() -> None:
+    print("tail latency", flush=True)
+    import http.client
+
+    db = OUT / "tail.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    port = free_port()
+    serve = subprocess.Popen([*TBHOOK, "serve", "--quiet", "--port", str(port), "--db", str(db)],
+                             stderr=subprocess.DEVNULL)
+    wait_listening(port)
+    tail = subprocess.Popen([*TBHOOK, "tail", "--db", str(db), "-n", "0", "--format", "ndjson"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    arrived: dict[int, float] = {}
+
+    def read() -> None:
+        for line in tail.stdout:
+            arrived[json.loads(line)["caseId"]] = time.monotonic()
+
+    threading.Thread(target=read, daemon=True).start()
+    time.sleep(1.5)  # tail is following
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    acked: dict[int, float] = {}
+    lines = (OUT / "events.ndjson").read_bytes().splitlines()
+    for i in range(200):
+        payload = json.loads(lines[i])
+        if payload["event"] == "profileMerged":
+            continue
+        payload["caseId"] = 900_000_000 + i
+        conn.request("POST", "/", body=json.dumps(payload))
+        conn.getresponse().read()
+        acked[payload["caseId"]] = time.monotonic()
+        time.sleep(0.013)  # spread over the poll interval
+    deadline = time.monotonic() + 5
+    while len(arrived) < len(acked) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop(tail)
+    stop(serve)
+    delays = sorted((arrived[k] - acked[k]) * 1000 for k in acked if k in arrived)
+    p50, p99 = statistics.median(delays), statistics.quantiles(delays, n=100)[98]
+    report("tail latency, POST 200 -> ndjson line", f"p50 {p50:.0f} ms, p99 {p99:.0f} ms "
+           f"({len(delays)}/{len(acked)} seen)", "300 ms target", f"{p99 / 300:.2f}x target")
 
 
 def main() -> None:
-    if not shutil.which("wrk"):
-        sys.exit("make bench needs wrk: apt-get install wrk")
-    print(f"# tbhook bench, {time.strftime('%Y-%m-%d')}, nproc={os.cpu_count()}, {DURATION} per run")
-    print("| figure | req/s | p50 ms | p99 ms | baseline | ratio |")
-    print("|---|---|---|---|---|---|")
-    for connections in (1, 64):
-        ceiling = ingest("noop", "uvloop", "httptools", connections)
-        fast = ingest("tbhook", "uvloop", "httptools", connections)
-        slow = ingest("tbhook", "asyncio", "h11", connections)
-        for name, result, base_name, base in (
-            (f"no-op ceiling, {connections} conn", ceiling, "-", None),
-            (f"tbhook uvloop+httptools, {connections} conn", fast, "ceiling", ceiling),
-            (f"tbhook asyncio+h11, {connections} conn", slow, "ceiling", ceiling),
-            (f"uvloop+httptools gain, {connections} conn", fast, "asyncio+h11", slow),
-        ):
-            ratio = f"{result['rps'] / base['rps']:.2f}x" if base else "-"
-            print(f"| {name} | {result['rps']:.0f} | {result['p50']:.2f} | {result['p99']:.2f} "
-                  f"| {base_name} | {ratio} |")
+    need("wrk", "wrk")
+    need("sqlite3", "sqlite3")
+    started = time.monotonic()
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor())
+    print(f"tbhook bench {time.strftime('%Y-%m-%d')}: nproc={os.cpu_count()}, {cpu}, "
+          f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}", flush=True)
+    big_db = prepare()
+    bench_read(big_db)
+    bench_tail()
+    bench_ingest(big_db)
+    print(f"\n| figure | value | baseline | ratio |\n|---|---|---|---|")
+    for row in ROWS:
+        print("| " + " | ".join(row) + " |")
+    print(f"\nmake bench took {time.monotonic() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -210,6 +210,22 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def uvicorn_config(app: Callable) -> uvicorn.Config:
+    """How tbhook runs uvicorn; the benchmark's no-op ceiling uses the very same settings."""
+    return uvicorn.Config(
+        app,
+        http=_http_protocol(),
+        lifespan="off",
+        ws="none",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        limit_concurrency=MAX_CONNECTIONS,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+
+
 def _http_protocol() -> Any:
     """httptools with tbhook's deadlines and header limits; h11 where httptools is missing."""
     try:
@@ -268,19 +284,7 @@ def serve(
         forwarder = Forwarder(writer, reader, forward_to, headers, retry_scale, log)
         writer.on_commit = forwarder.wake
     app = Receiver(writer, auth=auth, max_body=max_body, log=log)
-    config = uvicorn.Config(
-        app,
-        http=_http_protocol(),
-        lifespan="off",
-        ws="none",
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        limit_concurrency=MAX_CONNECTIONS,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-    )
-    uvicorn_server = _Server(config)
+    uvicorn_server = _Server(uvicorn_config(app))
     writer.start()
     if forwarder:
         forwarder.start()

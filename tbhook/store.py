@@ -134,7 +134,8 @@ class EventStore:
     """A tbhook database: one writer connection, or a read-only one."""
 
     def __init__(self, conn: sqlite3.Connection, path: str):
-        self.db = Database(conn)
+        # No sqlite-utils plugins: nothing here uses them, and loading them costs every command.
+        self.db = Database(conn, execute_plugins=False)
         self.path = path
 
     @classmethod

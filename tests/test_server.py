@@ -315,7 +315,7 @@ def test_start_up_fails_when_the_port_is_taken(tmp_path):
         ),
         (
             ["--port", "70000"],
-            "Invalid value for '--port': Input should be less than or equal to 65535",
+            "Invalid value for '--port': 70000 is not in the range 0<=x<=65535",
         ),
     ],
 )
