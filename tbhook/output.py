@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import IO, Any
@@ -110,35 +110,45 @@ def write_records(
     records: Iterable[Mapping[str, Any]], fmt: Format, fields: Sequence[str], stream: IO[str]
 ) -> int:
     """Stream records as json, ndjson or csv (constant memory); return how many were written."""
+    rows = (tuple(record.get(field) for field in fields) for record in records)
+    return write_rows(rows, fmt, fields, stream)
+
+
+def write_rows(
+    rows: Iterable[Sequence[Any]], fmt: Format, fields: Sequence[str], stream: IO[str]
+) -> int:
+    """``write_records`` for rows already in ``fields`` order."""
     count = 0
     if fmt is Format.csv:
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow(fields)
-        for record in records:
-            writer.writerow([_csv_cell(record.get(field)) for field in fields])
+        for row in rows:
+            writer.writerow(_csv_safe(row))
             count += 1
     elif fmt is Format.ndjson:
-        for record in records:
-            stream.write(json.dumps(record) + "\n")
+        for row in rows:
+            stream.write(_json(dict(zip(fields, row, strict=True))) + "\n")
             count += 1
     else:
         stream.write("[")
-        for record in records:
-            stream.write(("\n" if count == 0 else ",\n") + json.dumps(record))
+        for row in rows:
+            stream.write(
+                ("\n" if count == 0 else ",\n") + _json(dict(zip(fields, row, strict=True)))
+            )
             count += 1
         stream.write("\n]\n" if count else "]\n")
     return count
 
 
+def _json(record: dict[str, Any]) -> str:
+    return json.dumps(record)
+
+
 def write_file(
-    records: Iterable[Mapping[str, Any]],
-    fmt: Format,
-    fields: Sequence[str],
-    output: Path,
-    total: int,
+    output: Path, total: int, write: Callable[[IO[str], Callable[[int], None]], int]
 ) -> int:
-    """Write records to a temp file beside ``output`` with a progress bar on stderr, fsync,
-    then rename into place: readers never see half a file. Returns how many were written."""
+    """Run ``write(stream, advance)`` into a temp file beside ``output`` with a progress bar on
+    stderr, fsync, then rename into place: readers never see half a file."""
     from rich.console import Console
     from rich.progress import Progress
 
@@ -151,14 +161,7 @@ def write_file(
     try:
         with stream, Progress(console=Console(stderr=True), transient=True) as progress:
             task = progress.add_task(f"exporting to {output}", total=total)
-
-            def counted(rows: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
-                for i, row in enumerate(rows, 1):
-                    yield row
-                    if i % 1000 == 0:
-                        progress.update(task, completed=i)
-
-            written = write_records(counted(records), fmt, fields, stream)
+            written = write(stream, lambda n: progress.advance(task, n))
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temp, output)
@@ -169,11 +172,22 @@ def write_file(
     return written
 
 
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_safe(row: Sequence[Any]) -> Sequence[Any]:
+    for i, value in enumerate(row):
+        if isinstance(value, bool) or (isinstance(value, str) and value[:1] in _FORMULA):
+            row = list(row)
+            row[i] = _csv_cell(value)
+    return row
+
+
 def _csv_cell(value: Any) -> Any:
     """Keep spreadsheets from running a text cell as a formula; numbers stay numbers."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    if isinstance(value, str) and value[:1] in _FORMULA:
         return "'" + value
     return value
 

@@ -74,6 +74,11 @@ class Resolver:
                 latest[root] = merge
         self._canonical = {root: merge.newPersonId for root, merge in latest.items()}
 
+    def changed(self) -> dict[int, int]:
+        """Every person whose canonical ID is another ID, mapped to it."""
+        pairs = ((person, self._canonical[self._find(person)]) for person in list(self._parent))
+        return {person: canonical for person, canonical in pairs if person != canonical}
+
     def canonical(self, person_id: int | None) -> int | None:
         if person_id is None or person_id not in self._parent:
             return person_id

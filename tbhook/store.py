@@ -51,6 +51,24 @@ _ORDERS = {
     "time": "timestamp {0}, id {0}",  # what happened when, as Tracebuzz stamped it
     "arrival": "id {0}",  # what we received when: a cursor for tail
 }
+# The export's columns as SQL expressions, in EXPORT order (see output.EVENT_FIELDS).
+_EXPORT = {
+    "id": "id",
+    "receivedAt": "receivedAt",
+    "event": "event",
+    "timestamp": "timestamp",
+    "time": "strftime('%Y-%m-%dT%H:%M:%SZ', timestamp, 'unixepoch')",
+    **{c: f'"{c}"' for c in COLUMNS[1:]},
+    "canonicalPersonId": "coalesce(canon.now, personId, newPersonId)",
+    "deliveries": "deliveries",
+}
+# The event name is the one column a sender's text reaches: a spreadsheet must not run it.
+_CSV_EVENT = (
+    "CASE WHEN substr(event, 1, 1) IN ('=', '+', '-', '@', char(9), char(13)) "
+    "THEN char(39) || event ELSE event END"
+)
+_CSV_COLUMNS = ", ".join(_CSV_EVENT if name == "event" else sql for name, sql in _EXPORT.items())
+_JSON_LINE = "json_object(" + ", ".join(f"'{name}', {sql}" for name, sql in _EXPORT.items()) + ")"
 _MERGES = "SELECT timestamp, id, oldPersonId, newPersonId FROM events WHERE event = 'profileMerged'"
 # The partial merge indexes, named, so the planner never scans every merge instead.
 _MERGES_BY = {
@@ -310,6 +328,35 @@ class EventStore:
         if limit:
             sql += f" LIMIT {int(limit)}"
         return self.db.query(sql, params)
+
+    def export_cursor(
+        self, filters: Filters, fmt: str, first_id: int = 0, last_id: int | None = None
+    ) -> sqlite3.Cursor:
+        """Matching events with ``first_id <= id <= last_id`` in arrival order, as finished
+        rows: the CSV columns (the event name kept from running as a spreadsheet formula),
+        or one NDJSON line each. canonicalPersonId comes from joining a temporary table of
+        merged persons, so no row needs Python to finish it."""
+        conn = self.db.conn
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS canon (person INTEGER PRIMARY KEY, now INTEGER)"
+        )
+        conn.execute("DELETE FROM temp.canon")
+        conn.executemany("INSERT INTO temp.canon VALUES (?, ?)", self.resolver().changed().items())
+        where, params = self._where(filters)
+        columns = _CSV_COLUMNS if fmt == "csv" else _JSON_LINE
+        sql = (
+            f"SELECT {columns} FROM events "
+            "LEFT JOIN temp.canon ON canon.person = coalesce(personId, newPersonId) "
+            f"WHERE id BETWEEN ? AND ? AND {where} ORDER BY id"
+        )
+        return conn.execute(sql, [first_id, last_id if last_id is not None else 2**63 - 1, *params])
+
+    def id_span(self, filters: Filters) -> tuple[int | None, int | None]:
+        """The lowest and highest id among matching events."""
+        where, params = self._where(filters)
+        return self.db.execute(
+            f"SELECT min(id), max(id) FROM events WHERE {where}", params
+        ).fetchone()
 
     def bodies(self, filters: Filters) -> Iterator[tuple[int, bytes]]:
         """(id, raw body) of matching events in arrival order, for replay."""
