@@ -269,7 +269,7 @@ def stats(
 
     filters = filters_from(event, case, person, search_id, source, sender, since, until)
     with reading(db) as store:
-        counts = counting.aggregate(store.stats(filters))
+        counts = counting.aggregate(counting.groups(store, filters))
     if fmt in (Format.json, Format.ndjson):
         typer.echo(json.dumps(counts, indent=2 if fmt is Format.json else None))
         return

@@ -24,6 +24,8 @@ class Filters:
     sender: int | None = None
     since: int | None = None
     until: int | None = None
+    first_id: int | None = None  # an id range: how a big read is split over two cores
+    last_id: int | None = None
 
 
 def parse_when(text: str, *, until: bool = False, now: datetime | None = None) -> int:

@@ -8,9 +8,10 @@ import hashlib
 import os
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import quote
 
@@ -87,6 +88,19 @@ _INSERT_EVENT = _upsert_sql("events", _EVENT_COLUMNS)
 _IMPORT_EVENT = _insert_sql("events", _EVENT_COLUMNS)
 _IMPORT_QUARANTINE = _insert_sql("quarantine", (*_QUARANTINE_COLUMNS, "line"))
 _INSERT_QUARANTINE = _upsert_sql("quarantine", _QUARANTINE_COLUMNS)
+
+
+def _day(days: int | None) -> str | None:
+    """Days since 1970-01-01 as an ISO date, or None when out of range."""
+    if days is None:
+        return None
+    try:
+        return (_EPOCH + timedelta(days=days)).isoformat()
+    except OverflowError:
+        return None
+
+
+_EPOCH = date(1970, 1, 1)
 
 
 def utc_now() -> str:
@@ -329,13 +343,11 @@ class EventStore:
             sql += f" LIMIT {int(limit)}"
         return self.db.query(sql, params)
 
-    def export_cursor(
-        self, filters: Filters, fmt: str, first_id: int = 0, last_id: int | None = None
-    ) -> sqlite3.Cursor:
-        """Matching events with ``first_id <= id <= last_id`` in arrival order, as finished
-        rows: the CSV columns (the event name kept from running as a spreadsheet formula),
-        or one NDJSON line each. canonicalPersonId comes from joining a temporary table of
-        merged persons, so no row needs Python to finish it."""
+    def export_cursor(self, filters: Filters, fmt: str) -> sqlite3.Cursor:
+        """Matching events in arrival order, as finished rows: the CSV columns (the event name
+        kept from running as a spreadsheet formula), or one NDJSON line each.
+        canonicalPersonId comes from joining a temporary table of merged persons, so no row
+        needs Python to finish it."""
         conn = self.db.conn
         conn.execute(
             "CREATE TEMP TABLE IF NOT EXISTS canon (person INTEGER PRIMARY KEY, now INTEGER)"
@@ -347,9 +359,9 @@ class EventStore:
         sql = (
             f"SELECT {columns} FROM events "
             "LEFT JOIN temp.canon ON canon.person = coalesce(personId, newPersonId) "
-            f"WHERE id BETWEEN ? AND ? AND {where} ORDER BY id"
+            f"WHERE {where} ORDER BY id"
         )
-        return conn.execute(sql, [first_id, last_id if last_id is not None else 2**63 - 1, *params])
+        return conn.execute(sql, params)
 
     def id_span(self, filters: Filters) -> tuple[int | None, int | None]:
         """The lowest and highest id among matching events."""
@@ -382,14 +394,29 @@ class EventStore:
         )
         return self.db.query(sql, params)
 
-    def stats(self, filters: Filters) -> Iterator[dict]:
-        """Event counts grouped by event, sender, typeId, sourceId and UTC day, in one scan."""
+    def stats_counter(self, filters: Filters) -> Counter:
+        """How many events share each (event, own, typeId, sourceId, UTC day number).
+
+        A Counter over the cursor: hashing in C is twice as fast as SQLite's GROUP BY, which
+        sorts every row first.
+        """
         where, params = self._where(filters)
-        sql = (
-            "SELECT event, own, typeId, sourceId, date(timestamp, 'unixepoch') AS day, "
-            f"count(*) AS n FROM events WHERE {where} GROUP BY 1, 2, 3, 4, 5"
-        )
-        return self.db.query(sql, params)
+        day = "(timestamp - (timestamp % 86400 + 86400) % 86400) / 86400"  # floor, also < 1970
+        sql = f"SELECT event, own, typeId, sourceId, {day} FROM events WHERE {where}"
+        return Counter(self.db.conn.execute(sql, params))
+
+    @staticmethod
+    def stats_groups(groups: Counter) -> Iterator[dict]:
+        """``stats_counter`` results as rows with an ISO date per day."""
+        for (event, own, type_id, source, days), n in groups.items():
+            yield {
+                "event": event,
+                "own": own,
+                "typeId": type_id,
+                "sourceId": source,
+                "day": _day(days),
+                "n": n,
+            }
 
     def quarantined(self) -> Iterator[dict]:
         """Quarantined deliveries, oldest first, with the size and first bytes of each body."""
@@ -496,4 +523,10 @@ class EventStore:
         if filters.until is not None:
             clauses.append("timestamp < ?")
             params.append(filters.until)
+        if filters.first_id is not None:
+            clauses.append("id >= ?")
+            params.append(filters.first_id)
+        if filters.last_id is not None:
+            clauses.append("id <= ?")
+            params.append(filters.last_id)
         return " AND ".join(clauses), params
