@@ -15,3 +15,7 @@ class NoDatabase(TbhookError):
 
 class StoreUnavailable(TbhookError):
     """The store cannot be opened or cannot commit right now: disk full, read-only, locked."""
+
+
+class NotReady(TbhookError):
+    """The file is not (yet) a tbhook database of this version: nothing a reader can use."""

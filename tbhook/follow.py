@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from tbhook.errors import NoDatabase
+from tbhook.errors import NoDatabase, NotReady
 from tbhook.filters import Filters
 from tbhook.output import describe, event_record, event_style
 from tbhook.store import EventStore
@@ -65,7 +65,7 @@ def _open_when_ready(db: Path, wait: bool, poll: float) -> EventStore:
             store = EventStore.open_readonly(db)
             store.max_id()  # the schema may not be there yet in a database being created
             return store
-        except NoDatabase:
+        except (NoDatabase, NotReady):  # not there yet, or `serve` is still creating it
             if not wait:
                 raise
         except sqlite3.OperationalError:

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from sqlite_utils import Database
 
-from tbhook.errors import NoDatabase, StoreUnavailable
+from tbhook.errors import NoDatabase, NotReady, StoreUnavailable
 from tbhook.events import COLUMNS, Event, Unreadable
 from tbhook.filters import Filters
 from tbhook.migrations import migrations
@@ -201,10 +201,20 @@ class EventStore:
         try:
             conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            store = cls(conn, path)
+            applied = migrations.applied(store.db)
+            pending = migrations.pending(store.db)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot read {path}: {exc}") from exc
-        return cls(conn, path)
+        if pending:
+            store.close()
+            if not applied:
+                raise NotReady(f"{path} is not a tbhook database")
+            raise NotReady(
+                f"{path} was written by an older tbhook; run `tbhook serve --db {path}` "
+                "once to upgrade it"
+            )
+        return store
 
     def _configure_writer(self) -> None:
         conn = self.db.conn

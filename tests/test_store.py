@@ -7,7 +7,7 @@ import stat
 import pytest
 from conftest import SAMPLE_NAMES, sample_bytes
 
-from tbhook.errors import NoDatabase, StoreUnavailable
+from tbhook.errors import NoDatabase, NotReady, StoreUnavailable
 from tbhook.events import parse
 from tbhook.migrations import migrations
 from tbhook.store import Delivery, EventStore
@@ -199,3 +199,22 @@ def test_views_label_type_and_sender(store, db_path):
     ]
     assert conn.execute("SELECT caseId FROM case_closures").fetchall() == [(11111111,)]
     assert conn.execute("SELECT oldPersonId, newPersonId FROM person_merges").fetchall() == [(1, 1)]
+
+
+def test_read_only_open_refuses_a_file_that_is_not_tbhook(tmp_path):
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE x (y)").connection.commit()
+    with pytest.raises(NotReady, match="other.db is not a tbhook database"):
+        EventStore.open_readonly(other)
+
+
+def test_read_only_open_asks_to_upgrade_an_older_database(db_path):
+    from sqlite_utils import Database
+
+    older = Database(db_path)
+    migrations.apply(older, stop_before="m005_forwards")
+    older.close()
+    with pytest.raises(NotReady, match="written by an older tbhook; run `tbhook serve --db"):
+        EventStore.open_readonly(db_path)
+    EventStore.open(db_path).close()  # opening for writing migrates it
+    EventStore.open_readonly(db_path).close()
