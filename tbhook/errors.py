@@ -19,3 +19,7 @@ class StoreUnavailable(TbhookError):
 
 class NotReady(TbhookError):
     """The file is not (yet) a tbhook database of this version: nothing a reader can use."""
+
+
+class StoreBusy(StoreUnavailable):
+    """Another connection holds the write lock: waiting may be enough."""

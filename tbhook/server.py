@@ -96,7 +96,8 @@ class Receiver:
             await _respond(send, 503, _error(str(exc)), retry_after=True)
             return
         await _respond(send, 200, _receipt(delivery, stored))
-        self._log(_delivery_line(delivery, stored))
+        if self.log:
+            self._log(_delivery_line(delivery, stored))
 
     def _log(self, line: str) -> None:
         if self.log:
@@ -285,7 +286,6 @@ def serve(
         writer.on_commit = forwarder.wake
     app = Receiver(writer, auth=auth, max_body=max_body, log=log)
     uvicorn_server = _Server(uvicorn_config(app))
-    writer.start()
     if forwarder:
         forwarder.start()
     try:
@@ -295,5 +295,5 @@ def serve(
             uvicorn_server.run(sockets=[sock])
     finally:
         if forwarder:
-            forwarder.close()  # it writes through the writer, so it stops first
+            forwarder.close()
         writer.close()

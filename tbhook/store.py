@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from sqlite_utils import Database
 
-from tbhook.errors import NoDatabase, NotReady, StoreUnavailable
+from tbhook.errors import NoDatabase, NotReady, StoreBusy, StoreUnavailable
 from tbhook.events import COLUMNS, Event, Unreadable
 from tbhook.filters import Filters
 from tbhook.migrations import migrations
@@ -248,8 +248,16 @@ class EventStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusy(f"could not store: {exc}") from exc
+            raise StoreUnavailable(f"could not store: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"could not store: {exc}") from exc
+
+    def set_busy_timeout(self, milliseconds: int) -> None:
+        """How long a write waits for another connection's lock before failing busy."""
+        self.db.conn.execute(f"PRAGMA busy_timeout = {int(milliseconds)}")
 
     @contextlib.contextmanager
     def checkpoint_every(self, pages: int) -> Iterator[None]:

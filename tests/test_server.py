@@ -178,7 +178,13 @@ def test_locked_database_gets_503_with_retry_after_then_recovers(server):
     holder = sqlite3.connect(server.db, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock past the busy timeout
     try:
-        response = server.post(body)
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(server.post, body)
+            time.sleep(0.5)
+            started = time.monotonic()
+            assert request(server.port, "GET").status == 200  # the receiver is not frozen
+            assert time.monotonic() - started < 0.5
+            response = waiting.result()
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -336,3 +342,17 @@ def test_non_loopback_without_header_warns(serve):
 def test_loopback_without_header_does_not_warn(server):
     wait_for(lambda: "Press Ctrl+C" in server.stderr())
     assert "Warning" not in server.stderr()
+
+
+def test_a_short_lock_is_waited_out_and_later_deliveries_queue_behind_it(server):
+    holder = sqlite3.connect(server.db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # e.g. a `tbhook import` batch or a sqlite3 shell
+    with ThreadPoolExecutor(4) as pool:
+        waiting = [pool.submit(server.post, event_body(caseId=i)) for i in range(4)]
+        time.sleep(1.0)
+        assert not any(w.done() for w in waiting)  # no 200 before the commit
+        holder.execute("ROLLBACK")
+        responses = [w.result() for w in waiting]
+    holder.close()
+    assert [r.status for r in responses] == [200] * 4
+    assert sorted(r["caseId"] for r in rows(server.db)) == [0, 1, 2, 3]

@@ -44,7 +44,6 @@ def test_every_200_is_sent_after_its_batch_commits(db_path):
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
-    writer.start()
     thread.start()
     try:
         while not server.started:
