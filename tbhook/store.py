@@ -236,24 +236,48 @@ class EventStore:
     # -- writing -----------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
-        """One durable write transaction; any SQLite failure becomes StoreUnavailable."""
-        conn = self.db.conn
+    def _errors(self) -> Iterator[None]:
+        """Any SQLite failure becomes StoreBusy (another connection holds the lock) or
+        StoreUnavailable (disk full, read-only, I/O)."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            yield
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StoreBusy(f"could not store: {exc}") from exc
             raise StoreUnavailable(f"could not store: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"could not store: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _writing(self, commit: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction, committed at the end unless ``commit`` is False (then
+        ``commit()`` or ``rollback()`` finishes it, from any thread)."""
+        conn = self.db.conn
+        with self._errors():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                if commit:
+                    conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def commit(self) -> None:
+        """Durably commit the open transaction (the fsync happens here), or roll it back."""
+        conn = self.db.conn
+        with self._errors():
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def rollback(self) -> None:
+        if self.db.conn.in_transaction:
+            self.db.conn.execute("ROLLBACK")
 
     def set_busy_timeout(self, milliseconds: int) -> None:
         """How long a write waits for another connection's lock before failing busy."""
@@ -270,13 +294,17 @@ class EventStore:
         finally:
             conn.execute(f"PRAGMA wal_autocheckpoint = {int(previous)}")
 
-    def append(self, deliveries: Sequence[Delivery], forward_to: str | None = None) -> list[Stored]:
+    def append(
+        self, deliveries: Sequence[Delivery], forward_to: str | None = None, commit: bool = True
+    ) -> list[Stored]:
         """Store a batch of deliveries in one durable transaction (group commit).
 
         With ``forward_to``, each new event is also queued for forwarding, in the same
         transaction, so a pending forward survives a crash exactly when its event does.
+        With ``commit=False`` the transaction stays open for ``commit()``: the writer runs
+        that off the event loop, whose GIL SQLite releases while it fsyncs.
         """
-        with self._writing() as conn:
+        with self._writing(commit) as conn:
             stored = [self._append_one(conn, d) for d in deliveries]
             if forward_to:
                 now = time.time()

@@ -20,6 +20,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from tbhook.errors import StoreBusy, StoreUnavailable
 from tbhook.store import Delivery, EventStore, Stored
@@ -48,7 +49,9 @@ class BatchWriter:
         self.on_commit = on_commit
         self._pending: Batch = []
         self._waiting_for_lock = False
+        self._committing = False
         self._lock = threading.Lock()
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="tbhook-commit")
         store.set_busy_timeout(QUICK_BUSY_MS)
 
     async def write(self, delivery: Delivery) -> Stored:
@@ -78,21 +81,49 @@ class BatchWriter:
 
     def close(self) -> None:
         """Commit whatever is still pending (nothing, once uvicorn has drained)."""
+        self._committer.shutdown(wait=True)
         while self._pending:
             batch = self._pending[: self.max_batch]
             del self._pending[: self.max_batch]
             _settle(batch, self._store_patiently(batch))
 
     def _flush(self) -> None:
-        while self._pending and not self._waiting_for_lock:
+        if self._pending and not self._waiting_for_lock and not self._committing:
             batch = self._pending[: self.max_batch]
             del self._pending[: self.max_batch]
+            self._lock.acquire()  # released when the batch is committed, on whichever thread
             try:
-                outcomes = self._store(batch)
+                deliveries = [delivery for delivery, _ in batch]
+                stored = self.store.append(deliveries, forward_to=self.forward_to, commit=False)
             except StoreBusy:
+                self._lock.release()
                 self._wait_for_lock(batch)
                 return
-            _settle(batch, outcomes)
+            except Exception as exc:
+                self._lock.release()
+                _settle(batch, _failed(exc, len(batch)))
+                asyncio.get_running_loop().call_soon(self._flush)
+                return
+            # The fsync runs on the commit thread with the GIL released: the loop goes on
+            # reading the next requests meanwhile, and they form the next batch.
+            self._committing = True
+            loop = asyncio.get_running_loop()
+            commit = loop.run_in_executor(self._committer, self._commit)
+            commit.add_done_callback(lambda done: self._after_commit(batch, stored, done))
+
+    def _commit(self) -> None:
+        try:
+            self.store.commit()
+        finally:
+            self._lock.release()
+
+    def _after_commit(self, batch: Batch, stored: list[Stored], done: asyncio.Future) -> None:
+        self._committing = False
+        exc = done.exception()
+        _settle(batch, list(stored) if exc is None else _failed(exc, len(batch)))
+        if exc is None and self.on_commit:
+            self.on_commit()
+        self._flush()
 
     def _store(self, batch: Batch) -> list[Outcome]:
         """Commit a batch: its outcomes, or StoreBusy when another connection holds the lock."""
@@ -104,11 +135,8 @@ class BatchWriter:
                 )
         except StoreBusy:
             raise
-        except StoreUnavailable as exc:
-            outcomes = [exc] * len(batch)
-        except Exception as exc:  # a bug must fail this batch, never the writer
-            failure = StoreUnavailable(f"could not store: {type(exc).__name__}: {exc}")
-            outcomes = [failure] * len(batch)
+        except Exception as exc:
+            return _failed(exc, len(batch))
         if self.on_commit:
             self.on_commit()
         return outcomes
@@ -134,6 +162,13 @@ class BatchWriter:
         self._waiting_for_lock = False
         _settle(batch, done.result())
         self._flush()  # what queued up meanwhile
+
+
+def _failed(exc: BaseException, count: int) -> list[Outcome]:
+    """The same failure for every delivery of a batch; a bug fails the batch, not the writer."""
+    if not isinstance(exc, StoreUnavailable):
+        exc = StoreUnavailable(f"could not store: {type(exc).__name__}: {exc}")
+    return [exc] * count
 
 
 def _settle(batch: Batch, outcomes: list[Outcome]) -> None:

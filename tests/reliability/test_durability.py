@@ -13,14 +13,20 @@ from tbhook.writer import BatchWriter
 
 
 class RecordingStore(EventStore):
-    """The real store, noting each committed batch in one shared, ordered log."""
+    """The real store, noting each batch in one shared, ordered log once it is committed."""
 
     log: list
 
-    def append(self, deliveries, forward_to=None):
-        stored = super().append(deliveries, forward_to)
-        self.log.append(("commit", [s.id for s in stored]))
+    def append(self, deliveries, forward_to=None, commit=True):
+        stored = super().append(deliveries, forward_to, commit)
+        self.open_ids = [s.id for s in stored]
+        if commit:
+            self.log.append(("commit", self.open_ids))
         return stored
+
+    def commit(self):
+        super().commit()
+        self.log.append(("commit", self.open_ids))
 
 
 def test_every_200_is_sent_after_its_batch_commits(db_path):
