@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tbhook import __version__, cli_dev, cli_read
+from tbhook import __version__, cli_dev, cli_ops, cli_read
 from tbhook.cli_options import DEFAULT_DB, DbOption, reported_errors
 from tbhook.errors import TbhookError
 
@@ -179,6 +179,8 @@ for command in (
     cli_dev.send,
     cli_dev.generate,
     cli_dev.replay,
+    cli_ops.doctor,
+    cli_ops.backup,
 ):
     app.command()(command)
 app.command("import")(cli_dev.import_)

@@ -128,12 +128,12 @@ def filters_from(event, case, person, search_id, source, sender, since, until) -
 
 
 @contextlib.contextmanager
-def reading(db: Path) -> Iterator[EventStore]:
+def reading(db: Path, current: bool = True) -> Iterator[EventStore]:
     """The database opened read-only, errors reported as ``Error: ...``."""
     from tbhook.store import EventStore
 
     with reported_errors():
-        store = EventStore.open_readonly(db)
+        store = EventStore.open_readonly(db, current)
         try:
             yield store
         except sqlite3.Error as exc:

@@ -192,8 +192,9 @@ class EventStore:
         return store
 
     @classmethod
-    def open_readonly(cls, path: str | os.PathLike) -> EventStore:
-        """Open an existing database read-only; never create one."""
+    def open_readonly(cls, path: str | os.PathLike, current: bool = True) -> EventStore:
+        """Open an existing database read-only; never create one. With ``current``, refuse a
+        database an older tbhook wrote (its tables may lack what the reader expects)."""
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise NoDatabase(path)
@@ -206,7 +207,7 @@ class EventStore:
             pending = migrations.pending(store.db)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot read {path}: {exc}") from exc
-        if pending:
+        if pending and (current or not applied):
             store.close()
             if not applied:
                 raise NotReady(f"{path} is not a tbhook database")
@@ -470,6 +471,44 @@ class EventStore:
             "SELECT id, receivedAt, lastReceivedAt, deliveries, path, reason, "
             "length(body) AS bodySize, substr(body, 1, 80) AS bodyStart FROM quarantine ORDER BY id"
         )
+
+    # -- operations --------------------------------------------------------------------
+
+    def integrity(self, quick: bool = False) -> list[str]:
+        """``PRAGMA integrity_check`` (or ``quick_check``): ``["ok"]`` when all is well."""
+        pragma = "quick_check" if quick else "integrity_check"
+        return [row[0] for row in self.db.execute(f"PRAGMA {pragma}")]
+
+    def schema(self) -> tuple[list[str], list[str]]:
+        """Applied and pending migration names."""
+        applied = [m.name for m in migrations.applied(self.db)]
+        return applied, [m.name for m in migrations.pending(self.db)]
+
+    def health(self, lag_seconds: int) -> dict:
+        """Counts for a health report, in one scan of the events table."""
+        lag = "(julianday(receivedAt) - 2440587.5) * 86400 - timestamp"
+        row = self.db.execute(
+            "SELECT count(*), coalesce(sum(deliveries > 1), 0), "
+            "coalesce(sum(deliveries - 1), 0), "
+            f"coalesce(sum({lag} > ?), 0), max({lag}), max(lastReceivedAt) FROM events",
+            [lag_seconds],
+        ).fetchone()
+        by_event = dict(self.db.execute("SELECT event, count(*) FROM events GROUP BY event"))
+        return {
+            "events": row[0],
+            "byEvent": by_event,
+            "retriedEvents": row[1],
+            "extraDeliveries": row[2],
+            "lateDeliveries": row[3],
+            "maxLagSeconds": None if row[4] is None else round(row[4]),
+            "lastReceivedAt": row[5],
+            "quarantined": self.count("quarantine"),
+        }
+
+    def backup(self, dest: str) -> None:
+        """A consistent copy of the live database (``VACUUM INTO``), safe while `serve` writes."""
+        with self._errors():
+            self.db.conn.execute("VACUUM INTO ?", [dest])
 
     # -- forwarding ------------------------------------------------------------------
 

@@ -1,0 +1,241 @@
+"""Running it for months: doctor and backup."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from tbhook.cli_options import (
+    DEFAULT_DB,
+    DbOption,
+    FormatOpt,
+    console,
+    fail,
+    reading,
+    reported_errors,
+)
+from tbhook.forwarder import SCHEDULE_MINUTES
+from tbhook.output import Format
+
+UNREADABLE: dict[str, Any] = {
+    "events": None,
+    "byEvent": {},
+    "retriedEvents": 0,
+    "extraDeliveries": 0,
+    "lateDeliveries": 0,
+    "maxLagSeconds": None,
+    "lastReceivedAt": None,
+    "quarantined": 0,
+}
+LATE_SECONDS = 300  # a delivery this much after its event means Tracebuzz was retrying
+# The spec's table, read two ways: each value the wait after the previous failure (their sum),
+# or each value the time since the first failure (the last value alone).
+OUTAGE_HOURS = (SCHEDULE_MINUTES[-1] / 60, sum(SCHEDULE_MINUTES) / 60)
+
+
+def _age(value: Optional[str]) -> Optional[int]:
+    if value is None:
+        return None
+    from tbhook.filters import parse_when
+
+    try:
+        return int(datetime.now(timezone.utc).timestamp()) - parse_when(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def doctor(
+    db: DbOption = DEFAULT_DB,
+    stale: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="AGE",
+            help="Fail when the last delivery is older than this (30m, 1h, 2d).",
+            callback=_age,
+        ),
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="quick_check, not integrity_check.")] = (
+        False
+    ),
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """A health report; exit 1 when something is wrong, for cron or a monitor."""
+    with reading(db, current=False) as store:
+        # A damaged file is what a doctor is for: report each failure, do not stop at it.
+        try:
+            integrity = store.integrity(quick)
+        except sqlite3.DatabaseError as exc:
+            integrity = [str(exc)]
+        applied, pending = store.schema()
+        try:
+            health = store.health(LATE_SECONDS)
+        except sqlite3.DatabaseError as exc:
+            health = {**UNREADABLE, "scanError": str(exc)}
+    size = os.path.getsize(db)
+    wal = Path(f"{db}-wal")
+    stale_seconds: Optional[int] = stale  # type: ignore[assignment]  # the callback made it seconds
+    checks = _checks(integrity, pending, health, stale_seconds)
+    report: dict[str, Any] = {
+        "database": str(db),
+        "sizeBytes": size,
+        "walBytes": wal.stat().st_size if wal.exists() else 0,
+        "integrity": integrity[:10],
+        "schema": applied[-1] if applied else None,
+        "pendingMigrations": pending,
+        **health,
+        "lastReceivedAgeSeconds": _seconds_since(health["lastReceivedAt"]),
+        "checks": checks,
+        "ok": all(check["status"] != "fail" for check in checks),
+        "outageBudgetHours": [round(hours, 1) for hours in OUTAGE_HOURS],
+    }
+    if fmt is Format.table:
+        _print_report(report)
+    else:
+        typer.echo(json.dumps(report, indent=2 if fmt is Format.json else None))
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+def _seconds_since(iso: Optional[str]) -> Optional[int]:
+    if iso is None:
+        return None
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return int((datetime.now(timezone.utc) - moment).total_seconds())
+
+
+def _checks(
+    integrity: list[str], pending: list[str], health: dict[str, Any], stale: Optional[int]
+) -> list[dict[str, str]]:
+    checks = []
+
+    def check(name: str, status: str, message: str) -> None:
+        checks.append({"check": name, "status": status, "message": message})
+
+    if integrity == ["ok"]:
+        check("integrity", "ok", "the database file is sound")
+    else:
+        check("integrity", "fail", "; ".join(integrity[:3]) + ": restore the last backup")
+    if "scanError" in health:
+        check("events", "fail", f"cannot read the events: {health['scanError']}")
+    if pending:
+        check("schema", "warn", f"{len(pending)} migrations pending: run `tbhook serve` once")
+    else:
+        check("schema", "ok", "up to date")
+    age = _seconds_since(health["lastReceivedAt"])
+    if age is None:
+        check("last delivery", "warn" if stale is None else "fail", "nothing received yet")
+    elif stale is not None and age > stale:
+        check(
+            "last delivery",
+            "fail",
+            f"the last delivery was {_duration(age)} ago, more than {_duration(stale)}: "
+            "is the receiver reachable, and is the webhook still enabled in Tracebuzz?",
+        )
+    else:
+        check("last delivery", "ok", f"{_duration(age)} ago")
+    if health["quarantined"]:
+        check(
+            "quarantine",
+            "warn",
+            f"{health['quarantined']} deliveries were kept but could not be read: "
+            "see `tbhook quarantine`",
+        )
+    else:
+        check("quarantine", "ok", "every delivery was readable")
+    late = health["lateDeliveries"]
+    if late:
+        check(
+            "late deliveries",
+            "warn",
+            f"{late} events arrived more than {LATE_SECONDS // 60} minutes after they happened "
+            f"(up to {_duration(health['maxLagSeconds'])}): the receiver was down or "
+            "failing and Tracebuzz was retrying",
+        )
+    else:
+        check("late deliveries", "ok", "none")
+    if health["extraDeliveries"]:
+        check(
+            "retries",
+            "ok",
+            f"{health['retriedEvents']} events arrived more than once "
+            f"({health['extraDeliveries']} extra deliveries, kept once each)",
+        )
+    return checks
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    out = console()
+    styles = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+    table = Table(title=f"tbhook doctor: {report['database']}", header_style="bold")
+    for column in ("check", "status", "detail"):
+        table.add_column(column, no_wrap=column != "detail")
+    mib = 1024 * 1024
+    table.add_row(
+        "file", "", f"{report['sizeBytes'] / mib:.1f} MiB, WAL {report['walBytes'] / mib:.1f} MiB"
+    )
+    table.add_row("schema version", "", str(report["schema"]))
+    by_event = ", ".join(f"{n} {name}" for name, n in report["byEvent"].items())
+    table.add_row("events", "", f"{report['events']}" + (f" ({by_event})" if by_event else ""))
+    table.add_row("last received", "", str(report["lastReceivedAt"] or "never"))
+    for item in report["checks"]:
+        status = item["status"]
+        table.add_row(item["check"], f"[{styles[status]}]{status}[/]", item["message"])
+    out.print(table)
+    low, high = report["outageBudgetHours"]
+    minutes = ", ".join(str(m) for m in SCHEDULE_MINUTES)
+    out.print(
+        f"Tracebuzz retries a failed delivery after {minutes} minutes, then disables the "
+        f"webhook. An outage longer than {low:.0f} to {high:.0f} hours (depending on how the "
+        "spec's table is read) loses events and needs the webhook re-enabled by saving it "
+        "in Tracebuzz."
+    )
+    verdict = "healthy" if report["ok"] else "something is wrong"
+    out.print(f"[{'green' if report['ok'] else 'bold red'}]{verdict}[/]")
+
+
+def _duration(seconds: Optional[int]) -> str:
+    if seconds is None:
+        return "unknown"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds}s"
+
+
+def backup(
+    dest: Annotated[Path, typer.Argument(help="A new file, or a directory to put one in.")],
+    db: DbOption = DEFAULT_DB,
+    force: Annotated[bool, typer.Option("--force", help="Replace DEST if it exists.")] = False,
+) -> None:
+    """A consistent copy of the database, safe while `tbhook serve` keeps writing."""
+    from tbhook.store import EventStore
+
+    if dest.is_dir():
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        dest = dest / f"{db.stem}-{stamp}.db"
+    if dest.exists():
+        if not force:
+            raise fail(f"{dest} exists (use --force to replace it)")
+        dest.unlink()
+    with reading(db, current=False) as store:
+        store.backup(str(dest))
+    os.chmod(dest, 0o600)
+    with reported_errors():
+        copy = EventStore.open_readonly(dest, current=False)
+        try:
+            events, integrity = copy.count(), copy.integrity(quick=True)
+        finally:
+            copy.close()
+    if integrity != ["ok"]:
+        raise fail(f"the copy at {dest} failed its check: {integrity[0]}")
+    size = os.path.getsize(dest) / (1024 * 1024)
+    sys.stdout.write(f"Backed up {events} events to {dest} ({size:.1f} MiB, checked)\n")

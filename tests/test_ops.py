@@ -1,0 +1,136 @@
+"""doctor and backup against real databases, backup during a real ingest."""
+
+import json
+import os
+import sqlite3
+import stat
+import threading
+
+import pytest
+from conftest import event_body, sample_bytes
+from typer.testing import CliRunner
+
+from tbhook.cli import app
+from tbhook.events import parse
+from tbhook.store import Delivery, EventStore
+
+runner = CliRunner(env={"COLUMNS": "200"})
+
+
+def run(*args):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def fill(db, bodies, received_at=None):
+    store = EventStore.open(db)
+    for body in bodies:
+        kwargs = {"received_at": received_at} if received_at else {}
+        store.append([Delivery(body, parse(body), **kwargs)])
+    store.close()
+
+
+def test_doctor_reports_a_healthy_database(db_path):
+    fill(db_path, [sample_bytes("case-closed"), sample_bytes("case-closed"), b"{oops"])
+    result = run("doctor", "--db", str(db_path), "--format", "json")
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and report["integrity"] == ["ok"]
+    assert report["schema"] == "m005_forwards" and report["pendingMigrations"] == []
+    assert report["events"] == 1 and report["byEvent"] == {"caseClosed": 1}
+    assert (report["retriedEvents"], report["extraDeliveries"], report["quarantined"]) == (1, 1, 1)
+    assert report["lateDeliveries"] == 1  # the sample's timestamp is from 2022
+    assert report["outageBudgetHours"] == [29.3, 73.2]
+    statuses = {c["check"]: c["status"] for c in report["checks"]}
+    assert statuses["quarantine"] == "warn" and statuses["late deliveries"] == "warn"
+    assert report["lastReceivedAgeSeconds"] < 60
+
+
+def test_doctor_table_explains_the_retry_schedule(db_path):
+    fill(db_path, [sample_bytes("profile-merged")])
+    out = run("doctor", "--db", str(db_path)).stdout
+    assert "5, 7, 21, 59, 133, 255, 437, 691, 1029, 1758 minutes" in out
+    assert "29 to 73 hours" in out and "healthy" in out
+
+
+def test_doctor_fails_when_the_last_delivery_is_stale(db_path):
+    fill(db_path, [event_body()], received_at="2020-01-01T00:00:00.000Z")
+    result = run("doctor", "--db", str(db_path), "--stale", "1h", "-f", "json")
+    assert result.exit_code == 1
+    [stale] = [c for c in json.loads(result.stdout)["checks"] if c["check"] == "last delivery"]
+    assert stale["status"] == "fail" and "is the receiver reachable" in stale["message"]
+    assert run("doctor", "--db", str(db_path)).exit_code == 0  # no threshold, no failure
+
+
+def test_doctor_fails_on_a_corrupt_file(db_path):
+    fill(db_path, [event_body(caseId=i) for i in range(300)])
+    with open(db_path, "r+b") as f:  # scribble over a page in the middle
+        f.seek(8 * 4096)
+        f.write(b"\xff" * 4096)
+    result = run("doctor", "--db", str(db_path), "-f", "json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["checks"][0]["status"] == "fail"
+
+
+def test_doctor_on_a_missing_database(tmp_path):
+    result = run("doctor", "--db", str(tmp_path / "none.db"))
+    assert result.exit_code == 1 and result.stderr.startswith("Error: no database at")
+
+
+def test_backup_during_ingest_is_consistent(serve, tmp_path):
+    server = serve("--quiet")
+    stop = threading.Event()
+    posted = []
+
+    def ingest():
+        i = 0
+        while not stop.is_set():
+            assert server.post(event_body(caseId=i, uniqueId=i)).status == 200
+            posted.append(i)
+            i += 1
+
+    thread = threading.Thread(target=ingest)
+    thread.start()
+    try:
+        while len(posted) < 200:
+            pass
+        copies = []
+        for n in range(3):
+            dest = tmp_path / f"copy{n}.db"
+            result = run("backup", str(dest), "--db", str(server.db))
+            assert result.exit_code == 0 and "checked" in result.stdout
+            copies.append(dest)
+    finally:
+        stop.set()
+        thread.join()
+    counts = []
+    for dest in copies:
+        conn = sqlite3.connect(dest)
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        counts.append(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+        ids = [r[0] for r in conn.execute("SELECT id FROM events ORDER BY id")]
+        assert ids == list(range(1, len(ids) + 1))  # a prefix of the log, no holes
+        assert stat.S_IMODE(os.stat(dest).st_mode) == 0o600
+    assert counts == sorted(counts) and counts[0] >= 200 and counts[-1] <= len(posted)
+
+
+def test_backup_into_a_directory_and_refusing_to_overwrite(db_path, tmp_path):
+    fill(db_path, [sample_bytes("case-closed")])
+    target = tmp_path / "backups"
+    target.mkdir()
+    assert run("backup", str(target), "--db", str(db_path)).exit_code == 0
+    [made] = list(target.iterdir())
+    assert made.name.startswith("tbhook-") and made.suffix == ".db"
+    again = run("backup", str(made), "--db", str(db_path))
+    assert (
+        again.exit_code == 1
+        and again.stderr == f"Error: {made} exists (use --force to replace it)\n"
+    )
+    assert run("backup", str(made), "--db", str(db_path), "--force").exit_code == 0
+
+
+@pytest.mark.parametrize("flag", ["--version"])
+def test_version_names_sqlite(flag):
+    import sqlite3 as s
+
+    result = run(flag)
+    assert result.exit_code == 0 and f"SQLite {s.sqlite_version}" in result.stdout
