@@ -181,6 +181,8 @@ for command in (
     cli_dev.replay,
     cli_ops.doctor,
     cli_ops.backup,
+    cli_ops.prune,
+    cli_ops.merge,
 ):
     app.command()(command)
 app.command("import")(cli_dev.import_)

@@ -239,3 +239,91 @@ def backup(
         raise fail(f"the copy at {dest} failed its check: {integrity[0]}")
     size = os.path.getsize(dest) / (1024 * 1024)
     sys.stdout.write(f"Backed up {events} events to {dest} ({size:.1f} MiB, checked)\n")
+
+
+def merge(
+    other: Annotated[Path, typer.Argument(help="The other receiver's database (or a backup).")],
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Fold another tbhook log into this one: two receivers for one Tracebuzz, one log."""
+    from tbhook.store import EventStore
+
+    with reported_errors():
+        EventStore.open_readonly(other).close()  # it exists, it is tbhook's, it is current
+        store = EventStore.open(db)
+        try:
+            result = store.merge_from(str(other))
+            total = store.count()
+        finally:
+            store.close()
+    sys.stdout.write(
+        f"Merged {other}: {result['added']} new events, {result['alreadyHere']} already here "
+        f"(their deliveries added), {result['quarantine']} new quarantined; {total} events now\n"
+    )
+
+
+def prune(
+    before: Annotated[
+        str,
+        typer.Option(
+            metavar="WHEN", help="Delete events whose timestamp is before this (date or age)."
+        ),
+    ],
+    db: DbOption = DEFAULT_DB,
+    archive: Annotated[
+        Optional[Path],
+        typer.Option(metavar="FILE.ndjson.gz", help="First write them here, for `tbhook import`."),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete old events, after archiving them; merges that persons still need are kept."""
+    import gzip
+
+    from tbhook.filters import iso_time, parse_when
+    from tbhook.store import EventStore
+
+    try:
+        cutoff = parse_when(before)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--before'") from None
+    with reported_errors():
+        store = EventStore.open(db)
+    try:
+        ids, kept = store.prune_plan(cutoff)
+        when = iso_time(cutoff)
+        if not ids:
+            sys.stdout.write(f"Nothing to prune before {when}\n")
+            return
+        question = f"Delete {len(ids)} events from before {when}"
+        question += f" (archived to {archive} first)?" if archive else " with no archive?"
+        if not yes and not sys.stdin.isatty():
+            raise fail(f"{question[:-1]}: pass --yes to confirm without a prompt")
+        if not yes and not typer.confirm(question, err=True):
+            raise fail("nothing deleted")
+        if archive:
+            with reported_errors():
+                _archive(store, ids, archive, gzip)
+        with reported_errors():
+            store.delete_events(ids)
+    finally:
+        store.close()
+    kept_text = f"; kept {kept} older merges that remaining persons resolve through" if kept else ""
+    where = f", archived to {archive}" if archive else ""
+    sys.stdout.write(f"Pruned {len(ids)} events from before {when}{where}{kept_text}\n")
+
+
+def _archive(store: Any, ids: list[int], path: Path, gzip: Any) -> None:
+    """Raw bodies, one per line (a pretty-printed body is compacted to fit on its line)."""
+    from tbhook.errors import TbhookError
+
+    temp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(temp, "wb") as raw, gzip.GzipFile(path.name[:-3], "wb", fileobj=raw) as out:
+            for body in store.archive_bodies(ids):
+                if b"\n" in body or b"\r" in body:
+                    body = json.dumps(json.loads(body), separators=(",", ":")).encode()
+                out.write(body + b"\n")
+        os.replace(temp, path)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise TbhookError(f"cannot write {path}: {exc.strerror or exc}") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import sys
 from collections.abc import Iterable, Iterator
@@ -37,9 +38,12 @@ def open_source(source: str) -> tuple[IO[bytes], str]:
         names = ", ".join(sample_names())
         raise TbhookError(f"{source} is neither a file nor a sample (samples: {names})")
     try:
-        return path.open("rb"), source
+        stream = path.open("rb")
     except OSError as exc:
         raise TbhookError(f"cannot read {source}: {exc.strerror}") from exc
+    if stream.peek(2)[:2] == b"\x1f\x8b":  # gzip, such as a `tbhook prune --archive` file
+        return gzip.open(stream, "rb"), source  # type: ignore[return-value]
+    return stream, source
 
 
 def bodies(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:

@@ -79,6 +79,10 @@ class Resolver:
         pairs = ((person, self._canonical[self._find(person)]) for person in list(self._parent))
         return {person: canonical for person, canonical in pairs if person != canonical}
 
+    def root(self, person_id: int) -> int:
+        """Any stable name for the person's group (persons never merged are their own)."""
+        return self._find(person_id) if person_id in self._parent else person_id
+
     def canonical(self, person_id: int | None) -> int | None:
         if person_id is None or person_id not in self._parent:
             return person_id

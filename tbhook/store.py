@@ -70,6 +70,32 @@ _CSV_EVENT = (
 )
 _CSV_COLUMNS = ", ".join(_CSV_EVENT if name == "event" else sql for name, sql in _EXPORT.items())
 _JSON_LINE = "json_object(" + ", ".join(f"'{name}', {sql}" for name, sql in _EXPORT.items()) + ")"
+# `merge`: every column but the id, which the receiving database assigns.
+_MERGE_COLUMNS = (
+    "receivedAt",
+    "lastReceivedAt",
+    "deliveries",
+    "path",
+    "event",
+    *COLUMNS,
+    "body",
+    "bodySha256",
+)
+_MERGE_QUARANTINE = (
+    "receivedAt",
+    "lastReceivedAt",
+    "deliveries",
+    "path",
+    "reason",
+    "body",
+    "bodySha256",
+    "line",
+)
+_SUM_DELIVERIES = (
+    "deliveries = deliveries + excluded.deliveries, "
+    "receivedAt = min(receivedAt, excluded.receivedAt), "
+    "lastReceivedAt = max(lastReceivedAt, excluded.lastReceivedAt)"
+)
 _MERGES = "SELECT timestamp, id, oldPersonId, newPersonId FROM events WHERE event = 'profileMerged'"
 # The partial merge indexes, named, so the planner never scans every merge instead.
 _MERGES_BY = {
@@ -509,6 +535,84 @@ class EventStore:
         """A consistent copy of the live database (``VACUUM INTO``), safe while `serve` writes."""
         with self._errors():
             self.db.conn.execute("VACUUM INTO ?", [dest])
+
+    def merge_from(self, other: str) -> dict[str, int]:
+        """Fold another tbhook database into this one, in its arrival order: a body already
+        here gains the other's deliveries; quarantine comes along the same way."""
+        names = ", ".join(f'"{c}"' for c in _MERGE_COLUMNS)
+        quarantine = ", ".join(f'"{c}"' for c in _MERGE_QUARANTINE)
+        with self._errors():
+            self.db.conn.execute("ATTACH DATABASE ? AS other", [other])
+        try:
+            with self._writing() as conn:
+                before = self.count(), self.count("quarantine")
+                conn.execute(
+                    f"INSERT INTO events ({names}) SELECT {names} FROM other.events "
+                    "WHERE true ORDER BY id ON CONFLICT(bodySha256) DO UPDATE SET "
+                    f"{_SUM_DELIVERIES}"
+                )
+                conn.execute(
+                    f"INSERT INTO quarantine ({quarantine}) SELECT {quarantine} "
+                    "FROM other.quarantine WHERE true ORDER BY id ON CONFLICT(bodySha256) "
+                    f"DO UPDATE SET {_SUM_DELIVERIES}"
+                )
+                theirs = conn.execute("SELECT count(*) FROM other.events").fetchone()[0]
+                after = self.count(), self.count("quarantine")
+        finally:
+            self.db.conn.execute("DETACH DATABASE other")
+        added = after[0] - before[0]
+        return {"added": added, "alreadyHere": theirs - added, "quarantine": after[1] - before[1]}
+
+    def prune_plan(self, before: int) -> tuple[list[int], int]:
+        """Ids of events whose timestamp is before ``before`` that can go, and how many old
+        merges must stay because a remaining event's person resolves through them."""
+        old = [
+            row[0]
+            for row in self.db.execute(
+                "SELECT id FROM events WHERE timestamp < ? AND event != 'profileMerged'", [before]
+            )
+        ]
+        resolver = self.resolver()
+        remaining = {
+            resolver.root(row[0])
+            for row in self.db.execute(
+                "SELECT personId FROM events WHERE timestamp >= ? OR timestamp IS NULL "
+                "UNION SELECT oldPersonId FROM events WHERE event = 'profileMerged' "
+                "AND timestamp >= ? UNION SELECT newPersonId FROM events "
+                "WHERE event = 'profileMerged' AND timestamp >= ?",
+                [before, before, before],
+            )
+            if row[0] is not None
+        }
+        kept = 0
+        for merge_id, old_person in self.db.execute(
+            "SELECT id, oldPersonId FROM events WHERE event = 'profileMerged' AND timestamp < ?",
+            [before],
+        ):
+            if resolver.root(old_person) in remaining:
+                kept += 1
+            else:
+                old.append(merge_id)
+        return sorted(old), kept
+
+    def archive_bodies(self, ids: Sequence[int]) -> Iterator[bytes]:
+        """The raw bodies of ``ids`` in arrival order, for a prune archive."""
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk : chunk + 500]
+            marks = ", ".join("?" for _ in part)
+            for (body,) in self.db.execute(
+                f"SELECT body FROM events WHERE id IN ({marks}) ORDER BY id", part
+            ):
+                yield body
+
+    def delete_events(self, ids: Sequence[int]) -> None:
+        """Delete events (and their forward records) in one transaction."""
+        with self._writing() as conn:
+            for chunk in range(0, len(ids), 500):
+                part = list(ids[chunk : chunk + 500])
+                marks = ", ".join("?" for _ in part)
+                conn.execute(f"DELETE FROM forwards WHERE eventId IN ({marks})", part)
+                conn.execute(f"DELETE FROM events WHERE id IN ({marks})", part)
 
     # -- forwarding ------------------------------------------------------------------
 

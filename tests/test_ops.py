@@ -134,3 +134,113 @@ def test_version_names_sqlite(flag):
 
     result = run(flag)
     assert result.exit_code == 0 and f"SQLite {s.sqlite_version}" in result.stdout
+
+
+def generated(count, seed):
+    result = run("generate", "--count", str(count), "--seed", str(seed))
+    return [line.encode() for line in result.stdout.splitlines()]
+
+
+def test_merge_both_ways_gives_the_same_event_set(tmp_path):
+    lines = generated(1200, seed=3)
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    fill(a, lines[:800] + [b"{kept in a"])
+    fill(b, lines[400:] + [b"{kept in b"])
+    a2, b2 = tmp_path / "a2.db", tmp_path / "b2.db"
+    assert run("backup", str(a2), "--db", str(a)).exit_code == 0
+    assert run("backup", str(b2), "--db", str(b)).exit_code == 0
+    result = run("merge", str(b), "--db", str(a))
+    assert result.exit_code == 0
+    assert result.stdout == (
+        f"Merged {b}: 400 new events, 400 already here (their deliveries "
+        "added), 1 new quarantined; 1200 events now\n"
+    )
+    assert run("merge", str(a2), "--db", str(b2)).exit_code == 0
+
+    def contents(db):
+        conn = sqlite3.connect(db)
+        events = sorted(conn.execute("SELECT bodySha256, deliveries, receivedAt FROM events"))
+        quarantine = sorted(conn.execute("SELECT bodySha256 FROM quarantine"))
+        return events, quarantine
+
+    assert contents(a) == contents(b2)
+    deliveries = [d for _, d, _ in contents(a)[0]]
+    assert deliveries.count(2) == 400 and deliveries.count(1) == 800  # summed where both had it
+    assert len(contents(a)[1]) == 2
+
+
+def test_merge_resolves_persons_across_both_logs(tmp_path):
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    fill(a, [event_body(personId=10, caseId=1)])
+    fill(
+        b,
+        [
+            json.dumps(
+                {"event": "profileMerged", "oldPersonId": 10, "newPersonId": 20, "timestamp": 5}
+            ).encode()
+        ],
+    )
+    assert run("merge", str(b), "--db", str(a)).exit_code == 0
+    assert (
+        json.loads(run("person", "10", "--db", str(a), "-f", "json").stdout)["canonicalPersonId"]
+        == 20
+    )
+
+
+def test_merge_refuses_what_is_not_a_tbhook_database(db_path, tmp_path):
+    fill(db_path, [event_body()])
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+    result = run("merge", str(other), "--db", str(db_path))
+    assert result.exit_code == 1 and result.stderr == f"Error: {other} is not a tbhook database\n"
+
+
+def test_prune_archives_deletes_and_keeps_needed_merges(db_path, tmp_path):
+    def merge(old, new, ts):
+        return json.dumps(
+            {"event": "profileMerged", "oldPersonId": old, "newPersonId": new, "timestamp": ts}
+        ).encode()
+
+    old, new = 1_600_000_000, 1_800_000_000  # 2020 and 2027
+    fill(
+        db_path,
+        [
+            event_body(caseId=1, personId=10, timestamp=old),
+            merge(10, 20, old + 1),  # person 20 still has a message after the cut: kept
+            merge(30, 40, old + 2),  # nobody of this group remains: pruned
+            event_body(caseId=2, personId=30, timestamp=old + 3),
+            event_body(caseId=3, personId=20, timestamp=new),
+            sample_bytes("case-closed"),  # 2022, pretty-printed over several lines
+        ],
+    )
+    archive = tmp_path / "old.ndjson.gz"
+    result = run(
+        "prune", "--before", "2025-01-01", "--archive", str(archive), "--yes", "--db", str(db_path)
+    )
+    assert result.exit_code == 0
+    assert result.stdout == (
+        f"Pruned 4 events from before 2025-01-01T00:00:00Z, archived to "
+        f"{archive}; kept 1 older merges that remaining persons resolve through\n"
+    )
+    conn = sqlite3.connect(db_path)
+    left = sorted(conn.execute("SELECT event, caseId, oldPersonId FROM events"))
+    assert left == [("newResult", 3, None), ("profileMerged", None, 10)]
+    assert (
+        json.loads(run("person", "10", "--db", str(db_path), "-f", "json").stdout)[
+            "canonicalPersonId"
+        ]
+        == 20
+    )
+    again = run("import", str(archive), "--db", str(db_path))  # the archive loads back
+    assert again.stdout.startswith(f"Imported {archive}: 4 inserted, 0 duplicates, 0 quarantined")
+
+
+def test_prune_asks_first(db_path):
+    fill(db_path, [event_body(timestamp=1_600_000_000)])
+    result = run("prune", "--before", "2025-01-01", "--db", str(db_path))
+    assert result.exit_code == 1
+    assert "pass --yes to confirm without a prompt" in result.stderr
+    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    assert run("prune", "--before", "2019-01-01", "--db", str(db_path)).stdout == (
+        "Nothing to prune before 2019-01-01T00:00:00Z\n"
+    )
