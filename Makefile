@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-reliability lint bench clean
+.PHONY: serve test test-reliability lint bench dist clean
 
 serve: $(STAMP)
 	$(BIN)/tbhook serve
@@ -24,6 +24,17 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
+# One file that runs with `python3 tbhook.pyz` on any Python 3.10+: the pure-Python
+# dependencies inside; the compiled speed-ups (uvloop, httptools, orjson) cannot be, so the
+# file uses asyncio, h11 and the json module instead (`--version` says which).
+dist: $(STAMP)
+	rm -rf build/pyz dist/tbhook.pyz
+	$(BIN)/python -m pip install -q --no-compile --target build/pyz .
+	cd build/pyz && rm -rf bin pip pip-* uvloop* httptools* orjson* && find . -name '*.so' -delete
+	mkdir -p dist
+	$(BIN)/python -m zipapp build/pyz -m 'tbhook.cli:app' -p '/usr/bin/env python3' -o dist/tbhook.pyz
+	@echo "built dist/tbhook.pyz ($$(du -h dist/tbhook.pyz | cut -f1))"
+
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || \
 		{ $(PYTHON) -m pip install --user -q virtualenv && $(PYTHON) -m virtualenv $(VENV); }
@@ -31,4 +42,4 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

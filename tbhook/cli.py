@@ -20,12 +20,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+SPEED_UPS = ("orjson", "uvloop", "httptools")  # compiled; tbhook works without each
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"tbhook {__version__} (SQLite {sqlite3.sqlite_version})")
+        from importlib.util import find_spec
+
+        missing = [name for name in SPEED_UPS if find_spec(name) is None]
+        speed = (
+            "speed-ups: " + ", ".join(SPEED_UPS)
+            if not missing
+            else "pure Python, without " + ", ".join(missing)
+        )
+        typer.echo(f"tbhook {__version__} (SQLite {sqlite3.sqlite_version}; {speed})")
         raise typer.Exit()
 
 
