@@ -284,22 +284,19 @@ class EventStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
-                if commit:
-                    conn.execute("COMMIT")
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                self.rollback()
                 raise
+        if commit:
+            self.commit()
 
     def commit(self) -> None:
         """Durably commit the open transaction (the fsync happens here), or roll it back."""
-        conn = self.db.conn
         with self._errors():
             try:
-                conn.execute("COMMIT")
+                self.db.conn.execute("COMMIT")
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                self.rollback()
                 raise
 
     def rollback(self) -> None:

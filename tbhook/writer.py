@@ -17,6 +17,7 @@ writer at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -174,4 +175,5 @@ def _failed(exc: BaseException, count: int) -> list[Outcome]:
 def _settle(batch: Batch, outcomes: list[Outcome]) -> None:
     for (_, future), outcome in zip(batch, outcomes, strict=True):
         if not future.done():  # the client may have gone away meanwhile
-            future.set_result(outcome)
+            with contextlib.suppress(RuntimeError):  # its loop already closed at shutdown
+                future.set_result(outcome)
