@@ -74,3 +74,8 @@ def iso_time(timestamp: int | None) -> str | None:
     except (OverflowError, OSError, ValueError):
         return None
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def utc_now() -> str:
+    """The current UTC time as ISO-8601 with milliseconds, the format of receivedAt."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 from tbhook.client import Poster, PostFailed
 from tbhook.errors import TbhookError
-from tbhook.store import EventStore, ForwardOutcome
+from tbhook.store import EventStore
+from tbhook.store_ops import ForwardOutcome
 from tbhook.writer import BatchWriter
 
 # The spec's retry table: minutes to wait after each failed attempt; then Tracebuzz gives up.

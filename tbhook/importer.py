@@ -10,8 +10,9 @@ from itertools import islice
 from typing import IO
 
 from tbhook.events import parse
+from tbhook.filters import utc_now
 from tbhook.payloads import bodies
-from tbhook.store import EventStore, ImportRows, utc_now
+from tbhook.store import EventStore, ImportRows
 
 BATCH = 20000
 WAL_CHECKPOINT_PAGES = 10000  # fewer, larger checkpoints while importing (about 40 MB of WAL)
