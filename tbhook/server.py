@@ -228,12 +228,10 @@ def uvicorn_config(app: Callable) -> uvicorn.Config:
 
 
 def _http_protocol() -> Any:
-    """httptools with tbhook's deadlines and header limits; h11 where httptools is missing."""
-    try:
-        from tbhook.protocol import GuardedHttpToolsProtocol
-    except ImportError:  # pragma: no cover - the pure-Python single-file build
-        return "h11"
-    return GuardedHttpToolsProtocol
+    """httptools with tbhook's deadlines and header limits; h11, with the same, without it."""
+    from tbhook.protocol import HTTPTOOLS, GuardedH11Protocol, GuardedHttpToolsProtocol
+
+    return GuardedHttpToolsProtocol if HTTPTOOLS else GuardedH11Protocol
 
 
 def bind(host: str, port: int) -> socket.socket:
