@@ -127,21 +127,17 @@ def write_rows(
             count += 1
     elif fmt is Format.ndjson:
         for row in rows:
-            stream.write(_json(dict(zip(fields, row, strict=True))) + "\n")
+            stream.write(json.dumps(dict(zip(fields, row, strict=True))) + "\n")
             count += 1
     else:
         stream.write("[")
         for row in rows:
             stream.write(
-                ("\n" if count == 0 else ",\n") + _json(dict(zip(fields, row, strict=True)))
+                ("\n" if count == 0 else ",\n") + json.dumps(dict(zip(fields, row, strict=True)))
             )
             count += 1
         stream.write("\n]\n" if count else "]\n")
     return count
-
-
-def _json(record: dict[str, Any]) -> str:
-    return json.dumps(record)
 
 
 def write_file(
