@@ -21,7 +21,7 @@ from tbhook.cli_options import (
     reading,
     reported_errors,
 )
-from tbhook.forwarder import SCHEDULE_MINUTES
+from tbhook.events import SCHEDULE_MINUTES
 from tbhook.output import Format
 
 UNREADABLE: dict[str, Any] = {

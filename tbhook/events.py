@@ -30,6 +30,9 @@ TYPE_LABELS = {
     6: "system message",
 }
 SENDER_LABELS = {0: "customer", 1: "agent"}
+# The spec's retry table: minutes Tracebuzz waits after each failed delivery; after the last
+# one it disables the webhook.
+SCHEDULE_MINUTES = (5, 7, 21, 59, 133, 255, 437, 691, 1029, 1758)
 
 # How each documented field may look. "int" is a real JSON integer (never a bool,
 # a float or a string); the others add the one extra value the spec allows.

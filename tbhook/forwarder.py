@@ -13,12 +13,11 @@ from collections.abc import Callable
 
 from tbhook.client import Poster, PostFailed
 from tbhook.errors import TbhookError
+from tbhook.events import SCHEDULE_MINUTES
 from tbhook.store import EventStore
 from tbhook.store_ops import ForwardOutcome
 from tbhook.writer import BatchWriter
 
-# The spec's retry table: minutes to wait after each failed attempt; then Tracebuzz gives up.
-SCHEDULE_MINUTES = (5, 7, 21, 59, 133, 255, 437, 691, 1029, 1758)
 IDLE_SECONDS = 1.0
 
 

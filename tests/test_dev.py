@@ -9,7 +9,7 @@ from conftest import SAMPLE_NAMES, event_body, sample_bytes, start_serve, wait_f
 from typer.testing import CliRunner
 
 from tbhook.cli import app
-from tbhook.forwarder import SCHEDULE_MINUTES
+from tbhook.events import SCHEDULE_MINUTES
 
 runner = CliRunner()
 
