@@ -42,6 +42,10 @@ class _Guard:
             self.timeout_keep_alive, self.timeout_keep_alive_handler
         )
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)  # type: ignore[misc]
+
     def _arm(self) -> None:
         self._disarm()
         self._deadline = self.loop.call_later(REQUEST_DEADLINE_SECONDS, self._deadline_passed)
@@ -96,10 +100,6 @@ class GuardedHttpToolsProtocol(_Guard, HttpToolsProtocol):  # type: ignore[misc,
         self._header_count = 0
         self._guard_start()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
     def data_received(self, data: bytes) -> None:
         if self._rejected:
             return
@@ -153,10 +153,6 @@ class GuardedH11Protocol(_Guard, H11Protocol):  # type: ignore[misc]
         super().connection_made(transport)
         self._head = b""
         self._guard_start()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._rejected:

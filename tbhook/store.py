@@ -488,14 +488,18 @@ class EventStore(Operations):
         if filters.events:
             clauses.append(f"event IN ({', '.join('?' for _ in filters.events)})")
             params.extend(filters.events)
-        for column, value in (
-            ("caseId", filters.case),
-            ("searchId", filters.search_id),
-            ("sourceId", filters.source),
-            ("own", filters.sender),
+        for clause, value in (
+            ("caseId = ?", filters.case),
+            ("searchId = ?", filters.search_id),
+            ("sourceId = ?", filters.source),
+            ("own = ?", filters.sender),
+            ("timestamp >= ?", filters.since),
+            ("timestamp < ?", filters.until),  # until is exclusive
+            ("id >= ?", filters.first_id),
+            ("id <= ?", filters.last_id),
         ):
             if value is not None:
-                clauses.append(f"{column} = ?")
+                clauses.append(clause)
                 params.append(value)
         if filters.person is not None:
             aliases = self.person_group(filters.person).aliases
@@ -506,16 +510,4 @@ class EventStore(Operations):
                 f"UNION SELECT id {_MERGES_BY['newPersonId']} IN ({marks}))"
             )
             params.extend(aliases * 3)
-        if filters.since is not None:
-            clauses.append("timestamp >= ?")
-            params.append(filters.since)
-        if filters.until is not None:
-            clauses.append("timestamp < ?")
-            params.append(filters.until)
-        if filters.first_id is not None:
-            clauses.append("id >= ?")
-            params.append(filters.first_id)
-        if filters.last_id is not None:
-            clauses.append("id <= ?")
-            params.append(filters.last_id)
         return " AND ".join(clauses), params
