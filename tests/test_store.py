@@ -79,6 +79,7 @@ def test_blank_database_migrates_to_the_expected_schema(db_path):
         "m003_merge_indexes",
         "m004_quarantine_line",
         "m005_forwards",
+        "m006_timestamp_index",
     ]
 
 
@@ -86,7 +87,7 @@ def test_reopening_applies_nothing_twice(db_path):
     EventStore.open(db_path).close()
     EventStore.open(db_path).close()
     conn = sqlite3.connect(db_path)
-    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 5
+    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 6
 
 
 def test_durability_settings(store, db_path):
