@@ -6,6 +6,10 @@ from tbhook.events import PAYLOAD_COLUMNS, SENDER_LABELS, TYPE_LABELS
 
 migrations = Migrations("tbhook")
 
+# Steps that only speed reads up: a reader can use a database still waiting for them (the
+# next `tbhook serve` applies them). Every other step changes what readers query.
+ONLY_SPEED = {"m006_timestamp_index"}
+
 
 def _label_case(column: str, labels: dict[int, str]) -> str:
     whens = " ".join(f"WHEN {value} THEN '{label}'" for value, label in labels.items())

@@ -20,7 +20,7 @@ from sqlite_utils import Database
 from tbhook.errors import NoDatabase, NotReady, StoreBusy, StoreUnavailable
 from tbhook.events import COLUMNS, Event, Unreadable
 from tbhook.filters import Filters, utc_now
-from tbhook.migrations import migrations
+from tbhook.migrations import ONLY_SPEED, migrations
 from tbhook.persons import Merge, PersonGroup, Resolver, group_of
 from tbhook.store_ops import Operations
 
@@ -187,7 +187,7 @@ class EventStore(Operations):
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             store = cls(conn, path)
             applied = migrations.applied(store.db)
-            pending = migrations.pending(store.db)
+            pending = [m for m in migrations.pending(store.db) if m.name not in ONLY_SPEED]
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot read {path}: {exc}") from exc
         if pending and (current or not applied):

@@ -219,3 +219,14 @@ def test_read_only_open_asks_to_upgrade_an_older_database(db_path):
         EventStore.open_readonly(db_path)
     EventStore.open(db_path).close()  # opening for writing migrates it
     EventStore.open_readonly(db_path).close()
+
+
+def test_a_database_only_missing_a_speed_up_index_is_still_readable(db_path):
+    from sqlite_utils import Database
+
+    older = Database(db_path)
+    migrations.apply(older, stop_before="m006_timestamp_index")
+    older.close()
+    reader = EventStore.open_readonly(db_path)
+    assert reader.count() == 0
+    reader.close()
