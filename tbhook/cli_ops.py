@@ -22,7 +22,7 @@ from tbhook.cli_options import (
     reported_errors,
 )
 from tbhook.events import SCHEDULE_MINUTES
-from tbhook.output import Format
+from tbhook.output import Format, duration
 
 UNREADABLE: dict[str, Any] = {
     "events": None,
@@ -135,11 +135,11 @@ def _checks(
         check(
             "last delivery",
             "fail",
-            f"the last delivery was {_duration(age)} ago, more than {_duration(stale)}: "
+            f"the last delivery was {duration(age)} ago, more than {duration(stale)}: "
             "is the receiver reachable, and is the webhook still enabled in Tracebuzz?",
         )
     else:
-        check("last delivery", "ok", f"{_duration(age)} ago")
+        check("last delivery", "ok", f"{duration(age)} ago")
     if health["quarantined"]:
         check(
             "quarantine",
@@ -155,7 +155,7 @@ def _checks(
             "late deliveries",
             "warn",
             f"{late} events arrived more than {LATE_SECONDS // 60} minutes after they happened "
-            f"(up to {_duration(health['maxLagSeconds'])}): the receiver was down or "
+            f"(up to {duration(health['maxLagSeconds'])}): the receiver was down or "
             "failing and Tracebuzz was retrying",
         )
     else:
@@ -200,15 +200,6 @@ def _print_report(report: dict[str, Any]) -> None:
     )
     verdict = "healthy" if report["ok"] else "something is wrong"
     out.print(f"[{'green' if report['ok'] else 'bold red'}]{verdict}[/]")
-
-
-def _duration(seconds: Optional[int]) -> str:
-    if seconds is None:
-        return "unknown"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds}s"
 
 
 def backup(

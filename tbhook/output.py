@@ -110,31 +110,22 @@ def write_records(
     records: Iterable[Mapping[str, Any]], fmt: Format, fields: Sequence[str], stream: IO[str]
 ) -> int:
     """Stream records as json, ndjson or csv (constant memory); return how many were written."""
-    rows = (tuple(record.get(field) for field in fields) for record in records)
-    return write_rows(rows, fmt, fields, stream)
-
-
-def write_rows(
-    rows: Iterable[Sequence[Any]], fmt: Format, fields: Sequence[str], stream: IO[str]
-) -> int:
-    """``write_records`` for rows already in ``fields`` order."""
     count = 0
     if fmt is Format.csv:
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow(fields)
-        for row in rows:
-            writer.writerow(_csv_safe(row))
+        for record in records:
+            writer.writerow([_csv_cell(record.get(field)) for field in fields])
             count += 1
     elif fmt is Format.ndjson:
-        for row in rows:
-            stream.write(json.dumps(dict(zip(fields, row, strict=True))) + "\n")
+        for record in records:
+            stream.write(json.dumps({field: record.get(field) for field in fields}) + "\n")
             count += 1
     else:
         stream.write("[")
-        for row in rows:
-            stream.write(
-                ("\n" if count == 0 else ",\n") + json.dumps(dict(zip(fields, row, strict=True)))
-            )
+        for record in records:
+            item = json.dumps({field: record.get(field) for field in fields})
+            stream.write(("\n" if count == 0 else ",\n") + item)
             count += 1
         stream.write("\n]\n" if count else "]\n")
     return count
@@ -169,14 +160,6 @@ def write_file(
 
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _csv_safe(row: Sequence[Any]) -> Sequence[Any]:
-    for i, value in enumerate(row):
-        if isinstance(value, bool) or (isinstance(value, str) and value[:1] in _FORMULA):
-            row = list(row)
-            row[i] = _csv_cell(value)
-    return row
 
 
 def _csv_cell(value: Any) -> Any:
@@ -226,14 +209,15 @@ def cases_table(summaries: Iterable[Mapping[str, Any]]):
             f"{case['messages']} ({case['customerMessages']} customer, "
             f"{case['agentMessages']} agent)",
             _cell((case["firstMessageAt"] or "")[:16].replace("T", " ")),
-            _duration(case["firstResponseSeconds"]),
-            _duration(case["secondsToClose"]),
+            duration(case["firstResponseSeconds"]),
+            duration(case["secondsToClose"]),
             state + (", reopened" if case["reopened"] else ""),
         )
     return result
 
 
-def _duration(seconds: int | None) -> str:
+def duration(seconds: int | None) -> str:
+    """Seconds for people: 90s, 10m, 3h05m, 2d04h."""
     if seconds is None:
         return ""
     if seconds < 120:

@@ -136,13 +136,21 @@ class ImportRows:
     quarantined_lines: list[int] = field(default_factory=list)
 
     def add(self, line: int, body: bytes, parsed: Event | Unreadable, path: str, now: str) -> None:
-        digest = hashlib.sha256(body).digest()
+        params = _params(body, parsed, path, now)
         if isinstance(parsed, Event):
-            values = [parsed.values.get(column) for column in COLUMNS]
-            self.events.append((now, now, path, parsed.event, *values, body, digest))
+            self.events.append(params)
         else:
-            self.quarantine.append((now, now, path, parsed.reason, body, digest, line))
+            self.quarantine.append((*params, line))
             self.quarantined_lines.append(line)
+
+
+def _params(body: bytes, parsed: Event | Unreadable, path: str, now: str) -> tuple:
+    """The insert parameters of one body: an ``events`` row, or a ``quarantine`` row."""
+    digest = hashlib.sha256(body).digest()
+    if isinstance(parsed, Event):
+        values = [parsed.values.get(column) for column in COLUMNS]
+        return (now, now, path, parsed.event, *values, body, digest)
+    return (now, now, path, parsed.reason, body, digest)
 
 
 class EventStore(Operations):
@@ -312,16 +320,11 @@ class EventStore(Operations):
 
     @staticmethod
     def _append_one(conn: sqlite3.Connection, delivery: Delivery) -> Stored:
-        digest = hashlib.sha256(delivery.body).digest()
-        now, path, parsed = delivery.received_at, delivery.path, delivery.parsed
-        if isinstance(parsed, Event):
-            values = [parsed.values.get(column) for column in COLUMNS]
-            params = (now, now, path, parsed.event, *values, delivery.body, digest)
-            row_id, count = conn.execute(_INSERT_EVENT, params).fetchone()
-            return Stored(row_id, count, quarantined=False)
-        params = (now, now, path, parsed.reason, delivery.body, digest)
-        row_id, count = conn.execute(_INSERT_QUARANTINE, params).fetchone()
-        return Stored(row_id, count, quarantined=True)
+        params = _params(delivery.body, delivery.parsed, delivery.path, delivery.received_at)
+        readable = isinstance(delivery.parsed, Event)
+        sql = _INSERT_EVENT if readable else _INSERT_QUARANTINE
+        row_id, count = conn.execute(sql, params).fetchone()
+        return Stored(row_id, count, quarantined=not readable)
 
     # -- reading -----------------------------------------------------------------------
 
