@@ -11,7 +11,6 @@ import typer
 
 from tbhook import __version__, cli_dev, cli_ops, cli_read
 from tbhook.cli_options import DEFAULT_DB, DbOption, reported_errors
-from tbhook.errors import TbhookError
 
 app = typer.Typer(
     help="Receive, keep and read Tracebuzz webhooks.",
@@ -74,7 +73,7 @@ def serve(
         typer.Option(
             metavar="SIZE",
             help="Cap the database file (e.g. 500M, 2G); past it, deliveries get 503.",
-            callback=_size,
+            callback=lambda value: _size(value, "--max-db-size"),
         ),
     ] = None,
     forward_to: Annotated[
@@ -87,24 +86,52 @@ def serve(
             min=0.000001, help="Scale the forward retry schedule (0.001: minutes become 60 ms)."
         ),
     ] = 1.0,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Open connections; past this the oldest one without a complete request is "
+            "closed (lowered to fit the open-file limit).",
+        ),
+    ] = 4096,
+    body_memory: Annotated[
+        str,
+        typer.Option(
+            metavar="SIZE",
+            help="Request bodies held in memory at once, over all connections; past it, 503.",
+        ),
+    ] = "64M",
 ) -> None:
     """Receive Tracebuzz webhooks and append every delivery to the database."""
     from tbhook import server
     from tbhook.store import EventStore
 
     auth = _auth(header_name, header_value)
+    memory = _size(body_memory, "--body-memory") or 0
     if forward_to and not forward_to.startswith(("http://", "https://")):
         raise typer.BadParameter(
             f"{forward_to!r} is not an http:// or https:// URL", param_hint="'--forward-to'"
         )
     with reported_errors():
-        # Before binding: a bad --db fails whatever the port.
-        store = EventStore.open(db, max_bytes=max_db_size)  # type: ignore[arg-type]
+        server.check_http_stack()
+        # The port first: a receiver that cannot listen creates no database file.
+        sock = server.bind(host, port)
         try:
-            sock = server.bind(host, port)
-        except TbhookError:
-            store.close()
+            store = EventStore.open(db, max_bytes=max_db_size)  # type: ignore[arg-type]
+            events, quarantined = store.counts()
+            counts = f"{events} events, {quarantined} quarantined"
+        except BaseException:
+            sock.close()
+            if "store" in locals():
+                store.close()
             raise
+    limit, files = server.connection_limit(max_connections)
+    warnings = []
+    if limit < max_connections:
+        warnings.append(
+            f"Warning: the open-file limit ({files}) leaves room for {limit} connections; "
+            "raise it (LimitNOFILE= in the systemd unit, or ulimit -n) for more."
+        )
     try:
         server.serve(
             store,
@@ -112,23 +139,24 @@ def serve(
             auth=auth,
             max_body=max_body,
             quiet=quiet,
-            on_ready=lambda: _announce(store, sock, host, auth, forward_to),
+            on_ready=lambda: _announce(store, counts, sock, host, auth, forward_to, warnings),
             forward_to=forward_to,
             retry_scale=retry_scale,
+            max_connections=limit,
+            body_memory=memory,
         )
     finally:
         store.close()
     sys.stderr.write("tbhook stopped; every acknowledged event is stored.\n")
 
 
-def _announce(store, sock, host: str, auth, forward_to: Optional[str]) -> None:  # noqa: ANN001 - lazy server import
+def _announce(store, counts, sock, host, auth, forward_to, warnings) -> None:  # noqa: ANN001
     from tbhook import server
 
     bound_host, bound_port = sock.getsockname()[:2]
     shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
     err = sys.stderr
     err.write(f"tbhook {__version__} receiving on http://{shown_host}:{bound_port}/ (any path)\n")
-    counts = f"{store.count()} events, {store.count('quarantine')} quarantined"
     err.write(f"  database: {store.path} ({counts})\n")
     if auth:
         err.write(f"  requires header: {auth.name}\n")
@@ -139,11 +167,13 @@ def _announce(store, sock, host: str, auth, forward_to: Optional[str]) -> None: 
         )
     if forward_to:
         err.write(f"  forwarding new events to: {forward_to}\n")
+    for warning in warnings:
+        err.write(warning + "\n")
     err.write("Press Ctrl+C to stop.\n")
     err.flush()
 
 
-def _size(value: Optional[str]) -> Optional[int]:
+def _size(value: Optional[str], option: str) -> Optional[int]:
     """``500M``, ``2G``, ``64K`` or plain bytes."""
     if value is None:
         return None
@@ -154,7 +184,9 @@ def _size(value: Optional[str]) -> Optional[int]:
     except ValueError:
         number = 0
     if number < 64 * 1024:
-        raise typer.BadParameter(f"{value!r} is not a size of at least 64K, such as 500M or 2G")
+        raise typer.BadParameter(
+            f"{value!r} is not a size of at least 64K, such as 500M or 2G", param_hint=f"'{option}'"
+        )
     return int(number)
 
 

@@ -68,7 +68,7 @@ def _reply_note(reply: Any) -> str:
     if not isinstance(answer, dict):
         return ""
     if answer.get("quarantined"):
-        return f" -> quarantined #{answer.get('id')}"
+        return f" -> quarantined #{answer.get('quarantineId')}"
     if "id" in answer:
         return f" -> #{answer['id']}" + (" (duplicate)" if answer.get("duplicate") else "")
     if "error" in answer:

@@ -90,14 +90,14 @@ def tail(
     ] = TailFormat.text,
 ) -> None:
     """Watch events arrive: the last N matching events, then new ones as they are stored."""
-    from tbhook.follow import follow_events
+    from tbhook.follow import follow_events, stopped_by_signals
 
     filters = filters_from(event, case, person, search_id, source, sender, since, until)
     if follow and not db.exists():
         sys.stderr.write(f"Waiting for {db} to appear (start `tbhook serve --db {db}`)...\n")
         sys.stderr.flush()
     try:
-        with reported_errors():
+        with stopped_by_signals(), reported_errors():
             follow_events(db, filters, lines, follow, fmt.value, console())
     except KeyboardInterrupt:
         raise typer.Exit(0) from None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sqlite3
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tbhook.errors import NoDatabase, NotReady
@@ -44,6 +47,22 @@ def follow_events(
             cursor = newest
     finally:
         store.close()
+
+
+@contextlib.contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """Ctrl-C and SIGTERM end the command (as KeyboardInterrupt), even when the parent started
+    it with SIGINT ignored, as test runners and some shells do."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _print(row: dict, canonical, fmt: str, console) -> None:  # noqa: ANN001

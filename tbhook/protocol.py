@@ -3,30 +3,146 @@
 uvicorn closes a kept-alive connection after ``timeout_keep_alive``, but it has no deadline
 for a connection that never sends a request, none for a request that trickles in (headers or
 a body shorter than its Content-Length), httptools enforces no header size or count, and h11
-enforces its size only while headers arrive in pieces. A receiver on the internet needs all
-four, so each is added here, for httptools and for h11 (the single-file build's fallback),
-and nothing else changes.
+enforces its size only while headers arrive in pieces. Its ``limit_concurrency`` answers a
+complete request ``503`` while thousands of slow connections that never finish a request keep
+their places. A receiver on the internet needs better, so each is added here, for httptools and
+for h11 (the single-file build's fallback):
+
+- deadlines for a silent connection and for one whole request (408);
+- header count and size limits (431);
+- ``Connections``: past the connection limit, the oldest connection that has not sent a complete
+  request is shed first, so a complete request is refused (503) only when there is nothing left
+  to shed;
+- at shutdown, a request still arriving is answered 503 with ``Retry-After`` at once, rather
+  than holding the shutdown until the graceful timeout cancels it.
+
+These override uvicorn internals, so ``check_uvicorn`` refuses a version they were not tested on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 import h11
+import uvicorn
+
+from tbhook.errors import TbhookError
 
 REQUEST_DEADLINE_SECONDS = 10.0  # to receive one whole request, headers and body
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 16 * 1024  # request line and headers together
+RETRY_AFTER_SECONDS = 5
+# uvicorn minor versions whose internals the guards below were tested on (see pyproject.toml).
+TESTED_UVICORN = ("0.54",)
 
-_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
+
+Log = Callable[[str], None]
+
+
+class Throttled:
+    """A log that writes the first line of each kind per ``period`` and counts the rest, so an
+    attack cannot flood the log but every event is accounted for."""
+
+    def __init__(self, log: Log | None, period: float = 10.0):
+        self.log = log
+        self.period = period
+        self._since: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def __call__(self, kind: str, line: str) -> None:
+        if self.log is None:
+            return
+        now = time.monotonic()
+        started = self._since.get(kind)
+        if started is not None and now - started < self.period:
+            self._held[kind] = self._held.get(kind, 0) + 1
+            return
+        held = self._held.pop(kind, 0)
+        if held:
+            line += f" (and {held} more like it in the {self.period:g} s before)"
+        self._since[kind] = now
+        self.log(time.strftime("%H:%M:%S ") + line)
+
+
+class Connections:
+    """Every open connection of one server, and which of them may be shed: those that have not
+    sent a complete request (new, idle between requests, or still sending one), oldest first."""
+
+    def __init__(self, limit: int, log: Log | None = None):
+        self.limit = limit
+        self.log = Throttled(log)
+        self._open: set[Any] = set()
+        self._closing: set[Any] = set()
+        self._sheddable: dict[Any, None] = {}  # insertion order: the oldest first
+        self.shed = 0
+        self.refused = 0
+
+    def __len__(self) -> int:
+        return len(self._open) - len(self._closing)
+
+    def opened(self, conn: Any) -> None:
+        self._open.add(conn)
+        self._sheddable[conn] = None
+        if len(self) > self.limit:
+            self._make_room(conn)
+
+    def closed(self, conn: Any) -> None:
+        self._open.discard(conn)
+        self._closing.discard(conn)
+        self._sheddable.pop(conn, None)
+
+    def busy(self, conn: Any) -> None:
+        """``conn`` sent a complete request: it is being answered and is never shed."""
+        self._sheddable.pop(conn, None)
+
+    def idle(self, conn: Any) -> None:
+        """``conn`` was answered and waits for its next request: the newest to be shed."""
+        if conn in self._open and conn not in self._closing:
+            self._sheddable.pop(conn, None)
+            self._sheddable[conn] = None
+
+    def _make_room(self, newcomer: Any) -> None:
+        victim = next((c for c in self._sheddable if c is not newcomer), None)
+        if victim is not None:
+            self._drop(victim)
+            victim.shed_now()
+            self.shed += 1
+            self.log(
+                "shed",
+                f"at the limit of {self.limit} connections: closed the oldest connection "
+                "that had not sent a complete request",
+            )
+            return
+        # Every other connection is being answered: this one gets a 503 before it asks.
+        self._drop(newcomer)
+        self.refused += 1
+        newcomer.refuse()
+        self.log(
+            "refused",
+            f"503 (Retry-After {RETRY_AFTER_SECONDS} s) to a new connection: all "
+            f"{self.limit} connections are busy with complete requests",
+        )
+
+    def _drop(self, conn: Any) -> None:
+        self._sheddable.pop(conn, None)
+        self._closing.add(conn)
 
 
 class _Guard:
-    """Deadlines and the JSON answer for a request refused at the protocol level."""
+    """Deadlines, shedding, and the JSON answer for a request refused at the protocol level."""
 
+    # tbhook's table (uvicorn's own ``self.connections`` is a plain set); one per server.
+    table: Connections = Connections(4096)
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
     cycle: Any
@@ -34,17 +150,39 @@ class _Guard:
     timeout_keep_alive_task: asyncio.TimerHandle | None
     timeout_keep_alive_handler: Callable[[], None]  # uvicorn's, on the protocol classes below
 
+    @classmethod
+    def bound_to(cls, connections: Connections) -> type:
+        """This protocol class, sharing one server's connection table."""
+        return type(cls.__name__, (cls,), {"table": connections})
+
     def _guard_start(self) -> None:
         self._deadline: asyncio.TimerHandle | None = None
         self._rejected = False
+        self._receiving = False  # part of a request has arrived, not all of it
         # A connection that never sends a request is as idle as a kept-alive one.
         self.timeout_keep_alive_task = self.loop.call_later(
             self.timeout_keep_alive, self.timeout_keep_alive_handler
         )
+        self.table.opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self.table.closed(self)
         super().connection_lost(exc)  # type: ignore[misc]
+
+    def _request_started(self) -> None:
+        self._receiving = True
+        self._arm()
+
+    def _request_complete(self) -> None:
+        self._receiving = False
+        self._disarm()
+        self.table.busy(self)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]
+        if not self.transport.is_closing():
+            self.table.idle(self)
 
     def _arm(self) -> None:
         self._disarm()
@@ -62,15 +200,40 @@ class _Guard:
         else:
             self._reject(408, f"request not received within {REQUEST_DEADLINE_SECONDS:g} s")
 
-    def _reject(self, status: int, message: str) -> None:
+    def _answering(self) -> bool:
+        return self.cycle is not None and self.cycle.response_started
+
+    def shed_now(self) -> None:
+        """Close to make room: a request half sent is told to come back (503)."""
+        if self._receiving and not self._answering():
+            self._reject(503, "too many connections; try again", retry_after=True)
+        else:
+            self.transport.close()
+
+    def refuse(self) -> None:
+        """A new connection with no room for it: 503 before it asks, and close."""
+        self._reject(503, "too many connections; try again", retry_after=True)
+
+    def shutdown(self) -> None:
+        """The server stops: a request still arriving is answered 503 now (it is not stored,
+        and the sender will retry); a complete one is answered once committed."""
+        if self._receiving and not self._answering():
+            self._reject(503, "shutting down; try again", retry_after=True)
+        else:
+            super().shutdown()  # type: ignore[misc]
+
+    def _reject(self, status: int, message: str, retry_after: bool = False) -> None:
         """Answer with a JSON error and close: the rest of this connection is not read."""
         self._rejected = True
+        self._receiving = False
         self._disarm()
         if self.transport.is_closing():
             return
         body = json.dumps({"ok": False, "error": message}).encode()
         head = b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])
         headers = b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n"
+        if retry_after:
+            headers += b"retry-after: %d\r\n" % RETRY_AFTER_SECONDS
         self.transport.write(head + headers % len(body) + b"\r\n" + body)
         self.transport.close()
 
@@ -116,7 +279,7 @@ class GuardedHttpToolsProtocol(_Guard, HttpToolsProtocol):  # type: ignore[misc,
         self._in_headers = True
         self._header_bytes = 0
         self._header_count = 0
-        self._arm()
+        self._request_started()
 
     def on_url(self, url: bytes) -> None:
         self._header_bytes += len(url)
@@ -141,8 +304,8 @@ class GuardedHttpToolsProtocol(_Guard, HttpToolsProtocol):  # type: ignore[misc,
             super().on_body(body)
 
     def on_message_complete(self) -> None:
-        self._disarm()
         if not self._rejected:
+            self._request_complete()
             super().on_message_complete()
 
 
@@ -158,8 +321,8 @@ class GuardedH11Protocol(_Guard, H11Protocol):  # type: ignore[misc]
         if self._rejected:
             return
         if self.conn.their_state is h11.IDLE:  # a request is starting or its headers arriving
-            if self._deadline is None:
-                self._arm()
+            if not self._receiving and data:
+                self._request_started()
             head = self._head + data
             end = head.find(b"\r\n\r\n")
             section = head if end < 0 else head[:end]
@@ -171,5 +334,63 @@ class GuardedH11Protocol(_Guard, H11Protocol):  # type: ignore[misc]
                 return
             self._head = b"" if end >= 0 else head
         super().data_received(data)
-        if self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):  # the request is all in
-            self._disarm()
+        if self._receiving and self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
+            self._request_complete()  # the request is all in
+
+
+# The uvicorn methods the guards above override or call: if one disappears or is renamed,
+# a guard would silently stop guarding.
+_HOOKS = {
+    HttpToolsProtocol: (
+        "connection_made",
+        "connection_lost",
+        "data_received",
+        "on_message_begin",
+        "on_url",
+        "on_header",
+        "on_headers_complete",
+        "on_body",
+        "on_message_complete",
+        "on_response_complete",
+        "shutdown",
+        "send_400_response",
+        "timeout_keep_alive_handler",
+    ),
+    H11Protocol: (
+        "connection_made",
+        "connection_lost",
+        "data_received",
+        "on_response_complete",
+        "shutdown",
+        "send_400_response",
+        "timeout_keep_alive_handler",
+    ),
+}
+
+
+def check_uvicorn(version: str | None = None) -> None:
+    """Refuse to serve on a uvicorn whose internals the guards were not tested on."""
+    version = version or uvicorn.__version__
+    wanted = ", ".join(f"{v}.x" for v in TESTED_UVICORN)
+    if ".".join(version.split(".")[:2]) not in TESTED_UVICORN:
+        raise TbhookError(
+            f"uvicorn {version} is installed, but tbhook's connection guards (deadlines, header "
+            f"limits, shedding) were tested on uvicorn {wanted} only; install that with "
+            f"pip install 'uvicorn>={TESTED_UVICORN[0]},<{_next_minor(TESTED_UVICORN[-1])}'"
+        )
+    missing = [
+        f"{cls.__name__}.{name}"
+        for cls, names in _HOOKS.items()
+        for name in names
+        if not callable(getattr(cls, name, None))
+    ]
+    if missing:
+        raise TbhookError(
+            f"uvicorn {version} lacks {', '.join(missing)}, which tbhook's connection guards "
+            "override"
+        )
+
+
+def _next_minor(version: str) -> str:
+    major, minor = version.split(".")[:2]
+    return f"{major}.{int(minor) + 1}"

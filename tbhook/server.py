@@ -2,31 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import ipaddress
 import json
+import os
 import signal
 import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
 
+from tbhook import protocol
 from tbhook.errors import StoreUnavailable, TbhookError
 from tbhook.events import parse
 from tbhook.output import clean, describe_parsed
+from tbhook.protocol import RETRY_AFTER_SECONDS, Connections, Throttled
 from tbhook.store import Delivery, EventStore, Stored
 from tbhook.writer import BatchWriter
 
 DEFAULT_MAX_BODY = 1024 * 1024
-RETRY_AFTER_SECONDS = 5
 GRACEFUL_SHUTDOWN_SECONDS = 8
 KEEP_ALIVE_SECONDS = 5  # idle connections, used or not, are closed after this
-MAX_CONNECTIONS = 4096  # past this uvicorn answers 503 instead of exhausting the process
+MAX_CONNECTIONS = 4096  # past this the oldest connection without a complete request is shed
+FD_RESERVE = 100  # open files kept free of connections: the database, its WAL, threads, pipes
+BODY_MEMORY = 64 * 1024 * 1024  # request bodies held at once, over all connections
+PARSE_OFF_LOOP_BYTES = 64 * 1024  # a body this large is parsed on a worker thread
 ALLOW = b"GET, HEAD, POST"
 
 Log = Callable[[str], None]
@@ -45,6 +52,47 @@ class Auth:
         return hmac.compare_digest(sent, self.value.encode("utf-8"))
 
 
+class BodyBudget:
+    """How many bytes of request bodies are held in memory at once, over all connections.
+
+    A thousand senders of 1 MiB bodies would otherwise hold a gigabyte; past the budget a
+    request is answered 503 before its body is read. One body is always let in, however large
+    (``--max-body`` bounds it), so a budget smaller than a body cannot refuse everything.
+    """
+
+    def __init__(self, limit: int = BODY_MEMORY):
+        self.limit = limit
+        self.used = 0
+        self.refused = 0
+        self._high = 0  # the most held since memory was last handed back
+
+    def take(self, size: int) -> bool:
+        if self.used and self.used + size > self.limit:
+            self.refused += 1
+            return False
+        self.used += size
+        self._high = max(self._high, self.used)
+        return True
+
+    def give(self, size: int) -> None:
+        self.used -= size
+        if self.used == 0 and self._high >= 8 * 1024 * 1024:
+            self._high = 0
+            _release_memory()
+
+
+def _release_memory() -> None:
+    """Hand freed heap memory back to the system after a burst of large bodies (glibc keeps it
+    otherwise: measured, RSS stayed at the burst's peak)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    if trim is not None:
+        trim(0)
+
+
 class Receiver:
     """The ASGI app Tracebuzz posts to. A 200 goes out only after the event's batch commits."""
 
@@ -55,11 +103,22 @@ class Receiver:
         auth: Auth | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         log: Log | None = None,
+        quiet: bool = False,
+        budget: BodyBudget | None = None,
     ):
         self.writer = writer
         self.auth = auth
         self.max_body = max_body
-        self.log = log
+        self.log = log  # warnings always; a line per delivery unless ``quiet``
+        self.quiet = quiet
+        self.budget = budget or BodyBudget()
+        self._throttled = Throttled(log)
+        # One thread: a sender of huge bodies competes with the loop for one core's share of
+        # the GIL at most, instead of stalling every other delivery while it parses.
+        self._parser = ThreadPoolExecutor(1, thread_name_prefix="tbhook-parse")
+
+    def close(self) -> None:
+        self._parser.shutdown(wait=True)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -71,45 +130,87 @@ class Receiver:
         elif method != "POST":
             await _respond(send, 405, _error(f"method {method} not allowed"), allow=True)
         elif self.auth and not self.auth.accepts(scope["headers"]):
-            self._log(f"rejected: missing or wrong {self.auth.name} header{_client(scope)}")
+            self._throttled(
+                "401", f"rejected (401): missing or wrong {self.auth.name} header{_client(scope)}"
+            )
             await _respond(send, 401, _error(f"missing or wrong {self.auth.name} header"))
         else:
             await self._receive_post(scope, receive, send)
 
     async def _receive_post(self, scope: dict, receive: Callable, send: Callable) -> None:
         too_large = _error(f"body larger than {self.max_body} bytes")
-        if _declared_length(scope["headers"]) > self.max_body:
+        declared = _declared_length(scope["headers"])
+        if declared > self.max_body:
             await _respond(send, 413, too_large)
             return
+        held = _Held(self.budget)
         try:
-            body = await _read_body(receive, self.max_body)
-        except _Disconnected:
-            return
-        if body is None:
-            await _respond(send, 413, too_large)
-            return
-        delivery = Delivery(body, parse(body), path=_safe_path(scope["path"]))
+            if not held.take(declared):
+                self._busy("memory", f"{self.budget.limit // 2**20} MiB of bodies in flight")
+                await _respond(send, 503, _error(_BUSY), retry_after=True, close=True)
+                return
+            try:
+                body = await _read_body(receive, self.max_body, held)
+            except _Disconnected:
+                return
+            except _OverBudget:
+                self._busy("memory", f"{self.budget.limit // 2**20} MiB of bodies in flight")
+                await _respond(send, 503, _error(_BUSY), retry_after=True, close=True)
+                return
+            if body is None:
+                await _respond(send, 413, too_large)
+                return
+            await self._store(scope, body, send)
+        finally:
+            held.release()
+
+    async def _store(self, scope: dict, body: bytes, send: Callable) -> None:
+        if len(body) > PARSE_OFF_LOOP_BYTES:
+            parsed = await asyncio.get_running_loop().run_in_executor(self._parser, parse, body)
+        else:
+            parsed = parse(body)
+        delivery = Delivery(body, parsed, path=_safe_path(scope["path"]))
         try:
             stored = await self.writer.write(delivery)
         except StoreUnavailable as exc:
-            self._log(f"NOT STORED, answered 503: {clean(exc)}")
+            self._busy("store", f"NOT STORED: {clean(exc)}")
             await _respond(send, 503, _error(str(exc)), retry_after=True)
             return
+        except asyncio.CancelledError:
+            # Shutdown ran out of time waiting for this commit (a stalled disk): the event may
+            # still commit, but it cannot be acknowledged; the sender retries, dedupe does the rest.
+            self._busy("shutdown", "NOT ACKNOWLEDGED: shut down before the commit finished")
+            await _respond(
+                send, 503, _error("shutting down; try again"), retry_after=True, close=True
+            )
+            return
         await _respond(send, 200, _receipt(delivery, stored))
-        if self.log:
+        if self.log and not self.quiet:
             self._log(_delivery_line(delivery, stored))
+
+    def _busy(self, kind: str, why: str) -> None:
+        """Log a 503, at most one line of each kind per period (the rest are counted)."""
+        self._throttled(kind, f"answered 503 (Retry-After {RETRY_AFTER_SECONDS} s): {why}")
 
     def _log(self, line: str) -> None:
         if self.log:
             self.log(time.strftime("%H:%M:%S ") + line)
 
 
+_BUSY = "too many request bodies in flight; try again"
+
+
 def _receipt(delivery: Delivery, stored: Stored) -> dict[str, Any]:
-    receipt: dict[str, Any] = {"ok": True, "id": stored.id, "duplicate": stored.duplicate}
     if stored.quarantined:
-        receipt["quarantined"] = True
-        receipt["reason"] = getattr(delivery.parsed, "reason", "")
-    return receipt
+        # Its own key: a quarantine row is not event #N.
+        return {
+            "ok": True,
+            "quarantineId": stored.id,
+            "duplicate": stored.duplicate,
+            "quarantined": True,
+            "reason": getattr(delivery.parsed, "reason", ""),
+        }
+    return {"ok": True, "id": stored.id, "duplicate": stored.duplicate}
 
 
 def _delivery_line(delivery: Delivery, stored: Stored) -> str:
@@ -125,8 +226,36 @@ class _Disconnected(Exception):
     pass
 
 
-async def _read_body(receive: Callable, limit: int) -> bytes | None:
-    """The whole request body, or None as soon as it grows past ``limit``."""
+class _OverBudget(Exception):
+    pass
+
+
+class _Held:
+    """One request's share of the body budget: what it declared, then what actually arrived
+    beyond that (a chunked body declares nothing)."""
+
+    def __init__(self, budget: BodyBudget):
+        self.budget = budget
+        self.size = 0
+
+    def take(self, size: int) -> bool:
+        if size and not self.budget.take(size):
+            return False
+        self.size += size
+        return True
+
+    def cover(self, total: int) -> bool:
+        return total <= self.size or self.take(total - self.size)
+
+    def release(self) -> None:
+        if self.size:
+            self.budget.give(self.size)
+            self.size = 0
+
+
+async def _read_body(receive: Callable, limit: int, held: _Held) -> bytes | None:
+    """The whole request body, or None as soon as it grows past ``limit``. Raises _OverBudget
+    when the body budget cannot cover what has arrived."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -137,6 +266,8 @@ async def _read_body(receive: Callable, limit: int) -> bytes | None:
         size += len(chunk)
         if size > limit:
             return None
+        if not held.cover(size):
+            raise _OverBudget
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
@@ -171,6 +302,7 @@ async def _respond(
     head: bool = False,
     allow: bool = False,
     retry_after: bool = False,
+    close: bool = False,
 ) -> None:
     body = json.dumps(payload).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
@@ -178,7 +310,7 @@ async def _respond(
         headers.append((b"allow", ALLOW))
     if retry_after:
         headers.append((b"retry-after", b"%d" % RETRY_AFTER_SECONDS))
-    if status in (401, 413):
+    if status in (401, 413) or close:
         # The body may not have been read; do not try to reuse this connection.
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -211,18 +343,22 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def uvicorn_config(app: Callable) -> uvicorn.Config:
-    """How tbhook runs uvicorn; the benchmark's no-op ceiling uses the very same settings."""
+def uvicorn_config(app: Callable, connections: Connections | None = None) -> uvicorn.Config:
+    """How tbhook runs uvicorn; the benchmark's no-op ceiling uses the very same settings.
+
+    ``connections`` replaces uvicorn's ``limit_concurrency`` (which answers a complete request
+    503 while slow connections hold every place) with shedding, oldest first.
+    """
+    protocol.check_uvicorn()
     return uvicorn.Config(
         app,
-        http=_http_protocol(),
+        http=_http_protocol().bound_to(connections or Connections(MAX_CONNECTIONS)),
         lifespan="off",
         ws="none",
         access_log=False,
         log_level="warning",
         server_header=False,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        limit_concurrency=MAX_CONNECTIONS,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 
@@ -234,13 +370,41 @@ def _http_protocol() -> Any:
     return GuardedHttpToolsProtocol if HTTPTOOLS else GuardedH11Protocol
 
 
+def check_http_stack() -> None:
+    """Fail loudly, before listening, on a uvicorn the connection guards were not tested on."""
+    protocol.check_uvicorn()
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft open-file limit to the hard one (each connection is a file); return the
+    soft limit now in force."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not a Unix
+        return MAX_CONNECTIONS + FD_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def connection_limit(wanted: int = MAX_CONNECTIONS) -> tuple[int, int]:
+    """How many connections fit under the open-file limit (raised first), and that limit."""
+    files = raise_open_file_limit()
+    return max(8, min(wanted, files - FD_RESERVE)), files
+
+
 def bind(host: str, port: int) -> socket.socket:
     """Listen on host:port (port 0 picks a free one)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         return socket.create_server((host, port), family=family, backlog=2048)
     except OSError as exc:
-        raise TbhookError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise TbhookError(f"cannot listen on {host}:{port}: {reason}") from exc
 
 
 def is_loopback(host: str) -> bool:
@@ -267,12 +431,17 @@ def serve(
     on_ready: Callable[[], None] | None = None,
     forward_to: str | None = None,
     retry_scale: float = 1.0,
+    max_connections: int = MAX_CONNECTIONS,
+    body_memory: int = BODY_MEMORY,
 ) -> None:
     """Receive on an already bound socket until SIGINT or SIGTERM, then drain and return.
 
     ``on_ready`` runs once the stop signals are handled, just before serving starts.
+    ``max_connections`` is lowered to fit the open-file limit, which is first raised as far
+    as the hard limit allows.
     """
-    log = None if quiet else _stderr_line
+    log = _stderr_line  # warnings, 503s and sheds: even with ``quiet``
+    connections = Connections(max_connections, log)
     writer = BatchWriter(store, forward_to=forward_to)
     forwarder = None
     if forward_to:
@@ -282,8 +451,10 @@ def serve(
         reader = EventStore.open_readonly(store.path)
         forwarder = Forwarder(writer, reader, forward_to, headers, retry_scale, log)
         writer.on_commit = forwarder.wake
-    app = Receiver(writer, auth=auth, max_body=max_body, log=log)
-    uvicorn_server = _Server(uvicorn_config(app))
+    app = Receiver(
+        writer, auth=auth, max_body=max_body, log=log, quiet=quiet, budget=BodyBudget(body_memory)
+    )
+    uvicorn_server = _Server(uvicorn_config(app, connections))
     if forwarder:
         forwarder.start()
     try:
@@ -294,4 +465,5 @@ def serve(
     finally:
         if forwarder:
             forwarder.close()
+        app.close()
         writer.close()

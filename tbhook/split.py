@@ -18,7 +18,14 @@ from tbhook.filters import Filters
 from tbhook.store import EventStore
 
 T = TypeVar("T")
-SPLIT_FROM_ROWS = 200_000
+SPLIT_FROM_ROWS = 200_000  # below this many ids, a second process costs more than it saves
+
+
+def split_from_rows() -> int:
+    """The id span from which a read is split over two cores: ``TBHOOK_SPLIT_ROWS`` when set
+    (tests set it low to take the two-core path on a small log)."""
+    value = os.environ.get("TBHOOK_SPLIT_ROWS", "")
+    return int(value) if value.isdigit() else SPLIT_FROM_ROWS
 
 
 def in_halves(
@@ -32,7 +39,9 @@ def in_halves(
     first, last = store.id_span(filters)
     cores = os.cpu_count() or 1
     can_fork = "fork" in multiprocessing.get_all_start_methods()
-    if first is None or last is None or last - first < SPLIT_FROM_ROWS or cores < 2 or not can_fork:
+    if first is None or last is None or cores < 2 or not can_fork:
+        return [here(store, filters)]
+    if last - first < split_from_rows():
         return [here(store, filters)]
     middle = (first + last) // 2
     lower = dataclasses.replace(filters, first_id=first, last_id=middle)

@@ -91,6 +91,13 @@ _IMPORT_QUARANTINE = _insert_sql("quarantine", (*_QUARANTINE_COLUMNS, "line"))
 _INSERT_QUARANTINE = _upsert_sql("quarantine", _QUARANTINE_COLUMNS)
 
 
+def damaged(path: str, exc: BaseException) -> str:
+    """What to say about a database SQLite cannot read."""
+    return (
+        f"{path} is damaged ({exc}); see `tbhook doctor --db {path}`, and restore the last backup"
+    )
+
+
 def _day(days: int | None) -> str | None:
     """Days since 1970-01-01 as an ISO date, or None when out of range."""
     if days is None:
@@ -168,10 +175,12 @@ class EventStore(Operations):
         ``max_bytes`` caps the database file: past it, commits fail as on a full disk.
         """
         path = os.fspath(path)
+        store = None
         try:
             os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             store = cls(conn, path)
+            store._refuse_foreign()
             store._configure_writer()
             if max_bytes:
                 page_size = conn.execute("PRAGMA page_size").fetchone()[0]
@@ -179,8 +188,39 @@ class EventStore(Operations):
         except OSError as exc:
             raise StoreUnavailable(f"cannot open {path} for writing: {exc.strerror}") from exc
         except sqlite3.Error as exc:
+            if store:
+                store.close()
+            if type(exc) is sqlite3.DatabaseError:  # corrupt, or not a database at all
+                raise StoreUnavailable(damaged(path, exc)) from exc
             raise StoreUnavailable(f"cannot open {path} for writing: {exc}") from exc
+        except NotReady:
+            store.close()  # type: ignore[union-attr]
+            raise
         return store
+
+    def _refuse_foreign(self) -> None:
+        """A database that holds tables but not tbhook's is someone else's: never add to it."""
+        if migrations.applied(self.db):
+            return
+        names = [
+            name
+            for (name,) in self.db.execute(
+                "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
+        if names:
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise NotReady(
+                f"{self.path} is not a tbhook database (it holds {shown}); "
+                "give --db a new file or an existing tbhook database"
+            )
+
+    def counts(self) -> tuple[int, int]:
+        """Events and quarantined deliveries; a damaged file is reported in plain words."""
+        try:
+            return self.count(), self.count("quarantine")
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnavailable(damaged(self.path, exc)) from exc
 
     @classmethod
     def open_readonly(cls, path: str | os.PathLike, current: bool = True) -> EventStore:

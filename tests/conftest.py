@@ -144,6 +144,41 @@ def server(serve) -> Served:
     return serve()
 
 
+class Worker(threading.Thread):
+    """A test's helper thread whose failure fails the test: ``finish`` re-raises what the
+    thread raised, and gives up (failing) when the thread does not end in time."""
+
+    def __init__(self, target, *args):
+        super().__init__(daemon=True)
+        self._work, self._args = target, args
+        self.error: BaseException | None = None
+        self.value = None
+
+    def run(self) -> None:
+        try:
+            self.value = self._work(*self._args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test in finish()
+            self.error = exc
+
+    def finish(self, timeout: float = 60.0):
+        self.join(timeout)
+        if self.is_alive():
+            raise AssertionError(f"{self._work.__name__} did not finish within {timeout} s")
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def run_all(workers: list[Worker], timeout: float = 60.0) -> list:
+    """Start every worker, wait for all of them, and raise the first failure."""
+    for worker in workers:
+        worker.start()
+    deadline = time.monotonic() + timeout
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+    return [worker.finish(0) for worker in workers]
+
+
 def wait_for(predicate, timeout: float = 10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -7,7 +7,7 @@ import stat
 import threading
 
 import pytest
-from conftest import event_body, sample_bytes
+from conftest import Worker, event_body, sample_bytes, wait_for
 from typer.testing import CliRunner
 
 from tbhook.cli import app
@@ -84,15 +84,15 @@ def test_backup_during_ingest_is_consistent(serve, tmp_path):
     def ingest():
         i = 0
         while not stop.is_set():
-            assert server.post(event_body(caseId=i, uniqueId=i)).status == 200
+            status = server.post(event_body(caseId=i, uniqueId=i)).status
+            assert status == 200, f"delivery {i} got {status} during a backup"
             posted.append(i)
             i += 1
 
-    thread = threading.Thread(target=ingest)
+    thread = Worker(ingest)
     thread.start()
     try:
-        while len(posted) < 200:
-            pass
+        wait_for(lambda: len(posted) >= 200 or not thread.is_alive(), timeout=30)
         copies = []
         for n in range(3):
             dest = tmp_path / f"copy{n}.db"
@@ -101,7 +101,7 @@ def test_backup_during_ingest_is_consistent(serve, tmp_path):
             copies.append(dest)
     finally:
         stop.set()
-        thread.join()
+    thread.finish(30)
     counts = []
     for dest in copies:
         conn = sqlite3.connect(dest)

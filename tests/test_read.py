@@ -86,6 +86,13 @@ def log_db(db_path):
 runner = CliRunner(env={"COLUMNS": "200"})  # wide enough that tables do not wrap
 
 
+@pytest.fixture(params=["one core", "two cores"])
+def split(request, monkeypatch):
+    """Big reads (export, stats) go through both paths: alone, and split over two processes."""
+    monkeypatch.setenv("TBHOOK_SPLIT_ROWS", "1" if request.param == "two cores" else "1000000")
+    return request.param
+
+
 def run(*args):
     return runner.invoke(app, list(args), catch_exceptions=False)
 
@@ -320,7 +327,7 @@ def test_cases_csv_has_header_and_booleans(log_db):
     assert rows[2]["closedAt"] == ""
 
 
-def test_export_csv_round_trips_through_the_csv_module(log_db):
+def test_export_csv_round_trips_through_the_csv_module(log_db, split):
     result = run("export")
     reader = csv.DictReader(io.StringIO(result.stdout))
     assert reader.fieldnames[:5] == ["id", "receivedAt", "event", "timestamp", "time"]
@@ -335,7 +342,7 @@ def test_export_csv_round_trips_through_the_csv_module(log_db):
             assert value == ("" if original is None else str(original))
 
 
-def test_export_cannot_inject_spreadsheet_formulas(db_path):
+def test_export_cannot_inject_spreadsheet_formulas(db_path, split):
     store = EventStore.open(db_path)
     for name in ('=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)"):
         body = json.dumps({"event": name, "caseId": -5, "timestamp": T0}).encode()
@@ -346,14 +353,14 @@ def test_export_cannot_inject_spreadsheet_formulas(db_path):
     assert {r[9] for r in rows} == {"-5"}  # numbers stay numbers
 
 
-def test_export_ndjson_and_filters(log_db):
+def test_export_ndjson_and_filters(log_db, split):
     rows = ndjson(run("export", "--format", "ndjson", "--event", "profileMerged"))
     assert [(r["oldPersonId"], r["newPersonId"], r["canonicalPersonId"]) for r in rows] == [
         (10, 20, 20)
     ]
 
 
-def test_export_to_a_file_is_atomic_and_complete(log_db, tmp_path):
+def test_export_to_a_file_is_atomic_and_complete(log_db, split, tmp_path):
     target = tmp_path / "out.csv"
     target.write_text("old contents")
     result = run("export", "--output", str(target))
@@ -369,7 +376,7 @@ def test_export_to_an_unwritable_place_is_an_error(log_db, tmp_path):
     assert result.stderr.startswith("Error: cannot write ")
 
 
-def test_stats_counts(log_db):
+def test_stats_counts(log_db, split):
     counts = json.loads(run("stats", "--format", "json").stdout)
     assert counts == {
         "events": 11,

@@ -87,7 +87,7 @@ def test_authenticated_unreadable_body_is_kept_in_quarantine_with_200(server, bo
     assert response.status == 200
     assert response.json == {
         "ok": True,
-        "id": 1,
+        "quarantineId": 1,
         "duplicate": False,
         "quarantined": True,
         "reason": reason,
@@ -116,7 +116,9 @@ def test_wrong_or_missing_header_gets_401_and_stores_nothing(serve):
     assert len(rows(server.db)) == 1
     server.stop()
     assert SECRET not in server.stderr()
-    assert "rejected: missing or wrong X-Tracebuzz-Token header from 127.0.0.1" in server.stderr()
+    assert "rejected (401): missing or wrong X-Tracebuzz-Token header from 127.0.0.1" in (
+        server.stderr()
+    )
 
 
 def test_header_settings_come_from_the_environment(db_path, monkeypatch):
@@ -249,23 +251,27 @@ def test_quiet_prints_no_delivery_lines(serve):
     assert "caseClosed" not in server.stderr()
 
 
-def test_sigterm_drains_a_request_in_flight_and_exits_0(server):
+def test_sigterm_answers_a_request_still_arriving_503_and_exits_at_once(server):
+    """A sender still trickling its body is told to come back (503, Retry-After) instead of
+    holding the shutdown for the graceful timeout, then being cut off with a 500."""
+    assert server.post(sample_bytes("profile-merged")).status == 200
     body = sample_bytes("case-closed")
     with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
         sock.sendall(
-            b"POST /drain HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:10]
+            b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:10]
         )
         time.sleep(0.3)
+        started = time.monotonic()
         server.proc.terminate()
-        time.sleep(0.3)
-        sock.sendall(body[10:])
         reply = b""
-        while chunk := sock.recv(4096):  # the server closes the connection as it drains
+        while chunk := sock.recv(4096):
             reply += chunk
-    assert reply.startswith(b"HTTP/1.1 200 ")
-    assert b'"duplicate": false' in reply
+    assert reply.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert b"retry-after: 5\r\n" in reply.lower()
     assert server.proc.wait(15) == 0
-    assert [r["path"] for r in rows(server.db)] == ["/drain"]
+    assert time.monotonic() - started < 2.5
+    assert "Traceback" not in server.stderr() and "CancelledError" not in server.stderr()
+    assert [r["event"] for r in rows(server.db)] == ["profileMerged"]  # the 200 is kept
 
 
 def test_sigint_exits_0(server):
@@ -282,33 +288,69 @@ def run_cli(*args, timeout=20):
 
 
 def test_start_up_fails_fast_when_the_database_cannot_be_written(tmp_path):
-    busy = socket.socket()
-    busy.bind(("127.0.0.1", 0))
-    busy.listen()
-    port = str(busy.getsockname()[1])
-    try:
-        result = run_cli("serve", "--db", str(tmp_path / "no" / "such" / "dir.db"), "--port", port)
-    finally:
-        busy.close()
+    result = run_cli("serve", "--db", str(tmp_path / "no" / "such" / "dir.db"), "--port", "0")
     assert result.returncode == 1
     assert result.stderr.startswith("Error: cannot open ")
     assert "dir.db for writing: No such file or directory\n" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_start_up_fails_when_the_port_is_taken(tmp_path):
+def test_start_up_fails_when_the_port_is_taken_and_creates_no_database(tmp_path):
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
+    port = busy.getsockname()[1]
     try:
-        result = run_cli(
-            "serve", "--db", str(tmp_path / "x.db"), "--port", str(busy.getsockname()[1])
-        )
+        result = run_cli("serve", "--db", str(tmp_path / "x.db"), "--port", str(port))
     finally:
         busy.close()
     assert result.returncode == 1
-    assert result.stderr.startswith("Error: cannot listen on 127.0.0.1:")
-    assert "Address already in use" in result.stderr
+    assert result.stderr == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    assert list(tmp_path.iterdir()) == []  # no tbhook.db left behind by a failed start
+
+
+def test_serve_refuses_a_database_that_is_not_tbhooks(tmp_path):
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+    conn.commit()
+    conn.close()
+    result = run_cli("serve", "--db", str(other), "--port", "0")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"Error: {other} is not a tbhook database (it holds invoices); give --db a new file "
+        "or an existing tbhook database\n"
+    )
+    tables = {r[0] for r in sqlite3.connect(other).execute("SELECT name FROM sqlite_master")}
+    assert tables == {"invoices"}  # nothing of tbhook's added beside them
+
+
+def scribble_over_the_index_counts_use(db) -> None:
+    """Garbage over the root page of the index that `count(*)` reads, the header intact."""
+    conn = sqlite3.connect(db)
+    plan = " ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN SELECT count(*) FROM events"))
+    index = plan.split("COVERING INDEX ")[1].split()[0]
+    page = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", [index]).fetchone()[0]
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    with open(db, "r+b") as f:
+        f.seek((page - 1) * page_size)
+        f.write(b"\xff" * page_size)
+
+
+def test_serve_on_a_damaged_database_says_so_plainly(tmp_path):
+    from tbhook.events import parse
+    from tbhook.store import Delivery, EventStore
+
+    db = tmp_path / "damaged.db"
+    store = EventStore.open(db)
+    store.append([Delivery(event_body(caseId=i), parse(event_body(caseId=i))) for i in range(500)])
+    store.close()
+    scribble_over_the_index_counts_use(db)
+    result = run_cli("serve", "--db", str(db), "--port", "0")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"Error: {db} is damaged (")
+    assert "tbhook doctor" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(

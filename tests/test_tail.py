@@ -6,8 +6,15 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
+import pytest
 from conftest import event_body, sample_bytes
+
+
+def _ignore_sigint() -> None:
+    # As a test runner or a shell's background job may start it: SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class Tail:
@@ -17,6 +24,7 @@ class Tail:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=_ignore_sigint,
         )
         self.lines: queue.Queue = queue.Queue()
         self.err: list[str] = []
@@ -35,14 +43,34 @@ class Tail:
     def next_line(self, timeout=10) -> str:
         return self.lines.get(timeout=timeout)
 
-    def interrupt(self) -> int:
-        self.proc.send_signal(signal.SIGINT)
+    def interrupt(self, sig: int = signal.SIGINT) -> int:
+        self.proc.send_signal(sig)
         return self.proc.wait(10)
+
+
+_started: list[Tail] = []
+
+
+@pytest.fixture(autouse=True)
+def _kill_leftover_tails():
+    """Whatever a test started, it does not outlive the test."""
+    yield
+    while _started:
+        tail = _started.pop()
+        if tail.proc.poll() is None:
+            tail.proc.kill()
+            tail.proc.wait(10)
+
+
+def start_tail(db, *args) -> Tail:
+    tail = Tail(db, *args)
+    _started.append(tail)
+    return tail
 
 
 def test_tail_follows_events_posted_to_a_running_serve(server):
     server.post(sample_bytes("case-closed"))
-    tail = Tail(server.db, "--format", "ndjson", "-n", "5")
+    tail = start_tail(server.db, "--format", "ndjson", "-n", "5")
     try:
         assert json.loads(tail.next_line())["event"] == "caseClosed"  # the backlog first
         server.post(event_body(caseId=77, own=1))
@@ -54,7 +82,7 @@ def test_tail_follows_events_posted_to_a_running_serve(server):
 
 
 def test_tail_filters_while_following(server):
-    tail = Tail(server.db, "--sender", "agent")
+    tail = start_tail(server.db, "--sender", "agent")
     try:
         server.post(event_body(caseId=1, own=0))
         server.post(event_body(caseId=2, own=1))
@@ -67,10 +95,8 @@ def test_tail_filters_while_following(server):
 
 def test_tail_waits_for_a_database_that_does_not_exist_yet(serve, tmp_path):
     db = tmp_path / "later.db"
-    tail = Tail(db, "--format", "ndjson")
+    tail = start_tail(db, "--format", "ndjson")
     try:
-        import time
-
         deadline = time.monotonic() + 10
         while not tail.err and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -85,7 +111,7 @@ def test_tail_waits_for_a_database_that_does_not_exist_yet(serve, tmp_path):
 
 def test_tail_picks_up_merges_for_canonical_ids(server):
     server.post(sample_bytes("case-closed"))
-    tail = Tail(server.db, "--format", "ndjson", "-n", "1")
+    tail = start_tail(server.db, "--format", "ndjson", "-n", "1")
     try:
         assert json.loads(tail.next_line())["event"] == "caseClosed"  # now it is following
         merge = {"event": "profileMerged", "oldPersonId": 11111, "newPersonId": 222, "timestamp": 5}
@@ -95,3 +121,14 @@ def test_tail_picks_up_merges_for_canonical_ids(server):
         assert json.loads(tail.next_line())["canonicalPersonId"] == 222
     finally:
         assert tail.interrupt() == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_tail_stops_on_a_signal_even_when_started_with_sigint_ignored(server, sig):
+    server.post(sample_bytes("case-closed"))
+    tail = start_tail(server.db, "--format", "ndjson", "-n", "1")
+    assert json.loads(tail.next_line())["event"] == "caseClosed"  # following now
+    started = time.monotonic()
+    assert tail.interrupt(sig) == 0
+    assert time.monotonic() - started < 5
+    assert "Traceback" not in "".join(tail.err)

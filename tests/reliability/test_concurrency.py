@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from conftest import event_body
+from conftest import Worker, event_body, run_all
 
 from tbhook.generate import Generator
 from tbhook.importer import import_stream
@@ -24,17 +24,12 @@ def test_dedupe_race(server, rounds):
     for round_ in range(rounds):
         body = event_body(caseId=round_, uniqueId=round_)
         barrier = threading.Barrier(32)
-        statuses = []
 
-        def post(body=body, barrier=barrier, statuses=statuses):
-            barrier.wait()
-            statuses.append(server.post(body).status)
+        def post(body=body, barrier=barrier):
+            barrier.wait(30)
+            return server.post(body).status
 
-        threads = [threading.Thread(target=post) for _ in range(32)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        statuses = run_all([Worker(post) for _ in range(32)])
         oks[body] = statuses.count(200)
     conn = sqlite3.connect(server.db)
     rows = dict(conn.execute("SELECT body, deliveries FROM events"))
@@ -64,11 +59,12 @@ def test_readers_during_writes(db_path, serve):
         i = 0
         while not stop.is_set():
             t0 = time.monotonic()
-            assert server.post(event_body(caseId=1_000_000 + i)).status == 200
+            status = server.post(event_body(caseId=1_000_000 + i)).status
+            assert status == 200, f"delivery {i} got {status} while exports read"
             latencies.append(time.monotonic() - t0)
             i += 1
 
-    writer = threading.Thread(target=deliver)
+    writer = Worker(deliver)
     writer.start()
     started = time.monotonic()
     exports = 0
@@ -84,7 +80,7 @@ def test_readers_during_writes(db_path, serve):
             exports += 1
     finally:
         stop.set()
-        writer.join()
+    writer.finish(30)  # a failed delivery fails the test here
     took = time.monotonic() - started
     p99 = statistics.quantiles(latencies, n=100)[98]
     assert p99 < 0.25, f"writer p99 {p99 * 1000:.0f} ms while exports read for {took:.1f} s"

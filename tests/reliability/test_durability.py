@@ -5,7 +5,7 @@ import json
 import threading
 
 import uvicorn
-from conftest import event_body, request
+from conftest import Worker, event_body, request, run_all
 
 from tbhook.server import Receiver, bind
 from tbhook.store import EventStore
@@ -54,17 +54,12 @@ def test_every_200_is_sent_after_its_batch_commits(db_path):
     try:
         while not server.started:
             threading.Event().wait(0.01)
-        results = []
-        threads = [
-            threading.Thread(
-                target=lambda i=i: results.append(request(port, "POST", "/", event_body(caseId=i)))
-            )
-            for i in range(64)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = run_all(
+            [
+                Worker(lambda i=i: request(port, "POST", "/", event_body(caseId=i)))
+                for i in range(64)
+            ]
+        )
     finally:
         server.should_exit = True
         thread.join(10)

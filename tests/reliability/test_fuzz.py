@@ -93,7 +93,7 @@ class Connection:
 
 def check(status: int, answer: dict) -> None:
     assert status == 200, answer
-    assert answer["ok"] is True and isinstance(answer["id"], int)
+    assert answer["ok"] is True and isinstance(answer.get("id", answer.get("quarantineId")), int)
     if answer.get("quarantined"):
         assert answer["reason"]
 
