@@ -9,6 +9,7 @@ from typing import Any
 from tbhook.filters import iso_time
 
 CUSTOMER, AGENT = 0, 1
+TIMELINE = ("newResult", "caseClosed")  # the events a case is made of
 
 METRICS = (
     "caseId",
@@ -30,12 +31,12 @@ def summarize(
     case_id: int, events: list[dict], canonical: Callable[[int | None], int | None]
 ) -> dict[str, Any]:
     """The metrics of one case. ``events`` are that case's events ordered by timestamp, id."""
-    timeline = [e for e in events if e["event"] in ("newResult", "caseClosed")]
+    timeline = [e for e in events if e["event"] in TIMELINE]
     messages = [e for e in timeline if e["event"] == "newResult"]
     closes = [e for e in timeline if e["event"] == "caseClosed"]
     first_message = messages[0] if messages else None
     last_close = closes[-1] if closes else None
-    person = events[0]["personId"] if events else None
+    person = next((e["personId"] for e in timeline if e["personId"] is not None), None)
     return {
         "caseId": case_id,
         "personId": person,
@@ -46,14 +47,19 @@ def summarize(
         "firstMessageAt": iso_time(first_message["timestamp"]) if first_message else None,
         "firstResponseSeconds": _first_response_seconds(messages),
         "closedAt": iso_time(last_close["timestamp"]) if last_close else None,
-        "secondsToClose": (
-            last_close["timestamp"] - first_message["timestamp"]
-            if last_close and first_message
-            else None
-        ),
+        "secondsToClose": _seconds_to_close(first_message, last_close),
         "closed": bool(timeline) and timeline[-1]["event"] == "caseClosed",
         "reopened": _reopened(timeline),
     }
+
+
+def _seconds_to_close(first_message: dict | None, last_close: dict | None) -> int | None:
+    """From the first message to the last close; None when no close comes after a message
+    (a close stamped before the first message says nothing about how long the case took)."""
+    if not first_message or not last_close:
+        return None
+    seconds = last_close["timestamp"] - first_message["timestamp"]
+    return seconds if seconds >= 0 else None
 
 
 def _first_response_seconds(messages: list[dict]) -> int | None:
@@ -76,6 +82,9 @@ def _reopened(timeline: list[dict]) -> bool:
 def summarize_all(
     rows: Iterable[dict], canonical: Callable[[int | None], int | None]
 ) -> Iterator[dict[str, Any]]:
-    """One summary per case, from rows ordered by caseId, timestamp, id (streamed)."""
+    """One summary per case, from rows ordered by caseId, timestamp, id (streamed). A caseId
+    seen only on undocumented events has no messages and no close: it is not listed as a case."""
     for case_id, events in groupby(rows, key=lambda row: row["caseId"]):
-        yield summarize(case_id, list(events), canonical)
+        timeline = list(events)
+        if any(e["event"] in TIMELINE for e in timeline):
+            yield summarize(case_id, timeline, canonical)

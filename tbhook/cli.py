@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 import sys
@@ -10,7 +11,8 @@ from typing import Annotated, Optional
 import typer
 
 from tbhook import __version__, cli_dev, cli_ops, cli_read
-from tbhook.cli_options import DEFAULT_DB, DbOption, reported_errors
+from tbhook.cli_options import DEFAULT_DB, DbOption, parse_size, reported_errors
+from tbhook.errors import TbhookError
 
 app = typer.Typer(
     help="Receive, keep and read Tracebuzz webhooks.",
@@ -73,7 +75,7 @@ def serve(
         typer.Option(
             metavar="SIZE",
             help="Cap the database file (e.g. 500M, 2G); past it, deliveries get 503.",
-            callback=lambda value: _size(value, "--max-db-size"),
+            callback=lambda value: parse_size(value, "--max-db-size"),
         ),
     ] = None,
     forward_to: Annotated[
@@ -107,7 +109,7 @@ def serve(
     from tbhook.store import EventStore
 
     auth = _auth(header_name, header_value)
-    memory = _size(body_memory, "--body-memory") or 0
+    memory = parse_size(body_memory, "--body-memory") or 0
     if forward_to and not forward_to.startswith(("http://", "https://")):
         raise typer.BadParameter(
             f"{forward_to!r} is not an http:// or https:// URL", param_hint="'--forward-to'"
@@ -119,6 +121,8 @@ def serve(
         try:
             store = EventStore.open(db, max_bytes=max_db_size)  # type: ignore[arg-type]
             events, quarantined = store.counts()
+            with contextlib.suppress(TbhookError):  # at the cap already: doctor is told anyway
+                store.record_size_cap()
             counts = f"{events} events, {quarantined} quarantined"
         except BaseException:
             sock.close()
@@ -171,23 +175,6 @@ def _announce(store, counts, sock, host, auth, forward_to, warnings) -> None:  #
         err.write(warning + "\n")
     err.write("Press Ctrl+C to stop.\n")
     err.flush()
-
-
-def _size(value: Optional[str], option: str) -> Optional[int]:
-    """``500M``, ``2G``, ``64K`` or plain bytes."""
-    if value is None:
-        return None
-    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
-    text = value.strip().upper().removesuffix("B").removesuffix("I")
-    try:
-        number = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
-    except ValueError:
-        number = 0
-    if number < 64 * 1024:
-        raise typer.BadParameter(
-            f"{value!r} is not a size of at least 64K, such as 500M or 2G", param_hint=f"'{option}'"
-        )
-    return int(number)
 
 
 def _auth(name: Optional[str], value: Optional[str]):  # noqa: ANN202 - lazy server import

@@ -22,9 +22,9 @@ from tbhook.cli_options import (
     SinceOpt,
     SourceOpt,
     UntilOpt,
-    console,
     fail,
     filters_from,
+    progress,
     reading,
     reported_errors,
 )
@@ -40,13 +40,13 @@ HeaderValue = Annotated[
 ]
 
 
-def _assignments(values: Optional[list[str]]) -> dict[str, Any]:
+def _assignments(values: Optional[list[str]], option: str) -> dict[str, Any]:
     from tbhook.payloads import parse_assignment
 
     try:
         return dict(parse_assignment(value) for value in values or ())
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--set'") from None
+        raise typer.BadParameter(str(exc), param_hint=f"'{option}'") from None
 
 
 def _rate(value: Optional[str]) -> Optional[float]:
@@ -57,8 +57,10 @@ def _rate(value: Optional[str]) -> Optional[float]:
         rate = float(value.removesuffix("/s"))
     except ValueError:
         rate = 0.0
-    if not rate > 0:
-        raise typer.BadParameter(f"{value!r} is not a positive rate such as 20/s")
+    if not 0 < rate < float("inf"):
+        raise typer.BadParameter(
+            f"{value!r} is not a positive rate such as 20/s", param_hint="'--rate'"
+        )
     return rate
 
 
@@ -89,7 +91,15 @@ def send(
     header_value: HeaderValue = None,
     set_: Annotated[
         Optional[list[str]],
-        typer.Option("--set", metavar="KEY=VALUE", help="Override a field (JSON-typed)."),
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Change a field the event has (JSON-typed); events without it are left alone.",
+        ),
+    ] = None,
+    add: Annotated[
+        Optional[list[str]],
+        typer.Option("--add", metavar="KEY=VALUE", help="Set a field, adding it if missing."),
     ] = None,
     now: Annotated[bool, typer.Option("--now", help="Stamp the current time.")] = False,
 ) -> None:
@@ -99,15 +109,18 @@ def send(
     from tbhook.output import describe_parsed
     from tbhook.payloads import bodies, open_source, override
 
-    assignments = _assignments(set_)
+    assignments = _assignments(set_, "--set")
+    additions = _assignments(add, "--add")
     timestamp = int(time.time()) if now else None
     failed = 0
+    used: set[str] = set()
     with reported_errors():
         poster = Poster(to, auth_headers(header_name, header_value))
         for source in sources:
             stream, _label = open_source(source)
             for _line, raw in bodies(stream):
-                body = override(raw, assignments, timestamp)
+                body, applied = override(raw, assignments, timestamp, additions)
+                used |= applied
                 summary = describe_parsed(parse(body))
                 try:
                     reply = poster.post(body)
@@ -118,6 +131,12 @@ def send(
                 failed += not reply.ok
                 typer.echo(f"{reply.status} {summary}{_reply_note(reply)}")
         poster.close()
+    for key in sorted(set(assignments) - used):
+        typer.echo(
+            f"Warning: no event sent had {key!r}, so --set {key}=... changed nothing "
+            "(--add adds a field)",
+            err=True,
+        )
     if failed:
         raise typer.Exit(1)
 
@@ -159,8 +178,6 @@ def import_(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Load events through the receiver's parsing, dedupe and quarantine rules."""
-    from rich.progress import Progress
-
     from tbhook.importer import import_stream
     from tbhook.payloads import open_source
     from tbhook.store import EventStore
@@ -172,17 +189,19 @@ def import_(
         size = os.fstat(stream.fileno()).st_size if file != "-" else None
         store = EventStore.open(db)
         try:
-            show = sys.stderr.isatty()
-            with Progress(console=console(stderr=True), transient=True, disable=not show) as bar:
+            with progress() as bar:
                 task = bar.add_task(f"importing {label}", total=size or None)
                 result = import_stream(store, stream, label, lambda n: bar.advance(task, n))
         finally:
             store.close()
     lines = result.quarantined_lines
     shown = ", ".join(str(n) for n in lines[:10]) + (", ..." if len(lines) > 10 else "")
+    already = result.already_quarantined
     typer.echo(
         f"Imported {label}: {result.inserted} inserted, {result.duplicates} duplicates, "
-        f"{result.quarantined} quarantined" + (f" (lines {shown})" if lines else "")
+        f"{result.quarantined} quarantined"
+        + (f" (lines {shown})" if lines else "")
+        + (f", {already} already in quarantine" if already else "")
     )
 
 
@@ -204,29 +223,39 @@ def replay(
     header_value: HeaderValue = None,
 ) -> None:
     """Re-send stored raw bodies, byte for byte, in arrival order; exit 1 if any failed."""
-    from rich.progress import Progress
-
     from tbhook.client import Poster, PostFailed, auth_headers
 
     per_second = _rate(rate)
     filters = filters_from(event, case, person, search_id, source, sender, since, until)
     statuses: Counter[str] = Counter()
+    unreachable = None
     with reading(db) as store:
         poster = Poster(to, auth_headers(header_name, header_value))
         total = store.count_matching(filters)
         started = time.monotonic()
-        with Progress(console=console(stderr=True), transient=True) as bar:
+        with progress() as bar:
             task = bar.add_task(f"replaying to {to}", total=total)
             for sent, (_id, body) in enumerate(store.bodies(filters)):
                 if per_second:
                     time.sleep(max(0.0, started + sent / per_second - time.monotonic()))
                 try:
                     statuses[str(poster.post(body).status)] += 1
-                except PostFailed:
+                except PostFailed as exc:
+                    if not statuses:  # nothing has ever answered: nothing is listening
+                        unreachable = exc
+                        break
                     statuses["no answer"] += 1
                 bar.advance(task)
         poster.close()
+    if unreachable is not None:
+        raise fail(f"{unreachable}; 0 of {total} events replayed")
+    delivered = statuses.get("200", 0)
     summary = ", ".join(f"{count} x {status}" for status, count in sorted(statuses.items()))
-    typer.echo(f"Replayed {sum(statuses.values())} events to {to}: {summary or 'nothing matched'}")
+    if not statuses:
+        typer.echo(f"Replayed nothing to {to}: no event matched")
+    elif delivered == total:
+        typer.echo(f"Replayed {total} events to {to}: {summary}")
+    else:
+        typer.echo(f"Replayed {delivered} of {total} events to {to}: {summary}")
     if set(statuses) - {"200"}:
         raise typer.Exit(1)

@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -17,12 +18,16 @@ from tbhook.cli_options import (
     DbOption,
     FormatOpt,
     console,
+    emit,
     fail,
+    parse_size,
+    progress,
     reading,
     reported_errors,
 )
 from tbhook.events import SCHEDULE_MINUTES
 from tbhook.output import Format, duration
+from tbhook.text import cell
 
 UNREADABLE: dict[str, Any] = {
     "events": None,
@@ -64,6 +69,14 @@ def doctor(
     quick: Annotated[bool, typer.Option("--quick", help="quick_check, not integrity_check.")] = (
         False
     ),
+    max_db_size: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="SIZE",
+            help="The receiver's --max-db-size (default: what it recorded in the database).",
+            callback=lambda value: parse_size(value, "--max-db-size"),
+        ),
+    ] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """A health report; exit 1 when something is wrong, for cron or a monitor."""
@@ -76,20 +89,29 @@ def doctor(
         applied, pending = store.schema()
         try:
             health = store.health(LATE_SECONDS)
+            unknown = store.unknown_values()
         except sqlite3.DatabaseError as exc:
-            health = {**UNREADABLE, "scanError": str(exc)}
+            health, unknown = {**UNREADABLE, "scanError": str(exc)}, []
+        space = store.space()
+        recorded = store.meta().get("maxDbSize")
+    given: Optional[int] = max_db_size  # type: ignore[assignment]  # the callback made it bytes
+    cap = given or (int(recorded) if recorded else None)
     size = os.path.getsize(db)
     wal = Path(f"{db}-wal")
     stale_seconds: Optional[int] = stale  # type: ignore[assignment]  # the callback made it seconds
     checks = _checks(integrity, pending, health, stale_seconds)
+    checks += _space_checks(space["usedBytes"], cap) + _unknown_checks(unknown)
     report: dict[str, Any] = {
         "database": str(db),
         "sizeBytes": size,
         "walBytes": wal.stat().st_size if wal.exists() else 0,
+        "usedBytes": space["usedBytes"],
+        "maxDbSizeBytes": cap,
         "integrity": integrity[:10],
         "schema": applied[-1] if applied else None,
         "pendingMigrations": pending,
         **health,
+        "unknownValues": [{"field": f, "value": v, "events": n} for f, v, n in unknown],
         "lastReceivedAgeSeconds": _seconds_since(health["lastReceivedAt"]),
         "checks": checks,
         "ok": all(check["status"] != "fail" for check in checks),
@@ -97,10 +119,64 @@ def doctor(
     }
     if fmt is Format.table:
         _print_report(report)
+    elif fmt is Format.csv:
+        emit(_report_rows(report), fmt, ("check", "status", "detail"))
     else:
         typer.echo(json.dumps(report, indent=2 if fmt is Format.json else None))
     if not report["ok"]:
         raise typer.Exit(1)
+
+
+NEAR_CAP = 0.9  # warn from this share of --max-db-size; fail at the cap
+
+
+def _space_checks(used: int, cap: Optional[int]) -> list[dict[str, str]]:
+    from tbhook.errors import human_size
+
+    if not cap:
+        return []
+    share = used / cap
+    where = f"{human_size(used)} of its --max-db-size cap of {human_size(cap)} ({share:.0%})"
+    if share >= 0.99:
+        status = "fail"
+        message = f"the database holds {where}: deliveries get 503; raise the cap or prune"
+    elif share >= NEAR_CAP:
+        status, message = "warn", f"the database holds {where}: raise the cap or prune soon"
+    else:
+        status, message = "ok", f"the database holds {where}"
+    return [{"check": "size cap", "status": status, "message": message}]
+
+
+def _unknown_checks(unknown: list[tuple[str, int, int]]) -> list[dict[str, str]]:
+    if not unknown:
+        return []
+    listed = ", ".join(f"{field} {value} ({n} events)" for field, value, n in unknown)
+    return [
+        {
+            "check": "unknown values",
+            "status": "warn",
+            "message": f"values the Tracebuzz documentation does not list: {listed}; kept as "
+            "events, labelled unknown: has Tracebuzz added a message type?",
+        }
+    ]
+
+
+def _report_rows(report: dict[str, Any]) -> list[dict[str, str]]:
+    """The report as (check, status, detail) rows: the facts first, then every check."""
+    mib = 1024 * 1024
+    by_event = ", ".join(f"{n} {name}" for name, n in report["byEvent"].items())
+    rows = [
+        ("file", f"{report['sizeBytes'] / mib:.1f} MiB, WAL {report['walBytes'] / mib:.1f} MiB"),
+        ("schema version", str(report["schema"])),
+        ("events", f"{report['events']}" + (f" ({by_event})" if by_event else "")),
+        ("last received", str(report["lastReceivedAt"] or "never")),
+    ]
+    facts = [{"check": name, "status": "", "detail": detail} for name, detail in rows]
+    checks = [
+        {"check": c["check"], "status": c["status"], "detail": c["message"]}
+        for c in report["checks"]
+    ]
+    return facts + checks
 
 
 def _seconds_since(iso: Optional[str]) -> Optional[int]:
@@ -175,20 +251,13 @@ def _print_report(report: dict[str, Any]) -> None:
 
     out = console()
     styles = {"ok": "green", "warn": "yellow", "fail": "bold red"}
-    table = Table(title=f"tbhook doctor: {report['database']}", header_style="bold")
+    table = Table(title=f"tbhook doctor: {cell(report['database'])}", header_style="bold")
     for column in ("check", "status", "detail"):
         table.add_column(column, no_wrap=column != "detail")
-    mib = 1024 * 1024
-    table.add_row(
-        "file", "", f"{report['sizeBytes'] / mib:.1f} MiB, WAL {report['walBytes'] / mib:.1f} MiB"
-    )
-    table.add_row("schema version", "", str(report["schema"]))
-    by_event = ", ".join(f"{n} {name}" for name, n in report["byEvent"].items())
-    table.add_row("events", "", f"{report['events']}" + (f" ({by_event})" if by_event else ""))
-    table.add_row("last received", "", str(report["lastReceivedAt"] or "never"))
-    for item in report["checks"]:
-        status = item["status"]
-        table.add_row(item["check"], f"[{styles[status]}]{status}[/]", item["message"])
+    for row in _report_rows(report):
+        status = row["status"]
+        shown = f"[{styles[status]}]{status}[/]" if status else ""
+        table.add_row(cell(row["check"]), shown, cell(row["detail"]))
     out.print(table)
     low, high = report["outageBudgetHours"]
     minutes = ", ".join(str(m) for m in SCHEDULE_MINUTES)
@@ -205,29 +274,31 @@ def _print_report(report: dict[str, Any]) -> None:
 def backup(
     dest: Annotated[Path, typer.Argument(help="A new file, or a directory to put one in.")],
     db: DbOption = DEFAULT_DB,
-    force: Annotated[bool, typer.Option("--force", help="Replace DEST if it exists.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace DEST if it exists (once the copy is complete).")
+    ] = False,
 ) -> None:
     """A consistent copy of the database, safe while `tbhook serve` keeps writing."""
+    from tbhook.files import refuse_same, replacing
     from tbhook.store import EventStore
 
     if dest.is_dir():
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         dest = dest / f"{db.stem}-{stamp}.db"
-    if dest.exists():
-        if not force:
+    with reading(db, current=False) as store, reported_errors():
+        # Everything is checked before DEST is touched; DEST is replaced only by a finished copy.
+        refuse_same(db, dest, "a backup must be another file")
+        if dest.exists() and not force:
             raise fail(f"{dest} exists (use --force to replace it)")
-        dest.unlink()
-    with reading(db, current=False) as store:
-        store.backup(str(dest))
-    os.chmod(dest, 0o600)
-    with reported_errors():
-        copy = EventStore.open_readonly(dest, current=False)
-        try:
-            events, integrity = copy.count(), copy.integrity(quick=True)
-        finally:
-            copy.close()
-    if integrity != ["ok"]:
-        raise fail(f"the copy at {dest} failed its check: {integrity[0]}")
+        with replacing(dest) as temp:
+            store.backup(str(temp))
+            copy = EventStore.open_readonly(temp, current=False)
+            try:
+                events, integrity = copy.count(), copy.integrity(quick=True)
+            finally:
+                copy.close()
+            if integrity != ["ok"]:
+                raise fail(f"the copy failed its check ({integrity[0]}); {dest} left as it was")
     size = os.path.getsize(dest) / (1024 * 1024)
     sys.stdout.write(f"Backed up {events} events to {dest} ({size:.1f} MiB, checked)\n")
 
@@ -237,16 +308,29 @@ def merge(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Fold another tbhook log into this one: two receivers for one Tracebuzz, one log."""
+    from tbhook.files import refuse_same
     from tbhook.store import EventStore
 
     with reported_errors():
-        EventStore.open_readonly(other).close()  # it exists, it is tbhook's, it is current
+        refuse_same(db, other, "nothing to merge")
+        source = EventStore.open_readonly(other)  # it exists, it is tbhook's, it is current
+        waiting = source.count() + source.count("quarantine")
+        source.close()
         store = EventStore.open(db)
         try:
-            result = store.merge_from(str(other))
+            with progress() as bar:
+                task = bar.add_task(f"merging {other}", total=waiting)
+                result = store.merge_from(str(other), lambda n: bar.advance(task, n))
             total = store.count()
         finally:
             store.close()
+    before = result["mergedBefore"]
+    if before and not result["added"] and not result["alreadyHere"] and not result["quarantine"]:
+        sys.stdout.write(
+            f"Nothing new in {other} since it was last merged (up to its event #{before}); "
+            f"{total} events here\n"
+        )
+        return
     sys.stdout.write(
         f"Merged {other}: {result['added']} new events, {result['alreadyHere']} already here "
         f"(their deliveries added), {result['quarantine']} new quarantined; {total} events now\n"
@@ -265,11 +349,13 @@ def prune(
         Optional[Path],
         typer.Option(metavar="FILE.ndjson.gz", help="First write them here, for `tbhook import`."),
     ] = None,
+    append: Annotated[
+        bool, typer.Option("--append", help="Add to an existing archive (a new gzip member).")
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete old events, after archiving them; merges that persons still need are kept."""
-    import gzip
-
+    from tbhook.files import refuse_same
     from tbhook.filters import iso_time, parse_when
     from tbhook.store import EventStore
 
@@ -278,6 +364,10 @@ def prune(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--before'") from None
     with reported_errors():
+        if archive:
+            refuse_same(db, archive, "the archive must be another file")
+            if archive.exists() and not append:
+                raise fail(f"{archive} exists (use --append to add to it, or another name)")
         store = EventStore.open(db)
     try:
         ids, kept = store.prune_plan(cutoff)
@@ -291,11 +381,12 @@ def prune(
             raise fail(f"{question[:-1]}: pass --yes to confirm without a prompt")
         if not yes and not typer.confirm(question, err=True):
             raise fail("nothing deleted")
-        if archive:
-            with reported_errors():
-                _archive(store, ids, archive, gzip)
-        with reported_errors():
-            store.delete_events(ids)
+        with reported_errors(), progress() as bar:
+            if archive:
+                task = bar.add_task(f"archiving to {archive}", total=len(ids))
+                _archive(store, ids, archive, append, lambda n: bar.advance(task, n))
+            task = bar.add_task("deleting", total=len(ids))
+            store.delete_events(ids, lambda n: bar.advance(task, n))
     finally:
         store.close()
     kept_text = f"; kept {kept} older merges that remaining persons resolve through" if kept else ""
@@ -303,18 +394,26 @@ def prune(
     sys.stdout.write(f"Pruned {len(ids)} events from before {when}{where}{kept_text}\n")
 
 
-def _archive(store: Any, ids: list[int], path: Path, gzip: Any) -> None:
-    """Raw bodies, one per line (a pretty-printed body is compacted to fit on its line)."""
-    from tbhook.errors import TbhookError
+def _archive(
+    store: Any, ids: list[int], path: Path, append: bool, advance: Callable[[int], None]
+) -> None:
+    """Raw bodies, one per line (a pretty-printed body is compacted to fit on its line), as a
+    gzip member; with ``append``, after the archive's existing members. The archive is
+    complete and on disk before anything is deleted."""
+    import gzip
+    import shutil
 
-    temp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(temp, "wb") as raw, gzip.GzipFile(path.name[:-3], "wb", fileobj=raw) as out:
-            for body in store.archive_bodies(ids):
+    from tbhook.files import create_private, replacing
+
+    with replacing(path) as temp, create_private(temp, binary=True) as raw:
+        if append and path.exists():
+            with open(path, "rb") as existing:
+                shutil.copyfileobj(existing, raw, 1 << 20)
+        with gzip.GzipFile(path.name.removesuffix(".gz"), "wb", fileobj=raw) as out:
+            for n, body in enumerate(store.archive_bodies(ids), 1):
                 if b"\n" in body or b"\r" in body:
                     body = json.dumps(json.loads(body), separators=(",", ":")).encode()
                 out.write(body + b"\n")
-        os.replace(temp, path)
-    except OSError as exc:
-        temp.unlink(missing_ok=True)
-        raise TbhookError(f"cannot write {path}: {exc.strerror or exc}") from exc
+                if n % 1000 == 0:
+                    advance(1000)
+        advance(len(ids) % 1000)

@@ -40,6 +40,23 @@ def reported_errors() -> Iterator[None]:
         raise fail(str(exc)) from None
 
 
+def parse_size(value: Optional[str], option: str) -> Optional[int]:
+    """``500M``, ``2G``, ``64K`` or plain bytes."""
+    if value is None:
+        return None
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    text = value.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        number = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
+    except ValueError:
+        number = 0
+    if not 64 * 1024 <= number < 2**62:
+        raise typer.BadParameter(
+            f"{value!r} is not a size of at least 64K, such as 500M or 2G", param_hint=f"'{option}'"
+        )
+    return int(number)
+
+
 def _when(until: bool) -> Callable[[Optional[str]], Optional[int]]:
     def convert(value: Optional[str]) -> Optional[int]:
         if value is None:
@@ -146,6 +163,14 @@ def console(stderr: bool = False):  # noqa: ANN202 - rich is imported lazily
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False)
+
+
+def progress():  # noqa: ANN201 - rich is imported lazily
+    """A transient progress bar on stderr, shown only when stderr is a terminal (a cron job's
+    log gets no bar and no blank line)."""
+    from rich.progress import Progress
+
+    return Progress(console=console(stderr=True), transient=True, disable=not sys.stderr.isatty())
 
 
 def emit(

@@ -34,6 +34,7 @@ from tbhook.cli_options import (
 )
 from tbhook.filters import Filters
 from tbhook.output import EVENT_FIELDS, FORWARD_FIELDS, Format
+from tbhook.text import cell
 
 
 class Order(str, Enum):
@@ -237,6 +238,11 @@ def export(
 
     filters = filters_from(event, case, person, search_id, source, sender, since, until)
     with reading(db) as store:
+        if output is not None:
+            from tbhook.files import refuse_same
+
+            with reported_errors():
+                refuse_same(db, output, "export to another file")
         if output is None:
             with _big_buffer(sys.stdout) as out:
                 write_export(store, filters, fmt.value, EVENT_FIELDS, out)
@@ -278,6 +284,9 @@ def stats(
         return
     out = console()
     out.print(counting.table(counts))
+    note = counting.unknown_note(counts)
+    if note:
+        out.print(cell(note))
     per_day = counts["perDay"]
     largest = max(per_day.values(), default=0)
     for day, count in per_day.items():
@@ -286,7 +295,8 @@ def stats(
 
 def quarantine(db: DbOption = DEFAULT_DB, fmt: FormatOpt = Format.table) -> None:
     """Deliveries that were kept but are not readable events: when, where, why, what."""
-    from tbhook.output import clean, table
+    from tbhook.output import table
+    from tbhook.text import clean
 
     fields = ("id", "receivedAt", "deliveries", "path", "reason", "bodySize", "bodyStart")
     shown = ("id", "receivedAt", "path", "reason", "bodyStart")

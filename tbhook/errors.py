@@ -23,3 +23,19 @@ class NotReady(TbhookError):
 
 class StoreBusy(StoreUnavailable):
     """Another connection holds the write lock: waiting may be enough."""
+
+
+def damaged(path: str, exc: BaseException) -> str:
+    """What to say about a database SQLite cannot read."""
+    return (
+        f"{path} is damaged ({exc}); see `tbhook doctor --db {path}`, and restore the last backup"
+    )
+
+
+def human_size(size: int) -> str:
+    """Bytes as people write them: 64 KiB, 500 MiB, 1.5 GiB."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor:
+            value = size / factor
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{size} bytes"

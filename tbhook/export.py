@@ -17,6 +17,7 @@ from typing import IO, Any
 from tbhook.filters import Filters
 from tbhook.split import in_halves, reading
 from tbhook.store import EventStore
+from tbhook.text import CSV_LINE_END
 
 PROGRESS_EVERY = 10_000
 
@@ -33,7 +34,7 @@ def export(
 ) -> int:
     """Write the header (csv) and every matching event to ``stream``; return the count."""
     if fmt == "csv":
-        csv.writer(stream, lineterminator="\n").writerow(fields)
+        csv.writer(stream, lineterminator=CSV_LINE_END).writerow(fields)
     with tempfile.NamedTemporaryFile("w+", newline="", encoding="utf-8", suffix=".part") as part:
         counts = in_halves(
             store,
@@ -52,7 +53,7 @@ def _write(
 ) -> int:
     rows = _Counted(store.export_cursor(filters, fmt), progress)
     if fmt == "csv":
-        csv.writer(stream, lineterminator="\n").writerows(rows)
+        csv.writer(stream, lineterminator=CSV_LINE_END).writerows(rows)
     else:
         stream.writelines(line + "\n" for (line,) in rows)
     return rows.count

@@ -23,7 +23,8 @@ SWITCH_INTERVAL = 0.0002  # hand the GIL over quickly between the parsing and wr
 class ImportResult:
     inserted: int = 0
     duplicates: int = 0
-    quarantined_lines: list[int] = field(default_factory=list)
+    quarantined_lines: list[int] = field(default_factory=list)  # newly quarantined
+    already_quarantined: int = 0  # unreadable, and already kept by an earlier import
 
     @property
     def quarantined(self) -> int:
@@ -67,10 +68,11 @@ def import_stream(
 
 
 def _add(result: ImportResult, future: Future, rows: ImportRows) -> None:
-    inserted = future.result()
+    inserted, quarantined = future.result()
     result.inserted += inserted
     result.duplicates += len(rows.events) - inserted
-    result.quarantined_lines.extend(rows.quarantined_lines)
+    result.quarantined_lines.extend(quarantined)
+    result.already_quarantined += len(rows.quarantine) - len(quarantined)
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:

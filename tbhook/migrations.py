@@ -6,9 +6,14 @@ from tbhook.events import PAYLOAD_COLUMNS, SENDER_LABELS, TYPE_LABELS
 
 migrations = Migrations("tbhook")
 
-# Steps that only speed reads up: a reader can use a database still waiting for them (the
+# Steps the read commands do not need: a reader can use a database still waiting for them (the
 # next `tbhook serve` applies them). Every other step changes what readers query.
-ONLY_SPEED = {"m006_timestamp_index"}
+READERS_DO_NOT_NEED = {
+    "m006_timestamp_index",  # only faster
+    "m007_unknown_labels",  # a view for analysts
+    "m008_meta",  # read by doctor and merge, which cope without it
+    "m009_merged_logs",  # written by merge, which opens for writing (and so migrates)
+}
 
 
 def _label_case(column: str, labels: dict[int, str]) -> str:
@@ -120,3 +125,46 @@ def m006_timestamp_index(db: Database) -> None:
     # events; 0.17 s with it). Tracebuzz stamps events as they happen, so inserts land at the
     # right edge of this index; measured: importing 300k events is no slower with it.
     db.execute("CREATE INDEX events_timestamp ON events (timestamp)")
+
+
+@migrations()
+def m007_unknown_labels(db: Database) -> None:
+    # A typeId or own value the spec does not list is kept as an event: label it, not NULL.
+    db.execute("DROP VIEW messages")
+    db.execute(
+        """
+CREATE VIEW messages AS SELECT id, receivedAt, path, timestamp,
+    strftime('%Y-%m-%dT%H:%M:%SZ', timestamp, 'unixepoch') AS time,
+    searchId, uniqueId, resultId, personId, caseId, handlerId, sourceId, connectionId,
+    typeId, CASE typeId WHEN 1 THEN 'page' WHEN 2 THEN 'post' WHEN 3 THEN 'comment'
+        WHEN 4 THEN 'private message' WHEN 5 THEN 'ad' WHEN 6 THEN 'system message'
+        ELSE 'unknown (' || typeId || ')' END AS type,
+    own, CASE own WHEN 0 THEN 'customer' WHEN 1 THEN 'agent'
+        ELSE 'unknown (' || own || ')' END AS sender,
+    deliveries
+FROM events WHERE event = 'newResult'"""
+    )
+
+
+@migrations()
+def m008_meta(db: Database) -> None:
+    # Facts about this log: its identity (kept by backups, so `merge` knows a log it has
+    # merged before) and the --max-db-size the receiver runs with (for `doctor`).
+    db.execute("CREATE TABLE tbhook_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("INSERT INTO tbhook_meta VALUES ('logId', lower(hex(randomblob(16))))")
+
+
+@migrations()
+def m009_merged_logs(db: Database) -> None:
+    # `merge`: how far each other log has been merged, so merging it again adds only what
+    # is new and never counts a delivery twice.
+    db.execute(
+        """
+CREATE TABLE merged_logs (
+    logId TEXT PRIMARY KEY,
+    lastEventId INTEGER NOT NULL,
+    lastQuarantineId INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    mergedAt TEXT NOT NULL
+)"""
+    )

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
 from tbhook.errors import TbhookError
-from tbhook.events import PAYLOAD_COLUMNS, SENDER_LABELS, TYPE_LABELS, Event, Unreadable
+from tbhook.events import PAYLOAD_COLUMNS, Event, Unreadable, label
 from tbhook.filters import iso_time
+from tbhook.text import CSV_LINE_END, cell, clean, csv_value
 
 EVENT_FIELDS = (
     "id",
@@ -35,21 +35,12 @@ class Format(str, Enum):
     csv = "csv"
 
 
-_CONTROL = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7F)}
-_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
-
-
-def clean(text: object) -> str:
-    """Text safe for one terminal or log line: control characters (CR, LF, ESC...) escaped."""
-    return str(text).translate(_CONTROL)
-
-
 def type_label(type_id: Any) -> str:
-    return TYPE_LABELS.get(type_id, f"type {type_id}")
+    return label("typeId", type_id) or ""
 
 
 def sender_label(own: Any) -> str:
-    return SENDER_LABELS.get(own, f"own={own}")
+    return label("own", own) or ""
 
 
 def describe(row: Mapping[str, Any]) -> str:
@@ -112,10 +103,10 @@ def write_records(
     """Stream records as json, ndjson or csv (constant memory); return how many were written."""
     count = 0
     if fmt is Format.csv:
-        writer = csv.writer(stream, lineterminator="\n")
+        writer = csv.writer(stream, lineterminator=CSV_LINE_END)
         writer.writerow(fields)
         for record in records:
-            writer.writerow([_csv_cell(record.get(field)) for field in fields])
+            writer.writerow([csv_value(record.get(field)) for field in fields])
             count += 1
     elif fmt is Format.ndjson:
         for record in records:
@@ -135,40 +126,30 @@ def write_file(
     output: Path, total: int, write: Callable[[IO[str], Callable[[int], None]], int]
 ) -> int:
     """Run ``write(stream, advance)`` into a temp file beside ``output`` with a progress bar on
-    stderr, fsync, then rename into place: readers never see half a file."""
+    stderr, fsync, then rename into place: readers never see half a file, and whatever was at
+    ``output`` stays until the new file is complete."""
     from rich.console import Console
     from rich.progress import Progress
 
-    temp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    try:
-        # Opened before the progress bar starts, so a bad path is one clean error line.
-        stream = open(temp, "w", newline="", encoding="utf-8")  # noqa: SIM115
-    except OSError as exc:
-        raise TbhookError(f"cannot write {output}: {exc.strerror or exc}") from exc
-    try:
-        with stream, Progress(console=Console(stderr=True), transient=True) as progress:
+    from tbhook.files import create_private, replacing
+
+    with replacing(output) as temp:
+        try:
+            # Opened before the progress bar starts, so a bad path is one clean error line.
+            stream = create_private(temp)
+        except OSError as exc:
+            raise TbhookError(f"cannot write {output}: {exc.strerror or exc}") from exc
+        shown = Progress(console=Console(stderr=True), transient=True, disable=not _stderr_tty())
+        with stream, shown as progress:
             task = progress.add_task(f"exporting to {output}", total=total)
             written = write(stream, lambda n: progress.advance(task, n))
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, output)
-    except OSError as exc:
-        raise TbhookError(f"cannot write {output}: {exc.strerror or exc}") from exc
-    finally:
-        temp.unlink(missing_ok=True)
     return written
 
 
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+def _stderr_tty() -> bool:
+    import sys
 
-
-def _csv_cell(value: Any) -> Any:
-    """Keep spreadsheets from running a text cell as a formula; numbers stay numbers."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str) and value[:1] in _FORMULA:
-        return "'" + value
-    return value
+    return sys.stderr.isatty()
 
 
 def table(
@@ -184,7 +165,7 @@ def table(
         wrap = field in _PROSE  # numbers and times stay on one line, prose wraps
         result.add_column(field, overflow="fold", no_wrap=not wrap)
     for record in records:
-        result.add_row(*(_cell(record.get(field)) for field in fields))
+        result.add_row(*(cell(record.get(field)) for field in fields))
     return result
 
 
@@ -205,10 +186,10 @@ def cases_table(summaries: Iterable[Mapping[str, Any]]):
         state = "closed" if case["closed"] else "open"
         result.add_row(
             str(case["caseId"]),
-            _cell(person),
+            cell(person),
             f"{case['messages']} ({case['customerMessages']} customer, "
             f"{case['agentMessages']} agent)",
-            _cell((case["firstMessageAt"] or "")[:16].replace("T", " ")),
+            cell((case["firstMessageAt"] or "")[:16].replace("T", " ")),
             duration(case["firstResponseSeconds"]),
             duration(case["secondsToClose"]),
             state + (", reopened" if case["reopened"] else ""),
@@ -220,6 +201,8 @@ def duration(seconds: int | None) -> str:
     """Seconds for people: 90s, 10m, 3h05m, 2d04h."""
     if seconds is None:
         return ""
+    if seconds < 0:
+        return "-" + duration(-seconds)
     if seconds < 120:
         return f"{seconds}s"
     if seconds < 7200:
@@ -239,22 +222,14 @@ def events_table(records: Iterable[Mapping[str, Any]], title: str | None = None)
     for row in records:
         result.add_row(
             str(row["id"]),
-            _cell(row["time"]),
-            f"[{event_style(row)}]{_cell(row['event'])}[/]",
-            _cell(row["caseId"]),
-            _person(row),
-            _who(row),
-            _what(row) + _forward(row),
+            cell(row["time"]),
+            f"[{event_style(row)}]{cell(row['event'])}[/]",
+            cell(row["caseId"]),
+            cell(_person(row)),
+            cell(_who(row)),
+            cell(_what(row) + _forward(row)),
         )
     return result
-
-
-def _cell(value: Any) -> str:
-    from rich.markup import escape
-
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return "" if value is None else escape(clean(value))
 
 
 def _person(row: Mapping[str, Any]) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tbhook.errors import TbhookError
+from tbhook.events import array_items
 
 SAMPLES = resources.files("tbhook") / "samples"
 
@@ -50,8 +51,8 @@ def bodies(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
     """(line number, raw body) pairs, streamed.
 
     NDJSON gives one body per non-empty line, byte for byte. A file holding one JSON
-    document (a pretty-printed object) is one body, byte for byte. A JSON array gives one
-    body per element, re-serialized.
+    document (a pretty-printed object) is one body, byte for byte. A JSON array, on one line
+    or many, gives one body per element, each exactly as written (its number is its position).
     """
     lines = iter(stream)
     first = next(lines, b"")
@@ -60,19 +61,35 @@ def bodies(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
     if not first:
         return
     if _is_json(first):
+        if first.lstrip()[:1] == b"[":
+            second = next(lines, b"")
+            while second and not second.strip():
+                second = next(lines, b"")
+            if not second:  # the whole file is one array, on one line
+                yield from _elements(first)
+                return
+            lines = chain([second], lines)
         yield from _ndjson(chain([first], lines), 1)
         return
     rest = first + b"".join(lines)
     try:
-        document = json.loads(rest)
+        json.loads(rest)
     except ValueError:
         yield from _ndjson(rest.splitlines(keepends=True), 1)
         return
-    if isinstance(document, list):
-        for index, item in enumerate(document, 1):
-            yield index, json.dumps(item).encode()
+    if rest.lstrip()[:1] == b"[":
+        yield from _elements(rest)
     else:
         yield 1, rest  # byte for byte, as `curl --data-binary @file` would send it
+
+
+def _elements(document: bytes) -> Iterator[tuple[int, bytes]]:
+    items = array_items(document.decode("utf-8-sig"))
+    if items is None:  # not decodable as one array after all: keep it whole
+        yield 1, document.strip()
+        return
+    for index, item in enumerate(items, 1):
+        yield index, item.encode("utf-8")
 
 
 def _ndjson(lines: Iterable[bytes], start: int) -> Iterator[tuple[int, bytes]]:
@@ -101,17 +118,30 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         return key, raw
 
 
-def override(body: bytes, assignments: dict[str, Any], timestamp: int | None) -> bytes:
-    """The body with fields replaced; unchanged, byte for byte, when there is nothing to set."""
-    if not assignments and timestamp is None:
-        return body
+def override(
+    body: bytes,
+    assignments: dict[str, Any],
+    timestamp: int | None,
+    additions: dict[str, Any] | None = None,
+) -> tuple[bytes, set[str]]:
+    """The body with fields replaced, and which ``assignments`` it had keys for.
+
+    ``assignments`` (``--set``) change only keys the body already has, so setting ``caseId``
+    on a conversation leaves its ``profileMerged`` as Tracebuzz sends it; ``additions``
+    (``--add``) are set whether or not the key is there. Unchanged, byte for byte, when there
+    is nothing to set.
+    """
+    if not assignments and not additions and timestamp is None:
+        return body, set()
     try:
         payload = json.loads(body)
     except ValueError:
         payload = None
     if not isinstance(payload, dict):
-        raise TbhookError("cannot --set or --now on a body that is not a JSON object")
-    payload.update(assignments)
+        raise TbhookError("cannot --set, --add or --now on a body that is not a JSON object")
+    applied = {key for key in assignments if key in payload}
+    payload.update({key: assignments[key] for key in applied})
+    payload.update(additions or {})
     if timestamp is not None:
         payload["timestamp"] = timestamp
-    return json.dumps(payload, separators=(",", ":")).encode()
+    return json.dumps(payload, separators=(",", ":")).encode(), applied

@@ -22,9 +22,10 @@ import uvicorn
 from tbhook import protocol
 from tbhook.errors import StoreUnavailable, TbhookError
 from tbhook.events import parse
-from tbhook.output import clean, describe_parsed
+from tbhook.output import describe_parsed
 from tbhook.protocol import RETRY_AFTER_SECONDS, Connections, Throttled
 from tbhook.store import Delivery, EventStore, Stored
+from tbhook.text import clean
 from tbhook.writer import BatchWriter
 
 DEFAULT_MAX_BODY = 1024 * 1024

@@ -6,10 +6,12 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from tbhook.events import ENUMERATED
 from tbhook.filters import Filters
 from tbhook.output import sender_label, type_label
 from tbhook.split import in_halves, reading
 from tbhook.store import EventStore
+from tbhook.text import cell
 
 SECTIONS = ("byEvent", "bySender", "byType", "bySource", "perDay")
 
@@ -27,6 +29,7 @@ def _count_part(db: str, filters: Filters) -> Counter:
 def aggregate(groups: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Total and per-section counts. Sender, type and source count messages (newResult) only."""
     counters: dict[str, Counter] = {section: Counter() for section in SECTIONS}
+    unknown: dict[str, Counter] = {key: Counter() for key in ENUMERATED}
     total = 0
     for group in groups:
         n = group["n"]
@@ -36,12 +39,29 @@ def aggregate(groups: Iterable[dict[str, Any]]) -> dict[str, Any]:
             counters["bySender"][sender_label(group["own"])] += n
             counters["byType"][type_label(group["typeId"])] += n
             counters["bySource"][str(group["sourceId"])] += n
+            for key, known in ENUMERATED.items():
+                if group[key] not in known:
+                    unknown[key][str(group[key])] += n
         counters["perDay"][group["day"] or "unknown"] += n
     result: dict[str, Any] = {"events": total}
     for section, counter in counters.items():
         ordered = sorted(counter.items()) if section == "perDay" else counter.most_common()
         result[section] = dict(ordered)
+    # Values the spec does not list (a new message type): kept as events, and shown here.
+    result["unknownValues"] = {key: dict(counter.most_common()) for key, counter in unknown.items()}
     return result
+
+
+def unknown_note(counts: dict[str, Any]) -> str | None:
+    """One line naming the values the spec does not list, or None."""
+    parts = [
+        f"{key} {value} ({n})"
+        for key, values in counts["unknownValues"].items()
+        for value, n in values.items()
+    ]
+    if not parts:
+        return None
+    return "values the Tracebuzz documentation does not list (kept as events): " + ", ".join(parts)
 
 
 def rows(counts: dict[str, Any]) -> Iterable[dict[str, Any]]:
@@ -50,6 +70,9 @@ def rows(counts: dict[str, Any]) -> Iterable[dict[str, Any]]:
     for section in SECTIONS:
         for key, count in counts[section].items():
             yield {"section": section, "key": key, "count": count}
+    for field, values in counts["unknownValues"].items():
+        for value, count in values.items():
+            yield {"section": f"unknown {field}", "key": value, "count": count}
 
 
 def bar(count: int, largest: int, width: int = 40) -> str:
@@ -71,9 +94,25 @@ def table(counts: dict[str, Any]):
     result.add_column("count", justify="right")
     result.add_column("share", justify="right")
     for section in SECTIONS[:-1]:
-        total = sum(counts[section].values())
-        for i, (key, count) in enumerate(counts[section].items()):
+        shares = percentages(list(counts[section].values()))
+        for i, ((key, count), share) in enumerate(
+            zip(counts[section].items(), shares, strict=True)
+        ):
             label = section[2:].lower() if i == 0 else ""
-            result.add_row(label, str(key), str(count), f"{count / total:.0%}")
+            result.add_row(label, cell(key), str(count), f"{share}%")
         result.add_section()
     return result
+
+
+def percentages(counts: list[int]) -> list[int]:
+    """Whole percentages that add up to exactly 100 (largest remainder), so a section's shares
+    never read 101% or 99% in all."""
+    total = sum(counts)
+    if not total:
+        return [0] * len(counts)
+    exact = [count * 100 / total for count in counts]
+    shares = [int(x) for x in exact]
+    by_remainder = sorted(range(len(counts)), key=lambda i: exact[i] - shares[i], reverse=True)
+    for i in by_remainder[: 100 - sum(shares)]:
+        shares[i] += 1
+    return shares

@@ -17,12 +17,13 @@ from urllib.parse import quote
 
 from sqlite_utils import Database
 
-from tbhook.errors import NoDatabase, NotReady, StoreBusy, StoreUnavailable
+from tbhook.errors import NoDatabase, NotReady, StoreBusy, StoreUnavailable, damaged, human_size
 from tbhook.events import COLUMNS, Event, Unreadable
 from tbhook.filters import Filters, utc_now
-from tbhook.migrations import ONLY_SPEED, migrations
+from tbhook.migrations import READERS_DO_NOT_NEED, migrations
 from tbhook.persons import Merge, PersonGroup, Resolver, group_of
 from tbhook.store_ops import Operations
+from tbhook.text import sql_formula_guard
 
 BUSY_TIMEOUT_MS = 5000
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
@@ -65,10 +66,7 @@ _EXPORT = {
     "deliveries": "deliveries",
 }
 # The event name is the one column a sender's text reaches: a spreadsheet must not run it.
-_CSV_EVENT = (
-    "CASE WHEN substr(event, 1, 1) IN ('=', '+', '-', '@', char(9), char(13)) "
-    "THEN char(39) || event ELSE event END"
-)
+_CSV_EVENT = sql_formula_guard("event")
 _CSV_COLUMNS = ", ".join(_CSV_EVENT if name == "event" else sql for name, sql in _EXPORT.items())
 _JSON_LINE = "json_object(" + ", ".join(f"'{name}', {sql}" for name, sql in _EXPORT.items()) + ")"
 _MERGES = "SELECT timestamp, id, oldPersonId, newPersonId FROM events WHERE event = 'profileMerged'"
@@ -89,13 +87,6 @@ _INSERT_EVENT = _upsert_sql("events", _EVENT_COLUMNS)
 _IMPORT_EVENT = _insert_sql("events", _EVENT_COLUMNS)
 _IMPORT_QUARANTINE = _insert_sql("quarantine", (*_QUARANTINE_COLUMNS, "line"))
 _INSERT_QUARANTINE = _upsert_sql("quarantine", _QUARANTINE_COLUMNS)
-
-
-def damaged(path: str, exc: BaseException) -> str:
-    """What to say about a database SQLite cannot read."""
-    return (
-        f"{path} is damaged ({exc}); see `tbhook doctor --db {path}`, and restore the last backup"
-    )
 
 
 def _day(days: int | None) -> str | None:
@@ -139,8 +130,7 @@ class ImportRows:
     """Rows ready for ``EventStore.import_rows``, built outside the writing thread."""
 
     events: list[tuple] = field(default_factory=list)
-    quarantine: list[tuple] = field(default_factory=list)
-    quarantined_lines: list[int] = field(default_factory=list)
+    quarantine: list[tuple] = field(default_factory=list)  # each ends with its line number
 
     def add(self, line: int, body: bytes, parsed: Event | Unreadable, path: str, now: str) -> None:
         params = _params(body, parsed, path, now)
@@ -148,7 +138,6 @@ class ImportRows:
             self.events.append(params)
         else:
             self.quarantine.append((*params, line))
-            self.quarantined_lines.append(line)
 
 
 def _params(body: bytes, parsed: Event | Unreadable, path: str, now: str) -> tuple:
@@ -167,6 +156,7 @@ class EventStore(Operations):
         # No sqlite-utils plugins: nothing here uses them, and loading them costs every command.
         self.db = Database(conn, execute_plugins=False)
         self.path = path
+        self.max_bytes: int | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike, max_bytes: int | None = None) -> EventStore:
@@ -185,6 +175,7 @@ class EventStore(Operations):
             if max_bytes:
                 page_size = conn.execute("PRAGMA page_size").fetchone()[0]
                 conn.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page_size)}")
+                store.max_bytes = max_bytes
         except OSError as exc:
             raise StoreUnavailable(f"cannot open {path} for writing: {exc.strerror}") from exc
         except sqlite3.Error as exc:
@@ -235,7 +226,7 @@ class EventStore(Operations):
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             store = cls(conn, path)
             applied = migrations.applied(store.db)
-            pending = [m for m in migrations.pending(store.db) if m.name not in ONLY_SPEED]
+            pending = [m for m in migrations.pending(store.db) if m.name not in READERS_DO_NOT_NEED]
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot read {path}: {exc}") from exc
         if pending and (current or not applied):
@@ -270,15 +261,41 @@ class EventStore(Operations):
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
         """Any SQLite failure becomes StoreBusy (another connection holds the lock) or
-        StoreUnavailable (disk full, read-only, I/O)."""
+        StoreUnavailable (disk full, at its size cap, read-only, I/O)."""
         try:
             yield
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StoreBusy(f"could not store: {exc}") from exc
+            if "full" in str(exc) and self._at_size_cap():
+                raise StoreUnavailable(
+                    f"could not store: the database reached its size cap (--max-db-size "
+                    f"{human_size(self.max_bytes or 0)}); raise the cap, or prune old events"
+                ) from exc
             raise StoreUnavailable(f"could not store: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"could not store: {exc}") from exc
+
+    def _at_size_cap(self) -> bool:
+        """Whether "full" means the --max-db-size cap rather than the disk: the disk still has
+        room for a WAL's worth of writes."""
+        if not self.max_bytes:
+            return False
+        try:
+            disk = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+        except OSError:
+            return True
+        return disk.f_bavail * disk.f_frsize > 2 * WAL_SIZE_LIMIT
+
+    def record_size_cap(self) -> None:
+        """Note the receiver's --max-db-size in the database, for `doctor` to read."""
+        with self._writing() as conn:
+            if self.max_bytes:
+                conn.execute(
+                    "INSERT OR REPLACE INTO tbhook_meta VALUES ('maxDbSize', ?)", [self.max_bytes]
+                )
+            else:
+                conn.execute("DELETE FROM tbhook_meta WHERE key = 'maxDbSize'")
 
     @contextlib.contextmanager
     def _writing(self, commit: bool = True) -> Iterator[sqlite3.Connection]:
@@ -348,15 +365,20 @@ class EventStore(Operations):
                 )
             return stored
 
-    def import_rows(self, rows: ImportRows) -> int:
+    def import_rows(self, rows: ImportRows) -> tuple[int, list[int]]:
         """Insert prepared rows in one transaction, leaving already-stored bodies alone.
-        Returns how many events were new."""
+        Returns how many events were new, and the lines of the bodies newly quarantined."""
         with self._writing() as conn:
             before = conn.total_changes
             conn.executemany(_IMPORT_EVENT, rows.events)
             inserted = conn.total_changes - before
-            conn.executemany(_IMPORT_QUARANTINE, rows.quarantine)
-        return inserted
+            quarantined = []
+            for params in rows.quarantine:  # few: one at a time, to know which were new
+                before = conn.total_changes
+                conn.execute(_IMPORT_QUARANTINE, params)
+                if conn.total_changes > before:
+                    quarantined.append(params[-1])
+        return inserted, quarantined
 
     @staticmethod
     def _append_one(conn: sqlite3.Connection, delivery: Delivery) -> Stored:
@@ -492,7 +514,8 @@ class EventStore(Operations):
         """Quarantined deliveries, oldest first, with the size and first bytes of each body."""
         return self.db.query(
             "SELECT id, receivedAt, lastReceivedAt, deliveries, path, reason, "
-            "length(body) AS bodySize, substr(body, 1, 80) AS bodyStart FROM quarantine ORDER BY id"
+            "length(body) AS bodySize, coalesce(substr(body, 1, 80), X'') AS bodyStart "
+            "FROM quarantine ORDER BY id"
         )
 
     # -- persons ---------------------------------------------------------------------

@@ -4,21 +4,27 @@ lives in the store."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlite_utils import Database
 
-from tbhook.events import COLUMNS
+from tbhook.errors import NotReady, StoreUnavailable, damaged
+from tbhook.events import COLUMNS, ENUMERATED
 from tbhook.filters import utc_now
 from tbhook.migrations import migrations
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from tbhook.persons import Resolver
+
+# Big writes (merge, prune) go in transactions of this many rows (about 0.1 s each), with a
+# pause between them: a receiver on the same database waits for one of them, not for all.
+CHUNK = 5000
+PAUSE_SECONDS = 0.02
 
 # `merge`: every column but the id, which the receiving database assigns.
 _MERGE_COLUMNS = (
@@ -65,6 +71,7 @@ class Operations:
     """Health, backup, merge, prune and forwarding, as methods of EventStore."""
 
     db: Database
+    path: str
 
     if TYPE_CHECKING:  # provided by EventStore
 
@@ -107,37 +114,143 @@ class Operations:
             "quarantined": self.count("quarantine"),
         }
 
-    def backup(self, dest: str) -> None:
-        """A consistent copy of the live database (``VACUUM INTO``), safe while `serve` writes."""
-        with self._errors():
-            self.db.conn.execute("VACUUM INTO ?", [dest])
+    def meta(self) -> dict[str, str]:
+        """Facts kept about this log (its logId, the receiver's size cap); {} on a database
+        older than the table."""
+        try:
+            return dict(self.db.execute("SELECT key, value FROM tbhook_meta"))
+        except sqlite3.OperationalError:
+            return {}
 
-    def merge_from(self, other: str) -> dict[str, int]:
-        """Fold another tbhook database into this one, in its arrival order: a body already
-        here gains the other's deliveries; quarantine comes along the same way."""
-        names = ", ".join(f'"{c}"' for c in _MERGE_COLUMNS)
-        quarantine = ", ".join(f'"{c}"' for c in _MERGE_QUARANTINE)
+    def space(self) -> dict[str, int]:
+        """Pages in the file and how many of them hold data (free pages are reused first)."""
+        page_size, pages, free = (
+            self.db.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("page_size", "page_count", "freelist_count")
+        )
+        return {"pageSize": page_size, "pages": pages, "usedBytes": (pages - free) * page_size}
+
+    def unknown_values(self) -> list[tuple[str, int, int]]:
+        """(field, value, events) for each typeId or own value the spec does not list."""
+        found = []
+        for field, known in ENUMERATED.items():
+            listed = ", ".join(str(value) for value in known)
+            found += [
+                (field, value, n)
+                for value, n in self.db.execute(
+                    f"SELECT \"{field}\", count(*) FROM events WHERE event = 'newResult' "
+                    f'AND "{field}" NOT IN ({listed}) GROUP BY "{field}" ORDER BY "{field}"'
+                )
+            ]
+        return found
+
+    def backup(self, dest: str) -> None:
+        """A consistent copy of the live database (``VACUUM INTO``), safe while `serve` writes.
+        ``dest`` must not exist: the caller writes to a temporary name and renames it."""
+        try:
+            self.db.conn.execute("VACUUM INTO ?", [dest])
+        except sqlite3.DatabaseError as exc:
+            if type(exc) is sqlite3.DatabaseError:
+                raise StoreUnavailable(damaged(self.path, exc)) from exc
+            raise StoreUnavailable(f"cannot back up {self.path}: {exc}") from exc
+
+    def merge_from(
+        self, other: str, progress: Callable[[int], None] | None = None, chunk: int = CHUNK
+    ) -> dict[str, int]:
+        """Fold another tbhook log into this one, in its arrival order: a body already here
+        gains the other's deliveries; quarantine comes along the same way.
+
+        Short transactions of ``chunk`` rows, so a receiver writing to this database gets the
+        lock between them. Each one also moves this log's record of how far the other has
+        been merged, so merging it again (or a later backup of it) adds only what is new, and
+        an interrupted merge resumes where it stopped.
+        """
         with self._errors():
             self.db.conn.execute("ATTACH DATABASE ? AS other", [other])
         try:
-            with self._writing() as conn:
-                before = self.count(), self.count("quarantine")
-                conn.execute(
-                    f"INSERT INTO events ({names}) SELECT {names} FROM other.events "
-                    "WHERE true ORDER BY id ON CONFLICT(bodySha256) DO UPDATE SET "
-                    f"{_SUM_DELIVERIES}"
+            theirs = self._log_id("other")
+            if theirs == self._log_id("main"):
+                raise NotReady(
+                    f"{other} is this log itself (or a copy of it): merging it would count its "
+                    "deliveries twice"
                 )
-                conn.execute(
-                    f"INSERT INTO quarantine ({quarantine}) SELECT {quarantine} "
-                    "FROM other.quarantine WHERE true ORDER BY id ON CONFLICT(bodySha256) "
-                    f"DO UPDATE SET {_SUM_DELIVERIES}"
-                )
-                theirs = conn.execute("SELECT count(*) FROM other.events").fetchone()[0]
-                after = self.count(), self.count("quarantine")
+            done = self.db.execute(
+                "SELECT lastEventId, lastQuarantineId FROM merged_logs WHERE logId = ?", [theirs]
+            ).fetchone() or (0, 0)
+            before = self.count(), self.count("quarantine")
+            new = [
+                self.db.execute(f"SELECT count(*) FROM other.{t} WHERE id > ?", [after]).fetchone()[
+                    0
+                ]
+                for t, after in (("events", done[0]), ("quarantine", done[1]))
+            ]
+            for table, columns, after in (
+                ("events", _MERGE_COLUMNS, done[0]),
+                ("quarantine", _MERGE_QUARANTINE, done[1]),
+            ):
+                self._merge_table(table, columns, after, theirs, other, progress, chunk)
+            after = self.count(), self.count("quarantine")
         finally:
             self.db.conn.execute("DETACH DATABASE other")
         added = after[0] - before[0]
-        return {"added": added, "alreadyHere": theirs - added, "quarantine": after[1] - before[1]}
+        return {
+            "added": added,
+            "alreadyHere": new[0] - added,
+            "quarantine": after[1] - before[1],
+            "mergedBefore": done[0],  # the other log's last event id merged by an earlier run
+        }
+
+    def _log_id(self, schema: str) -> str | None:
+        try:
+            row = self.db.execute(
+                f"SELECT value FROM {schema}.tbhook_meta WHERE key = 'logId'"
+            ).fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return row[0] if row else None
+
+    def _merge_table(
+        self,
+        table: str,
+        columns: Sequence[str],
+        after: int,
+        log_id: str | None,
+        source: str,
+        progress: Callable[[int], None] | None,
+        chunk: int,
+    ) -> None:
+        names = ", ".join(f'"{c}"' for c in columns)
+        cursor_column = "lastEventId" if table == "events" else "lastQuarantineId"
+        while True:
+            with self._writing() as conn:
+                upto = conn.execute(
+                    f"SELECT max(id), count(*) FROM (SELECT id FROM other.{table} WHERE id > ? "
+                    "ORDER BY id LIMIT ?)",
+                    [after, chunk],
+                ).fetchone()
+                if upto[0] is None:
+                    return
+                conn.execute(
+                    f"INSERT INTO {table} ({names}) SELECT {names} FROM other.{table} "
+                    "WHERE id > ? AND id <= ? ORDER BY id "
+                    f"ON CONFLICT(bodySha256) DO UPDATE SET {_SUM_DELIVERIES}",
+                    [after, upto[0]],
+                )
+                if log_id is not None:
+                    conn.execute(
+                        "INSERT INTO merged_logs (logId, lastEventId, lastQuarantineId, source, "
+                        "mergedAt) VALUES (?, 0, 0, ?, ?) ON CONFLICT(logId) DO UPDATE SET "
+                        "source = excluded.source, mergedAt = excluded.mergedAt",
+                        [log_id, source, utc_now()],
+                    )
+                    conn.execute(
+                        f"UPDATE merged_logs SET {cursor_column} = ? WHERE logId = ?",
+                        [upto[0], log_id],
+                    )
+            after = upto[0]
+            if progress:
+                progress(upto[1])
+            time.sleep(PAUSE_SECONDS)  # let a waiting receiver take the lock
 
     def prune_plan(self, before: int) -> tuple[list[int], int]:
         """Ids of events whose timestamp is before ``before`` that can go, and how many old
@@ -181,14 +294,22 @@ class Operations:
             ):
                 yield body
 
-    def delete_events(self, ids: Sequence[int]) -> None:
-        """Delete events (and their forward records) in one transaction."""
-        with self._writing() as conn:
-            for chunk in range(0, len(ids), 500):
-                part = list(ids[chunk : chunk + 500])
-                marks = ", ".join("?" for _ in part)
-                conn.execute(f"DELETE FROM forwards WHERE eventId IN ({marks})", part)
-                conn.execute(f"DELETE FROM events WHERE id IN ({marks})", part)
+    def delete_events(
+        self, ids: Sequence[int], progress: Callable[[int], None] | None = None, chunk: int = CHUNK
+    ) -> None:
+        """Delete events (and their forward records) in short transactions of ``chunk`` ids,
+        so a receiver writing to this database gets the lock between them."""
+        for start in range(0, len(ids), chunk):
+            part = list(ids[start : start + chunk])
+            with self._writing() as conn:
+                for piece in range(0, len(part), 500):  # SQLite's limit on bound variables
+                    some = part[piece : piece + 500]
+                    marks = ", ".join("?" for _ in some)
+                    conn.execute(f"DELETE FROM forwards WHERE eventId IN ({marks})", some)
+                    conn.execute(f"DELETE FROM events WHERE id IN ({marks})", some)
+            if progress:
+                progress(len(part))
+            time.sleep(PAUSE_SECONDS)
 
     # -- forwarding ------------------------------------------------------------------
 

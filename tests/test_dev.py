@@ -50,7 +50,7 @@ def test_send_conversation_with_overrides_and_now(server):
         "conversation",
         "--set",
         "caseId=42",
-        "--set",
+        "--add",
         'note="hi"',
         "--now",
         "--to",
@@ -64,6 +64,21 @@ def test_send_conversation_with_overrides_and_now(server):
     assert {r["caseId"] for r in stored[:4]} == {42}
     assert all(r["timestamp"] > 1_700_000_000 for r in stored)
     assert json.loads(stored[0]["body"])["note"] == "hi"
+    # --set changes only keys an event has: the merge is sent as Tracebuzz sends it.
+    assert "caseId" not in json.loads(stored[4]["body"])
+    assert result.stderr == ""
+
+
+def test_send_set_of_a_key_no_event_has_warns(server):
+    result = run(
+        "send", "case-closed", "--set", "caseid=42", "--to", f"http://127.0.0.1:{server.port}/"
+    )
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "Warning: no event sent had 'caseid', so --set caseid=... changed nothing "
+        "(--add adds a field)\n"
+    )
+    assert json.loads(rows(server.db)[0]["body"])["caseId"] == 11111111
 
 
 def test_send_a_file_and_stdin(server, tmp_path):
@@ -198,7 +213,11 @@ def test_generate_start_rate_and_persons():
     assert payloads[0]["timestamp"] == 1740787200
     assert 400 <= payloads[-1]["timestamp"] - payloads[0]["timestamp"] <= 600
     assert len({p["personId"] for p in payloads if p["event"] == "newResult"}) <= 3
-    assert run("generate", "-n", "1", "--rate", "fast").exit_code == 2
+    result = run("generate", "-n", "1", "--rate", "fast")
+    assert result.exit_code == 2
+    assert "Invalid value for '--rate': 'fast' is not a positive rate such as 20/s" in " ".join(
+        result.stderr.split()
+    )
 
 
 # -- import -------------------------------------------------------------------------
@@ -222,7 +241,10 @@ def test_import_counts_and_quarantines_bad_lines_with_their_number(db_path, tmp_
         (21, f"import:{path}"),
     ]
     again = run("import", str(path), "--db", str(db_path))
-    assert again.stdout.startswith(f"Imported {path}: 0 inserted, 50 duplicates, 2 quarantined")
+    assert again.stdout == (
+        f"Imported {path}: 0 inserted, 50 duplicates, 0 quarantined, 2 already in quarantine\n"
+    )
+    assert len(rows(db_path, "SELECT id FROM quarantine")) == 2
     assert {r["deliveries"] for r in rows(db_path)} == {1}  # an import is not a delivery
 
 
@@ -283,7 +305,20 @@ def test_replay_with_filters_and_failures_exits_1(server, sink):
         "replay", "--to", target.url, "--db", str(server.db), "--case", "2", "--rate", "50/s"
     )
     assert result.exit_code == 1
-    assert result.stdout == f"Replayed 1 events to {target.url}: 1 x 500\n"
+    assert result.stdout == f"Replayed 0 of 1 events to {target.url}: 1 x 500\n"
+
+
+def test_replay_to_nothing_listening_says_nothing_was_replayed(server):
+    for case_id in (1, 2, 3):
+        server.post(event_body(caseId=case_id))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/"
+    result = run("replay", "--to", url, "--db", str(server.db))
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == f"Error: {url}: Connection refused; 0 of 3 events replayed\n"
 
 
 # -- serve --forward-to ------------------------------------------------------------------

@@ -385,6 +385,7 @@ def test_stats_counts(log_db, split):
         "byType": {"private message": 5, "comment": 1, "post": 1},
         "bySource": {"14": 5, "3": 2},
         "perDay": {"2023-11-14": 5, "2023-11-15": 3, "2023-11-16": 3},
+        "unknownValues": {"typeId": {}, "own": {}},
     }
     filtered = json.loads(run("stats", "-f", "json", "--case", "501").stdout)
     assert filtered["events"] == 3 and filtered["perDay"] == {"2023-11-15": 3}

@@ -80,6 +80,9 @@ def test_blank_database_migrates_to_the_expected_schema(db_path):
         "m004_quarantine_line",
         "m005_forwards",
         "m006_timestamp_index",
+        "m007_unknown_labels",
+        "m008_meta",
+        "m009_merged_logs",
     ]
 
 
@@ -87,7 +90,7 @@ def test_reopening_applies_nothing_twice(db_path):
     EventStore.open(db_path).close()
     EventStore.open(db_path).close()
     conn = sqlite3.connect(db_path)
-    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 6
+    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 9
 
 
 def test_durability_settings(store, db_path):

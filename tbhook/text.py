@@ -1,0 +1,72 @@
+"""Sender text is hostile: made safe for terminals, tables and spreadsheets. Pure, no I/O.
+
+A sender controls the event name, the path, the quarantine reason (it quotes the body) and the
+body itself. Each of those may reach a terminal (escape sequences), a rich table (markup such as
+``[link=...]``) or a spreadsheet (a formula), so every writer goes through this module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# First characters that make a spreadsheet read a cell as a formula (OWASP's CSV injection list:
+# = + - @, tab, CR, LF; NUL from ASVS 1.2.10), and the full-width forms some spreadsheets
+# normalize to them.
+FORMULA_STARTS = (
+    "=",
+    "+",
+    "-",
+    "@",
+    "\t",
+    "\r",
+    "\n",
+    "\0",
+    "\uff1d",
+    "\uff0b",
+    "\uff0d",
+    "\uff20",
+)
+# RFC 4180 line endings: with them, the csv module quotes any field holding a CR or an LF.
+CSV_LINE_END = "\r\n"
+
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(0x20), *range(0x7F, 0xA0))}
+_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+# Line and paragraph separators and the bidirectional overrides can reorder or break a line too.
+_CONTROL.update(
+    {
+        c: f"\\u{c:04x}"
+        for c in (0x2028, 0x2029, *range(0x202A, 0x202F), 0x2066, 0x2067, 0x2068, 0x2069)
+    }
+)
+
+
+def clean(text: object) -> str:
+    """Text safe for one terminal or log line: control characters (CR, LF, ESC...) escaped."""
+    return str(text).translate(_CONTROL)
+
+
+def cell(value: Any) -> str:
+    """A value for a rich table cell: control characters and rich markup escaped."""
+    from rich.markup import escape
+
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return "" if value is None else escape(clean(value))
+
+
+def csv_value(value: Any) -> Any:
+    """Keep spreadsheets from running a text cell as a formula; numbers stay numbers."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def sql_formula_guard(column: str) -> str:
+    """``csv_value`` as an SQL expression over a text column, for rows SQL finishes itself."""
+    firsts = ", ".join(f"char({ord(c)})" for c in FORMULA_STARTS)
+    return (
+        f"CASE WHEN substr({column}, 1, 1) IN ({firsts}) "
+        f"THEN char(39) || {column} ELSE {column} END"
+    )
