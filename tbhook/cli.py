@@ -116,8 +116,15 @@ def serve(
         )
     with reported_errors():
         server.check_http_stack()
+        # Before the socket and the database are opened: the parser's worker process is
+        # forked now, so it holds neither (a killed receiver must free its port).
+        parser = server.Parser()
         # The port first: a receiver that cannot listen creates no database file.
-        sock = server.bind(host, port)
+        try:
+            sock = server.bind(host, port)
+        except BaseException:
+            parser.close()
+            raise
         try:
             store = EventStore.open(db, max_bytes=max_db_size)  # type: ignore[arg-type]
             events, quarantined = store.counts()
@@ -126,6 +133,7 @@ def serve(
             counts = f"{events} events, {quarantined} quarantined"
         except BaseException:
             sock.close()
+            parser.close()
             if "store" in locals():
                 store.close()
             raise
@@ -148,6 +156,7 @@ def serve(
             retry_scale=retry_scale,
             max_connections=limit,
             body_memory=memory,
+            parser=parser,
         )
     finally:
         store.close()

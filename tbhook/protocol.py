@@ -36,6 +36,7 @@ REQUEST_DEADLINE_SECONDS = 10.0  # to receive one whole request, headers and bod
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 16 * 1024  # request line and headers together
 RETRY_AFTER_SECONDS = 5
+PAUSE_ABOVE_BYTES = 64 * 1024  # a body larger than this is not read ahead of the app
 # uvicorn minor versions whose internals the guards below were tested on (see pyproject.toml).
 TESTED_UVICORN = ("0.54",)
 
@@ -298,6 +299,17 @@ class GuardedHttpToolsProtocol(_Guard, HttpToolsProtocol):  # type: ignore[misc,
             self._reject(431, "request headers too large")
         else:
             super().on_headers_complete()
+            # Read a large body only when the app asks for it (uvicorn resumes reading in
+            # receive()): a request refused before its body (413, a full body budget) costs
+            # no read-ahead buffer. Small bodies came with the headers: no pause for them.
+            if self._declared_length() > PAUSE_ABOVE_BYTES and not self.transport.is_closing():
+                self.flow.pause_reading()
+
+    def _declared_length(self) -> int:
+        for name, value in self.headers:
+            if name == b"content-length":
+                return int(value) if value.isdigit() else 0
+        return 0
 
     def on_body(self, body: bytes) -> None:
         if not self._rejected:

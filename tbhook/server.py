@@ -21,7 +21,7 @@ import uvicorn
 
 from tbhook import protocol
 from tbhook.errors import StoreUnavailable, TbhookError
-from tbhook.events import parse
+from tbhook.events import Event, Unreadable, parse
 from tbhook.output import describe_parsed
 from tbhook.protocol import RETRY_AFTER_SECONDS, Connections, Throttled
 from tbhook.store import Delivery, EventStore, Stored
@@ -34,7 +34,7 @@ KEEP_ALIVE_SECONDS = 5  # idle connections, used or not, are closed after this
 MAX_CONNECTIONS = 4096  # past this the oldest connection without a complete request is shed
 FD_RESERVE = 100  # open files kept free of connections: the database, its WAL, threads, pipes
 BODY_MEMORY = 64 * 1024 * 1024  # request bodies held at once, over all connections
-PARSE_OFF_LOOP_BYTES = 64 * 1024  # a body this large is parsed on a worker thread
+PARSE_OFF_LOOP_BYTES = 64 * 1024  # a body this large is parsed in the parser process
 ALLOW = b"GET, HEAD, POST"
 
 Log = Callable[[str], None]
@@ -94,6 +94,63 @@ def _release_memory() -> None:
         trim(0)
 
 
+class Parser:
+    """Parses bodies: the small ones (every real Tracebuzz delivery) at once, the large ones in
+    a worker process. A C parser holds the GIL for its whole run (a megabyte of small nested
+    objects: tens of milliseconds each time), so on a thread it would still stall the loop;
+    in its own process it uses the second core instead.
+
+    The worker is forked when the parser is made: make it before opening the database or the
+    listening socket (so the worker holds neither) and before starting any thread. Without it (``fork=False``, or no fork on this system), or once it has died, large
+    bodies are parsed on a thread.
+    """
+
+    def __init__(self, fork: bool = True) -> None:
+        self._threads = ThreadPoolExecutor(1, thread_name_prefix="tbhook-parse")
+        self._process: Any = None
+        if not fork:
+            return
+        with contextlib.suppress(Exception):  # no fork (not Unix): the thread does it all
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("fork"), initializer=_quiet_worker
+            )
+            pool.submit(int).result(timeout=30)  # fork now, while this is the only thread
+            self._process = pool
+
+    async def parse(self, body: bytes) -> Event | Unreadable:
+        if len(body) <= PARSE_OFF_LOOP_BYTES:
+            return parse(body)
+        loop = asyncio.get_running_loop()
+        if self._process is not None:
+            from concurrent.futures.process import BrokenProcessPool
+
+            try:
+                return await loop.run_in_executor(self._process, parse, body)
+            except BrokenProcessPool:
+                self._process = None
+        return await loop.run_in_executor(self._threads, parse, body)
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._process.shutdown(wait=True, cancel_futures=True)
+        self._threads.shutdown(wait=True)
+
+
+def _quiet_worker() -> None:
+    # Ctrl-C reaches the whole process group: the server shuts the worker down itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # And if the server is killed outright (kill -9), the worker goes with it (Linux).
+    with contextlib.suppress(Exception):
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class Receiver:
     """The ASGI app Tracebuzz posts to. A 200 goes out only after the event's batch commits."""
 
@@ -106,6 +163,7 @@ class Receiver:
         log: Log | None = None,
         quiet: bool = False,
         budget: BodyBudget | None = None,
+        parser: Parser | None = None,
     ):
         self.writer = writer
         self.auth = auth
@@ -114,12 +172,10 @@ class Receiver:
         self.quiet = quiet
         self.budget = budget or BodyBudget()
         self._throttled = Throttled(log)
-        # One thread: a sender of huge bodies competes with the loop for one core's share of
-        # the GIL at most, instead of stalling every other delivery while it parses.
-        self._parser = ThreadPoolExecutor(1, thread_name_prefix="tbhook-parse")
+        self.parser = parser or Parser(fork=False)
 
     def close(self) -> None:
-        self._parser.shutdown(wait=True)
+        self.parser.close()
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -166,11 +222,7 @@ class Receiver:
             held.release()
 
     async def _store(self, scope: dict, body: bytes, send: Callable) -> None:
-        if len(body) > PARSE_OFF_LOOP_BYTES:
-            parsed = await asyncio.get_running_loop().run_in_executor(self._parser, parse, body)
-        else:
-            parsed = parse(body)
-        delivery = Delivery(body, parsed, path=_safe_path(scope["path"]))
+        delivery = Delivery(body, await self.parser.parse(body), path=_safe_path(scope["path"]))
         try:
             stored = await self.writer.write(delivery)
         except StoreUnavailable as exc:
@@ -351,9 +403,11 @@ def uvicorn_config(app: Callable, connections: Connections | None = None) -> uvi
     503 while slow connections hold every place) with shedding, oldest first.
     """
     protocol.check_uvicorn()
+    if connections is None:
+        connections = Connections(MAX_CONNECTIONS)
     return uvicorn.Config(
         app,
-        http=_http_protocol().bound_to(connections or Connections(MAX_CONNECTIONS)),
+        http=_http_protocol().bound_to(connections),
         lifespan="off",
         ws="none",
         access_log=False,
@@ -434,6 +488,7 @@ def serve(
     retry_scale: float = 1.0,
     max_connections: int = MAX_CONNECTIONS,
     body_memory: int = BODY_MEMORY,
+    parser: Parser | None = None,
 ) -> None:
     """Receive on an already bound socket until SIGINT or SIGTERM, then drain and return.
 
@@ -453,7 +508,13 @@ def serve(
         forwarder = Forwarder(writer, reader, forward_to, headers, retry_scale, log)
         writer.on_commit = forwarder.wake
     app = Receiver(
-        writer, auth=auth, max_body=max_body, log=log, quiet=quiet, budget=BodyBudget(body_memory)
+        writer,
+        auth=auth,
+        max_body=max_body,
+        log=log,
+        quiet=quiet,
+        budget=BodyBudget(body_memory),
+        parser=parser or Parser(fork=False),
     )
     uvicorn_server = _Server(uvicorn_config(app, connections))
     if forwarder:

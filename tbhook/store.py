@@ -41,7 +41,7 @@ def _upsert_sql(table: str, columns: Sequence[str]) -> str:
     return (
         f"INSERT INTO {table} ({names}) VALUES ({marks}) "
         "ON CONFLICT(bodySha256) DO UPDATE SET deliveries = deliveries + 1, "
-        "lastReceivedAt = excluded.lastReceivedAt RETURNING id, deliveries"
+        "lastReceivedAt = excluded.lastReceivedAt"
     )
 
 
@@ -83,6 +83,67 @@ def _insert_sql(table: str, columns: Sequence[str]) -> str:
 
 
 _INSERT_EVENT = _upsert_sql("events", _EVENT_COLUMNS)
+# How a batch goes in. Each statement costs the writer thread the GIL at every SQLite step, so
+# small rows go in many to a statement. But a cached statement keeps its last bound values
+# alive: so only small bodies go in multi-row statements, of a few fixed sizes (at most about
+# 1 MiB held in all), and a large body goes in alone (at most one held).
+_SMALL_BODY = 1024
+_ROW_COUNTS = (512, 128, 32, 8, 2, 1)
+
+
+def _upsert(conn: sqlite3.Connection, table: str, rows: list[tuple]) -> None:
+    large = [row for row in rows if len(row[-2]) > _SMALL_BODY]
+    if large:
+        conn.executemany(_upsert_rows(table, 1), large)
+    small = [row for row in rows if len(row[-2]) <= _SMALL_BODY]
+    start = 0
+    for count in _ROW_COUNTS:
+        while len(small) - start >= count:
+            part = small[start : start + count]
+            conn.execute(_upsert_rows(table, count), [v for row in part for v in row])
+            start += count
+
+
+@functools.lru_cache(maxsize=16)
+def _upsert_rows(table: str, count: int) -> str:
+    """One INSERT of ``count`` rows: a body already stored (or twice in the batch) counts one
+    more delivery on the first row, atomically."""
+    columns = _EVENT_COLUMNS if table == "events" else _QUARANTINE_COLUMNS
+    names = ", ".join(f'"{c}"' for c in columns)
+    row = "(" + ", ".join("?" for _ in columns) + ")"
+    return (
+        f"INSERT INTO {table} ({names}) VALUES {', '.join([row] * count)} "
+        "ON CONFLICT(bodySha256) DO UPDATE SET deliveries = deliveries + 1, "
+        "lastReceivedAt = excluded.lastReceivedAt"
+    )
+
+
+# Ids of a batch's rows are looked up in pieces of this many hashes (SQLite allows 32,766
+# bound values in one statement).
+_LOOKUP_ROWS = 1000
+
+
+@functools.lru_cache(maxsize=64)
+def _lookup(table: str, count: int) -> str:
+    marks = ", ".join("?" for _ in range(count))
+    return f"SELECT id, deliveries, bodySha256 FROM {table} WHERE bodySha256 IN ({marks})"
+
+
+def _outcomes(
+    params: list[tuple], readable: list[bool], found: dict[tuple[bool, bytes], tuple[int, int]]
+) -> list[Stored]:
+    """Where each delivery landed. A body that came k times in this batch has its row's count
+    after the batch, D; its k deliveries were numbers D-k+1 .. D, in batch order."""
+    seen: Counter = Counter((r, p[-1]) for p, r in zip(params, readable, strict=True))
+    outcomes = []
+    for row, is_event in zip(params, readable, strict=True):
+        key = (is_event, row[-1])
+        row_id, count = found[key]
+        outcomes.append(Stored(row_id, count - seen[key] + 1, quarantined=not is_event))
+        seen[key] -= 1
+    return outcomes
+
+
 # Imports keep what is already stored as it is: re-importing is not another delivery.
 _IMPORT_EVENT = _insert_sql("events", _EVENT_COLUMNS)
 _IMPORT_QUARANTINE = _insert_sql("quarantine", (*_QUARANTINE_COLUMNS, "line"))
@@ -298,9 +359,8 @@ class EventStore(Operations):
                 conn.execute("DELETE FROM tbhook_meta WHERE key = 'maxDbSize'")
 
     @contextlib.contextmanager
-    def _writing(self, commit: bool = True) -> Iterator[sqlite3.Connection]:
-        """One write transaction, committed at the end unless ``commit`` is False (then
-        ``commit()`` or ``rollback()`` finishes it, from any thread)."""
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, durably committed at the end (or rolled back)."""
         conn = self.db.conn
         with self._errors():
             conn.execute("BEGIN IMMEDIATE")
@@ -309,8 +369,7 @@ class EventStore(Operations):
             except BaseException:
                 self.rollback()
                 raise
-        if commit:
-            self.commit()
+        self.commit()
 
     def commit(self) -> None:
         """Durably commit the open transaction (the fsync happens here), or roll it back."""
@@ -340,18 +399,32 @@ class EventStore(Operations):
         finally:
             conn.execute(f"PRAGMA wal_autocheckpoint = {int(previous)}")
 
-    def append(
-        self, deliveries: Sequence[Delivery], forward_to: str | None = None, commit: bool = True
-    ) -> list[Stored]:
+    def append(self, deliveries: Sequence[Delivery], forward_to: str | None = None) -> list[Stored]:
         """Store a batch of deliveries in one durable transaction (group commit).
 
-        With ``forward_to``, each new event is also queued for forwarding, in the same
-        transaction, so a pending forward survives a crash exactly when its event does.
-        With ``commit=False`` the transaction stays open for ``commit()``: the writer runs
-        that off the event loop, whose GIL SQLite releases while it fsyncs.
+        A handful of statements whatever the batch size: one multi-row upsert per table and
+        one look-up of the rows' ids, so the writer thread seldom needs the GIL back (SQLite
+        gives it up at every step). With ``forward_to``, each new event is also queued for
+        forwarding, in the same transaction, so a pending forward survives a crash exactly
+        when its event does.
         """
-        with self._writing(commit) as conn:
-            stored = [self._append_one(conn, d) for d in deliveries]
+        params = [_params(d.body, d.parsed, d.path, d.received_at) for d in deliveries]
+        readable = [isinstance(d.parsed, Event) for d in deliveries]
+        with self._writing() as conn:
+            found: dict[tuple[bool, bytes], tuple[int, int]] = {}
+            for table, is_event in (("events", True), ("quarantine", False)):
+                rows = [p for p, r in zip(params, readable, strict=True) if r is is_event]
+                if not rows:
+                    continue
+                _upsert(conn, table, rows)
+                digests = sorted({row[-1] for row in rows})
+                for start in range(0, len(digests), _LOOKUP_ROWS):
+                    part = digests[start : start + _LOOKUP_ROWS]
+                    lookup = conn.execute(_lookup(table, len(part)), part)
+                    found.update(
+                        ((is_event, digest), (row_id, count)) for row_id, count, digest in lookup
+                    )
+            stored = _outcomes(params, readable, found)
             if forward_to:
                 now = time.time()
                 conn.executemany(
@@ -379,14 +452,6 @@ class EventStore(Operations):
                 if conn.total_changes > before:
                     quarantined.append(params[-1])
         return inserted, quarantined
-
-    @staticmethod
-    def _append_one(conn: sqlite3.Connection, delivery: Delivery) -> Stored:
-        params = _params(delivery.body, delivery.parsed, delivery.path, delivery.received_at)
-        readable = isinstance(delivery.parsed, Event)
-        sql = _INSERT_EVENT if readable else _INSERT_QUARANTINE
-        row_id, count = conn.execute(sql, params).fetchone()
-        return Stored(row_id, count, quarantined=not readable)
 
     # -- reading -----------------------------------------------------------------------
 

@@ -97,11 +97,16 @@ class Served:
         return self.proc.wait(timeout)
 
 
-def start_serve(db: Path, *args: str, env: dict | None = None) -> Served:
+def start_serve(db: Path, *args: str, env: dict | None = None, preexec_fn=None) -> Served:
     """Start `tbhook serve --port 0` and wait until it says where it listens."""
     cmd = [sys.executable, "-m", "tbhook", "serve", "--db", str(db), "--port", "0", *args]
     proc = subprocess.Popen(
-        cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env or os.environ
+        cmd,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env or os.environ,
+        preexec_fn=preexec_fn,
     )
     served = Served(proc, 0, db)
     ready = threading.Event()
@@ -112,6 +117,7 @@ def start_serve(db: Path, *args: str, env: dict | None = None) -> Served:
             found = re.search(r"receiving on http://\S+:(\d+)/", line)
             if found:
                 served.port = int(found.group(1))
+            if line.startswith("Press Ctrl+C"):  # the whole banner is out
                 ready.set()
         ready.set()
 

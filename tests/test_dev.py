@@ -401,3 +401,21 @@ def test_events_show_forward_status(serve, sink):
         1,
         200,
     )
+
+
+@pytest.mark.parametrize("layout", ["one line", "pretty"])
+def test_import_and_send_take_a_json_array_on_one_line_or_many(server, db_path, tmp_path, layout):
+    bodies = [sample_bytes(n) for n in SAMPLE_NAMES]
+    items = [json.dumps(json.loads(b)) for b in bodies]
+    text = (
+        "[" + ",".join(items) + "]"
+        if layout == "one line"
+        else "[\n  " + ",\n  ".join(items) + "\n]\n"
+    )
+    path = tmp_path / "events.json"
+    path.write_text(text)
+    result = run("import", str(path), "--db", str(tmp_path / "other.db"))
+    assert result.stdout == f"Imported {path}: 4 inserted, 0 duplicates, 0 quarantined\n"
+    sent = run("send", str(path), "--to", f"http://127.0.0.1:{server.port}/")
+    assert sent.exit_code == 0 and len(sent.stdout.splitlines()) == 4
+    assert [r["body"] for r in rows(server.db)] == [i.encode() for i in items]  # as written

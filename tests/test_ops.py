@@ -1,5 +1,7 @@
-"""doctor and backup against real databases, backup during a real ingest."""
+"""doctor, backup, prune and merge against real databases, backup during a real ingest."""
 
+import csv
+import io
 import json
 import os
 import sqlite3
@@ -244,3 +246,222 @@ def test_prune_asks_first(db_path):
     assert run("prune", "--before", "2019-01-01", "--db", str(db_path)).stdout == (
         "Nothing to prune before 2019-01-01T00:00:00Z\n"
     )
+
+
+# -- no command destroys data ------------------------------------------------------------
+
+
+def test_backup_onto_the_database_itself_is_refused_and_the_database_kept(db_path):
+    fill(db_path, [sample_bytes("case-closed")])
+    result = run("backup", str(db_path), "--db", str(db_path), "--force")
+    assert result.exit_code == 1
+    assert (
+        result.stderr == f"Error: {db_path} is the database itself: a backup must be another file\n"
+    )
+    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM events").fetchone()[0] == 1
+
+
+def test_backup_onto_the_database_by_another_name_is_refused(db_path, tmp_path):
+    fill(db_path, [sample_bytes("case-closed")])
+    alias = tmp_path / "alias.db"
+    alias.symlink_to(db_path)
+    result = run("backup", str(alias), "--db", str(db_path), "--force")
+    assert result.exit_code == 1 and "is the database itself" in result.stderr
+    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM events").fetchone()[0] == 1
+
+
+def test_backup_force_with_a_mistyped_database_keeps_yesterdays_backup(db_path, tmp_path):
+    fill(db_path, [sample_bytes("case-closed")])
+    nightly = tmp_path / "nightly.db"
+    assert run("backup", str(nightly), "--db", str(db_path)).exit_code == 0
+    before = nightly.read_bytes()
+    result = run("backup", str(nightly), "--force", "--db", str(tmp_path / "typo.db"))
+    assert result.exit_code == 1 and result.stderr.startswith("Error: no database at ")
+    assert nightly.read_bytes() == before
+
+
+def test_backup_of_a_damaged_database_says_so_and_keeps_the_old_copy(db_path, tmp_path):
+    from test_server import scribble_over_the_index_counts_use
+
+    fill(db_path, [event_body(caseId=i) for i in range(500)])
+    nightly = tmp_path / "nightly.db"
+    assert run("backup", str(nightly), "--db", str(db_path)).exit_code == 0
+    before = nightly.read_bytes()
+    scribble_over_the_index_counts_use(db_path)
+    result = run("backup", str(nightly), "--force", "--db", str(db_path))
+    assert result.exit_code == 1
+    assert "is damaged" in result.stderr or "failed its check" in result.stderr
+    assert "could not store" not in result.stderr
+    assert nightly.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_backup_force_replaces_with_a_complete_private_copy(db_path, tmp_path):
+    fill(db_path, [event_body(caseId=i) for i in range(3)])
+    target = tmp_path / "copy.db"
+    target.write_bytes(b"an older copy")
+    result = run("backup", str(target), "--force", "--db", str(db_path))
+    assert result.exit_code == 0 and result.stdout.startswith("Backed up 3 events")
+    assert sqlite3.connect(target).execute("SELECT count(*) FROM events").fetchone()[0] == 3
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+
+
+def old_and_new(db_path):
+    fill(db_path, [event_body(caseId=i, timestamp=1_600_000_000 + i) for i in range(5)])
+    fill(db_path, [event_body(caseId=100, timestamp=1_800_000_000)])
+
+
+def test_prune_refuses_an_existing_archive_without_append(db_path, tmp_path):
+    old_and_new(db_path)
+    archive = tmp_path / "old.ndjson.gz"
+    archive.write_bytes(b"last month's archive")
+    result = run(
+        "prune", "--before", "2025-01-01", "--archive", str(archive), "--yes", "--db", str(db_path)
+    )
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {archive} exists (use --append to add to it, or another name)\n"
+    )
+    assert archive.read_bytes() == b"last month's archive"
+    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM events").fetchone()[0] == 6
+
+
+def test_prune_append_adds_a_gzip_member_and_both_load_back(db_path, tmp_path):
+    import gzip
+
+    archive = tmp_path / "old.ndjson.gz"
+    fill(db_path, [event_body(caseId=i, timestamp=1_600_000_000 + i) for i in range(3)])
+    args = ["--archive", str(archive), "--yes", "--db", str(db_path)]
+    assert run("prune", "--before", "2025-01-01", *args).exit_code == 0
+    first = archive.read_bytes()
+    fill(db_path, [event_body(caseId=10 + i, timestamp=1_600_000_100 + i) for i in range(2)])
+    result = run("prune", "--before", "2025-01-01", "--append", *args)
+    assert result.exit_code == 0
+    assert archive.read_bytes().startswith(first)  # the earlier member, untouched
+    assert len(gzip.decompress(archive.read_bytes()).splitlines()) == 5
+    assert stat.S_IMODE(os.stat(archive).st_mode) == 0o600
+    restored = tmp_path / "restored.db"
+    loaded = run("import", str(archive), "--db", str(restored))
+    assert loaded.stdout.startswith(f"Imported {archive}: 5 inserted")
+
+
+def test_prune_archive_onto_the_database_is_refused(db_path):
+    old_and_new(db_path)
+    result = run(
+        "prune",
+        "--before",
+        "2025-01-01",
+        "--archive",
+        str(db_path),
+        "--append",
+        "--yes",
+        "--db",
+        str(db_path),
+    )
+    assert result.exit_code == 1 and "is the database itself" in result.stderr
+    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM events").fetchone()[0] == 6
+
+
+def test_export_onto_the_database_is_refused(db_path):
+    fill(db_path, [sample_bytes("case-closed")])
+    result = run("export", "--output", str(db_path), "--db", str(db_path))
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {db_path} is the database itself: export to another file\n"
+    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM events").fetchone()[0] == 1
+
+
+def test_export_output_file_is_private(db_path, tmp_path):
+    fill(db_path, [sample_bytes("case-closed")])
+    out = tmp_path / "events.csv"
+    assert run("export", "--output", str(out), "--db", str(db_path)).exit_code == 0
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+
+
+def test_merge_of_the_database_itself_is_refused(db_path, monkeypatch):
+    fill(db_path, [sample_bytes("case-closed"), sample_bytes("case-closed")])
+    monkeypatch.setenv("TBHOOK_DB", str(db_path))
+    result = run("merge", str(db_path))
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {db_path} is the database itself: nothing to merge\n"
+    assert sqlite3.connect(db_path).execute("SELECT deliveries FROM events").fetchone()[0] == 2
+
+
+def test_merge_of_a_copy_of_the_database_is_refused(db_path, tmp_path):
+    import shutil
+
+    fill(db_path, [sample_bytes("case-closed"), sample_bytes("case-closed")])
+    copy = tmp_path / "copy.db"
+    shutil.copy(db_path, copy)
+    result = run("merge", str(copy), "--db", str(db_path))
+    assert result.exit_code == 1
+    assert "is this log itself (or a copy of it)" in result.stderr
+    assert sqlite3.connect(db_path).execute("SELECT deliveries FROM events").fetchone()[0] == 2
+
+
+def test_merge_is_idempotent_and_takes_only_what_is_new_from_a_later_backup(tmp_path):
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    fill(a, [event_body(caseId=i) for i in range(3)])
+    fill(b, [event_body(caseId=i) for i in range(2, 6)] + [b"{bad"])
+    first = run("merge", str(b), "--db", str(a))
+    assert first.stdout == (
+        f"Merged {b}: 3 new events, 1 already here (their deliveries added), 1 new "
+        "quarantined; 6 events now\n"
+    )
+
+    def state():
+        conn = sqlite3.connect(a)
+        return sorted(conn.execute("SELECT bodySha256, deliveries FROM events")), sorted(
+            conn.execute("SELECT bodySha256, deliveries FROM quarantine")
+        )
+
+    merged = state()
+    again = run("merge", str(b), "--db", str(a))
+    assert again.exit_code == 0
+    assert (
+        again.stdout
+        == f"Nothing new in {b} since it was last merged (up to its event #4); 6 events here\n"
+    )
+    assert state() == merged  # deliveries not doubled
+    fill(b, [event_body(caseId=9)])  # b receives more; tonight's backup of it is merged
+    nightly = tmp_path / "b-nightly.db"
+    assert run("backup", str(nightly), "--db", str(b)).exit_code == 0
+    later = run("merge", str(nightly), "--db", str(a))
+    assert later.stdout.startswith(f"Merged {nightly}: 1 new events, 0 already here")
+    events, quarantine = state()
+    assert len(events) == 7 and sum(d for _, d in events) == 8  # caseId 2 arrived twice
+    assert quarantine == merged[1]
+    record = (
+        sqlite3.connect(a)
+        .execute("SELECT lastEventId, lastQuarantineId FROM merged_logs")
+        .fetchall()
+    )
+    assert record == [(5, 1)]
+
+
+def test_doctor_csv_is_csv(db_path):
+    fill(db_path, [sample_bytes("case-closed")])
+    result = run("doctor", "--format", "csv", "--db", str(db_path))
+    rows = list(csv.reader(io.StringIO(result.stdout_bytes.decode(), newline="")))
+    assert rows[0] == ["check", "status", "detail"]
+    checks = {row[0]: row[1] for row in rows[1:]}
+    assert checks["integrity"] == "ok" and checks["file"] == ""
+
+
+def test_doctor_reports_a_database_at_its_size_cap(db_path, serve):
+    server = serve("--quiet", "--max-db-size", "64K")
+    statuses = {server.post(event_body(caseId=i, uniqueId=i)).status for i in range(400)}
+    assert statuses == {200, 503}
+    refused = server.post(event_body(caseId=10_000))
+    assert refused.status == 503 and refused.headers["retry-after"] == "5"
+    assert "size cap (--max-db-size 64 KiB)" in refused.json["error"]
+    # doctor reads the cap the receiver recorded, without being told
+    report = run("doctor", "-f", "json", "--db", str(db_path))
+    assert report.exit_code == 1
+    [cap] = [c for c in json.loads(report.stdout)["checks"] if c["check"] == "size cap"]
+    assert cap["status"] == "fail" and "deliveries get 503" in cap["message"]
+    # given a larger cap, the same database is merely near it, or fine
+    roomy = json.loads(
+        run("doctor", "-f", "json", "--max-db-size", "1M", "--db", str(db_path)).stdout
+    )
+    [cap] = [c for c in roomy["checks"] if c["check"] == "size cap"]
+    assert cap["status"] == "ok"

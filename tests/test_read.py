@@ -449,3 +449,32 @@ def test_readers_never_write(log_db):
     ):
         assert run(*command, "--db", str(log_db)).exit_code == 0
     assert log_db.stat().st_mtime_ns == before
+
+
+def test_cases_never_show_a_negative_time_to_close_nor_cases_of_only_unknown_events(db_path):
+    store = EventStore.open(db_path)
+    bodies = [
+        close(600, 60, T0),  # a close stamped before the first message
+        msg(601, 600, 60, 0, T0 + 100),
+        {"event": "caseAssigned", "caseId": 700, "agentId": 9, "timestamp": T0},
+    ]
+    store.append([Delivery(json.dumps(b).encode(), parse(json.dumps(b).encode())) for b in bodies])
+    store.close()
+    rows = ndjson(run("cases", "-f", "ndjson"))
+    assert [r["caseId"] for r in rows] == [600]  # 700 has no message and no close
+    assert rows[0]["secondsToClose"] is None and rows[0]["reopened"] is True
+    line = run("cases").stdout.split("600", 1)[1].split("\n")[0]
+    assert __import__("re").search(r"-\d+[smhd]", line) is None, line
+
+
+def test_stats_shares_add_up_to_100(db_path):
+    store = EventStore.open(db_path)
+    for i in range(3):
+        body = json.dumps(msg(800 + i, 1, 1, 0, T0 + i, type_id=i + 1)).encode()
+        store.append([Delivery(body, parse(body))])
+    store.close()
+    out = run("stats").stdout
+    shares = [
+        int(s) for s in __import__("re").findall(r"(\d+)%", out.split("type")[1].split("\n\n")[0])
+    ]
+    assert sorted(shares)[:3] == [33, 33, 34]

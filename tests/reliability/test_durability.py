@@ -17,16 +17,17 @@ class RecordingStore(EventStore):
 
     log: list
 
-    def append(self, deliveries, forward_to=None, commit=True):
-        stored = super().append(deliveries, forward_to, commit)
-        self.open_ids = [s.id for s in stored]
-        if commit:
-            self.log.append(("commit", self.open_ids))
-        return stored
-
     def commit(self):
         super().commit()
-        self.log.append(("commit", self.open_ids))
+        self.commits = getattr(self, "commits", 0) + 1
+
+    def append(self, deliveries, forward_to=None):
+        before = getattr(self, "commits", 0)
+        stored = super().append(deliveries, forward_to)
+        # append returns only once its transaction is committed, and before any reply
+        assert self.commits == before + 1 and not self.db.conn.in_transaction
+        self.log.append(("commit", [s.id for s in stored]))
+        return stored
 
 
 def test_every_200_is_sent_after_its_batch_commits(db_path):

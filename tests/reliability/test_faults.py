@@ -40,7 +40,7 @@ def test_full_disk_gets_503_until_space_is_freed(db_path):
         rejected = [event_body(caseId=10_000 + i) for i in range(20)]
         responses = [server.post(body) for body in rejected]
         assert {r.status for r in responses} == {503}  # every request, none 200
-        assert all("full" in r.json["error"] and r.headers["retry-after"] for r in responses)
+        assert all("size cap" in r.json["error"] and r.headers["retry-after"] for r in responses)
         assert count(db_path) == stored_before
         filler.execute("DELETE FROM filler")  # the fault is cleared: space is free again
         filler.commit()
