@@ -101,8 +101,9 @@ class Parser:
     in its own process it uses the second core instead.
 
     The worker is forked when the parser is made: make it before opening the database or the
-    listening socket (so the worker holds neither) and before starting any thread. Without it (``fork=False``, or no fork on this system), or once it has died, large
-    bodies are parsed on a thread.
+    listening socket (so the worker holds neither) and before starting any thread. Without it
+    (``fork=False``, or no fork on this system), or once it has died, large bodies are parsed
+    on a thread.
     """
 
     def __init__(self, fork: bool = True) -> None:

@@ -89,7 +89,9 @@ class SlowCrowd:
 
 
 def deliveries(server, count: int, start: int = 0) -> list[int]:
-    return [server.post(event_body(caseId=start + i, uniqueId=start + i)).status for i in range(count)]
+    return [
+        server.post(event_body(caseId=start + i, uniqueId=start + i)).status for i in range(count)
+    ]
 
 
 def test_slow_connections_are_shed_so_complete_requests_get_their_200(tmp_path):
@@ -182,7 +184,9 @@ def test_a_thousand_huge_bodies_at_once_stay_within_the_memory_budget(tmp_path):
         time.sleep(1.5)  # the receiver hands the memory back once the burst is over
         after = rss_mib(server.proc.pid)
         counts = {o: outcomes.count(o) for o in set(outcomes)}
-        print(f"\nRSS {baseline:.0f} MiB, peak {max(peak):.0f} MiB, after {after:.0f} MiB: {counts}")
+        print(
+            f"\nRSS {baseline:.0f} MiB, peak {max(peak):.0f} MiB, after {after:.0f} MiB: {counts}"
+        )
         assert counts.get("200", 0) > 0 and set(counts) <= {"200", "503", "reset", "closed"}
         # The budget (64 MiB) plus SQLite's page cache (64 MiB, which fills with the stored
         # bodies and stays: it is bounded) plus uvicorn's read-ahead for refused connections.
@@ -232,8 +236,10 @@ def test_senders_of_slow_to_parse_bodies_do_not_stall_other_deliveries(tmp_path)
         for sender in senders:
             sender.finish(30)
         p50 = statistics.median(during)
-        print(f"\np50 {statistics.median(baseline) * 1000:.1f} ms alone, {p50 * 1000:.1f} ms "
-              "beside four senders of 1 MiB nested bodies")
+        print(
+            f"\np50 {statistics.median(baseline) * 1000:.1f} ms alone, {p50 * 1000:.1f} ms "
+            "beside four senders of 1 MiB nested bodies"
+        )
         assert p50 < 0.2, f"p50 {p50 * 1000:.0f} ms beside four heavy senders"
     finally:
         assert server.stop() == 0
