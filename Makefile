@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: serve test test-reliability lint bench dist clean
 
+# Options pass through ARGS: make serve ARGS="--port 9000 --db /tmp/other.db"
 serve: $(STAMP)
-	$(BIN)/tbhook serve
+	$(BIN)/tbhook serve $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"

@@ -220,6 +220,11 @@ class _Guard:
         and the sender will retry); a complete one is answered once committed."""
         if self._receiving and not self._answering():
             self._reject(503, "shutting down; try again", retry_after=True)
+            self.table.log(
+                "shutdown",
+                f"answered 503 (Retry-After {RETRY_AFTER_SECONDS} s) to a request still "
+                "arriving at shutdown",
+            )
         else:
             super().shutdown()  # type: ignore[misc]
 

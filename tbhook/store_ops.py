@@ -177,26 +177,24 @@ class Operations:
             done = self.db.execute(
                 "SELECT lastEventId, lastQuarantineId FROM merged_logs WHERE logId = ?", [theirs]
             ).fetchone() or (0, 0)
-            before = self.count(), self.count("quarantine")
+            count = "SELECT count(*) FROM other.{} WHERE id > ?"
             new = [
-                self.db.execute(f"SELECT count(*) FROM other.{t} WHERE id > ?", [after]).fetchone()[
-                    0
-                ]
-                for t, after in (("events", done[0]), ("quarantine", done[1]))
+                self.db.execute(count.format(table), [after]).fetchone()[0]
+                for table, after in (("events", done[0]), ("quarantine", done[1]))
             ]
-            for table, columns, after in (
-                ("events", _MERGE_COLUMNS, done[0]),
-                ("quarantine", _MERGE_QUARANTINE, done[1]),
-            ):
+            added = [
                 self._merge_table(table, columns, after, theirs, other, progress, chunk)
-            after = self.count(), self.count("quarantine")
+                for table, columns, after in (
+                    ("events", _MERGE_COLUMNS, done[0]),
+                    ("quarantine", _MERGE_QUARANTINE, done[1]),
+                )
+            ]
         finally:
             self.db.conn.execute("DETACH DATABASE other")
-        added = after[0] - before[0]
         return {
-            "added": added,
-            "alreadyHere": new[0] - added,
-            "quarantine": after[1] - before[1],
+            "added": added[0],
+            "alreadyHere": new[0] - added[0],
+            "quarantine": added[1],
             "mergedBefore": done[0],  # the other log's last event id merged by an earlier run
         }
 
@@ -218,24 +216,33 @@ class Operations:
         source: str,
         progress: Callable[[int], None] | None,
         chunk: int,
-    ) -> None:
+    ) -> int:
+        """Merge one table of the other log, from its row ``after`` on; how many rows were new
+        here."""
         names = ", ".join(f'"{c}"' for c in columns)
         cursor_column = "lastEventId" if table == "events" else "lastQuarantineId"
+        added = 0
         while True:
             with self._writing() as conn:
-                upto = conn.execute(
+                upto, count = conn.execute(
                     f"SELECT max(id), count(*) FROM (SELECT id FROM other.{table} WHERE id > ? "
                     "ORDER BY id LIMIT ?)",
                     [after, chunk],
                 ).fetchone()
-                if upto[0] is None:
-                    return
+                if upto is None:
+                    return added
+                # Rows new here get ids above the highest one now (this transaction holds the
+                # write lock), so a receiver's deliveries meanwhile are not counted as merged.
+                newest = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
                 conn.execute(
                     f"INSERT INTO {table} ({names}) SELECT {names} FROM other.{table} "
                     "WHERE id > ? AND id <= ? ORDER BY id "
                     f"ON CONFLICT(bodySha256) DO UPDATE SET {_SUM_DELIVERIES}",
-                    [after, upto[0]],
+                    [after, upto],
                 )
+                added += conn.execute(
+                    f"SELECT count(*) FROM {table} WHERE id > ?", [newest]
+                ).fetchone()[0]
                 if log_id is not None:
                     conn.execute(
                         "INSERT INTO merged_logs (logId, lastEventId, lastQuarantineId, source, "
@@ -245,11 +252,11 @@ class Operations:
                     )
                     conn.execute(
                         f"UPDATE merged_logs SET {cursor_column} = ? WHERE logId = ?",
-                        [upto[0], log_id],
+                        [upto, log_id],
                     )
-            after = upto[0]
+            after = upto
             if progress:
-                progress(upto[1])
+                progress(count)
             time.sleep(PAUSE_SECONDS)  # let a waiting receiver take the lock
 
     def prune_plan(self, before: int) -> tuple[list[int], int]:

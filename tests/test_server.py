@@ -271,6 +271,9 @@ def test_sigterm_answers_a_request_still_arriving_503_and_exits_at_once(server):
     assert server.proc.wait(15) == 0
     assert time.monotonic() - started < 2.5
     assert "Traceback" not in server.stderr() and "CancelledError" not in server.stderr()
+    assert "answered 503 (Retry-After 5 s) to a request still arriving at shutdown" in (
+        server.stderr()
+    )
     assert [r["event"] for r in rows(server.db)] == ["profileMerged"]  # the 200 is kept
 
 
