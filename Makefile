@@ -29,7 +29,7 @@ bench: $(STAMP)
 # dependencies inside; the compiled speed-ups (uvloop, httptools, orjson) cannot be, so the
 # file uses asyncio, h11 and the json module instead (`--version` says which).
 dist: $(STAMP)
-	rm -rf build/pyz dist/tbhook.pyz
+	rm -rf build dist/tbhook.pyz
 	$(BIN)/python -m pip install -q --no-compile --target build/pyz .
 	cd build/pyz && rm -rf bin pip pip-* uvloop* httptools* orjson* && find . -name '*.so' -delete
 	mkdir -p dist

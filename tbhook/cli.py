@@ -106,7 +106,7 @@ def serve(
 ) -> None:
     """Receive Tracebuzz webhooks and append every delivery to the database."""
     from tbhook import server
-    from tbhook.store import EventStore
+    from tbhook.store import open_store
 
     auth = _auth(header_name, header_value)
     memory = parse_size(body_memory, "--body-memory") or 0
@@ -126,7 +126,8 @@ def serve(
             parser.close()
             raise
         try:
-            store = EventStore.open(db, max_bytes=max_db_size)  # type: ignore[arg-type]
+            store = open_store(db, max_bytes=max_db_size)  # type: ignore[arg-type]
+            warnings = [w for w in (store.durability_warning(),) if w]
             events, quarantined = store.counts()
             with contextlib.suppress(TbhookError):  # at the cap already: doctor is told anyway
                 store.record_size_cap()
@@ -138,7 +139,6 @@ def serve(
                 store.close()
             raise
     limit, files = server.connection_limit(max_connections)
-    warnings = []
     if limit < max_connections:
         warnings.append(
             f"Warning: the open-file limit ({files}) leaves room for {limit} connections; "

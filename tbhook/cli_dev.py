@@ -180,14 +180,14 @@ def import_(
     """Load events through the receiver's parsing, dedupe and quarantine rules."""
     from tbhook.importer import import_stream
     from tbhook.payloads import open_source
-    from tbhook.store import EventStore
+    from tbhook.store import open_store
 
     if file != "-" and not Path(file).is_file():
         raise fail(f"no file at {file}")
     with reported_errors():
         stream, label = open_source(file)
         size = os.fstat(stream.fileno()).st_size if file != "-" else None
-        store = EventStore.open(db)
+        store = open_store(db)
         try:
             with progress() as bar:
                 task = bar.add_task(f"importing {label}", total=size or None)

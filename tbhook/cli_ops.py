@@ -92,20 +92,21 @@ def doctor(
             unknown = store.unknown_values()
         except sqlite3.DatabaseError as exc:
             health, unknown = {**UNREADABLE, "scanError": str(exc)}, []
-        space = store.space()
+        facts = store.server_facts()
         recorded = store.meta().get("maxDbSize")
+        backend, shown = store.dialect.name, store.path
+        durability = store.durability_warning()
     given: Optional[int] = max_db_size  # type: ignore[assignment]  # the callback made it bytes
     cap = given or (int(recorded) if recorded else None)
-    size = os.path.getsize(db)
-    wal = Path(f"{db}-wal")
     stale_seconds: Optional[int] = stale  # type: ignore[assignment]  # the callback made it seconds
-    checks = _checks(integrity, pending, health, stale_seconds)
-    checks += _space_checks(space["usedBytes"], cap) + _unknown_checks(unknown)
+    checks = _checks(integrity, pending, health, stale_seconds, backend)
+    if backend == "sqlite":
+        checks += _space_checks(facts["usedBytes"], cap)
+    checks += _unknown_checks(unknown) + _durability_checks(durability, facts)
     report: dict[str, Any] = {
-        "database": str(db),
-        "sizeBytes": size,
-        "walBytes": wal.stat().st_size if wal.exists() else 0,
-        "usedBytes": space["usedBytes"],
+        "database": shown,
+        "backend": backend,
+        **facts,
         "maxDbSizeBytes": cap,
         "integrity": integrity[:10],
         "schema": applied[-1] if applied else None,
@@ -165,8 +166,19 @@ def _report_rows(report: dict[str, Any]) -> list[dict[str, str]]:
     """The report as (check, status, detail) rows: the facts first, then every check."""
     mib = 1024 * 1024
     by_event = ", ".join(f"{n} {name}" for name, n in report["byEvent"].items())
+    if report["backend"] == "sqlite":
+        where = (
+            "file",
+            f"{report['sizeBytes'] / mib:.1f} MiB, WAL {report['walBytes'] / mib:.1f} MiB",
+        )
+    else:
+        where = (
+            "server",
+            f"PostgreSQL {report['serverVersion']}, {report['databaseBytes'] / mib:.1f} MiB, "
+            f"synchronous_commit {report['synchronousCommit']}",
+        )
     rows = [
-        ("file", f"{report['sizeBytes'] / mib:.1f} MiB, WAL {report['walBytes'] / mib:.1f} MiB"),
+        where,
         ("schema version", str(report["schema"])),
         ("events", f"{report['events']}" + (f" ({by_event})" if by_event else "")),
         ("last received", str(report["lastReceivedAt"] or "never")),
@@ -186,15 +198,32 @@ def _seconds_since(iso: Optional[str]) -> Optional[int]:
     return int((datetime.now(timezone.utc) - moment).total_seconds())
 
 
+def _durability_checks(warning: Optional[str], facts: dict[str, Any]) -> list[dict[str, str]]:
+    if "synchronousCommit" not in facts:
+        return []  # SQLite: synchronous=FULL is set by tbhook itself
+    if warning:
+        message = warning.removeprefix("Warning: ")
+        return [{"check": "durability", "status": "fail", "message": message}]
+    setting = facts["synchronousCommit"]
+    message = f"synchronous_commit is {setting}: a 200 means the commit is on disk"
+    return [{"check": "durability", "status": "ok", "message": message}]
+
+
 def _checks(
-    integrity: list[str], pending: list[str], health: dict[str, Any], stale: Optional[int]
+    integrity: list[str],
+    pending: list[str],
+    health: dict[str, Any],
+    stale: Optional[int],
+    backend: str = "sqlite",
 ) -> list[dict[str, str]]:
     checks = []
 
     def check(name: str, status: str, message: str) -> None:
         checks.append({"check": name, "status": status, "message": message})
 
-    if integrity == ["ok"]:
+    if backend != "sqlite":
+        check("integrity", "ok", "left to PostgreSQL (data checksums, amcheck)")
+    elif integrity == ["ok"]:
         check("integrity", "ok", "the database file is sound")
     else:
         check("integrity", "fail", "; ".join(integrity[:3]) + ": restore the last backup")
@@ -280,11 +309,16 @@ def backup(
 ) -> None:
     """A consistent copy of the database, safe while `tbhook serve` keeps writing."""
     from tbhook.files import refuse_same, replacing
-    from tbhook.store import EventStore
+    from tbhook.store import is_url, open_reader, shown
 
+    if is_url(db):
+        raise fail(
+            "backup copies a SQLite file; for PostgreSQL use its own tools, such as "
+            f"pg_dump --format=custom --file=tbhook.dump '{shown(db)}'"
+        )
     if dest.is_dir():
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        dest = dest / f"{db.stem}-{stamp}.db"
+        dest = dest / f"{Path(db).stem}-{stamp}.db"
     with reading(db, current=False) as store, reported_errors():
         # Everything is checked before DEST is touched; DEST is replaced only by a finished copy.
         refuse_same(db, dest, "a backup must be another file")
@@ -292,7 +326,7 @@ def backup(
             raise fail(f"{dest} exists (use --force to replace it)")
         with replacing(dest) as temp:
             store.backup(str(temp))
-            copy = EventStore.open_readonly(temp, current=False)
+            copy = open_reader(temp, current=False)
             try:
                 events, integrity = copy.count(), copy.integrity(quick=True)
             finally:
@@ -309,14 +343,16 @@ def merge(
 ) -> None:
     """Fold another tbhook log into this one: two receivers for one Tracebuzz, one log."""
     from tbhook.files import refuse_same
-    from tbhook.store import EventStore
+    from tbhook.store import is_url, open_reader, open_store
 
     with reported_errors():
+        if is_url(str(other)):
+            raise fail("merge takes a SQLite file (another receiver's log, or a backup of it)")
         refuse_same(db, other, "nothing to merge")
-        source = EventStore.open_readonly(other)  # it exists, it is tbhook's, it is current
+        source = open_reader(other)  # it exists, it is tbhook's, it is current
         waiting = source.count() + source.count("quarantine")
         source.close()
-        store = EventStore.open(db)
+        store = open_store(db)
         try:
             with progress() as bar:
                 task = bar.add_task(f"merging {other}", total=waiting)
@@ -357,7 +393,7 @@ def prune(
     """Delete old events, after archiving them; merges that persons still need are kept."""
     from tbhook.files import refuse_same
     from tbhook.filters import iso_time, parse_when
-    from tbhook.store import EventStore
+    from tbhook.store import open_store
 
     try:
         cutoff = parse_when(before)
@@ -368,7 +404,7 @@ def prune(
             refuse_same(db, archive, "the archive must be another file")
             if archive.exists() and not append:
                 raise fail(f"{archive} exists (use --append to add to it, or another name)")
-        store = EventStore.open(db)
+        store = open_store(db)
     try:
         ids, kept = store.prune_plan(cutoff)
         when = iso_time(cutoff)

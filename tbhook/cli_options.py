@@ -6,7 +6,6 @@ import contextlib
 import sqlite3
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
@@ -16,12 +15,19 @@ from tbhook.filters import Filters, parse_sender, parse_when
 from tbhook.output import Format
 
 if TYPE_CHECKING:
-    from tbhook.store import EventStore
+    from tbhook.store import Store
 
-DEFAULT_DB = Path("tbhook.db")
+DEFAULT_DB = "tbhook.db"
 DbOption = Annotated[
-    Path,
-    typer.Option("--db", envvar="TBHOOK_DB", help="SQLite database file.", show_default=True),
+    str,
+    typer.Option(
+        "--db",
+        envvar="TBHOOK_DB",
+        metavar="FILE|URL",
+        help="SQLite file, or a postgresql:// URL (the password from the URL, PGPASSWORD "
+        "or ~/.pgpass).",
+        show_default=True,
+    ),
 ]
 
 
@@ -145,16 +151,16 @@ def filters_from(event, case, person, search_id, source, sender, since, until) -
 
 
 @contextlib.contextmanager
-def reading(db: Path, current: bool = True) -> Iterator[EventStore]:
+def reading(db: str, current: bool = True) -> Iterator[Store]:
     """The database opened read-only, errors reported as ``Error: ...``."""
-    from tbhook.store import EventStore
+    from tbhook.store import open_reader
 
     with reported_errors():
-        store = EventStore.open_readonly(db, current)
+        store = open_reader(db, current)
         try:
             yield store
         except sqlite3.Error as exc:
-            raise TbhookError(f"cannot read {db}: {exc}") from exc
+            raise TbhookError(f"cannot read {store.path}: {exc}") from exc
         finally:
             store.close()
 

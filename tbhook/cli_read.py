@@ -94,7 +94,9 @@ def tail(
     from tbhook.follow import follow_events, stopped_by_signals
 
     filters = filters_from(event, case, person, search_id, source, sender, since, until)
-    if follow and not db.exists():
+    from tbhook.store import is_url
+
+    if follow and not is_url(db) and not Path(db).exists():
         sys.stderr.write(f"Waiting for {db} to appear (start `tbhook serve --db {db}`)...\n")
         sys.stderr.flush()
     try:

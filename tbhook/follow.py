@@ -9,42 +9,34 @@ import sqlite3
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 from tbhook.errors import NoDatabase, NotReady
 from tbhook.filters import Filters
 from tbhook.output import describe, event_record, event_style
-from tbhook.store import EventStore
+from tbhook.store import Store, open_reader
 
 POLL_SECONDS = 0.1  # the id is a cursor: one cheap indexed query per poll
 
 
 def follow_events(
-    db: Path, filters: Filters, lines: int, follow: bool, fmt: str, console, poll=POLL_SECONDS
+    db: str, filters: Filters, lines: int, follow: bool, fmt: str, console, poll=POLL_SECONDS
 ) -> None:  # noqa: ANN001 - a rich Console
-    """Print the last ``lines`` matching events, then (with ``follow``) new ones until Ctrl-C."""
+    """Print the last ``lines`` matching events, then (with ``follow``) new ones until Ctrl-C.
+    The store says what "new" is: on SQLite the next ids, on PostgreSQL the transactions that
+    have finished (a lower id can commit after a higher one there)."""
     store = _open_when_ready(db, follow, poll)
     try:
         canonical = store.canonical_lookup()
-        cursor = store.max_id()
-        backlog = (
-            store.events(filters, order_by="arrival", descending=True, limit=lines, upto_id=cursor)
-            if lines
-            else []
-        )
-        for row in reversed(list(backlog)):
+        backlog, cursor = store.tail_begin(filters, lines)
+        for row in backlog:
             _print(row, canonical, fmt, console)
         while follow:
-            time.sleep(poll)
-            newest = store.max_id()
-            if newest <= cursor:
-                continue
-            rows = list(store.events(filters, order_by="arrival", after_id=cursor, upto_id=newest))
+            store.tail_wait(poll)
+            rows, cursor = store.tail_more(filters, cursor)
             if any(row["event"] == "profileMerged" for row in rows):
                 canonical = store.canonical_lookup()  # merges change who is who
             for row in rows:
                 _print(row, canonical, fmt, console)
-            cursor = newest
     finally:
         store.close()
 
@@ -77,11 +69,11 @@ def _print(row: dict, canonical, fmt: str, console) -> None:  # noqa: ANN001
     console.print(Text(line, style=event_style(row)), soft_wrap=True)
 
 
-def _open_when_ready(db: Path, wait: bool, poll: float) -> EventStore:
+def _open_when_ready(db: str, wait: bool, poll: float) -> Store:
     """Open the database read-only, waiting (when following) until `serve` has created it."""
     while True:
         try:
-            store = EventStore.open_readonly(db)
+            store = open_reader(db)
             store.max_id()  # the schema may not be there yet in a database being created
             return store
         except (NoDatabase, NotReady):  # not there yet, or `serve` is still creating it

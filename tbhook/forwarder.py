@@ -14,8 +14,7 @@ from collections.abc import Callable
 from tbhook.client import Poster, PostFailed
 from tbhook.errors import TbhookError
 from tbhook.events import SCHEDULE_MINUTES
-from tbhook.store import EventStore
-from tbhook.store_ops import ForwardOutcome
+from tbhook.store import ForwardOutcome, Store
 from tbhook.writer import BatchWriter
 
 IDLE_SECONDS = 1.0
@@ -25,7 +24,7 @@ class Forwarder:
     def __init__(
         self,
         writer: BatchWriter,
-        reader: EventStore,
+        reader: Store,
         target: str,
         headers: dict[str, str] | None = None,
         retry_scale: float = 1.0,

@@ -12,7 +12,7 @@ from typing import IO
 from tbhook.events import parse
 from tbhook.filters import utc_now
 from tbhook.payloads import bodies
-from tbhook.store import EventStore, ImportRows
+from tbhook.store import ImportRows, Store
 
 BATCH = 20000
 WAL_CHECKPOINT_PAGES = 10000  # fewer, larger checkpoints while importing (about 40 MB of WAL)
@@ -32,7 +32,7 @@ class ImportResult:
 
 
 def import_stream(
-    store: EventStore,
+    store: Store,
     stream: IO[bytes],
     label: str,
     progress: Callable[[int], None] | None = None,

@@ -24,7 +24,7 @@ from tbhook.errors import StoreUnavailable, TbhookError
 from tbhook.events import Event, Unreadable, parse
 from tbhook.output import describe_parsed
 from tbhook.protocol import RETRY_AFTER_SECONDS, Connections, Throttled
-from tbhook.store import Delivery, EventStore, Stored
+from tbhook.store import Delivery, Store, Stored, open_reader
 from tbhook.text import clean
 from tbhook.writer import BatchWriter
 
@@ -478,7 +478,7 @@ def _stderr_line(line: str) -> None:
 
 
 def serve(
-    store: EventStore,
+    store: Store,
     sock: socket.socket,
     *,
     auth: Auth | None = None,
@@ -505,7 +505,7 @@ def serve(
         from tbhook.forwarder import Forwarder
 
         headers = {auth.name: auth.value} if auth else {}
-        reader = EventStore.open_readonly(store.path)
+        reader = open_reader(store.target)
         forwarder = Forwarder(writer, reader, forward_to, headers, retry_scale, log)
         writer.on_commit = forwarder.wake
     app = Receiver(

@@ -15,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
 from tbhook.filters import Filters
-from tbhook.store import EventStore
+from tbhook.store import Store, open_reader
 
 T = TypeVar("T")
 SPLIT_FROM_ROWS = 200_000  # below this many ids, a second process costs more than it saves
@@ -29,13 +29,16 @@ def split_from_rows() -> int:
 
 
 def in_halves(
-    store: EventStore,
+    store: Store,
     filters: Filters,
-    here: Callable[[EventStore, Filters], T],
+    here: Callable[[Store, Filters], T],
     there: Callable[[str, Filters], T],
 ) -> list[T]:
     """``here(store, lower)`` in this process while ``there(path, upper)`` runs in a worker,
-    in id order. A small span, one core or no fork: ``here`` takes the whole range alone."""
+    in id order. A small span, one core, no fork, or a database server doing the work anyway
+    (PostgreSQL): ``here`` takes the whole range alone."""
+    if not store.can_split:
+        return [here(store, filters)]
     first, last = store.id_span(filters)
     cores = os.cpu_count() or 1
     can_fork = "fork" in multiprocessing.get_all_start_methods()
@@ -47,13 +50,13 @@ def in_halves(
     lower = dataclasses.replace(filters, first_id=first, last_id=middle)
     upper = dataclasses.replace(filters, first_id=middle + 1, last_id=last)
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-        later = pool.submit(there, store.path, upper)
+        later = pool.submit(there, store.target, upper)
         return [here(store, lower), later.result()]
 
 
-def reading(path: str, work: Callable[[EventStore], T]) -> T:
+def reading(target: str, work: Callable[[Store], T]) -> T:
     """In the worker: ``work`` on the database opened read-only afresh."""
-    store = EventStore.open_readonly(path)
+    store = open_reader(target)
     try:
         return work(store)
     finally:

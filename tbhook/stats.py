@@ -10,16 +10,16 @@ from tbhook.events import ENUMERATED
 from tbhook.filters import Filters
 from tbhook.output import sender_label, type_label
 from tbhook.split import in_halves, reading
-from tbhook.store import EventStore
+from tbhook.store import Store, stats_groups
 from tbhook.text import cell
 
 SECTIONS = ("byEvent", "bySender", "byType", "bySource", "perDay")
 
 
-def groups(store: EventStore, filters: Filters) -> Iterator[dict[str, Any]]:
+def groups(store: Store, filters: Filters) -> Iterator[dict[str, Any]]:
     """Grouped counts of the matching events, the two halves of a big log on two cores."""
-    halves = in_halves(store, filters, EventStore.stats_counter, _count_part)
-    return EventStore.stats_groups(sum(halves, Counter()))
+    halves = in_halves(store, filters, lambda here, part: here.stats_counter(part), _count_part)
+    return stats_groups(sum(halves, Counter()))
 
 
 def _count_part(db: str, filters: Filters) -> Counter:

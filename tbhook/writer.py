@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from tbhook.errors import StoreUnavailable
-from tbhook.store import Delivery, EventStore, Stored
+from tbhook.store import Delivery, Store, Stored
 
 Outcome = Stored | StoreUnavailable
 Batch = list[tuple[Delivery, asyncio.Future]]
@@ -44,7 +44,7 @@ class BatchWriter:
 
     def __init__(
         self,
-        store: EventStore,
+        store: Store,
         max_batch: int = MAX_BATCH,
         forward_to: str | None = None,
         on_commit: Callable[[], None] | None = None,
@@ -72,7 +72,7 @@ class BatchWriter:
             raise outcome
         return outcome
 
-    def call(self, operation: Callable[[EventStore], T]) -> T:
+    def call(self, operation: Callable[[Store], T]) -> T:
         """Run ``operation(store)`` on the writer thread, between batches (from another
         thread: it blocks until done)."""
         return self._thread.submit(operation, self.store).result()

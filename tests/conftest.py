@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tbhook.store import EventStore
+from tbhook.store.sqlite import SQLiteStore
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 SAMPLE_NAMES = ["new-incoming-message", "include-own-message", "case-closed", "profile-merged"]
@@ -48,7 +48,7 @@ def env_setup(monkeypatch: pytest.MonkeyPatch, db_path: Path) -> None:
 
 @pytest.fixture
 def store(db_path: Path):
-    store = EventStore.open(db_path)
+    store = SQLiteStore.open(db_path)
     yield store
     store.close()
 

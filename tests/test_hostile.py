@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from tbhook.cli import app
 from tbhook.events import parse
-from tbhook.store import Delivery, EventStore
+from tbhook.store import Delivery
+from tbhook.store.sqlite import SQLiteStore
 from tbhook.text import FORMULA_STARTS
 
 T0 = 1_700_000_000
@@ -65,7 +66,7 @@ QUARANTINED = [b"", b"[/x] \x1b[2J", b"=1+1\r\nnext", "\u202eevil".encode(), b"\
 
 @pytest.fixture
 def hostile_db(db_path):
-    store = EventStore.open(db_path)
+    store = SQLiteStore.open(db_path)
     store.append([Delivery(b, parse(b), path="/[red]p\x1b[2J\r\n") for b in hostile_bodies()])
     store.append([Delivery(b, parse(b), path="/[link=x]q") for b in QUARANTINED])
     store.close()

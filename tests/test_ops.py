@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from tbhook.cli import app
 from tbhook.events import parse
-from tbhook.store import Delivery, EventStore
+from tbhook.store import Delivery
+from tbhook.store.sqlite import SQLiteStore
 
 runner = CliRunner(env={"COLUMNS": "200"})
 
@@ -24,7 +25,7 @@ def run(*args):
 
 
 def fill(db, bodies, received_at=None):
-    store = EventStore.open(db)
+    store = SQLiteStore.open(db)
     for body in bodies:
         kwargs = {"received_at": received_at} if received_at else {}
         store.append([Delivery(body, parse(body), **kwargs)])
@@ -37,7 +38,7 @@ def test_doctor_reports_a_healthy_database(db_path):
     assert result.exit_code == 0
     report = json.loads(result.stdout)
     assert report["ok"] is True and report["integrity"] == ["ok"]
-    assert report["schema"] == "m009_merged_logs" and report["pendingMigrations"] == []
+    assert report["schema"] == "m010_views_in_range" and report["pendingMigrations"] == []
     assert report["events"] == 1 and report["byEvent"] == {"caseClosed": 1}
     assert (report["retriedEvents"], report["extraDeliveries"], report["quarantined"]) == (1, 1, 1)
     assert report["lateDeliveries"] == 1  # the sample's timestamp is from 2022

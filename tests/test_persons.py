@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from tbhook.events import parse
 from tbhook.persons import Merge, Resolver, group_of
-from tbhook.store import Delivery, EventStore
+from tbhook.store import Delivery
+from tbhook.store.sqlite import SQLiteStore
 
 
 def merge_body(old: int, new: int, ts: int) -> bytes:
@@ -19,7 +20,7 @@ def merge_body(old: int, new: int, ts: int) -> bytes:
 
 
 def store_with(db_path, merges):
-    store = EventStore.open(db_path)
+    store = SQLiteStore.open(db_path)
     store.append([Delivery(merge_body(*m), parse(merge_body(*m))) for m in merges])
     return store
 

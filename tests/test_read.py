@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from tbhook.cli import app
 from tbhook.events import parse
-from tbhook.store import Delivery, EventStore
+from tbhook.store import Delivery
+from tbhook.store.sqlite import SQLiteStore
 
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z
 
@@ -75,7 +76,7 @@ LOG = [
 
 @pytest.fixture
 def log_db(db_path):
-    store = EventStore.open(db_path)
+    store = SQLiteStore.open(db_path)
     bodies = [json.dumps(e).encode() for e in LOG]
     store.append([Delivery(b, parse(b), path="/tb") for b in bodies])
     store.append([Delivery(b"=HYPERLINK(1)", parse(b"=HYPERLINK(1)"), path="/tb")])
@@ -343,7 +344,7 @@ def test_export_csv_round_trips_through_the_csv_module(log_db, split):
 
 
 def test_export_cannot_inject_spreadsheet_formulas(db_path, split):
-    store = EventStore.open(db_path)
+    store = SQLiteStore.open(db_path)
     for name in ('=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)"):
         body = json.dumps({"event": name, "caseId": -5, "timestamp": T0}).encode()
         store.append([Delivery(body, parse(body))])
@@ -417,7 +418,7 @@ def test_tail_no_follow_prints_last_n_in_arrival_order(log_db):
 
 
 def test_piping_into_head_ends_quietly(log_db):
-    big = EventStore.open(log_db)
+    big = SQLiteStore.open(log_db)
     bodies = [json.dumps(msg(1000 + i, 900, 90, 0, T0 + i)).encode() for i in range(20000)]
     big.append([Delivery(b, parse(b)) for b in bodies])
     big.close()
@@ -452,7 +453,7 @@ def test_readers_never_write(log_db):
 
 
 def test_cases_never_show_a_negative_time_to_close_nor_cases_of_only_unknown_events(db_path):
-    store = EventStore.open(db_path)
+    store = SQLiteStore.open(db_path)
     bodies = [
         close(600, 60, T0),  # a close stamped before the first message
         msg(601, 600, 60, 0, T0 + 100),
@@ -468,7 +469,7 @@ def test_cases_never_show_a_negative_time_to_close_nor_cases_of_only_unknown_eve
 
 
 def test_stats_shares_add_up_to_100(db_path):
-    store = EventStore.open(db_path)
+    store = SQLiteStore.open(db_path)
     for i in range(3):
         body = json.dumps(msg(800 + i, 1, 1, 0, T0 + i, type_id=i + 1)).encode()
         store.append([Delivery(body, parse(body))])

@@ -343,10 +343,11 @@ def scribble_over_the_index_counts_use(db) -> None:
 
 def test_serve_on_a_damaged_database_says_so_plainly(tmp_path):
     from tbhook.events import parse
-    from tbhook.store import Delivery, EventStore
+    from tbhook.store import Delivery
+    from tbhook.store.sqlite import SQLiteStore
 
     db = tmp_path / "damaged.db"
-    store = EventStore.open(db)
+    store = SQLiteStore.open(db)
     store.append([Delivery(event_body(caseId=i), parse(event_body(caseId=i))) for i in range(500)])
     store.close()
     scribble_over_the_index_counts_use(db)

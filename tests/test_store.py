@@ -9,8 +9,9 @@ from conftest import SAMPLE_NAMES, sample_bytes
 
 from tbhook.errors import NoDatabase, NotReady, StoreUnavailable
 from tbhook.events import parse
-from tbhook.migrations import migrations
-from tbhook.store import Delivery, EventStore
+from tbhook.store import Delivery
+from tbhook.store.sqlite import SQLiteStore
+from tbhook.store.sqlite_migrations import migrations
 
 EXPECTED_EVENT_COLUMNS = [
     "id",
@@ -46,7 +47,7 @@ def deliver(store, body: bytes, path: str = "/"):
 
 
 def test_blank_database_migrates_to_the_expected_schema(db_path):
-    EventStore.open(db_path).close()
+    SQLiteStore.open(db_path).close()
     conn = sqlite3.connect(db_path)
     columns = [row[1] for row in conn.execute("PRAGMA table_info(events)")]
     assert columns == EXPECTED_EVENT_COLUMNS
@@ -83,14 +84,15 @@ def test_blank_database_migrates_to_the_expected_schema(db_path):
         "m007_unknown_labels",
         "m008_meta",
         "m009_merged_logs",
+        "m010_views_in_range",
     ]
 
 
 def test_reopening_applies_nothing_twice(db_path):
-    EventStore.open(db_path).close()
-    EventStore.open(db_path).close()
+    SQLiteStore.open(db_path).close()
+    SQLiteStore.open(db_path).close()
     conn = sqlite3.connect(db_path)
-    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 9
+    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 10
 
 
 def test_durability_settings(store, db_path):
@@ -159,13 +161,13 @@ def test_unreadable_bodies_go_to_quarantine_with_reason_and_path(store):
 def test_read_only_open_never_creates_a_database(tmp_path):
     missing = tmp_path / "nope.db"
     with pytest.raises(NoDatabase, match="no database at .*nope.db"):
-        EventStore.open_readonly(missing)
+        SQLiteStore.open_readonly(missing)
     assert not missing.exists()
 
 
 def test_read_only_store_cannot_write(store, db_path):
     deliver(store, sample_bytes("case-closed"))
-    reader = EventStore.open_readonly(db_path)
+    reader = SQLiteStore.open_readonly(db_path)
     assert reader.count() == 1
     with pytest.raises(StoreUnavailable, match="readonly"):
         deliver(reader, sample_bytes("profile-merged"))
@@ -175,7 +177,7 @@ def test_open_for_writing_fails_clearly_in_a_missing_directory(tmp_path):
     with pytest.raises(
         StoreUnavailable, match="cannot open .*missing/x.db for writing: No such file"
     ):
-        EventStore.open(tmp_path / "missing" / "x.db")
+        SQLiteStore.open(tmp_path / "missing" / "x.db")
 
 
 def test_locked_database_fails_the_batch_and_the_store_recovers(store, db_path):
@@ -209,7 +211,7 @@ def test_read_only_open_refuses_a_file_that_is_not_tbhook(tmp_path):
     other = tmp_path / "other.db"
     sqlite3.connect(other).execute("CREATE TABLE x (y)").connection.commit()
     with pytest.raises(NotReady, match="other.db is not a tbhook database"):
-        EventStore.open_readonly(other)
+        SQLiteStore.open_readonly(other)
 
 
 def test_read_only_open_asks_to_upgrade_an_older_database(db_path):
@@ -219,9 +221,9 @@ def test_read_only_open_asks_to_upgrade_an_older_database(db_path):
     migrations.apply(older, stop_before="m005_forwards")
     older.close()
     with pytest.raises(NotReady, match="written by an older tbhook; run `tbhook serve --db"):
-        EventStore.open_readonly(db_path)
-    EventStore.open(db_path).close()  # opening for writing migrates it
-    EventStore.open_readonly(db_path).close()
+        SQLiteStore.open_readonly(db_path)
+    SQLiteStore.open(db_path).close()  # opening for writing migrates it
+    SQLiteStore.open_readonly(db_path).close()
 
 
 def test_a_database_only_missing_a_speed_up_index_is_still_readable(db_path):
@@ -230,6 +232,6 @@ def test_a_database_only_missing_a_speed_up_index_is_still_readable(db_path):
     older = Database(db_path)
     migrations.apply(older, stop_before="m006_timestamp_index")
     older.close()
-    reader = EventStore.open_readonly(db_path)
+    reader = SQLiteStore.open_readonly(db_path)
     assert reader.count() == 0
     reader.close()

@@ -13,7 +13,7 @@ from conftest import Worker, event_body, run_all
 
 from tbhook.generate import Generator
 from tbhook.importer import import_stream
-from tbhook.store import WAL_SIZE_LIMIT, EventStore
+from tbhook.store.sqlite import WAL_SIZE_LIMIT, SQLiteStore
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,7 @@ def test_dedupe_race(server, rounds):
 
 
 def load(db, count: int) -> None:
-    store = EventStore.open(db)
+    store = SQLiteStore.open(db)
     data = "\n".join(Generator(seed=4).lines(count)).encode()
     import io
 
@@ -98,7 +98,7 @@ def test_wal_returns_under_the_limit_after_a_long_reader(db_path, serve):
     reader.execute(
         "SELECT count(*) FROM events"
     ).fetchone()  # holds a snapshot: no checkpoint can finish
-    writer = EventStore.open(db_path)
+    writer = SQLiteStore.open(db_path)
     data = "\n".join(Generator(seed=6).lines(120_000)).encode()
     import io
 

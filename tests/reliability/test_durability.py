@@ -8,11 +8,11 @@ import uvicorn
 from conftest import Worker, event_body, request, run_all
 
 from tbhook.server import Receiver, bind
-from tbhook.store import EventStore
+from tbhook.store.sqlite import SQLiteStore
 from tbhook.writer import BatchWriter
 
 
-class RecordingStore(EventStore):
+class RecordingStore(SQLiteStore):
     """The real store, noting each batch in one shared, ordered log once it is committed."""
 
     log: list

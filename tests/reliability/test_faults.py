@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from conftest import event_body, start_serve
 
-from tbhook.store import EventStore
+from tbhook.store.sqlite import SQLiteStore
 
 
 def count(db) -> int:
@@ -21,7 +21,7 @@ def count(db) -> int:
 
 
 def test_full_disk_gets_503_until_space_is_freed(db_path):
-    EventStore.open(db_path).close()
+    SQLiteStore.open(db_path).close()
     filler = sqlite3.connect(db_path)
     filler.execute("CREATE TABLE filler (data BLOB)")
     filler.executemany("INSERT INTO filler VALUES (?)", [(os.urandom(4000),) for _ in range(200)])

@@ -10,14 +10,14 @@ from test_connections import HEAD, exchange
 
 from tbhook import protocol
 from tbhook.server import Receiver, bind
-from tbhook.store import EventStore
+from tbhook.store.sqlite import SQLiteStore
 from tbhook.writer import BatchWriter
 
 
 @pytest.fixture
 def h11_server(db_path, monkeypatch):
     monkeypatch.setattr(protocol, "REQUEST_DEADLINE_SECONDS", 1.0)
-    store = EventStore.open(db_path)
+    store = SQLiteStore.open(db_path)
     writer = BatchWriter(store)
     config = uvicorn.Config(
         Receiver(writer),

@@ -16,7 +16,7 @@ from conftest import Worker, event_body, start_serve
 
 from tbhook.generate import Generator
 from tbhook.importer import import_stream
-from tbhook.store import EventStore
+from tbhook.store.sqlite import SQLiteStore
 
 # At 1.2M events one transaction for all of them held the lock for more than 5 s (the
 # receiver's wait): the long form, run by `make test-reliability`. The fast form checks the
@@ -28,7 +28,7 @@ SIZES = [
 
 
 def build(path, seed, events):
-    store = EventStore.open(path)
+    store = SQLiteStore.open(path)
     lines = Generator(seed=seed).lines(events)
     while part := list(itertools.islice(lines, 200_000)):
         import_stream(store, io.BytesIO("\n".join(part).encode()), "fixture")

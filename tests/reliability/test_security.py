@@ -112,7 +112,7 @@ def test_binds_loopback_by_default_and_creates_a_private_file(server):
 def test_read_commands_open_the_file_read_only(server):
     server.post(sample_bytes("case-closed"))
     code = (
-        "import sys; from tbhook.store import EventStore; s = EventStore.open_readonly(sys.argv[1]);"
+        "import sys; from tbhook.store.sqlite import SQLiteStore; s = SQLiteStore.open_readonly(sys.argv[1]);"
         "s.db.conn.execute('DELETE FROM events')"
     )
     result = subprocess.run(

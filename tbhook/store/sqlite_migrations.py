@@ -1,8 +1,12 @@
-"""The schema, as ``sqlite_utils.Migrations`` steps. Never rename a step: its name is its key."""
+"""The SQLite schema, as ``sqlite_utils.Migrations`` steps.
+
+Each step is frozen history: literal DDL, written once and never built from code that changes
+(a later field in the event model must not change what m001 creates). Never rename a step:
+its name is its key in ``_sqlite_migrations``. tests/schemas/ keeps the schema after every
+step, and a test upgrades each of them and compares the result with a fresh database.
+"""
 
 from sqlite_utils import Database, Migrations
-
-from tbhook.events import PAYLOAD_COLUMNS, SENDER_LABELS, TYPE_LABELS
 
 migrations = Migrations("tbhook")
 
@@ -13,19 +17,14 @@ READERS_DO_NOT_NEED = {
     "m007_unknown_labels",  # a view for analysts
     "m008_meta",  # read by doctor and merge, which cope without it
     "m009_merged_logs",  # written by merge, which opens for writing (and so migrates)
+    "m010_views_in_range",  # views for analysts
 }
-
-
-def _label_case(column: str, labels: dict[int, str]) -> str:
-    whens = " ".join(f"WHEN {value} THEN '{label}'" for value, label in labels.items())
-    return f"CASE {column} {whens} END"
 
 
 @migrations()
 def m001_events_and_quarantine(db: Database) -> None:
-    payload = ",\n".join(f'    "{name}" INTEGER' for name in PAYLOAD_COLUMNS)
     db.execute(
-        f"""
+        """
 CREATE TABLE events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     receivedAt TEXT NOT NULL,
@@ -34,7 +33,22 @@ CREATE TABLE events (
     path TEXT NOT NULL,
     event TEXT NOT NULL,
     timestamp INTEGER,
-{payload},
+    "searchId" INTEGER,
+    "uniqueId" INTEGER,
+    "resultId" INTEGER,
+    "personId" INTEGER,
+    "caseId" INTEGER,
+    "handlerId" INTEGER,
+    "sourceId" INTEGER,
+    "connectionId" INTEGER,
+    "typeId" INTEGER,
+    "own" INTEGER,
+    "externalCaseId" INTEGER,
+    "reasonId" INTEGER,
+    "externalPersonId" INTEGER,
+    "agentId" INTEGER,
+    "oldPersonId" INTEGER,
+    "newPersonId" INTEGER,
     body BLOB NOT NULL,
     bodySha256 BLOB NOT NULL UNIQUE
 )"""
@@ -52,46 +66,48 @@ CREATE TABLE quarantine (
     bodySha256 BLOB NOT NULL UNIQUE
 )"""
     )
-    for column in ("caseId", "personId", "event"):
-        db.execute(f'CREATE INDEX events_{column} ON events ("{column}")')
+    db.execute('CREATE INDEX events_caseId ON events ("caseId")')
+    db.execute('CREATE INDEX events_personId ON events ("personId")')
+    db.execute('CREATE INDEX events_event ON events ("event")')
 
 
 @migrations()
 def m002_views(db: Database) -> None:
-    time = "strftime('%Y-%m-%dT%H:%M:%SZ', timestamp, 'unixepoch') AS time"
-    common = "id, receivedAt, path, timestamp, " + time
     db.execute(
-        f"""
-CREATE VIEW messages AS SELECT {common},
+        """
+CREATE VIEW messages AS SELECT id, receivedAt, path, timestamp, strftime('%Y-%m-%dT%H:%M:%SZ', timestamp, 'unixepoch') AS time,
     searchId, uniqueId, resultId, personId, caseId, handlerId, sourceId, connectionId,
-    typeId, {_label_case("typeId", TYPE_LABELS)} AS type,
-    own, {_label_case("own", SENDER_LABELS)} AS sender,
+    typeId, CASE typeId WHEN 1 THEN 'page' WHEN 2 THEN 'post' WHEN 3 THEN 'comment' WHEN 4 THEN 'private message' WHEN 5 THEN 'ad' WHEN 6 THEN 'system message' END AS type,
+    own, CASE own WHEN 0 THEN 'customer' WHEN 1 THEN 'agent' END AS sender,
     deliveries
-FROM events WHERE event = 'newResult'"""
+FROM events WHERE event = 'newResult'"""  # noqa: E501 - frozen as it was written
     )
     db.execute(
-        f"""
-CREATE VIEW case_closures AS SELECT {common},
+        """
+CREATE VIEW case_closures AS SELECT id, receivedAt, path, timestamp, strftime('%Y-%m-%dT%H:%M:%SZ', timestamp, 'unixepoch') AS time,
     searchId, caseId, externalCaseId, reasonId, personId, externalPersonId,
     agentId, resultId, connectionId, deliveries
-FROM events WHERE event = 'caseClosed'"""
+FROM events WHERE event = 'caseClosed'"""  # noqa: E501
     )
     db.execute(
-        f"""
-CREATE VIEW person_merges AS SELECT {common},
+        """
+CREATE VIEW person_merges AS SELECT id, receivedAt, path, timestamp, strftime('%Y-%m-%dT%H:%M:%SZ', timestamp, 'unixepoch') AS time,
     oldPersonId, newPersonId, deliveries
-FROM events WHERE event = 'profileMerged'"""
+FROM events WHERE event = 'profileMerged'"""  # noqa: E501
     )
 
 
 @migrations()
 def m003_merge_indexes(db: Database) -> None:
     # Person lookups walk merges from both sides; partial, so the 1M other events cost nothing.
-    for column in ("oldPersonId", "newPersonId"):
-        db.execute(
-            f'CREATE INDEX events_merge_{column} ON events ("{column}") '
-            "WHERE event = 'profileMerged'"
-        )
+    db.execute(
+        'CREATE INDEX events_merge_oldPersonId ON events ("oldPersonId") '
+        "WHERE event = 'profileMerged'"
+    )
+    db.execute(
+        'CREATE INDEX events_merge_newPersonId ON events ("newPersonId") '
+        "WHERE event = 'profileMerged'"
+    )
 
 
 @migrations()
@@ -122,8 +138,7 @@ CREATE TABLE forwards (
 @migrations()
 def m006_timestamp_index(db: Database) -> None:
     # `events` shows the newest by timestamp: without this, a full scan and sort (1.6 s at 1M
-    # events; 0.17 s with it). Tracebuzz stamps events as they happen, so inserts land at the
-    # right edge of this index; measured: importing 300k events is no slower with it.
+    # events; 0.17 s with it).
     db.execute("CREATE INDEX events_timestamp ON events (timestamp)")
 
 
@@ -167,4 +182,41 @@ CREATE TABLE merged_logs (
     source TEXT NOT NULL,
     mergedAt TEXT NOT NULL
 )"""
+    )
+
+
+@migrations()
+def m010_views_in_range(db: Database) -> None:
+    # `time` is NULL for a timestamp outside years 1-9999, as in every other output and as
+    # PostgreSQL must (it cannot format one): the views answer the same on both.
+    time = (
+        "CASE WHEN timestamp BETWEEN -62135596800 AND 253402300799 "
+        "THEN strftime('%Y-%m-%dT%H:%M:%SZ', timestamp, 'unixepoch') END AS time"
+    )
+    for view in ("messages", "case_closures", "person_merges"):
+        db.execute(f"DROP VIEW {view}")
+    db.execute(
+        f"""
+CREATE VIEW messages AS SELECT id, receivedAt, path, timestamp, {time},
+    searchId, uniqueId, resultId, personId, caseId, handlerId, sourceId, connectionId,
+    typeId, CASE typeId WHEN 1 THEN 'page' WHEN 2 THEN 'post' WHEN 3 THEN 'comment'
+        WHEN 4 THEN 'private message' WHEN 5 THEN 'ad' WHEN 6 THEN 'system message'
+        ELSE 'unknown (' || typeId || ')' END AS type,
+    own, CASE own WHEN 0 THEN 'customer' WHEN 1 THEN 'agent'
+        ELSE 'unknown (' || own || ')' END AS sender,
+    deliveries
+FROM events WHERE event = 'newResult'"""
+    )
+    db.execute(
+        f"""
+CREATE VIEW case_closures AS SELECT id, receivedAt, path, timestamp, {time},
+    searchId, caseId, externalCaseId, reasonId, personId, externalPersonId,
+    agentId, resultId, connectionId, deliveries
+FROM events WHERE event = 'caseClosed'"""
+    )
+    db.execute(
+        f"""
+CREATE VIEW person_merges AS SELECT id, receivedAt, path, timestamp, {time},
+    oldPersonId, newPersonId, deliveries
+FROM events WHERE event = 'profileMerged'"""
     )

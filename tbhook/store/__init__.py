@@ -1,0 +1,56 @@
+"""The only place that speaks SQL: one interface (``Store``), one module per backend.
+
+``--db`` is a file path (SQLite, the default) or a ``postgresql://`` URL; ``open_store`` and
+``open_reader`` pick the backend from it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tbhook.store.base import (
+    Delivery,
+    ForwardOutcome,
+    ImportRows,
+    Store,
+    Stored,
+    stats_groups,
+)
+from tbhook.store.postgres import is_url, shown
+
+__all__ = [
+    "Delivery",
+    "ForwardOutcome",
+    "ImportRows",
+    "Store",
+    "Stored",
+    "is_url",
+    "open_reader",
+    "open_store",
+    "shown",
+    "stats_groups",
+]
+
+
+def open_store(target: str | os.PathLike, max_bytes: int | None = None) -> Store:
+    """Open for writing (creating and migrating as needed)."""
+    target = os.fspath(target)
+    if is_url(target):
+        from tbhook.store.postgres import PostgresStore
+
+        return PostgresStore.open(target, max_bytes)
+    from tbhook.store.sqlite import SQLiteStore
+
+    return SQLiteStore.open(target, max_bytes)
+
+
+def open_reader(target: str | os.PathLike, current: bool = True) -> Store:
+    """Open read-only; never create. With ``current``, refuse a schema an older tbhook wrote."""
+    target = os.fspath(target)
+    if is_url(target):
+        from tbhook.store.postgres import PostgresStore
+
+        return PostgresStore.open_readonly(target, current)
+    from tbhook.store.sqlite import SQLiteStore
+
+    return SQLiteStore.open_readonly(target, current)
