@@ -4,17 +4,29 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-reliability lint bench dist clean
+.PHONY: serve test test-reliability lint bench dist clean postgres
 
 # Options pass through ARGS: make serve ARGS="--port 9000 --db /tmp/other.db"
 serve: $(STAMP)
 	$(BIN)/tbhook serve $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) postgres
 	$(BIN)/pytest -q -m "not slow"
 
-test-reliability: $(STAMP)
+test-reliability: $(STAMP) postgres
 	$(BIN)/pytest -q tests/reliability
+
+# The PostgreSQL tests start a throwaway server of their own with initdb and pg_ctl. As root,
+# install Debian's postgresql when they are missing; otherwise those tests skip, saying why.
+postgres:
+	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing Debian's postgresql for the PostgreSQL tests"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+		else \
+			echo "PostgreSQL's initdb and pg_ctl are not installed: the PostgreSQL tests will skip"; \
+		fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/pip install -q -e '.[test,dev]'
@@ -31,7 +43,7 @@ bench: $(STAMP)
 dist: $(STAMP)
 	rm -rf build dist/tbhook.pyz
 	$(BIN)/python -m pip install -q --no-compile --target build/pyz .
-	cd build/pyz && rm -rf bin pip pip-* uvloop* httptools* orjson* && find . -name '*.so' -delete
+	cd build/pyz && rm -rf bin pip pip-* uvloop* httptools* orjson* psycopg* && find . -name '*.so' -delete
 	mkdir -p dist
 	$(BIN)/python -m zipapp build/pyz -m 'tbhook.cli:app' -p '/usr/bin/env python3' -o dist/tbhook.pyz
 	@echo "built dist/tbhook.pyz ($$(du -h dist/tbhook.pyz | cut -f1))"

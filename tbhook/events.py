@@ -319,6 +319,10 @@ def _fits(value: int) -> bool:
 
 
 def _is_text(value: str) -> bool:
+    """Storable as text in SQLite and PostgreSQL alike: valid UTF-8 and no NUL character
+    (PostgreSQL's text cannot hold one)."""
+    if "\x00" in value:
+        return False
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate from a "\ud800" escape

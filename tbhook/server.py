@@ -335,8 +335,9 @@ def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
 
 
 def _safe_path(path: str) -> str:
-    # A percent-encoded lone surrogate must not make the row unstorable.
-    return path.encode("utf-8", "backslashreplace").decode("utf-8")
+    # A percent-encoded lone surrogate or NUL (%00) must not make the row unstorable
+    # (PostgreSQL's text holds no NUL).
+    return path.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def _client(scope: dict) -> str:

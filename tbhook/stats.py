@@ -45,10 +45,15 @@ def aggregate(groups: Iterable[dict[str, Any]]) -> dict[str, Any]:
         counters["perDay"][group["day"] or "unknown"] += n
     result: dict[str, Any] = {"events": total}
     for section, counter in counters.items():
-        ordered = sorted(counter.items()) if section == "perDay" else counter.most_common()
+        # Ties in a fixed order (by name), whatever order the engine returned the rows in.
+        most = sorted(counter.items(), key=lambda item: (-item[1], str(item[0])))
+        ordered = sorted(counter.items()) if section == "perDay" else most
         result[section] = dict(ordered)
     # Values the spec does not list (a new message type): kept as events, and shown here.
-    result["unknownValues"] = {key: dict(counter.most_common()) for key, counter in unknown.items()}
+    result["unknownValues"] = {
+        key: dict(sorted(counter.items(), key=lambda item: (-item[1], item[0])))
+        for key, counter in unknown.items()
+    }
     return result
 
 

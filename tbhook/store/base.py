@@ -98,7 +98,9 @@ class Dialect:
     def formula_guard(self, column: str) -> str:
         from tbhook.text import FORMULA_STARTS
 
-        firsts = ", ".join(f"{self.char}({ord(c)})" for c in FORMULA_STARTS)
+        # PostgreSQL's text holds no NUL (nor does any event name: events.py refuses it).
+        starts = [c for c in FORMULA_STARTS if c != "\0" or self.name == "sqlite"]
+        firsts = ", ".join(f"{self.char}({ord(c)})" for c in starts)
         return (
             f"CASE WHEN substr({column}, 1, 1) IN ({firsts}) "
             f"THEN {self.char}(39) || {column} ELSE {column} END"

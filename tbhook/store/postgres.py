@@ -273,19 +273,38 @@ class PostgresStore(Store):
                 folded[key][2] = row[1]  # lastReceivedAt of the latest
             else:
                 folded[key] = [row, 1, row[1]]
+        for attempt in range(3):
+            try:
+                return self._append_folded(params, readable, folded, forward_to)
+            except StoreUnavailable as exc:
+                # Two receivers upserting the same bodies in opposite orders deadlock, and
+                # PostgreSQL aborts one of them: that one tries again (rare: Tracebuzz would
+                # have to retry two events at once through two receivers).
+                deadlock = _psycopg().errors.DeadlockDetected
+                if attempt == 2 or not isinstance(exc.__cause__, deadlock):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _append_folded(
+        self,
+        params: list[tuple],
+        readable: list[bool],
+        folded: dict[tuple[bool, bytes], list],
+        forward_to: str | None,
+    ) -> list[Stored]:
         found: dict[tuple[bool, bytes], tuple[int, int]] = {}
         with self.writing() as conn:
             for table, is_event in (("events", True), ("quarantine", False)):
-                rows = sorted(
-                    (key[1], (*first[:1], last, *first[2:], count))
+                # In arrival order (dicts keep it): ids grow as the bodies came in.
+                rows = [
+                    (*first[:1], last, *first[2:], count)
                     for key, (first, count, last) in folded.items()
                     if key[0] is is_event
-                )
+                ]
                 for start in range(0, len(rows), ROWS_PER_STATEMENT):
-                    part = [values for _, values in rows[start : start + ROWS_PER_STATEMENT]]
-                    for digest, row_id, count in conn.execute(
-                        _upsert(table, len(part)), [v for r in part for v in r]
-                    ):
+                    part = rows[start : start + ROWS_PER_STATEMENT]
+                    upserted = conn.execute(_upsert(table, len(part)), [v for r in part for v in r])
+                    for digest, row_id, count in upserted:
                         found[(is_event, bytes(digest))] = (row_id, count)
             stored = outcomes(params, readable, found)
             if forward_to:
