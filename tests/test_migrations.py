@@ -1,0 +1,151 @@
+"""Migrations are frozen history: a database at every past schema version upgrades to exactly
+the schema of a fresh one, on both backends.
+
+tests/schemas/ keeps, for SQLite, the schema after each step as the tbhook of that time created
+it (the first six dumped from that tbhook itself). Nothing here is derived from the live
+migration code, so a step edited after the fact shows up as a difference.
+"""
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tbhook.events import parse
+from tbhook.store import Delivery, open_reader, open_store
+from tbhook.store.postgres_migrations import STEPS
+from tbhook.store.sqlite_migrations import migrations
+
+SCHEMAS = sorted((Path(__file__).parent / "schemas").glob("sqlite_*.sql"))
+
+
+def sqlite_schema(path) -> dict:
+    """Everything that makes a schema: each table's columns (name, type, not null, default,
+    key), each index's table, columns, uniqueness and condition, each view's columns."""
+    conn = sqlite3.connect(path)
+    try:
+        shape: dict = {}
+        for kind, name, table, sql in conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+        ):
+            if kind == "table":
+                shape[name] = [
+                    tuple(row[1:]) for row in conn.execute(f'PRAGMA table_info("{name}")')
+                ]
+            elif kind == "index":
+                where = sql.split(" WHERE ", 1)[1] if sql and " WHERE " in sql else None
+                columns = [row[2] for row in conn.execute(f'PRAGMA index_info("{name}")')]
+                unique = conn.execute(
+                    'SELECT "unique" FROM pragma_index_list(?) WHERE name = ?', [table, name]
+                ).fetchone()[0]
+                shape[f"index {name}"] = (table, columns, unique, where)
+            elif kind == "view":
+                shape[f"view {name}"] = [
+                    row[1] for row in conn.execute(f'PRAGMA table_info("{name}")')
+                ]
+        return shape
+    finally:
+        conn.close()
+
+
+def test_every_step_has_a_frozen_schema():
+    assert [p.stem.split("_", 2)[2] for p in SCHEMAS] == [m.name for m in migrations._migrations]
+
+
+@pytest.mark.parametrize("schema", SCHEMAS, ids=[p.stem for p in SCHEMAS])
+def test_sqlite_upgrades_from_every_past_version_to_a_fresh_schema(tmp_path, schema):
+    fresh, old = tmp_path / "fresh.db", tmp_path / "old.db"
+    open_store(fresh).close()
+    conn = sqlite3.connect(old)
+    conn.executescript(schema.read_text())
+    body = b'{"event": "caseClosed", "caseId": 1}'  # a row written at that version, too
+    conn.commit()
+    conn.close()
+    store = open_store(old)  # migrates
+    store.append([Delivery(body, parse(body))])
+    store.close()
+    assert sqlite_schema(old) == sqlite_schema(fresh)
+    reader = open_reader(old)
+    assert reader.count("quarantine") == 1 and reader.log_id()
+    reader.close()
+
+
+def pg_schema(url) -> dict:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        columns = conn.execute(
+            "SELECT table_name, column_name, data_type, is_nullable, column_default "
+            "FROM information_schema.columns WHERE table_schema = 'public' "
+            "ORDER BY table_name, ordinal_position"
+        ).fetchall()
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"
+        ).fetchall()
+        views = conn.execute(
+            "SELECT table_name FROM information_schema.views WHERE table_schema = 'public' "
+            "ORDER BY 1"
+        ).fetchall()
+    return {"columns": columns, "indexes": indexes, "views": views}
+
+
+@pytest.mark.parametrize("done", range(len(STEPS)), ids=[name for name, _ in STEPS])
+def test_postgresql_upgrades_from_every_past_version_to_a_fresh_schema(pg_cluster, done):
+    import psycopg
+
+    fresh, old = pg_cluster.new_database(), pg_cluster.new_database()
+    open_store(fresh).close()
+    with psycopg.connect(old, autocommit=True) as conn:  # the schema as it was after `done`
+        conn.execute(
+            'CREATE TABLE tbhook_migrations (name TEXT PRIMARY KEY, "appliedAt" TEXT NOT NULL)'
+        )
+        for name, statements in STEPS[: done + 1]:
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute("INSERT INTO tbhook_migrations VALUES (%s, 'then')", [name])
+    open_store(old).close()
+    assert pg_schema(old) == pg_schema(fresh)
+
+
+def test_postgresql_migrates_once_when_receivers_start_together(pg_cluster):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psycopg
+
+    url = pg_cluster.new_database()
+    with ThreadPoolExecutor(6) as pool:
+        stores = list(pool.map(lambda _: open_store(url), range(6)))
+    for store in stores:
+        store.close()
+    with psycopg.connect(url) as conn:
+        applied = conn.execute("SELECT name FROM tbhook_migrations ORDER BY name").fetchall()
+        log_ids = conn.execute("SELECT count(*) FROM tbhook_meta WHERE key = 'logId'").fetchone()
+    assert [name for (name,) in applied] == [name for name, _ in STEPS]
+    assert log_ids == (1,)
+
+
+def test_sqlite_migrates_once_when_receivers_start_together(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    db = tmp_path / "together.db"
+    with ThreadPoolExecutor(6) as pool:
+        stores = list(pool.map(lambda _: open_store(db), range(6)))
+    for store in stores:
+        store.close()
+    conn = sqlite3.connect(db)
+    names = [n for (n,) in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
+    assert names == [m.name for m in migrations._migrations]
+    assert conn.execute("SELECT count(*) FROM tbhook_meta WHERE key = 'logId'").fetchone() == (1,)
+
+
+def test_frozen_schemas_are_what_json_would_not_change(tmp_path):
+    """The dumps are data: loading one twice gives the same schema (a sanity check)."""
+    first, second = tmp_path / "a.db", tmp_path / "b.db"
+    for db in (first, second):
+        conn = sqlite3.connect(db)
+        conn.executescript(SCHEMAS[0].read_text())
+        conn.close()
+    assert json.dumps(sqlite_schema(first), default=str) == json.dumps(
+        sqlite_schema(second), default=str
+    )

@@ -1,0 +1,280 @@
+"""tbhook on PostgreSQL: the receiver, several receivers on one database, tail, merge from
+SQLite, doctor and the errors, against a real PostgreSQL server the tests start themselves."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg
+import pytest
+from conftest import Worker, event_body, sample_bytes, start_serve
+from typer.testing import CliRunner
+
+from tbhook.cli import app
+from tbhook.events import parse
+from tbhook.store import Delivery, open_store
+
+runner = CliRunner(env={"COLUMNS": "200"})
+
+
+def rows(url, sql="SELECT id, event, deliveries FROM events ORDER BY id"):
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql).fetchall()
+
+
+@pytest.fixture
+def pg_serve(pg_url):
+    started = []
+
+    def factory(*args, url=None):
+        served = start_serve(url or pg_url, "--quiet", *args)
+        started.append(served)
+        return served
+
+    yield factory
+    for served in started:
+        if served.proc.poll() is None:
+            served.proc.kill()
+            served.proc.wait(10)
+
+
+def test_serve_on_postgresql_stores_dedupes_and_quarantines(pg_serve, pg_url):
+    server = pg_serve()
+    ids = []
+    for name in ("new-incoming-message", "case-closed", "profile-merged"):
+        first, again = server.post(sample_bytes(name)), server.post(sample_bytes(name))
+        assert first.json == {"ok": True, "id": first.json["id"], "duplicate": False}
+        assert again.json == {"ok": True, "id": first.json["id"], "duplicate": True}
+        ids.append(first.json["id"])
+    assert ids == sorted(ids)  # a retry takes a number from the sequence: ids may skip
+    kept = server.post(b"{oops")
+    assert kept.status == 200 and kept.json["quarantineId"] == 1
+    assert [r[1:] for r in rows(pg_url)] == [
+        ("newResult", 2),
+        ("caseClosed", 2),
+        ("profileMerged", 2),
+    ]
+    assert server.stop() == 0
+
+
+def test_two_receivers_one_truth_the_same_body_at_once_is_one_row(pg_serve, pg_url):
+    first, second = pg_serve(), pg_serve()
+    for round_ in range(20):
+        body = event_body(caseId=round_, uniqueId=round_)
+        barrier = threading.Barrier(4)
+
+        def post(server, barrier=barrier, body=body):
+            barrier.wait(10)
+            return server.post(body).status
+
+        workers = [Worker(post, s) for s in (first, second, first, second)]
+        for worker in workers:
+            worker.start()
+        assert [w.finish(30) for w in workers] == [200] * 4
+    found = rows(pg_url, 'SELECT "caseId", deliveries FROM events ORDER BY "caseId"')
+    assert found == [(i, 4) for i in range(20)]
+
+
+def test_tail_shows_every_event_once_when_a_lower_id_commits_last(pg_serve, pg_url):
+    server = pg_serve()
+    assert server.post(event_body(caseId=1)).status == 200
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "tbhook", "tail", "--db", pg_url, "--format", "ndjson", "-n", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: list[int] = []
+    reader = Worker(lambda: [seen.append(json.loads(line)["caseId"]) for line in tail.stdout])
+    reader.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert seen == [1]
+        # A slow receiver: it takes the next id, and commits only after others have.
+        slow = open_store(pg_url)
+        body = event_body(caseId=2)
+        held = slow.writing()
+        conn = held.__enter__()
+        conn.execute(
+            'INSERT INTO events ("receivedAt", "lastReceivedAt", path, event, "caseId", body, '
+            "\"bodySha256\") VALUES ('2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z', '/', "
+            "'newResult', 2, ?, ?)",
+            [body, __import__("hashlib").sha256(body).digest()],
+        )
+        for case in (3, 4, 5):
+            assert server.post(event_body(caseId=case)).status == 200
+        time.sleep(2)
+        # Not committed yet: neither it nor what came after it is final, so tail waits.
+        assert seen == [1]
+        held.__exit__(None, None, None)
+        slow.close()
+        deadline = time.monotonic() + 10
+        while len(seen) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)
+    finally:
+        tail.terminate()
+        tail.wait(10)
+    assert seen == [1, 2, 3, 4, 5]  # each exactly once, the late one not skipped
+    lowest = rows(pg_url, 'SELECT id FROM events WHERE "caseId" = 2')[0][0]
+    assert lowest < max(r[0] for r in rows(pg_url, 'SELECT id FROM events WHERE "caseId" > 2'))
+
+
+def test_merge_a_sqlite_log_into_postgresql_loses_nothing_and_runs_once(tmp_path, pg_url):
+    sqlite_db = tmp_path / "old.db"
+    store = open_store(sqlite_db)
+    bodies = [
+        line.encode()
+        for line in __import__("tbhook.generate").generate.Generator(seed=9).lines(3000)
+    ]
+    for body in bodies[:2500] + bodies[:100] + [b"{bad", b""]:
+        store.append([Delivery(body, parse(body))])
+    store.close()
+    first = runner.invoke(app, ["merge", str(sqlite_db), "--db", pg_url])
+    assert first.exit_code == 0, first.output
+    assert first.stdout.startswith(f"Merged {sqlite_db}: 2500 new events, 0 already here")
+    again = runner.invoke(app, ["merge", str(sqlite_db), "--db", pg_url])
+    assert again.stdout.startswith(f"Nothing new in {sqlite_db} since it was last merged")
+
+    def contents(target):
+        if str(target).startswith("postgresql://"):
+            with psycopg.connect(target) as conn:
+                events = conn.execute(
+                    'SELECT "bodySha256", deliveries, "receivedAt", body FROM events'
+                ).fetchall()
+                kept = conn.execute(
+                    'SELECT "bodySha256", deliveries, reason FROM quarantine'
+                ).fetchall()
+        else:
+            import sqlite3
+
+            conn = sqlite3.connect(target)
+            events = conn.execute(
+                "SELECT bodySha256, deliveries, receivedAt, body FROM events"
+            ).fetchall()
+            kept = conn.execute("SELECT bodySha256, deliveries, reason FROM quarantine").fetchall()
+        return sorted(
+            tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in events
+        ), sorted(kept)
+
+    assert contents(pg_url) == contents(sqlite_db)
+    assert sum(d for _, d, _, _ in contents(pg_url)[0]) == 2600
+
+
+def test_doctor_on_postgresql_reports_the_server_and_warns_when_commits_are_not_durable(pg_url):
+    open_store(pg_url).append(
+        [Delivery(sample_bytes("case-closed"), parse(sample_bytes("case-closed")))]
+    )
+    report = json.loads(runner.invoke(app, ["doctor", "-f", "json", "--db", pg_url]).stdout)
+    assert report["backend"] == "postgresql" and report["serverVersion"].startswith("15")
+    assert report["synchronousCommit"] == "on" and report["databaseBytes"] > 0
+    assert report["schema"] == "p003_views" and report["events"] == 1
+    assert report["lastReceivedAgeSeconds"] < 60 and report["ok"]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        name = conn.execute("SELECT current_database()").fetchone()[0]
+        conn.execute(f"ALTER DATABASE {name} SET synchronous_commit = off")
+    result = runner.invoke(app, ["doctor", "-f", "json", "--db", pg_url])
+    assert result.exit_code == 1
+    [check] = [c for c in json.loads(result.stdout)["checks"] if c["check"] == "durability"]
+    assert check["status"] == "fail" and "synchronous_commit is off" in check["message"]
+    served = start_serve(pg_url, "--quiet")
+    try:
+        assert "Warning: PostgreSQL's synchronous_commit is off" in served.stderr()
+    finally:
+        served.stop()
+
+
+def test_backup_on_postgresql_says_what_to_use_instead(pg_url):
+    open_store(pg_url).close()
+    result = runner.invoke(app, ["backup", "copy.db", "--db", pg_url])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: backup copies a SQLite file; for PostgreSQL use")
+    assert "pg_dump" in result.stderr
+
+
+def test_a_password_is_never_printed(pg_cluster, pg_url):
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE ROLE tbhook LOGIN PASSWORD 'sw0rdfish-secret'")
+        name = conn.execute("SELECT current_database()").fetchone()[0]
+        conn.execute(f"GRANT ALL ON DATABASE {name} TO tbhook")
+        conn.execute("GRANT ALL ON SCHEMA public TO tbhook")
+    url = pg_url.replace("postgres@", "tbhook:sw0rdfish-secret@")
+    served = start_serve(url)
+    try:
+        served.post(sample_bytes("case-closed"))
+    finally:
+        served.stop()
+    outputs = [served.stderr()]
+    for args in (["doctor"], ["doctor", "-f", "json"], ["events"], ["backup", "x.db"]):
+        result = runner.invoke(app, [*args, "--db", url])
+        outputs.append(result.output)
+    missing = url.rsplit("/", 1)[0] + "/nosuchdb"
+    outputs.append(runner.invoke(app, ["events", "--db", missing]).output)
+    broken = url.replace(str(pg_cluster.port), "1")  # nothing listens there
+    outputs.append(runner.invoke(app, ["events", "--db", broken]).output)
+    joined = "\n".join(outputs)
+    assert "sw0rdfish" not in joined
+    assert "tbhook@127.0.0.1" in joined  # the URL is still shown, without the password
+
+
+def test_without_psycopg_a_url_gets_one_line_saying_how_to_install_it(tmp_path, pg_url):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import sys\nsys.modules['psycopg'] = None\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "tbhook", "events", "--db", pg_url],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(site)},
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        "Error: a postgresql:// database needs psycopg: pip install 'psycopg[binary]'\n"
+    )
+
+
+def test_read_commands_and_import_work_on_postgresql(pg_url, tmp_path):
+    data = tmp_path / "day.ndjson"
+    data.write_text(
+        "\n".join(__import__("tbhook.generate").generate.Generator(seed=3).lines(500)) + "\n{bad\n"
+    )
+    imported = runner.invoke(app, ["import", str(data), "--db", pg_url])
+    assert (
+        imported.stdout
+        == f"Imported {data}: 500 inserted, 0 duplicates, 1 quarantined (lines 501)\n"
+    )
+    again = runner.invoke(app, ["import", str(data), "--db", pg_url])
+    assert again.stdout.endswith("0 quarantined, 1 already in quarantine\n")
+    for args in (
+        ["events"],
+        ["cases"],
+        ["stats"],
+        ["quarantine"],
+        ["export"],
+        ["tail", "--no-follow"],
+    ):
+        result = runner.invoke(app, [*args, "--db", pg_url])
+        assert result.exit_code == 0, (args, result.output)
+    pruned = runner.invoke(
+        app, ["prune", "--before", "2024-01-01T00:00:30Z", "--yes", "--db", pg_url]
+    )
+    assert pruned.exit_code == 0 and pruned.stdout.startswith("Pruned ")
+
+
+def test_a_database_that_is_not_tbhooks_is_refused(pg_url):
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE invoices (id int)")
+    result = subprocess.run(
+        [sys.executable, "-m", "tbhook", "serve", "--db", pg_url, "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "is not a tbhook database (it holds invoices)" in result.stderr
