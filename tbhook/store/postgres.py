@@ -313,14 +313,14 @@ class PostgresStore(Store):
         return stored
 
     def import_rows(self, rows: ImportRows) -> tuple[int, list[int]]:
+        """Through ``COPY`` into a staging table, then one INSERT that leaves stored bodies
+        alone (about 4x the multi-row INSERT, whose parameters Python builds one by one)."""
         with self.writing() as conn:
-            inserted = 0
-            for start in range(0, len(rows.events), ROWS_PER_STATEMENT):
-                part = rows.events[start : start + ROWS_PER_STATEMENT]
-                cursor = conn.execute(
-                    _insert_new("events", EVENT_COLUMNS, len(part)), [v for r in part for v in r]
-                )
-                inserted += cursor.rowcount
+            _stage(conn, "events", EVENT_COLUMNS, rows.events)
+            inserted = conn.execute(
+                f"INSERT INTO events ({names(EVENT_COLUMNS)}) SELECT {names(EVENT_COLUMNS)} "
+                "FROM staged_events ORDER BY n ON CONFLICT DO NOTHING"
+            ).rowcount
             quarantined = []
             for params in rows.quarantine:  # few: one at a time, to know which were new
                 cursor = conn.execute(
@@ -538,12 +538,9 @@ class PostgresStore(Store):
             if not rows:
                 return added
             with self.writing() as conn:
-                for start in range(0, len(rows), ROWS_PER_STATEMENT // 2):
-                    part = [row[1:] for row in rows[start : start + ROWS_PER_STATEMENT // 2]]
-                    cursor = conn.execute(
-                        _merge_rows(table, columns, len(part)), [v for r in part for v in r]
-                    )
-                    added += sum(1 for (inserted,) in cursor if inserted)
+                _stage(conn, table, columns, [row[1:] for row in rows])
+                merged = conn.execute(_merge_staged(table, tuple(columns)))
+                added += sum(1 for (inserted,) in merged if inserted)
                 if log_id is not None:
                     self.record_merged(conn, log_id, table, rows[-1][0], other)
                 conn.execute(f"NOTIFY {CHANNEL}")
@@ -609,14 +606,28 @@ def _insert_new(table: str, columns: tuple[str, ...], count: int) -> str:
     )
 
 
-@functools.lru_cache(maxsize=16)
-def _merge_rows(table: str, columns: tuple[str, ...], count: int) -> str:
-    """Rows of another log: a body already here gains its deliveries; ``xmax = 0`` is true
-    for a row this statement inserted (not updated)."""
-    row = "(" + ", ".join("?" for _ in columns) + ")"
+def _stage(conn: _Writer, table: str, columns: Sequence[str], rows: Sequence[Sequence]) -> None:
+    """``rows`` into ``staged_<table>`` (emptied at commit), numbered in their order."""
+    staged = f"staged_{table}"
+    conn.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {staged} ON COMMIT DELETE ROWS AS "
+        f"SELECT 0::bigint AS n, {names(columns)} FROM {table} WITH NO DATA"
+    )
+    with (
+        conn.conn.cursor() as cursor,
+        cursor.copy(f"COPY {staged} (n, {names(columns)}) FROM STDIN") as copy,
+    ):
+        for n, row in enumerate(rows):
+            copy.write_row((n, *row))
+
+
+@functools.lru_cache(maxsize=4)
+def _merge_staged(table: str, columns: tuple[str, ...]) -> str:
+    """Staged rows of another log: a body already here gains its deliveries; ``xmax = 0`` is
+    true for a row this statement inserted (not updated)."""
     return (
-        f"INSERT INTO {table} ({names(columns)}) VALUES {', '.join([row] * count)} "
-        f'ON CONFLICT ("bodySha256") DO UPDATE SET deliveries = {table}.deliveries + '
+        f"INSERT INTO {table} ({names(columns)}) SELECT {names(columns)} FROM staged_{table} "
+        f'ORDER BY n ON CONFLICT ("bodySha256") DO UPDATE SET deliveries = {table}.deliveries + '
         'excluded.deliveries, "receivedAt" = LEAST('
         f'{table}."receivedAt", excluded."receivedAt"), "lastReceivedAt" = GREATEST('
         f'{table}."lastReceivedAt", excluded."lastReceivedAt") RETURNING (xmax = 0)'
