@@ -55,14 +55,20 @@ def free_port() -> int:
 
 
 def wait_listening(port: int) -> None:
+    """Until the server answers HTTP (it listens a moment before it serves)."""
+    import http.client
+
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/")
+            conn.getresponse().read()
+            conn.close()
             return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port}")
+    raise RuntimeError(f"nothing answering on {port}")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -125,7 +131,12 @@ def ingest_run(kind: str, connections: int, close: bool, db: Path | None) -> dic
     return result
 
 
-def count(db: Path) -> int:
+def count(db) -> int:
+    if str(db).startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(str(db)) as conn:
+            return conn.execute("SELECT count(*) FROM events").fetchone()[0]
     conn = sqlite3.connect(db)
     try:
         return conn.execute("SELECT count(*) FROM events").fetchone()[0]
@@ -307,6 +318,90 @@ def bench_tail() -> None:
            f"({len(delays)}/{len(acked)} seen)", "300 ms target", f"{p99 / 300:.2f}x target")
 
 
+# -- PostgreSQL ---------------------------------------------------------------------------
+
+
+def ingest_two(url: str, connections: int) -> dict:
+    """Two receivers on one PostgreSQL database, each loaded by its own wrk with half the
+    connections at once; their request rates add up."""
+    ports = [free_port(), free_port()]
+    procs = [subprocess.Popen([*TBHOOK, "serve", "--quiet", "--port", str(p), "--db", url],
+                              stderr=subprocess.DEVNULL) for p in ports]
+    try:
+        for port in ports:
+            wait_listening(port)
+        before = count(url)
+        results: list[dict] = []
+        threads = [threading.Thread(target=lambda p=p: results.append(wrk(p, connections // 2, False)))
+                   for p in ports]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for proc in procs:
+            stop(proc)
+    ok = sum(r["ok"] for r in results)
+    assert count(url) - before >= ok, "fewer rows than 200s"
+    return {"rps": sum(r["rps"] for r in results), "ok": ok,
+            "errors": sum(r["errors"] for r in results),
+            "p50": max(r["p50"] for r in results), "p99": max(r["p99"] for r in results)}
+
+
+def bench_postgres(source: Path) -> None:
+    print("PostgreSQL", flush=True)
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from pgcluster import PgCluster
+
+    try:
+        cluster = PgCluster()
+    except FileNotFoundError:
+        report("PostgreSQL figures", "skipped: initdb and pg_ctl not installed")
+        return
+    try:
+        local = OUT / "pg-compare.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{local}{suffix}").unlink(missing_ok=True)
+        sqlite = ingest_run("tbhook", 64, False, local)
+        report("SQLite ingest, 64 conn, keep-alive, empty db (baseline for PostgreSQL)",
+               _ingest_text(sqlite))
+        one = ingest_run("tbhook", 64, False, cluster.new_database())
+        report("PostgreSQL ingest, 1 receiver, 64 conn, keep-alive", _ingest_text(one),
+               f"SQLite {sqlite['rps']:.0f} req/s", f"{one['rps'] / sqlite['rps']:.2f}x SQLite")
+        two = ingest_two(cluster.new_database(), 64)
+        report("PostgreSQL ingest, 2 receivers, 64 conn in all, keep-alive", _ingest_text(two),
+               f"1 receiver {one['rps']:.0f} req/s", f"{two['rps'] / one['rps']:.2f}x one")
+        url = cluster.new_database()
+        started = time.monotonic()
+        subprocess.run([*TBHOOK, "import", str(source), "--db", url], check=True,
+                       stdout=subprocess.DEVNULL)
+        took = time.monotonic() - started
+        report(f"import {BIG} events into PostgreSQL", f"{BIG / took:,.0f} events/s ({took:.1f} s)")
+        export, export_rss = timed([*TBHOOK, "export", "--db", url], runs=1)
+        columns = ('id, "receivedAt", event, "timestamp", to_char(to_timestamp("timestamp") AT '
+                   "TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \"searchId\", \"uniqueId\", "
+                   '"resultId", "personId", "caseId", "handlerId", "sourceId", "connectionId", '
+                   '"typeId", own, "externalCaseId", "reasonId", "externalPersonId", "agentId", '
+                   '"oldPersonId", "newPersonId", coalesce("personId", "newPersonId"), deliveries')
+        copy = f"\\copy (SELECT {columns} FROM events ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER)"
+        base, base_rss = timed(["psql", "-X", "-q", url, "-c", copy], runs=1)
+        report(f"PostgreSQL export {BIG} events to CSV",
+               f"{export:.1f} s, peak RSS {export_rss / 1024:.0f} MiB",
+               f"psql \\copy {base:.1f} s", f"{export / base:.2f}x time")
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            person = conn.execute(
+                'SELECT "oldPersonId" FROM events WHERE event = \'profileMerged\' ORDER BY id '
+                "LIMIT 1 OFFSET 10").fetchone()[0]
+        floor, _ = timed([PY, "-c", "import typer, rich, sqlite_utils"])
+        wall, _ = timed([*TBHOOK, "person", str(person), "--db", url])
+        report(f"PostgreSQL person {person} at {BIG} events", f"{wall * 1000:.0f} ms",
+               f"import floor {floor * 1000:.0f} ms", f"floor + {(wall - floor) * 1000:.0f} ms")
+    finally:
+        cluster.close()
+
+
 def main() -> None:
     need("wrk", "wrk")
     need("sqlite3", "sqlite3")
@@ -319,6 +414,7 @@ def main() -> None:
     bench_read(big_db)
     bench_tail()
     bench_ingest(big_db)
+    bench_postgres(OUT / f"big-{BIG}.ndjson")
     print(f"\n| figure | value | baseline | ratio |\n|---|---|---|---|")
     for row in ROWS:
         print("| " + " | ".join(row) + " |")

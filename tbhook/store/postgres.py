@@ -55,7 +55,6 @@ POSTGRES = Dialect(
 )
 MIGRATION_LOCK = 0x7462686F6F6B  # "tbhook", for pg_advisory_xact_lock
 CHANNEL = "tbhook_events"
-ROWS_PER_STATEMENT = 2000  # PostgreSQL takes at most 65,535 parameters a statement
 _TEXT_COLUMNS = {"receivedAt", "event", "time"}  # in the export: JSON strings, not numbers
 
 
@@ -301,11 +300,18 @@ class PostgresStore(Store):
                     for key, (first, count, last) in folded.items()
                     if key[0] is is_event
                 ]
-                for start in range(0, len(rows), ROWS_PER_STATEMENT):
-                    part = rows[start : start + ROWS_PER_STATEMENT]
-                    upserted = conn.execute(_upsert(table, len(part)), [v for r in part for v in r])
-                    for digest, row_id, count in upserted:
+                if not rows:
+                    continue
+                # One short statement, pipelined: psycopg sends every row at once and the
+                # server plans the statement once (a long multi-row text is parsed anew, in
+                # Python, every time).
+                with conn.conn.cursor() as cursor:
+                    cursor.executemany(_pg(_upsert(table, 1)), rows, returning=True)
+                    while True:
+                        digest, row_id, count = cursor.fetchone()
                         found[(is_event, bytes(digest))] = (row_id, count)
+                        if not cursor.nextset():
+                            break
             stored = outcomes(params, readable, found)
             if forward_to:
                 self.queue_forwards(conn, stored, forward_to)
@@ -450,18 +456,23 @@ class PostgresStore(Store):
         options = "FORMAT csv" if fmt == "csv" else "FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02'"
         count = 0
         conn = self.connection()
-        ending = "\r\n" if fmt == "csv" else "\n"
         statement = f"COPY ({_pg(sql)}) TO STDOUT WITH ({options})"
         with (
             self._errors("cannot read"),
             conn.cursor() as cursor,
             cursor.copy(statement, params) as copy,
         ):
+            batch: list[bytes] = []
             for row in copy:  # one message per row, ending in "\n"
-                stream.write(bytes(row)[:-1].decode() + ending)
-                count += 1
-                if progress and count % 10_000 == 0:
-                    progress(10_000)
+                batch.append(bytes(row))
+                if len(batch) == 2000:
+                    stream.write(_lines(batch, fmt))
+                    count += len(batch)
+                    batch.clear()
+                    if progress and count % 10_000 == 0:
+                        progress(10_000)
+            stream.write(_lines(batch, fmt))
+            count += len(batch)
         return count
 
     def _json_line(self, expressions: dict[str, str]) -> str:
@@ -580,12 +591,23 @@ class PostgresStore(Store):
         )
 
 
+def _lines(rows: list[bytes], fmt: str) -> str:
+    """COPY's rows as text, each CSV record ending in CRLF (RFC 4180). A record holds a newline
+    of its own only inside a quoted field, so a batch without a quote is changed at once."""
+    data = b"".join(rows)
+    if fmt != "csv":
+        return data.decode()
+    if b'"' not in data:
+        return data.replace(b"\n", b"\r\n").decode()
+    return b"".join(row[:-1] + b"\r\n" for row in rows).decode()
+
+
 def _strip(row: dict) -> dict:
     row.pop("txid", None)
     return row
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=4)
 def _upsert(table: str, count: int) -> str:
     columns = (*(EVENT_COLUMNS if table == "events" else QUARANTINE_COLUMNS), "deliveries")
     row = "(" + ", ".join("?" for _ in columns) + ")"
