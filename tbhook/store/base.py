@@ -119,6 +119,12 @@ class Delivery:
     path: str = "/"
     received_at: str = field(default_factory=utc_now)
 
+    @functools.cached_property
+    def params(self) -> tuple:
+        """Its row's insert parameters (hashing the body), made once: the receiver makes them
+        on the event loop's thread, so the writer thread needs the GIL only for SQLite."""
+        return row_params(self.body, self.parsed, self.path, self.received_at)
+
 
 @dataclass(frozen=True)
 class Stored:
@@ -172,7 +178,7 @@ def row_params(body: bytes, parsed: Event | Unreadable, path: str, now: str) -> 
 
 
 def batch_params(deliveries: Sequence[Delivery]) -> tuple[list[tuple], list[bool]]:
-    params = [row_params(d.body, d.parsed, d.path, d.received_at) for d in deliveries]
+    params = [d.params for d in deliveries]
     return params, [isinstance(d.parsed, Event) for d in deliveries]
 
 
@@ -366,8 +372,10 @@ class Store(ABC):
     def bodies(self, filters: Filters) -> Iterator[tuple[int, bytes]]:
         """(id, raw body) of matching events in arrival order, for replay."""
         where, params = self.where(filters)
-        rows = self.query(f"SELECT e.id, e.body FROM events e WHERE {where} ORDER BY e.id", params)
-        return ((row_id, bytes(body)) for row_id, body in rows)
+        rows = self.query_dicts(
+            f"SELECT e.id, e.body FROM events e WHERE {where} ORDER BY e.id", params
+        )  # streamed: a replay of a year must not hold a year of bodies
+        return ((row["id"], bytes(row["body"])) for row in rows)
 
     def count_matching(self, filters: Filters) -> int:
         where, params = self.where(filters)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
+import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -78,7 +79,12 @@ def _upsert_rows(table: str, count: int) -> str:
 @functools.lru_cache(maxsize=64)
 def _lookup(table: str, count: int) -> str:
     marks = ", ".join("?" for _ in range(count))
-    return f'SELECT id, deliveries, "bodySha256" FROM {table} WHERE "bodySha256" IN ({marks})'
+    # One row for the whole batch: SQLite hands the GIL back at every step, and a busy event
+    # loop makes the writer thread wait to take it again, so every further row would cost.
+    return (
+        'SELECT json_group_array(json_array(id, deliveries, hex("bodySha256"))) '
+        f'FROM {table} WHERE "bodySha256" IN ({marks})'
+    )
 
 
 def _import_sql(table: str, columns: Sequence[str]) -> str:
@@ -299,9 +305,10 @@ class SQLiteStore(Store):
                 digests = sorted({row[-1] for row in rows})
                 for start in range(0, len(digests), _LOOKUP_ROWS):
                     part = digests[start : start + _LOOKUP_ROWS]
-                    lookup = conn.execute(_lookup(table, len(part)), part)
+                    [(rows_found,)] = conn.execute(_lookup(table, len(part)), part)
                     found.update(
-                        ((is_event, digest), (row_id, count)) for row_id, count, digest in lookup
+                        ((is_event, bytes.fromhex(digest)), (row_id, count))
+                        for row_id, count, digest in json.loads(rows_found)
                     )
             stored = outcomes(params, readable, found)
             if forward_to:
