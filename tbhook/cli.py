@@ -107,6 +107,7 @@ def serve(
     """Receive Tracebuzz webhooks and append every delivery to the database."""
     from tbhook import server
     from tbhook.store import open_store
+    from tbhook.writer import BatchWriter
 
     auth = _auth(header_name, header_value)
     memory = parse_size(body_memory, "--body-memory") or 0
@@ -116,17 +117,20 @@ def serve(
         )
     with reported_errors():
         server.check_http_stack()
-        # Before the socket and the database are opened: the parser's worker process is
-        # forked now, so it holds neither (a killed receiver must free its port).
+        # Before the socket and the database are opened: the parser's and the writer's
+        # processes are forked now, so they hold neither (a killed receiver frees its port).
         parser = server.Parser()
+        writer = BatchWriter.for_target(db, max_db_size, forward_to=forward_to)  # type: ignore[arg-type]
         # The port first: a receiver that cannot listen creates no database file.
         try:
             sock = server.bind(host, port)
         except BaseException:
             parser.close()
+            writer.close()
             raise
         try:
             store = open_store(db, max_bytes=max_db_size)  # type: ignore[arg-type]
+            writer.start()
             warnings = [w for w in (store.durability_warning(),) if w]
             events, quarantined = store.counts()
             with contextlib.suppress(TbhookError):  # at the cap already: doctor is told anyway
@@ -135,6 +139,7 @@ def serve(
         except BaseException:
             sock.close()
             parser.close()
+            writer.close()
             if "store" in locals():
                 store.close()
             raise
@@ -157,6 +162,7 @@ def serve(
             max_connections=limit,
             body_memory=memory,
             parser=parser,
+            writer=writer,
         )
     finally:
         store.close()

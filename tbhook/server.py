@@ -383,9 +383,16 @@ class _Server(uvicorn.Server):
     the handlers itself, before it announces readiness, so no signal is missed.
     """
 
+    drained: Callable[[], None] | None = None  # run on the loop once requests are drained
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        if self.drained:
+            self.drained()
 
     @contextlib.contextmanager
     def draining_signals(self) -> Iterator[None]:
@@ -491,16 +498,21 @@ def serve(
     max_connections: int = MAX_CONNECTIONS,
     body_memory: int = BODY_MEMORY,
     parser: Parser | None = None,
+    writer: BatchWriter | None = None,
 ) -> None:
     """Receive on an already bound socket until SIGINT or SIGTERM, then drain and return.
 
     ``on_ready`` runs once the stop signals are handled, just before serving starts.
     ``max_connections`` is lowered to fit the open-file limit, which is first raised as far
-    as the hard limit allows.
+    as the hard limit allows. ``parser`` and ``writer`` fork processes: make them before the
+    socket and the store (``serve`` makes them itself when not given).
     """
     log = _stderr_line  # warnings, 503s and sheds: even with ``quiet``
     connections = Connections(max_connections, log)
-    writer = BatchWriter(store, forward_to=forward_to)
+    if writer is None:
+        writer = BatchWriter.for_target(store.target, store.max_bytes, forward_to=forward_to)
+        writer.start()
+    writer.store = store  # the forwarder writes through this process's own connection
     forwarder = None
     if forward_to:
         from tbhook.forwarder import Forwarder
@@ -519,6 +531,7 @@ def serve(
         parser=parser or Parser(fork=False),
     )
     uvicorn_server = _Server(uvicorn_config(app, connections))
+    uvicorn_server.drained = writer.detach  # the pipe closes on the loop, which owns it
     if forwarder:
         forwarder.start()
     try:

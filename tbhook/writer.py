@@ -1,47 +1,69 @@
-"""The single writer: group commit of deliveries waiting to be stored.
+"""The single writer: group commit, in a process of its own.
 
-Deliveries queue up; a writer thread takes everything queued, commits it in one transaction,
-hands each request its outcome back on the event loop, and takes what queued up meanwhile at
-once, without waiting for the loop: while it commits one batch, the loop reads the requests
-that form the next. Each request is answered once its own batch is committed.
+Deliveries queue up on the event loop; the writer process takes everything queued at once,
+commits it in one transaction and answers with each row's id and delivery count; meanwhile the
+loop reads the requests that form the next batch. Each request is answered only once its own
+batch is committed.
 
-Every SQLite write runs on the writer thread, never on the loop's: on a disk that stalls (a
-frozen file system, a dying disk, a full NFS server), even starting a transaction can block
-for as long as the stall lasts, because SQLite writes to its shared-memory index. The loop must
-go on answering health checks and reading requests meanwhile; only the acknowledgements wait.
+Why a process: every SQLite write can block for as long as a disk stalls (even starting a
+transaction writes to SQLite's shared-memory index), so none may run on the loop's thread;
+and on a second thread, the writer and the loop would take turns at one GIL (measured: a
+quarter of the throughput lost to the handovers). In its own process the writer uses the
+second core. The loop talks to it through a pipe without ever blocking on it.
 
-A write that finds the database locked by another connection (an import, a prune, a sqlite3
-shell) waits on the writer thread for up to ``LOCK_WAIT_SECONDS`` (SQLite's busy timeout);
-later deliveries queue behind it. Other threads (the forwarder) write through ``call``, between
-batches.
+The writer process is a fresh interpreter (SQLite state must never cross a fork) that
+inherits nothing but its end of a socket; it opens the database once told to. If it dies, the
+batch in flight is answered 503 and a new one is started. Other threads (the forwarder) write
+through ``call``, on a connection of their own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import threading
+import os
+import pickle
+import signal
+import socket
+import struct
 from collections.abc import Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from tbhook.errors import StoreUnavailable
-from tbhook.store import Delivery, Store, Stored
+from tbhook.store import Delivery, Store, Stored, open_store
 
 Outcome = Stored | StoreUnavailable
-Batch = list[tuple[Delivery, asyncio.Future]]
 T = TypeVar("T")
+StoreFactory = Callable[[], Store]
 
 MAX_BATCH = 1000
 LOCK_WAIT_SECONDS = 5.0  # another connection's lock is waited out this long before a 503
+_HEADER = struct.Struct("!Q")
+
+
+@dataclass(frozen=True)
+class OpenStore:
+    """Opens the store in the writer process (picklable: it travels there)."""
+
+    target: str
+    max_bytes: int | None = None
+
+    def __call__(self) -> Store:
+        return open_store(self.target, self.max_bytes)
 
 
 class BatchWriter:
-    """Commits queued deliveries in one transaction on its own thread, then answers each."""
+    """Hands batches to the writer process and answers each delivery with its outcome.
+
+    ``store_factory`` opens the store in the writer process (after the fork); ``store`` is
+    this process's own connection, for ``call``.
+    """
 
     def __init__(
         self,
-        store: Store,
+        store_factory: StoreFactory,
+        store: Store | None = None,
         max_batch: int = MAX_BATCH,
         forward_to: str | None = None,
         on_commit: Callable[[], None] | None = None,
@@ -50,73 +72,288 @@ class BatchWriter:
         self.max_batch = max_batch
         self.forward_to = forward_to
         self.on_commit = on_commit
-        self._queue: collections.deque[tuple[Delivery, asyncio.Future, asyncio.AbstractEventLoop]]
-        self._queue = collections.deque()
-        self._wake = threading.Event()
-        self._lock = threading.Lock()  # one writer of the connection at a time
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="tbhook-writer", daemon=True)
-        self._thread.start()
-        store.set_busy_timeout(int(LOCK_WAIT_SECONDS * 1000))
+        self._factory = store_factory
+        self._pending: list[tuple[Delivery, asyncio.Future]] = []
+        self._in_flight: list[tuple[Delivery, asyncio.Future]] | None = None
+        self._transport: asyncio.Transport | None = None
+        self._connecting = False
+        self._sock, self._process = _spawn(store_factory, forward_to)
+
+    @classmethod
+    def for_target(cls, target: str, max_bytes: int | None = None, **kwargs: Any) -> BatchWriter:
+        return cls(OpenStore(target, max_bytes), **kwargs)
+
+    def start(self) -> None:
+        """Open the store in the writer process (before serving); raise what went wrong."""
+        _send(self._sock, ("open",))
+        reply = _receive(self._sock)
+        if reply[0] != "opened":
+            raise StoreUnavailable(reply[1])
 
     async def write(self, delivery: Delivery) -> Stored:
         """Store a delivery and wait until its batch is committed. Raises StoreUnavailable."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
-        delivery.params  # noqa: B018 - made here, on the loop's thread (see Delivery.params)
-        self._queue.append((delivery, future, loop))
-        self._wake.set()
+        delivery.params  # noqa: B018 - the row is made here, on the loop (Delivery.params)
+        self._pending.append((delivery, future))
+        if len(self._pending) == 1 and self._in_flight is None:
+            loop.call_soon(self._flush)  # after the loop has read what is ready now
         outcome = await future
         if isinstance(outcome, StoreUnavailable):
             raise outcome
         return outcome
 
     def call(self, operation: Callable[[Store], T]) -> T:
-        """Run ``operation(store)`` between batches (from another thread: it blocks)."""
-        with self._lock:
-            return operation(self.store)
+        """Run ``operation`` on this process's own connection (for the forwarder's thread)."""
+        if self.store is None:
+            raise RuntimeError("no store of this process's own")
+        return operation(self.store)
+
+    def detach(self) -> None:
+        """On the loop, once nothing is pending: close this end of the socket, so the writer
+        process sees the end of its input, finishes and exits."""
+        if self._transport is not None:
+            transport, self._transport = self._transport, None
+            transport.close()
 
     def close(self) -> None:
-        """Commit whatever is still queued (nothing, once uvicorn has drained), then stop."""
-        self._stopping = True
-        self._wake.set()
-        self._thread.join()
+        """Stop the writer process (nothing is pending once uvicorn has drained)."""
+        for _, future in self._pending:
+            if not future.done():
+                with contextlib.suppress(RuntimeError):
+                    future.set_result(StoreUnavailable("shutting down before the commit"))
+        self._pending.clear()
+        # The end of its input tells the writer process to finish; if the loop that owned the
+        # transport is gone without closing it, say so in words.
+        with contextlib.suppress(OSError, ValueError):
+            self._sock.setblocking(True)
+            _send(self._sock, ("close",))
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        self._process.join(30)
+        if self._process.is_alive():  # stuck (a disk that never came back): nothing pending
+            self._process.kill()
+            self._process.join(5)
 
-    def _run(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                self._commit_next()
-            if self._stopping and not self._queue:
+    # -- the loop's side of the socket --------------------------------------------------
+
+    def _flush(self) -> None:
+        if not self._pending or self._in_flight is not None:
+            return
+        if self._transport is None:
+            if not self._connecting:
+                self._connecting = True
+                asyncio.get_running_loop().create_task(self._connect())
+            return
+        batch = self._pending[: self.max_batch]
+        del self._pending[: self.max_batch]
+        self._in_flight = batch
+        params = [delivery.params for delivery, _ in batch]
+        readable = [not hasattr(delivery.parsed, "reason") for delivery, _ in batch]
+        self._transport.write(_frame(("append", params, readable)))
+
+    async def _connect(self) -> None:
+        """The socket to the writer process as an asyncio transport: the loop never blocks
+        on it, whatever the writer process is waiting for."""
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_connection(lambda: _Replies(self), sock=self._sock)
+        self._transport = transport  # type: ignore[assignment]
+        self._connecting = False
+        self._flush()
+
+    def answer(self, reply: tuple) -> None:
+        """A reply from the writer process: the outcomes of the batch in flight."""
+        if reply[0] == "opened":  # a new writer process is ready
+            self._flush()
+            return
+        batch, self._in_flight = self._in_flight or [], None
+        if reply[0] == "stored":
+            outcomes: list[Outcome] = [Stored(*row) for row in reply[1]]
+            if self.on_commit:
+                self.on_commit()
+        else:
+            outcomes = [StoreUnavailable(reply[1])] * len(batch)
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if not future.done():  # the client may have gone away meanwhile
+                future.set_result(outcome)
+        self._flush()
+
+    def died(self) -> None:
+        """The writer process is gone: the batch in flight was not acknowledged (503). Start
+        another, so the next deliveries are stored."""
+        if self._in_flight is not None:
+            self.answer(("failed", "could not store: the writer process stopped unexpectedly"))
+        if self._transport is not None:
+            self._transport.close()
+        self._transport = None
+        self._process.join(5)
+        self._sock, self._process = _spawn(self._factory, self.forward_to)
+        self._sock.setblocking(False)
+        self._in_flight = []  # until the new process has opened the store
+        asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_connection(lambda: _Replies(self), sock=self._sock)
+        self._transport = transport  # type: ignore[assignment]
+        self._in_flight = None
+        transport.write(_frame(("open",)))
+
+
+class _Replies(asyncio.Protocol):
+    """Frames from the writer process: a length, then a pickled reply."""
+
+    def __init__(self, writer: BatchWriter):
+        self._buffer = bytearray()
+        self._writer = writer
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        while len(self._buffer) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(self._buffer)
+            if len(self._buffer) < _HEADER.size + size:
                 return
+            frame = bytes(self._buffer[_HEADER.size : _HEADER.size + size])
+            del self._buffer[: _HEADER.size + size]
+            self._writer.answer(pickle.loads(frame))
 
-    def _commit_next(self) -> None:
-        """Commit what is queued (up to ``max_batch``), and answer it on its loop. A function
-        of its own, so no body outlives its batch while the thread waits for the next."""
-        batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch))]
-        outcomes = self._store([delivery for delivery, _, _ in batch])
-        answers = [
-            (future, outcome) for (_, future, _), outcome in zip(batch, outcomes, strict=True)
-        ]
-        with contextlib.suppress(RuntimeError):  # the loop closed at shutdown
-            batch[0][2].call_soon_threadsafe(_settle, answers)
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._writer._transport is not None:  # not closed on purpose (detach)
+            self._writer.died()
 
-    def _store(self, deliveries: list[Delivery]) -> list[Outcome]:
-        """Commit a batch; its outcomes, one per delivery."""
-        try:
-            with self._lock:
-                outcomes: list[Outcome] = list(self.store.append(deliveries, self.forward_to))
-        except Exception as exc:  # a bug fails the batch, not the writer
-            if not isinstance(exc, StoreUnavailable):
-                exc = StoreUnavailable(f"could not store: {type(exc).__name__}: {exc}")
-            return [exc] * len(deliveries)
-        if self.on_commit:
-            self.on_commit()
-        return outcomes
+    def eof_received(self) -> bool:
+        return False  # close the transport; connection_lost follows
 
 
-def _settle(answers: list[tuple[asyncio.Future, Outcome]]) -> None:
-    for future, outcome in answers:
-        if not future.done():  # the client may have gone away meanwhile
-            future.set_result(outcome)
+# -- the writer process ------------------------------------------------------------------
+
+
+def _frame(message: tuple) -> bytes:
+    data = pickle.dumps(message, protocol=5)
+    return _HEADER.pack(len(data)) + data
+
+
+def _send(sock: socket.socket, message: tuple) -> None:
+    sock.sendall(_frame(message))
+
+
+def _receive(sock: socket.socket) -> tuple:
+    header = _read_exactly(sock, _HEADER.size)
+    (size,) = _HEADER.unpack(header)
+    return pickle.loads(_read_exactly(sock, size))
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(min(size - len(data), 1 << 20))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return bytes(data)
+
+
+class _Process:
+    """The writer process: ``python -c`` running ``_child_main`` on the child's end of the
+    socket, and nothing else inherited (a client's connection, the listening socket, the
+    parent's end of the socket: none stays open on its account)."""
+
+    def __init__(self, keep: socket.socket):
+        import json
+        import subprocess
+        import sys
+
+        code = "import sys; from tbhook.writer import _child_main; _child_main(int(sys.argv[1]))"
+        env = {**os.environ, "TBHOOK_WRITER_PATH": json.dumps(sys.path)}
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _PATH_SETUP + code, str(keep.fileno())],
+            pass_fds=[keep.fileno()],
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+
+    def is_alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def join(self, timeout: float) -> None:
+        import subprocess
+
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self._proc.kill()
+
+
+# The child finds tbhook (and anything a store factory needs) where the parent did, also
+# inside a single-file build.
+_PATH_SETUP = (
+    "import json, os, sys; sys.path[:0] = json.loads(os.environ.pop('TBHOOK_WRITER_PATH')); "
+)
+
+
+def _spawn(store_factory: StoreFactory, forward_to: str | None) -> tuple[socket.socket, _Process]:
+    parent, child = socket.socketpair()
+    process = _Process(child)
+    child.close()
+    _send(parent, ("setup", store_factory, forward_to))
+    return parent, process
+
+
+def _child_main(fd: int) -> None:
+    """The writer process's entry point."""
+    sock = socket.socket(fileno=fd)
+    _, store_factory, forward_to = _receive(sock)
+    _serve_writes(sock, store_factory, forward_to)
+
+
+def _serve_writes(sock: socket.socket, store_factory: StoreFactory, forward_to: str | None) -> None:
+    """In the writer process: open the store when told, then commit each batch sent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops it, when it is done
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
+    store = None
+    try:
+        while True:
+            try:
+                message = _receive(sock)
+            except (EOFError, OSError):
+                return
+            if message[0] == "close":
+                return
+            if message[0] == "open":
+                try:
+                    store = store_factory()
+                    store.set_busy_timeout(int(LOCK_WAIT_SECONDS * 1000))
+                    reply: tuple = ("opened",)
+                except Exception as exc:  # reported by the parent as its error
+                    reply = ("failed", str(exc))
+            else:
+                reply = _commit(store, message[1], message[2], forward_to)
+            _send(sock, reply)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _commit(store: Store | None, params: list, readable: list, forward_to: str | None) -> tuple:
+    try:
+        if store is None:
+            raise StoreUnavailable("could not store: the database is not open")
+        stored = store.append_rows(params, readable, forward_to)
+        return ("stored", [(s.id, s.deliveries, s.quarantined) for s in stored])
+    except StoreUnavailable as exc:
+        return ("failed", str(exc))
+    except Exception as exc:  # a bug fails the batch, not the writer
+        return ("failed", f"could not store: {type(exc).__name__}: {exc}")
+
+
+def _die_with_parent() -> None:
+    """Linux: a receiver killed outright (kill -9) takes its writer process with it."""
+    with contextlib.suppress(Exception):
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

@@ -267,10 +267,16 @@ class Store(ABC):
 
     # -- writing ------------------------------------------------------------------------
 
-    @abstractmethod
     def append(self, deliveries: Sequence[Delivery], forward_to: str | None = None) -> list[Stored]:
         """Store a batch of deliveries in one durable transaction (group commit); with
         ``forward_to``, queue each new event for forwarding in the same transaction."""
+        return self.append_rows(*batch_params(deliveries), forward_to)
+
+    @abstractmethod
+    def append_rows(
+        self, params: list[tuple], readable: list[bool], forward_to: str | None = None
+    ) -> list[Stored]:
+        """``append`` of prepared rows (``Delivery.params``, and whether each is an event)."""
 
     @abstractmethod
     def import_rows(self, rows: ImportRows) -> tuple[int, list[int]]:

@@ -31,12 +31,10 @@ from tbhook.store.base import (
     PAUSE_SECONDS,
     QUARANTINE_COLUMNS,
     READ_COLUMNS,
-    Delivery,
     Dialect,
     ImportRows,
     Store,
     Stored,
-    batch_params,
     names,
     outcomes,
     q,
@@ -260,8 +258,9 @@ class PostgresStore(Store):
 
     # -- writing -------------------------------------------------------------------------
 
-    def append(self, deliveries: Sequence[Delivery], forward_to: str | None = None) -> list[Stored]:
-        params, readable = batch_params(deliveries)
+    def append_rows(
+        self, params: list[tuple], readable: list[bool], forward_to: str | None = None
+    ) -> list[Stored]:
         # The same body twice in a batch: one row, counted twice. PostgreSQL's upsert may not
         # touch a row twice in one statement.
         folded: dict[tuple[bool, bytes], list] = {}

@@ -24,12 +24,10 @@ from tbhook.store.base import (
     MERGE_QUARANTINE_COLUMNS,
     PAUSE_SECONDS,
     QUARANTINE_COLUMNS,
-    Delivery,
     Dialect,
     ImportRows,
     Store,
     Stored,
-    batch_params,
     names,
     outcomes,
 )
@@ -291,10 +289,10 @@ class SQLiteStore(Store):
 
     # -- writing -------------------------------------------------------------------------
 
-    def append(self, deliveries: Sequence[Delivery], forward_to: str | None = None) -> list[Stored]:
-        """Store a batch in one durable transaction: a few multi-row upserts and one look-up
-        of the rows' ids, so the writer thread seldom needs the GIL back."""
-        params, readable = batch_params(deliveries)
+    def append_rows(
+        self, params: list[tuple], readable: list[bool], forward_to: str | None = None
+    ) -> list[Stored]:
+        """One durable transaction: a few multi-row upserts and one look-up of the rows' ids."""
         with self.writing() as conn:
             found: dict[tuple[bool, bytes], tuple[int, int]] = {}
             for table, is_event in (("events", True), ("quarantine", False)):

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import threading
+from dataclasses import dataclass
 
 import uvicorn
 from conftest import Worker, event_body, request, run_all
@@ -13,36 +14,58 @@ from tbhook.writer import BatchWriter
 
 
 class RecordingStore(SQLiteStore):
-    """The real store, noting each batch in one shared, ordered log once it is committed."""
+    """The real store, in the writer process, noting each committed batch in a shared log
+    file before the batch's outcomes go back to the server."""
 
-    log: list
+    log_path: str
 
     def commit(self):
         super().commit()
         self.commits = getattr(self, "commits", 0) + 1
 
-    def append(self, deliveries, forward_to=None):
+    def append_rows(self, params, readable, forward_to=None):
         before = getattr(self, "commits", 0)
-        stored = super().append(deliveries, forward_to)
+        stored = super().append_rows(params, readable, forward_to)
         # append returns only once its transaction is committed, and before any reply
         assert self.commits == before + 1 and not self.db.conn.in_transaction
-        self.log.append(("commit", [s.id for s in stored]))
+        note(self.log_path, "commit", [s.id for s in stored])
         return stored
 
 
-def test_every_200_is_sent_after_its_batch_commits(db_path):
-    store = RecordingStore.open(db_path)
-    store.log = []
+def note(path, kind, value):
+    with open(path, "a") as log:  # O_APPEND: one line at a time, in causal order
+        log.write(json.dumps([kind, value]) + "\n")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """Opens a RecordingStore in the writer process (it travels there pickled)."""
+
+    db: str
+    log_path: str
+
+    def __call__(self):
+        store = RecordingStore.open(self.db)
+        store.log_path = self.log_path
+        return store
+
+
+def test_every_200_is_sent_after_its_batch_commits(db_path, tmp_path):
+    log_path = str(tmp_path / "order.log")
+    recording = Recording(str(db_path), log_path)
+
+    store = SQLiteStore.open(db_path)
     conn = store.db.conn
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: fsync at every commit
-    writer = BatchWriter(store)
+    writer = BatchWriter(recording, store=store)
+    writer.start()
     receiver = Receiver(writer)
 
     async def app(scope, receive, send):
         async def noting_send(message):
             if message["type"] == "http.response.body" and message.get("body"):
-                store.log.append(("reply", json.loads(message["body"])["id"]))
+                note(log_path, "reply", json.loads(message["body"])["id"])
             await send(message)
 
         await receiver(scope, receive, noting_send)
@@ -68,13 +91,15 @@ def test_every_200_is_sent_after_its_batch_commits(db_path):
     assert [r.status for r in results] == [200] * 64
     committed: set[int] = set()
     replies = 0
-    for kind, value in store.log:
+    with open(log_path) as lines:
+        log = [json.loads(line) for line in lines]
+    for kind, value in log:
         if kind == "commit":
             committed.update(value)
         else:
             assert value in committed, f"event {value} was acknowledged before its commit"
             replies += 1
     assert replies == 64
-    batches = sum(1 for kind, _ in store.log if kind == "commit")
+    batches = sum(1 for kind, _ in log if kind == "commit")
     assert batches < 64  # concurrent requests shared commits (group commit)
     store.close()

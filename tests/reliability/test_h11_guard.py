@@ -18,7 +18,8 @@ from tbhook.writer import BatchWriter
 def h11_server(db_path, monkeypatch):
     monkeypatch.setattr(protocol, "REQUEST_DEADLINE_SECONDS", 1.0)
     store = SQLiteStore.open(db_path)
-    writer = BatchWriter(store)
+    writer = BatchWriter.for_target(str(db_path), store=store)
+    writer.start()
     config = uvicorn.Config(
         Receiver(writer),
         http=protocol.GuardedH11Protocol,
