@@ -402,3 +402,34 @@ def test_a_short_lock_is_waited_out_and_later_deliveries_queue_behind_it(server)
     holder.close()
     assert [r.status for r in responses] == [200] * 4
     assert sorted(r["caseId"] for r in rows(server.db)) == [0, 1, 2, 3]
+
+
+def writer_process(pid: int) -> int:
+    """The pid of a receiver's writer process (a child running tbhook.writer)."""
+    children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+    for child in children:
+        with open(f"/proc/{child}/cmdline", "rb") as f:
+            if b"_child_main" in f.read():
+                return int(child)
+    raise AssertionError(f"no writer process among {children}")
+
+
+def test_a_writer_process_that_dies_is_replaced_and_nothing_acknowledged_is_lost(server):
+    import os
+    import signal
+
+    assert server.post(event_body(caseId=1)).status == 200
+    first = writer_process(server.proc.pid)
+    os.kill(first, signal.SIGKILL)
+    statuses = []
+    for case in range(2, 40):
+        statuses.append(server.post(event_body(caseId=case)).status)
+        time.sleep(0.02)
+    assert set(statuses) <= {200, 503} and statuses[-10:] == [200] * 10
+    assert writer_process(server.proc.pid) != first  # a new one took over
+    stored = {r["caseId"] for r in rows(server.db)}
+    acknowledged = {
+        case for case, status in zip(range(2, 40), statuses, strict=True) if status == 200
+    }
+    assert acknowledged | {1} <= stored
+    assert server.stop() == 0
