@@ -1,6 +1,7 @@
 """`make bench`: every figure as a ratio against a baseline measured in the same run.
 
-Needs wrk and sqlite3 (Debian packages `wrk` and `sqlite3`); as root it installs them with
+Needs wrk and sqlite3 (Debian packages `wrk` and `sqlite3`), and PostgreSQL's initdb and pg_ctl
+for the PostgreSQL figures (skipped, saying so, without them); as root it installs wrk and sqlite3 with
 apt-get, otherwise it says how. Traffic goes to 127.0.0.1 only and every run is bounded.
 Environment: BENCH_DURATION (wrk seconds per run, default 5), BENCH_EVENTS (size of the big
 database, default 1,000,000).
