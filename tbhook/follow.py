@@ -1,44 +1,193 @@
-"""`tbhook tail`: print the last matching events, then follow new ones as they commit."""
+"""`tbhook tail`: print the last matching events, then follow new ones as they commit, and
+(when asked) redeliveries and quarantined deliveries, as the receiver's log shows them."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import sqlite3
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from tbhook.errors import NoDatabase, NotReady
+from tbhook.events import Unreadable
 from tbhook.filters import Filters
-from tbhook.output import describe, event_record, event_style
+from tbhook.output.describe import describe, describe_parsed, event_record, event_style
+from tbhook.output.formats import Answer, write
 from tbhook.store import Store, open_reader
 
 POLL_SECONDS = 0.1  # the id is a cursor: one cheap indexed query per poll
+# Redeliveries and quarantined deliveries are followed by their receive time, which the
+# receiver stamps as a request arrives: one that commits up to this long after it was stamped
+# (a slow batch, another receiver's clock) is still shown, once.
+LOOKBACK = timedelta(seconds=60)
 
 
-def follow_events(
-    db: str, filters: Filters, lines: int, follow: bool, fmt: str, console, poll=POLL_SECONDS
-) -> None:  # noqa: ANN001 - a rich Console
-    """Print the last ``lines`` matching events, then (with ``follow``) new ones until Ctrl-C.
-    The store says what "new" is: on SQLite the next ids, on PostgreSQL the transactions that
-    have finished (a lower id can commit after a higher one there)."""
+@dataclass(frozen=True)
+class Feed:
+    """What tail follows: matching events (after a backlog of the last ``backlog``, 0 for
+    all, None for none), and optionally redeliveries and quarantined deliveries."""
+
+    filters: Filters = Filters()
+    backlog: int | None = 10
+    retries: bool = False
+    quarantine: bool = False
+
+
+def follow_events(db: str, feed: Feed, follow: bool, fmt: str, poll: float = POLL_SECONDS) -> None:
+    """Write the feed in ``fmt`` (text or ndjson, through the format registry) until Ctrl-C,
+    or after the backlog when not following."""
     store = _open_when_ready(db, follow, poll)
     try:
-        canonical = store.canonical_lookup()
-        backlog, cursor = store.tail_begin(filters, lines)
-        for row in backlog:
-            _print(row, canonical, fmt, console)
-        while follow:
-            store.tail_wait(poll)
-            rows, cursor = store.tail_more(filters, cursor)
-            if any(row["event"] == "profileMerged" for row in rows):
-                canonical = store.canonical_lookup()  # merges change who is who
-            for row in rows:
-                _print(row, canonical, fmt, console)
+        write(Answer(records=_records(store, feed, follow, poll), line=_line, live=True), fmt)
     finally:
         store.close()
+
+
+def _records(store: Store, feed: Feed, follow: bool, poll: float) -> Iterator[dict[str, Any]]:
+    """The store says what "new" is: on SQLite the next ids, on PostgreSQL the transactions
+    that have finished (a lower id can commit after a higher one there)."""
+    canonical = store.canonical_lookup()
+    first_new = store.max_id()
+    redeliveries = (
+        _Redeliveries(store, feed, first_new) if feed.retries or feed.quarantine else None
+    )
+    backlog, cursor = store.tail_begin(feed.filters, feed.backlog)
+    if feed.quarantine and feed.backlog is not None:
+        backlog = _with_quarantined(store, list(backlog), feed.backlog)
+    for row in backlog:
+        yield _quarantined(row) if "reason" in row else _event(row, canonical)
+    while follow:
+        store.tail_wait(poll)
+        rows, cursor = store.tail_more(feed.filters, cursor)
+        if any(row["event"] == "profileMerged" for row in rows):
+            canonical = store.canonical_lookup()  # merges change who is who
+        for row in rows:
+            yield _event(row, canonical)
+        if redeliveries:
+            yield from redeliveries.more(canonical)
+
+
+class _Redeliveries:
+    """Bodies delivered again (and quarantined deliveries) since tail started, each shown
+    once per delivery: followed by receive time, with what was already shown remembered."""
+
+    def __init__(self, store: Store, feed: Feed, first_new: int):
+        self.store, self.feed, self.first_new = store, feed, first_new
+        self.mark = store.last_redelivery()
+        self.shown: dict[tuple[str, int], tuple[int, str]] = {}
+        for key, row in self._recent():  # already there: not news
+            self.shown[key] = (row["deliveries"], row["lastReceivedAt"])
+
+    def _recent(self) -> Iterator[tuple[tuple[str, int], dict]]:
+        since = _minus(self.mark, LOOKBACK)
+        if self.feed.retries:
+            for row in self.store.redelivered_since(self.feed.filters, since):
+                yield ("event", row["id"]), row
+        if self.feed.quarantine:
+            for row in self.store.quarantined_since(since):
+                yield ("quarantine", row["id"]), row
+
+    def more(self, canonical: Any) -> Iterator[dict[str, Any]]:
+        found = sorted(self._recent(), key=lambda item: (item[1]["lastReceivedAt"], item[0]))
+        for key, row in found:
+            count = row["deliveries"]
+            before = self.shown.get(key)
+            if before is not None and before[0] >= count:
+                continue
+            self.shown[key] = (count, row["lastReceivedAt"])
+            if self.mark is None or row["lastReceivedAt"] > self.mark:
+                self.mark = row["lastReceivedAt"]
+            if key[0] == "quarantine":
+                if before is None:
+                    yield _quarantined(row)
+                    continue
+                if self.feed.retries:
+                    yield from (_quarantined(row, n) for n in range(before[0] + 1, count + 1))
+                continue
+            # A retry of an event first delivered since tail started: every delivery after
+            # the first. Of an older one not seen yet: the latest (the earlier were before).
+            if before is not None:
+                first = before[0] + 1
+            else:
+                first = 2 if row["id"] > self.first_new else count
+            record = event_record(row, canonical)
+            for n in range(first, count + 1):
+                yield _event_retry(record, row, n)
+        floor = _minus(self.mark, LOOKBACK)
+        if floor is not None:
+            self.shown = {k: v for k, v in self.shown.items() if v[1] >= floor}
+
+
+def _minus(stamp: str | None, delta: timedelta) -> str | None:
+    """A receivedAt stamp (``2026-11-25T10:00:00.123Z``) moved back by ``delta``."""
+    if stamp is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment - delta).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _with_quarantined(store: Store, backlog: list[dict], lines: int) -> list[dict]:
+    """The backlog with the quarantined deliveries among it, by receive time: the last
+    ``lines`` of both (all when 0)."""
+    kept = list(store.quarantined(lines or None, descending=True))
+    merged = sorted([*backlog, *kept], key=lambda row: (row["receivedAt"], "reason" in row))
+    return merged[-lines:] if lines else merged
+
+
+def _event(row: dict, canonical: Any) -> dict[str, Any]:
+    return {"kind": "event", **event_record(row, canonical), "path": row["path"]}
+
+
+def _event_retry(record: dict, row: dict, delivery: int) -> dict[str, Any]:
+    return {
+        "kind": "retry",
+        **record,
+        "path": row["path"],
+        "delivery": delivery,
+        "lastReceivedAt": row["lastReceivedAt"],
+    }
+
+
+def _quarantined(row: dict, delivery: int | None = None) -> dict[str, Any]:
+    record = {
+        "kind": "quarantined" if delivery is None else "retry",
+        "quarantineId": row["id"],
+        "receivedAt": row["receivedAt"],
+        "lastReceivedAt": row["lastReceivedAt"],
+        "deliveries": row["deliveries"],
+        "path": row["path"],
+        "reason": row["reason"],
+        "bodySize": row.get("bodySize"),
+    }
+    if delivery is not None:
+        record["delivery"] = delivery
+    return record
+
+
+def _line(record: Mapping[str, Any]) -> Any:
+    """One record as the receiver's log says it (what ndjson carries, for people)."""
+    from rich.text import Text
+
+    retry = f" [retry: delivery {record['delivery']} of #" if "delivery" in record else None
+    if "quarantineId" in record:
+        received = (record["receivedAt"] or "")[:19] + "Z"
+        text = f"{received:20} {'':7} quarantined #{record['quarantineId']}, " + describe_parsed(
+            Unreadable(record["reason"]), record["path"]
+        )
+        if retry:
+            text += f"{retry}{record['quarantineId']}]"
+        return Text(text, style="red")
+    text = f"{record['time'] or '-':20} #{record['id']:<6} {describe(record)}"
+    if retry:
+        return Text(f"{text}{retry}{record['id']}]", style="dim")
+    return Text(text, style=event_style(record))
 
 
 @contextlib.contextmanager
@@ -55,18 +204,6 @@ def stopped_by_signals() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def _print(row: dict, canonical, fmt: str, console) -> None:  # noqa: ANN001
-    record = event_record(row, canonical)
-    if fmt == "ndjson":
-        sys.stdout.write(json.dumps(record) + "\n")
-        sys.stdout.flush()
-        return
-    from rich.text import Text
-
-    line = f"{record['time'] or '-':20} #{row['id']:<6} {describe(row)}"
-    console.print(Text(line, style=event_style(row)), soft_wrap=True)
 
 
 def _open_when_ready(db: str, wait: bool, poll: float) -> Store:

@@ -22,10 +22,10 @@ import uvicorn
 from tbhook import protocol
 from tbhook.errors import StoreUnavailable, TbhookError
 from tbhook.events import Event, Unreadable, parse
-from tbhook.output import describe_parsed
+from tbhook.output.describe import describe_parsed
+from tbhook.output.safe import clean
 from tbhook.protocol import RETRY_AFTER_SECONDS, Connections, Throttled
 from tbhook.store import Delivery, Store, Stored, open_reader
-from tbhook.text import clean
 from tbhook.writer import BatchWriter
 
 DEFAULT_MAX_BODY = 1024 * 1024

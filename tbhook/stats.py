@@ -8,10 +8,10 @@ from typing import Any
 
 from tbhook.events import ENUMERATED
 from tbhook.filters import Filters
-from tbhook.output import sender_label, type_label
+from tbhook.output.describe import sender_label, type_label
+from tbhook.output.safe import clean
 from tbhook.split import in_halves, reading
 from tbhook.store import Store, stats_groups
-from tbhook.text import cell
 
 SECTIONS = ("byEvent", "bySender", "byType", "bySource", "perDay")
 
@@ -89,24 +89,35 @@ def bar(count: int, largest: int, width: int = 40) -> str:
     return "█" * full + ("" if not part else " ▏▎▍▌▋▊▉"[part])
 
 
-def table(counts: dict[str, Any]):
-    """One rich table of every section, with each count's share of its section."""
-    from rich.table import Table
+def view(counts: dict[str, Any]):  # noqa: ANN201 - rich is imported lazily
+    """For people: one table of every section with each count's share of its section, any
+    values the spec does not list, then events per day as a bar chart."""
+    from rich.console import Group
+    from rich.text import Text
 
-    result = Table(title=f"{counts['events']} events", header_style="bold")
-    result.add_column("by")
-    result.add_column("value")
-    result.add_column("count", justify="right")
-    result.add_column("share", justify="right")
+    from tbhook.output.tables import Column, fitted
+
+    rows = []
     for section in SECTIONS[:-1]:
         shares = percentages(list(counts[section].values()))
         for i, ((key, count), share) in enumerate(
             zip(counts[section].items(), shares, strict=True)
         ):
-            label = section[2:].lower() if i == 0 else ""
-            result.add_row(label, cell(key), str(count), f"{share}%")
-        result.add_section()
-    return result
+            rows.append([section[2:].lower() if i == 0 else "", key, count, f"{share}%"])
+    columns = (
+        Column("by"),
+        Column("value", "text"),
+        Column("count", justify="right"),
+        Column("share", justify="right"),
+    )
+    parts: list[Any] = [fitted(columns, rows, title=f"{counts['events']} events")]
+    note = unknown_note(counts)
+    if note:
+        parts.append(Text(clean(note)))
+    per_day = counts["perDay"]
+    largest = max(per_day.values(), default=0)
+    parts += [Text(f"{day}  {bar(n, largest)} {n}") for day, n in per_day.items()]
+    return Group(*parts)
 
 
 def percentages(counts: list[int]) -> list[int]:

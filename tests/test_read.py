@@ -230,8 +230,9 @@ def test_table_shows_labels_and_canonical_person(log_db):
     assert result.exit_code == 0
     out = result.stdout
     assert "customer" in out and "agent" in out and "private message" in out and "comment" in out
-    assert "10 -> 20" in out  # person 10 is now 20
-    assert "closed, reason 3" in out
+    first = next(line for line in out.splitlines() if line.split()[:1] == ["1"])
+    assert first.split()[4:6] == ["10", "20"]  # person 10, now 20 (the "now" column)
+    assert "closed by agent 7, reason 3" in out
 
 
 def test_person_json(log_db):
@@ -300,7 +301,7 @@ def test_agent_first_case_has_no_response_time_and_is_open(log_db):
 
 def test_case_table_shows_timeline_and_metrics(log_db):
     out = run("case", "500").stdout
-    assert "firstResponseSeconds" in out and "90" in out and "closed, reason 3" in out
+    assert "firstResponseSeconds" in out and "90" in out and "closed by agent 7, reason 3" in out
 
 
 def test_unknown_case_is_an_error(log_db):
@@ -310,20 +311,20 @@ def test_unknown_case_is_an_error(log_db):
 
 
 def test_cases_one_row_per_case(log_db):
-    rows = ndjson(run("cases", "-f", "ndjson"))
+    rows = ndjson(run("cases", "-f", "ndjson", "--order", "asc"))
     assert [(r["caseId"], r["messages"], r["closed"], r["reopened"]) for r in rows] == [
         (500, 3, True, False),
         (501, 2, False, True),
         (502, 2, False, False),
     ]
     assert [r["caseId"] for r in ndjson(run("cases", "-f", "ndjson", "--person", "20"))] == [
-        500,
         501,
-    ]
+        500,
+    ]  # highest caseId first, unless --order asc
 
 
 def test_cases_csv_has_header_and_booleans(log_db):
-    rows = list(csv.DictReader(io.StringIO(run("cases", "-f", "csv").stdout)))
+    rows = list(csv.DictReader(io.StringIO(run("cases", "-f", "csv", "--order", "asc").stdout)))
     assert rows[0]["caseId"] == "500" and rows[0]["closed"] == "true"
     assert rows[2]["closedAt"] == ""
 

@@ -85,6 +85,7 @@ def test_blank_database_migrates_to_the_expected_schema(db_path):
         "m008_meta",
         "m009_merged_logs",
         "m010_views_in_range",
+        "m011_redelivery_indexes",
     ]
 
 
@@ -92,7 +93,7 @@ def test_reopening_applies_nothing_twice(db_path):
     SQLiteStore.open(db_path).close()
     SQLiteStore.open(db_path).close()
     conn = sqlite3.connect(db_path)
-    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 10
+    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 11
 
 
 def test_durability_settings(store, db_path):

@@ -18,7 +18,7 @@ import hashlib
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -87,6 +87,18 @@ class Dialect:
     iso_time_format: str  # {0}: a Unix-seconds column; gives ISO-8601 UTC or NULL
     epoch_of_iso: str  # {0}: an ISO-8601 text column; gives Unix seconds
     indexed_by: bool  # SQLite's INDEXED BY hints
+    least: str  # the smaller of two values: min (SQLite), LEAST (PostgreSQL)
+    greatest: str
+
+    def sum_deliveries(self, table: str) -> str:
+        """An upsert's SET for a body stored twice (a merge, a recovered quarantine row): the
+        deliveries add up, the first and last receive times are the earliest and latest."""
+        return (
+            f"deliveries = {table}.deliveries + excluded.deliveries, "
+            f'"receivedAt" = {self.least}({table}."receivedAt", excluded."receivedAt"), '
+            f'"lastReceivedAt" = {self.greatest}({table}."lastReceivedAt", '
+            'excluded."lastReceivedAt")'
+        )
 
     def iso_time(self, column: str) -> str:
         # Out of range (before year 1 or after 9999) is NULL on both, as iso_time() says.
@@ -96,7 +108,7 @@ class Dialect:
         )
 
     def formula_guard(self, column: str) -> str:
-        from tbhook.text import FORMULA_STARTS
+        from tbhook.output.safe import FORMULA_STARTS
 
         # PostgreSQL's text holds no NUL (nor does any event name: events.py refuses it).
         starts = [c for c in FORMULA_STARTS if c != "\0" or self.name == "sqlite"]
@@ -150,6 +162,28 @@ class ForwardOutcome:
     status: int | None = None
     error: str | None = None
     next_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What `quarantine retry` made of one quarantined delivery: moved to ``event_id`` (adding
+    its deliveries to an event already stored, when ``merged``), still unreadable (``reason``),
+    or not in quarantine (``missing``)."""
+
+    quarantine_id: int
+    event_id: int | None = None
+    event: str | None = None
+    merged: bool = False
+    reason: str | None = None
+    missing: bool = False
+
+
+def _bytes(row: dict, *keys: str) -> dict:
+    """``row`` with its blob columns as bytes (PostgreSQL gives memoryview)."""
+    for key in keys:
+        if row[key] is not None:
+            row[key] = bytes(row[key])
+    return row
 
 
 @dataclass
@@ -387,14 +421,70 @@ class Store(ABC):
         where, params = self.where(filters)
         return self.one(f"SELECT count(*) FROM events e WHERE {where}", params)[0]
 
-    def case_events(self, filters: Filters) -> Iterator[dict]:
-        """Every event of every case that has a matching event, by caseId then time."""
+    def any_matching(self, filters: Filters) -> bool:
+        """Whether any event matches (to explain an empty answer)."""
+        where, params = self.where(filters)
+        return any(
+            True for _ in self.query(f"SELECT 1 FROM events e WHERE {where} LIMIT 1", params)
+        )
+
+    def event_row(self, event_id: int) -> dict | None:
+        """One event in full: every column, the raw body, and its forward state, if any."""
+        columns = ", ".join(f"e.{q(c)}" for c in (*READ_COLUMNS, "body", "bodySha256"))
+        forward = ", ".join(
+            f"f.{q(column)} AS {q(name)}"
+            for column, name in (
+                ("target", "forwardTarget"),
+                ("state", "forwardState"),
+                ("attempts", "forwardAttempts"),
+                ("lastStatus", "forwardStatus"),
+                ("lastError", "forwardError"),
+                ("lastAttemptAt", "forwardLastAttemptAt"),
+                ("nextAttemptAt", "forwardNextAttemptAt"),
+            )
+        )
+        rows = self.query_dicts(
+            f"SELECT {columns}, {forward} FROM events e "
+            'LEFT JOIN forwards f ON f."eventId" = e.id WHERE e.id = ?',
+            [event_id],
+        )
+        row = next(iter(rows), None)
+        return None if row is None else _bytes(row, "body", "bodySha256")
+
+    def count_cases(self, filters: Filters) -> int:
+        """How many cases have a matching event."""
+        where, params = self.where(filters)
+        return self.one(
+            f'SELECT count(DISTINCT e."caseId") FROM events e WHERE e."caseId" IS NOT NULL '
+            f"AND {where}",
+            params,
+        )[0]
+
+    def case_events(
+        self, filters: Filters, *, descending: bool = False, limit: int | None = None
+    ) -> Iterator[dict]:
+        """Every event of every case that has a matching event, by caseId then time; with
+        ``limit``, of the first ``limit`` such cases only (found first, through the caseId
+        index, so the first page of a big log is quick)."""
         where, params = self.where(filters)
         columns = ", ".join(f"e.{q(c)}" for c in READ_COLUMNS)
+        direction = "DESC" if descending else "ASC"
+        cases = f'SELECT e."caseId" FROM events e WHERE e."caseId" IS NOT NULL AND {where}'
+        if limit:
+            ids = [
+                row[0]
+                for row in self.query(
+                    f'SELECT DISTINCT e."caseId" FROM events e WHERE e."caseId" IS NOT NULL '
+                    f'AND {where} ORDER BY e."caseId" {direction} LIMIT {int(limit)}',
+                    params,
+                )
+            ]
+            if not ids:
+                return iter(())
+            cases, params = ", ".join("?" for _ in ids), ids
         return self.query_dicts(
-            f"SELECT {columns} FROM events e WHERE e.{q('caseId')} IN "
-            f'(SELECT e."caseId" FROM events e WHERE e."caseId" IS NOT NULL AND {where}) '
-            'ORDER BY e."caseId", e."timestamp", e.id',
+            f'SELECT {columns} FROM events e WHERE e."caseId" IN ({cases}) '
+            f'ORDER BY e."caseId" {direction}, e."timestamp", e.id',
             params,
         )
 
@@ -404,17 +494,150 @@ class Store(ABC):
         sql = f'SELECT e.event, e.own, e."typeId", e."sourceId", {DAY} FROM events e WHERE {where}'
         return Counter(self.query(sql, params))
 
-    def quarantined(self) -> Iterator[dict]:
-        """Quarantined deliveries, oldest first, with the size and first bytes of each body."""
-        return (
-            {**row, "bodyStart": bytes(row["bodyStart"] or b"")}
-            for row in self.query_dicts(
+    # -- quarantine -----------------------------------------------------------------------
+
+    def quarantined(self, limit: int | None = None, *, descending: bool = False) -> Iterator[dict]:
+        """Quarantined deliveries in arrival order (or newest first), each with its full
+        reason, the size and the first bytes of its body."""
+        sql = (
+            'SELECT id, "receivedAt", "lastReceivedAt", deliveries, path, reason, '
+            'length(body) AS "bodySize", '
+            f'coalesce(substr(body, 1, 80), {self.dialect.empty_blob}) AS "bodyStart" '
+            f"FROM quarantine ORDER BY id {'DESC' if descending else 'ASC'}"
+        )
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return (_bytes(row, "bodyStart") for row in self.query_dicts(sql))
+
+    def quarantine_row(self, quarantine_id: int) -> dict | None:
+        """One quarantined delivery in full, raw body included."""
+        rows = self.query_dicts(
+            'SELECT id, "receivedAt", "lastReceivedAt", deliveries, path, reason, line, body, '
+            '"bodySha256" FROM quarantine WHERE id = ?',
+            [quarantine_id],
+        )
+        row = next(iter(rows), None)
+        return None if row is None else _bytes(row, "body", "bodySha256")
+
+    def quarantined_since(self, since: str | None) -> list[dict]:
+        """Quarantined deliveries (new or delivered again) whose last delivery was at or after
+        ``since`` (a receivedAt), oldest first: what `tail --quarantine` follows."""
+        return list(
+            self.query_dicts(
                 'SELECT id, "receivedAt", "lastReceivedAt", deliveries, path, reason, '
-                'length(body) AS "bodySize", '
-                f'coalesce(substr(body, 1, 80), {self.dialect.empty_blob}) AS "bodyStart" '
-                "FROM quarantine ORDER BY id"
+                'length(body) AS "bodySize" FROM quarantine WHERE "lastReceivedAt" >= ? '
+                'ORDER BY "lastReceivedAt", id',
+                [since or ""],
             )
         )
+
+    def redelivered_since(self, filters: Filters, since: str | None) -> list[dict]:
+        """Matching events delivered more than once whose last delivery was at or after
+        ``since``, oldest first: what `tail --retries` follows (a partial index holds only
+        redelivered events, so this stays cheap in a big log)."""
+        where, params = self.where(filters)
+        columns = ", ".join(f"e.{q(c)}" for c in READ_COLUMNS)
+        return list(
+            self.query_dicts(
+                f'SELECT {columns} FROM events e WHERE e.deliveries > 1 AND e."lastReceivedAt" '
+                f'>= ? AND {where} ORDER BY e."lastReceivedAt", e.id',
+                [since or "", *params],
+            )
+        )
+
+    def last_redelivery(self) -> str | None:
+        """The latest time a stored body (event or quarantined) was delivered again or
+        quarantined: where `tail --retries/--quarantine` starts following."""
+        return self.one(
+            'SELECT max(t) FROM (SELECT max("lastReceivedAt") AS t FROM events '
+            'WHERE deliveries > 1 UNION ALL SELECT max("lastReceivedAt") FROM quarantine) m'
+        )[0]
+
+    def recover_quarantined(
+        self,
+        ids: Sequence[int] | None,
+        parse: Callable[[bytes], Event | Unreadable],
+        chunk: int = 500,
+    ) -> Iterator[Recovery]:
+        """Parse quarantined bodies again (``ids``, or all) and move each one that is now
+        readable into ``events``, with the receive times and deliveries it came in with, in
+        one transaction per chunk (the quarantine row goes only as its event row comes). A
+        body already among the events adds its deliveries there. Idempotent: a moved row is
+        gone from quarantine; a row delivered again meanwhile waits for the next run."""
+        wanted = sorted(set(ids)) if ids is not None else None
+        after = 0
+        columns = 'id, "receivedAt", "lastReceivedAt", deliveries, path, body, "bodySha256"'
+        insert = (
+            f"INSERT INTO events ({names((*EVENT_COLUMNS, 'deliveries'))}) VALUES "
+            f"({', '.join('?' for _ in range(len(EVENT_COLUMNS) + 1))}) "
+            f'ON CONFLICT ("bodySha256") DO UPDATE SET {self.dialect.sum_deliveries("events")}'
+        )
+        while True:
+            if wanted is None:
+                rows = list(
+                    self.query_dicts(
+                        f"SELECT {columns} FROM quarantine WHERE id > ? ORDER BY id LIMIT ?",
+                        [after, chunk],
+                    )
+                )
+                if not rows:
+                    return
+                after = rows[-1]["id"]
+            else:
+                part, wanted = wanted[:chunk], wanted[chunk:]
+                if not part:
+                    return
+                marks = ", ".join("?" for _ in part)
+                rows = list(
+                    self.query_dicts(
+                        f"SELECT {columns} FROM quarantine WHERE id IN ({marks}) ORDER BY id", part
+                    )
+                )
+                found = {row["id"] for row in rows}
+                yield from (Recovery(i, missing=True) for i in part if i not in found)
+            parsed = [(row, parse(bytes(row["body"]))) for row in rows]
+            done = []
+            with self.writing() as conn:
+                for row, result in parsed:
+                    if not isinstance(result, Event):
+                        done.append(Recovery(row["id"], reason=result.reason))
+                        continue
+                    gone = conn.execute(
+                        "DELETE FROM quarantine WHERE id = ? AND deliveries = ? AND "
+                        '"lastReceivedAt" = ?',
+                        [row["id"], row["deliveries"], row["lastReceivedAt"]],
+                    ).rowcount
+                    if gone != 1:  # delivered again (or moved) since it was read: next run
+                        done.append(Recovery(row["id"], reason="delivered again meanwhile"))
+                        continue
+                    values = [result.values.get(column) for column in COLUMNS]
+                    digest = bytes(row["bodySha256"])
+                    conn.execute(
+                        insert,
+                        [
+                            row["receivedAt"],
+                            row["lastReceivedAt"],
+                            row["path"],
+                            result.event,
+                            *values,
+                            bytes(row["body"]),
+                            digest,
+                            row["deliveries"],
+                        ],
+                    )
+                    event_id, deliveries = conn.execute(
+                        'SELECT id, deliveries FROM events WHERE "bodySha256" = ?', [digest]
+                    ).fetchone()
+                    done.append(
+                        Recovery(
+                            row["id"],
+                            event_id=event_id,
+                            event=result.event,
+                            merged=deliveries > row["deliveries"],
+                        )
+                    )
+            yield from done
+            time.sleep(PAUSE_SECONDS)  # let a waiting receiver take the lock
 
     # -- persons --------------------------------------------------------------------------
 
@@ -489,18 +712,17 @@ class Store(ABC):
 
     # -- tail ---------------------------------------------------------------------------------
 
-    def tail_begin(self, filters: Filters, lines: int) -> tuple[list[dict], Any]:
-        """The last ``lines`` matching events in arrival order, and a cursor for ``tail_more``.
-        With one writer at a time (SQLite), ids commit in order: the highest id is the cursor."""
+    def tail_begin(self, filters: Filters, lines: int | None) -> tuple[Iterable[dict], Any]:
+        """The last ``lines`` matching events in arrival order (0: all of them, streamed;
+        None: none), and a cursor for ``tail_more``. With one writer at a time (SQLite), ids
+        commit in order: the highest id is the cursor."""
         cursor = self.max_id()
-        backlog = (
-            list(
-                self.events(
-                    filters, order_by="arrival", descending=True, limit=lines, upto_id=cursor
-                )
-            )
-            if lines
-            else []
+        if lines is None:
+            return [], cursor
+        if lines == 0:
+            return self.events(filters, order_by="arrival", upto_id=cursor), cursor
+        backlog = list(
+            self.events(filters, order_by="arrival", descending=True, limit=lines, upto_id=cursor)
         )
         backlog.reverse()
         return backlog, cursor

@@ -39,7 +39,7 @@ from tbhook.store.base import (
     outcomes,
     q,
 )
-from tbhook.store.postgres_migrations import STEPS
+from tbhook.store.postgres_migrations import READERS_DO_NOT_NEED, STEPS
 
 POSTGRES = Dialect(
     name="postgresql",
@@ -50,6 +50,8 @@ POSTGRES = Dialect(
     ),
     epoch_of_iso="extract(epoch from ({0})::timestamptz)",
     indexed_by=False,
+    least="LEAST",
+    greatest="GREATEST",
 )
 MIGRATION_LOCK = 0x7462686F6F6B  # "tbhook", for pg_advisory_xact_lock
 CHANNEL = "tbhook_events"
@@ -163,7 +165,7 @@ class PostgresStore(Store):
                 if not exists
                 else NotReady(f"{store.path} is not a tbhook database")
             )
-        if current and {name for name, _ in STEPS} - applied:
+        if current and {name for name, _ in STEPS} - applied - READERS_DO_NOT_NEED:
             store.close()
             raise NotReady(
                 f"{store.path} was written by an older tbhook; run `tbhook serve --db ...` "
@@ -365,14 +367,15 @@ class PostgresStore(Store):
 
     # -- tail: every event exactly once, by transaction -----------------------------------
 
-    def tail_begin(self, filters: Filters, lines: int) -> tuple[list[dict], Any]:
-        """The last ``lines`` matching events, and where following starts: the oldest
-        transaction in flight now. Backlog rows from newer transactions are remembered, so
-        the windows that follow do not show them again."""
+    def tail_begin(self, filters: Filters, lines: int | None) -> tuple[list[dict], Any]:
+        """The last ``lines`` matching events (0: all, None: none), and where following
+        starts: the oldest transaction in flight now. Backlog rows from newer transactions
+        are remembered, so the windows that follow do not show them again."""
+        limit = f"LIMIT {int(lines)}" if lines else ""
         with self._snapshot() as horizon:
             backlog = (
-                self._rows_with_txid(filters, "TRUE", [], f"ORDER BY e.id DESC LIMIT {int(lines)}")
-                if lines
+                self._rows_with_txid(filters, "TRUE", [], f"ORDER BY e.id DESC {limit}")
+                if lines is not None
                 else []
             )
         backlog.reverse()
@@ -655,8 +658,6 @@ def _merge_staged(table: str, columns: tuple[str, ...]) -> str:
     true for a row this statement inserted (not updated)."""
     return (
         f"INSERT INTO {table} ({names(columns)}) SELECT {names(columns)} FROM staged_{table} "
-        f'ORDER BY n ON CONFLICT ("bodySha256") DO UPDATE SET deliveries = {table}.deliveries + '
-        'excluded.deliveries, "receivedAt" = LEAST('
-        f'{table}."receivedAt", excluded."receivedAt"), "lastReceivedAt" = GREATEST('
-        f'{table}."lastReceivedAt", excluded."lastReceivedAt") RETURNING (xmax = 0)'
+        f'ORDER BY n ON CONFLICT ("bodySha256") DO UPDATE SET {POSTGRES.sum_deliveries(table)} '
+        "RETURNING (xmax = 0)"
     )

@@ -7,6 +7,9 @@ own: ``events.txid``, the transaction that stored the row, which `tail` uses to 
 event exactly once while several receivers commit out of id order.
 """
 
+# Steps a reader can do without (the next `tbhook serve` applies them): only faster.
+READERS_DO_NOT_NEED = {"p004_redelivery_indexes"}
+
 STEPS: list[tuple[str, list[str]]] = [
     (
         "p001_events_and_quarantine",
@@ -123,6 +126,13 @@ CREATE VIEW person_merges AS SELECT id, "receivedAt", path, "timestamp",
     END AS time,
     "oldPersonId", "newPersonId", deliveries
 FROM events WHERE event = 'profileMerged'""",
+        ],
+    ),
+    (
+        "p004_redelivery_indexes",
+        [
+            'CREATE INDEX events_redelivered ON events ("lastReceivedAt") WHERE deliveries > 1',
+            'CREATE INDEX "quarantine_lastReceivedAt" ON quarantine ("lastReceivedAt")',
         ],
     ),
 ]

@@ -17,6 +17,7 @@ from sqlite_utils import Database
 
 from tbhook.errors import NoDatabase, NotReady, StoreBusy, StoreUnavailable, damaged, human_size
 from tbhook.filters import Filters
+from tbhook.output.safe import CSV_LINE_END
 from tbhook.store.base import (
     CHUNK,
     EVENT_COLUMNS,
@@ -32,7 +33,6 @@ from tbhook.store.base import (
     outcomes,
 )
 from tbhook.store.sqlite_migrations import READERS_DO_NOT_NEED, migrations
-from tbhook.text import CSV_LINE_END
 
 BUSY_TIMEOUT_MS = 5000
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
@@ -45,6 +45,8 @@ SQLITE = Dialect(
     iso_time_format="strftime('%Y-%m-%dT%H:%M:%SZ', {0}, 'unixepoch')",
     epoch_of_iso="((julianday({0}) - 2440587.5) * 86400)",
     indexed_by=True,
+    least="min",
+    greatest="max",
 )
 
 # How a batch goes in. Each statement costs the writer thread the GIL at every SQLite step, so
@@ -54,11 +56,6 @@ SQLITE = Dialect(
 _SMALL_BODY = 1024
 _ROW_COUNTS = (512, 128, 32, 8, 2, 1)
 _LOOKUP_ROWS = 1000  # hashes per look-up of a batch's ids (SQLite allows 32,766 values)
-_SUM_DELIVERIES = (
-    "deliveries = deliveries + excluded.deliveries, "
-    '"receivedAt" = min("receivedAt", excluded."receivedAt"), '
-    '"lastReceivedAt" = max("lastReceivedAt", excluded."lastReceivedAt")'
-)
 
 
 @functools.lru_cache(maxsize=16)
@@ -447,7 +444,7 @@ class SQLiteStore(Store):
                 conn.execute(
                     f"INSERT INTO {table} ({names(columns)}) SELECT {names(columns)} "
                     f"FROM other.{table} WHERE id > ? AND id <= ? ORDER BY id "
-                    f'ON CONFLICT("bodySha256") DO UPDATE SET {_SUM_DELIVERIES}',
+                    f'ON CONFLICT("bodySha256") DO UPDATE SET {SQLITE.sum_deliveries(table)}',
                     [after, upto],
                 )
                 added += conn.execute(

@@ -11,23 +11,16 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from tbhook.cli_options import (
+from tbhook.cli.options import (
     DEFAULT_DB,
-    CaseOpt,
     DbOption,
-    EventOpt,
-    PersonOpt,
-    SearchOpt,
-    SenderOpt,
-    SinceOpt,
-    SourceOpt,
-    UntilOpt,
     fail,
-    filters_from,
+    filter_options,
     progress,
     reading,
     reported_errors,
 )
+from tbhook.filters import Filters
 
 LOCAL_SERVE = "http://127.0.0.1:8080/"
 HeaderName = Annotated[
@@ -106,7 +99,7 @@ def send(
     """POST sample or recorded events to a receiver; exit 1 unless every one got a 200."""
     from tbhook.client import Poster, PostFailed, auth_headers
     from tbhook.events import parse
-    from tbhook.output import describe_parsed
+    from tbhook.output.describe import describe_parsed
     from tbhook.payloads import bodies, open_source, override
 
     assignments = _assignments(set_, "--set")
@@ -205,17 +198,11 @@ def import_(
     )
 
 
+@filter_options
 def replay(
     to: Annotated[str, typer.Option(help="Where to POST the stored bodies.")],
     db: DbOption = DEFAULT_DB,
-    event: EventOpt = None,
-    case: CaseOpt = None,
-    person: PersonOpt = None,
-    search_id: SearchOpt = None,
-    source: SourceOpt = None,
-    sender: SenderOpt = None,
-    since: SinceOpt = None,
-    until: UntilOpt = None,
+    filters: Filters = Filters(),
     rate: Annotated[
         Optional[str], typer.Option(metavar="N/s", help="At most N deliveries per second.")
     ] = None,
@@ -226,7 +213,6 @@ def replay(
     from tbhook.client import Poster, PostFailed, auth_headers
 
     per_second = _rate(rate)
-    filters = filters_from(event, case, person, search_id, source, sender, since, until)
     statuses: Counter[str] = Counter()
     unreachable = None
     with reading(db) as store:

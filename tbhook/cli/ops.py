@@ -13,12 +13,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from tbhook.cli_options import (
+from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
-    FormatOpt,
-    console,
-    emit,
+    FormatOption,
     fail,
     parse_size,
     progress,
@@ -26,8 +24,8 @@ from tbhook.cli_options import (
     reported_errors,
 )
 from tbhook.events import SCHEDULE_MINUTES
-from tbhook.output import Format, duration
-from tbhook.text import cell
+from tbhook.output.describe import duration
+from tbhook.output.formats import Answer, write
 
 UNREADABLE: dict[str, Any] = {
     "events": None,
@@ -77,7 +75,7 @@ def doctor(
             callback=lambda value: parse_size(value, "--max-db-size"),
         ),
     ] = None,
-    fmt: FormatOpt = Format.table,
+    fmt: FormatOption = "table",
 ) -> None:
     """A health report; exit 1 when something is wrong, for cron or a monitor."""
     with reading(db, current=False) as store:
@@ -118,12 +116,14 @@ def doctor(
         "ok": all(check["status"] != "fail" for check in checks),
         "outageBudgetHours": [round(hours, 1) for hours in OUTAGE_HOURS],
     }
-    if fmt is Format.table:
-        _print_report(report)
-    elif fmt is Format.csv:
-        emit(_report_rows(report), fmt, ("check", "status", "detail"))
-    else:
-        typer.echo(json.dumps(report, indent=2 if fmt is Format.json else None))
+    answer = Answer(
+        records=_report_rows(report),
+        fields=("check", "status", "detail"),
+        document=report,
+        table=lambda rows: _report_view(report, rows),
+        notes=_report_notes(report),
+    )
+    write(answer, fmt)
     if not report["ok"]:
         raise typer.Exit(1)
 
@@ -275,29 +275,30 @@ def _checks(
     return checks
 
 
-def _print_report(report: dict[str, Any]) -> None:
-    from rich.table import Table
+def _report_view(report: dict[str, Any], rows: list[Any]):  # noqa: ANN202
+    from tbhook.output.tables import PROSE, Column, fitted, text
 
-    out = console()
-    styles = {"ok": "green", "warn": "yellow", "fail": "bold red"}
-    table = Table(title=f"tbhook doctor: {cell(report['database'])}", header_style="bold")
-    for column in ("check", "status", "detail"):
-        table.add_column(column, no_wrap=column != "detail")
-    for row in _report_rows(report):
-        status = row["status"]
-        shown = f"[{styles[status]}]{status}[/]" if status else ""
-        table.add_row(cell(row["check"]), shown, cell(row["detail"]))
-    out.print(table)
+    styles = {"ok": "green", "warn": "yellow", "fail": "bold red", "": ""}
+    columns = (Column("check"), Column("status"), Column("detail", PROSE))
+    cells = [
+        [row["check"], text(row["status"], styles[row["status"]]), row["detail"]] for row in rows
+    ]
+    return fitted(columns, cells, title=f"tbhook doctor: {report['database']}")
+
+
+def _report_notes(report: dict[str, Any]) -> list[Any]:
+    from rich.text import Text
+
     low, high = report["outageBudgetHours"]
     minutes = ", ".join(str(m) for m in SCHEDULE_MINUTES)
-    out.print(
+    budget = (
         f"Tracebuzz retries a failed delivery after {minutes} minutes, then disables the "
         f"webhook. An outage longer than {low:.0f} to {high:.0f} hours (depending on how the "
         "spec's table is read) loses events and needs the webhook re-enabled by saving it "
         "in Tracebuzz."
     )
     verdict = "healthy" if report["ok"] else "something is wrong"
-    out.print(f"[{'green' if report['ok'] else 'bold red'}]{verdict}[/]")
+    return [budget, Text(verdict, style="green" if report["ok"] else "bold red")]
 
 
 def backup(

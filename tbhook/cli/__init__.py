@@ -1,4 +1,8 @@
-"""The tbhook command line: options in, errors out as ``Error: ...``. No SQL, no HTTP here."""
+"""The tbhook command line: options in, errors out as ``Error: ...``. No SQL, no HTTP here.
+
+The layers: ``options`` (what every command shares), ``read`` (the log), ``dev`` (the developer
+loop), ``ops`` (running it for months); ``serve`` is here. Output goes through
+``tbhook.output``; data through ``tbhook.store``."""
 
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from tbhook import __version__, cli_dev, cli_ops, cli_read
-from tbhook.cli_options import DEFAULT_DB, DbOption, parse_size, reported_errors
+from tbhook import __version__
+from tbhook.cli import dev, ops, read
+from tbhook.cli.options import DEFAULT_DB, DbOption, parse_size, reported_errors
 from tbhook.errors import TbhookError
 
 app = typer.Typer(
@@ -211,21 +216,22 @@ def _auth(name: Optional[str], value: Optional[str]):  # noqa: ANN202 - lazy ser
 
 # The other commands live in their own modules; this is where they join the app.
 for command in (
-    cli_read.events,
-    cli_read.tail,
-    cli_read.person,
-    cli_read.case,
-    cli_read.cases,
-    cli_read.export,
-    cli_read.stats,
-    cli_read.quarantine,
-    cli_dev.send,
-    cli_dev.generate,
-    cli_dev.replay,
-    cli_ops.doctor,
-    cli_ops.backup,
-    cli_ops.prune,
-    cli_ops.merge,
+    read.events,
+    read.event,
+    read.tail,
+    read.person,
+    read.case,
+    read.cases,
+    read.export,
+    read.stats,
+    read.quarantine,
+    dev.send,
+    dev.generate,
+    dev.replay,
+    ops.doctor,
+    ops.backup,
+    ops.prune,
+    ops.merge,
 ):
     app.command()(command)
-app.command("import")(cli_dev.import_)
+app.command("import")(dev.import_)

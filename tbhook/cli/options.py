@@ -1,0 +1,290 @@
+"""What every command shares: the database option, the filter bundle, the limit, the format
+option, errors and the way a store is opened for reading."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import sqlite3
+import sys
+from collections.abc import Callable, Iterator
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeAlias, TypeVar
+
+import typer
+
+from tbhook.errors import TbhookError
+from tbhook.filters import Filters, iso_time, parse_sender, parse_when
+from tbhook.output.formats import FORMATS
+
+if TYPE_CHECKING:
+    from tbhook.store import Store
+
+DEFAULT_DB = "tbhook.db"
+DEFAULT_LIMIT = 50  # every listing: events, cases, quarantine, tail's backlog
+DbOption = Annotated[
+    str,
+    typer.Option(
+        "--db",
+        envvar="TBHOOK_DB",
+        metavar="FILE|URL",
+        help="SQLite file, or a postgresql:// URL (the password from the URL, PGPASSWORD "
+        "or ~/.pgpass).",
+        show_default=True,
+    ),
+]
+LimitOption = Annotated[
+    int,
+    typer.Option("--limit", "-n", min=0, metavar="N", help="At most N rows (0: all)."),
+]
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``Error: message`` on stderr; return the exit to raise (code 1)."""
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(1)
+
+
+@contextlib.contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn a TbhookError into ``Error: ...`` on stderr and exit code 1."""
+    try:
+        yield
+    except TbhookError as exc:
+        raise fail(str(exc)) from None
+
+
+def parse_size(value: Optional[str], option: str) -> Optional[int]:
+    """``500M``, ``2G``, ``64K`` or plain bytes."""
+    if value is None:
+        return None
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    text = value.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        number = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
+    except ValueError:
+        number = 0
+    if not 64 * 1024 <= number < 2**62:
+        raise typer.BadParameter(
+            f"{value!r} is not a size of at least 64K, such as 500M or 2G", param_hint=f"'{option}'"
+        )
+    return int(number)
+
+
+def valid_id(value: Optional[int]) -> Optional[int]:
+    """Tracebuzz IDs are SQLite integers: 64-bit."""
+    if value is not None and not -(2**63) <= value < 2**63:
+        raise typer.BadParameter(f"{value} does not fit in a 64-bit integer")
+    return value
+
+
+INT64: dict[str, Any] = {"callback": valid_id, "metavar": "ID"}
+
+
+def _converted(parse: Callable[[str], Any]) -> Callable[[Optional[str]], Any]:
+    """A typer callback: the option's text parsed, a ValueError shown as a usage error."""
+
+    def convert(value: Optional[str]) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return convert
+
+
+# -- the filter bundle ----------------------------------------------------------------------
+# Every read command filters the same way. Each entry is one option: its parameter name is
+# the field of ``Filters`` it sets, so a new filter is one entry here and one field there.
+FILTER_OPTIONS: dict[str, Any] = {
+    "events": Annotated[
+        Optional[list[str]],
+        typer.Option("--event", metavar="NAME", help="Only this event name (repeatable)."),
+    ],
+    "case": Annotated[Optional[int], typer.Option("--case", help="Only this caseId.", **INT64)],
+    "person": Annotated[
+        Optional[int],
+        typer.Option("--person", help="Only this personId and everyone merged with it.", **INT64),
+    ],
+    "search_id": Annotated[
+        Optional[int], typer.Option("--search-id", help="Only this searchId.", **INT64)
+    ],
+    "source": Annotated[
+        Optional[int], typer.Option("--source", help="Only this sourceId.", **INT64)
+    ],
+    "sender": Annotated[
+        Optional[str],
+        typer.Option(
+            "--sender",
+            metavar="customer|agent",
+            help="Only messages from the customer or an agent.",
+            callback=_converted(parse_sender),
+        ),
+    ],
+    "since": Annotated[
+        Optional[str],
+        typer.Option(
+            "--since",
+            metavar="WHEN",
+            help="From this timestamp: 2024-05-01, 2024-05-01T09:30+02:00, or an age: 30m, 2h, 7d.",
+            callback=_converted(parse_when),
+        ),
+    ],
+    "until": Annotated[
+        Optional[str],
+        typer.Option(
+            "--until",
+            metavar="WHEN",
+            help="Up to this timestamp (a bare date includes that day).",
+            callback=_converted(functools.partial(parse_when, until=True)),
+        ),
+    ],
+}
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def filter_options(command: Command) -> Command:
+    """Give ``command`` the filter options in place of its ``filters: Filters`` parameter
+    (in the manner of sqlite-utils' ``output_options``): typer sees the options, the command
+    gets one ``Filters``."""
+    signature = inspect.signature(command, eval_str=True)
+    parameters = []
+    for parameter in signature.parameters.values():
+        if parameter.name == "filters":
+            parameters += [
+                inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=a)
+                for name, a in FILTER_OPTIONS.items()
+            ]
+        else:
+            parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+
+    @functools.wraps(command)
+    def with_filters(**values: Any) -> Any:
+        given = {name: values.pop(name) for name in FILTER_OPTIONS}
+        return command(**values, filters=make_filters(given))
+
+    with_filters.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    with_filters.__annotations__ = {p.name: p.annotation for p in parameters}
+    return with_filters  # type: ignore[return-value]
+
+
+def make_filters(given: dict[str, Any]) -> Filters:
+    """The options' values as Filters; ``--since`` not before ``--until`` is a usage error."""
+    values: dict[str, Any] = {
+        name: tuple(v) if isinstance(v, list) else v for name, v in given.items()
+    }
+    since, until = values.get("since"), values.get("until")
+    if since is not None and until is not None and since >= until:
+        raise typer.BadParameter(
+            f"--since ({iso_time(since)}) is not before --until ({iso_time(until - 1)}), "
+            "so nothing could match",
+            param_hint="'--since' / '--until'",
+        )
+    return Filters(**values)
+
+
+# -- the format option ----------------------------------------------------------------------
+
+
+def format_option(*names: str, default: str | None = None) -> Any:
+    """``--format/-f``, choosing among ``names`` of the format registry (all by default)."""
+    choices = names or tuple(FORMATS)
+    unknown = set(choices) - set(FORMATS)
+    assert not unknown, f"not in the format registry: {unknown}"
+    # A str Enum of the choices: typer checks them, and each member is its own name.
+    names_enum = Enum("Format", {name: name for name in choices}, type=str)  # type: ignore[misc]
+    return Annotated[
+        names_enum,
+        typer.Option(
+            "--format",
+            "-f",
+            help=f"Output format.  [default: {default or choices[0]}]",
+            show_default=False,
+        ),
+    ]
+
+
+if TYPE_CHECKING:  # to a type checker, each is a str
+    FormatOption: TypeAlias = str
+    TailFormat: TypeAlias = str
+    ExportFormat: TypeAlias = str
+    OneFormat: TypeAlias = str
+else:
+    FormatOption = format_option("table", "json", "ndjson", "csv")
+    TailFormat = format_option("text", "ndjson")
+    ExportFormat = format_option("csv", "ndjson")
+    OneFormat = format_option("table", "json", "ndjson")
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def reading(db: str, current: bool = True) -> Iterator[Store]:
+    """The database opened read-only, errors reported as ``Error: ...``."""
+    from tbhook.store import open_reader
+
+    with reported_errors():
+        store = open_reader(db, current)
+        try:
+            yield store
+        except sqlite3.Error as exc:
+            raise TbhookError(f"cannot read {store.path}: {exc}") from exc
+        finally:
+            store.close()
+
+
+def explain_empty(store: Store, filters: Filters, what: str = "events") -> None:
+    """Say on stderr why a filtered answer is empty: the first filter that matches nothing on
+    its own, or that each matches but not together."""
+    from tbhook.events import SCHEMAS
+
+    if filters == Filters():
+        sys.stderr.write(f"No {what}: the log is empty\n" if not store.count() else "")
+        return
+    for name in FILTER_OPTIONS:
+        value = getattr(filters, name)
+        if value is None or value == ():
+            continue
+        if name == "events":
+            for event in value:
+                if not store.any_matching(Filters(events=(event,))):
+                    known = ", ".join(SCHEMAS)
+                    sys.stderr.write(f'No {what}: no event named "{event}"; known: {known}\n')
+                    return
+            continue
+        if not store.any_matching(Filters(**{name: value})):
+            sys.stderr.write(f"No {what}: {_nothing_for(name, value)}\n")
+            return
+    sys.stderr.write(f"No {what}: each filter matches events, but no event matches them all\n")
+
+
+def _nothing_for(name: str, value: Any) -> str:
+    if name in ("since", "until"):
+        return f"no event has a timestamp {'from' if name == 'since' else 'before'} " + str(
+            iso_time(value)
+        )
+    if name == "sender":
+        return f"no message from {'an agent' if value else 'the customer'}"
+    if name == "person":
+        return f"no event names person {value} or anyone merged with them"
+    option = {"case": "caseId", "search_id": "searchId", "source": "sourceId"}[name]
+    return f"no event has {option} {value}"
+
+
+def console(stderr: bool = False):  # noqa: ANN202 - rich is imported lazily
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def progress():  # noqa: ANN201 - rich is imported lazily
+    """A transient progress bar on stderr, shown only when stderr is a terminal (a cron job's
+    log gets no bar and no blank line)."""
+    from rich.progress import Progress
+
+    return Progress(console=console(stderr=True), transient=True, disable=not sys.stderr.isatty())

@@ -1,0 +1,155 @@
+"""Events in words: the one-line summary of an event, labels, durations, and the fields every
+read command shows. Pure and light: the receiver's log uses it too."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tbhook.events import PAYLOAD_COLUMNS, Event, Unreadable, label
+from tbhook.filters import iso_time
+from tbhook.output.safe import clean
+
+EVENT_FIELDS = (
+    "id",
+    "receivedAt",
+    "event",
+    "timestamp",
+    "time",
+    *PAYLOAD_COLUMNS,
+    "canonicalPersonId",
+    "deliveries",
+)
+FORWARD_FIELDS = ("forwardState", "forwardAttempts", "forwardStatus")
+EVENT_STYLES = {"newResult": "cyan", "caseClosed": "magenta", "profileMerged": "yellow"}
+
+
+def type_label(type_id: Any) -> str:
+    return label("typeId", type_id) or ""
+
+
+def sender_label(own: Any) -> str:
+    return label("own", own) or ""
+
+
+def describe(row: Mapping[str, Any]) -> str:
+    """A one-line summary of an event row: its name, the main ids, who sent it."""
+    event = row.get("event")
+    if event == "newResult":
+        text = (
+            f"newResult     case {row['caseId']} person {row['personId']} "
+            f"{sender_label(row['own'])} {type_label(row['typeId'])} "
+            f"(result {row['resultId']}, source {row['sourceId']})"
+        )
+    elif event == "caseClosed":
+        reason = row["reasonId"] if row["reasonId"] is not None else "none"
+        text = (
+            f"caseClosed    case {row['caseId']} person {row['personId']} "
+            f"closed by agent {row['agentId']} (reason {reason})"
+        )
+    elif event == "profileMerged":
+        old, new = row["oldPersonId"], row["newPersonId"]
+        text = f"profileMerged person {old} -> {new}" + (" (no change)" if old == new else "")
+    else:
+        ids = " ".join(
+            f"{key} {row[key]}" for key in ("caseId", "personId") if row.get(key) is not None
+        )
+        text = f"{clean(event)} (undocumented event, kept) {ids}".rstrip()
+    path = row.get("path")
+    if path and path != "/":
+        text += f" on {clean(path)}"
+    return text
+
+
+def describe_parsed(parsed: Event | Unreadable, path: str = "/") -> str:
+    """``describe`` for a body as parsed, before it has a row."""
+    if isinstance(parsed, Event):
+        return describe({"event": parsed.event, "path": path, **parsed.values})
+    return f"unreadable: {clean(parsed.reason)}" + (f" on {clean(path)}" if path != "/" else "")
+
+
+def event_style(row: Mapping[str, Any]) -> str:
+    if row.get("event") == "newResult" and row.get("own") == 1:
+        return "green"
+    return EVENT_STYLES.get(str(row.get("event")), "white")
+
+
+def event_record(row: Mapping[str, Any], canonical: Callable[[Any], Any]) -> dict[str, Any]:
+    """An event row as the read commands show it: Tracebuzz's names plus time and canonical ID."""
+    person = row["personId"] if row["personId"] is not None else row["newPersonId"]
+    record = {key: row.get(key) for key in EVENT_FIELDS}
+    record["time"] = iso_time(row["timestamp"])
+    record["canonicalPersonId"] = canonical(person)
+    for key in FORWARD_FIELDS:
+        if key in row:
+            record[key] = row[key]
+    return record
+
+
+def duration(seconds: int | None) -> str:
+    """Seconds for people: 90s, 10m, 3h05m, 2d04h."""
+    if seconds is None:
+        return ""
+    if seconds < 0:
+        return "-" + duration(-seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def parsed_body(body: bytes) -> tuple[bool, Any]:
+    """A raw body as JSON (True, the value) when it is exactly that (strict UTF-8, no repeated
+    keys, no number a float cannot hold), else (False, its text with undecodable bytes shown
+    as ``\\xNN``): what `event ID` and `quarantine ID` show."""
+    import json
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({key for key, _ in items}) < len(items):
+            raise ValueError("a repeated key")  # a dict would hide one of them
+        return dict(items)
+
+    def number(text: str) -> float:
+        value = float(text)
+        if value in (float("inf"), float("-inf")):
+            raise ValueError("a number out of range")
+        return value
+
+    try:
+        return True, json.loads(
+            body.decode("utf-8"),
+            object_pairs_hook=pairs,
+            parse_float=number,
+            parse_constant=lambda name: (_ for _ in ()).throw(ValueError(name)),
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False, body.decode("utf-8", "backslashreplace")
+
+
+def body_lines(body: bytes) -> tuple[str, list[str]]:
+    """The body for a terminal: ``("JSON", pretty-printed lines)`` or ``("text", lines)``,
+    every line with its control characters escaped (a body is sender text)."""
+    import json
+
+    is_json, value = parsed_body(body)
+    if is_json:
+        text = json.dumps(value, indent=2, ensure_ascii=False)
+        return "JSON", [clean(line) for line in text.split("\n")]
+    return "not JSON", [clean(line) for line in value.split("\n")]
+
+
+def body_document(body: bytes) -> dict[str, Any]:
+    """The body in a JSON answer: ``body`` as the JSON value it is, or null with ``bodyText``."""
+    import hashlib
+
+    is_json, value = parsed_body(body)
+    document: dict[str, Any] = {"bodySize": len(body)}
+    document["bodySha256"] = hashlib.sha256(body).hexdigest()
+    if is_json:
+        document["body"] = value
+    else:
+        document["body"], document["bodyText"] = None, value
+    return document

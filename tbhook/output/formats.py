@@ -1,0 +1,182 @@
+"""One registry of output formats, name to writer, used by every command (in the manner of
+datasette's output renderers): a command builds an ``Answer``; ``write`` puts it out.
+
+- ``table`` for people: rich, sized to the terminal;
+- ``text``: one line per record, for a feed (tail);
+- ``json``: the answer as one document (an array of records, or the command's document);
+- ``ndjson``: one record per line (or the document on one line);
+- ``csv``: the records, RFC 4180, spreadsheet-safe.
+
+Only tables go through rich; the others stream from generators in constant memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from tbhook.errors import TbhookError
+from tbhook.output.safe import CSV_LINE_END, csv_value
+
+Records = Iterable[Mapping[str, Any]]
+
+
+@dataclass
+class Answer:
+    """What a command says, whatever the format.
+
+    ``records`` are its rows (what csv and ndjson write); ``document``, when given, is the
+    answer as one JSON object (person, case, stats, doctor), written by json and ndjson instead
+    of the rows; ``table`` draws the rows for people (any rich renderable); ``line`` makes one
+    record a line of text (a rich Text) for a feed; ``total`` is how many rows there were
+    before a limit, for the footer that says the answer was cut; ``live`` flushes each record
+    as it is written (a feed that never ends).
+    """
+
+    records: Records = ()
+    fields: Sequence[str] = ()
+    document: Any = None
+    table: Callable[[list[Mapping[str, Any]]], Any] | None = None
+    line: Callable[[Mapping[str, Any]], Any] | None = None
+    total: int | Callable[[], int] | None = None
+    limit: int | None = None  # the limit asked for: with a callable total, counted only if hit
+    notes: list[Any] = field(default_factory=list)  # for people, under the table
+    live: bool = False
+
+    def total_if_cut(self, written: int) -> int | None:
+        """How many there were in all, when the answer was cut short by its limit."""
+        if self.total is None or (self.limit and written < self.limit):
+            return None
+        total = self.total() if callable(self.total) else self.total
+        return total if total > written else None
+
+    def fields_of(self, record: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The record as written: its ``fields`` in order, or all of it when none are named."""
+        if not self.fields:
+            return record
+        return {name: record.get(name) for name in self.fields}
+
+
+def write_json(answer: Answer, out: IO[str]) -> int:
+    if answer.document is not None:
+        out.write(json.dumps(answer.document, indent=2) + "\n")
+        return 1
+    count = 0
+    out.write("[")
+    for record in answer.records:
+        item = json.dumps(answer.fields_of(record))
+        out.write(("\n" if count == 0 else ",\n") + item)
+        count += 1
+    out.write("\n]\n" if count else "]\n")
+    return count
+
+
+def write_ndjson(answer: Answer, out: IO[str]) -> int:
+    if answer.document is not None:
+        out.write(json.dumps(answer.document) + "\n")
+        return 1
+    count = 0
+    for record in answer.records:
+        out.write(json.dumps(answer.fields_of(record)) + "\n")
+        count += 1
+        if answer.live:
+            out.flush()
+    return count
+
+
+def write_csv(answer: Answer, out: IO[str]) -> int:
+    writer = csv.writer(out, lineterminator=CSV_LINE_END)
+    writer.writerow(answer.fields)
+    count = 0
+    for record in answer.records:
+        writer.writerow([csv_value(record.get(name)) for name in answer.fields])
+        count += 1
+    return count
+
+
+def write_table(answer: Answer, out: IO[str]) -> int:
+    from rich.text import Text
+
+    from tbhook.output.tables import console, footer
+
+    records = list(answer.records)
+    screen = console(out)
+    if answer.table is not None:
+        screen.print(answer.table(records))
+    for note in answer.notes:
+        screen.print(Text(note) if isinstance(note, str) else note)
+    cut = footer(len(records), answer.total_if_cut(len(records)))
+    if cut:
+        screen.print(Text(cut, style="dim"))
+    return len(records)
+
+
+def write_text(answer: Answer, out: IO[str]) -> int:
+    """One line per record, for a feed; lines longer than the terminal wrap, never cut."""
+    from tbhook.output.tables import console
+
+    screen = console(out)
+    count = 0
+    for record in answer.records:
+        line = answer.line(record) if answer.line else str(answer.fields_of(record))
+        screen.print(line, soft_wrap=True)
+        count += 1
+        if answer.live:
+            out.flush()
+    return count
+
+
+FORMATS: dict[str, Callable[[Answer, IO[str]], int]] = {
+    "table": write_table,
+    "text": write_text,
+    "json": write_json,
+    "ndjson": write_ndjson,
+    "csv": write_csv,
+}
+
+
+def write(answer: Answer, fmt: str, out: IO[str] | None = None) -> int:
+    """Write ``answer`` in format ``fmt`` (a name in FORMATS); how many records."""
+    out = out or sys.stdout
+    fmt = getattr(fmt, "value", fmt)  # a member of a command's Format choices
+    written = FORMATS[fmt](answer, out)
+    total = answer.total_if_cut(written) if fmt != "table" else None
+    if total is not None:
+        # Machine formats carry only data: the cut is said on stderr, to a person.
+        from tbhook.output.tables import footer
+
+        sys.stderr.write(f"{footer(written, total)}\n")
+    return written
+
+
+def write_file(
+    output: Path, total: int, write_to: Callable[[IO[str], Callable[[int], None]], int]
+) -> int:
+    """Run ``write_to(stream, advance)`` into a temp file beside ``output`` with a progress bar
+    on stderr, fsync, then rename into place: readers never see half a file, and whatever was
+    at ``output`` stays until the new file is complete."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from tbhook.files import create_private, replacing
+
+    with replacing(output) as temp:
+        try:
+            # Opened before the progress bar starts, so a bad path is one clean error line.
+            stream = create_private(temp)
+        except OSError as exc:
+            raise TbhookError(f"cannot write {output}: {exc.strerror or exc}") from exc
+        shown = Progress(console=Console(stderr=True), transient=True, disable=not _tty())
+        with stream, shown as progress:
+            task = progress.add_task(f"exporting to {output}", total=total)
+            written = write_to(stream, lambda n: progress.advance(task, n))
+    return written
+
+
+def _tty() -> bool:
+    return sys.stderr.isatty()

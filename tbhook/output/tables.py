@@ -1,0 +1,396 @@
+"""Tables for people, sized to the terminal.
+
+Rules for every table: ids, case and person numbers, counts and times are never cut or
+wrapped; when the terminal is too narrow, optional columns go first (least useful first); free
+text is truncated with an ellipsis, and prose (a reason, a doctor's advice) wraps. Every cell is
+a ``rich.text.Text`` made from cleaned text, so nothing a sender wrote is read as markup or
+reaches the terminal as a control sequence.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from tbhook.output.describe import duration, event_style, sender_label, type_label
+from tbhook.output.safe import clean
+
+KEY, TEXT, PROSE = "key", "text", "prose"
+MIN_TEXT = 6  # the narrowest a truncated text column gets ("newRe…")
+ROOMY = 16  # optional columns go before a text column gets narrower than this
+GAP = 3  # between two columns: a space of padding either side of a blank rule
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str = KEY  # KEY: never cut; TEXT: ellipsis; PROSE: wraps
+    drop: int = 0  # 0: always shown; when too narrow, the highest number goes first
+    justify: str = "left"
+
+
+def console(out: IO[str] | None = None):  # noqa: ANN201 - rich is imported lazily
+    from rich.console import Console
+
+    return Console(file=out, highlight=False, soft_wrap=False)
+
+
+def footer(shown: int, total: int | None) -> str | None:
+    """``50 of 200,000 shown; -n 0 for all`` when a limit cut the answer."""
+    if total is None or total <= shown:
+        return None
+    return f"{shown:,} of {total:,} shown; -n 0 for all"
+
+
+def text(value: Any, style: str | None = None):  # noqa: ANN201
+    """A cell: the value as plain text, control characters escaped, never markup."""
+    from rich.text import Text
+
+    if value is None:
+        return Text("")
+    if isinstance(value, bool):
+        value = "yes" if value else "no"
+    return Text(clean(value), style=style or "")
+
+
+def fitted(
+    columns: Sequence[Column],
+    rows: Iterable[Sequence[Any]],
+    title: str | None = None,
+    width: int | None = None,
+    header: bool = True,
+):  # noqa: ANN201
+    """A rich Table of ``rows`` (cells: values or Text) that fits ``width`` (the terminal's)."""
+    from rich import box
+    from rich.cells import cell_len
+    from rich.table import Table
+
+    cells = [[c if hasattr(c, "plain") else text(c) for c in row] for row in rows]
+    width = width or console().width
+    natural = [
+        max([cell_len(column.name), *(cell_len(row[i].plain) for row in cells)])
+        for i, column in enumerate(columns)
+    ]
+    shown = list(range(len(columns)))
+
+    def needed(indexes: list[int]) -> int:
+        roomy = {KEY: 10**9, TEXT: ROOMY, PROSE: 2 * ROOMY}
+        least = sum(min(natural[i], roomy[columns[i].kind]) for i in indexes)
+        return least + GAP * (len(indexes) - 1)
+
+    for i in sorted((i for i, c in enumerate(columns) if c.drop), key=lambda i: -columns[i].drop):
+        if needed(shown) <= width:
+            break
+        shown.remove(i)
+    widths = _widths(columns, natural, shown, width)
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAD if header else None,
+        header_style="bold",
+        pad_edge=False,
+        show_edge=False,
+        show_header=header,
+        title_justify="left",
+    )
+    for i in shown:
+        column = columns[i]
+        table.add_column(
+            column.name,
+            justify=column.justify,  # type: ignore[arg-type]
+            width=widths[i],
+            no_wrap=column.kind != PROSE,
+            overflow="fold" if column.kind == PROSE else "ellipsis",
+        )
+    for row in cells:
+        table.add_row(*(row[i] for i in shown))
+    return table
+
+
+def _widths(columns: Sequence[Column], natural: list[int], shown: list[int], width: int) -> dict:
+    """Key columns at their natural width; then text columns share what is left, the
+    narrowest wants first (at most ROOMY each when prose is waiting), then prose gets the
+    rest; none below MIN_TEXT."""
+    widths = {i: natural[i] for i in shown if columns[i].kind == KEY}
+    left = width - sum(widths.values()) - GAP * (len(shown) - 1)
+    prose = [i for i in shown if columns[i].kind == PROSE]
+    for group in ([i for i in shown if columns[i].kind == TEXT], prose):
+        for n, i in enumerate(sorted(group, key=lambda i: natural[i])):
+            share = max(MIN_TEXT, left // (len(group) - n))
+            if prose and group is not prose:
+                share = min(share, max(ROOMY, left // (len(group) + len(prose))))
+            widths[i] = min(natural[i], share)
+            left -= widths[i]
+    return widths
+
+
+def width_of_terminal() -> int:
+    """The terminal's width, or COLUMNS, or 80."""
+    return console().width or int(os.environ.get("COLUMNS", "80"))
+
+
+# -- the tables of the read commands -------------------------------------------------------
+
+EVENT_COLUMNS = (
+    Column("id", justify="right"),
+    Column("time"),
+    Column("event", TEXT),
+    Column("case", justify="right"),
+    Column("person", justify="right"),
+    Column("now", justify="right", drop=2),  # the person's current ID, after merges
+    Column("what", TEXT, drop=1),  # who sent what, the close, the merge; the forward
+)
+
+
+def events_table(records: Sequence[Mapping[str, Any]], title: str | None = None):  # noqa: ANN201
+    """Events for people: when, which case and person, who said what."""
+    merged = any(r.get("canonicalPersonId") not in (None, _person(r)) for r in records)
+    columns = EVENT_COLUMNS if merged else [c for c in EVENT_COLUMNS if c.name != "now"]
+    rows = []
+    for row in records:
+        person = _person(row)
+        cells = [
+            row["id"],
+            row["time"],
+            text(row["event"], event_style(row)),
+            row["caseId"],
+            person,
+        ]
+        if merged:
+            now = row.get("canonicalPersonId")
+            cells.append(now if now != person else None)
+        cells.append(_what(row) + _forward(row))
+        rows.append(cells)
+    return fitted(columns, rows, title)
+
+
+CASE_COLUMNS = (
+    Column("case", justify="right"),
+    Column("person", justify="right"),
+    Column("now", justify="right", drop=5),
+    Column("messages", justify="right"),
+    Column("customer", justify="right", drop=4),
+    Column("agent", justify="right", drop=4),
+    Column("first message", drop=3),
+    Column("reply", justify="right", drop=2),
+    Column("to close", justify="right", drop=1),
+    Column("state", TEXT),
+)
+
+
+def cases_table(summaries: Sequence[Mapping[str, Any]]):  # noqa: ANN201
+    """Case metrics for people: the json and csv formats carry every metric in full."""
+    rows = []
+    for case in summaries:
+        now = case["canonicalPersonId"]
+        state = ("closed" if case["closed"] else "open") + (
+            ", reopened" if case["reopened"] else ""
+        )
+        rows.append(
+            [
+                case["caseId"],
+                case["personId"],
+                now if now != case["personId"] else None,
+                case["messages"],
+                case["customerMessages"],
+                case["agentMessages"],
+                (case["firstMessageAt"] or "")[:16].replace("T", " "),
+                duration(case["firstResponseSeconds"]),
+                duration(case["secondsToClose"]),
+                state,
+            ]
+        )
+    merged = any(row[2] is not None for row in rows)
+    keep = [i for i, c in enumerate(CASE_COLUMNS) if merged or c.name != "now"]
+    return fitted([CASE_COLUMNS[i] for i in keep], [[row[i] for i in keep] for row in rows])
+
+
+def records_table(
+    records: Sequence[Mapping[str, Any]],
+    columns: Sequence[Column],
+    title: str | None = None,
+):  # noqa: ANN201
+    """Any records, a column per field named by ``columns``."""
+    rows = [[record.get(column.name) for column in columns] for record in records]
+    return fitted(columns, rows, title)
+
+
+def _person(row: Mapping[str, Any]) -> Any:
+    return row["personId"] if row["personId"] is not None else row["newPersonId"]
+
+
+def _forward(row: Mapping[str, Any]) -> str:
+    state = row.get("forwardState")
+    if state is None:
+        return ""
+    status = f" {row['forwardStatus']}" if row.get("forwardStatus") else ""
+    return f", forward {state}{status} after {row['forwardAttempts']} attempts"
+
+
+def _what(row: Mapping[str, Any]) -> str:
+    if row["event"] == "newResult":
+        return f"{sender_label(row['own'])} {type_label(row['typeId'])}"
+    if row["event"] == "caseClosed":
+        reason = f", reason {row['reasonId']}" if row["reasonId"] is not None else ""
+        return f"closed by agent {row['agentId']}{reason}"
+    if row["event"] == "profileMerged":
+        return f"merged {row['oldPersonId']} into {row['newPersonId']}"
+    return ""
+
+
+DETAIL_COLUMNS = (Column("field"), Column("value", PROSE))
+
+
+def detail(title: Any, pairs: Sequence[tuple[str, Any]], body: tuple[str, list[str]] | None = None):  # noqa: ANN201
+    """One stored delivery in full: a title line, its fields (empty ones left out), then its
+    body, pretty-printed JSON or escaped text, with nothing cut."""
+    from rich.console import Group
+    from rich.text import Text
+
+    rows = [(name, value) for name, value in pairs if value not in (None, "")]
+    parts: list[Any] = [title if hasattr(title, "plain") else Text(clean(title), style="bold")]
+    parts.append(fitted(DETAIL_COLUMNS, rows, header=False))
+    if body is not None:
+        kind, lines = body
+        parts.append(Text(f"body ({kind}):", style="bold"))
+        parts.append(Text("\n".join(lines)))
+    return Group(*parts)
+
+
+def event_detail(record: Mapping[str, Any], body: tuple[str, list[str]]):  # noqa: ANN201
+    """`event ID`: the event's one-line summary, every column, the forward, the body."""
+    from rich.text import Text
+
+    from tbhook.output.describe import PAYLOAD_COLUMNS, describe
+
+    person = _person(record)
+    now = record.get("canonicalPersonId")
+    pairs: list[tuple[str, Any]] = [
+        ("receivedAt", record["receivedAt"]),
+        ("lastReceivedAt", record["lastReceivedAt"]),
+        ("deliveries", record["deliveries"]),
+        ("path", record["path"]),
+        ("event", record["event"]),
+        ("timestamp", f"{record['timestamp']} ({record['time'] or 'out of range'})"),
+    ]
+    for column in PAYLOAD_COLUMNS:
+        value = record.get(column)
+        if column == "externalPersonId" and value is None and record["event"] == "caseClosed":
+            value = "false (none)"  # the spec sends false when there is none
+        pairs.append((column, value))
+    if person is not None and now not in (None, person):
+        pairs.append(("canonicalPersonId", f"{now} (person {person} was merged into it)"))
+    if record.get("forwardState"):
+        status = f", last answer {record['forwardStatus']}" if record.get("forwardStatus") else ""
+        error = f", last error: {record['forwardError']}" if record.get("forwardError") else ""
+        pairs.append(
+            (
+                "forward",
+                f"{record['forwardState']} after {record['forwardAttempts']} attempts to "
+                f"{record['forwardTarget']}{status}{error}",
+            )
+        )
+    title = Text(f"event #{record['id']}  ", style="bold")
+    title.append(clean(describe(record)), style=event_style(record))
+    return detail(title, pairs, body)
+
+
+def quarantine_detail(record: Mapping[str, Any], body: tuple[str, list[str]]):  # noqa: ANN201
+    """`quarantine ID`: why it was kept aside, when, where from, and the body as it came."""
+    pairs = [
+        ("reason", record["reason"]),
+        ("receivedAt", record["receivedAt"]),
+        ("lastReceivedAt", record["lastReceivedAt"]),
+        ("deliveries", record["deliveries"]),
+        ("path", record["path"]),
+        ("import line", record.get("line")),
+    ]
+    return detail(f"quarantined #{record['id']}", pairs, body)
+
+
+QUARANTINE_COLUMNS = (
+    Column("id", justify="right"),
+    Column("received"),
+    Column("deliveries", justify="right", drop=3),
+    Column("path", TEXT, drop=2),
+    Column("reason", PROSE),
+    Column("body starts", TEXT, drop=1),
+)
+
+
+def quarantine_table(records: Sequence[Mapping[str, Any]]):  # noqa: ANN201
+    """Quarantined deliveries, the full reason wrapped, the body's start cut."""
+    rows = [
+        [
+            r["id"],
+            (r["receivedAt"] or "")[:19].replace("T", " "),
+            r["deliveries"],
+            r["path"],
+            r["reason"],
+            r["bodyStart"],
+        ]
+        for r in records
+    ]
+    return fitted(QUARANTINE_COLUMNS, rows)
+
+
+RETRY_COLUMNS = (
+    Column("quarantined", justify="right"),
+    Column("outcome"),
+    Column("event", justify="right"),
+    Column("name", TEXT, drop=1),
+    Column("reason", PROSE),
+)
+
+
+def retry_table(records: Sequence[Mapping[str, Any]]):  # noqa: ANN201
+    """What `quarantine retry` did with each delivery."""
+    words = {
+        "moved": "moved",
+        "merged": "moved (was stored)",
+        "unreadable": "still unreadable",
+        "missing": "not in quarantine",
+    }
+    rows = [
+        [
+            r["quarantineId"],
+            text(words[r["outcome"]], "green" if r["eventId"] else "yellow"),
+            r["eventId"],
+            r["event"],
+            r["reason"],
+        ]
+        for r in records
+    ]
+    return fitted(RETRY_COLUMNS, rows)
+
+
+def person_view(record: Mapping[str, Any]):  # noqa: ANN201
+    """`person ID`: who they are now, their aliases, and the merges in time order."""
+    from rich.console import Group
+    from rich.text import Text
+
+    heading = Text(f"person {record['personId']} is now ")
+    heading.append(str(record["canonicalPersonId"]), style="bold")
+    parts: list[Any] = [heading, Text("aliases: " + ", ".join(map(str, record["aliases"])))]
+    if record["merges"]:
+        columns = (
+            Column("time"),
+            Column("oldPersonId", justify="right"),
+            Column("newPersonId", justify="right"),
+        )
+        parts.append(records_table(record["merges"], columns, "merges"))
+    else:
+        parts.append(Text("no merges"))
+    return Group(*parts)
+
+
+def case_view(case_id: int, records: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]):  # noqa: ANN201
+    """`case ID`: its timeline, then its metrics."""
+    from rich.console import Group
+
+    from tbhook.cases import METRICS
+
+    metrics = [{"metric": key, "value": summary[key]} for key in METRICS[1:]]
+    columns = (Column("metric"), Column("value", TEXT))
+    return Group(events_table(records, title=f"case {case_id}"), records_table(metrics, columns))
