@@ -78,6 +78,18 @@ PAYLOAD_COLUMNS: tuple[str, ...] = tuple(
     dict.fromkeys(key for schema in SCHEMAS.values() for key in schema if key != "timestamp")
 )
 COLUMNS: tuple[str, ...] = ("timestamp", *PAYLOAD_COLUMNS)
+# An event as every read command and the export give it, in this order: Tracebuzz's names
+# plus the id, when it came, the ISO time and the person's current ID after merges.
+EVENT_FIELDS: tuple[str, ...] = (
+    "id",
+    "receivedAt",
+    "event",
+    "timestamp",
+    "time",
+    *PAYLOAD_COLUMNS,
+    "canonicalPersonId",
+    "deliveries",
+)
 
 # Values the spec enumerates. A value it does not list (a new message type) is still a readable
 # event: it is kept as an event, labelled ``unknown (9)``, and `doctor` and `stats` list it.

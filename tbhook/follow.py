@@ -76,7 +76,9 @@ class _Redeliveries:
     once per delivery: followed by receive time, with what was already shown remembered."""
 
     def __init__(self, store: Store, feed: Feed, first_new: int):
-        self.store, self.feed, self.first_new = store, feed, first_new
+        self.store, self.feed = store, feed
+        # Rows above these ids are new since tail started: every delivery of theirs is news.
+        self.newest = {"event": first_new, "quarantine": store.max_id("quarantine")}
         self.mark = store.last_redelivery()
         self.shown: dict[tuple[str, int], tuple[int, str]] = {}
         for key, row in self._recent():  # already there: not news
@@ -101,19 +103,18 @@ class _Redeliveries:
             self.shown[key] = (count, row["lastReceivedAt"])
             if self.mark is None or row["lastReceivedAt"] > self.mark:
                 self.mark = row["lastReceivedAt"]
-            if key[0] == "quarantine":
-                if before is None:
-                    yield _quarantined(row)
-                    continue
-                if self.feed.retries:
-                    yield from (_quarantined(row, n) for n in range(before[0] + 1, count + 1))
-                continue
-            # A retry of an event first delivered since tail started: every delivery after
-            # the first. Of an older one not seen yet: the latest (the earlier were before).
+            # Every delivery not shown yet: of a row new since tail started, all after the
+            # first; of an older row not seen yet, the latest (the earlier were before).
             if before is not None:
                 first = before[0] + 1
             else:
-                first = 2 if row["id"] > self.first_new else count
+                first = 2 if row["id"] > self.newest[key[0]] else count
+            if key[0] == "quarantine":
+                if before is None and row["id"] > self.newest["quarantine"]:
+                    yield _quarantined(row)
+                if self.feed.retries:
+                    yield from (_quarantined(row, n) for n in range(first, count + 1))
+                continue
             record = event_record(row, canonical)
             for n in range(first, count + 1):
                 yield _event_retry(record, row, n)

@@ -112,11 +112,26 @@ COMMANDS = [
     ["stats"],
     ["stats", "--event", "newResult"],
     ["quarantine"],
+    ["quarantine", "2"],
+    ["event", "7"],
+    ["event", "40"],
 ]
-FORMATS = {"export": ["csv", "ndjson"]}
+FORMATS = {"export": ["csv", "ndjson"], "event": ["json", "ndjson", "table"]}
+# What people see, at a fixed width: the same tables, footers and all.
+TABLES = [
+    ["events", "-n", "20"],
+    ["events", "--person", "10"],
+    ["cases", "-n", "5"],
+    ["quarantine", "-n", "3"],
+    ["quarantine", "1"],
+    ["person", "40"],
+    ["case", "500"],
+    ["stats"],
+]
 
 
 CASES = [(c, f) for c in COMMANDS for f in FORMATS.get(c[0], ["json", "csv", "ndjson"])]
+CASES += [(c, "table") for c in TABLES]
 
 
 @pytest.mark.parametrize("command, fmt", CASES, ids=[" ".join(c) + f" -f {f}" for c, f in CASES])
@@ -159,3 +174,51 @@ def test_person_resolution_matches_across_backends_for_every_person(both):
     finally:
         for store in stores:
             store.close()
+
+
+def test_quarantine_retry_gives_the_same_answers(tmp_path, pg_cluster):
+    """Bodies an older tbhook quarantined (unknown typeIds), one already stored as an event:
+    `quarantine retry` moves, dedupes and keeps the same way on both, and again does nothing."""
+    import hashlib
+
+    old_rules = [
+        json.dumps({**json.loads(open_sample("new-incoming-message")), "typeId": 9}).encode(),
+        open_sample("case-closed"),
+    ]
+    answers = []
+    for target in (str(tmp_path / "retry.db"), pg_cluster.new_database()):
+        store = open_store(target)
+        for delivery in deliveries()[:200]:
+            store.append([delivery])
+        store.append([Delivery(open_sample("case-closed"), parse(open_sample("case-closed")))])
+        with store.writing() as conn:
+            for n, body in enumerate(old_rules):
+                conn.execute(
+                    'INSERT INTO quarantine ("receivedAt", "lastReceivedAt", deliveries, path, '
+                    'reason, body, "bodySha256") VALUES (?, ?, ?, ?, ?, ?, ?)',
+                    [
+                        f"2025-0{n + 1}-01T00:00:00.000Z",
+                        f"2025-0{n + 1}-02T00:00:00.000Z",
+                        n + 2,
+                        "/old",
+                        "typeId 9 is not listed",
+                        body,
+                        hashlib.sha256(body).digest(),
+                    ],
+                )
+        store.close()
+        outputs = [
+            runner.invoke(app, [*command, "--db", target]).stdout_bytes
+            for command in (
+                ["quarantine", "retry", "-f", "json"],
+                ["quarantine", "retry", "-f", "json"],
+                ["events", "-n", "0", "-f", "ndjson"],
+                ["quarantine", "-n", "0", "-f", "ndjson"],
+            )
+        ]
+        answers.append(outputs)
+    assert answers[0] == answers[1]
+    moved = json.loads(answers[0][0])
+    assert sorted(r["outcome"] for r in moved).count("moved") == 1
+    assert sorted(r["outcome"] for r in moved).count("merged") == 1
+    assert all(r["outcome"] == "unreadable" for r in json.loads(answers[0][1]))

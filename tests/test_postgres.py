@@ -125,6 +125,41 @@ def test_tail_shows_every_event_once_when_a_lower_id_commits_last(pg_serve, pg_u
     assert lowest < max(r[0] for r in rows(pg_url, 'SELECT id FROM events WHERE "caseId" > 2'))
 
 
+def test_tail_follows_retries_and_quarantine_from_two_receivers(pg_serve, pg_url):
+    first, second = pg_serve(), pg_serve()
+    body = event_body(caseId=61)
+    event_id = first.post(body).json["id"]
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "tbhook", "tail", "--db", pg_url, "-f", "ndjson", "--new"]
+        + ["--retries", "--quarantine"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: list[dict] = []
+    reader = Worker(lambda: [seen.append(json.loads(line)) for line in tail.stdout])
+    reader.start()
+    try:
+        time.sleep(2)  # following
+        assert second.post(body).json["duplicate"] is True  # delivery 2, through the other
+        kept = first.post(b"{nope").json["quarantineId"]
+        assert second.post(b"{nope").status == 200  # its delivery 2
+        deadline = time.monotonic() + 15
+        while len(seen) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)
+    finally:
+        tail.terminate()
+        tail.wait(10)
+    assert sorted(
+        (r["kind"], r.get("id", r.get("quarantineId")), r.get("delivery")) for r in seen
+    ) == [
+        ("quarantined", kept, None),
+        ("retry", event_id, 2),
+        ("retry", kept, 2),
+    ]
+
+
 def test_merge_a_sqlite_log_into_postgresql_loses_nothing_and_runs_once(tmp_path, pg_url):
     sqlite_db = tmp_path / "old.db"
     store = open_store(sqlite_db)

@@ -132,3 +132,84 @@ def test_tail_stops_on_a_signal_even_when_started_with_sigint_ignored(server, si
     assert tail.interrupt(sig) == 0
     assert time.monotonic() - started < 5
     assert "Traceback" not in "".join(tail.err)
+
+
+def test_tail_shows_redeliveries_and_quarantined_deliveries_as_they_come(server):
+    """`--retries` and `--quarantine`: what the serve log says, as it happens, in both forms."""
+    first = event_body(caseId=31)
+    server.post(first)
+    server.post(first)  # a retry from before tail started: not news
+    tail = start_tail(server.db, "--format", "ndjson", "-n", "1", "--retries", "--quarantine")
+    text = start_tail(server.db, "-n", "0", "--new", "--retries", "--quarantine")
+    try:
+        assert json.loads(tail.next_line())["kind"] == "event"  # the backlog
+        time.sleep(0.5)  # both are following now
+        old = server.post(first).json["id"]  # its delivery 3
+        fresh = event_body(caseId=32)
+        new = server.post(fresh).json["id"]
+        server.post(fresh)  # its delivery 2
+        kept = server.post(b"{not json").json["quarantineId"]
+        server.post(b"{not json")  # its delivery 2
+        seen = [json.loads(tail.next_line()) for _ in range(5)]
+        kinds = sorted(
+            (r["kind"], r.get("id", r.get("quarantineId")), r.get("delivery")) for r in seen
+        )
+        assert kinds == sorted(
+            [
+                ("event", new, None),
+                ("retry", old, 3),
+                ("retry", new, 2),
+                ("quarantined", kept, None),
+                ("retry", kept, 2),
+            ]
+        )
+        retry = next(r for r in seen if r["kind"] == "retry" and r.get("id") == old)
+        assert retry["caseId"] == 31 and retry["deliveries"] == 3 and retry["lastReceivedAt"]
+        joined = "".join(text.next_line() for _ in range(5))
+        assert f"[retry: delivery 3 of #{old}]" in joined
+        assert f"[retry: delivery 2 of #{new}]" in joined
+        assert f"quarantined #{kept}, unreadable: " in joined
+        assert f"[retry: delivery 2 of #{kept}]" in joined
+        time.sleep(0.5)
+        assert tail.lines.empty() and text.lines.empty()  # each delivery shown once
+    finally:
+        assert tail.interrupt() == 0 and text.interrupt() == 0
+    assert "".join(tail.err) == "" and "".join(text.err) == ""
+
+
+def test_tail_without_the_flags_shows_neither_retries_nor_quarantine(server):
+    tail = start_tail(server.db, "--format", "ndjson", "--new")
+    try:
+        time.sleep(0.5)
+        body = event_body(caseId=41)
+        server.post(body)
+        server.post(body)
+        server.post(b"{not json")
+        server.post(event_body(caseId=42))
+        assert [json.loads(tail.next_line())["caseId"] for _ in range(2)] == [41, 42]
+        time.sleep(0.5)
+        assert tail.lines.empty()
+    finally:
+        assert tail.interrupt() == 0
+
+
+def test_tail_backlog_takes_the_same_limit_as_every_listing(server):
+    for case in range(60):
+        server.post(event_body(caseId=case))
+    server.post(b"{nope")
+    tail = start_tail(server.db, "--format", "ndjson", "--no-follow")
+    assert tail.proc.wait(20) == 0
+    rows = [json.loads(line) for line in tail.proc.stdout] if tail.lines.empty() else []
+    time.sleep(0.2)
+    while not tail.lines.empty():
+        rows.append(json.loads(tail.lines.get()))
+    assert len(rows) == 50 and rows[-1]["caseId"] == 59  # the default: the last 50
+    everything = start_tail(
+        server.db, "--format", "ndjson", "--no-follow", "-n", "0", "--quarantine"
+    )
+    assert everything.proc.wait(20) == 0
+    time.sleep(0.2)
+    got = []
+    while not everything.lines.empty():
+        got.append(json.loads(everything.lines.get()))
+    assert len(got) == 61 and got[-1]["kind"] == "quarantined"  # 0 is all; by receive time

@@ -28,8 +28,9 @@ from tbhook.cli.options import (
     reported_errors,
     valid_id,
 )
+from tbhook.events import EVENT_FIELDS
 from tbhook.filters import Filters
-from tbhook.output.describe import EVENT_FIELDS, FORWARD_FIELDS
+from tbhook.output.describe import FORWARD_FIELDS
 from tbhook.output.formats import Answer, write
 
 

@@ -6,20 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tbhook.events import PAYLOAD_COLUMNS, Event, Unreadable, label
+from tbhook.events import EVENT_FIELDS, Event, Unreadable, label
 from tbhook.filters import iso_time
 from tbhook.output.safe import clean
 
-EVENT_FIELDS = (
-    "id",
-    "receivedAt",
-    "event",
-    "timestamp",
-    "time",
-    *PAYLOAD_COLUMNS,
-    "canonicalPersonId",
-    "deliveries",
-)
 FORWARD_FIELDS = ("forwardState", "forwardAttempts", "forwardStatus")
 EVENT_STYLES = {"newResult": "cyan", "caseClosed": "magenta", "profileMerged": "yellow"}
 

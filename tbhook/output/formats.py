@@ -106,8 +106,8 @@ def write_table(answer: Answer, out: IO[str]) -> int:
 
     records = list(answer.records)
     screen = console(out)
-    if answer.table is not None:
-        screen.print(answer.table(records))
+    if answer.table is not None and (records or answer.document is not None):
+        screen.print(answer.table(records))  # an empty listing prints no empty table
     for note in answer.notes:
         screen.print(Text(note) if isinstance(note, str) else note)
     cut = footer(len(records), answer.total_if_cut(len(records)))

@@ -45,15 +45,6 @@ def clean(text: object) -> str:
     return str(text).translate(_CONTROL)
 
 
-def cell(value: Any) -> str:
-    """A value for a rich table cell: control characters and rich markup escaped."""
-    from rich.markup import escape
-
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return "" if value is None else escape(clean(value))
-
-
 def csv_value(value: Any) -> Any:
     """Keep spreadsheets from running a text cell as a formula; numbers stay numbers."""
     if isinstance(value, bool):
@@ -61,12 +52,3 @@ def csv_value(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
     return value
-
-
-def sql_formula_guard(column: str) -> str:
-    """``csv_value`` as an SQL expression over a text column, for rows SQL finishes itself."""
-    firsts = ", ".join(f"char({ord(c)})" for c in FORMULA_STARTS)
-    return (
-        f"CASE WHEN substr({column}, 1, 1) IN ({firsts}) "
-        f"THEN char(39) || {column} ELSE {column} END"
-    )

@@ -9,7 +9,6 @@ reaches the terminal as a control sequence.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
@@ -19,7 +18,7 @@ from tbhook.output.safe import clean
 
 KEY, TEXT, PROSE = "key", "text", "prose"
 MIN_TEXT = 6  # the narrowest a truncated text column gets ("newRe…")
-ROOMY = 16  # optional columns go before a text column gets narrower than this
+ROOMY = 12  # optional columns go before a text column gets narrower than this
 GAP = 3  # between two columns: a space of padding either side of a blank rule
 
 
@@ -123,11 +122,6 @@ def _widths(columns: Sequence[Column], natural: list[int], shown: list[int], wid
             widths[i] = min(natural[i], share)
             left -= widths[i]
     return widths
-
-
-def width_of_terminal() -> int:
-    """The terminal's width, or COLUMNS, or 80."""
-    return console().width or int(os.environ.get("COLUMNS", "80"))
 
 
 # -- the tables of the read commands -------------------------------------------------------
@@ -262,7 +256,8 @@ def event_detail(record: Mapping[str, Any], body: tuple[str, list[str]]):  # noq
     """`event ID`: the event's one-line summary, every column, the forward, the body."""
     from rich.text import Text
 
-    from tbhook.output.describe import PAYLOAD_COLUMNS, describe
+    from tbhook.events import PAYLOAD_COLUMNS
+    from tbhook.output.describe import describe
 
     person = _person(record)
     now = record.get("canonicalPersonId")
@@ -292,7 +287,7 @@ def event_detail(record: Mapping[str, Any], body: tuple[str, list[str]]):  # noq
             )
         )
     title = Text(f"event #{record['id']}  ", style="bold")
-    title.append(clean(describe(record)), style=event_style(record))
+    title.append(" ".join(clean(describe(record)).split()), style=event_style(record))
     return detail(title, pairs, body)
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import IO, Any
 
-from tbhook.events import COLUMNS, ENUMERATED, Event, Unreadable
+from tbhook.events import COLUMNS, ENUMERATED, EVENT_FIELDS, Event, Unreadable
 from tbhook.filters import Filters, utc_now
 from tbhook.persons import Merge, PersonGroup, Resolver, group_of
 
@@ -53,17 +53,7 @@ MERGE_QUARANTINE_COLUMNS = (
 )
 # Everything a reader sees of an event: all but the raw body.
 READ_COLUMNS = ("id", "receivedAt", "lastReceivedAt", "deliveries", "path", "event", *COLUMNS)
-# The export's columns, in order (output.EVENT_FIELDS names the same ones).
-EXPORT_COLUMNS = (
-    "id",
-    "receivedAt",
-    "event",
-    "timestamp",
-    "time",
-    *COLUMNS[1:],
-    "canonicalPersonId",
-    "deliveries",
-)
+EXPORT_COLUMNS = EVENT_FIELDS  # the export's columns, in order
 CHUNK = 5000  # merge and prune write in transactions of this many rows (about 0.1 s each)
 PAUSE_SECONDS = 0.02  # between them, so a receiver waiting for the lock gets it
 
@@ -361,8 +351,10 @@ class Store(ABC):
             raise ValueError(table)
         return self.one(f"SELECT count(*) FROM {table}")[0]
 
-    def max_id(self) -> int:
-        return self.one("SELECT coalesce(max(id), 0) FROM events")[0]
+    def max_id(self, table: str = "events") -> int:
+        if table not in ("events", "quarantine"):
+            raise ValueError(table)
+        return self.one(f"SELECT coalesce(max(id), 0) FROM {table}")[0]
 
     def rows(self, table: str = "events") -> Iterator[dict]:
         """Every row of ``events`` or ``quarantine``, raw body included, in arrival order."""

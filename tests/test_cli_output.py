@@ -1,0 +1,353 @@
+"""What a person sees at the terminal and a program reads: one event in full, tables that fit
+60, 80 and 120 columns, one limit with a footer, empty answers explained, a quarantine that can
+be acted on, and one filter bundle and one format registry behind every command."""
+
+import csv
+import io
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from conftest import event_body
+from typer.testing import CliRunner
+
+from tbhook.cli import app
+from tbhook.events import parse
+from tbhook.store import Delivery, ForwardOutcome
+from tbhook.store.sqlite import SQLiteStore
+
+runner = CliRunner()
+HOSTILE = b'\x1b[2J\x1b]8;;http://evil\x07[bold]click[/bold]\xff\n=HYPERLINK("x")'
+BIG_CASE, BIG_PERSON = 9_000_000_123, 8_000_000_456
+
+
+def run(*args, width=None):
+    env = {"COLUMNS": str(width)} if width else None
+    return runner.invoke(app, list(args), env=env)
+
+
+@pytest.fixture
+def db(db_path):
+    """Events with long ids, a merge, a forward that failed, a quarantined hostile body."""
+    store = SQLiteStore.open(db_path)
+    bodies = [
+        event_body(caseId=BIG_CASE, personId=BIG_PERSON, own=0, timestamp=1_700_000_000),
+        event_body(caseId=BIG_CASE, personId=BIG_PERSON, own=1, typeId=6, timestamp=1_700_000_090),
+    ]
+    stored = store.append(
+        [Delivery(b, parse(b), path="/hook") for b in bodies], forward_to="http://app/in"
+    )
+    store.record_forward(
+        ForwardOutcome(stored[0].id, "http://app/in", 3, "pending", 503, "HTTP 503", 1.0)
+    )
+    merge = {"event": "profileMerged", "oldPersonId": BIG_PERSON, "newPersonId": 77, "timestamp": 2}
+    pretty = json.dumps(merge, indent=4).encode()  # stored byte for byte, spaces and all
+    store.append([Delivery(pretty, parse(pretty))])
+    store.append([Delivery(HOSTILE, parse(HOSTILE), path="/x\x1b[31m")])
+    for case in range(30):
+        body = event_body(caseId=1000 + case, uniqueId=case)
+        store.append([Delivery(body, parse(body))])
+    store.close()
+    return db_path
+
+
+# -- one event in full -----------------------------------------------------------------------
+
+
+def test_event_shows_every_column_the_person_now_the_forward_and_the_body(db):
+    result = run("event", "1", width=120)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    for expected in (
+        "event #1",
+        "receivedAt",
+        "lastReceivedAt",
+        "/hook",
+        "1700000000 (2023-11-14T22:13:20Z)",
+        str(BIG_CASE),
+        "canonicalPersonId  77 (person 8000000456 was merged into it)",
+        "pending after 3 attempts to http://app/in, last answer 503, last error: HTTP 503",
+        "body (JSON):",
+        '  "caseId": 9000000123,',
+    ):
+        assert expected in out, expected
+    document = json.loads(run("event", "1", "-f", "json").stdout)
+    assert document["canonicalPersonId"] == 77 and document["forwardState"] == "pending"
+    assert document["body"]["caseId"] == BIG_CASE and document["bodySize"] > 100
+
+
+def test_event_raw_is_the_body_byte_for_byte(db):
+    merge_id = 3
+    raw = subprocess.run(
+        [sys.executable, "-m", "tbhook", "event", str(merge_id), "--raw", "--db", str(db)],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert (
+        raw
+        == json.dumps(
+            {
+                "event": "profileMerged",
+                "oldPersonId": BIG_PERSON,
+                "newPersonId": 77,
+                "timestamp": 2,
+            },
+            indent=4,
+        ).encode()
+    )
+
+
+def test_event_that_does_not_exist_is_a_clean_error(db):
+    result = run("event", "999")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: no event #999 (ids run to 33)\n"
+
+
+def test_quarantined_body_is_shown_escaped_and_raw_on_request(db):
+    result = run("quarantine", "1", width=80)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "\x1b" not in out and "\x07" not in out  # nothing reaches the terminal raw
+    assert "body (not JSON):" in out and "\\x1b[2J" in out and "[bold]click[/bold]" in out
+    assert "\\xff" in out and "body is not valid UTF-8" in out  # the full reason
+    raw = subprocess.run(
+        [sys.executable, "-m", "tbhook", "quarantine", "1", "--raw", "--db", str(db)],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert raw == HOSTILE
+    assert run("quarantine", "5").exit_code == 1
+
+
+# -- tables that fit ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_tables_fit_the_terminal_and_never_cut_ids_times_or_numbers(db, width):
+    for args in (
+        ("events", "--case", str(BIG_CASE)),
+        ("cases", "--case", str(BIG_CASE)),
+        ("quarantine",),
+        ("person", str(BIG_PERSON)),
+        ("case", str(BIG_CASE)),
+        ("doctor",),
+        ("stats",),
+    ):
+        result = run(*args, width=width)
+        assert result.exit_code in (0, 1), (args, result.output)
+        lines = result.stdout.splitlines()
+        assert all(len(line.rstrip()) <= width for line in lines), (args, width, lines)
+    out = run("events", "--case", str(BIG_CASE), width=width).stdout
+    assert str(BIG_CASE) in out and str(BIG_PERSON) in out
+    assert "2023-11-14T22:13:20Z" in out and "2023-11-14T22:14:50Z" in out
+    rows = [line for line in out.splitlines() if str(BIG_CASE) in line]
+    assert [row.split()[0] for row in rows] == ["2", "1"]  # ids whole, newest first
+    header = out.splitlines()[0].split()
+    if width >= 120:
+        assert header == ["id", "time", "event", "case", "person", "now", "what"]
+        assert "agent system message" in out and "customer private message" in out
+    elif width >= 80:
+        assert header == ["id", "time", "event", "case", "person", "what"]  # "now" went first
+        assert "…" in out  # the text column is cut with an ellipsis, not the ids
+    else:
+        assert header == ["id", "time", "event", "case", "person"]
+
+
+# -- one way to ask for how many ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["events", "cases", "quarantine"])
+def test_every_listing_takes_the_same_limit_and_says_when_it_cut(db, command):
+    default = run(command, width=200)
+    assert default.exit_code == 0
+    one = run(command, "-n", "1", width=200)
+    everything = run(command, "--limit", "0", width=200)
+    total = {"events": 33, "cases": 31, "quarantine": 1}[command]
+    if total > 1:
+        assert one.stdout.rstrip().endswith(f"1 of {total} shown; -n 0 for all")
+    assert "shown; -n 0 for all" not in everything.stdout
+    if command != "quarantine":  # 33 and 31 are under the default of 50
+        assert "shown" not in default.stdout
+    machine = run(command, "-n", "1", "-f", "ndjson")
+    assert len(machine.stdout.splitlines()) == 1
+    if total > 1:
+        assert machine.stderr == f"1 of {total} shown; -n 0 for all\n"  # never in the data
+
+
+def test_cases_first_page_reads_only_its_cases(db_path):
+    """The limit goes to the store: the first page does not summarize every case."""
+    store = SQLiteStore.open(db_path)
+    for case in range(200):
+        body = event_body(caseId=case, uniqueId=case)
+        store.append([Delivery(body, parse(body))])
+    from tbhook.filters import Filters
+
+    rows = list(store.case_events(Filters(), descending=True, limit=3))
+    store.close()
+    assert sorted({row["caseId"] for row in rows}) == [197, 198, 199]
+    out = run("cases", "-n", "3", "-f", "csv").stdout
+    assert [r["caseId"] for r in csv.DictReader(io.StringIO(out))] == ["199", "198", "197"]
+
+
+# -- empty answers explained ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ("--event", "newresult"),
+            'No events: no event named "newresult"; known: newResult, caseClosed, profileMerged\n',
+        ),
+        (("--case", "5"), "No events: no event has caseId 5\n"),
+        (("--person", "424242"), "No events: no event names person 424242 or anyone merged"),
+        (
+            ("--since", "2099-01-01"),
+            "No events: no event has a timestamp from 2099-01-01T00:00:00Z",
+        ),
+        (
+            ("--case", str(BIG_CASE), "--event", "profileMerged"),
+            "No events: each filter matches events, but no event matches them all\n",
+        ),
+    ],
+)
+def test_an_empty_answer_says_why_on_stderr(db, args, said):
+    for command in ("events", "export"):
+        result = run(command, *args, "-f", "ndjson")
+        assert result.exit_code == 0 and result.stdout == ""
+        assert result.stderr.startswith(said)
+
+
+def test_since_after_until_is_a_usage_error(db):
+    for command in ("events", "cases", "stats", "export", "tail"):
+        result = run(command, "--since", "2024-05-02", "--until", "2024-05-01")
+        assert result.exit_code == 2, command
+        assert "--since (2024-05-02T00:00:00Z) is not before --until" in result.stderr
+
+
+# -- quarantine you can act on ------------------------------------------------------------------
+
+
+def _quarantine_as_an_older_tbhook(db, body, received, deliveries=1):
+    """A body an older tbhook kept in quarantine (before unknown typeIds were kept as events)."""
+    import hashlib
+
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "INSERT INTO quarantine (receivedAt, lastReceivedAt, deliveries, path, reason, body, "
+        "bodySha256) VALUES (?, ?, ?, '/old', 'newResult: \"typeId\" 9 is not listed', ?, ?)",
+        (received, received, deliveries, body, hashlib.sha256(body).digest()),
+    )
+    conn.commit()
+    conn.close()
+
+
+def test_quarantine_lists_with_the_full_reason(db):
+    rows = [json.loads(line) for line in run("quarantine", "-f", "ndjson").stdout.splitlines()]
+    assert rows[0]["reason"] == "body is not valid UTF-8" and rows[0]["bodySize"] == len(HOSTILE)
+    table = run("quarantine", width=120).stdout
+    assert "\x1b" not in table and rows[0]["reason"].split()[0] in table
+
+
+def test_quarantine_retry_moves_what_is_readable_now_keeps_the_rest_and_is_idempotent(db):
+    readable = event_body(caseId=4242, typeId=9)
+    already = event_body(caseId=BIG_CASE, personId=BIG_PERSON, own=0, timestamp=1_700_000_000)
+    _quarantine_as_an_older_tbhook(db, readable, "2024-02-01T10:00:00.000Z", deliveries=2)
+    _quarantine_as_an_older_tbhook(db, already, "2020-01-01T00:00:00.000Z", deliveries=3)
+    before = run("events", "-n", "0", "-f", "ndjson").stdout.count("\n")
+
+    result = run("quarantine", "retry", "-f", "ndjson")
+    assert result.exit_code == 0, result.output
+    outcomes = sorted(
+        (r["quarantineId"], r["outcome"]) for r in map(json.loads, result.stdout.splitlines())
+    )
+    assert outcomes == [(1, "unreadable"), (2, "moved"), (3, "merged")]
+    assert "Moved 2 of 3 quarantined deliveries into events; 1 still unreadable" in result.stderr
+    moved = json.loads(run("events", "--case", "4242", "-f", "json").stdout)
+    assert len(moved) == 1
+    assert (moved[0]["receivedAt"], moved[0]["deliveries"], moved[0]["typeId"]) == (
+        "2024-02-01T10:00:00.000Z",
+        2,
+        9,
+    )
+    first = json.loads(run("event", "1", "-f", "json").stdout)  # the same body, deduped
+    assert (first["deliveries"], first["receivedAt"]) == (4, "2020-01-01T00:00:00.000Z")
+    after = run("events", "-n", "0", "-f", "ndjson").stdout.count("\n")
+    assert after == before + 1
+    assert [
+        r["id"] for r in map(json.loads, run("quarantine", "-f", "ndjson").stdout.splitlines())
+    ] == [1]
+
+    again = run("quarantine", "retry")  # idempotent: nothing moves twice
+    assert again.exit_code == 0 and "Moved 0 of 1" in again.stderr
+    assert run("events", "-n", "0", "-f", "ndjson").stdout.count("\n") == after
+    assert json.loads(run("event", "1", "-f", "json").stdout)["deliveries"] == 4
+
+
+def test_quarantine_retry_of_named_ids_and_of_an_id_not_there(db):
+    _quarantine_as_an_older_tbhook(db, event_body(caseId=5151, typeId=9), "2024-02-01T10:00:00Z")
+    result = run("quarantine", "retry", "2", "#77")
+    assert result.exit_code == 1
+    assert result.stderr.endswith("Error: not in quarantine: #77\n")
+    assert "moved" in result.stdout and "not in quarantine" in result.stdout
+    assert json.loads(run("events", "--case", "5151", "-f", "json").stdout)[0]["caseId"] == 5151
+    bad = run("quarantine", "retry", "seven")
+    assert bad.exit_code == 2 and "'seven' is not a quarantine id" in bad.stderr
+
+
+# -- one bundle, one registry --------------------------------------------------------------------
+
+
+def _options(command: str) -> set[str]:
+    import typer.main
+
+    click_command = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    return {name for param in click_command.params for name in param.opts}
+
+
+FILTERS = {
+    "--event",
+    "--case",
+    "--person",
+    "--search-id",
+    "--source",
+    "--sender",
+    "--since",
+    "--until",
+}
+
+
+@pytest.mark.parametrize("command", ["events", "tail", "cases", "export", "stats", "replay"])
+def test_every_filtering_command_takes_the_one_filter_bundle(command):
+    assert _options(command) >= FILTERS
+
+
+def test_every_listing_takes_n_and_limit():
+    for command in ("events", "cases", "quarantine", "tail"):
+        assert {"-n", "--limit"} <= _options(command), command
+
+
+def test_doctor_csv_is_csv_through_the_registry(db):
+    result = run("doctor", "-f", "csv")
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert list(rows[0]) == ["check", "status", "detail"]
+    assert {"integrity", "quarantine"} <= {row["check"] for row in rows}
+
+
+@pytest.mark.parametrize("command", ["events", "cases", "quarantine", "stats", "doctor"])
+def test_json_and_ndjson_agree_for_every_command(db, command):
+    as_json = json.loads(run(command, "-f", "json").stdout)
+    lines = [json.loads(line) for line in run(command, "-f", "ndjson").stdout.splitlines()]
+    assert (as_json if isinstance(as_json, list) else [as_json]) == lines
+
+
+def test_sender_text_is_escaped_in_every_format(db):
+    table = run("quarantine", width=200).stdout
+    assert "\x1b" not in table
+    rows = list(csv.reader(io.StringIO(run("quarantine", "-f", "csv").stdout)))
+    body_start = rows[1][-1]
+    assert not body_start.startswith(("=", "+", "-", "@"))
+    assert "\\u001b" in run("quarantine", "-f", "json").stdout  # JSON escapes it
+    assert "\x1b" not in run("tail", "--no-follow", "--quarantine", width=200).stdout
