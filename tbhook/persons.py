@@ -45,8 +45,24 @@ class PersonGroup:
 
 def group_of(person_id: int, merges_touching: Callable[[set[int]], list[Merge]]) -> PersonGroup:
     """Find one person's group by walking only the merges that touch it (fast at any size)."""
-    members = {person_id}
-    frontier = {person_id}
+    members, merges = _walk({person_id}, merges_touching)
+    return PersonGroup(person_id, canonical_of(person_id, merges), sorted(members), merges)
+
+
+def resolver_for(
+    person_ids: set[int], merges_touching: Callable[[set[int]], list[Merge]]
+) -> Resolver:
+    """A Resolver for these persons only: their groups, walked together (a page of rows asks
+    a few queries in all, not a few per person)."""
+    return Resolver(_walk(person_ids, merges_touching)[1])
+
+
+def _walk(
+    start: set[int], merges_touching: Callable[[set[int]], list[Merge]]
+) -> tuple[set[int], list[Merge]]:
+    """Every person reachable from ``start`` through merges, and those merges in order."""
+    members = set(start)
+    frontier = set(start)
     found: dict[int, Merge] = {}
     while frontier:
         new = [m for m in merges_touching(frontier) if m.id not in found]
@@ -55,8 +71,7 @@ def group_of(person_id: int, merges_touching: Callable[[set[int]], list[Merge]])
         reached |= {m.newPersonId for m in new if not m.changes_nothing}
         frontier = reached - members
         members |= frontier
-    merges = sorted(found.values())
-    return PersonGroup(person_id, canonical_of(person_id, merges), sorted(members), merges)
+    return members, sorted(found.values())
 
 
 class Resolver:

@@ -17,7 +17,10 @@ SECTIONS = ("byEvent", "bySender", "byType", "bySource", "perDay")
 
 
 def groups(store: Store, filters: Filters) -> Iterator[dict[str, Any]]:
-    """Grouped counts of the matching events, the two halves of a big log on two cores."""
+    """Grouped counts of the matching events: kept counts when the store has them, else the
+    two halves of a big log on two cores."""
+    if store.stats_is_cheap(filters):
+        return stats_groups(store.stats_counter(filters))
     halves = in_halves(store, filters, lambda here, part: here.stats_counter(part), _count_part)
     return stats_groups(sum(halves, Counter()))
 

@@ -186,7 +186,7 @@ def test_cases_first_page_reads_only_its_cases(db_path):
 
     rows = list(store.case_events(Filters(), descending=True, limit=3))
     store.close()
-    assert sorted({row["caseId"] for row in rows}) == [197, 198, 199]
+    assert sorted({row[0] for row in rows}) == [197, 198, 199]  # rows of CASE_COLUMNS
     out = run("cases", "-n", "3", "-f", "csv").stdout
     assert [r["caseId"] for r in csv.DictReader(io.StringIO(out))] == ["199", "198", "197"]
 

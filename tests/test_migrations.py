@@ -22,7 +22,8 @@ SCHEMAS = sorted((Path(__file__).parent / "schemas").glob("sqlite_*.sql"))
 
 def sqlite_schema(path) -> dict:
     """Everything that makes a schema: each table's columns (name, type, not null, default,
-    key), each index's table, columns, uniqueness and condition, each view's columns."""
+    key), each index's table, columns, uniqueness and condition, each trigger's table and
+    text, each view's columns."""
     conn = sqlite3.connect(path)
     try:
         shape: dict = {}
@@ -40,6 +41,8 @@ def sqlite_schema(path) -> dict:
                     'SELECT "unique" FROM pragma_index_list(?) WHERE name = ?', [table, name]
                 ).fetchone()[0]
                 shape[f"index {name}"] = (table, columns, unique, where)
+            elif kind == "trigger":
+                shape[f"trigger {name}"] = (table, " ".join(sql.split()))
             elif kind == "view":
                 shape[f"view {name}"] = [
                     row[1] for row in conn.execute(f'PRAGMA table_info("{name}")')
@@ -47,6 +50,28 @@ def sqlite_schema(path) -> dict:
         return shape
     finally:
         conn.close()
+
+
+def test_readers_know_every_step_by_name():
+    """Readers check the schema from a list of names (without importing sqlite-utils)."""
+    from tbhook.store.sqlite_steps import READERS_DO_NOT_NEED, STEP_NAMES
+
+    assert list(STEP_NAMES) == [m.name for m in migrations._migrations]
+    assert READERS_DO_NOT_NEED <= set(STEP_NAMES)
+
+
+def test_a_read_command_does_not_import_sqlite_utils(tmp_path):
+    import subprocess
+    import sys
+
+    open_store(tmp_path / "r.db").close()
+    code = (
+        "import sys; from tbhook.cli import app; "
+        f"app(['events', '--db', {str(tmp_path / 'r.db')!r}], standalone_mode=False); "
+        "print('sqlite_utils' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("False")
 
 
 def test_every_step_has_a_frozen_schema():

@@ -71,7 +71,7 @@ def test_blank_database_migrates_to_the_expected_schema(db_path):
     assert {
         'CREATE INDEX events_caseId ON events ("caseId")',
         'CREATE INDEX events_personId ON events ("personId")',
-        'CREATE INDEX events_event ON events ("event")',
+        'CREATE INDEX events_event_time ON events ("event", timestamp)',
     } <= indexed
     applied = [m.name for m in migrations.applied(__import__("sqlite_utils").Database(conn))]
     assert applied == [
@@ -86,6 +86,8 @@ def test_blank_database_migrates_to_the_expected_schema(db_path):
         "m009_merged_logs",
         "m010_views_in_range",
         "m011_redelivery_indexes",
+        "m012_event_counts",
+        "m013_event_time_index",
     ]
 
 
@@ -93,7 +95,7 @@ def test_reopening_applies_nothing_twice(db_path):
     SQLiteStore.open(db_path).close()
     SQLiteStore.open(db_path).close()
     conn = sqlite3.connect(db_path)
-    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 11
+    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 13
 
 
 def test_durability_settings(store, db_path):

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import Enum
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Annotated, Any, Optional
 
@@ -45,9 +46,20 @@ RawOption = Annotated[
 ]
 
 
-def _canonical(store: Any, limit: int) -> Any:
-    """Canonical person IDs: looked up one by one for a page, from all merges for everything."""
-    return store.canonical_lookup() if 0 < limit <= 1000 else store.resolver().canonical
+PAGE = 1000  # up to this many rows, canonical IDs are looked up for the page's persons only
+
+
+def _page(store: Any, rows: Any, limit: int, person: Callable[[Any], Any]) -> tuple[Any, Any]:
+    """The rows, and canonical person IDs for them: for a page, from the merges of its own
+    persons (a few queries); for everything, from all merges at once."""
+    if not 0 < limit <= PAGE:
+        return rows, store.resolver().canonical
+    rows = list(rows)
+    return rows, store.canonical_for(person(row) for row in rows)
+
+
+def _event_person(row: dict) -> Any:
+    return row["personId"] if row["personId"] is not None else row["newPersonId"]
 
 
 @filter_options
@@ -63,10 +75,10 @@ def events(
     from tbhook.output.tables import events_table
 
     with reading(db) as store:
-        canonical = _canonical(store, limit)
         rows = store.events(
             filters, descending=order is Order.desc, limit=limit, with_forwards=True
         )
+        rows, canonical = _page(store, rows, limit, _event_person)
         answer = Answer(
             records=(event_record(row, canonical) for row in rows),
             fields=(*EVENT_FIELDS, *FORWARD_FIELDS),
@@ -215,7 +227,7 @@ def case(
     fmt: FormatOption = "table",
 ) -> None:
     """A case's timeline, customer and agent messages then the close, with its metrics."""
-    from tbhook.cases import summarize
+    from tbhook.cases import CASE_COLUMNS, summarize
     from tbhook.output.describe import event_record
     from tbhook.output.tables import case_view
 
@@ -224,7 +236,7 @@ def case(
         rows = list(store.events(Filters(case=case_id)))
         if not rows:
             raise fail(f"no events for case {case_id}")
-        summary = summarize(case_id, rows, canonical)
+        summary = summarize(case_id, [[row[c] for c in CASE_COLUMNS] for row in rows], canonical)
         records = [event_record(row, canonical) for row in rows]
     write(
         Answer(
@@ -252,8 +264,8 @@ def cases(
     from tbhook.output.tables import cases_table
 
     with reading(db) as store:
-        canonical = _canonical(store, limit)
         rows = store.case_events(filters, descending=order is Order.desc, limit=limit)
+        rows, canonical = _page(store, rows, limit, itemgetter(3))  # CASE_COLUMNS' personId
         answer = Answer(
             records=summarize_all(rows, canonical),
             fields=METRICS,

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import IO, Any
 
+from tbhook.cases import CASE_COLUMNS
 from tbhook.events import COLUMNS, ENUMERATED, EVENT_FIELDS, Event, Unreadable
 from tbhook.filters import Filters, utc_now
-from tbhook.persons import Merge, PersonGroup, Resolver, group_of
+from tbhook.persons import Merge, PersonGroup, Resolver, group_of, resolver_for
 
 EVENT_COLUMNS = ("receivedAt", "lastReceivedAt", "path", "event", *COLUMNS, "body", "bodySha256")
 QUARANTINE_COLUMNS = ("receivedAt", "lastReceivedAt", "path", "reason", "body", "bodySha256")
@@ -454,14 +455,21 @@ class Store(ABC):
 
     def case_events(
         self, filters: Filters, *, descending: bool = False, limit: int | None = None
-    ) -> Iterator[dict]:
-        """Every event of every case that has a matching event, by caseId then time; with
-        ``limit``, of the first ``limit`` such cases only (found first, through the caseId
-        index, so the first page of a big log is quick)."""
+    ) -> Iterator[tuple]:
+        """Every event of every case that has a matching event, as rows of ``CASE_COLUMNS``
+        (what the metrics need), by caseId then time; with ``limit``, of the first ``limit``
+        such cases only (found first, through the caseId index, so the first page of a big
+        log is quick)."""
         where, params = self.where(filters)
-        columns = ", ".join(f"e.{q(c)}" for c in READ_COLUMNS)
+        columns = ", ".join(f"e.{q(c)}" for c in CASE_COLUMNS)
         direction = "DESC" if descending else "ASC"
-        cases = f'SELECT e."caseId" FROM events e WHERE e."caseId" IS NOT NULL AND {where}'
+        if filters == Filters():
+            cases = 'e."caseId" IS NOT NULL'  # every case: no second look-up of each caseId
+        else:
+            cases = (
+                'e."caseId" IN (SELECT e."caseId" FROM events e WHERE e."caseId" IS NOT NULL '
+                f"AND {where})"
+            )
         if limit:
             ids = [
                 row[0]
@@ -473,12 +481,16 @@ class Store(ABC):
             ]
             if not ids:
                 return iter(())
-            cases, params = ", ".join("?" for _ in ids), ids
-        return self.query_dicts(
-            f'SELECT {columns} FROM events e WHERE e."caseId" IN ({cases}) '
+            cases, params = f'e."caseId" IN ({", ".join("?" for _ in ids)})', ids
+        return self.query(
+            f"SELECT {columns} FROM events e WHERE {cases} "
             f'ORDER BY e."caseId" {direction}, e."timestamp", e.id',
-            params,
+            params if "?" in cases else [],
         )
+
+    def stats_is_cheap(self, filters: Filters) -> bool:
+        """Whether ``stats_counter`` answers without reading every matching event."""
+        return False
 
     def stats_counter(self, filters: Filters) -> Counter:
         """How many matching events share each (event, own, typeId, sourceId, UTC day)."""
@@ -636,14 +648,18 @@ class Store(ABC):
     def merges_touching(self, person_ids: set[int]) -> list[Merge]:
         """The merges that name any of ``person_ids`` on either side."""
         ids = sorted(person_ids)
-        marks = ", ".join("?" for _ in ids)
+        found: list[Merge] = []
         # A UNION, not an OR, so each side uses its own partial index.
         columns = 'SELECT "timestamp", id, "oldPersonId", "newPersonId"'
-        sql = (
-            f"{columns} {self._merges_by('oldPersonId')} IN ({marks}) "
-            f"UNION {columns} {self._merges_by('newPersonId')} IN ({marks})"
-        )
-        return [Merge(*row) for row in self.query(sql, [*ids, *ids])]
+        for start in range(0, len(ids), 5000):  # within SQLite's limit on parameters
+            part = ids[start : start + 5000]
+            marks = ", ".join("?" for _ in part)
+            sql = (
+                f"{columns} {self._merges_by('oldPersonId')} IN ({marks}) "
+                f"UNION {columns} {self._merges_by('newPersonId')} IN ({marks})"
+            )
+            found += [Merge(*row) for row in self.query(sql, [*part, *part])]
+        return list({merge.id: merge for merge in found}.values())
 
     def _merges_by(self, side: str) -> str:
         hint = self.dialect.hint(f"events_merge_{side}")
@@ -660,6 +676,12 @@ class Store(ABC):
             return None if person_id is None else self.person_group(person_id).canonicalPersonId
 
         return canonical
+
+    def canonical_for(self, person_ids: Iterable[int | None]) -> Callable[[Any], Any]:
+        """Canonical IDs for a page of rows: the groups of just these persons, walked together."""
+        return resolver_for(
+            {p for p in person_ids if p is not None}, self.merges_touching
+        ).canonical
 
     def resolver(self) -> Resolver:
         """Canonical IDs for everyone, from all merges."""

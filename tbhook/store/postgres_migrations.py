@@ -8,7 +8,7 @@ event exactly once while several receivers commit out of id order.
 """
 
 # Steps a reader can do without (the next `tbhook serve` applies them): only faster.
-READERS_DO_NOT_NEED = {"p004_redelivery_indexes"}
+READERS_DO_NOT_NEED = {"p004_redelivery_indexes", "p005_event_time_index"}
 
 STEPS: list[tuple[str, list[str]]] = [
     (
@@ -133,6 +133,14 @@ FROM events WHERE event = 'profileMerged'""",
         [
             'CREATE INDEX events_redelivered ON events ("lastReceivedAt") WHERE deliveries > 1',
             'CREATE INDEX "quarantine_lastReceivedAt" ON quarantine ("lastReceivedAt")',
+        ],
+    ),
+    (
+        "p005_event_time_index",
+        [
+            # `events --event NAME` reads the newest of that event first.
+            "DROP INDEX events_event",
+            'CREATE INDEX events_event_time ON events (event, "timestamp")',
         ],
     ),
 ]

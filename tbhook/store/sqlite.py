@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import functools
 import json
 import os
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
-
-from sqlite_utils import Database
 
 from tbhook.errors import NoDatabase, NotReady, StoreBusy, StoreUnavailable, damaged, human_size
 from tbhook.filters import Filters
@@ -32,9 +32,10 @@ from tbhook.store.base import (
     names,
     outcomes,
 )
-from tbhook.store.sqlite_migrations import READERS_DO_NOT_NEED, migrations
+from tbhook.store.sqlite_steps import READERS_DO_NOT_NEED, STEP_NAMES
 
 BUSY_TIMEOUT_MS = 5000
+DAY_SECONDS = 86400
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 CACHE_KIB = 64 * 1024
 
@@ -82,6 +83,18 @@ def _lookup(table: str, count: int) -> str:
     )
 
 
+# The events a transaction added (ids above the highest before it: one writer at a time, and
+# AUTOINCREMENT never reuses an id) into event_counts, grouped: what `stats` reads.
+_COUNT_NEW = """
+INSERT INTO event_counts (key, day, event, own, typeId, sourceId, n)
+SELECT quote(day) || ',' || quote(event) || ',' || quote(own) || ',' || quote(typeId) || ',' ||
+        quote(sourceId), day, event, own, typeId, sourceId, count(*)
+FROM (SELECT (timestamp - (timestamp % 86400 + 86400) % 86400) / 86400 AS day, event, own,
+        typeId, sourceId FROM events WHERE id > ?)
+WHERE TRUE GROUP BY 1
+ON CONFLICT (key) DO UPDATE SET n = n + excluded.n"""
+
+
 def _import_sql(table: str, columns: Sequence[str]) -> str:
     marks = ", ".join("?" for _ in columns)
     return f"INSERT OR IGNORE INTO {table} ({names(columns)}) VALUES ({marks})"
@@ -98,10 +111,27 @@ class SQLiteStore(Store):
     can_split = True
 
     def __init__(self, conn: sqlite3.Connection, path: str):
-        # No sqlite-utils plugins: nothing here uses them, and loading them costs every command.
-        self.db = Database(conn, execute_plugins=False)
+        self.conn = conn
         self.path = self.target = path
         self.max_bytes: int | None = None
+
+    @functools.cached_property
+    def db(self) -> Any:
+        """The connection as a sqlite-utils Database, for migrations: imported only when
+        writing (it costs a read command about 30 ms). No plugins: nothing here uses them."""
+        from sqlite_utils import Database
+
+        return Database(self.conn, execute_plugins=False)
+
+    def applied_steps(self) -> list[str]:
+        """The names of the schema steps this database has, in the order they were applied."""
+        try:
+            rows = self.conn.execute(
+                "SELECT name FROM _sqlite_migrations WHERE migration_set = 'tbhook' ORDER BY id"
+            ).fetchall()
+        except sqlite3.OperationalError:  # no migrations table: not (yet) a tbhook database
+            return []
+        return [name for (name,) in rows]
 
     @classmethod
     def open(cls, path: str | os.PathLike, max_bytes: int | None = None) -> SQLiteStore:
@@ -146,8 +176,12 @@ class SQLiteStore(Store):
             conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             store = cls(conn, path)
-            applied = migrations.applied(store.db)
-            pending = [m for m in migrations.pending(store.db) if m.name not in READERS_DO_NOT_NEED]
+            applied = store.applied_steps()
+            pending = [
+                name
+                for name in STEP_NAMES
+                if name not in applied and name not in READERS_DO_NOT_NEED
+            ]
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot read {path}: {exc}") from exc
         if pending and (current or not applied):
@@ -162,11 +196,11 @@ class SQLiteStore(Store):
 
     def _refuse_foreign(self) -> None:
         """A database that holds tables but not tbhook's is someone else's: never add to it."""
-        if migrations.applied(self.db):
+        if self.applied_steps():
             return
         found = [
             name
-            for (name,) in self.db.execute(
+            for (name,) in self.conn.execute(
                 "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
             )
         ]
@@ -178,7 +212,7 @@ class SQLiteStore(Store):
             )
 
     def _configure_writer(self) -> None:
-        conn = self.db.conn
+        conn = self.conn
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self.db.enable_wal()
         # FULL: the WAL is fsynced at every commit, so a 200 survives power loss.
@@ -186,10 +220,15 @@ class SQLiteStore(Store):
         conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         # Random body hashes make index inserts land all over the file; keep them in memory.
         conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        # A statement that fires a trigger (a prune's deletes) keeps a statement journal to
+        # undo itself: in memory, not in a temporary file.
+        conn.execute("PRAGMA temp_store = MEMORY")
         # Under the write lock, so receivers starting at the same moment migrate once (each
         # step in a savepoint of this transaction); this also proves the file is writable.
         conn.execute("BEGIN IMMEDIATE")
         try:
+            from tbhook.store.sqlite_migrations import migrations
+
             migrations.apply(self.db)
         except BaseException:
             conn.execute("ROLLBACK")
@@ -204,15 +243,17 @@ class SQLiteStore(Store):
             raise StoreUnavailable(damaged(self.path, exc)) from exc
 
     def close(self) -> None:
-        self.db.close()
+        self.conn.close()
 
     # -- primitives ----------------------------------------------------------------------
 
     def query(self, sql: str, params: Sequence = ()) -> Iterator[tuple]:
-        return iter(self.db.conn.execute(sql, params))
+        return iter(self.conn.execute(sql, params))
 
     def query_dicts(self, sql: str, params: Sequence = ()) -> Iterator[dict]:
-        return self.db.query(sql, params)
+        cursor = self.conn.execute(sql, params)
+        keys = [column[0] for column in cursor.description]
+        return (dict(zip(keys, row, strict=True)) for row in cursor)
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -245,11 +286,16 @@ class SQLiteStore(Store):
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[sqlite3.Connection]:
-        conn = self.db.conn
+        """A write transaction. Before it commits, the events it added are counted into
+        ``event_counts`` (whichever command added them: receiver, import, merge, retry)."""
+        conn = self.conn
         with self._errors():
             conn.execute("BEGIN IMMEDIATE")
             try:
+                before = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
                 yield conn
+                if self._has_counts:
+                    conn.execute(_COUNT_NEW, [before])
             except BaseException:
                 self.rollback()
                 raise
@@ -259,21 +305,21 @@ class SQLiteStore(Store):
         """Durably commit the open transaction (the fsync happens here), or roll it back."""
         with self._errors():
             try:
-                self.db.conn.execute("COMMIT")
+                self.conn.execute("COMMIT")
             except BaseException:
                 self.rollback()
                 raise
 
     def rollback(self) -> None:
-        if self.db.conn.in_transaction:
-            self.db.conn.execute("ROLLBACK")
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
 
     def set_busy_timeout(self, milliseconds: int) -> None:
-        self.db.conn.execute(f"PRAGMA busy_timeout = {int(milliseconds)}")
+        self.conn.execute(f"PRAGMA busy_timeout = {int(milliseconds)}")
 
     @contextlib.contextmanager
     def checkpoint_every(self, pages: int) -> Iterator[None]:
-        conn = self.db.conn
+        conn = self.conn
         previous = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
         conn.execute(f"PRAGMA wal_autocheckpoint = {int(pages)}")
         try:
@@ -312,14 +358,11 @@ class SQLiteStore(Store):
 
     def import_rows(self, rows: ImportRows) -> tuple[int, list[int]]:
         with self.writing() as conn:
-            before = conn.total_changes
-            conn.executemany(_IMPORT_EVENT, rows.events)
-            inserted = conn.total_changes - before
+            # rowcount counts the statement's own rows, not what the triggers add.
+            inserted = conn.executemany(_IMPORT_EVENT, rows.events).rowcount
             quarantined = []
             for params in rows.quarantine:  # few: one at a time, to know which were new
-                before = conn.total_changes
-                conn.execute(_IMPORT_QUARANTINE, params)
-                if conn.total_changes > before:
+                if conn.execute(_IMPORT_QUARANTINE, params).rowcount > 0:
                     quarantined.append(params[-1])
         return inserted, quarantined
 
@@ -332,6 +375,88 @@ class SQLiteStore(Store):
             else:
                 conn.execute("DELETE FROM tbhook_meta WHERE key = 'maxDbSize'")
 
+    # -- counts kept by triggers (m012) ---------------------------------------------------
+
+    @functools.cached_property
+    def _has_counts(self) -> bool:
+        """Whether the database has ``event_counts`` (a reader may open one not yet migrated)."""
+        row = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'event_counts'"
+        ).fetchone()
+        return row is not None
+
+    def _counted(self, filters: Filters) -> tuple[str, list, list[Filters]] | None:
+        """How ``event_counts`` answers ``filters``: a WHERE over it for the whole UTC days,
+        and the filters of the partial days at either end (to scan through the timestamp
+        index); None when the counts cannot answer (a case, person, search or id filter)."""
+        if not self._has_counts or any(
+            value is not None
+            for value in (
+                filters.case,
+                filters.person,
+                filters.search_id,
+                filters.first_id,
+                filters.last_id,
+            )
+        ):
+            return None
+        since, until = filters.since, filters.until
+        first_day = None if since is None else -(-since // DAY_SECONDS)  # the first whole day
+        end_day = None if until is None else until // DAY_SECONDS  # days before it are whole
+        if first_day is not None and end_day is not None and first_day >= end_day:
+            return None  # not one whole day: the scan is short anyway
+        clauses: list[str] = ["n > 0"]
+        params: list[Any] = []
+        if filters.events:
+            clauses.append(f"event IN ({', '.join('?' for _ in filters.events)})")
+            params += list(filters.events)
+        for clause, value in (
+            ("own = ?", filters.sender),
+            ('"sourceId" = ?', filters.source),
+            ("day >= ?", first_day),
+            ("day < ?", end_day),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        edges = []
+        if first_day is not None and since is not None and since < first_day * DAY_SECONDS:
+            edges.append(dataclasses.replace(filters, until=first_day * DAY_SECONDS))
+        if end_day is not None and until is not None and until > end_day * DAY_SECONDS:
+            edges.append(dataclasses.replace(filters, since=end_day * DAY_SECONDS))
+        return " AND ".join(clauses), params, edges
+
+    def stats_is_cheap(self, filters: Filters) -> bool:
+        return self._counted(filters) is not None
+
+    def stats_counter(self, filters: Filters) -> Counter:
+        """From ``event_counts`` when it can answer, else by scanning the matching events."""
+        counted = self._counted(filters)
+        if counted is None:
+            return super().stats_counter(filters)
+        where, params, edges = counted
+        result: Counter = Counter()
+        for event, own, type_id, source, day, n in self.query(
+            f'SELECT event, own, "typeId", "sourceId", day, n FROM event_counts WHERE {where}',
+            params,
+        ):
+            result[(event, own, type_id, source, day)] += n
+        for edge in edges:
+            result.update(super().stats_counter(edge))
+        return result
+
+    def count_matching(self, filters: Filters) -> int:
+        if filters == Filters():
+            return self.one("SELECT count(*) FROM events")[0]  # SQLite's own quick count
+        counted = self._counted(filters)
+        if counted is None:
+            return super().count_matching(filters)
+        where, params, edges = counted
+        whole = self.one(f"SELECT coalesce(sum(n), 0) FROM event_counts WHERE {where}", params)[0]
+        for edge in edges:  # a loop: super() does not reach into a generator's own scope
+            whole += super().count_matching(edge)
+        return whole
+
     # -- export --------------------------------------------------------------------------
 
     def export(
@@ -342,7 +467,7 @@ class SQLiteStore(Store):
         progress: Callable[[int], None] | None = None,
     ) -> int:
         """SQLite finishes every row; the C csv writer takes the cursor whole."""
-        conn = self.db.conn
+        conn = self.conn
         conn.execute(
             "CREATE TEMP TABLE IF NOT EXISTS canon (person INTEGER PRIMARY KEY, now INTEGER)"
         )
@@ -365,7 +490,7 @@ class SQLiteStore(Store):
         """A consistent copy of the live database (``VACUUM INTO``), safe while `serve` writes.
         ``dest`` must not exist: the caller writes to a temporary name and renames it."""
         try:
-            self.db.conn.execute("VACUUM INTO ?", [dest])
+            self.conn.execute("VACUUM INTO ?", [dest])
         except sqlite3.DatabaseError as exc:
             if type(exc) is sqlite3.DatabaseError:
                 raise StoreUnavailable(damaged(self.path, exc)) from exc
@@ -376,7 +501,7 @@ class SQLiteStore(Store):
     ) -> dict[str, int]:
         """ATTACH the other file and copy in SQL, a chunk per transaction."""
         with self._errors():
-            self.db.conn.execute("ATTACH DATABASE ? AS other", [other])
+            self.conn.execute("ATTACH DATABASE ? AS other", [other])
         try:
             theirs = self._attached_log_id()
             if theirs is not None and theirs == self.log_id():
@@ -397,7 +522,7 @@ class SQLiteStore(Store):
                 )
             ]
         finally:
-            self.db.conn.execute("DETACH DATABASE other")
+            self.conn.execute("DETACH DATABASE other")
         return {
             "added": added[0],
             "alreadyHere": new[0] - added[0],
@@ -407,7 +532,7 @@ class SQLiteStore(Store):
 
     def _attached_log_id(self) -> str | None:
         try:
-            row = self.db.conn.execute(
+            row = self.conn.execute(
                 "SELECT value FROM other.tbhook_meta WHERE key = 'logId'"
             ).fetchone()
         except sqlite3.OperationalError:
@@ -462,11 +587,11 @@ class SQLiteStore(Store):
     def integrity(self, quick: bool = False) -> list[str]:
         """``PRAGMA integrity_check`` (or ``quick_check``): ``["ok"]`` when all is well."""
         pragma = "quick_check" if quick else "integrity_check"
-        return [row[0] for row in self.db.execute(f"PRAGMA {pragma}")]
+        return [row[0] for row in self.conn.execute(f"PRAGMA {pragma}")]
 
     def schema(self) -> tuple[list[str], list[str]]:
-        applied = [m.name for m in migrations.applied(self.db)]
-        return applied, [m.name for m in migrations.pending(self.db)]
+        applied = self.applied_steps()
+        return applied, [name for name in STEP_NAMES if name not in applied]
 
     def meta(self) -> dict[str, str]:
         try:
@@ -477,7 +602,7 @@ class SQLiteStore(Store):
     def space(self) -> dict[str, int]:
         """Pages in the file and how many of them hold data (free pages are reused first)."""
         page_size, pages, free = (
-            self.db.execute(f"PRAGMA {name}").fetchone()[0]
+            self.conn.execute(f"PRAGMA {name}").fetchone()[0]
             for name in ("page_size", "page_count", "freelist_count")
         )
         return {"pageSize": page_size, "pages": pages, "usedBytes": (pages - free) * page_size}

@@ -10,17 +10,6 @@ from sqlite_utils import Database, Migrations
 
 migrations = Migrations("tbhook")
 
-# Steps the read commands do not need: a reader can use a database still waiting for them (the
-# next `tbhook serve` applies them). Every other step changes what readers query.
-READERS_DO_NOT_NEED = {
-    "m006_timestamp_index",  # only faster
-    "m007_unknown_labels",  # a view for analysts
-    "m008_meta",  # read by doctor and merge, which cope without it
-    "m009_merged_logs",  # written by merge, which opens for writing (and so migrates)
-    "m010_views_in_range",  # views for analysts
-    "m011_redelivery_indexes",  # only faster
-}
-
 
 @migrations()
 def m001_events_and_quarantine(db: Database) -> None:
@@ -230,3 +219,52 @@ def m011_redelivery_indexes(db: Database) -> None:
     # rows are few.
     db.execute('CREATE INDEX events_redelivered ON events ("lastReceivedAt") WHERE deliveries > 1')
     db.execute('CREATE INDEX quarantine_lastReceivedAt ON quarantine ("lastReceivedAt")')
+
+
+@migrations()
+def m012_event_counts(db: Database) -> None:
+    # `stats` reads counts instead of scanning every event (9 s at 10M events): one row per
+    # UTC day, event, own, typeId and sourceId. `key` is the group with its NULLs spelled out,
+    # so an upsert finds it; `day` is the day number of `timestamp`, as `stats` computes it.
+    # Whatever stores events adds the new ones in its transaction (SQLiteStore.count_new: one
+    # grouped upsert a batch; an insert trigger costs 4 us an event); a trigger takes away
+    # whatever is deleted.
+    db.execute(
+        """
+CREATE TABLE event_counts (
+    key TEXT PRIMARY KEY,
+    day INTEGER,
+    event TEXT NOT NULL,
+    own INTEGER,
+    typeId INTEGER,
+    sourceId INTEGER,
+    n INTEGER NOT NULL
+)"""
+    )
+    db.execute(
+        """
+CREATE TRIGGER event_counts_delete AFTER DELETE ON events BEGIN
+    UPDATE event_counts SET n = n - 1 WHERE key =
+        quote((OLD.timestamp - (OLD.timestamp % 86400 + 86400) % 86400) / 86400) || ',' ||
+            quote(OLD.event) || ',' || quote(OLD.own) || ',' || quote(OLD.typeId) || ',' ||
+            quote(OLD.sourceId);
+END"""
+    )
+    db.execute(
+        """
+INSERT INTO event_counts (key, day, event, own, typeId, sourceId, n)
+SELECT quote(day) || ',' || quote(event) || ',' || quote(own) || ',' || quote(typeId) || ',' ||
+        quote(sourceId), day, event, own, typeId, sourceId, count(*)
+FROM (SELECT (timestamp - (timestamp % 86400 + 86400) % 86400) / 86400 AS day, event, own,
+        typeId, sourceId FROM events)
+GROUP BY 1"""
+    )
+
+
+@migrations()
+def m013_event_time_index(db: Database) -> None:
+    # `events --event caseClosed` shows the newest first: on (event) alone SQLite read and
+    # sorted every caseClosed event (1.2 s at 10M events); on (event, timestamp) it reads the
+    # newest 50. The same number of index entries an event as before.
+    db.execute("DROP INDEX events_event")
+    db.execute('CREATE INDEX events_event_time ON events ("event", timestamp)')
