@@ -275,18 +275,21 @@ def bench_read(db: Path) -> None:
 # -- tail latency ---------------------------------------------------------------------------
 
 
-def bench_tail() -> None:
+def bench_tail(db: Path | None = None, label: str = "") -> None:
+    """POST to line on screen, through a real receiver and a real `tail`: on a new database,
+    or on ``db`` (the scale bench's)."""
     print("tail latency", flush=True)
     import http.client
 
-    db = OUT / "tail.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    if db is None:
+        db = OUT / "tail.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
     port = free_port()
     serve = subprocess.Popen([*TBHOOK, "serve", "--quiet", "--port", str(port), "--db", str(db)],
                              stderr=subprocess.DEVNULL)
     wait_listening(port)
-    tail = subprocess.Popen([*TBHOOK, "tail", "--db", str(db), "-n", "0", "--format", "ndjson"],
+    tail = subprocess.Popen([*TBHOOK, "tail", "--db", str(db), "--new", "--format", "ndjson"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     arrived: dict[int, float] = {}
 
@@ -315,7 +318,7 @@ def bench_tail() -> None:
     stop(serve)
     delays = sorted((arrived[k] - acked[k]) * 1000 for k in acked if k in arrived)
     p50, p99 = statistics.median(delays), statistics.quantiles(delays, n=100)[98]
-    report("tail latency, POST 200 -> ndjson line", f"p50 {p50:.0f} ms, p99 {p99:.0f} ms "
+    report(f"tail latency{label}, POST 200 -> ndjson line", f"p50 {p50:.0f} ms, p99 {p99:.0f} ms "
            f"({len(delays)}/{len(acked)} seen)", "300 ms target", f"{p99 / 300:.2f}x target")
 
 
@@ -407,19 +410,28 @@ def main() -> None:
     need("wrk", "wrk")
     need("sqlite3", "sqlite3")
     started = time.monotonic()
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor())
-    print(f"tbhook bench {time.strftime('%Y-%m-%d')}: nproc={os.cpu_count()}, {cpu}, "
-          f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}", flush=True)
+    print(f"tbhook bench {machine()}", flush=True)
     big_db = prepare()
     bench_read(big_db)
     bench_tail()
     bench_ingest(big_db)
     bench_postgres(OUT / f"big-{BIG}.ndjson")
-    print(f"\n| figure | value | baseline | ratio |\n|---|---|---|---|")
+    table()
+    print(f"\nmake bench took {time.monotonic() - started:.0f} s")
+
+
+def table() -> None:
+    print("\n| figure | value | baseline | ratio |\n|---|---|---|---|")
     for row in ROWS:
         print("| " + " | ".join(row) + " |")
-    print(f"\nmake bench took {time.monotonic() - started:.0f} s")
+
+
+def machine() -> str:
+    with open("/proc/cpuinfo") as info:
+        cpu = next((line.split(":", 1)[1].strip() for line in info
+                    if line.startswith("model name")), platform.processor())
+    return (f"{time.strftime('%Y-%m-%d')}: nproc={os.cpu_count()}, {cpu}, "
+            f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -77,5 +78,14 @@ def iso_time(timestamp: int | None) -> str | None:
 
 
 def utc_now() -> str:
-    """The current UTC time as ISO-8601 with milliseconds, the format of receivedAt."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The current UTC time as ISO-8601 with milliseconds, the format of receivedAt
+    (``2026-11-25T10:00:00.123Z``). The receiver stamps every delivery: the formatted second
+    is kept, so most calls only add the milliseconds."""
+    ms = time.time_ns() // 1_000_000
+    second, rest = divmod(ms, 1000)
+    if second != _STAMP[0]:
+        _STAMP[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_STAMP[1]}.{rest:03d}Z"
+
+
+_STAMP: list = [None, ""]  # the last second formatted, and its text

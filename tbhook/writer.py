@@ -314,6 +314,7 @@ def _serve_writes(sock: socket.socket, store_factory: StoreFactory, forward_to: 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
     store = None
+    stop_checkpoints: Callable[[], None] = lambda: None  # noqa: E731
     try:
         while True:
             try:
@@ -326,6 +327,7 @@ def _serve_writes(sock: socket.socket, store_factory: StoreFactory, forward_to: 
                 try:
                     store = store_factory()
                     store.set_busy_timeout(int(LOCK_WAIT_SECONDS * 1000))
+                    stop_checkpoints = store.checkpoint_in_background()
                     reply: tuple = ("opened",)
                 except Exception as exc:  # reported by the parent as its error
                     reply = ("failed", str(exc))
@@ -333,6 +335,7 @@ def _serve_writes(sock: socket.socket, store_factory: StoreFactory, forward_to: 
                 reply = _commit(store, message[1], message[2], forward_to)
             _send(sock, reply)
     finally:
+        stop_checkpoints()
         if store is not None:
             store.close()
 

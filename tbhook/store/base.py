@@ -317,6 +317,11 @@ class Store(ABC):
 
         return contextlib.nullcontext()
 
+    def checkpoint_in_background(self) -> Callable[[], None]:
+        """For the receiver's writer: move log maintenance off the commit path (SQLite's WAL
+        checkpoints); returns a function that stops it. Nothing to do elsewhere."""
+        return lambda: None
+
     def record_size_cap(self) -> None:  # noqa: B027 - SQLite's only
         """Note the receiver's --max-db-size in the database, for `doctor` to read."""
 

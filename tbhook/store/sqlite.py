@@ -9,6 +9,7 @@ import functools
 import json
 import os
 import sqlite3
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -36,6 +37,7 @@ from tbhook.store.sqlite_steps import READERS_DO_NOT_NEED, STEP_NAMES
 
 BUSY_TIMEOUT_MS = 5000
 DAY_SECONDS = 86400
+CHECKPOINT_SECONDS = 0.2  # the receiver's WAL is copied into the database this often
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 CACHE_KIB = 64 * 1024
 
@@ -326,6 +328,36 @@ class SQLiteStore(Store):
             yield
         finally:
             conn.execute(f"PRAGMA wal_autocheckpoint = {int(previous)}")
+
+    def checkpoint_in_background(self, every: float = CHECKPOINT_SECONDS) -> Callable[[], None]:
+        """For the receiver's writer: copy the WAL into the database from a thread with a
+        connection of its own, every ``every`` seconds, instead of inside a commit (SQLite's
+        automatic checkpoint runs in the commit that passes 1,000 pages, so a batch of
+        deliveries waited for it: 15% of the writer's time at 64 connections). PASSIVE: it
+        never waits for a reader or the writer. Returns a function that stops it."""
+        self.conn.execute("PRAGMA wal_autocheckpoint = 0")
+        stop = threading.Event()
+
+        def run() -> None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute("PRAGMA synchronous = FULL")
+                while not stop.wait(every):
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                conn.close()
+
+        thread = threading.Thread(target=run, name="tbhook-checkpoint", daemon=True)
+        thread.start()
+
+        def stopped() -> None:
+            stop.set()
+            thread.join(10)
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("PRAGMA wal_autocheckpoint = 1000")
+
+        return stopped
 
     def insert_ignore(self, table: str, columns: Sequence[str], values: str) -> str:
         return f"INSERT OR IGNORE INTO {table} ({names(columns)}) VALUES ({values})"

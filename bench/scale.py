@@ -1,0 +1,251 @@
+"""`make bench-scale`: every figure at 10M events, each against a baseline from the same run.
+
+The database is built once with `tbhook generate --count N --seed S` and `tbhook import`, and
+kept in bench/out/ under a name made of the seed and the count (with what the build measured
+beside it, in a .json file), so later runs measure without rebuilding. Whatever a run adds to
+it (ingest, tail) it deletes again, so every run reads the same N events.
+
+Needs wrk and sqlite3 (installed with apt-get as root). Traffic goes to 127.0.0.1 only, and
+every step is bounded. Environment: SCALE_EVENTS (default 10,000,000), SCALE_SEED (default 3),
+BENCH_DURATION (wrk seconds a run, default 8).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("BENCH_DURATION", "8")
+
+import run as bench  # noqa: E402 - the shared helpers of `make bench`
+from run import OUT, PY, TBHOOK, report, timed  # noqa: E402
+
+COUNT = int(os.environ.get("SCALE_EVENTS", "10000000"))
+SEED = int(os.environ.get("SCALE_SEED", "3"))
+DB = OUT / f"scale-{SEED}-{COUNT}.db"
+FACTS = OUT / f"scale-{SEED}-{COUNT}.json"
+FLOOR_LINES = 1_000_000  # the bare-insert floor is measured on this many of the lines
+
+
+def build() -> dict:
+    """The database, built once: generate to a file, then import it, each timed."""
+    if DB.exists() and FACTS.exists():
+        facts = json.loads(FACTS.read_text())
+        if facts.get("events") == COUNT:
+            print(f"using {DB.name}, built {facts['built']}", flush=True)
+            return facts
+    OUT.mkdir(exist_ok=True)
+    source = OUT / f"scale-{SEED}-{COUNT}.ndjson"
+    print(f"building {DB.name}: generate, then import (once)", flush=True)
+    started = time.monotonic()
+    with open(source, "wb") as out:
+        subprocess.run(
+            [*TBHOOK, "generate", "--count", str(COUNT), "--seed", str(SEED)],
+            stdout=out,
+            check=True,
+        )
+    generated = time.monotonic() - started
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{DB}{suffix}").unlink(missing_ok=True)
+    started = time.monotonic()
+    subprocess.run(
+        [*TBHOOK, "import", str(source), "--db", str(DB)], check=True, stdout=subprocess.DEVNULL
+    )
+    imported = time.monotonic() - started
+    floor = bare_insert(source)
+    source.unlink()  # 2 GB; the seed makes it again
+    facts = {
+        "events": COUNT,
+        "built": time.strftime("%Y-%m-%d %H:%M"),
+        "generateSeconds": round(generated, 1),
+        "importSeconds": round(imported, 1),
+        "bareInsertPerSecond": round(floor),
+        "sizeBytes": DB.stat().st_size,
+    }
+    FACTS.write_text(json.dumps(facts, indent=2) + "\n")
+    return facts
+
+
+def bare_insert(source: Path) -> float:
+    """Rows a second into an unindexed table, same bodies, same WAL and batches: SQLite alone."""
+    path = OUT / "floor.db"
+    path.unlink(missing_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = wal")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")
+    done = 0
+    started = time.monotonic()
+    with open(source, "rb") as f:
+        while done < FLOOR_LINES and (lines := f.readlines(20_000 * 220)):
+            conn.execute("BEGIN")
+            conn.executemany("INSERT INTO t (body) VALUES (?)", ((line,) for line in lines))
+            conn.execute("COMMIT")
+            done += len(lines)
+    took = time.monotonic() - started
+    conn.close()
+    path.unlink()
+    return done / took
+
+
+def highest_id() -> int:
+    conn = sqlite3.connect(DB)
+    try:
+        return conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def delete_after(last: int) -> None:
+    """Take out what a measurement added, so the next run reads the same events."""
+    conn = sqlite3.connect(DB, isolation_level=None)
+    try:
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute('DELETE FROM forwards WHERE "eventId" > ?', [last])
+        conn.execute("DELETE FROM events WHERE id > ?", [last])  # event_counts: the trigger
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
+def bench_import(facts: dict) -> None:
+    rate = facts["events"] / facts["importSeconds"]
+    report(
+        f"import {COUNT:,} events (built {facts['built']})",
+        f"{rate:,.0f} events/s ({facts['importSeconds']:.0f} s, {facts['sizeBytes'] / 2**30:.1f} GiB)",
+        f"50,000/s target; bare SQLite insert {facts['bareInsertPerSecond']:,}/s",
+        f"{rate / 50_000:.2f}x target",
+    )
+
+
+def bench_read() -> None:
+    print("read side", flush=True)
+    floor, _ = timed([PY, "-c", "import typer, rich, sqlite_utils"])
+    conn = sqlite3.connect(f"file:{DB}?mode=ro", uri=True)
+    person = conn.execute(
+        "SELECT oldPersonId FROM events WHERE event = 'profileMerged' ORDER BY id DESC "
+        "LIMIT 1 OFFSET 10"
+    ).fetchone()[0]
+    case = conn.execute(
+        "SELECT caseId FROM events WHERE event = 'caseClosed' ORDER BY id DESC LIMIT 1"
+    ).fetchone()[0]
+    conn.close()
+    db = ["--db", str(DB)]
+    for name, args in (
+        (f"person {person}", ["person", str(person)]),
+        (f"case {case}", ["case", str(case)]),
+        (f"events --person {person}", ["events", "--person", str(person)]),
+    ):
+        wall, _ = timed([*TBHOOK, *args, *db])
+        report(
+            f"{name} at {COUNT:,}",
+            f"{wall * 1000:.0f} ms",
+            f"import floor {floor * 1000:.0f} ms; 250 ms target",
+            f"floor + {(wall - floor) * 1000:.0f} ms; {wall / 0.25:.2f}x target",
+        )
+    for name, args, target in (
+        ("events (the newest page)", ["events"], 0.3),
+        ("cases (the default page)", ["cases"], 0.5),
+        ("stats", ["stats"], 2.0),
+    ):
+        wall, _ = timed([*TBHOOK, *args, *db])
+        report(
+            f"{name} at {COUNT:,}",
+            f"{wall * 1000:.0f} ms",
+            f"{target * 1000:.0f} ms target",
+            f"{wall / target:.2f}x target",
+        )
+    export, export_rss = timed([*TBHOOK, "export", *db], runs=1)
+    columns = (
+        "id, receivedAt, event, timestamp, "
+        "strftime('%Y-%m-%dT%H:%M:%SZ', timestamp, 'unixepoch'), searchId, uniqueId, "
+        "resultId, personId, caseId, handlerId, sourceId, connectionId, typeId, own, "
+        "externalCaseId, reasonId, externalPersonId, agentId, oldPersonId, newPersonId, "
+        "coalesce(personId, newPersonId), deliveries"
+    )
+    base, base_rss = timed(
+        ["sqlite3", "-csv", "-header", str(DB), f"SELECT {columns} FROM events"], runs=1
+    )
+    report(
+        f"export {COUNT:,} events to CSV",
+        f"{export:.1f} s, peak RSS {export_rss / 1024:.0f} MiB (100 MiB target)",
+        f"sqlite3 -csv {base:.1f} s, {base_rss / 1024:.0f} MiB; 2x target",
+        f"{export / base:.2f}x sqlite3",
+    )
+    cases, cases_rss = timed([*TBHOOK, "cases", "-n", "0", "-f", "csv", *db], runs=1)
+    report(
+        f"cases --format csv -n 0 (every case) at {COUNT:,}",
+        f"{cases:.1f} s, peak RSS {cases_rss / 1024:.0f} MiB",
+        f"export {export:.1f} s; 2x target",
+        f"{cases / export:.2f}x export",
+    )
+
+
+def bench_ingest() -> None:
+    print("ingest at 64 keep-alive connections (wrk)", flush=True)
+    empty = OUT / "scale-ingest.db"
+    ceiling = bench.ingest_run("noop", 64, False, None)
+    report("no-op ceiling, 64 conn", bench._ingest_text(ceiling))
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{empty}{suffix}").unlink(missing_ok=True)
+    fresh = bench.ingest_run("tbhook", 64, False, empty)
+    report(
+        "tbhook ingest, 64 conn, empty db",
+        bench._ingest_text(fresh),
+        f"{ceiling['rps']:.0f} req/s ceiling; 0.45x target",
+        f"{fresh['rps'] / ceiling['rps']:.2f}x ceiling",
+    )
+    last = highest_id()
+    try:
+        full = bench.ingest_run("tbhook", 64, False, DB)
+    finally:
+        delete_after(last)
+    report(
+        f"tbhook ingest, 64 conn, {COUNT:,}-event db",
+        bench._ingest_text(full),
+        f"{fresh['rps']:.0f} req/s on the empty db; 0.8x target",
+        f"{full['rps'] / fresh['rps']:.2f}x empty",
+    )
+
+
+def bench_tail() -> None:
+    last = highest_id()
+    try:
+        bench.bench_tail(DB, f" on {COUNT:,} events")
+    finally:
+        delete_after(last)
+
+
+def main() -> None:
+    bench.need("wrk", "wrk")
+    bench.need("sqlite3", "sqlite3")
+    started = time.monotonic()
+    print(f"tbhook bench-scale {bench.machine()}", flush=True)
+    events = OUT / "events.ndjson"  # what wrk and tail post: distinct from the database's
+    if not events.exists():
+        OUT.mkdir(exist_ok=True)
+        with open(events, "wb") as f:
+            subprocess.run(
+                [*TBHOOK, "generate", "--count", "50000", "--seed", "2"], stdout=f, check=True
+            )
+    facts = build()
+    # A receiver opening the database migrates it first (once, after an upgrade).
+    subprocess.run([PY, "-c", f"from tbhook.store import open_store; open_store({str(DB)!r}).close()"],
+                   check=True)
+    bench_import(facts)
+    bench_read()
+    bench_tail()
+    bench_ingest()
+    bench.table()
+    print(f"\nmake bench-scale took {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
