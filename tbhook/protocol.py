@@ -321,6 +321,11 @@ class GuardedHttpToolsProtocol(_Guard, HttpToolsProtocol):  # type: ignore[misc,
         if not self._rejected:
             super().on_body(body)
 
+    def on_response_complete(self) -> None:
+        if self.cycle is not None and isinstance(self.cycle.transport, _Corked):
+            self.cycle.transport.flush()  # a response with no body (HEAD) is complete too
+        super().on_response_complete()
+
     def on_message_complete(self) -> None:
         if not self._rejected:
             self._request_complete()
@@ -349,10 +354,14 @@ class _Corked:
             data, self._head = self._head + data, None
         self._transport.write(data)
 
-    def close(self) -> None:
-        if self._head is not None:  # headers with no body after them: still sent
+    def flush(self) -> None:
+        """Send headers still waiting: the response had no body after them."""
+        if self._head is not None:
             self._transport.write(self._head)
             self._head = None
+
+    def close(self) -> None:
+        self.flush()
         self._transport.close()
 
     def is_closing(self) -> bool:
