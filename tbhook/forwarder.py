@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 from tbhook.client import Poster, PostFailed
 from tbhook.errors import TbhookError
 from tbhook.events import SCHEDULE_MINUTES
+from tbhook.log import Log
+from tbhook.metrics import Counts
 from tbhook.store import ForwardOutcome, Store
 from tbhook.writer import BatchWriter
 
@@ -28,12 +29,14 @@ class Forwarder:
         target: str,
         headers: dict[str, str] | None = None,
         retry_scale: float = 1.0,
-        log: Callable[[str], None] | None = None,
+        log: Log | None = None,
+        counts: Counts | None = None,
     ):
         self.writer = writer
         self.reader = reader
         self.retry_scale = retry_scale
         self.log = log
+        self.counts = counts or Counts()
         # Pending forwards from an earlier run go to today's --forward-to: the app may have moved.
         self.poster = Poster(target, headers)
         self._wake = threading.Event()
@@ -84,29 +87,43 @@ class Forwarder:
             error = None if status == 200 else f"HTTP {status}"
         except PostFailed as exc:
             status, error = None, str(exc)
+        facts = {"kind": "forward", "id": event_id, "attempts": attempts, "status": status}
         if status == 200:
             outcome = ForwardOutcome(event_id, self.poster.url, attempts, "delivered", status)
-            self._log(f"forwarded #{event_id}: 200")
+            self.counts.forwarded("delivered")
+            if self.log:
+                self.log.info(f"forwarded #{event_id}: 200", outcome="delivered", **facts)
         else:
             delay = self.retry_delay(attempts)
             if delay is None:
                 outcome = ForwardOutcome(
                     event_id, self.poster.url, attempts, "failed", status, error
                 )
-                self._log(
-                    f"forward #{event_id} failed ({error}); gave up after {attempts} attempts"
+                self.counts.forwarded("failed")
+                self._warn(
+                    f"forward #{event_id} failed ({error}); gave up after {attempts} attempts",
+                    outcome="failed",
+                    reason=error,
+                    **facts,
                 )
             else:
                 next_at = time.time() + delay
                 outcome = ForwardOutcome(
                     event_id, self.poster.url, attempts, "pending", status, error, next_at
                 )
-                self._log(f"forward #{event_id} failed ({error}); retry {attempts} in {delay:.3g}s")
+                self.counts.forwarded("retrying")
+                self._warn(
+                    f"forward #{event_id} failed ({error}); retry {attempts} in {delay:.3g}s",
+                    outcome="retrying",
+                    reason=error,
+                    retryInSeconds=round(delay, 3),
+                    **facts,
+                )
         try:
             self.writer.call(lambda store: store.record_forward(outcome))
         except TbhookError as exc:  # sent but not recorded: it will be sent again (at least once)
-            self._log(f"forward #{event_id}: could not record the attempt: {exc}")
+            self._warn(f"forward #{event_id}: could not record the attempt: {exc}", **facts)
 
-    def _log(self, line: str) -> None:
+    def _warn(self, line: str, **facts: object) -> None:
         if self.log:
-            self.log(time.strftime("%H:%M:%S ") + line)
+            self.log.warning(line, **facts)

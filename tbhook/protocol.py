@@ -31,6 +31,8 @@ import h11
 import uvicorn
 
 from tbhook.errors import TbhookError
+from tbhook.log import Log
+from tbhook.metrics import Counts
 
 REQUEST_DEADLINE_SECONDS = 10.0  # to receive one whole request, headers and body
 MAX_HEADERS = 100
@@ -47,8 +49,6 @@ _REASONS = {
     503: b"Service Unavailable",
 }
 
-Log = Callable[[str], None]
-
 
 class Throttled:
     """A log that writes the first line of each kind per ``period`` and counts the rest, so an
@@ -60,7 +60,7 @@ class Throttled:
         self._since: dict[str, float] = {}
         self._held: dict[str, int] = {}
 
-    def __call__(self, kind: str, line: str) -> None:
+    def __call__(self, kind: str, line: str, **facts: Any) -> None:
         if self.log is None:
             return
         now = time.monotonic()
@@ -72,16 +72,17 @@ class Throttled:
         if held:
             line += f" (and {held} more like it in the {self.period:g} s before)"
         self._since[kind] = now
-        self.log(time.strftime("%H:%M:%S ") + line)
+        self.log.warning(line, kind=kind, alsoSuppressed=held or None, **facts)
 
 
 class Connections:
     """Every open connection of one server, and which of them may be shed: those that have not
     sent a complete request (new, idle between requests, or still sending one), oldest first."""
 
-    def __init__(self, limit: int, log: Log | None = None):
+    def __init__(self, limit: int, log: Log | None = None, counts: Counts | None = None):
         self.limit = limit
         self.log = Throttled(log)
+        self.counts = counts or Counts()
         self._open: set[Any] = set()
         self._closing: set[Any] = set()
         self._sheddable: dict[Any, None] = {}  # insertion order: the oldest first
@@ -122,6 +123,7 @@ class Connections:
                 "shed",
                 f"at the limit of {self.limit} connections: closed the oldest connection "
                 "that had not sent a complete request",
+                limit=self.limit,
             )
             return
         # Every other connection is being answered: this one gets a 503 before it asks.
@@ -132,6 +134,8 @@ class Connections:
             "refused",
             f"503 (Retry-After {RETRY_AFTER_SECONDS} s) to a new connection: all "
             f"{self.limit} connections are busy with complete requests",
+            status=503,
+            limit=self.limit,
         )
 
     def _drop(self, conn: Any) -> None:
@@ -207,34 +211,38 @@ class _Guard:
     def shed_now(self) -> None:
         """Close to make room: a request half sent is told to come back (503)."""
         if self._receiving and not self._answering():
-            self._reject(503, "too many connections; try again", retry_after=True)
+            self._reject(503, "too many connections; try again", "connections")
         else:
             self.transport.close()
 
     def refuse(self) -> None:
         """A new connection with no room for it: 503 before it asks, and close."""
-        self._reject(503, "too many connections; try again", retry_after=True)
+        self._reject(503, "too many connections; try again", "connections")
 
     def shutdown(self) -> None:
         """The server stops: a request still arriving is answered 503 now (it is not stored,
         and the sender will retry); a complete one is answered once committed."""
         if self._receiving and not self._answering():
-            self._reject(503, "shutting down; try again", retry_after=True)
+            self._reject(503, "shutting down; try again", "shutdown")
             self.table.log(
                 "shutdown",
                 f"answered 503 (Retry-After {RETRY_AFTER_SECONDS} s) to a request still "
                 "arriving at shutdown",
+                status=503,
             )
         else:
             super().shutdown()  # type: ignore[misc]
 
-    def _reject(self, status: int, message: str, retry_after: bool = False) -> None:
-        """Answer with a JSON error and close: the rest of this connection is not read."""
+    def _reject(self, status: int, message: str, unavailable: str = "") -> None:
+        """Answer with a JSON error and close: the rest of this connection is not read. A 503
+        says why (``unavailable``: "connections", "shutdown") and when to come back."""
         self._rejected = True
         self._receiving = False
         self._disarm()
         if self.transport.is_closing():
             return
+        self.table.counts.refused(status, unavailable)
+        retry_after = status == 503
         body = json.dumps({"ok": False, "error": message}).encode()
         head = b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])
         headers = b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n"

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,8 +21,9 @@ import uvicorn
 from tbhook import protocol
 from tbhook.errors import StoreUnavailable, TbhookError
 from tbhook.events import Event, Unreadable, parse
+from tbhook.log import Log
+from tbhook.metrics import Counts, Metrics
 from tbhook.output.describe import describe_parsed
-from tbhook.output.safe import clean
 from tbhook.protocol import RETRY_AFTER_SECONDS, Connections, Throttled
 from tbhook.store import Delivery, Store, Stored, open_reader
 from tbhook.writer import BatchWriter
@@ -36,8 +36,10 @@ FD_RESERVE = 100  # open files kept free of connections: the database, its WAL, 
 BODY_MEMORY = 64 * 1024 * 1024  # request bodies held at once, over all connections
 PARSE_OFF_LOOP_BYTES = 64 * 1024  # a body this large is parsed in the parser process
 ALLOW = b"GET, HEAD, POST"
-
-Log = Callable[[str], None]
+HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"
+HEALTH_CACHE_SECONDS = 1.0  # a commit check answers every /healthz for this long
+HEALTH_TIMEOUT_SECONDS = 5.0  # a check the writer has not answered by then is a failure
 
 
 @dataclass(frozen=True)
@@ -162,72 +164,124 @@ class Receiver:
         auth: Auth | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         log: Log | None = None,
-        quiet: bool = False,
         budget: BodyBudget | None = None,
         parser: Parser | None = None,
+        counts: Counts | None = None,
     ):
         self.writer = writer
         self.auth = auth
         self.max_body = max_body
-        self.log = log  # warnings always; a line per delivery unless ``quiet``
-        self.quiet = quiet
+        self.log = log  # warnings always; a line per delivery unless it is quiet
         self.budget = budget or BodyBudget()
         self._throttled = Throttled(log)
         self.parser = parser or Parser(fork=False)
+        self.counts = counts or Counts()
+        # GET /metrics (--metrics): read on a thread of its own, off the loop.
+        self.metrics = counts if isinstance(counts, Metrics) else None
+        self._scrapes = ThreadPoolExecutor(1, thread_name_prefix="tbhook-metrics")
+        self._health: tuple[float, str | None] | None = None  # (when, why not)
+        self._health_check: asyncio.Future[str | None] | None = None
 
     def close(self) -> None:
         self.parser.close()
+        if self.metrics:
+            self._scrapes.submit(self.metrics.close).result()
+        self._scrapes.shutdown(wait=True)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return
         method = scope["method"]
         if method in ("GET", "HEAD"):
-            # Tracebuzz tests the URL when a webhook is saved; a health check needs no secret.
-            await _respond(send, 200, {"status": "ok"}, head=method == "HEAD")
+            await self._get(scope["path"], send, head=method == "HEAD")
         elif method != "POST":
+            self.counts.refused(405)
             await _respond(send, 405, _error(f"method {method} not allowed"), allow=True)
         elif self.auth and not self.auth.accepts(scope["headers"]):
+            self.counts.refused(401)
             self._throttled(
-                "401", f"rejected (401): missing or wrong {self.auth.name} header{_client(scope)}"
+                "401",
+                f"rejected (401): missing or wrong {self.auth.name} header{_client(scope)}",
+                status=401,
+                client=_client_address(scope),
             )
             await _respond(send, 401, _error(f"missing or wrong {self.auth.name} header"))
         else:
             await self._receive_post(scope, receive, send)
 
+    async def _get(self, path: str, send: Callable, head: bool) -> None:
+        """/healthz for a load balancer, /metrics for Prometheus (with --metrics); any other
+        path is Tracebuzz testing the URL as a webhook is saved: 200. None needs the secret,
+        and none is a delivery."""
+        if path == HEALTH_PATH:
+            why = await self.health()
+            if why is None:
+                await _respond(send, 200, {"status": "ok"}, head=head)
+            else:
+                payload = {"status": "unavailable", "reason": why}
+                await _respond(send, 503, payload, head=head, retry_after=True)
+        elif path == METRICS_PATH and self.metrics:
+            loop = asyncio.get_running_loop()
+            body, content_type = await loop.run_in_executor(self._scrapes, self.metrics.exposition)
+            await _send_bytes(send, 200, body, content_type.encode(), head=head)
+        else:
+            await _respond(send, 200, {"status": "ok"}, head=head)
+
+    async def health(self) -> str | None:
+        """Why the store cannot commit now, or None: the writer's commit check, shared by
+        every /healthz in the same second (a flood of them costs one commit a second)."""
+        if self._health and time.monotonic() - self._health[0] < HEALTH_CACHE_SECONDS:
+            return self._health[1]
+        if self._health_check is None:
+            self._health_check = asyncio.ensure_future(self._check())
+        return await asyncio.shield(self._health_check)
+
+    async def _check(self) -> str | None:
+        try:
+            why = await asyncio.wait_for(self.writer.check(), HEALTH_TIMEOUT_SECONDS)
+        except asyncio.TimeoutError:
+            why = f"the store did not answer within {HEALTH_TIMEOUT_SECONDS:g} s"
+        self._health, self._health_check = (time.monotonic(), why), None
+        self.counts.checked(why)
+        return why
+
     async def _receive_post(self, scope: dict, receive: Callable, send: Callable) -> None:
         too_large = _error(f"body larger than {self.max_body} bytes")
         declared = _declared_length(scope["headers"])
         if declared > self.max_body:
+            self.counts.refused(413)
             await _respond(send, 413, too_large)
             return
         held = _Held(self.budget)
         try:
             if not held.take(declared):
-                self._busy("memory", f"{self.budget.limit // 2**20} MiB of bodies in flight")
-                await _respond(send, 503, _error(_BUSY), retry_after=True, close=True)
+                await self._refuse_memory(send)
                 return
             try:
                 body = await _read_body(receive, self.max_body, held)
             except _Disconnected:
                 return
             except _OverBudget:
-                self._busy("memory", f"{self.budget.limit // 2**20} MiB of bodies in flight")
-                await _respond(send, 503, _error(_BUSY), retry_after=True, close=True)
+                await self._refuse_memory(send)
                 return
             if body is None:
+                self.counts.refused(413)
                 await _respond(send, 413, too_large)
                 return
             await self._store(scope, body, send)
         finally:
             held.release()
 
+    async def _refuse_memory(self, send: Callable) -> None:
+        self._busy("memory", f"{self.budget.limit // 2**20} MiB of bodies in flight")
+        await _respond(send, 503, _error(_BUSY), retry_after=True, close=True)
+
     async def _store(self, scope: dict, body: bytes, send: Callable) -> None:
         delivery = Delivery(body, await self.parser.parse(body), path=_safe_path(scope["path"]))
         try:
             stored = await self.writer.write(delivery)
         except StoreUnavailable as exc:
-            self._busy("store", f"NOT STORED: {clean(exc)}")
+            self._busy("store", f"NOT STORED: {exc}", reason=str(exc))
             await _respond(send, 503, _error(str(exc)), retry_after=True)
             return
         except asyncio.CancelledError:
@@ -238,17 +292,19 @@ class Receiver:
                 send, 503, _error("shutting down; try again"), retry_after=True, close=True
             )
             return
+        outcome = _outcome(stored)
+        self.counts.delivered(outcome)
         await _respond(send, 200, _receipt(delivery, stored))
-        if self.log and not self.quiet:
-            self._log(_delivery_line(delivery, stored))
-
-    def _busy(self, kind: str, why: str) -> None:
-        """Log a 503, at most one line of each kind per period (the rest are counted)."""
-        self._throttled(kind, f"answered 503 (Retry-After {RETRY_AFTER_SECONDS} s): {why}")
-
-    def _log(self, line: str) -> None:
         if self.log:
-            self.log(time.strftime("%H:%M:%S ") + line)
+            self.log.info(_delivery_line(delivery, stored), **_delivery_facts(delivery, stored))
+
+    def _busy(self, kind: str, why: str, **facts: Any) -> None:
+        """Count and log a 503, at most one line of each kind per period (the rest are
+        counted in the next line)."""
+        self.counts.refused(503, kind)
+        self._throttled(
+            kind, f"answered 503 (Retry-After {RETRY_AFTER_SECONDS} s): {why}", status=503, **facts
+        )
 
 
 _BUSY = "too many request bodies in flight; try again"
@@ -265,6 +321,31 @@ def _receipt(delivery: Delivery, stored: Stored) -> dict[str, Any]:
             "reason": getattr(delivery.parsed, "reason", ""),
         }
     return {"ok": True, "id": stored.id, "duplicate": stored.duplicate}
+
+
+def _outcome(stored: Stored) -> str:
+    if stored.duplicate:
+        return "duplicate"
+    return "quarantined" if stored.quarantined else "stored"
+
+
+def _delivery_facts(delivery: Delivery, stored: Stored) -> dict[str, Any]:
+    """The facts of the human line, as fields of the JSON one."""
+    parsed = delivery.parsed
+    facts: dict[str, Any] = {
+        "outcome": _outcome(stored),
+        "quarantineId" if stored.quarantined else "id": stored.id,
+        "deliveries": stored.deliveries,
+        "path": delivery.path,
+    }
+    if isinstance(parsed, Event):
+        facts["event"] = parsed.event
+        for key in ("caseId", "personId", "oldPersonId", "newPersonId"):
+            if parsed.values.get(key) is not None:
+                facts[key] = parsed.values[key]
+    else:
+        facts["reason"] = parsed.reason
+    return facts
 
 
 def _delivery_line(delivery: Delivery, stored: Stored) -> str:
@@ -341,8 +422,13 @@ def _safe_path(path: str) -> str:
 
 
 def _client(scope: dict) -> str:
+    client = _client_address(scope)
+    return f" from {client}" if client else ""
+
+
+def _client_address(scope: dict) -> str | None:
     client = scope.get("client")
-    return f" from {client[0]}" if client else ""
+    return client[0] if client else None
 
 
 def _error(message: str) -> dict[str, Any]:
@@ -360,7 +446,30 @@ async def _respond(
     close: bool = False,
 ) -> None:
     body = json.dumps(payload).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await _send_bytes(
+        send,
+        status,
+        body,
+        b"application/json",
+        head=head,
+        allow=allow,
+        retry_after=retry_after,
+        close=close,
+    )
+
+
+async def _send_bytes(
+    send: Callable,
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    *,
+    head: bool = False,
+    allow: bool = False,
+    retry_after: bool = False,
+    close: bool = False,
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
     if allow:
         headers.append((b"allow", ALLOW))
     if retry_after:
@@ -480,18 +589,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _stderr_line(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
-
-
 def serve(
     store: Store,
     sock: socket.socket,
     *,
     auth: Auth | None = None,
     max_body: int = DEFAULT_MAX_BODY,
-    quiet: bool = False,
+    log: Log | None = None,
+    counts: Counts | None = None,
     on_ready: Callable[[], None] | None = None,
     forward_to: str | None = None,
     retry_scale: float = 1.0,
@@ -502,33 +607,37 @@ def serve(
 ) -> None:
     """Receive on an already bound socket until SIGINT or SIGTERM, then drain and return.
 
+    ``log`` takes the lines (stderr, for a person, by default); ``counts`` what happens, for
+    GET /metrics when it is a ``Metrics``.
     ``on_ready`` runs once the stop signals are handled, just before serving starts.
     ``max_connections`` is lowered to fit the open-file limit, which is first raised as far
     as the hard limit allows. ``parser`` and ``writer`` fork processes: make them before the
     socket and the store (``serve`` makes them itself when not given).
     """
-    log = _stderr_line  # warnings, 503s and sheds: even with ``quiet``
-    connections = Connections(max_connections, log)
+    log = log or Log()
+    counts = counts or Counts()
+    connections = Connections(max_connections, log, counts)
     if writer is None:
         writer = BatchWriter.for_target(store.target, store.max_bytes, forward_to=forward_to)
         writer.start()
     writer.store = store  # the forwarder writes through this process's own connection
+    writer.observer = counts.committed
     forwarder = None
     if forward_to:
         from tbhook.forwarder import Forwarder
 
         headers = {auth.name: auth.value} if auth else {}
         reader = open_reader(store.target)
-        forwarder = Forwarder(writer, reader, forward_to, headers, retry_scale, log)
+        forwarder = Forwarder(writer, reader, forward_to, headers, retry_scale, log, counts)
         writer.on_commit = forwarder.wake
     app = Receiver(
         writer,
         auth=auth,
         max_body=max_body,
         log=log,
-        quiet=quiet,
         budget=BodyBudget(body_memory),
         parser=parser or Parser(fork=False),
+        counts=counts,
     )
     uvicorn_server = _Server(uvicorn_config(app, connections))
     uvicorn_server.drained = writer.detach  # the pipe closes on the loop, which owns it

@@ -26,6 +26,7 @@ import pickle
 import signal
 import socket
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -36,6 +37,9 @@ from tbhook.store import Delivery, Store, Stored, open_store
 Outcome = Stored | StoreUnavailable
 T = TypeVar("T")
 StoreFactory = Callable[[], Store]
+# Told after each batch: how many deliveries, the seconds until the writer answered, and
+# None once committed or why not.
+BatchObserver = Callable[[int, float, "str | None"], None]
 
 MAX_BATCH = 1000
 LOCK_WAIT_SECONDS = 5.0  # another connection's lock is waited out this long before a 503
@@ -67,14 +71,19 @@ class BatchWriter:
         max_batch: int = MAX_BATCH,
         forward_to: str | None = None,
         on_commit: Callable[[], None] | None = None,
+        observer: BatchObserver | None = None,
     ):
         self.store = store
         self.max_batch = max_batch
         self.forward_to = forward_to
         self.on_commit = on_commit
+        self.observer = observer
         self._factory = store_factory
         self._pending: list[tuple[Delivery, asyncio.Future]] = []
         self._in_flight: list[tuple[Delivery, asyncio.Future]] | None = None
+        self._checks: list[asyncio.Future] = []  # waiting for the next commit check
+        self._checking: list[asyncio.Future] = []  # answered by the check in flight
+        self._sent_at = 0.0
         self._transport: asyncio.Transport | None = None
         self._connecting = False
         self._sock, self._process = _spawn(store_factory, forward_to)
@@ -103,6 +112,15 @@ class BatchWriter:
             raise outcome
         return outcome
 
+    async def check(self) -> str | None:
+        """Whether the writer can commit now: None, or why not (``Store.commit_check``, in
+        the writer process, between two batches). Callers meanwhile share one check."""
+        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._checks.append(future)
+        if len(self._checks) == 1 and self._in_flight is None:
+            asyncio.get_running_loop().call_soon(self._flush)
+        return await future
+
     def call(self, operation: Callable[[Store], T]) -> T:
         """Run ``operation`` on this process's own connection (for the forwarder's thread)."""
         if self.store is None:
@@ -123,6 +141,11 @@ class BatchWriter:
                 with contextlib.suppress(RuntimeError):
                     future.set_result(StoreUnavailable("shutting down before the commit"))
         self._pending.clear()
+        for future in self._checks + self._checking:
+            if not future.done():
+                with contextlib.suppress(RuntimeError):
+                    future.set_result("shutting down")
+        self._checks, self._checking = [], []
         # The end of its input tells the writer process to finish; if the loop that owned the
         # transport is gone without closing it, say so in words.
         with contextlib.suppress(OSError, ValueError):
@@ -138,12 +161,17 @@ class BatchWriter:
     # -- the loop's side of the socket --------------------------------------------------
 
     def _flush(self) -> None:
-        if not self._pending or self._in_flight is not None:
+        if not (self._pending or self._checks) or self._in_flight is not None:
             return
         if self._transport is None:
             if not self._connecting:
                 self._connecting = True
                 asyncio.get_running_loop().create_task(self._connect())
+            return
+        self._sent_at = time.perf_counter()
+        if self._checks:  # at most one a second (the receiver keeps the answer that long)
+            self._in_flight, self._checking, self._checks = [], self._checks, []
+            self._transport.write(_frame(("check",)))
             return
         batch = self._pending[: self.max_batch]
         del self._pending[: self.max_batch]
@@ -167,6 +195,16 @@ class BatchWriter:
             self._flush()
             return
         batch, self._in_flight = self._in_flight or [], None
+        checking, self._checking = self._checking, []
+        if reply[0] == "checked" or (checking and reply[0] == "failed"):
+            for future in checking:
+                if not future.done():
+                    future.set_result(reply[1])
+            self._flush()
+            return
+        if self.observer:
+            why = None if reply[0] == "stored" else reply[1]
+            self.observer(len(batch), time.perf_counter() - self._sent_at, why)
         if reply[0] == "stored":
             outcomes: list[Outcome] = [Stored(*row) for row in reply[1]]
             if self.on_commit:
@@ -323,12 +361,14 @@ def _serve_writes(sock: socket.socket, store_factory: StoreFactory, forward_to: 
                 return
             if message[0] == "close":
                 return
-            if message[0] == "open":
+            if message[0] == "check":
+                reply: tuple = ("checked", _check(store))
+            elif message[0] == "open":
                 try:
                     store = store_factory()
                     store.set_busy_timeout(int(LOCK_WAIT_SECONDS * 1000))
                     stop_checkpoints = store.checkpoint_in_background()
-                    reply: tuple = ("opened",)
+                    reply = ("opened",)
                 except Exception as exc:  # reported by the parent as its error
                     reply = ("failed", str(exc))
             else:
@@ -350,6 +390,15 @@ def _commit(store: Store | None, params: list, readable: list, forward_to: str |
         return ("failed", str(exc))
     except Exception as exc:  # a bug fails the batch, not the writer
         return ("failed", f"could not store: {type(exc).__name__}: {exc}")
+
+
+def _check(store: Store | None) -> str | None:
+    if store is None:
+        return "could not store: the database is not open"
+    try:
+        return store.commit_check()
+    except Exception as exc:  # a bug fails the check, not the writer
+        return f"could not store: {type(exc).__name__}: {exc}"
 
 
 def _die_with_parent() -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import re
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -118,7 +121,7 @@ def start_serve(db: Path, *args: str, env: dict | None = None, preexec_fn=None) 
             found = re.search(r"receiving on http://\S+:(\d+)/", line)
             if found:
                 served.port = int(found.group(1))
-            if line.startswith("Press Ctrl+C"):  # the whole banner is out
+            if line.startswith("Press Ctrl+C") or line.startswith('{"time"'):  # banner out
                 ready.set()
         ready.set()
 
@@ -194,6 +197,34 @@ def wait_for(predicate, timeout: float = 10.0):
             return value
         time.sleep(0.02)
     raise AssertionError("condition not met in time")
+
+
+def fill_to_the_cap(db: Path) -> tuple[sqlite3.Connection, int]:
+    """A tbhook database made large by a filler table, and a --max-db-size that leaves it
+    16 pages: a few deliveries fit, then the cap refuses them. Deleting from the filler (on
+    the connection returned) frees the space again."""
+    SQLiteStore.open(db).close()
+    filler = sqlite3.connect(db)
+    filler.execute("CREATE TABLE filler (data BLOB)")
+    filler.executemany("INSERT INTO filler VALUES (?)", [(os.urandom(4000),) for _ in range(200)])
+    filler.commit()
+    filler.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return filler, os.path.getsize(db) + 64 * 1024
+
+
+@contextlib.contextmanager
+def immutable(*files: str):
+    """The files cannot be written, even by root (chattr +i), until the block ends; a skip
+    where the filesystem has no such flag."""
+    if not shutil.which("chattr"):
+        pytest.skip("needs chattr (e2fsprogs)")
+    made = subprocess.run(["chattr", "+i", *files], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"this filesystem has no immutable flag: {made.stderr.decode().strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", *files], check=True)
 
 
 class Sink:

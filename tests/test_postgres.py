@@ -313,3 +313,55 @@ def test_a_database_that_is_not_tbhooks_is_refused(pg_url):
     )
     assert result.returncode == 1
     assert "is not a tbhook database (it holds invoices)" in result.stderr
+
+
+def test_healthz_metrics_and_doctor_on_postgresql_when_the_database_turns_read_only(
+    pg_serve, pg_url
+):
+    from conftest import request
+    from test_metrics import scrape, value
+
+    server = pg_serve("--metrics")
+    assert server.post(sample_bytes("case-closed")).status == 200
+    assert request(server.port, "GET", "/healthz").json == {"status": "ok"}
+    samples = scrape(server)
+    assert value(samples, "tbhook_deliveries_total", outcome="stored") == 1
+    assert value(samples, "tbhook_store_reachable") == 1
+    assert value(samples, "tbhook_database_bytes") > 1_000_000
+    assert value(samples, "tbhook_info", backend="postgresql", version=_version()) == 1
+    assert not any(name == "tbhook_wal_bytes" for name, _ in samples)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        name = conn.execute("SELECT current_database()").fetchone()[0]
+        conn.execute(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
+        # The receiver's sessions end; the ones it opens again are read-only.
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            [name],
+        )
+    try:
+        refused = server.post(sample_bytes("new-incoming-message"))
+        assert refused.status == 503
+        time.sleep(1.1)
+        response = request(server.port, "GET", "/healthz")
+        assert response.status == 503
+        assert response.json == {"status": "unavailable", "reason": refused.json["error"]}
+        assert "read-only" in response.json["reason"]
+        result = runner.invoke(app, ["doctor", "-f", "json", "--db", pg_url])
+        assert result.exit_code == 1
+        [check] = [c for c in json.loads(result.stdout)["checks"] if c["check"] == "commit"]
+        assert (check["status"], check["message"]) == ("fail", refused.json["error"])
+        assert value(scrape(server), "tbhook_store_writable") == 0
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"ALTER DATABASE {name} RESET default_transaction_read_only")
+    time.sleep(1.1)
+    assert request(server.port, "GET", "/healthz").status == 200
+    assert server.post(sample_bytes("new-incoming-message")).status == 200
+    assert server.stop() == 0
+
+
+def _version() -> str:
+    from tbhook import __version__
+
+    return __version__

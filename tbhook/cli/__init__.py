@@ -9,14 +9,13 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
-import sys
 from typing import Annotated, Optional
 
 import typer
 
 from tbhook import __version__
 from tbhook.cli import dev, ops, read
-from tbhook.cli.options import DEFAULT_DB, DbOption, parse_size, reported_errors
+from tbhook.cli.options import DEFAULT_DB, DbOption, LogFormat, parse_size, reported_errors
 from tbhook.errors import TbhookError
 
 app = typer.Typer(
@@ -108,9 +107,24 @@ def serve(
             help="Request bodies held in memory at once, over all connections; past it, 503.",
         ),
     ] = "64M",
+    metrics: Annotated[
+        bool,
+        typer.Option("--metrics", help="Answer GET /metrics for Prometheus (no secret needed)."),
+    ] = False,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            help="human: a line per delivery and warning; json: one JSON object per line.",
+        ),
+    ] = LogFormat.human,
 ) -> None:
-    """Receive Tracebuzz webhooks and append every delivery to the database."""
+    """Receive Tracebuzz webhooks and append every delivery to the database.
+
+    GET /healthz answers 200 only while a delivery can be committed (503 and the reason
+    otherwise); any other GET answers 200, for Tracebuzz's test of the URL."""
     from tbhook import server
+    from tbhook.log import Log
     from tbhook.store import open_store
     from tbhook.writer import BatchWriter
 
@@ -141,6 +155,7 @@ def serve(
             with contextlib.suppress(TbhookError):  # at the cap already: doctor is told anyway
                 store.record_size_cap()
             counts = f"{events} events, {quarantined} quarantined"
+            tally = _metrics(store) if metrics else None
         except BaseException:
             sock.close()
             parser.close()
@@ -154,14 +169,18 @@ def serve(
             f"Warning: the open-file limit ({files}) leaves room for {limit} connections; "
             "raise it (LimitNOFILE= in the systemd unit, or ulimit -n) for more."
         )
+    log = Log(log_format.value, quiet=quiet)
     try:
         server.serve(
             store,
             sock,
             auth=auth,
             max_body=max_body,
-            quiet=quiet,
-            on_ready=lambda: _announce(store, counts, sock, host, auth, forward_to, warnings),
+            log=log,
+            counts=tally,
+            on_ready=lambda: _announce(
+                log, store, counts, sock, host, auth, forward_to, warnings, metrics
+            ),
             forward_to=forward_to,
             retry_scale=retry_scale,
             max_connections=limit,
@@ -171,30 +190,47 @@ def serve(
         )
     finally:
         store.close()
-    sys.stderr.write("tbhook stopped; every acknowledged event is stored.\n")
+    log.banner(["tbhook stopped; every acknowledged event is stored."], stopped=True)
 
 
-def _announce(store, counts, sock, host, auth, forward_to, warnings) -> None:  # noqa: ANN001
+def _metrics(store):  # noqa: ANN001, ANN202 - prometheus_client is imported only for --metrics
+    from tbhook.metrics import Metrics
+
+    tally = Metrics(store.target, store.dialect.name, __version__)
+    tally.started_from(store.last_received_at())
+    return tally
+
+
+def _announce(log, store, counts, sock, host, auth, forward_to, warnings, metrics) -> None:  # noqa: ANN001
     from tbhook import server
 
     bound_host, bound_port = sock.getsockname()[:2]
     shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-    err = sys.stderr
-    err.write(f"tbhook {__version__} receiving on http://{shown_host}:{bound_port}/ (any path)\n")
-    err.write(f"  database: {store.path} ({counts})\n")
+    url = f"http://{shown_host}:{bound_port}/"
+    lines = [
+        f"tbhook {__version__} receiving on {url} (any path)",
+        f"  database: {store.path} ({counts})",
+    ]
     if auth:
-        err.write(f"  requires header: {auth.name}\n")
+        lines.append(f"  requires header: {auth.name}")
     elif not server.is_loopback(host):
-        err.write(
+        warnings = [
             f"Warning: listening on {host} with no --header-name/--header-value: "
-            "anyone who can reach this port can write events.\n"
-        )
+            "anyone who can reach this port can write events.",
+            *warnings,
+        ]
     if forward_to:
-        err.write(f"  forwarding new events to: {forward_to}\n")
-    for warning in warnings:
-        err.write(warning + "\n")
-    err.write("Press Ctrl+C to stop.\n")
-    err.flush()
+        lines.append(f"  forwarding new events to: {forward_to}")
+    lines.append(f"  health: {url}healthz" + (f", metrics: {url}metrics" if metrics else ""))
+    log.banner(
+        [*lines, *warnings, "Press Ctrl+C to stop."],
+        url=url,
+        database=store.path,
+        requiresHeader=auth.name if auth else None,
+        forwardTo=forward_to,
+        metrics=f"{url}metrics" if metrics else None,
+        warnings=warnings or None,
+    )
 
 
 def _auth(name: Optional[str], value: Optional[str]):  # noqa: ANN202 - lazy server import

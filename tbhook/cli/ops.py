@@ -98,6 +98,7 @@ def doctor(
     cap = given or (int(recorded) if recorded else None)
     stale_seconds: Optional[int] = stale  # type: ignore[assignment]  # the callback made it seconds
     checks = _checks(integrity, pending, health, stale_seconds, backend)
+    checks += _commit_checks(db, cap if backend == "sqlite" else None, pending)
     if backend == "sqlite":
         checks += _space_checks(facts["usedBytes"], cap)
     checks += _unknown_checks(unknown) + _durability_checks(durability, facts)
@@ -129,6 +130,29 @@ def doctor(
 
 
 NEAR_CAP = 0.9  # warn from this share of --max-db-size; fail at the cap
+
+
+def _commit_checks(db: str, cap: Optional[int], pending: list[str]) -> list[dict[str, str]]:
+    """Whether a delivery could be committed now, asked as the receiver's /healthz asks it
+    (``Store.commit_check``): the same reasons, in the same words."""
+    from tbhook.errors import TbhookError
+    from tbhook.store import open_store
+
+    if pending:
+        return [{"check": "commit", "status": "warn", "message": "not tried: migrations pending"}]
+    try:
+        store = open_store(db, max_bytes=cap)
+    except TbhookError as exc:
+        why: Optional[str] = str(exc)
+    else:
+        try:
+            why = store.commit_check()
+        finally:
+            store.close()
+    if why:
+        return [{"check": "commit", "status": "fail", "message": why}]
+    message = "a test commit succeeded: deliveries can be stored"
+    return [{"check": "commit", "status": "ok", "message": message}]
 
 
 def _space_checks(used: int, cap: Optional[int]) -> list[dict[str, str]]:

@@ -220,6 +220,13 @@ else:
     OneFormat = format_option("table", "json", "ndjson")
 
 
+class LogFormat(str, Enum):
+    """``serve --log-format``: the choices of ``tbhook.log.FORMATS``."""
+
+    human = "human"
+    json = "json"
+
+
 # -- reading ---------------------------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ from datetime import date, timedelta
 from typing import IO, Any
 
 from tbhook.cases import CASE_COLUMNS
+from tbhook.errors import StoreUnavailable
 from tbhook.events import COLUMNS, ENUMERATED, EVENT_FIELDS, Event, Unreadable
 from tbhook.filters import Filters, utc_now
 from tbhook.persons import Merge, PersonGroup, Resolver, group_of, resolver_for
@@ -321,6 +322,29 @@ class Store(ABC):
         """For the receiver's writer: move log maintenance off the commit path (SQLite's WAL
         checkpoints); returns a function that stops it. Nothing to do elsewhere."""
         return lambda: None
+
+    def commit_check(self) -> str | None:
+        """Why a delivery could not be committed now, or None when one can: a real commit
+        (of the time of this check, in ``tbhook_meta``; no event, no delivery counted), after
+        ``room_check``. The receiver's /healthz and `doctor` both ask this, so both give the
+        same reason in the same words as the 503 a delivery would get."""
+        reason = self.room_check()
+        if reason:
+            return reason
+        try:
+            with self.writing() as conn:
+                conn.execute(
+                    "INSERT INTO tbhook_meta (key, value) VALUES ('lastCommitCheck', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [utc_now()],
+                )
+        except StoreUnavailable as exc:
+            return str(exc)
+        return None
+
+    def room_check(self) -> str | None:
+        """Why the next delivery would not fit (SQLite's --max-db-size cap), or None."""
+        return None
 
     def record_size_cap(self) -> None:  # noqa: B027 - SQLite's only
         """Note the receiver's --max-db-size in the database, for `doctor` to read."""
@@ -836,6 +860,13 @@ class Store(ABC):
             ]
         return found
 
+    def last_received_at(self) -> str | None:
+        """When the newest event was received (ISO 8601 UTC), or None."""
+        rows = list(
+            self.query('SELECT "receivedAt" FROM events WHERE id = (SELECT max(id) FROM events)')
+        )
+        return rows[0][0] if rows else None
+
     def meta(self) -> dict[str, str]:
         """Facts kept about this log: its logId, the receiver's size cap."""
         return dict(self.query("SELECT key, value FROM tbhook_meta"))
@@ -948,6 +979,10 @@ class Store(ABC):
                 [now, limit],
             )
         ]
+
+    def pending_forwards(self) -> int:
+        """Forwards still to be delivered (the forward queue's length)."""
+        return self.one("SELECT count(*) FROM forwards WHERE state = 'pending'")[0]
 
     def next_forward_at(self) -> float | None:
         """When the next pending forward is due, or None when nothing is pending."""

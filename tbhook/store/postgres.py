@@ -217,6 +217,12 @@ class PostgresStore(Store):
             yield
         except psycopg.errors.LockNotAvailable as exc:
             raise StoreBusy(f"{doing}: {self._clean(exc)}") from exc
+        except psycopg.errors.ReadOnlySqlTransaction as exc:
+            if not self.readonly:
+                # A new session takes the database's setting as it is then (or reaches the new
+                # primary after a failover): this one would refuse every write from now on.
+                self.close()
+            raise StoreUnavailable(f"{doing}: {self._clean(exc)}") from exc
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(
                 f"{doing}: PostgreSQL at {self.path} is unreachable or failing: {self._clean(exc)}"

@@ -41,6 +41,7 @@ CHECKPOINT_SECONDS = 0.2  # the receiver's WAL is copied into the database this 
 # ... and the writer finishes the copy itself once the log holds this many pages (16 MiB):
 # only a checkpoint between two of its own commits lets the next one start the log over.
 WRITER_CHECKPOINT_PAGES = 4096
+PAGES_PER_DELIVERY = 8  # the most new pages one delivery can take: its row, index splits
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 CACHE_KIB = 64 * 1024
 
@@ -270,13 +271,27 @@ class SQLiteStore(Store):
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StoreBusy(f"could not store: {exc}") from exc
             if "full" in str(exc) and self._at_size_cap():
-                raise StoreUnavailable(
-                    f"could not store: the database reached its size cap (--max-db-size "
-                    f"{human_size(self.max_bytes or 0)}); raise the cap, or prune old events"
-                ) from exc
+                raise StoreUnavailable(self._cap_reached()) from exc
             raise StoreUnavailable(f"could not store: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"could not store: {exc}") from exc
+
+    def _cap_reached(self) -> str:
+        return (
+            f"could not store: the database reached its size cap (--max-db-size "
+            f"{human_size(self.max_bytes or 0)}); raise the cap, or prune old events"
+        )
+
+    def room_check(self) -> str | None:
+        """Under --max-db-size: fewer free pages than a delivery may need (its row and a new
+        page for each index, in the worst case) means the cap is reached."""
+        if not self.max_bytes:
+            return None
+        limit, pages, free = (
+            self.conn.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("max_page_count", "page_count", "freelist_count")
+        )
+        return self._cap_reached() if limit - pages + free < PAGES_PER_DELIVERY else None
 
     def _at_size_cap(self) -> bool:
         """Whether "full" means the --max-db-size cap rather than the disk: the disk still has

@@ -1,15 +1,9 @@
 """3: a full disk and a read-only database get 503, never 200; once cleared, the same bodies
 are accepted, and the server stayed up throughout."""
 
-import os
-import shutil
 import sqlite3
-import subprocess
 
-import pytest
-from conftest import event_body, start_serve
-
-from tbhook.store.sqlite import SQLiteStore
+from conftest import event_body, fill_to_the_cap, immutable, start_serve
 
 
 def count(db) -> int:
@@ -21,14 +15,8 @@ def count(db) -> int:
 
 
 def test_full_disk_gets_503_until_space_is_freed(db_path):
-    SQLiteStore.open(db_path).close()
-    filler = sqlite3.connect(db_path)
-    filler.execute("CREATE TABLE filler (data BLOB)")
-    filler.executemany("INSERT INTO filler VALUES (?)", [(os.urandom(4000),) for _ in range(200)])
-    filler.commit()
-    filler.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    size = os.path.getsize(db_path)
-    server = start_serve(db_path, "--quiet", "--max-db-size", str(size + 64 * 1024))
+    filler, cap = fill_to_the_cap(db_path)
+    server = start_serve(db_path, "--quiet", "--max-db-size", str(cap))
     try:
         statuses = []
         for i in range(400):  # fill the few free pages left, then hit the cap
@@ -52,22 +40,15 @@ def test_full_disk_gets_503_until_space_is_freed(db_path):
         assert server.stop() == 0
 
 
-@pytest.mark.skipif(not shutil.which("chattr"), reason="needs chattr (e2fsprogs)")
 def test_read_only_database_gets_503_until_writable(db_path):
     server = start_serve(db_path, "--quiet")
-    files = [str(db_path), f"{db_path}-wal"]
     try:
         assert server.post(event_body(caseId=1)).status == 200
-        made = subprocess.run(["chattr", "+i", *files], capture_output=True)
-        if made.returncode != 0:
-            pytest.skip(f"this filesystem has no immutable flag: {made.stderr.decode().strip()}")
-        try:
+        with immutable(str(db_path), f"{db_path}-wal"):
             rejected = [event_body(caseId=100 + i) for i in range(10)]
             responses = [server.post(body) for body in rejected]
             assert {r.status for r in responses} == {503}
             assert server.proc.poll() is None
-        finally:
-            subprocess.run(["chattr", "-i", *files], check=True)
         assert {server.post(body).status for body in rejected} == {200}
         assert count(db_path) == 11
     finally:

@@ -1,0 +1,67 @@
+"""The receiver's log on stderr: one line per delivery and per warning, for a person (the
+default) or as one JSON object per line, for a log shipper. Both carry the same facts, and
+neither lets a sender's text move the cursor, end a line or forge an entry: control
+characters are escaped in both."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import IO, Any
+
+from tbhook.output.safe import clean
+
+FORMATS = ("human", "json")
+
+
+class Log:
+    """Where the receiver's lines go. ``info`` is a delivery or a forward (left out with
+    ``quiet``); ``warning`` is anything an operator must see (503s, sheds, refusals)."""
+
+    def __init__(
+        self, fmt: str = "human", stream: IO[str] | None = None, quiet: bool = False
+    ) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(fmt)
+        self.json = fmt == "json"
+        self.quiet = quiet
+        self._stream = stream
+
+    def info(self, message: str, **facts: Any) -> None:
+        if not self.quiet:
+            self._write("info", message, facts)
+
+    def warning(self, message: str, **facts: Any) -> None:
+        self._write("warning", message, facts)
+
+    def banner(self, lines: list[str], **facts: Any) -> None:
+        """The lines a starting (or stopping) receiver prints: as they are for a person, as
+        one object for a log shipper."""
+        if self.json:
+            self._write("info", lines[0], facts)
+        else:
+            self._out(clean_lines(lines))
+
+    def _write(self, level: str, message: str, facts: dict[str, Any]) -> None:
+        if self.json:
+            record = {"time": _iso_now(), "level": level, "message": message}
+            record.update((key, value) for key, value in facts.items() if value is not None)
+            # ensure_ascii: every control, bidi and other non-ASCII character as \\uXXXX.
+            self._out(json.dumps(record, ensure_ascii=True, default=str) + "\n")
+        else:
+            self._out(time.strftime("%H:%M:%S ") + clean(message) + "\n")
+
+    def _out(self, text: str) -> None:
+        stream = self._stream or sys.stderr
+        stream.write(text)
+        stream.flush()
+
+
+def clean_lines(lines: list[str]) -> str:
+    return "".join(clean(line) + "\n" for line in lines)
+
+
+def _iso_now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
