@@ -133,10 +133,13 @@ class PostgresStore(Store):
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
                 store._refuse_foreign(conn)
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS tbhook_migrations "
-                    '(name TEXT PRIMARY KEY, "appliedAt" TEXT NOT NULL)'
-                )
+                # Nothing is written when the schema is current: a database that turned
+                # read-only opens, and each commit then says why it cannot (503, /healthz).
+                if not conn.execute("SELECT to_regclass('tbhook_migrations')").fetchone()[0]:
+                    conn.execute(
+                        "CREATE TABLE tbhook_migrations "
+                        '(name TEXT PRIMARY KEY, "appliedAt" TEXT NOT NULL)'
+                    )
                 done = {row[0] for row in conn.execute("SELECT name FROM tbhook_migrations")}
                 for name, statements in STEPS:
                     if name not in done:
