@@ -228,6 +228,7 @@ def main() -> None:
     bench.need("sqlite3", "sqlite3")
     started = time.monotonic()
     print(f"tbhook bench-scale {bench.machine()}", flush=True)
+    bench.compiled()
     events = OUT / "events.ndjson"  # what wrk and tail post: distinct from the database's
     if not events.exists():
         OUT.mkdir(exist_ok=True)
