@@ -111,12 +111,14 @@ def _latency(out: str, pct: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def ingest_run(kind: str, connections: int, close: bool, db: Path | None) -> dict:
+def ingest_run(
+    kind: str, connections: int, close: bool, db: Path | None, args: tuple[str, ...] = ()
+) -> dict:
     port = free_port()
     if kind == "noop":
         cmd = [PY, str(HERE / "noop.py"), str(port)]
     else:
-        cmd = [*TBHOOK, "serve", "--quiet", "--port", str(port), "--db", str(db)]
+        cmd = [*TBHOOK, "serve", "--quiet", "--port", str(port), "--db", str(db), *args]
     proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
     try:
         wait_listening(port)
@@ -163,6 +165,24 @@ def bench_ingest(big_db: Path) -> None:
                     f"{ceiling['rps']:.0f} req/s",
                     f"{result['rps'] / ceiling['rps']:.2f}x ceiling",
                 )
+    bench_observed()
+
+
+def bench_observed() -> None:
+    """What --metrics and --log-format json cost: the receiver with and without them, one
+    after the other, each on an empty database."""
+    runs = {}
+    for name, args in (("plain", ()), ("observed", ("--metrics", "--log-format", "json"))):
+        db = OUT / "ingest.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        runs[name] = ingest_run("tbhook", 64, False, db, args)
+    report(
+        "tbhook ingest, 64 conn, --metrics --log-format json --quiet",
+        _ingest_text(runs["observed"]),
+        f"{runs['plain']['rps']:.0f} req/s without them",
+        f"{runs['observed']['rps'] / runs['plain']['rps']:.2f}x",
+    )
 
 
 def _ingest_text(result: dict) -> str:
