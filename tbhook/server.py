@@ -241,6 +241,8 @@ class Receiver:
             why = await asyncio.wait_for(self.writer.check(), HEALTH_TIMEOUT_SECONDS)
         except asyncio.TimeoutError:
             why = f"the store did not answer within {HEALTH_TIMEOUT_SECONDS:g} s"
+        except Exception as exc:  # a check that cannot be made is a failed one, not a 500
+            why = f"could not check the store: {type(exc).__name__}: {exc}"
         self._health, self._health_check = (time.monotonic(), why), None
         self.counts.checked(why)
         return why

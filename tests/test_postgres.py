@@ -340,13 +340,9 @@ def test_healthz_metrics_and_doctor_on_postgresql_when_the_database_turns_read_o
             [name],
         )
     try:
-        # The first write may find its session gone (503, unreachable); the next one opens a
-        # new, read-only session.
-        for _ in range(3):
-            refused = server.post(sample_bytes("new-incoming-message"))
-            assert refused.status == 503
-            if "read-only" in refused.json["error"]:
-                break
+        # The write finds its session gone and opens a new one: read-only.
+        refused = server.post(sample_bytes("new-incoming-message"))
+        assert refused.status == 503 and "read-only" in refused.json["error"]
         time.sleep(1.1)
         response = request(server.port, "GET", "/healthz")
         assert response.status == 503
@@ -371,3 +367,18 @@ def _version() -> str:
     from tbhook import __version__
 
     return __version__
+
+
+def test_a_session_the_server_ended_costs_no_delivery(pg_serve, pg_url):
+    server = pg_serve()
+    assert server.post(sample_bytes("case-closed")).status == 200
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        ended = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
+    assert ended >= 1  # the receiver's sessions, its writer's among them
+    response = server.post(sample_bytes("profile-merged"))
+    assert response.status == 200 and response.json["duplicate"] is False
+    assert [r[1] for r in rows(pg_url)] == ["caseClosed", "profileMerged"]
+    assert server.stop() == 0

@@ -288,11 +288,22 @@ class PostgresStore(Store):
             except StoreUnavailable as exc:
                 # Two receivers upserting the same bodies in opposite orders deadlock, and
                 # PostgreSQL aborts one of them: that one tries again (rare: Tracebuzz would
-                # have to retry two events at once through two receivers).
-                deadlock = _psycopg().errors.DeadlockDetected
-                if attempt == 2 or not isinstance(exc.__cause__, deadlock):
+                # have to retry two events at once through two receivers). A session the
+                # server ended (a restart, pg_terminate_backend, a failover) is opened again
+                # once: the batch is not answered 503 for a connection that sat idle. Had it
+                # committed before the session broke, dedupe makes the second try a retry,
+                # as Tracebuzz's own would be.
+                if attempt == 2 or not (self._deadlock(exc) or (attempt == 0 and self._lost())):
                     raise
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _deadlock(exc: StoreUnavailable) -> bool:
+        return isinstance(exc.__cause__, _psycopg().errors.DeadlockDetected)
+
+    def _lost(self) -> bool:
+        """Whether the write connection is gone (``connection()`` opens a new one)."""
+        return self._conn is None or self._conn.closed or self._conn.broken
 
     def _append_folded(
         self,
