@@ -174,3 +174,66 @@ def test_frozen_schemas_are_what_json_would_not_change(tmp_path):
     assert json.dumps(sqlite_schema(first), default=str) == json.dumps(
         sqlite_schema(second), default=str
     )
+
+
+def test_m014_keeps_every_row_id_and_sequence_and_dedupes_as_before(tmp_path):
+    """The events table rebuilt for a dedupe key in time order: the same rows and ids, ids
+    still never reused, the same body still one row (a body without a timestamp too), and
+    the trigger and views as they were."""
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old)
+    conn.executescript(
+        (Path(__file__).parent / "schemas" / "sqlite_013_m013_event_time_index.sql").read_text()
+    )
+    conn.commit()
+    conn.close()
+    closed = json.loads(
+        (Path(__file__).parent.parent / "samples" / "case-closed.json").read_bytes()
+    )
+    bodies = [
+        json.dumps({**closed, "caseId": 1}).encode(),
+        b'{"event": "madeUp", "caseId": 2}',  # no timestamp: NULL in its column
+        json.dumps({**closed, "caseId": 3}).encode(),
+    ]
+    # Stored before the upgrade (rows as the current code makes them, copied into the m013
+    # table), then the newest deleted: the sequence stays above max(id).
+    source = open_store(tmp_path / "rows.db")
+    stored = source.append([Delivery(b, parse(b)) for b in bodies])
+    source.close()
+    assert [(s.id, s.quarantined) for s in stored] == [(1, False), (2, False), (3, False)]
+    conn = sqlite3.connect(old)
+    conn.execute(f"ATTACH {str(tmp_path / 'rows.db')!r} AS rows")
+    conn.execute("INSERT INTO events SELECT * FROM rows.events ORDER BY id")
+    conn.commit()
+    conn.execute("DETACH rows")
+    conn.execute("DELETE FROM events WHERE id = 3")
+    conn.commit()
+    before = conn.execute("SELECT * FROM events ORDER BY id").fetchall()
+    conn.close()
+
+    store = open_store(old)  # migrates: m014
+    conn = sqlite3.connect(old)
+    assert conn.execute("SELECT * FROM events ORDER BY id").fetchall() == before
+    assert conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone() == (3,)
+    # The same bodies again: duplicates of the stored rows, the body with no timestamp too.
+    again = store.append([Delivery(b, parse(b)) for b in bodies[:2]])
+    assert [(s.id, s.duplicate, s.deliveries) for s in again] == [(1, True, 2), (2, True, 2)]
+    [new] = store.append([Delivery(bodies[2], parse(bodies[2]))])
+    assert new.id > 3 and not new.duplicate  # never 3 again
+    store.close()
+    assert conn.execute("SELECT count(*) FROM events").fetchone() == (3,)
+    assert conn.execute("SELECT count(*) FROM case_closures").fetchone() == (2,)
+    counted = conn.execute("SELECT sum(n) FROM event_counts").fetchone()[0]
+    conn.execute("DELETE FROM events WHERE id = ?", [new.id])  # the trigger is back
+    conn.commit()
+    assert conn.execute("SELECT sum(n) FROM event_counts").fetchone()[0] == counted - 1
+    plan = " ".join(
+        str(row)
+        for row in conn.execute(
+            "EXPLAIN QUERY PLAN INSERT INTO events (receivedAt, lastReceivedAt, path, event, "
+            'body, "bodySha256") VALUES (1, 1, 1, 1, 1, 1) ON CONFLICT (coalesce(timestamp, 0), '
+            '"bodySha256") DO NOTHING'
+        )
+    )
+    assert "events_dedupe" in plan or plan == ""
+    conn.close()

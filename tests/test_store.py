@@ -72,6 +72,7 @@ def test_blank_database_migrates_to_the_expected_schema(db_path):
         'CREATE INDEX events_caseId ON events ("caseId")',
         'CREATE INDEX events_personId ON events ("personId")',
         'CREATE INDEX events_event_time ON events ("event", timestamp)',
+        'CREATE UNIQUE INDEX events_dedupe ON events (coalesce(timestamp, 0), "bodySha256")',
     } <= indexed
     applied = [m.name for m in migrations.applied(__import__("sqlite_utils").Database(conn))]
     assert applied == [
@@ -88,6 +89,7 @@ def test_blank_database_migrates_to_the_expected_schema(db_path):
         "m011_redelivery_indexes",
         "m012_event_counts",
         "m013_event_time_index",
+        "m014_dedupe_in_time_order",
     ]
 
 
@@ -95,7 +97,7 @@ def test_reopening_applies_nothing_twice(db_path):
     SQLiteStore.open(db_path).close()
     SQLiteStore.open(db_path).close()
     conn = sqlite3.connect(db_path)
-    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 13
+    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 14
 
 
 def test_durability_settings(store, db_path):

@@ -81,6 +81,14 @@ class Dialect:
     indexed_by: bool  # SQLite's INDEXED BY hints
     least: str  # the smaller of two values: min (SQLite), LEAST (PostgreSQL)
     greatest: str
+    # What makes an event a duplicate, as its unique index spells it: the body's hash, on
+    # SQLite behind the timestamp (the same body has the same timestamp; new keys then land
+    # in the newest pages, m014).
+    event_key: str = '"bodySha256"'
+
+    def dedupe(self, table: str) -> str:
+        """The upsert's conflict target for a row of ``table``."""
+        return f"({self.event_key})" if table == "events" else '("bodySha256")'
 
     def sum_deliveries(self, table: str) -> str:
         """An upsert's SET for a body stored twice (a merge, a recovered quarantine row): the
@@ -603,7 +611,8 @@ class Store(ABC):
         insert = (
             f"INSERT INTO events ({names((*EVENT_COLUMNS, 'deliveries'))}) VALUES "
             f"({', '.join('?' for _ in range(len(EVENT_COLUMNS) + 1))}) "
-            f'ON CONFLICT ("bodySha256") DO UPDATE SET {self.dialect.sum_deliveries("events")}'
+            f"ON CONFLICT {self.dialect.dedupe('events')} "
+            f"DO UPDATE SET {self.dialect.sum_deliveries('events')}"
         )
         while True:
             if wanted is None:
@@ -659,7 +668,9 @@ class Store(ABC):
                         ],
                     )
                     event_id, deliveries = conn.execute(
-                        'SELECT id, deliveries FROM events WHERE "bodySha256" = ?', [digest]
+                        'SELECT id, deliveries FROM events WHERE "bodySha256" = ? '
+                        "AND coalesce(timestamp, 0) = coalesce(?, 0)",
+                        [digest, result.values.get("timestamp")],
                     ).fetchone()
                     done.append(
                         Recovery(

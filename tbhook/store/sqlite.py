@@ -54,6 +54,7 @@ SQLITE = Dialect(
     indexed_by=True,
     least="min",
     greatest="max",
+    event_key='coalesce(timestamp, 0), "bodySha256"',  # the index events_dedupe (m014)
 )
 
 # How a batch goes in. Each statement costs the writer thread the GIL at every SQLite step, so
@@ -73,20 +74,29 @@ def _upsert_rows(table: str, count: int) -> str:
     row = "(" + ", ".join("?" for _ in columns) + ")"
     return (
         f"INSERT INTO {table} ({names(columns)}) VALUES {', '.join([row] * count)} "
-        'ON CONFLICT("bodySha256") DO UPDATE SET deliveries = deliveries + 1, '
+        f"ON CONFLICT{SQLITE.dedupe(table)} DO UPDATE SET deliveries = deliveries + 1, "
         '"lastReceivedAt" = excluded."lastReceivedAt"'
     )
 
 
 @functools.lru_cache(maxsize=64)
 def _lookup(table: str, count: int) -> str:
-    marks = ", ".join("?" for _ in range(count))
+    """The ids and deliveries of ``count`` rows by their key: (timestamp, hash) pairs for
+    events, hashes for the quarantine."""
     # One row for the whole batch: SQLite hands the GIL back at every step, and a busy event
     # loop makes the writer thread wait to take it again, so every further row would cost.
-    return (
-        'SELECT json_group_array(json_array(id, deliveries, hex("bodySha256"))) '
-        f'FROM {table} WHERE "bodySha256" IN ({marks})'
-    )
+    found = 'json_group_array(json_array(t.id, t.deliveries, hex(t."bodySha256")))'
+    if table == "events":
+        keys = ", ".join("(?, ?)" for _ in range(count))
+        return (
+            f"SELECT {found} FROM (VALUES {keys}) AS k CROSS JOIN events AS t "
+            'ON coalesce(t.timestamp, 0) = k.column1 AND t."bodySha256" = k.column2'
+        )
+    marks = ", ".join("?" for _ in range(count))
+    return f'SELECT {found} FROM {table} AS t WHERE t."bodySha256" IN ({marks})'
+
+
+_TIMESTAMP = EVENT_COLUMNS.index("timestamp")
 
 
 # The events a transaction added (ids above the highest before it: one writer at a time, and
@@ -397,10 +407,15 @@ class SQLiteStore(Store):
                 if not rows:
                     continue
                 _upsert(conn, table, rows)
-                digests = sorted({row[-1] for row in rows})
-                for start in range(0, len(digests), _LOOKUP_ROWS):
-                    part = digests[start : start + _LOOKUP_ROWS]
-                    [(rows_found,)] = conn.execute(_lookup(table, len(part)), part)
+                keys: list[tuple] = sorted(
+                    {(row[_TIMESTAMP] or 0, row[-1]) for row in rows}  # the events' key
+                    if is_event
+                    else {(row[-1],) for row in rows}
+                )
+                for start in range(0, len(keys), _LOOKUP_ROWS):
+                    part = keys[start : start + _LOOKUP_ROWS]
+                    values = [value for key in part for value in key]
+                    [(rows_found,)] = conn.execute(_lookup(table, len(part)), values)
                     found.update(
                         ((is_event, bytes.fromhex(digest)), (row_id, count))
                         for row_id, count, digest in json.loads(rows_found)
@@ -623,7 +638,8 @@ class SQLiteStore(Store):
                 conn.execute(
                     f"INSERT INTO {table} ({names(columns)}) SELECT {names(columns)} "
                     f"FROM other.{table} WHERE id > ? AND id <= ? ORDER BY id "
-                    f'ON CONFLICT("bodySha256") DO UPDATE SET {SQLITE.sum_deliveries(table)}',
+                    f"ON CONFLICT{SQLITE.dedupe(table)} DO UPDATE SET "
+                    f"{SQLITE.sum_deliveries(table)}",
                     [after, upto],
                 )
                 added += conn.execute(

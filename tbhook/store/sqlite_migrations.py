@@ -268,3 +268,119 @@ def m013_event_time_index(db: Database) -> None:
     # newest 50. The same number of index entries an event as before.
     db.execute("DROP INDEX events_event")
     db.execute('CREATE INDEX events_event_time ON events ("event", timestamp)')
+
+
+@migrations()
+def m014_dedupe_in_time_order(db: Database) -> None:
+    # Dedupe on (the event's timestamp, the body's hash) instead of the hash alone: a random
+    # 32-byte key put every new event in a random leaf of a 440 MB index at 10M events (about
+    # one page written a row, twice: WAL and checkpoint; measured, 23 us of the 41 us an
+    # imported event costs). Events arrive in time order, so the new key's leaves are the
+    # newest few. Still exact: the same body always parses to the same timestamp, so a body
+    # stored once conflicts with itself as before. The UNIQUE column constraint cannot be
+    # dropped in SQLite, so the table is rebuilt (the twelve steps of "Making Other Kinds Of
+    # Table Schema Changes" in SQLite's ALTER TABLE page): ids, the AUTOINCREMENT sequence,
+    # indexes, the trigger and the views as they were. Minutes at 10M events, once.
+    for view in ("messages", "case_closures", "person_merges"):
+        db.execute(f"DROP VIEW {view}")
+    db.execute(
+        """
+CREATE TABLE events_rebuilt (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    receivedAt TEXT NOT NULL,
+    lastReceivedAt TEXT NOT NULL,
+    deliveries INTEGER NOT NULL DEFAULT 1,
+    path TEXT NOT NULL,
+    event TEXT NOT NULL,
+    timestamp INTEGER,
+    "searchId" INTEGER,
+    "uniqueId" INTEGER,
+    "resultId" INTEGER,
+    "personId" INTEGER,
+    "caseId" INTEGER,
+    "handlerId" INTEGER,
+    "sourceId" INTEGER,
+    "connectionId" INTEGER,
+    "typeId" INTEGER,
+    "own" INTEGER,
+    "externalCaseId" INTEGER,
+    "reasonId" INTEGER,
+    "externalPersonId" INTEGER,
+    "agentId" INTEGER,
+    "oldPersonId" INTEGER,
+    "newPersonId" INTEGER,
+    body BLOB NOT NULL,
+    bodySha256 BLOB NOT NULL
+)"""
+    )
+    columns = (
+        'id, receivedAt, lastReceivedAt, deliveries, path, event, timestamp, "searchId", '
+        '"uniqueId", "resultId", "personId", "caseId", "handlerId", "sourceId", '
+        '"connectionId", "typeId", "own", "externalCaseId", "reasonId", "externalPersonId", '
+        '"agentId", "oldPersonId", "newPersonId", body, bodySha256'
+    )
+    db.execute(f"INSERT INTO events_rebuilt ({columns}) SELECT {columns} FROM events ORDER BY id")
+    # Ids are never used twice: the sequence goes on from where it was (above max(id) when
+    # the newest events were deleted).
+    db.execute(
+        "INSERT INTO sqlite_sequence (name, seq) SELECT 'events_rebuilt', 0 "
+        "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'events_rebuilt')"
+    )
+    db.execute(
+        "UPDATE sqlite_sequence SET seq = max(seq, coalesce((SELECT seq FROM sqlite_sequence "
+        "WHERE name = 'events'), 0)) WHERE name = 'events_rebuilt'"
+    )
+    db.execute("DROP TABLE events")  # its indexes and its trigger go with it
+    db.execute("ALTER TABLE events_rebuilt RENAME TO events")
+    db.execute('CREATE UNIQUE INDEX events_dedupe ON events (coalesce(timestamp, 0), "bodySha256")')
+    db.execute('CREATE INDEX events_caseId ON events ("caseId")')
+    db.execute('CREATE INDEX events_personId ON events ("personId")')
+    db.execute(
+        'CREATE INDEX events_merge_oldPersonId ON events ("oldPersonId") '
+        "WHERE event = 'profileMerged'"
+    )
+    db.execute(
+        'CREATE INDEX events_merge_newPersonId ON events ("newPersonId") '
+        "WHERE event = 'profileMerged'"
+    )
+    db.execute("CREATE INDEX events_timestamp ON events (timestamp)")
+    db.execute('CREATE INDEX events_redelivered ON events ("lastReceivedAt") WHERE deliveries > 1')
+    db.execute('CREATE INDEX events_event_time ON events ("event", timestamp)')
+    db.execute(
+        """
+CREATE TRIGGER event_counts_delete AFTER DELETE ON events BEGIN
+    UPDATE event_counts SET n = n - 1 WHERE key =
+        quote((OLD.timestamp - (OLD.timestamp % 86400 + 86400) % 86400) / 86400) || ',' ||
+            quote(OLD.event) || ',' || quote(OLD.own) || ',' || quote(OLD.typeId) || ',' ||
+            quote(OLD.sourceId);
+END"""
+    )
+    time = (
+        "CASE WHEN timestamp BETWEEN -62135596800 AND 253402300799 "
+        "THEN strftime('%Y-%m-%dT%H:%M:%SZ', timestamp, 'unixepoch') END AS time"
+    )
+    db.execute(
+        f"""
+CREATE VIEW messages AS SELECT id, receivedAt, path, timestamp, {time},
+    searchId, uniqueId, resultId, personId, caseId, handlerId, sourceId, connectionId,
+    typeId, CASE typeId WHEN 1 THEN 'page' WHEN 2 THEN 'post' WHEN 3 THEN 'comment'
+        WHEN 4 THEN 'private message' WHEN 5 THEN 'ad' WHEN 6 THEN 'system message'
+        ELSE 'unknown (' || typeId || ')' END AS type,
+    own, CASE own WHEN 0 THEN 'customer' WHEN 1 THEN 'agent'
+        ELSE 'unknown (' || own || ')' END AS sender,
+    deliveries
+FROM events WHERE event = 'newResult'"""
+    )
+    db.execute(
+        f"""
+CREATE VIEW case_closures AS SELECT id, receivedAt, path, timestamp, {time},
+    searchId, caseId, externalCaseId, reasonId, personId, externalPersonId,
+    agentId, resultId, connectionId, deliveries
+FROM events WHERE event = 'caseClosed'"""
+    )
+    db.execute(
+        f"""
+CREATE VIEW person_merges AS SELECT id, receivedAt, path, timestamp, {time},
+    oldPersonId, newPersonId, deliveries
+FROM events WHERE event = 'profileMerged'"""
+    )

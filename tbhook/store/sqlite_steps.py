@@ -16,6 +16,7 @@ STEP_NAMES = (
     "m011_redelivery_indexes",
     "m012_event_counts",
     "m013_event_time_index",
+    "m014_dedupe_in_time_order",
 )
 
 # Steps the read commands do not need: a reader can use a database still waiting for them (the
@@ -29,4 +30,5 @@ READERS_DO_NOT_NEED = {
     "m011_redelivery_indexes",  # only faster
     "m012_event_counts",  # only faster: stats scans the events without it
     "m013_event_time_index",  # only faster
+    "m014_dedupe_in_time_order",  # the same rows and dedupe; only the writers' key changes
 }

@@ -99,7 +99,7 @@ def test_wal_returns_under_the_limit_after_a_long_reader(db_path, serve):
         "SELECT count(*) FROM events"
     ).fetchone()  # holds a snapshot: no checkpoint can finish
     writer = SQLiteStore.open(db_path)
-    data = "\n".join(Generator(seed=6).lines(120_000)).encode()
+    data = "\n".join(Generator(seed=6).lines(250_000)).encode()
     import io
 
     import_stream(writer, io.BytesIO(data), "bulk")
