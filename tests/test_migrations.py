@@ -237,3 +237,34 @@ def test_m014_keeps_every_row_id_and_sequence_and_dedupes_as_before(tmp_path):
     )
     assert "events_dedupe" in plan or plan == ""
     conn.close()
+
+
+def test_m014_refuses_in_words_when_the_disk_cannot_hold_the_rebuild(tmp_path, monkeypatch):
+    """A disk without room for the copy: a plain error before anything changes, not "database
+    or disk is full" half way."""
+    import os
+
+    from tbhook.errors import StoreUnavailable
+    from tbhook.store import sqlite_migrations
+
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old)
+    conn.executescript(
+        (Path(__file__).parent / "schemas" / "sqlite_013_m013_event_time_index.sql").read_text()
+    )
+    conn.execute("CREATE TABLE filler (data BLOB)")
+    conn.executemany("INSERT INTO filler VALUES (randomblob(1000000))", [()] * 70)  # 70 MB
+    conn.commit()
+    conn.close()
+    real = os.statvfs(tmp_path)
+
+    class Full:
+        f_bavail, f_frsize = 10, real.f_frsize
+
+    monkeypatch.setattr(sqlite_migrations.os, "statvfs", lambda path: Full)
+    with pytest.raises(StoreUnavailable, match=r"m014 rebuilds the events table once.*free"):
+        open_store(old)
+    conn = sqlite3.connect(old)
+    applied = [n for (n,) in conn.execute("SELECT name FROM _sqlite_migrations")]
+    assert applied[-1] == "m013_event_time_index"  # nothing changed
+    conn.close()

@@ -6,6 +6,8 @@ its name is its key in ``_sqlite_migrations``. tests/schemas/ keeps the schema a
 step, and a test upgrades each of them and compares the result with a fresh database.
 """
 
+import os
+
 from sqlite_utils import Database, Migrations
 
 migrations = Migrations("tbhook")
@@ -281,6 +283,7 @@ def m014_dedupe_in_time_order(db: Database) -> None:
     # dropped in SQLite, so the table is rebuilt (the twelve steps of "Making Other Kinds Of
     # Table Schema Changes" in SQLite's ALTER TABLE page): ids, the AUTOINCREMENT sequence,
     # indexes, the trigger and the views as they were. Minutes at 10M events, once.
+    _room_to_rebuild(db, "m014 rebuilds the events table once")
     for view in ("messages", "case_closures", "person_merges"):
         db.execute(f"DROP VIEW {view}")
     db.execute(
@@ -384,3 +387,27 @@ CREATE VIEW person_merges AS SELECT id, receivedAt, path, timestamp, {time},
     oldPersonId, newPersonId, deliveries
 FROM events WHERE event = 'profileMerged'"""
     )
+
+
+def _room_to_rebuild(db: Database, what: str) -> None:
+    """Refuse, in words, a rebuild the disk cannot hold: the copy, the WAL that carries it
+    until the commit, and the sort of each index, about twice the tables being copied. (Run
+    out of space half way, the step rolls back and says only "database or disk is full".)"""
+    from tbhook.errors import StoreUnavailable, human_size
+
+    path = db.execute("PRAGMA main.database_list").fetchone()[2]
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    used = (
+        db.execute("PRAGMA page_count").fetchone()[0]
+        - db.execute("PRAGMA freelist_count").fetchone()[0]
+    ) * page_size
+    if not path or used < 64 * 1024 * 1024:
+        return  # in memory, or small: nothing to check
+    disk = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    free = disk.f_bavail * disk.f_frsize
+    if free < 2 * used:
+        raise StoreUnavailable(
+            f"upgrading {path}: {what}, and needs about {human_size(2 * used)} of free disk "
+            f"space where it is ({human_size(free)} free); free some space (or move the file) "
+            "and start again: nothing was changed"
+        )
