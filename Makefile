@@ -37,8 +37,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
-# Every figure at 10M events. The database is built once (about 6 minutes) and kept in
-# bench/out/ for later runs, which take about 4 minutes.
+# Every figure at 10M events. The database is built once (about 3.5 minutes) and kept in
+# bench/out/ for later runs, which take about 2 minutes.
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py
 

@@ -113,6 +113,8 @@ class Event:
 
     @property
     def timestamp(self) -> int | None:
+        # Part of SQLite's dedupe key (m014: timestamp, body hash): the same body must give
+        # the same timestamp in every version of tbhook, or a retry would be a second row.
         return self.values.get("timestamp")
 
 
