@@ -6,6 +6,7 @@ characters are escaped in both."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from typing import IO, Any
@@ -56,6 +57,27 @@ class Log:
         stream = self._stream or sys.stderr
         stream.write(text)
         stream.flush()
+
+
+class Handler(logging.Handler):
+    """uvicorn's own warnings (an invalid HTTP request, an error in a request) as lines of
+    this log: in JSON too, a log shipper never meets a line of another shape."""
+
+    def __init__(self, log: Log) -> None:
+        super().__init__(logging.WARNING)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exception = None
+        if record.exc_info:
+            exception = logging.Formatter().formatException(record.exc_info)
+        self.log.warning(record.getMessage(), kind="uvicorn", exception=exception)
+
+    def install(self) -> None:
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+            logger = logging.getLogger(name)
+            logger.handlers = [self]
+            logger.propagate = False
 
 
 def clean_lines(lines: list[str]) -> str:

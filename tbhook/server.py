@@ -21,7 +21,7 @@ import uvicorn
 from tbhook import protocol
 from tbhook.errors import StoreUnavailable, TbhookError
 from tbhook.events import Event, Unreadable, parse
-from tbhook.log import Log
+from tbhook.log import Handler, Log
 from tbhook.metrics import Counts, Metrics
 from tbhook.output.describe import describe_parsed
 from tbhook.protocol import RETRY_AFTER_SECONDS, Connections, Throttled
@@ -642,6 +642,7 @@ def serve(
         counts=counts,
     )
     uvicorn_server = _Server(uvicorn_config(app, connections))
+    Handler(log).install()  # after uvicorn configured its loggers
     uvicorn_server.drained = writer.detach  # the pipe closes on the loop, which owns it
     if forwarder:
         forwarder.start()

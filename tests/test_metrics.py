@@ -261,12 +261,15 @@ def test_json_log_has_the_facts_of_the_human_line(serve):
     server.post(event_body(caseId=7, personId=8), path="/hook/%1b[2J", headers=SECRET)
     server.post(b"{broken\x1b[31m", headers=SECRET)
     server.post(event_body(caseId=9))  # no secret: a warning
-    wait_for(lambda: len(server.lines) >= 5, 10)
+    raw(server.port, b"NOT HTTP\x1b[2J\r\n\r\n")  # uvicorn's own warning
+    wait_for(lambda: len(server.lines) >= 6, 10)
     assert server.stop() == 0
     lines = server.lines
     assert all("\x1b" not in line for line in lines)  # escaped, every one
     records = [json.loads(line) for line in lines]  # every line is one JSON object
-    banner, first, second, quarantined, refused, stopped = records
+    banner, first, second, quarantined, refused, invalid, stopped = records
+    assert (invalid["level"], invalid["kind"]) == ("warning", "uvicorn")
+    assert invalid["message"] == "Invalid HTTP request received."
     assert banner["message"].startswith("tbhook ") and banner["url"].startswith("http://127.0.0.1:")
     assert first["level"] == "info" and first["time"].endswith("Z")
     assert {k: first[k] for k in ("outcome", "id", "event", "caseId", "personId", "path")} == {
