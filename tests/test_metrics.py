@@ -8,8 +8,10 @@ import json
 import os
 import socket
 import sqlite3
+import subprocess
 import time
 
+import pytest
 from conftest import (
     event_body,
     fill_to_the_cap,
@@ -302,3 +304,54 @@ def _version() -> str:
     from tbhook import __version__
 
     return __version__
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 4 MiB filesystem (tmpfs), or a skip where mounting is not allowed."""
+    where = tmp_path / "small"
+    where.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {made.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_healthz_on_a_full_disk_says_why_and_recovers(small_disk):
+    db = small_disk / "tbhook.db"
+    server = start_serve(db, "--quiet")
+    try:
+        assert request(server.port, "GET", "/healthz").status == 200
+        filler = small_disk / "filler"
+        with open(filler, "wb") as out:  # take what the database has not
+            try:
+                while True:
+                    out.write(b"\0" * 65536)
+                    out.flush()
+            except OSError:
+                pass
+        refused = None
+        for i in range(2000):  # until a commit needs a page the disk does not have
+            response = server.post(event_body(caseId=i, uniqueId=i))
+            if response.status == 503:
+                refused = response.json["error"]
+                break
+        assert refused and "full" in refused
+        time.sleep(1.1)
+        response = request(server.port, "GET", "/healthz")
+        assert response.status == 503
+        assert response.json == {"status": "unavailable", "reason": refused}
+        doctor = run("doctor", "--db", str(db), "--format", "json")
+        [check] = [c for c in json.loads(doctor.stdout)["checks"] if c["check"] == "commit"]
+        assert (doctor.exit_code, check["status"], check["message"]) == (1, "fail", refused)
+        filler.unlink()  # space again
+        time.sleep(1.1)
+        assert request(server.port, "GET", "/healthz").json == {"status": "ok"}
+        assert server.post(event_body(caseId=99_999)).status == 200
+    finally:
+        assert server.stop() == 0
