@@ -268,3 +268,39 @@ def test_m014_refuses_in_words_when_the_disk_cannot_hold_the_rebuild(tmp_path, m
     applied = [n for (n,) in conn.execute("SELECT name FROM _sqlite_migrations")]
     assert applied[-1] == "m013_event_time_index"  # nothing changed
     conn.close()
+
+
+def test_a_rebuild_that_takes_a_while_is_announced(tmp_path):
+    """200k events or more waiting for m014: the command says what it is doing first."""
+    import subprocess
+    import sys
+
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old)
+    conn.executescript(
+        (Path(__file__).parent / "schemas" / "sqlite_013_m013_event_time_index.sql").read_text()
+    )
+    conn.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) "
+        "INSERT INTO events (receivedAt, lastReceivedAt, path, event, timestamp, body, "
+        "bodySha256) SELECT 't', 't', '/', 'caseClosed', 1700000000 + i, X'00', "
+        "randomblob(32) FROM n"
+    )
+    conn.commit()
+    conn.close()
+    line = tmp_path / "one.ndjson"
+    line.write_bytes((Path(__file__).parent.parent / "samples" / "case-closed.json").read_bytes())
+    result = subprocess.run(
+        [sys.executable, "-m", "tbhook", "import", str(line), "--db", str(old)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith(
+        f"Upgrading {old}: rebuilding the events table for a faster dedupe key, once "
+        "(200,000 events: up to a minute)."
+    )
+    assert "1 inserted" in result.stdout
+    conn = sqlite3.connect(old)
+    assert conn.execute("SELECT count(*) FROM events").fetchone() == (200_001,)
+    conn.close()

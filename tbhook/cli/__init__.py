@@ -134,6 +134,7 @@ def serve(
         raise typer.BadParameter(
             f"{forward_to!r} is not an http:// or https:// URL", param_hint="'--forward-to'"
         )
+    log = Log(log_format.value, quiet=quiet)
     with reported_errors():
         server.check_http_stack()
         # Before the socket and the database are opened: the parser's and the writer's
@@ -148,7 +149,7 @@ def serve(
             writer.close()
             raise
         try:
-            store = open_store(db, max_bytes=max_db_size)  # type: ignore[arg-type]
+            store = open_store(db, max_db_size, log.warning)  # type: ignore[arg-type]
             writer.start()
             warnings = [w for w in (store.durability_warning(),) if w]
             events, quarantined = store.counts()
@@ -169,7 +170,6 @@ def serve(
             f"Warning: the open-file limit ({files}) leaves room for {limit} connections; "
             "raise it (LimitNOFILE= in the systemd unit, or ulimit -n) for more."
         )
-    log = Log(log_format.value, quiet=quiet)
     try:
         server.serve(
             store,

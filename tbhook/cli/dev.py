@@ -16,6 +16,7 @@ from tbhook.cli.options import (
     DbOption,
     fail,
     filter_options,
+    open_for_writing,
     progress,
     reading,
     reported_errors,
@@ -173,14 +174,13 @@ def import_(
     """Load events through the receiver's parsing, dedupe and quarantine rules."""
     from tbhook.importer import import_stream
     from tbhook.payloads import open_source
-    from tbhook.store import open_store
 
     if file != "-" and not Path(file).is_file():
         raise fail(f"no file at {file}")
     with reported_errors():
         stream, label = open_source(file)
         size = os.fstat(stream.fileno()).st_size if file != "-" else None
-        store = open_store(db)
+        store = open_for_writing(db)
         try:
             with progress() as bar:
                 task = bar.add_task(f"importing {label}", total=size or None)

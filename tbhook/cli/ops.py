@@ -18,6 +18,7 @@ from tbhook.cli.options import (
     DbOption,
     FormatOption,
     fail,
+    open_for_writing,
     parse_size,
     progress,
     reading,
@@ -368,7 +369,7 @@ def merge(
 ) -> None:
     """Fold another tbhook log into this one: two receivers for one Tracebuzz, one log."""
     from tbhook.files import refuse_same
-    from tbhook.store import is_url, open_reader, open_store
+    from tbhook.store import is_url, open_reader
 
     with reported_errors():
         if is_url(str(other)):
@@ -377,7 +378,7 @@ def merge(
         source = open_reader(other)  # it exists, it is tbhook's, it is current
         waiting = source.count() + source.count("quarantine")
         source.close()
-        store = open_store(db)
+        store = open_for_writing(db)
         try:
             with progress() as bar:
                 task = bar.add_task(f"merging {other}", total=waiting)
@@ -418,7 +419,6 @@ def prune(
     """Delete old events, after archiving them; merges that persons still need are kept."""
     from tbhook.files import refuse_same
     from tbhook.filters import iso_time, parse_when
-    from tbhook.store import open_store
 
     try:
         cutoff = parse_when(before)
@@ -429,7 +429,7 @@ def prune(
             refuse_same(db, archive, "the archive must be another file")
             if archive.exists() and not append:
                 raise fail(f"{archive} exists (use --append to add to it, or another name)")
-        store = open_store(db)
+        store = open_for_writing(db)
     try:
         ids, kept = store.prune_plan(cutoff)
         when = iso_time(cutoff)

@@ -227,6 +227,17 @@ class LogFormat(str, Enum):
     json = "json"
 
 
+# -- writing ---------------------------------------------------------------------------------
+
+
+def open_for_writing(db: str, notice: Callable[[str], None] | None = None) -> Store:
+    """The database opened for writing: migrated first, saying so on stderr when that takes
+    minutes (call inside ``reported_errors``)."""
+    from tbhook.store import open_store
+
+    return open_store(db, notice=notice or (lambda line: typer.echo(line, err=True)))
+
+
 # -- reading ---------------------------------------------------------------------------------
 
 

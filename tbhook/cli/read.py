@@ -25,6 +25,7 @@ from tbhook.cli.options import (
     explain_empty,
     fail,
     filter_options,
+    open_for_writing,
     reading,
     reported_errors,
     valid_id,
@@ -446,10 +447,9 @@ def _quarantined_one(db: str, quarantine_id: int, raw: bool, fmt: str) -> None:
 def _retry(db: str, ids: list[int], fmt: str) -> None:
     from tbhook.events import parse
     from tbhook.output.tables import retry_table
-    from tbhook.store import open_store
 
     with reported_errors():
-        store = open_store(db)
+        store = open_for_writing(db)
         try:
             results = list(store.recover_quarantined(ids or None, parse))
         finally:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from tbhook.store.base import (
     Delivery,
@@ -32,8 +33,13 @@ __all__ = [
 ]
 
 
-def open_store(target: str | os.PathLike, max_bytes: int | None = None) -> Store:
-    """Open for writing (creating and migrating as needed)."""
+def open_store(
+    target: str | os.PathLike,
+    max_bytes: int | None = None,
+    notice: Callable[[str], None] | None = None,
+) -> Store:
+    """Open for writing (creating and migrating as needed). ``notice`` is told before a
+    migration that takes minutes starts (SQLite's table rebuilds)."""
     target = os.fspath(target)
     if is_url(target):
         from tbhook.store.postgres import PostgresStore
@@ -41,7 +47,7 @@ def open_store(target: str | os.PathLike, max_bytes: int | None = None) -> Store
         return PostgresStore.open(target, max_bytes)
     from tbhook.store.sqlite import SQLiteStore
 
-    return SQLiteStore.open(target, max_bytes)
+    return SQLiteStore.open(target, max_bytes, notice)
 
 
 def open_reader(target: str | os.PathLike, current: bool = True) -> Store:

@@ -150,7 +150,12 @@ class SQLiteStore(Store):
         return [name for (name,) in rows]
 
     @classmethod
-    def open(cls, path: str | os.PathLike, max_bytes: int | None = None) -> SQLiteStore:
+    def open(
+        cls,
+        path: str | os.PathLike,
+        max_bytes: int | None = None,
+        notice: Callable[[str], None] | None = None,
+    ) -> SQLiteStore:
         """Open (creating with mode 0600) a database for writing, migrate it, prove it writable.
 
         ``max_bytes`` caps the database file: past it, commits fail as on a full disk.
@@ -162,7 +167,7 @@ class SQLiteStore(Store):
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             store = cls(conn, path)
             store._refuse_foreign()
-            store._configure_writer()
+            store._configure_writer(notice)
             if max_bytes:
                 page_size = conn.execute("PRAGMA page_size").fetchone()[0]
                 conn.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page_size)}")
@@ -227,7 +232,7 @@ class SQLiteStore(Store):
                 "give --db a new file or an existing tbhook database"
             )
 
-    def _configure_writer(self) -> None:
+    def _configure_writer(self, notice: Callable[[str], None] | None = None) -> None:
         conn = self.conn
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self.db.enable_wal()
@@ -242,8 +247,11 @@ class SQLiteStore(Store):
         # (in memory, m014 held 6 GB at 10M events).
         conn.execute("BEGIN IMMEDIATE")
         try:
-            from tbhook.store.sqlite_migrations import migrations
+            from tbhook.store.sqlite_migrations import migrations, slow_steps
 
+            if notice:
+                for line in slow_steps(self.db, migrations.pending(self.db)):
+                    notice(line)
             migrations.apply(self.db)
         except BaseException:
             conn.execute("ROLLBACK")

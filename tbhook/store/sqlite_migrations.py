@@ -411,3 +411,27 @@ def _room_to_rebuild(db: Database, what: str) -> None:
             f"space where it is ({human_size(free)} free); free some space (or move the file) "
             "and start again: nothing was changed"
         )
+
+
+# Steps that rewrite a table, and what to tell whoever waits for them.
+SLOW = {"m014_dedupe_in_time_order": "rebuilding the events table for a faster dedupe key"}
+SECONDS_PER_MILLION = 25  # the slowest measured, on two cores (10M events: 248 s)
+NOTICE_FROM = 200_000  # events: from about five seconds of waiting
+
+
+def slow_steps(db: Database, pending: list) -> list[str]:
+    """What to say before pending steps that take minutes on this database: nothing for a
+    new or small one."""
+    slow = [SLOW[step.name] for step in pending if step.name in SLOW]
+    if not slow or "events" not in db.table_names():
+        return []
+    events = db.execute("SELECT count(*) FROM events").fetchone()[0]
+    if events < NOTICE_FROM:
+        return []
+    minutes = round(events / 1_000_000 * SECONDS_PER_MILLION / 60)
+    took = f"about {minutes} minutes" if minutes > 1 else "up to a minute"
+    path = db.execute("PRAGMA main.database_list").fetchone()[2]
+    return [
+        f"Upgrading {path}: {'; '.join(slow)}, once ({events:,} events: {took}). Stopped "
+        "meanwhile, it changes nothing and starts over the next time."
+    ]
