@@ -74,6 +74,17 @@ class Throttled:
         self._since[kind] = now
         self.log.warning(line, kind=kind, alsoSuppressed=held or None, **facts)
 
+    def flush(self) -> None:
+        """At shutdown: account for the lines held back since each kind's last one."""
+        held, self._held = self._held, {}
+        for kind, count in held.items():
+            if self.log is not None and count:
+                self.log.warning(
+                    f"and {count} more like the last {kind!r} line before shutdown",
+                    kind=kind,
+                    alsoSuppressed=count,
+                )
+
 
 class Connections:
     """Every open connection of one server, and which of them may be shed: those that have not

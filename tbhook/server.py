@@ -183,6 +183,7 @@ class Receiver:
         self._health_check: asyncio.Future[str | None] | None = None
 
     def close(self) -> None:
+        self._throttled.flush()
         self.parser.close()
         if self.metrics:
             self._scrapes.submit(self.metrics.close).result()
@@ -654,5 +655,6 @@ def serve(
     finally:
         if forwarder:
             forwarder.close()
+        connections.log.flush()
         app.close()
         writer.close()

@@ -355,3 +355,22 @@ def test_healthz_on_a_full_disk_says_why_and_recovers(small_disk):
         assert server.post(event_body(caseId=99_999)).status == 200
     finally:
         assert server.stop() == 0
+
+
+def test_503s_held_back_from_the_log_are_accounted_for_at_shutdown(db_path):
+    filler, cap = fill_to_the_cap(db_path)
+    server = start_serve(db_path, "--quiet", "--max-db-size", str(cap))
+    try:
+        refused = 0
+        for i in range(400):
+            if server.post(event_body(caseId=i, uniqueId=i)).status == 503:
+                refused += 1
+                if refused == 12:
+                    break
+        assert refused == 12
+    finally:
+        filler.close()
+        assert server.stop() == 0
+    lines = [line for line in server.lines if "NOT STORED" in line or "more like" in line]
+    assert "NOT STORED" in lines[0]
+    assert lines[1].endswith("and 11 more like the last 'store' line before shutdown\n")
