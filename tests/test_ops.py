@@ -466,3 +466,17 @@ def test_doctor_reports_a_database_at_its_size_cap(db_path, serve):
     )
     [cap] = [c for c in roomy["checks"] if c["check"] == "size cap"]
     assert cap["status"] == "ok"
+
+
+def test_doctor_run_by_a_user_who_cannot_write_does_not_claim_the_receiver_cannot(
+    db_path, monkeypatch
+):
+    """From cron as another user: the commit check is not tried (a warning, not a failure)."""
+    from tbhook.cli import ops
+
+    fill(db_path, [sample_bytes("case-closed")])
+    monkeypatch.setattr(ops.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(ops.os, "access", lambda path, mode: False)
+    result = run("doctor", "--db", str(db_path), "--format", "json")
+    [check] = [c for c in json.loads(result.stdout)["checks"] if c["check"] == "commit"]
+    assert check["status"] == "warn" and check["message"].startswith("not tried: this user")

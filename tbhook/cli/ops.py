@@ -137,10 +137,15 @@ def _commit_checks(db: str, cap: Optional[int], pending: list[str]) -> list[dict
     """Whether a delivery could be committed now, asked as the receiver's /healthz asks it
     (``Store.commit_check``): the same reasons, in the same words."""
     from tbhook.errors import TbhookError
-    from tbhook.store import open_store
+    from tbhook.store import is_url, open_store
 
     if pending:
         return [{"check": "commit", "status": "warn", "message": "not tried: migrations pending"}]
+    if not is_url(db) and os.geteuid() != 0 and not os.access(db, os.W_OK):
+        # Run from cron as another user than the receiver's: the receiver's answer is not
+        # this user's (root tries: a read-only mount or an immutable file fails for all).
+        message = "not tried: this user cannot write the file (run doctor as the receiver's user)"
+        return [{"check": "commit", "status": "warn", "message": message}]
     try:
         store = open_store(db, max_bytes=cap)
     except TbhookError as exc:
