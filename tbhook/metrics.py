@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -204,8 +203,7 @@ class StoreFacts:
     def __init__(self, target: str, backend: str) -> None:
         self.target = target
         self.backend = backend
-        self._reader: Any = None
-        self._lock = threading.Lock()
+        self._reader: Any = None  # opened on the one scrape thread, used only there
 
     def describe(self) -> list:
         return []  # nothing read at registration
@@ -213,8 +211,7 @@ class StoreFacts:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
-        with self._lock:
-            facts = self._read()
+        facts = self._read()
         reachable = GaugeMetricFamily(
             "tbhook_store_reachable",
             "1 when this scrape could read the database (for PostgreSQL: connect), else 0.",

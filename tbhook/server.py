@@ -298,7 +298,7 @@ class Receiver:
         outcome = _outcome(stored)
         self.counts.delivered(outcome)
         await _respond(send, 200, _receipt(delivery, stored))
-        if self.log:
+        if self.log and not self.log.quiet:  # with --quiet, not even the line is made
             self.log.info(_delivery_line(delivery, stored), **_delivery_facts(delivery, stored))
 
     def _busy(self, kind: str, why: str, **facts: Any) -> None:

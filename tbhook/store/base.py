@@ -25,7 +25,7 @@ from datetime import date, timedelta
 from typing import IO, Any
 
 from tbhook.cases import CASE_COLUMNS
-from tbhook.errors import StoreUnavailable
+from tbhook.errors import NotReady, StoreUnavailable
 from tbhook.events import COLUMNS, ENUMERATED, EVENT_FIELDS, Event, Unreadable
 from tbhook.filters import Filters, utc_now
 from tbhook.persons import Merge, PersonGroup, Resolver, group_of, resolver_for
@@ -263,6 +263,12 @@ _ORDERS = {
     "time": 'e."timestamp" {0}, e.id {0}',  # what happened when, as Tracebuzz stamped it
     "arrival": "e.id {0}",  # what we received when: a cursor for tail
 }
+
+
+def not_tbhooks(path: str, found: list[str], advice: str) -> NotReady:
+    """The refusal of a database that holds someone else's tables (the first few named)."""
+    shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+    return NotReady(f"{path} is not a tbhook database (it holds {shown}); {advice}")
 
 
 class Store(ABC):

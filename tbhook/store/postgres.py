@@ -36,6 +36,7 @@ from tbhook.store.base import (
     Store,
     Stored,
     names,
+    not_tbhooks,
     outcomes,
     q,
 )
@@ -200,10 +201,8 @@ class PostgresStore(Store):
             )
         ]
         if found:
-            listed = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
-            raise NotReady(
-                f"{self.path} is not a tbhook database (it holds {listed}); "
-                "give --db an empty database or an existing tbhook one"
+            raise not_tbhooks(
+                self.path, found, "give --db an empty database or an existing tbhook one"
             )
 
     def close(self) -> None:

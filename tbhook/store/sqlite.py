@@ -31,6 +31,7 @@ from tbhook.store.base import (
     Store,
     Stored,
     names,
+    not_tbhooks,
     outcomes,
 )
 from tbhook.store.sqlite_steps import READERS_DO_NOT_NEED, STEP_NAMES
@@ -226,10 +227,8 @@ class SQLiteStore(Store):
             )
         ]
         if found:
-            shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
-            raise NotReady(
-                f"{self.path} is not a tbhook database (it holds {shown}); "
-                "give --db a new file or an existing tbhook database"
+            raise not_tbhooks(
+                self.path, found, "give --db a new file or an existing tbhook database"
             )
 
     def _configure_writer(self, notice: Callable[[str], None] | None = None) -> None:
