@@ -117,6 +117,8 @@ def ingest_run(
     port = free_port()
     if kind == "noop":
         cmd = [PY, str(HERE / "noop.py"), str(port)]
+    elif db is None:  # str(None) once made a database named "None" in the checkout
+        raise ValueError("a tbhook ingest run needs a database")
     else:
         cmd = [*TBHOOK, "serve", "--quiet", "--port", str(port), "--db", str(db), *args]
     proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
@@ -436,6 +438,8 @@ def bench_postgres(source: Path) -> None:
 
 
 def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    os.chdir(OUT)  # whatever a run creates by a relative name stays out of the checkout
     need("wrk", "wrk")
     need("sqlite3", "sqlite3")
     started = time.monotonic()

@@ -224,6 +224,8 @@ def bench_tail() -> None:
 
 
 def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    os.chdir(OUT)  # whatever a run creates by a relative name stays out of the checkout
     bench.need("wrk", "wrk")
     bench.need("sqlite3", "sqlite3")
     started = time.monotonic()

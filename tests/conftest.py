@@ -22,7 +22,8 @@ from pgcluster import PgCluster
 
 from tbhook.store.sqlite import SQLiteStore
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+CHECKOUT = Path(__file__).resolve().parent.parent
+SAMPLES = CHECKOUT / "samples"
 SAMPLE_NAMES = ["new-incoming-message", "include-own-message", "case-closed", "profile-merged"]
 
 
@@ -35,6 +36,52 @@ def event_body(**fields) -> bytes:
     payload = json.loads(sample_bytes("new-incoming-message"))
     payload.update(fields)
     return json.dumps(payload).encode()
+
+
+def _checkout_status() -> set[str] | None:
+    """`git status --porcelain` of the checkout (untracked files included), or None outside
+    a git checkout."""
+    try:
+        found = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all"],
+            cwd=CHECKOUT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return set(found.stdout.splitlines()) if found.returncode == 0 else None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_STATUS] = _checkout_status()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A test or benchmark that leaves a file in the checkout fails the run (a 71 MB
+    database named "None" was once committed that way)."""
+    before = session.config.stash.get(_STATUS, None)
+    after = _checkout_status()
+    if before is None or after is None:
+        return
+    left = sorted(after - before)
+    if left:
+        session.config.stash[_LEFT] = left
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    left = config.stash.get(_LEFT, None)
+    if left:
+        terminalreporter.section("files left in the checkout", sep="=", red=True)
+        for line in left:
+            terminalreporter.write_line(line)
+        terminalreporter.write_line("The run fails: tests must write only under tmp_path.")
+
+
+_STATUS = pytest.StashKey[set | None]()
+_LEFT = pytest.StashKey[list]()
 
 
 @pytest.fixture
