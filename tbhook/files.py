@@ -18,19 +18,61 @@ from tbhook.errors import TbhookError
 PRIVATE = 0o600
 
 
+SIDE_FILES = {"-wal": "write-ahead log", "-shm": "shared-memory index", "-journal": "journal"}
+
+
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """Whether two paths name one file (links and other spellings included)."""
+    """Whether two paths name one file (links and other spellings included), or would once
+    created (the same path after following symbolic links)."""
     try:
-        return os.path.samefile(a, b)
+        if os.path.samefile(a, b):
+            return True
     except OSError:  # one of them does not exist
-        return False
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def refuse_same(database: str | os.PathLike, other: str | os.PathLike, why: str) -> None:
-    """Refuse to use the database as the other file of an operation (its backup, archive,
-    export or merge source): ``{other} is the database itself: {why}``."""
+    """Refuse to use the database, or one of SQLite's files beside it (``-wal``, ``-shm``,
+    ``-journal``), as the other file of an operation (its backup, archive, export or merge
+    source): ``{other} is the database itself: {why}``. Writing over the write-ahead log
+    loses every event committed since the last checkpoint."""
     if same_file(database, other):
         raise TbhookError(f"{other} is the database itself: {why}")
+    for suffix, name in SIDE_FILES.items():
+        if same_file(f"{os.fspath(database)}{suffix}", other):
+            raise TbhookError(f"{other} is the database's {name} ({suffix}): {why}")
+    text = os.fspath(other)
+    for suffix, name in SIDE_FILES.items():
+        base = text.removesuffix(suffix)
+        if base != text and is_sqlite(base):
+            raise TbhookError(f"{other} is the {name} of the SQLite database {base}: {why}")
+
+
+def is_sqlite(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a SQLite database file (by its header)."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
+
+
+def new_file(target: str, force: bool = False, flag: str = "--force") -> Path:
+    """``target`` as a file tbhook may write: its directory exists, it is not a directory, and
+    it does not exist unless ``force`` (named ``flag``) says to replace it."""
+    path = Path(target)
+    if target.endswith(("/", os.sep)) or path.is_dir():
+        if not path.is_dir():
+            raise TbhookError(f"{target} is not a directory (create it first)")
+        raise TbhookError(f"{target} is a directory: give a file name")
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise TbhookError(f"cannot write {target}: the directory {parent} {what}")
+    if path.exists() and not force:
+        raise TbhookError(f"{target} exists (use {flag} to replace it)")
+    return path
 
 
 def temp_beside(target: Path) -> Path:

@@ -240,11 +240,11 @@ def test_prune_archives_deletes_and_keeps_needed_merges(db_path, tmp_path):
 
 def test_prune_asks_first(db_path):
     fill(db_path, [event_body(timestamp=1_600_000_000)])
-    result = run("prune", "--before", "2025-01-01", "--db", str(db_path))
+    result = run("prune", "--before", "2025-01-01", "--no-archive", "--db", str(db_path))
     assert result.exit_code == 1
     assert "pass --yes to confirm without a prompt" in result.stderr
     assert sqlite3.connect(db_path).execute("SELECT count(*) FROM events").fetchone()[0] == 1
-    assert run("prune", "--before", "2019-01-01", "--db", str(db_path)).stdout == (
+    assert run("prune", "--before", "2019-01-01", "--no-archive", "--db", str(db_path)).stdout == (
         "Nothing to prune before 2019-01-01T00:00:00Z\n"
     )
 

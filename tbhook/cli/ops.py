@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import sys
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -17,6 +15,7 @@ from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
     FormatOption,
+    destination,
     fail,
     open_for_writing,
     parse_size,
@@ -24,6 +23,7 @@ from tbhook.cli.options import (
     reading,
     reported_errors,
 )
+from tbhook.errors import TbhookError
 from tbhook.events import SCHEDULE_MINUTES
 from tbhook.output.describe import duration
 from tbhook.output.formats import Answer, write
@@ -332,14 +332,19 @@ def _report_notes(report: dict[str, Any]) -> list[Any]:
 
 
 def backup(
-    dest: Annotated[Path, typer.Argument(help="A new file, or a directory to put one in.")],
+    dest: Annotated[
+        str, typer.Argument(metavar="DEST", help="A new file, or a directory to put one in.")
+    ],
     db: DbOption = DEFAULT_DB,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace DEST if it exists (once the copy is complete).")
+        bool,
+        typer.Option(
+            "--force", help="Replace DEST, an earlier backup, once the new copy is complete."
+        ),
     ] = False,
 ) -> None:
     """A consistent copy of the database, safe while `tbhook serve` keeps writing."""
-    from tbhook.files import refuse_same, replacing
+    from tbhook.files import replacing
     from tbhook.store import is_url, open_reader, shown
 
     if is_url(db):
@@ -347,15 +352,13 @@ def backup(
             "backup copies a SQLite file; for PostgreSQL use its own tools, such as "
             f"pg_dump --format=custom --file=tbhook.dump '{shown(db)}'"
         )
-    if dest.is_dir():
+    if Path(dest).is_dir():
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        dest = dest / f"{Path(db).stem}-{stamp}.db"
+        dest = str(Path(dest) / f"{Path(db).stem}-{stamp}.db")
     with reading(db, current=False) as store, reported_errors():
         # Everything is checked before DEST is touched; DEST is replaced only by a finished copy.
-        refuse_same(db, dest, "a backup must be another file")
-        if dest.exists() and not force:
-            raise fail(f"{dest} exists (use --force to replace it)")
-        with replacing(dest) as temp:
+        path = destination(db, dest, "a backup must be another file", force, store.log_id())
+        with replacing(path) as temp:
             store.backup(str(temp))
             copy = open_reader(temp, current=False)
             try:
@@ -364,7 +367,7 @@ def backup(
                 copy.close()
             if integrity != ["ok"]:
                 raise fail(f"the copy failed its check ({integrity[0]}); {dest} left as it was")
-    size = os.path.getsize(dest) / (1024 * 1024)
+    size = os.path.getsize(path) / (1024 * 1024)
     sys.stdout.write(f"Backed up {events} events to {dest} ({size:.1f} MiB, checked)\n")
 
 
@@ -413,27 +416,50 @@ def prune(
     ],
     db: DbOption = DEFAULT_DB,
     archive: Annotated[
-        Optional[Path],
-        typer.Option(metavar="FILE.ndjson.gz", help="First write them here, for `tbhook import`."),
+        Optional[str],
+        typer.Option(
+            metavar="FILE.ndjson.gz",
+            help="First write them here, for `tbhook import` (required, or --no-archive).",
+        ),
     ] = None,
+    no_archive: Annotated[
+        bool, typer.Option("--no-archive", help="Delete them for good, with no archive.")
+    ] = False,
     append: Annotated[
-        bool, typer.Option("--append", help="Add to an existing archive (a new gzip member).")
+        bool,
+        typer.Option(
+            "--append",
+            help="Add to an existing archive (a new gzip member; bodies it holds are skipped).",
+        ),
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete old events, after archiving them; merges that persons still need are kept."""
-    from tbhook.files import refuse_same
+    from tbhook import archive as archives
     from tbhook.filters import iso_time, parse_when
 
     try:
         cutoff = parse_when(before)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--before'") from None
+    if archive is None and not no_archive:
+        raise typer.BadParameter(
+            "give --archive FILE.ndjson.gz to keep what is deleted, or --no-archive to delete "
+            "it for good",
+            param_hint="'--archive' / '--no-archive'",
+        )
+    if archive is not None and no_archive:
+        raise typer.BadParameter(
+            "--archive and --no-archive contradict each other",
+            param_hint="'--archive' / '--no-archive'",
+        )
+    if append and archive is None:
+        raise typer.BadParameter("--append adds to an --archive", param_hint="'--append'")
+    path: Optional[Path] = None
+    known: set[bytes] = set()  # the lines the archive holds already
     with reported_errors():
-        if archive:
-            refuse_same(db, archive, "the archive must be another file")
-            if archive.exists() and not append:
-                raise fail(f"{archive} exists (use --append to add to it, or another name)")
+        if archive is not None:
+            path, known = _archive_destination(db, archive, append)
         store = open_for_writing(db)
     try:
         ids, kept = store.prune_plan(cutoff)
@@ -442,44 +468,45 @@ def prune(
             sys.stdout.write(f"Nothing to prune before {when}\n")
             return
         question = f"Delete {len(ids)} events from before {when}"
-        question += f" (archived to {archive} first)?" if archive else " with no archive?"
+        question += f" (archived to {archive} first)?" if archive else " for good, with no archive?"
         if not yes and not sys.stdin.isatty():
             raise fail(f"{question[:-1]}: pass --yes to confirm without a prompt")
         if not yes and not typer.confirm(question, err=True):
             raise fail("nothing deleted")
+        skipped = 0
         with reported_errors(), progress() as bar:
-            if archive:
+            if path is not None:
                 task = bar.add_task(f"archiving to {archive}", total=len(ids))
-                _archive(store, ids, archive, append, lambda n: bar.advance(task, n))
+                _, skipped = archives.write(
+                    path, store.archive_bodies(ids), known, lambda n: bar.advance(task, n)
+                )
             task = bar.add_task("deleting", total=len(ids))
             store.delete_events(ids, lambda n: bar.advance(task, n))
     finally:
         store.close()
     kept_text = f"; kept {kept} older merges that remaining persons resolve through" if kept else ""
     where = f", archived to {archive}" if archive else ""
+    if skipped:
+        where += f" ({skipped} of them already there, from an earlier prune)"
     sys.stdout.write(f"Pruned {len(ids)} events from before {when}{where}{kept_text}\n")
 
 
-def _archive(
-    store: Any, ids: list[int], path: Path, append: bool, advance: Callable[[int], None]
-) -> None:
-    """Raw bodies, one per line (a pretty-printed body is compacted to fit on its line), as a
-    gzip member; with ``append``, after the archive's existing members. The archive is
-    complete and on disk before anything is deleted."""
-    import gzip
-    import shutil
+def _archive_destination(db: str, archive: str, append: bool) -> tuple[Path, set[bytes]]:
+    """The archive checked before anything is deleted: not the database or one of its files,
+    and, when it exists, added to only with --append and only if it is a tbhook archive; and
+    the keys of the lines it holds."""
+    from tbhook import archive as archives
+    from tbhook.files import new_file, refuse_same
 
-    from tbhook.files import create_private, replacing
-
-    with replacing(path) as temp, create_private(temp, binary=True) as raw:
-        if append and path.exists():
-            with open(path, "rb") as existing:
-                shutil.copyfileobj(existing, raw, 1 << 20)
-        with gzip.GzipFile(path.name.removesuffix(".gz"), "wb", fileobj=raw) as out:
-            for n, body in enumerate(store.archive_bodies(ids), 1):
-                if b"\n" in body or b"\r" in body:
-                    body = json.dumps(json.loads(body), separators=(",", ":")).encode()
-                out.write(body + b"\n")
-                if n % 1000 == 0:
-                    advance(1000)
-        advance(len(ids) % 1000)
+    refuse_same(db, archive, "the archive must be another file")
+    try:
+        path = new_file(archive, force=True)
+    except TbhookError as exc:
+        raise TbhookError(f"{exc}; nothing was deleted") from None
+    if path.exists() and not append:
+        raise fail(f"{archive} exists (use --append to add to it, or another name)")
+    if not path.exists():
+        return path, set()
+    with progress() as bar:  # refuses what is not an archive, before the confirmation
+        task = bar.add_task(f"reading {archive}", total=None)
+        return path, archives.lines_in(path, lambda n: bar.advance(task, n))

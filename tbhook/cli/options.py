@@ -10,6 +10,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeAlias, TypeVar
 
 import typer
@@ -236,6 +237,33 @@ def open_for_writing(db: str, notice: Callable[[str], None] | None = None) -> St
     from tbhook.store import open_store
 
     return open_store(db, notice=notice or (lambda line: typer.echo(line, err=True)))
+
+
+def destination(
+    db: str, target: str, why: str, force: bool = False, backup_of: str | None = None
+) -> Path:
+    """A file a command is about to write for the user, checked before anything is written:
+    never the database, one of its side files (-wal, -shm, -journal) or any tbhook log (only a
+    backup of the log ``backup_of`` may replace an earlier backup of it); an existing file is
+    replaced only with ``force``, and only by a complete file (call inside
+    ``reported_errors``)."""
+    from tbhook.files import new_file, refuse_same
+    from tbhook.store import is_url
+    from tbhook.store.sqlite import log_identity
+
+    if not is_url(db):
+        refuse_same(db, target, why)
+    path = new_file(target, force)
+    identity = log_identity(path) if path.exists() else None
+    if identity is not None and identity[0]:
+        if backup_of is not None and identity[1] == backup_of:
+            return path  # an earlier backup of the same log
+        log = f" (log {identity[1]})" if identity[1] else ""
+        raise TbhookError(
+            f"{target} is another tbhook database{log}: {why}; tbhook never writes over one, "
+            "even with --force"
+        )
+    return path
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from tbhook.cli.options import (
     LimitOption,
     OneFormat,
     TailFormat,
+    destination,
     explain_empty,
     fail,
     filter_options,
@@ -297,28 +298,35 @@ def export(
     filters: Filters = Filters(),
     fmt: ExportFormat = "csv",
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Write here (atomically).")
+        Optional[str],
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="Write here (atomically), not to stdout."
+        ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace FILE if it exists, once the export is complete."),
+    ] = False,
 ) -> None:
     """Every matching event in arrival order, with a stable set of columns."""
     from tbhook.export import export as write_export
     from tbhook.output.formats import write_file
 
     fmt = getattr(fmt, "value", fmt)  # a plain name, for a forked worker
-
+    path = None
+    if output is not None:
+        with reported_errors():
+            path = destination(db, output, "export to another file", force)
+    elif force:
+        raise typer.BadParameter("--force replaces an --output file", param_hint="'--force'")
     with reading(db) as store:
-        if output is not None:
-            from tbhook.files import refuse_same
-
-            with reported_errors():
-                refuse_same(db, output, "export to another file")
-        if output is None:
+        if path is None:
             with _big_buffer(sys.stdout) as out:
                 written = write_export(store, filters, fmt, EVENT_FIELDS, out)
         else:
             total = store.count_matching(filters)
             written = write_file(
-                output,
+                path,
                 total,
                 lambda stream, advance: write_export(
                     store, filters, fmt, EVENT_FIELDS, stream, advance

@@ -959,6 +959,16 @@ class Store(ABC):
         """Fold another tbhook log (a SQLite file) into this one, in its arrival order, in
         short transactions; idempotent (see ``merged_logs``)."""
 
+    def refuse_merging_back(self, other: str, merged_at: str | None) -> None:
+        """Refuse to merge a log that this log was merged into (``merged_at``: when): its
+        copies of this log's events would add their deliveries here a second time."""
+        if merged_at is not None:
+            raise NotReady(
+                f"{other} already holds this log's events (this log was merged into it at "
+                f"{merged_at}); merging it back would count their deliveries twice. Merge in "
+                "one direction only: the log you keep takes the others"
+            )
+
     def merged_upto(self, log_id: str) -> tuple[int, int]:
         row = next(
             iter(

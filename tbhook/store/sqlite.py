@@ -121,6 +121,29 @@ _IMPORT_EVENT = _import_sql("events", EVENT_COLUMNS)
 _IMPORT_QUARANTINE = _import_sql("quarantine", (*QUARANTINE_COLUMNS, "line"))
 
 
+def log_identity(path: str | os.PathLike) -> tuple[bool, str | None] | None:
+    """Whether the SQLite file at ``path`` is a tbhook log, and its logId (None before m008);
+    None when it is not a SQLite file tbhook can read. Reads only."""
+    from tbhook.files import is_sqlite
+
+    if not is_sqlite(path):
+        return None
+    uri = "file:" + quote(str(Path(path).resolve())) + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+    except sqlite3.Error:
+        return None
+    try:
+        store = SQLiteStore(conn, os.fspath(path))
+        if not store.applied_steps():
+            return False, None
+        return True, store.meta().get("logId")
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+
+
 class SQLiteStore(Store):
     """A tbhook database in one SQLite file."""
 
@@ -587,6 +610,7 @@ class SQLiteStore(Store):
                     f"{other} is this log itself (or a copy of it): merging it would count its "
                     "deliveries twice"
                 )
+            self.refuse_merging_back(other, self._merged_into_attached())
             done = self.merged_upto(theirs) if theirs else (0, 0)
             new = [
                 self.one(f"SELECT count(*) FROM other.{table} WHERE id > ?", [after])[0]
@@ -607,6 +631,16 @@ class SQLiteStore(Store):
             "quarantine": added[1],
             "mergedBefore": done[0],
         }
+
+    def _merged_into_attached(self) -> str | None:
+        """When this log was merged into the attached one, if it was."""
+        try:
+            row = self.conn.execute(
+                'SELECT "mergedAt" FROM other.merged_logs WHERE "logId" = ?', [self.log_id()]
+            ).fetchone()
+        except sqlite3.OperationalError:  # a log from before merges were recorded
+            return None
+        return row[0] if row else None
 
     def _attached_log_id(self) -> str | None:
         try:
