@@ -86,6 +86,7 @@ class BatchWriter:
         self._sent_at = 0.0
         self._transport: asyncio.Transport | None = None
         self._connecting = False
+        self._reopening = False  # a new writer process is opening the store
         self._sock, self._process = _spawn(store_factory, forward_to)
 
     @classmethod
@@ -141,6 +142,10 @@ class BatchWriter:
                 with contextlib.suppress(RuntimeError):
                     future.set_result(StoreUnavailable("shutting down before the commit"))
         self._pending.clear()
+        for _, future in self._in_flight or []:
+            if not future.done():
+                with contextlib.suppress(RuntimeError):
+                    future.set_result(StoreUnavailable("shutting down before the commit"))
         for future in self._checks + self._checking:
             if not future.done():
                 with contextlib.suppress(RuntimeError):
@@ -191,7 +196,9 @@ class BatchWriter:
 
     def answer(self, reply: tuple) -> None:
         """A reply from the writer process: the outcomes of the batch in flight."""
-        if reply[0] == "opened":  # a new writer process is ready
+        if self._reopening:  # a new writer process has opened the store (or could not)
+            self._reopening = False
+            self._in_flight = None
             self._flush()
             return
         batch, self._in_flight = self._in_flight or [], None
@@ -217,24 +224,34 @@ class BatchWriter:
         self._flush()
 
     def died(self) -> None:
-        """The writer process is gone: the batch in flight was not acknowledged (503). Start
-        another, so the next deliveries are stored."""
-        if self._in_flight is not None:
-            self.answer(("failed", "could not store: the writer process stopped unexpectedly"))
-        if self._transport is not None:
-            self._transport.close()
-        self._transport = None
+        """The writer process is gone: the batch in flight (and a commit check) is answered
+        503 now, never left waiting. A new process is started; what queues meanwhile waits
+        until it has opened the store."""
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+        # Held, not None: nothing is sent until the new process has opened the store.
+        batch, self._in_flight = self._in_flight or [], []
+        checking, self._checking = self._checking, []
+        why = "could not store: the writer process stopped unexpectedly"
+        if batch and self.observer:
+            self.observer(len(batch), time.perf_counter() - self._sent_at, why)
+        for _, future in batch:
+            if not future.done():
+                future.set_result(StoreUnavailable(why))
+        for future in checking:
+            if not future.done():
+                future.set_result(why)
         self._process.join(5)
         self._sock, self._process = _spawn(self._factory, self.forward_to)
         self._sock.setblocking(False)
-        self._in_flight = []  # until the new process has opened the store
+        self._reopening = True
         asyncio.get_running_loop().create_task(self._reconnect())
 
     async def _reconnect(self) -> None:
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_connection(lambda: _Replies(self), sock=self._sock)
         self._transport = transport  # type: ignore[assignment]
-        self._in_flight = None
         transport.write(_frame(("open",)))
 
 
@@ -244,6 +261,10 @@ class _Replies(asyncio.Protocol):
     def __init__(self, writer: BatchWriter):
         self._buffer = bytearray()
         self._writer = writer
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -256,7 +277,9 @@ class _Replies(asyncio.Protocol):
             self._writer.answer(pickle.loads(frame))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._writer._transport is not None:  # not closed on purpose (detach)
+        # Only the writer's current connection: not one closed on purpose (detach), nor the
+        # connection to a process already replaced.
+        if self._transport is not None and self._writer._transport is self._transport:
             self._writer.died()
 
     def eof_received(self) -> bool:

@@ -434,3 +434,44 @@ def test_a_writer_process_that_dies_is_replaced_and_nothing_acknowledged_is_lost
     }
     assert acknowledged | {1} <= stored
     assert server.stop() == 0
+
+
+def test_a_writer_killed_under_concurrent_clients_answers_every_request(server):
+    """The batch in flight when the writer process dies is answered 503, never left waiting
+    (once, the next batch was sent down the dead connection and forgotten: its clients waited
+    forever, and SIGTERM then had to cancel them)."""
+    import os
+    import signal
+    import threading
+
+    from conftest import Worker, wait_for
+
+    stop = threading.Event()
+    answered: list[tuple[int, int]] = []  # (caseId, status)
+
+    def client(n: int) -> None:
+        case = n * 100_000
+        while not stop.is_set():
+            case += 1
+            answered.append((case, server.post(event_body(caseId=case)).status))
+
+    workers = [Worker(client, n) for n in range(8)]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in range(3):
+            before = len(answered)
+            wait_for(lambda before=before: len(answered) > before + 50, timeout=30)
+            os.kill(writer_process(server.proc.pid), signal.SIGKILL)
+        before = len(answered)
+        wait_for(lambda: len(answered) > before + 50, timeout=30)  # a new writer stores again
+    finally:
+        stop.set()
+    for worker in workers:
+        worker.finish(60)  # every request answered: a lost one would time out here
+    statuses = {status for _, status in answered}
+    assert statuses <= {200, 503} and 503 in statuses
+    stored = {r["caseId"] for r in rows(server.db)}
+    assert {case for case, status in answered if status == 200} <= stored
+    assert server.stop() == 0
+    assert "Cancel" not in server.stderr()
