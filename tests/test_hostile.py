@@ -176,3 +176,72 @@ def test_unknown_values_are_labelled_and_listed(hostile_db):
     ]
     [check] = [c for c in doctor["checks"] if c["check"] == "unknown values"]
     assert check["status"] == "warn" and "typeId 9 (1 events)" in check["message"]
+
+
+def on_a_terminal(*args: str) -> bytes:
+    """What a command writes when its stdout is a real terminal (a pseudo-terminal)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tbhook", *args],
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    os.close(follower)
+    out = bytearray()
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the command closed its end
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    assert proc.wait(60) in (0, 1), proc.stderr.read()
+    return bytes(out)
+
+
+TERMINAL_CASES = [
+    ["export"],
+    ["export", "--format", "ndjson"],
+    ["events", "-n", "0", "-f", "csv"],
+    ["events", "-n", "0", "-f", "ndjson"],
+    ["stats", "-f", "csv"],
+    ["doctor", "-f", "csv"],
+    ["quarantine", "-f", "csv"],
+    ["quarantine", "2", "--raw"],
+]
+
+
+@pytest.mark.parametrize("command", TERMINAL_CASES, ids=" ".join)
+def test_machine_formats_on_a_terminal_escape_sender_escape_sequences(hostile_db, command):
+    """An OSC sequence in an event name once retitled the terminal through `export`."""
+    out = on_a_terminal(*command, "--db", str(hostile_db))
+    assert out, command
+    for byte in (b"\x1b", b"\x07", b"\xc2\x9b", b"\xe2\x80\xae"):  # ESC, BEL, C1 CSI, RLO
+        assert byte not in ALLOWED_ESCAPE.sub("", out.decode("utf-8", "replace")).encode()
+
+
+def test_machine_formats_through_a_pipe_keep_the_bytes(hostile_db):
+    import subprocess
+    import sys
+
+    piped = subprocess.run(
+        [sys.executable, "-m", "tbhook", "export", "--db", str(hostile_db)],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert b"\x1b]0;owned\x07" in piped  # data, kept as it came
+    raw = subprocess.run(
+        [sys.executable, "-m", "tbhook", "event", "4", "--raw", "--db", str(hostile_db)],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert raw == hostile_bodies()[3]

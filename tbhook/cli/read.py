@@ -137,6 +137,14 @@ def _extra(row: dict) -> dict:
 
 
 def _write_raw(body: bytes) -> None:
+    """The body byte for byte, for a pipe or a file; on a terminal, with its control
+    characters escaped (a body is sender text)."""
+    from tbhook.output.safe import for_terminal, on_terminal
+
+    if on_terminal(sys.stdout):
+        sys.stdout.write(for_terminal(body.decode("utf-8", "backslashreplace")))
+        sys.stdout.flush()
+        return
     sys.stdout.flush()
     sys.stdout.buffer.write(body)
     sys.stdout.buffer.flush()
@@ -281,7 +289,13 @@ def cases(
 
 @contextlib.contextmanager
 def _big_buffer(stream: IO[str]) -> Iterator[IO[str]]:
-    """stdout with a 1 MiB buffer of its own: a million lines in a few hundred writes."""
+    """stdout with a 1 MiB buffer of its own: a million lines in a few hundred writes; on a
+    terminal, sender text with its control characters escaped."""
+    from tbhook.output.safe import TerminalStream, on_terminal
+
+    if on_terminal(stream):
+        yield TerminalStream(stream)  # type: ignore[misc]
+        return
     try:
         fd = stream.fileno()
     except (OSError, ValueError):  # not a real file (a test runner's capture)

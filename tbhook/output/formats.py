@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tbhook.errors import TbhookError
-from tbhook.output.safe import CSV_LINE_END, csv_value
+from tbhook.output.safe import CSV_LINE_END, TerminalStream, csv_value, on_terminal
 
 Records = Iterable[Mapping[str, Any]]
 
@@ -144,6 +144,8 @@ def write(answer: Answer, fmt: str, out: IO[str] | None = None) -> int:
     """Write ``answer`` in format ``fmt`` (a name in FORMATS); how many records."""
     out = out or sys.stdout
     fmt = getattr(fmt, "value", fmt)  # a member of a command's Format choices
+    if fmt not in ("table", "text") and on_terminal(out):
+        out = TerminalStream(out)  # type: ignore[assignment]  # tables clean every cell
     written = FORMATS[fmt](answer, out)
     total = answer.total_if_cut(written) if fmt != "table" else None
     if total is not None:

@@ -40,6 +40,45 @@ _CONTROL.update(
 )
 
 
+# What may reach a terminal as it is: line breaks and tabs. Everything else in _CONTROL is shown
+# escaped, so a sender's ESC, OSC or C1 sequence cannot retitle, recolour or rewrite the screen.
+_TERMINAL = {k: v for k, v in _CONTROL.items() if k not in (ord("\n"), ord("\t"))}
+
+
+def for_terminal(text: str) -> str:
+    """Machine output (csv, json, a raw body) bound for a terminal: control characters escaped
+    but line breaks and tabs. Piped or written to a file, the same output keeps its bytes."""
+    return text.replace("\r\n", "\n").translate(_TERMINAL)
+
+
+class TerminalStream:
+    """A text stream that writes through ``for_terminal``: what every machine format writes
+    when stdout is a terminal."""
+
+    def __init__(self, out: Any) -> None:
+        self._out = out
+
+    def write(self, text: str) -> int:
+        return self._out.write(for_terminal(text))
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._out.flush()
+
+    def isatty(self) -> bool:
+        return True
+
+
+def on_terminal(out: Any) -> bool:
+    try:
+        return bool(out.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 def clean(text: object) -> str:
     """Text safe for one terminal or log line: control characters (CR, LF, ESC...) escaped."""
     return str(text).translate(_CONTROL)
