@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import sys
+import zlib
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from itertools import chain
@@ -43,8 +43,62 @@ def open_source(source: str) -> tuple[IO[bytes], str]:
     except OSError as exc:
         raise TbhookError(f"cannot read {source}: {exc.strerror}") from exc
     if stream.peek(2)[:2] == b"\x1f\x8b":  # gzip, such as a `tbhook prune --archive` file
-        return gzip.open(stream, "rb"), source  # type: ignore[return-value]
+        return GzipLines(stream, source), source  # type: ignore[return-value]
     return stream, source
+
+
+class GzipLines:
+    """The lines of a gzip file (every member), read so that a file cut short still gives
+    every complete line before the cut; ``check`` then says what was lost."""
+
+    def __init__(self, raw: IO[bytes], name: str):
+        self._raw = raw
+        self.name = name
+        self.lines = 0
+        self.truncated: str | None = None  # why the stream ended early
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def __iter__(self) -> Iterator[bytes]:
+        pending = b""
+        for data in self._decompressed():
+            pending += data
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                self.lines += 1
+                yield line + b"\n"
+        if pending and self.truncated is None:
+            self.lines += 1
+            yield pending  # a last line without a newline, complete
+
+    def _decompressed(self) -> Iterator[bytes]:
+        decompressor = zlib.decompressobj(wbits=31)
+        fed = False  # whether the current member has begun
+        try:
+            while block := self._raw.read(1 << 16):
+                while block:
+                    fed = True
+                    yield decompressor.decompress(block)
+                    block = b""
+                    if decompressor.eof:  # the next member begins in what is left, if any
+                        block = decompressor.unused_data
+                        decompressor = zlib.decompressobj(wbits=31)
+                        fed = False
+        except zlib.error as exc:
+            self.truncated = f"it is damaged ({exc})"
+            return
+        if fed and not decompressor.eof:
+            self.truncated = "it ends in the middle of a gzip member"
+            yield decompressor.flush()
+
+    def check(self) -> None:
+        """Raise TbhookError when the file was cut short or damaged."""
+        if self.truncated:
+            raise TbhookError(
+                f"{self.name} is incomplete: {self.truncated}; read the {self.lines} complete "
+                "lines before that point"
+            )
 
 
 def bodies(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:

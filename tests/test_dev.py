@@ -419,3 +419,38 @@ def test_import_and_send_take_a_json_array_on_one_line_or_many(server, db_path, 
     sent = run("send", str(path), "--to", f"http://127.0.0.1:{server.port}/")
     assert sent.exit_code == 0 and len(sent.stdout.splitlines()) == 4
     assert [r["body"] for r in rows(server.db)] == [i.encode() for i in items]  # as written
+
+
+def test_import_of_a_truncated_gzip_keeps_every_complete_line_and_says_so(db_path, tmp_path):
+    import gzip
+
+    lines = [event_body(caseId=i).replace(b"\n", b"") for i in range(400)]
+    whole = gzip.compress(b"\n".join(lines) + b"\n")
+    cut = tmp_path / "cut.ndjson.gz"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    result = run("import", str(cut), "--db", str(db_path))
+    assert result.exit_code == 1
+    imported = len(rows(db_path))
+    assert 0 < imported < 400
+    assert result.stdout == f"Imported {cut}: {imported} inserted, 0 duplicates, 0 quarantined\n"
+    assert result.stderr == (
+        f"Error: {cut} is incomplete: it ends in the middle of a gzip member; read the "
+        f"{imported} complete lines before that point\n"
+    )
+    assert rows(db_path, "SELECT count(*) AS n FROM quarantine")[0]["n"] == 0  # no half line
+    # The whole file later adds the rest.
+    (tmp_path / "whole.ndjson.gz").write_bytes(whole + gzip.compress(lines[0] + b"\n"))
+    again = run("import", str(tmp_path / "whole.ndjson.gz"), "--db", str(db_path))
+    assert again.exit_code == 0 and len(rows(db_path)) == 400
+
+
+def test_import_of_a_damaged_gzip_says_so(db_path, tmp_path):
+    import gzip
+
+    data = bytearray(gzip.compress(b"\n".join(event_body(caseId=i) for i in range(50))))
+    data[40:60] = b"\x00" * 20
+    bad = tmp_path / "bad.gz"
+    bad.write_bytes(bytes(data))
+    result = run("import", str(bad), "--db", str(db_path))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith(f"Error: {bad} is incomplete: it is damaged (")

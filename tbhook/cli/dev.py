@@ -124,6 +124,7 @@ def send(
                     continue
                 failed += not reply.ok
                 typer.echo(f"{reply.status} {summary}{_reply_note(reply)}")
+            _complete(stream)
         poster.close()
     for key in sorted(set(assignments) - used):
         typer.echo(
@@ -196,6 +197,15 @@ def import_(
         + (f" (lines {shown})" if lines else "")
         + (f", {already} already in quarantine" if already else "")
     )
+    with reported_errors():
+        _complete(stream)
+
+
+def _complete(stream: Any) -> None:
+    """Raise when a compressed file ended early: what came before the cut was read."""
+    check = getattr(stream, "check", None)
+    if check is not None:
+        check()
 
 
 @filter_options
