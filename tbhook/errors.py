@@ -21,6 +21,10 @@ class NotReady(TbhookError):
     """The file is not (yet) a tbhook database of this version: nothing a reader can use."""
 
 
+class ForeignDatabase(NotReady):
+    """The file holds someone else's tables: tbhook never adds to it, and waiting won't help."""
+
+
 class StoreBusy(StoreUnavailable):
     """Another connection holds the write lock: waiting may be enough."""
 

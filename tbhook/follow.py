@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from tbhook.errors import NoDatabase, NotReady
+from tbhook.errors import ForeignDatabase, NoDatabase, NotReady, TbhookError
 from tbhook.events import Unreadable
 from tbhook.filters import Filters
 from tbhook.output.describe import describe, describe_parsed, event_record, event_style
@@ -24,6 +25,7 @@ POLL_SECONDS = 0.1  # the id is a cursor: one cheap indexed query per poll
 # receiver stamps as a request arrives: one that commits up to this long after it was stamped
 # (a slow batch, another receiver's clock) is still shown, once.
 LOOKBACK = timedelta(seconds=60)
+HANGING = 29  # where a line's description starts (time, id): a wrapped line continues there
 
 
 @dataclass(frozen=True)
@@ -37,14 +39,15 @@ class Feed:
     quarantine: bool = False
 
 
-def follow_events(db: str, feed: Feed, follow: bool, fmt: str, poll: float = POLL_SECONDS) -> None:
+def follow_events(
+    store: Store, feed: Feed, follow: bool, fmt: str, poll: float = POLL_SECONDS
+) -> None:
     """Write the feed in ``fmt`` (text or ndjson, through the format registry) until Ctrl-C,
     or after the backlog when not following."""
-    store = _open_when_ready(db, follow, poll)
-    try:
-        write(Answer(records=_records(store, feed, follow, poll), line=_line, live=True), fmt)
-    finally:
-        store.close()
+    write(
+        Answer(records=_records(store, feed, follow, poll), line=_line, live=True, hanging=HANGING),
+        fmt,
+    )
 
 
 def _records(store: Store, feed: Feed, follow: bool, poll: float) -> Iterator[dict[str, Any]]:
@@ -61,6 +64,8 @@ def _records(store: Store, feed: Feed, follow: bool, poll: float) -> Iterator[di
     for row in backlog:
         yield _quarantined(row) if "reason" in row else _event(row, canonical)
     while follow:
+        if _STOPPING:
+            raise Stopped
         store.tail_wait(poll)
         rows, cursor = store.tail_more(feed.filters, cursor)
         if any(row["event"] == "profileMerged" for row in rows):
@@ -191,14 +196,28 @@ def _line(record: Mapping[str, Any]) -> Any:
     return Text(text, style=event_style(record))
 
 
+class Stopped(BaseException):
+    """Ctrl-C or SIGTERM asked tail to stop."""
+
+
+# The signals received: where the exception raised for one is swallowed (a weakref callback
+# of the import system prints "Exception ignored"), the follow loop sees this instead.
+_STOPPING: list[int] = []
+
+
 @contextlib.contextmanager
 def stopped_by_signals() -> Iterator[None]:
-    """Ctrl-C and SIGTERM end the command (as KeyboardInterrupt), even when the parent started
-    it with SIGINT ignored, as test runners and some shells do."""
+    """Ctrl-C and SIGTERM end the command (as ``Stopped``), even when the parent started it
+    with SIGINT ignored, as test runners and some shells do. Not as KeyboardInterrupt: one
+    raised inside code that ``exec`` runs (a dataclass being made by an import) marks the
+    interpreter to kill itself with SIGINT at exit, whatever the command returns (CPython
+    3.11)."""
 
     def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        _STOPPING.append(signum)
+        raise Stopped
 
+    _STOPPING.clear()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
@@ -207,18 +226,39 @@ def stopped_by_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _open_when_ready(db: str, wait: bool, poll: float) -> Store:
-    """Open the database read-only, waiting (when following) until `serve` has created it."""
+def open_when_ready(
+    db: str, wait: bool, notice: Callable[[str], None], poll: float = POLL_SECONDS
+) -> Store:
+    """Open the database read-only; when following, wait (saying why, once) until `serve` has
+    created it. What waiting cannot mend (no such directory, someone else's database, not a
+    database file) is an error at once."""
+    said = None
     while True:
         try:
             store = open_reader(db)
-            store.max_id()  # the schema may not be there yet in a database being created
+            try:
+                store.max_id()  # the schema may not be there yet in a database being created
+            except sqlite3.OperationalError as exc:
+                store.close()
+                raise NotReady(f"{db} is being created") from exc
             return store
-        except (NoDatabase, NotReady):  # not there yet, or `serve` is still creating it
+        except NoDatabase:
             if not wait:
                 raise
-        except sqlite3.OperationalError:
-            store.close()
+            folder = os.path.dirname(os.path.abspath(db))
+            if not os.path.isdir(folder):
+                raise TbhookError(
+                    f"no directory {folder}: `tbhook serve --db {db}` could not create the "
+                    "database there"
+                ) from None
+            why = f"Waiting for {db} to appear (start `tbhook serve --db {db}`)..."
+        except ForeignDatabase:
+            raise
+        except NotReady as exc:
             if not wait:
                 raise
+            why = f"Waiting: {exc}..."
+        if why != said:
+            notice(why)
+            said = why
         time.sleep(poll * 2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hmac
 import ipaddress
 import json
@@ -579,7 +580,14 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         return socket.create_server((host, port), family=family, backlog=2048)
     except OSError as exc:
+        if exc.errno is not None and exc.errno < 0:  # getaddrinfo's: no such address or name
+            raise TbhookError(
+                f"cannot listen on {host}:{port}: {host} is neither an IP address nor a host "
+                "name this machine can resolve"
+            ) from exc
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        if exc.errno == errno.EADDRNOTAVAIL:
+            reason += f" ({host} is not an address of this machine)"
         raise TbhookError(f"cannot listen on {host}:{port}: {reason}") from exc
 
 

@@ -201,6 +201,39 @@ def server(serve) -> Served:
     return serve()
 
 
+def on_a_terminal(*args: str, columns: int = 200, env: dict | None = None) -> bytes:
+    """What `tbhook ARGS` writes when its stdout is a real terminal (a pseudo-terminal of
+    ``columns`` columns)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    environment = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tbhook", *args],
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env={**environment, **(env or {})},
+    )
+    os.close(follower)
+    out = bytearray()
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the command closed its end
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    assert proc.wait(60) in (0, 1), proc.stderr.read()
+    return bytes(out)
+
+
 class Worker(threading.Thread):
     """A test's helper thread whose failure fails the test: ``finish`` re-raises what the
     thread raised, and gives up (failing) when the thread does not end in time."""

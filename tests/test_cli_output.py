@@ -199,7 +199,8 @@ def test_cases_first_page_reads_only_its_cases(db_path):
     [
         (
             ("--event", "newresult"),
-            'No events: no event named "newresult"; known: newResult, caseClosed, profileMerged\n',
+            'No events: no event named "newresult" (did you mean "newResult"? names are '
+            "case-sensitive); known: newResult, caseClosed, profileMerged\n",
         ),
         (("--case", "5"), "No events: no event has caseId 5\n"),
         (("--person", "424242"), "No events: no event names person 424242 or anyone merged"),
@@ -289,9 +290,11 @@ def test_quarantine_retry_moves_what_is_readable_now_keeps_the_rest_and_is_idemp
 def test_quarantine_retry_of_named_ids_and_of_an_id_not_there(db):
     _quarantine_as_an_older_tbhook(db, event_body(caseId=5151, typeId=9), "2024-02-01T10:00:00Z")
     result = run("quarantine", "retry", "2", "#77")
-    assert result.exit_code == 1
-    assert result.stderr.endswith("Error: not in quarantine: #77\n")
-    assert "moved" in result.stdout and "not in quarantine" in result.stdout
+    assert result.exit_code == 1 and result.stdout == ""  # a mistyped id: nothing is retried
+    assert result.stderr.startswith("Error: not in quarantine: #77 (")
+    assert run("events", "--case", "5151").stdout == ""
+    result = run("quarantine", "retry", "2")
+    assert result.exit_code == 0 and "moved" in result.stdout
     assert json.loads(run("events", "--case", "5151", "-f", "json").stdout)[0]["caseId"] == 5151
     bad = run("quarantine", "retry", "seven")
     assert bad.exit_code == 2 and "'seven' is not a quarantine id" in bad.stderr

@@ -8,6 +8,7 @@ import json
 import re
 
 import pytest
+from conftest import on_a_terminal
 from typer.testing import CliRunner
 
 from tbhook.cli import app
@@ -176,36 +177,6 @@ def test_unknown_values_are_labelled_and_listed(hostile_db):
     ]
     [check] = [c for c in doctor["checks"] if c["check"] == "unknown values"]
     assert check["status"] == "warn" and "typeId 9 (1 events)" in check["message"]
-
-
-def on_a_terminal(*args: str) -> bytes:
-    """What a command writes when its stdout is a real terminal (a pseudo-terminal)."""
-    import os
-    import pty
-    import subprocess
-    import sys
-
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tbhook", *args],
-        stdout=follower,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    os.close(follower)
-    out = bytearray()
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # EIO: the command closed its end
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(leader)
-    assert proc.wait(60) in (0, 1), proc.stderr.read()
-    return bytes(out)
 
 
 TERMINAL_CASES = [

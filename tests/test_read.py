@@ -365,7 +365,7 @@ def test_export_ndjson_and_filters(log_db, split):
 def test_export_to_a_file_is_atomic_and_complete(log_db, split, tmp_path):
     target = tmp_path / "out.csv"
     target.write_text("old contents")
-    result = run("export", "--output", str(target))
+    result = run("export", "--output", str(target), "--force")
     assert result.exit_code == 0
     assert result.stderr.endswith(f"Wrote 11 events to {target}\n")
     assert len(list(csv.DictReader(target.open()))) == 11

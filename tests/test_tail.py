@@ -28,17 +28,27 @@ class Tail:
         )
         self.lines: queue.Queue = queue.Queue()
         self.err: list[str] = []
-        threading.Thread(
-            target=self._pump, args=(self.proc.stdout, self.lines.put), daemon=True
-        ).start()
-        threading.Thread(
-            target=self._pump, args=(self.proc.stderr, self.err.append), daemon=True
-        ).start()
+        self._pumps = [
+            threading.Thread(target=self._pump, args=(stream, put), daemon=True)
+            for stream, put in (
+                (self.proc.stdout, self.lines.put),
+                (self.proc.stderr, self.err.append),
+            )
+        ]
+        for pump in self._pumps:
+            pump.start()
 
     @staticmethod
     def _pump(stream, put):
         for line in stream:
             put(line)
+
+    def everything(self, timeout=20) -> list[str]:
+        """Every line, once the command has ended by itself (--no-follow)."""
+        assert self.proc.wait(timeout) == 0, self.err
+        for pump in self._pumps:
+            pump.join(timeout)  # the pipes are at their end: the pumps finish
+        return [self.lines.get() for _ in range(self.lines.qsize())]
 
     def next_line(self, timeout=10) -> str:
         return self.lines.get(timeout=timeout)
@@ -197,19 +207,57 @@ def test_tail_backlog_takes_the_same_limit_as_every_listing(server):
     for case in range(60):
         server.post(event_body(caseId=case))
     server.post(b"{nope")
-    tail = start_tail(server.db, "--format", "ndjson", "--no-follow")
-    assert tail.proc.wait(20) == 0
-    rows = [json.loads(line) for line in tail.proc.stdout] if tail.lines.empty() else []
-    time.sleep(0.2)
-    while not tail.lines.empty():
-        rows.append(json.loads(tail.lines.get()))
+    rows = [
+        json.loads(line)
+        for line in start_tail(server.db, "-f", "ndjson", "--no-follow").everything()
+    ]
     assert len(rows) == 50 and rows[-1]["caseId"] == 59  # the default: the last 50
-    everything = start_tail(
-        server.db, "--format", "ndjson", "--no-follow", "-n", "0", "--quarantine"
+    got = [
+        json.loads(line)
+        for line in start_tail(
+            server.db, "-f", "ndjson", "--no-follow", "-n", "all", "--quarantine"
+        ).everything()
+    ]
+    assert len(got) == 61 and got[-1]["kind"] == "quarantined"  # by receive time
+    # As Unix `tail -n 0`: no backlog at all.
+    assert start_tail(server.db, "-f", "ndjson", "--no-follow", "-n", "0").everything() == []
+
+
+def test_tail_n_is_a_number_or_all(server):
+    tail = start_tail(server.db, "-n", "lots")
+    assert tail.proc.wait(20) == 2
+    for pump in tail._pumps:
+        pump.join(20)
+    assert "Invalid value for '-n' / '--limit': 'lots' is not a number of events or all" in "".join(
+        tail.err
     )
-    assert everything.proc.wait(20) == 0
-    time.sleep(0.2)
-    got = []
-    while not everything.lines.empty():
-        got.append(json.loads(everything.lines.get()))
-    assert len(got) == 61 and got[-1]["kind"] == "quarantined"  # 0 is all; by receive time
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+def test_tail_on_a_narrow_terminal_wraps_between_words_and_never_splits_a_number(db_path, columns):
+    from conftest import on_a_terminal
+
+    from tbhook.events import parse
+    from tbhook.store import Delivery
+    from tbhook.store.sqlite import SQLiteStore
+
+    body = event_body(caseId=123456789012, personId=987654321098, resultId=55555555555)
+    store = SQLiteStore.open(db_path)
+    store.append([Delivery(body, parse(body), path="/tracebuzz/profile-amsterdam")])
+    store.close()
+    out = on_a_terminal("tail", "--no-follow", "--db", str(db_path), columns=columns)
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", out.decode())  # rich's colours
+    lines = text.replace("\r\n", "\n").rstrip("\n").split("\n")
+    assert len(lines) > 1  # it did not fit on one
+    assert all(len(line) <= columns for line in lines), lines
+    assert all(line.startswith(" " * 29) for line in lines[1:])  # under the description
+    for number in (
+        "#1",
+        "123456789012",
+        "987654321098",
+        "55555555555",
+        "/tracebuzz/profile-amsterdam",
+    ):
+        assert any(number in line for line in lines), number  # whole, never cut across lines

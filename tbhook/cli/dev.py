@@ -111,8 +111,10 @@ def send(
     with reported_errors():
         poster = Poster(to, auth_headers(header_name, header_value))
         for source in sources:
-            stream, _label = open_source(source)
+            stream, label = open_source(source)
+            sent = 0
             for _line, raw in bodies(stream):
+                sent += 1
                 body, applied = override(raw, assignments, timestamp, additions)
                 used |= applied
                 summary = describe_parsed(parse(body))
@@ -125,6 +127,9 @@ def send(
                 failed += not reply.ok
                 typer.echo(f"{reply.status} {summary}{_reply_note(reply)}")
             _complete(stream)
+            if not sent:
+                poster.close()
+                raise fail(f"nothing to send: {label} holds no body (only blank lines, or nothing)")
         poster.close()
     for key in sorted(set(assignments) - used):
         typer.echo(

@@ -18,18 +18,35 @@ import typer
 from tbhook.errors import TbhookError
 from tbhook.filters import Filters, iso_time, parse_sender, parse_when
 from tbhook.output.formats import FORMATS
+from tbhook.output.safe import clean
 
 if TYPE_CHECKING:
     from tbhook.store import Store
 
 DEFAULT_DB = "tbhook.db"
 DEFAULT_LIMIT = 50  # every listing: events, cases, quarantine, tail's backlog
+
+
+def _database(value: str) -> str:
+    """A file path, or a PostgreSQL URL that can be one (checked before anything opens it)."""
+    from tbhook.store import is_url
+    from tbhook.store.postgres import check_url
+
+    if is_url(value):
+        try:
+            check_url(value)
+        except TbhookError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
 DbOption = Annotated[
     str,
     typer.Option(
         "--db",
         envvar="TBHOOK_DB",
         metavar="FILE|URL",
+        callback=_database,
         help="SQLite file, or a postgresql:// URL (the password from the URL, PGPASSWORD "
         "or ~/.pgpass).",
         show_default=True,
@@ -37,7 +54,9 @@ DbOption = Annotated[
 ]
 LimitOption = Annotated[
     int,
-    typer.Option("--limit", "-n", min=0, metavar="N", help="At most N rows (0: all)."),
+    typer.Option(
+        "--limit", "-n", min=0, max=2**63 - 1, metavar="N", help="At most N rows (0: all)."
+    ),
 ]
 
 
@@ -178,6 +197,8 @@ def make_filters(given: dict[str, Any]) -> Filters:
     values: dict[str, Any] = {
         name: tuple(v) if isinstance(v, list) else v for name, v in given.items()
     }
+    if values.get("events") is None:  # typer's None for a list option given no value
+        values["events"] = ()
     since, until = values.get("since"), values.get("until")
     if since is not None and until is not None and since >= until:
         raise typer.BadParameter(
@@ -284,13 +305,22 @@ def reading(db: str, current: bool = True) -> Iterator[Store]:
             store.close()
 
 
-def explain_empty(store: Store, filters: Filters, what: str = "events") -> None:
-    """Say on stderr why a filtered answer is empty: the first filter that matches nothing on
-    its own, or that each matches but not together."""
+def explain_empty(store: Store, filters: Filters, what: str = "events", then: str = "") -> None:
+    """Say on stderr why a filtered answer is empty: the database is, or the first filter that
+    matches nothing on its own, or that each matches but not together; ``then`` ends the line
+    (what happens next)."""
     from tbhook.events import SCHEMAS
 
+    def say(why: str) -> None:
+        sys.stderr.write(f"No {what}: {why}{then}\n")
+        sys.stderr.flush()
+
+    if not store.count():
+        say("the database is empty (nothing received yet)")
+        return
     if filters == Filters():
-        sys.stderr.write(f"No {what}: the log is empty\n" if not store.count() else "")
+        if what == "cases":
+            say("no message or close names a caseId")
         return
     for name in FILTER_OPTIONS:
         value = getattr(filters, name)
@@ -299,14 +329,21 @@ def explain_empty(store: Store, filters: Filters, what: str = "events") -> None:
         if name == "events":
             for event in value:
                 if not store.any_matching(Filters(events=(event,))):
-                    known = ", ".join(SCHEMAS)
-                    sys.stderr.write(f'No {what}: no event named "{event}"; known: {known}\n')
+                    say(
+                        f'no event named "{clean(event)}"{_did_you_mean(event, SCHEMAS)}; '
+                        f"known: {', '.join(SCHEMAS)}"
+                    )
                     return
             continue
         if not store.any_matching(Filters(**{name: value})):
-            sys.stderr.write(f"No {what}: {_nothing_for(name, value)}\n")
+            say(_nothing_for(name, value))
             return
-    sys.stderr.write(f"No {what}: each filter matches events, but no event matches them all\n")
+    say("each filter matches events, but no event matches them all")
+
+
+def _did_you_mean(name: str, known: Any) -> str:
+    close = [k for k in known if k.lower() == name.lower()]
+    return f' (did you mean "{close[0]}"? names are case-sensitive)' if close else ""
 
 
 def _nothing_for(name: str, value: Any) -> str:

@@ -8,7 +8,6 @@ import sys
 from collections.abc import Callable, Iterator
 from enum import Enum
 from operator import itemgetter
-from pathlib import Path
 from typing import IO, Annotated, Any, Optional
 
 import typer
@@ -150,22 +149,41 @@ def _write_raw(body: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
+def _backlog(value: str) -> int | None:
+    """tail's -n: how many of the last events to show first: a number (0: none, as Unix
+    `tail -n 0 -f`) or ``all``. Internally None is none and 0 is all (``Feed.backlog``)."""
+    text = value.strip().lower()
+    if text == "all":
+        return 0
+    if not text.isdigit():
+        raise typer.BadParameter(
+            f"{value!r} is not a number of events or all", param_hint="'-n' / '--limit'"
+        )
+    number = int(text)
+    if number >= 2**63:
+        raise typer.BadParameter(
+            f"{value} is more than any log holds; use all", param_hint="'-n' / '--limit'"
+        )
+    return number or None
+
+
 @filter_options
 def tail(
     db: DbOption = DEFAULT_DB,
     filters: Filters = Filters(),
     limit: Annotated[
-        int,
+        str,
         typer.Option(
             "--limit",
             "-n",
             "--lines",
-            min=0,
-            metavar="N",
-            help="Show the last N matching events first (0: all of them).",
+            metavar="N|all",
+            help="Show the last N matching events first (0: none, all: every one).",
         ),
-    ] = DEFAULT_LIMIT,
-    new: Annotated[bool, typer.Option("--new", help="Only what arrives from now on.")] = False,
+    ] = str(DEFAULT_LIMIT),
+    new: Annotated[
+        bool, typer.Option("--new", help="Only what arrives from now on (the same as -n 0).")
+    ] = False,
     retries: Annotated[
         bool,
         typer.Option("--retries", help="Also show redeliveries of stored events as they come."),
@@ -178,17 +196,27 @@ def tail(
     fmt: TailFormat = "text",
 ) -> None:
     """Watch events arrive: the last N matching events, then new ones as they are stored."""
-    from tbhook.follow import Feed, follow_events, stopped_by_signals
-    from tbhook.store import is_url
+    from tbhook.follow import Feed, Stopped, follow_events, open_when_ready, stopped_by_signals
 
-    if follow and not is_url(db) and not Path(db).exists():
-        sys.stderr.write(f"Waiting for {db} to appear (start `tbhook serve --db {db}`)...\n")
+    backlog = None if new else _backlog(limit)
+    feed = Feed(filters, backlog=backlog, retries=retries, quarantine=quarantine)
+
+    def notice(line: str) -> None:
+        sys.stderr.write(line + "\n")
         sys.stderr.flush()
-    feed = Feed(filters, backlog=None if new else limit, retries=retries, quarantine=quarantine)
+
     try:
         with stopped_by_signals(), reported_errors():
-            follow_events(db, feed, follow, fmt)
-    except KeyboardInterrupt:
+            store = open_when_ready(db, follow, notice)
+            try:
+                if not store.any_matching(filters):
+                    explain_empty(
+                        store, filters, "events", "; waiting for new ones" if follow else ""
+                    )
+                follow_events(store, feed, follow, fmt)
+            finally:
+                store.close()
+    except (Stopped, KeyboardInterrupt):
         raise typer.Exit(0) from None
 
 
@@ -473,14 +501,24 @@ def _retry(db: str, ids: list[int], fmt: str) -> None:
     with reported_errors():
         store = open_for_writing(db)
         try:
+            missing = store.not_quarantined(ids)
+            if missing:  # a mistyped id: nothing is retried
+                shown = ", ".join(f"#{i}" for i in missing)
+                raise fail(
+                    f"not in quarantine: {shown} (see `tbhook quarantine`; one moved by an "
+                    "earlier retry is among the events now)"
+                )
             results = list(store.recover_quarantined(ids or None, parse))
         finally:
             store.close()
+    if not results:
+        sys.stderr.write("Nothing in quarantine to retry\n")
+        return
     records = [
         {
             "quarantineId": r.quarantine_id,
             "outcome": (
-                "missing"
+                "missing"  # moved by another retry meanwhile
                 if r.missing
                 else "unreadable"
                 if r.reason
@@ -495,8 +533,7 @@ def _retry(db: str, ids: list[int], fmt: str) -> None:
         for r in results
     ]
     moved = sum(r["eventId"] is not None for r in records)
-    missing = [r["quarantineId"] for r in records if r["outcome"] == "missing"]
-    still = len(records) - moved - len(missing)
+    still = sum(r["outcome"] == "unreadable" for r in records)
     write(
         Answer(
             records=records,
@@ -505,13 +542,8 @@ def _retry(db: str, ids: list[int], fmt: str) -> None:
         ),
         fmt,
     )
-    summary = (
-        f"Moved {moved} of {moved + still} quarantined deliveries into events"
+    sys.stderr.write(
+        f"Moved {moved} of {len(records)} quarantined deliveries into events"
         + (f"; {still} still unreadable, kept in quarantine" if still else "")
-        if moved + still
-        else "Nothing in quarantine to retry"
+        + "\n"
     )
-    sys.stderr.write(summary + "\n")
-    if missing:
-        shown = ", ".join(f"#{i}" for i in missing)
-        raise fail(f"not in quarantine: {shown}")

@@ -47,6 +47,7 @@ class Answer:
     limit: int | None = None  # the limit asked for: with a callable total, counted only if hit
     notes: list[Any] = field(default_factory=list)  # for people, under the table
     live: bool = False
+    hanging: int = 0  # text on a terminal: lines wrap at words, continued this far in
 
     def total_if_cut(self, written: int) -> int | None:
         """How many there were in all, when the answer was cut short by its limit."""
@@ -117,18 +118,41 @@ def write_table(answer: Answer, out: IO[str]) -> int:
 
 
 def write_text(answer: Answer, out: IO[str]) -> int:
-    """One line per record, for a feed; lines longer than the terminal wrap, never cut."""
+    """One line per record, for a feed. On a terminal, a line longer than it wraps between
+    words, continued ``answer.hanging`` columns in (a number is never split); piped, each
+    record stays one line."""
     from tbhook.output.tables import console
 
     screen = console(out)
+    width = screen.width if answer.hanging and on_terminal(out) else 0
     count = 0
     for record in answer.records:
         line = answer.line(record) if answer.line else str(answer.fields_of(record))
-        screen.print(line, soft_wrap=True)
+        if width and len(getattr(line, "plain", "")) > width:
+            for piece in wrapped(line.plain, width, answer.hanging):
+                screen.print(type(line)(piece, style=line.style), soft_wrap=True)
+        else:
+            screen.print(line, soft_wrap=True)
         count += 1
         if answer.live:
             out.flush()
     return count
+
+
+def wrapped(text: str, width: int, hanging: int) -> list[str]:
+    """``text`` in lines of at most ``width`` columns, broken between words, every line after
+    the first indented ``hanging`` columns (less when the terminal is too narrow for that); a
+    word longer than a whole line is the only thing ever split."""
+    import textwrap
+
+    indent = hanging if width - hanging >= 24 else min(4, width // 4)
+    return textwrap.wrap(
+        text,
+        width,
+        subsequent_indent=" " * indent,
+        break_on_hyphens=False,
+        replace_whitespace=False,
+    ) or [""]
 
 
 FORMATS: dict[str, Callable[[Answer, IO[str]], int]] = {

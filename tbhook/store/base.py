@@ -25,7 +25,7 @@ from datetime import date, timedelta
 from typing import IO, Any
 
 from tbhook.cases import CASE_COLUMNS
-from tbhook.errors import NotReady, StoreUnavailable
+from tbhook.errors import ForeignDatabase, NotReady, StoreUnavailable
 from tbhook.events import COLUMNS, ENUMERATED, EVENT_FIELDS, Event, Unreadable
 from tbhook.filters import Filters, utc_now
 from tbhook.persons import Merge, PersonGroup, Resolver, group_of, resolver_for
@@ -265,10 +265,10 @@ _ORDERS = {
 }
 
 
-def not_tbhooks(path: str, found: list[str], advice: str) -> NotReady:
+def not_tbhooks(path: str, found: list[str], advice: str) -> ForeignDatabase:
     """The refusal of a database that holds someone else's tables (the first few named)."""
     shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
-    return NotReady(f"{path} is not a tbhook database (it holds {shown}); {advice}")
+    return ForeignDatabase(f"{path} is not a tbhook database (it holds {shown}); {advice}")
 
 
 class Store(ABC):
@@ -565,6 +565,18 @@ class Store(ABC):
         )
         row = next(iter(rows), None)
         return None if row is None else _bytes(row, "body", "bodySha256")
+
+    def not_quarantined(self, ids: Sequence[int]) -> list[int]:
+        """Which of ``ids`` are not in quarantine."""
+        found: set[int] = set()
+        for start in range(0, len(ids), 500):
+            part = list(ids[start : start + 500])
+            marks = ", ".join("?" for _ in part)
+            found.update(
+                row[0]
+                for row in self.query(f"SELECT id FROM quarantine WHERE id IN ({marks})", part)
+            )
+        return sorted(set(ids) - found)
 
     def quarantined_since(self, since: str | None) -> list[dict]:
         """Quarantined deliveries (new or delivered again) whose last delivery was at or after

@@ -63,6 +63,36 @@ def is_url(target: str) -> bool:
     return target.startswith(("postgresql://", "postgres://"))
 
 
+def check_url(url: str) -> None:
+    """Raise TbhookError, in words and without the password, when ``url`` cannot be a
+    PostgreSQL URL (a port that is not a number or out of range, an unclosed IPv6 bracket)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        reason = str(exc)
+        if "cast to integer" in reason:
+            reason = "its port is not a number"
+        elif "out of range" in reason:
+            reason = "its port is not between 1 and 65535"
+        elif "IPv6" in reason:
+            reason = "its IPv6 address lacks a bracket (write postgresql://[::1]:5432/tbhook)"
+        raise TbhookError(f"{_masked(url)} is not a valid PostgreSQL URL: {reason}") from None
+    if port == 0:
+        raise TbhookError(
+            f"{_masked(url)} is not a valid PostgreSQL URL: its port is not between 1 and 65535"
+        )
+
+
+def _masked(url: str) -> str:
+    """The URL with any password replaced, without parsing it (it may not parse)."""
+    import re
+
+    return re.sub(r"^([a-z]+://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
 def shown(url: str) -> str:
     """The URL without its password: safe for a banner, a report or an error."""
     from urllib.parse import urlsplit, urlunsplit

@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
-from tbhook.errors import NoDatabase, NotReady, StoreBusy, StoreUnavailable, damaged, human_size
+from tbhook.errors import (
+    ForeignDatabase,
+    NoDatabase,
+    NotReady,
+    StoreBusy,
+    StoreUnavailable,
+    TbhookError,
+    damaged,
+    human_size,
+)
 from tbhook.filters import Filters
 from tbhook.output.safe import CSV_LINE_END
 from tbhook.store.base import (
@@ -214,6 +223,8 @@ class SQLiteStore(Store):
         """Open an existing database read-only; never create one. With ``current``, refuse a
         database an older tbhook wrote (its tables may lack what the reader expects)."""
         path = os.fspath(path)
+        if os.path.isdir(path):
+            raise TbhookError(f"{path} is a directory, not a database file")
         if not os.path.isfile(path):
             raise NoDatabase(path)
         uri = "file:" + quote(str(Path(path).resolve())) + "?mode=ro"
@@ -230,9 +241,14 @@ class SQLiteStore(Store):
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot read {path}: {exc}") from exc
         if pending and (current or not applied):
-            store.close()
             if not applied:
-                raise NotReady(f"{path} is not a tbhook database")
+                tables = store._tables()
+                store.close()
+                if tables:
+                    raise ForeignDatabase(f"{path} is not a tbhook database")
+                # Empty: a receiver may be creating it this moment.
+                raise NotReady(f"{path} is not a tbhook database (yet: it holds no tables)")
+            store.close()
             raise NotReady(
                 f"{path} was written by an older tbhook; run `tbhook serve --db {path}` "
                 "once to upgrade it"
@@ -243,16 +259,19 @@ class SQLiteStore(Store):
         """A database that holds tables but not tbhook's is someone else's: never add to it."""
         if self.applied_steps():
             return
-        found = [
+        found = self._tables()
+        if found:
+            raise not_tbhooks(
+                self.path, found, "give --db a new file or an existing tbhook database"
+            )
+
+    def _tables(self) -> list[str]:
+        return [
             name
             for (name,) in self.conn.execute(
                 "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
             )
         ]
-        if found:
-            raise not_tbhooks(
-                self.path, found, "give --db a new file or an existing tbhook database"
-            )
 
     def _configure_writer(self, notice: Callable[[str], None] | None = None) -> None:
         conn = self.conn
