@@ -253,7 +253,7 @@ class Receiver:
         too_large = _error(f"body larger than {self.max_body} bytes")
         declared = _declared_length(scope["headers"])
         if declared > self.max_body:
-            self.counts.refused(413)
+            self._too_large(scope, f"{declared} bytes")
             await _respond(send, 413, too_large)
             return
         held = _Held(self.budget)
@@ -269,12 +269,25 @@ class Receiver:
                 await self._refuse_memory(send)
                 return
             if body is None:
-                self.counts.refused(413)
+                self._too_large(scope, "a chunked body")
                 await _respond(send, 413, too_large)
                 return
             await self._store(scope, body, send)
         finally:
             held.release()
+
+    def _too_large(self, scope: dict, size: str) -> None:
+        """Count and log a 413 as a 503 is: Tracebuzz retries a refused delivery 10 times,
+        then disables the webhook, so the operator must hear of it."""
+        self.counts.refused(413)
+        self._throttled(
+            "413",
+            f"answered 413: {size} on {_safe_path(scope['path'])}{_client(scope)} is over "
+            f"--max-body ({self.max_body} bytes); a Tracebuzz delivery refused 10 times "
+            "disables the webhook: raise --max-body if it is one",
+            status=413,
+            client=_client_address(scope),
+        )
 
     async def _refuse_memory(self, send: Callable) -> None:
         self._busy("memory", f"{self.budget.limit // 2**20} MiB of bodies in flight")

@@ -371,6 +371,6 @@ def test_503s_held_back_from_the_log_are_accounted_for_at_shutdown(db_path):
     finally:
         filler.close()
         assert server.stop() == 0
-    lines = [line for line in server.lines if "NOT STORED" in line or "more like" in line]
+    lines = [line for line in server.lines if "NOT STORED" in line or "held back" in line]
     assert "NOT STORED" in lines[0]
-    assert lines[1].endswith("and 11 more like the last 'store' line before shutdown\n")
+    assert lines[1].endswith("(the last of 11 lines like it held back before shutdown)\n")

@@ -475,3 +475,23 @@ def test_a_writer_killed_under_concurrent_clients_answers_every_request(server):
     assert {case for case, status in answered if status == 200} <= stored
     assert server.stop() == 0
     assert "Cancel" not in server.stderr()
+
+
+@pytest.mark.parametrize("log_format", ["human", "json"])
+def test_a_413_is_logged_even_quietly(serve, log_format):
+    """A too-large Tracebuzz delivery is retried 10 times and then disables the webhook: the
+    log must say so, in either format, even with --quiet."""
+    server = serve("--max-body", "100", "--quiet", "--log-format", log_format)
+    assert server.post(b"x" * 300, path="/hooks/a").status == 413
+    line = wait_for(lambda: next((x for x in server.lines if "answered 413" in x), None))
+    if log_format == "json":
+        record = json.loads(line)
+        assert (record["level"], record["kind"], record["status"]) == ("warning", "413", 413)
+        assert record["client"] == "127.0.0.1"
+        message = record["message"]
+    else:
+        message = line
+    assert "answered 413: 300 bytes on /hooks/a from 127.0.0.1 is over --max-body (100 bytes)" in (
+        message
+    )
+    assert "disables the webhook" in message
