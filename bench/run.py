@@ -257,12 +257,12 @@ def compiled() -> None:
     compileall.compile_dir(str(HERE.parent / "tbhook"), quiet=1)
 
 
-def timed(cmd: list[str], runs: int = 5, stdout=subprocess.DEVNULL) -> tuple[float, int]:
+def timed(cmd: list[str], runs: int = 5, stdout=subprocess.DEVNULL, env=None) -> tuple[float, int]:
     """Median wall seconds and the largest peak RSS (KiB) over ``runs``."""
     walls, peak = [], 0
     for _ in range(runs):
         started = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         walls.append(time.monotonic() - started)
         peak = max(peak, usage.ru_maxrss)
@@ -301,6 +301,39 @@ def bench_read(db: Path) -> None:
     base, base_rss = timed(["sqlite3", "-csv", "-header", str(db), query], runs=1)
     report(f"export {BIG} events to CSV", f"{export:.1f} s, peak RSS {export_rss / 1024:.0f} MiB",
            f"sqlite3 -csv {base:.1f} s, {base_rss / 1024:.0f} MiB", f"{export / base:.2f}x time")
+
+
+def bench_tables(db: Path, rows: int = 200_000) -> None:
+    """Tables stream: each listing as a table against the csv (ndjson for tail) of the same
+    rows, in the same run; and the first row of a table of everything, through a pipe."""
+    print("tables", flush=True)
+    env = {**os.environ, "COLUMNS": "120"}
+    for name, args, machine in (
+        (f"events -n {rows}", ["events", "-n", str(rows)], ["-f", "csv"]),
+        ("cases -n 0", ["cases", "-n", "0"], ["-f", "csv"]),
+        (f"tail -n {rows} --no-follow", ["tail", "-n", str(rows), "--no-follow"], ["-f", "ndjson"]),
+    ):
+        table, table_rss = timed([*TBHOOK, *args, "--db", str(db)], runs=1, env=env)
+        csv_, csv_rss = timed([*TBHOOK, *args, *machine, "--db", str(db)], runs=1, env=env)
+        report(f"{name} as a table", f"{table:.2f} s, peak RSS {table_rss / 1024:.0f} MiB",
+               f"{' '.join(machine)} {csv_:.2f} s, {csv_rss / 1024:.0f} MiB",
+               f"{table / csv_:.2f}x time (target <= 2x)")
+    first = first_row([*TBHOOK, "events", "-n", "0", "--db", str(db)], env)
+    report("events -n 0 table: first row through a pipe", f"{first * 1000:.0f} ms",
+           "500 ms target", f"{first / 0.5:.2f}x target")
+
+
+def first_row(cmd: list[str], env: dict) -> float:
+    """Seconds until a table's first row (after its header and rule) comes out of a pipe."""
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    try:
+        for _ in range(3):
+            proc.stdout.readline()
+        return time.monotonic() - started
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 # -- tail latency ---------------------------------------------------------------------------
@@ -447,6 +480,7 @@ def main() -> None:
     compiled()
     big_db = prepare()
     bench_read(big_db)
+    bench_tables(big_db)
     bench_tail()
     bench_ingest(big_db)
     bench_postgres(OUT / f"big-{BIG}.ndjson")

@@ -148,11 +148,25 @@ def test_tables_fit_the_terminal_and_never_cut_ids_times_or_numbers(db, width):
     if width >= 120:
         assert header == ["id", "time", "event", "case", "person", "now", "what"]
         assert "agent system message" in out and "customer private message" in out
-    elif width >= 80:
-        assert header == ["id", "time", "event", "case", "person", "what"]  # "now" went first
-        assert "…" in out  # the text column is cut with an ellipsis, not the ids
+    elif width >= 80:  # "now" went first, then "what"; the numbers stay whole
+        assert header == ["id", "time", "event", "case", "person"]
     else:
         assert header == ["id", "time", "event", "case", "person"]
+        assert "newRe…" in out  # the text column is cut with an ellipsis, not the ids
+
+
+@pytest.mark.parametrize("width", [40, 50])
+def test_below_the_width_of_the_numbers_each_row_is_a_block(db, width):
+    """Rather than cut an id, each row becomes `name: value` lines."""
+    for args in (("events", "--case", str(BIG_CASE)), ("cases",), ("quarantine",), ("doctor",)):
+        result = run(*args, width=width)
+        assert result.exit_code in (0, 1), result.output
+        assert all(len(line.rstrip()) <= width for line in result.stdout.splitlines()), args
+    out = run("events", "--case", str(BIG_CASE), width=width).stdout
+    assert "    id: 2\n" in out and "    id: 1\n" in out
+    assert f"  case: {BIG_CASE}\n" in out and f"person: {BIG_PERSON}\n" in out
+    assert "  time: 2023-11-14T22:14:50Z\n" in out
+    assert "…" not in out
 
 
 # -- one way to ask for how many ----------------------------------------------------------------

@@ -59,6 +59,11 @@ def _page(store: Any, rows: Any, limit: int, person: Callable[[Any], Any]) -> tu
     return rows, store.canonical_for(person(row) for row in rows)
 
 
+def _table(fmt: str, spec: Callable[[], Any]) -> Any:
+    """A listing's streamed table layout, asked of the store only when a table is wanted."""
+    return spec() if getattr(fmt, "value", fmt) == "table" else None
+
+
 def _event_person(row: dict) -> Any:
     return row["personId"] if row["personId"] is not None else row["newPersonId"]
 
@@ -72,8 +77,8 @@ def events(
     fmt: FormatOption = "table",
 ) -> None:
     """The filtered log, newest first (by Tracebuzz's timestamp)."""
+    from tbhook.output import listings
     from tbhook.output.describe import event_record
-    from tbhook.output.tables import events_table
 
     with reading(db) as store:
         rows = store.events(
@@ -83,7 +88,10 @@ def events(
         answer = Answer(
             records=(event_record(row, canonical) for row in rows),
             fields=(*EVENT_FIELDS, *FORWARD_FIELDS),
-            table=events_table,
+            spec=_table(
+                fmt,
+                lambda: listings.events(store.widths(), store.event_names(), store.has_merges()),
+            ),
             total=lambda: store.count_matching(filters),
             limit=limit,
         )
@@ -299,7 +307,7 @@ def cases(
 ) -> None:
     """One row per case with a matching event, with its metrics: the analyst's table."""
     from tbhook.cases import METRICS, summarize_all
-    from tbhook.output.tables import cases_table
+    from tbhook.output import listings
 
     with reading(db) as store:
         rows = store.case_events(filters, descending=order is Order.desc, limit=limit)
@@ -307,7 +315,7 @@ def cases(
         answer = Answer(
             records=summarize_all(rows, canonical),
             fields=METRICS,
-            table=cases_table,
+            spec=_table(fmt, lambda: listings.cases(store.widths(), store.has_merges())),
             total=lambda: store.count_cases(filters),
             limit=limit,
         )
@@ -447,8 +455,8 @@ def _ids(words: list[str]) -> list[int]:
 
 
 def _quarantine_list(db: str, limit: int, fmt: str) -> None:
+    from tbhook.output import listings
     from tbhook.output.safe import clean
-    from tbhook.output.tables import quarantine_table
 
     fields = ("id", "receivedAt", "lastReceivedAt", "deliveries", "path", "reason", "bodySize")
     with reading(db) as store:
@@ -459,7 +467,7 @@ def _quarantine_list(db: str, limit: int, fmt: str) -> None:
                 for row in rows
             ),
             fields=(*fields, "bodyStart"),
-            table=quarantine_table,
+            spec=_table(fmt, lambda: listings.quarantine(store.widths())),
             total=lambda: store.count("quarantine"),
             limit=limit,
         )
@@ -511,9 +519,6 @@ def _retry(db: str, ids: list[int], fmt: str) -> None:
             results = list(store.recover_quarantined(ids or None, parse))
         finally:
             store.close()
-    if not results:
-        sys.stderr.write("Nothing in quarantine to retry\n")
-        return
     records = [
         {
             "quarantineId": r.quarantine_id,
@@ -542,6 +547,9 @@ def _retry(db: str, ids: list[int], fmt: str) -> None:
         ),
         fmt,
     )
+    if not records:
+        sys.stderr.write("Nothing in quarantine to retry\n")
+        return
     sys.stderr.write(
         f"Moved {moved} of {len(records)} quarantined deliveries into events"
         + (f"; {still} still unreadable, kept in quarantine" if still else "")

@@ -48,6 +48,7 @@ class Answer:
     notes: list[Any] = field(default_factory=list)  # for people, under the table
     live: bool = False
     hanging: int = 0  # text on a terminal: lines wrap at words, continued this far in
+    spec: Any = None  # a streamed.Spec: the records as a table written as they come
 
     def total_if_cut(self, written: int) -> int | None:
         """How many there were in all, when the answer was cut short by its limit."""
@@ -105,6 +106,12 @@ def write_table(answer: Answer, out: IO[str]) -> int:
 
     from tbhook.output.tables import console, footer
 
+    if answer.spec is not None:
+        from tbhook.output import streamed
+
+        written = streamed.write(answer.records, answer.spec, out)
+        streamed.with_footer(written, answer.total_if_cut(written), out)
+        return written
     records = list(answer.records)
     screen = console(out)
     if answer.table is not None and (records or answer.document is not None):
@@ -120,19 +127,19 @@ def write_table(answer: Answer, out: IO[str]) -> int:
 def write_text(answer: Answer, out: IO[str]) -> int:
     """One line per record, for a feed. On a terminal, a line longer than it wraps between
     words, continued ``answer.hanging`` columns in (a number is never split); piped, each
-    record stays one line."""
+    record stays one line. Written directly, not through rich: a feed may be a million lines."""
+    from tbhook.output.streamed import Painter
     from tbhook.output.tables import console
 
     screen = console(out)
+    paint = Painter(screen)
     width = screen.width if answer.hanging and on_terminal(out) else 0
     count = 0
     for record in answer.records:
         line = answer.line(record) if answer.line else str(answer.fields_of(record))
-        if width and len(getattr(line, "plain", "")) > width:
-            for piece in wrapped(line.plain, width, answer.hanging):
-                screen.print(type(line)(piece, style=line.style), soft_wrap=True)
-        else:
-            screen.print(line, soft_wrap=True)
+        plain, style = getattr(line, "plain", line), str(getattr(line, "style", "") or "")
+        pieces = wrapped(plain, width, answer.hanging) if width and len(plain) > width else [plain]
+        out.write("".join(paint(piece, style) + "\n" for piece in pieces))
         count += 1
         if answer.live:
             out.flush()

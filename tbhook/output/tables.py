@@ -54,6 +54,32 @@ def text(value: Any, style: str | None = None):  # noqa: ANN201
     return Text(clean(value), style=style or "")
 
 
+def plan(
+    columns: Sequence[Column], natural: Sequence[int], width: int
+) -> tuple[list[int], dict[int, int]] | None:
+    """Which columns to show and how wide each is, given each one's natural width: optional
+    columns go (highest ``drop`` first) until the rest fit; None when even the columns that
+    always show do not fit with their numbers whole (then each row is a block instead)."""
+    shown = list(range(len(columns)))
+
+    def needed(indexes: list[int], least: bool = False) -> int:
+        roomy = {
+            KEY: 10**9,
+            TEXT: MIN_TEXT if least else ROOMY,
+            PROSE: MIN_TEXT if least else 2 * ROOMY,
+        }
+        total = sum(min(natural[i], roomy[columns[i].kind]) for i in indexes)
+        return total + GAP * (len(indexes) - 1)
+
+    for i in sorted((i for i, c in enumerate(columns) if c.drop), key=lambda i: -columns[i].drop):
+        if needed(shown) <= width:
+            break
+        shown.remove(i)
+    if needed(shown, least=True) > width:
+        return None
+    return shown, _widths(columns, list(natural), shown, width)
+
+
 def fitted(
     columns: Sequence[Column],
     rows: Iterable[Sequence[Any]],
@@ -61,7 +87,8 @@ def fitted(
     width: int | None = None,
     header: bool = True,
 ):  # noqa: ANN201
-    """A rich Table of ``rows`` (cells: values or Text) that fits ``width`` (the terminal's)."""
+    """A rich Table of ``rows`` (cells: values or Text) that fits ``width`` (the terminal's);
+    where its numbers cannot fit whole, one ``name: value`` block per row instead."""
     from rich import box
     from rich.cells import cell_len
     from rich.table import Table
@@ -72,18 +99,10 @@ def fitted(
         max([cell_len(column.name), *(cell_len(row[i].plain) for row in cells)])
         for i, column in enumerate(columns)
     ]
-    shown = list(range(len(columns)))
-
-    def needed(indexes: list[int]) -> int:
-        roomy = {KEY: 10**9, TEXT: ROOMY, PROSE: 2 * ROOMY}
-        least = sum(min(natural[i], roomy[columns[i].kind]) for i in indexes)
-        return least + GAP * (len(indexes) - 1)
-
-    for i in sorted((i for i, c in enumerate(columns) if c.drop), key=lambda i: -columns[i].drop):
-        if needed(shown) <= width:
-            break
-        shown.remove(i)
-    widths = _widths(columns, natural, shown, width)
+    laid = plan(columns, natural, width)
+    if laid is None:
+        return _blocks(columns, cells, title, width)
+    shown, widths = laid
     table = Table(
         title=title,
         box=box.SIMPLE_HEAD if header else None,
@@ -105,6 +124,23 @@ def fitted(
     for row in cells:
         table.add_row(*(row[i] for i in shown))
     return table
+
+
+def _blocks(columns: Sequence[Column], cells: list[list[Any]], title: str | None, width: int):  # noqa: ANN202
+    """Rows too wide for the terminal as ``name: value`` blocks: numbers whole, text wrapped."""
+    from rich.console import Group
+    from rich.table import Table
+
+    parts: list[Any] = [text(title, "bold")] if title else []
+    for row in cells:
+        block = Table.grid(padding=(0, 1))
+        block.add_column(justify="right", style="bold", no_wrap=True)
+        block.add_column(overflow="fold")
+        for column, cell in zip(columns, row, strict=True):
+            if cell.plain:
+                block.add_row(column.name + ":", cell)
+        parts += [block, text("")]
+    return Group(*parts)
 
 
 def _widths(columns: Sequence[Column], natural: list[int], shown: list[int], width: int) -> dict:
@@ -141,22 +177,30 @@ def events_table(records: Sequence[Mapping[str, Any]], title: str | None = None)
     """Events for people: when, which case and person, who said what."""
     merged = any(r.get("canonicalPersonId") not in (None, _person(r)) for r in records)
     columns = EVENT_COLUMNS if merged else [c for c in EVENT_COLUMNS if c.name != "now"]
-    rows = []
-    for row in records:
-        person = _person(row)
-        cells = [
-            row["id"],
-            row["time"],
-            text(row["event"], event_style(row)),
-            row["caseId"],
-            person,
-        ]
-        if merged:
-            now = row.get("canonicalPersonId")
-            cells.append(now if now != person else None)
-        cells.append(_what(row) + _forward(row))
-        rows.append(cells)
+    rows = [[_text(cell) for cell in event_cells(row, merged)] for row in records]
     return fitted(columns, rows, title)
+
+
+def event_cells(row: Mapping[str, Any], merged: bool) -> list[Any]:
+    """An event's cells in ``EVENT_COLUMNS`` (without "now" unless ``merged``): values, or
+    (value, style)."""
+    person = _person(row)
+    cells: list[Any] = [
+        row["id"],
+        row["time"],
+        (row["event"], event_style(row)),
+        row["caseId"],
+        person,
+    ]
+    if merged:
+        now = row.get("canonicalPersonId")
+        cells.append(now if now != person else None)
+    cells.append(_what(row) + _forward(row))
+    return cells
+
+
+def _text(cell: Any):  # noqa: ANN202
+    return text(*cell) if isinstance(cell, tuple) else cell
 
 
 CASE_COLUMNS = (
@@ -175,29 +219,31 @@ CASE_COLUMNS = (
 
 def cases_table(summaries: Sequence[Mapping[str, Any]]):  # noqa: ANN201
     """Case metrics for people: the json and csv formats carry every metric in full."""
-    rows = []
-    for case in summaries:
-        now = case["canonicalPersonId"]
-        state = ("closed" if case["closed"] else "open") + (
-            ", reopened" if case["reopened"] else ""
-        )
-        rows.append(
-            [
-                case["caseId"],
-                case["personId"],
-                now if now != case["personId"] else None,
-                case["messages"],
-                case["customerMessages"],
-                case["agentMessages"],
-                (case["firstMessageAt"] or "")[:16].replace("T", " "),
-                duration(case["firstResponseSeconds"]),
-                duration(case["secondsToClose"]),
-                state,
-            ]
-        )
+    rows = [case_cells(case, merged=True) for case in summaries]
     merged = any(row[2] is not None for row in rows)
     keep = [i for i, c in enumerate(CASE_COLUMNS) if merged or c.name != "now"]
     return fitted([CASE_COLUMNS[i] for i in keep], [[row[i] for i in keep] for row in rows])
+
+
+def case_cells(case: Mapping[str, Any], merged: bool) -> list[Any]:
+    """A case summary's cells in ``CASE_COLUMNS`` (without "now" unless ``merged``)."""
+    now = case["canonicalPersonId"]
+    state = ("closed" if case["closed"] else "open") + (", reopened" if case["reopened"] else "")
+    cells = [
+        case["caseId"],
+        case["personId"],
+        now if now != case["personId"] else None,
+        case["messages"],
+        case["customerMessages"],
+        case["agentMessages"],
+        (case["firstMessageAt"] or "")[:16].replace("T", " "),
+        duration(case["firstResponseSeconds"]),
+        duration(case["secondsToClose"]),
+        state,
+    ]
+    if not merged:
+        del cells[2]
+    return cells
 
 
 def records_table(
@@ -316,18 +362,18 @@ QUARANTINE_COLUMNS = (
 
 def quarantine_table(records: Sequence[Mapping[str, Any]]):  # noqa: ANN201
     """Quarantined deliveries, the full reason wrapped, the body's start cut."""
-    rows = [
-        [
-            r["id"],
-            (r["receivedAt"] or "")[:19].replace("T", " "),
-            r["deliveries"],
-            r["path"],
-            r["reason"],
-            r["bodyStart"],
-        ]
-        for r in records
+    return fitted(QUARANTINE_COLUMNS, [quarantine_cells(r) for r in records])
+
+
+def quarantine_cells(r: Mapping[str, Any]) -> list[Any]:
+    return [
+        r["id"],
+        (r["receivedAt"] or "")[:19].replace("T", " "),
+        r["deliveries"],
+        r["path"],
+        r["reason"],
+        r["bodyStart"],
     ]
-    return fitted(QUARANTINE_COLUMNS, rows)
 
 
 RETRY_COLUMNS = (

@@ -1,0 +1,60 @@
+"""The listings that can run to millions of rows (events, cases, quarantine), as streamed
+tables: columns laid out from what the store knows before any row is read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from rich.cells import cell_len
+
+from tbhook.output import tables
+from tbhook.output.safe import clean
+from tbhook.output.streamed import Spec
+
+# Widest text before it is cut: an event name (an undocumented one may be long), a sentence.
+EVENT_NAME = 40
+WHAT = 64
+TIME = len("2024-01-01T00:00:00Z")
+
+
+def events(
+    widths: Mapping[str, int], names: Iterable[str], merged: bool, title: str | None = None
+) -> Spec:
+    """``tbhook events``: ``widths`` from ``Store.widths``, the event ``names`` in the log, a
+    "now" column when any person was ``merged``."""
+    columns = [c for c in tables.EVENT_COLUMNS if merged or c.name != "now"]
+    natural = {
+        "id": widths["id"],
+        "time": TIME,
+        "event": min(EVENT_NAME, max((cell_len(clean(name)) for name in names), default=5)),
+        "case": widths["case"],
+        "person": widths["person"],
+        "now": widths["person"],
+        "what": WHAT,
+    }
+    return Spec(columns, lambda row: tables.event_cells(row, merged), natural, title)
+
+
+def cases(widths: Mapping[str, int], merged: bool) -> Spec:
+    columns = [c for c in tables.CASE_COLUMNS if merged or c.name != "now"]
+    natural = {
+        "case": widths["case"],
+        "person": widths["person"],
+        "now": widths["person"],
+        "first message": len("2024-01-01 00:00"),
+        "reply": len("99d23h"),
+        "to close": len("99d23h"),
+        "state": len("closed, reopened"),
+    }
+    return Spec(columns, lambda case: tables.case_cells(case, merged), natural)
+
+
+def quarantine(widths: Mapping[str, int]) -> Spec:
+    natural = {
+        "id": widths["quarantine"],
+        "received": len("2024-01-01 00:00:00"),
+        "path": 24,
+        "reason": 60,
+        "body starts": 40,
+    }
+    return Spec(tables.QUARANTINE_COLUMNS, tables.quarantine_cells, natural)
