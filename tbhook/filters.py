@@ -25,17 +25,26 @@ class Filters:
     sender: int | None = None
     since: int | None = None
     until: int | None = None
+    path: str | None = None  # the URL path a receiver was posted to (one per Tracebuzz profile)
     first_id: int | None = None  # an id range: how a big read is split over two cores
     last_id: int | None = None
 
 
 def parse_when(text: str, *, until: bool = False, now: datetime | None = None) -> int:
-    """An ISO date or datetime (UTC unless an offset is given) or an age such as 30m, 2h, 7d,
-    as Unix seconds. As an ``until`` bound (exclusive), a bare date means the end of that day.
+    """An ISO date or datetime (UTC unless an offset is given), Unix seconds as Tracebuzz
+    stamps its events (``1663831826``, or ``@1663831826``), or an age such as 30m, 2h, 7d, as
+    Unix seconds. As an ``until`` bound (exclusive), a bare date means the end of that day and
+    a moment includes its own second.
 
     Raises ValueError with a message fit for the user.
     """
     text = text.strip()
+    seconds = text.removeprefix("@")
+    if seconds.removeprefix("-").isdigit():
+        value = int(seconds) + (1 if until else 0)
+        if not -(2**62) < value < 2**62:
+            raise ValueError(f"{text!r} is too far from now to be a Unix timestamp")
+        return value
     now = now or datetime.now(timezone.utc)
     age = _AGE.match(text)
     if age:
@@ -51,12 +60,24 @@ def parse_when(text: str, *, until: bool = False, now: datetime | None = None) -
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise ValueError(
-            f"{text!r} is not a date, a datetime or an age "
-            "(try 2024-05-01, 2024-05-01T09:30, 2024-05-01T09:30+02:00, 30m, 2h or 7d)"
+            f"{text!r} is not a date, a datetime, Unix seconds or an age "
+            "(try 2024-05-01, 2024-05-01T09:30, 2024-05-01T09:30+02:00, 1663831826, 30m, 2h "
+            "or 7d)"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return int(moment.timestamp()) + (1 if until else 0)
+
+
+def parse_path(text: str) -> str:
+    """A receiver's URL path as stored: it begins with a slash (``profile-a`` is
+    ``/profile-a``); an import's path is ``import:FILE``."""
+    text = text.strip()
+    if not text:
+        raise ValueError("an empty path (the root is /)")
+    if text.startswith(("/", "import:")):
+        return text
+    return "/" + text
 
 
 def parse_sender(text: str) -> int:

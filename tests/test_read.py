@@ -182,7 +182,7 @@ def test_filters(log_db, args, ids):
     [
         (
             ["--since", "yesterday"],
-            "Invalid value for '--since': 'yesterday' is not a date, a datetime or an age",
+            "Invalid value for '--since': 'yesterday' is not a date, a datetime, Unix seconds or an age",
         ),
         (["--until", "2h30"], "Invalid value for '--until'"),
         (["--sender", "bot"], "Invalid value for '--sender': 'bot' is not customer or agent"),

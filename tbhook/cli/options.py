@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeAlias, TypeVar
 import typer
 
 from tbhook.errors import TbhookError
-from tbhook.filters import Filters, iso_time, parse_sender, parse_when
+from tbhook.filters import Filters, iso_time, parse_path, parse_sender, parse_when
 from tbhook.output.formats import FORMATS
 from tbhook.output.safe import clean
 
@@ -149,7 +149,8 @@ FILTER_OPTIONS: dict[str, Any] = {
         typer.Option(
             "--since",
             metavar="WHEN",
-            help="From this timestamp: 2024-05-01, 2024-05-01T09:30+02:00, or an age: 30m, 2h, 7d.",
+            help="From this moment: 2024-05-01, 2024-05-01T09:30+02:00, Unix seconds "
+            "(1663831826), or an age: 30m, 2h, 7d.",
             callback=_converted(parse_when),
         ),
     ],
@@ -158,8 +159,18 @@ FILTER_OPTIONS: dict[str, Any] = {
         typer.Option(
             "--until",
             metavar="WHEN",
-            help="Up to this timestamp (a bare date includes that day).",
+            help="Up to this moment, included (a bare date includes that day).",
             callback=_converted(functools.partial(parse_when, until=True)),
+        ),
+    ],
+    "path": Annotated[
+        Optional[str],
+        typer.Option(
+            "--path",
+            metavar="PATH",
+            help="Only what was posted to this path (one receiver, several Tracebuzz "
+            "profiles: /profile-a, /profile-b).",
+            callback=_converted(parse_path),
         ),
     ],
 }
@@ -355,6 +366,8 @@ def _nothing_for(name: str, value: Any) -> str:
         return f"no message from {'an agent' if value else 'the customer'}"
     if name == "person":
         return f"no event names person {value} or anyone merged with them"
+    if name == "path":
+        return f"no event was posted to {clean(value)}"
     option = {"case": "caseId", "search_id": "searchId", "source": "sourceId"}[name]
     return f"no event has {option} {value}"
 

@@ -809,6 +809,7 @@ class Store(ABC):
             ("e.own = ?", filters.sender),
             ('e."timestamp" >= ?', filters.since),
             ('e."timestamp" < ?', filters.until),  # until is exclusive
+            ("e.path = ?", filters.path),
             ("e.id >= ?", filters.first_id),
             ("e.id <= ?", filters.last_id),
         ):
