@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 
 _AGE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -78,6 +78,38 @@ def parse_path(text: str) -> str:
     if text.startswith(("/", "import:")):
         return text
     return "/" + text
+
+
+def parse_zone(text: str) -> tzinfo:
+    """An IANA time zone (``Europe/Amsterdam``, ``UTC``), or ``local`` for this machine's."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = text.strip()
+    if name.lower() == "local":
+        return local_zone()
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{text!r} is not a time zone (an IANA name such as Europe/Amsterdam, or UTC)"
+        ) from None
+
+
+def local_zone() -> tzinfo:
+    """This machine's time zone, with its daylight-saving rules where they can be found
+    (``TZ``, /etc/localtime); otherwise its current UTC offset."""
+    import os
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    target = os.path.realpath("/etc/localtime")
+    candidates = [os.environ.get("TZ", "").lstrip(":"), target.partition("zoneinfo/")[2]]
+    for name in candidates:
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return datetime.now().astimezone().tzinfo or timezone.utc
 
 
 def parse_sender(text: str) -> int:

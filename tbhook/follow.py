@@ -10,13 +10,19 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from tbhook.errors import ForeignDatabase, NoDatabase, NotReady, TbhookError
 from tbhook.events import Unreadable
 from tbhook.filters import Filters
-from tbhook.output.describe import describe, describe_parsed, event_record, event_style
+from tbhook.output.describe import (
+    describe,
+    describe_parsed,
+    event_record,
+    event_style,
+    shown_time,
+)
 from tbhook.output.formats import Answer, write
 from tbhook.store import Store, open_reader
 
@@ -25,7 +31,7 @@ POLL_SECONDS = 0.1  # the id is a cursor: one cheap indexed query per poll
 # receiver stamps as a request arrives: one that commits up to this long after it was stamped
 # (a slow batch, another receiver's clock) is still shown, once.
 LOOKBACK = timedelta(seconds=60)
-HANGING = 29  # where a line's description starts (time, id): a wrapped line continues there
+TIME_WIDTH, LOCAL_TIME_WIDTH = len("2024-01-01T00:00:00Z"), len("2024-01-01 00:00:00 CEST")
 
 
 @dataclass(frozen=True)
@@ -40,12 +46,23 @@ class Feed:
 
 
 def follow_events(
-    store: Store, feed: Feed, follow: bool, fmt: str, poll: float = POLL_SECONDS
+    store: Store,
+    feed: Feed,
+    follow: bool,
+    fmt: str,
+    poll: float = POLL_SECONDS,
+    zone: tzinfo | None = None,
 ) -> None:
     """Write the feed in ``fmt`` (text or ndjson, through the format registry) until Ctrl-C,
     or after the backlog when not following."""
+    width = TIME_WIDTH if zone is None else LOCAL_TIME_WIDTH
     write(
-        Answer(records=_records(store, feed, follow, poll), line=_line, live=True, hanging=HANGING),
+        Answer(
+            records=_records(store, feed, follow, poll),
+            line=lambda record: _line(record, zone, width),
+            live=True,
+            hanging=width + 9,  # where the description starts, past the time and the id
+        ),
         fmt,
     )
 
@@ -177,20 +194,22 @@ def _quarantined(row: dict, delivery: int | None = None) -> dict[str, Any]:
     return record
 
 
-def _line(record: Mapping[str, Any]) -> Any:
+def _line(record: Mapping[str, Any], zone: tzinfo | None, width: int) -> Any:
     """One record as the receiver's log says it (what ndjson carries, for people)."""
     from rich.text import Text
 
     retry = f" [retry: delivery {record['delivery']} of #" if "delivery" in record else None
     if "quarantineId" in record:
-        received = (record["receivedAt"] or "")[:19] + "Z"
-        text = f"{received:20} {'':7} quarantined #{record['quarantineId']}, " + describe_parsed(
-            Unreadable(record["reason"]), record["path"]
+        stamp = record["receivedAt"] or ""
+        received = shown_time(stamp, zone) if zone else stamp[:19] + "Z"
+        text = f"{received:{width}} {'':7} quarantined #{record['quarantineId']}, " + (
+            describe_parsed(Unreadable(record["reason"]), record["path"])
         )
         if retry:
             text += f"{retry}{record['quarantineId']}]"
         return Text(text, style="red")
-    text = f"{record['time'] or '-':20} #{record['id']:<6} {describe(record)}"
+    when = shown_time(record["time"], zone) or "-"
+    text = f"{when:{width}} #{record['id']:<6} {describe(record)}"
     if retry:
         return Text(f"{text}{retry}{record['id']}]", style="dim")
     return Text(text, style=event_style(record))

@@ -422,3 +422,52 @@ def test_a_table_piped_into_head_ends_when_head_does(db_path):
     proc.stdout.close()  # what `head -3` does after its third line
     assert proc.wait(60) in (0, 1, -13)  # ends: by the broken pipe, never a hang
     assert b"Traceback" not in proc.stderr.read()
+
+
+# -- times in a zone on request ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("events", "--case", str(BIG_CASE)),
+        ("tail", "--no-follow", "--case", str(BIG_CASE)),
+        ("case", str(BIG_CASE)),
+        ("event", "1"),
+    ],
+    ids=lambda a: a[0],
+)
+def test_tables_and_tail_show_times_in_a_zone_on_request(db, args):
+    local = run(*args, "--tz", "Europe/Amsterdam", width=160).stdout
+    assert "2023-11-14 23:13:20 CET" in local  # 22:13:20 UTC, an hour ahead in November
+    assert "2023-11-14T22:13:20Z" not in local
+    assert "2023-11-14T22:13:20Z" in run(*args, width=160).stdout  # UTC stays the default
+
+
+def test_local_is_this_machines_zone_and_json_stays_utc(db):
+    env = {"COLUMNS": "160", "TBHOOK_DB": str(db), "TZ": "America/New_York"}
+    table = CliRunner(env=env).invoke(app, ["events", "--case", str(BIG_CASE), "--local"])
+    assert "2023-11-14 17:13:20 EST" in table.stdout
+    rows = json.loads(
+        CliRunner(env=env)
+        .invoke(app, ["events", "--case", str(BIG_CASE), "--local", "-f", "json"])
+        .stdout
+    )
+    assert {row["time"] for row in rows} == {"2023-11-14T22:13:20Z", "2023-11-14T22:14:50Z"}
+
+
+def test_summer_time_is_named(db_path):
+    store = SQLiteStore.open(db_path)
+    body = event_body(timestamp=1_719_831_600)  # 2024-07-01T11:00:00Z
+    store.append([Delivery(body, parse(body))])
+    store.close()
+    out = run("events", "--tz", "Europe/Amsterdam", "--db", str(db_path), width=160).stdout
+    assert "2024-07-01 13:00:00 CEST" in out
+
+
+def test_a_zone_that_does_not_exist_is_a_usage_error(db):
+    result = run("events", "--tz", "Europe/Amsterdm")
+    assert result.exit_code == 2
+    assert "'Europe/Amsterdm' is not a time zone (an IANA name such as Europe/Amsterdam" in (
+        result.stderr
+    )

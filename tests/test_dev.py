@@ -185,7 +185,7 @@ def test_generate_is_deterministic_and_valid(tmp_path):
 def test_generate_merges_include_chains_and_reversals():
     payloads = [
         json.loads(line)
-        for line in run("generate", "-n", "20000", "--seed", "3").stdout.splitlines()
+        for line in run("generate", "--count", "20000", "--seed", "3").stdout.splitlines()
     ]
     merges = [
         (p["oldPersonId"], p["newPersonId"]) for p in payloads if p["event"] == "profileMerged"
@@ -200,7 +200,7 @@ def test_generate_start_rate_and_persons():
         json.loads(line)
         for line in run(
             "generate",
-            "-n",
+            "--count",
             "500",
             "--start",
             "2025-03-01T00:00:00Z",
@@ -213,7 +213,7 @@ def test_generate_start_rate_and_persons():
     assert payloads[0]["timestamp"] == 1740787200
     assert 400 <= payloads[-1]["timestamp"] - payloads[0]["timestamp"] <= 600
     assert len({p["personId"] for p in payloads if p["event"] == "newResult"}) <= 3
-    result = run("generate", "-n", "1", "--rate", "fast")
+    result = run("generate", "--count", "1", "--rate", "fast")
     assert result.exit_code == 2
     assert "Invalid value for '--rate': 'fast' is not a positive rate such as 20/s" in " ".join(
         result.stderr.split()
@@ -224,7 +224,7 @@ def test_generate_start_rate_and_persons():
 
 
 def test_import_counts_and_quarantines_bad_lines_with_their_number(db_path, tmp_path):
-    lines = run("generate", "-n", "50", "--seed", "1").stdout.splitlines()
+    lines = run("generate", "--count", "50", "--seed", "1").stdout.splitlines()
     lines.insert(10, "this is not json")
     lines.insert(20, '{"event": "newResult", "caseId": true}')
     path = tmp_path / "log.ndjson"

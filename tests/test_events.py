@@ -80,8 +80,8 @@ def test_unknown_event_keeps_integer_known_keys_only():
 @pytest.mark.parametrize(
     "body, reason",
     [
-        (b"", "empty body"),
-        (b"  \n", "empty body"),
+        (b"", "empty body: the test Tracebuzz sends when a webhook is saved"),
+        (b"  \n", "empty body: the test Tracebuzz sends when a webhook is saved"),
         (b"{not json", "not valid JSON: Expecting property name enclosed in double quotes"),
         (b"\xff\xfe{}", "body is not valid UTF-8"),
         (b'{"event": "\xed\xa0\x80"}', "body is not valid UTF-8"),

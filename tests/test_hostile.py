@@ -154,7 +154,10 @@ def test_quarantine_lists_an_empty_body(hostile_db):
     assert result.exit_code == 0
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     first = next(row for row in rows if row["bodySize"] == 0)  # newest first
-    assert (first["bodyStart"], first["reason"]) == ("", "empty body")
+    assert (first["bodyStart"], first["reason"]) == (
+        "",
+        "empty body: the test Tracebuzz sends when a webhook is saved",
+    )
 
 
 def test_unknown_values_are_labelled_and_listed(hostile_db):

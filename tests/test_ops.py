@@ -480,3 +480,52 @@ def test_doctor_run_by_a_user_who_cannot_write_does_not_claim_the_receiver_canno
     result = run("doctor", "--db", str(db_path), "--format", "json")
     [check] = [c for c in json.loads(result.stdout)["checks"] if c["check"] == "commit"]
     assert check["status"] == "warn" and check["message"].startswith("not tried: this user")
+
+
+# -- doctor counts only what is a problem -------------------------------------------------------
+
+
+def test_tracebuzz_test_deliveries_are_kept_but_are_not_a_problem(db_path):
+    """Tracebuzz posts an empty body (or {}) to test the URL each time a webhook is saved."""
+    fill(db_path, [event_body(), b"", b"{}", b"{}"])
+    report = json.loads(run("doctor", "--db", str(db_path), "-f", "json").stdout)
+    assert (report["quarantined"], report["testDeliveries"]) == (2, 2)  # "{}" twice is one row
+    [check] = [c for c in report["checks"] if c["check"] == "quarantine"]
+    assert check["status"] == "ok"
+    assert check["message"] == (
+        "every delivery was readable; 2 empty test deliveries from saving the webhook kept in "
+        "quarantine"
+    )
+    fill(db_path, [b"{oops"])
+    report = json.loads(run("doctor", "--db", str(db_path), "-f", "json").stdout)
+    [check] = [c for c in report["checks"] if c["check"] == "quarantine"]
+    assert check["status"] == "warn" and check["message"].startswith("1 deliveries were kept")
+
+
+def test_late_deliveries_count_only_what_a_receiver_received(db_path, tmp_path):
+    old = event_body(timestamp=1_600_000_000)
+    archive = tmp_path / "old.ndjson"
+    archive.write_bytes(old + b"\n" + event_body(timestamp=1_600_000_001, caseId=2) + b"\n")
+    assert run("import", str(archive), "--db", str(db_path)).exit_code == 0
+    report = json.loads(run("doctor", "--db", str(db_path), "-f", "json").stdout)
+    assert report["lateDeliveries"] == 0 and report["maxLagSeconds"] is None
+    fill(db_path, [event_body(timestamp=1_600_000_002, caseId=3)])  # a receiver, years late
+    report = json.loads(run("doctor", "--db", str(db_path), "-f", "json").stdout)
+    assert report["lateDeliveries"] == 1
+
+
+# -- quarantine drop --------------------------------------------------------------------------
+
+
+def test_quarantine_drop_deletes_only_the_named_after_asking(db_path):
+    fill(db_path, [b"", b"{oops", b"[1]"])
+    assert run("quarantine", "drop", "--db", str(db_path)).exit_code == 2  # no ids, nothing
+    asked = run("quarantine", "drop", "1", "--db", str(db_path))
+    assert asked.exit_code == 1 and "pass --yes to confirm without a prompt" in asked.stderr
+    unknown = run("quarantine", "drop", "1", "9", "--yes", "--db", str(db_path))
+    assert unknown.exit_code == 1 and unknown.stderr.startswith("Error: not in quarantine: #9 (")
+    assert len(sqlite3.connect(db_path).execute("SELECT id FROM quarantine").fetchall()) == 3
+    done = run("quarantine", "drop", "1", "#3", "--yes", "--db", str(db_path))
+    assert done.exit_code == 0 and done.stdout == "Dropped 2 quarantined deliveries: #1, #3\n"
+    left = sqlite3.connect(db_path).execute("SELECT id FROM quarantine").fetchall()
+    assert left == [(2,)]

@@ -69,7 +69,7 @@ def test_unknown_event_is_stored_as_that_event(server):
 @pytest.mark.parametrize(
     "body, reason",
     [
-        (b"", "empty body"),
+        (b"", "empty body: the test Tracebuzz sends when a webhook is saved"),
         (
             b"{this is not json",
             "not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
@@ -367,7 +367,7 @@ def test_serve_on_a_damaged_database_says_so_plainly(tmp_path):
         ),
         (
             ["--port", "70000"],
-            "Invalid value for '--port': 70000 is not in the range 0<=x<=65535",
+            "Invalid value for '--port': 70000 is not a number from 0 to 65535",
         ),
     ],
 )

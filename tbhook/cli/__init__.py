@@ -14,8 +14,16 @@ from typing import Annotated, Optional
 import typer
 
 from tbhook import __version__
-from tbhook.cli import dev, ops, read
-from tbhook.cli.options import DEFAULT_DB, DbOption, LogFormat, parse_size, reported_errors
+from tbhook.cli import dev, ops, quarantine, read
+from tbhook.cli.options import (
+    DEFAULT_DB,
+    DbOption,
+    LogFormat,
+    TbhookCommand,
+    in_range,
+    parse_size,
+    reported_errors,
+)
 from tbhook.errors import TbhookError
 
 app = typer.Typer(
@@ -53,26 +61,61 @@ def main(
     """Receive, keep and read Tracebuzz webhooks."""
 
 
-@app.command()
+# The one-line summary of each command in `tbhook --help` (whole, never cut mid-sentence).
+SUMMARIES = {
+    "serve": "Receive webhooks into the database.",
+    "events": "The filtered log, newest first.",
+    "event": "One event in full, body included.",
+    "tail": "Watch events arrive.",
+    "person": "Who a person is now, after merges.",
+    "case": "One case's timeline and metrics.",
+    "cases": "One row per case, with its metrics.",
+    "export": "Every matching event, as CSV or NDJSON.",
+    "stats": "Counts by event, sender, type, source, day.",
+    "send": "POST samples or recorded events.",
+    "generate": "Realistic, deterministic test events.",
+    "replay": "Re-send stored bodies to a URL.",
+    "doctor": "A health report, for cron or a monitor.",
+    "backup": "A consistent copy while it runs.",
+    "prune": "Archive, then delete old events.",
+    "merge": "Fold another receiver's log into this one.",
+    "import": "Load NDJSON or a JSON array.",
+}
+
+
+@app.command(cls=TbhookCommand, short_help=SUMMARIES["serve"])
 def serve(
     db: DbOption = DEFAULT_DB,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0 picks a free one).")] = 8080,
+    host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[
+        int,
+        typer.Option(
+            metavar="PORT", help="Port (0 picks a free one).", callback=in_range(0, 65535)
+        ),
+    ] = 8080,
     header_name: Annotated[
         Optional[str],
-        typer.Option(envvar="TBHOOK_HEADER_NAME", help="Custom header Tracebuzz must send."),
+        typer.Option(
+            envvar="TBHOOK_HEADER_NAME", metavar="NAME", help="Custom header Tracebuzz must send."
+        ),
     ] = None,
     header_value: Annotated[
         Optional[str],
         typer.Option(
             envvar="TBHOOK_HEADER_VALUE",
+            metavar="SECRET",
             help="Its secret content (prefer the env var).",
             show_default=False,
         ),
     ] = None,
-    max_body: Annotated[int, typer.Option(min=1, help="Largest body accepted, in bytes.")] = (
-        1024 * 1024
-    ),
+    max_body: Annotated[
+        int,
+        typer.Option(
+            metavar="BYTES", help="Largest body accepted, in bytes.", callback=in_range(1)
+        ),
+    ] = 1024 * 1024,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per delivery.")] = False,
     max_db_size: Annotated[
         Optional[str],
@@ -89,13 +132,16 @@ def serve(
     retry_scale: Annotated[
         float,
         typer.Option(
-            min=0.000001, help="Scale the forward retry schedule (0.001: minutes become 60 ms)."
+            metavar="FACTOR",
+            help="Scale the forward retry schedule (0.001: minutes become 60 ms).",
+            callback=in_range(0.000001),
         ),
     ] = 1.0,
     max_connections: Annotated[
         int,
         typer.Option(
-            min=1,
+            metavar="N",
+            callback=in_range(1),
             help="Open connections; past this the oldest one without a complete request is "
             "closed (lowered to fit the open-file limit).",
         ),
@@ -115,6 +161,7 @@ def serve(
         LogFormat,
         typer.Option(
             "--log-format",
+            metavar="human|json",
             help="human: a line per delivery and warning; json: one JSON object per line.",
         ),
     ] = LogFormat.human,
@@ -260,7 +307,6 @@ for command in (
     read.cases,
     read.export,
     read.stats,
-    read.quarantine,
     dev.send,
     dev.generate,
     dev.replay,
@@ -269,5 +315,6 @@ for command in (
     ops.prune,
     ops.merge,
 ):
-    app.command()(command)
-app.command("import")(dev.import_)
+    app.command(cls=TbhookCommand, short_help=SUMMARIES[command.__name__])(command)
+app.command("import", cls=TbhookCommand, short_help=SUMMARIES["import"])(dev.import_)
+app.add_typer(quarantine.app, name="quarantine")

@@ -16,6 +16,7 @@ from tbhook.cli.options import (
     DbOption,
     fail,
     filter_options,
+    in_range,
     open_for_writing,
     progress,
     reading,
@@ -26,11 +27,15 @@ from tbhook.filters import Filters
 LOCAL_SERVE = "http://127.0.0.1:8080/"
 HeaderName = Annotated[
     Optional[str],
-    typer.Option(envvar="TBHOOK_HEADER_NAME", help="Custom header to send with each body."),
+    typer.Option(
+        envvar="TBHOOK_HEADER_NAME", metavar="NAME", help="Custom header to send with each body."
+    ),
 ]
 HeaderValue = Annotated[
     Optional[str],
-    typer.Option(envvar="TBHOOK_HEADER_VALUE", help="Its content.", show_default=False),
+    typer.Option(
+        envvar="TBHOOK_HEADER_VALUE", metavar="SECRET", help="Its content.", show_default=False
+    ),
 ]
 
 
@@ -80,7 +85,7 @@ def send(
             help="Sample names (see samples/), JSON or NDJSON files, or - for stdin.",
         ),
     ],
-    to: Annotated[str, typer.Option(help="Where to POST.")] = LOCAL_SERVE,
+    to: Annotated[str, typer.Option(metavar="URL", help="Where to POST.")] = LOCAL_SERVE,
     header_name: HeaderName = None,
     header_value: HeaderValue = None,
     set_: Annotated[
@@ -142,13 +147,18 @@ def send(
 
 
 def generate(
-    count: Annotated[int, typer.Option("--count", "-n", min=0, help="How many events.")],
-    seed: Annotated[int, typer.Option(help="Same seed, same events.")] = 0,
+    count: Annotated[
+        int,
+        typer.Option("--count", "-c", metavar="N", help="How many events.", callback=in_range(0)),
+    ],
+    seed: Annotated[int, typer.Option(metavar="N", help="Same seed, same events.")] = 0,
     start: Annotated[
         Optional[str],
         typer.Option(metavar="ISO", help="First timestamp.  [default: 2024-01-01T00:00:00Z]"),
     ] = None,
-    persons: Annotated[int, typer.Option(min=1, help="How many distinct persons.")] = 1000,
+    persons: Annotated[
+        int, typer.Option(metavar="N", help="How many distinct persons.", callback=in_range(1))
+    ] = 1000,
     rate: Annotated[str, typer.Option(metavar="R/s", help="Events per second of event time.")] = (
         "10/s"
     ),
@@ -215,7 +225,7 @@ def _complete(stream: Any) -> None:
 
 @filter_options
 def replay(
-    to: Annotated[str, typer.Option(help="Where to POST the stored bodies.")],
+    to: Annotated[str, typer.Option(metavar="URL", help="Where to POST the stored bodies.")],
     db: DbOption = DEFAULT_DB,
     filters: Filters = Filters(),
     rate: Annotated[

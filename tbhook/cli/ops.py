@@ -37,6 +37,7 @@ UNREADABLE: dict[str, Any] = {
     "maxLagSeconds": None,
     "lastReceivedAt": None,
     "quarantined": 0,
+    "testDeliveries": 0,
 }
 LATE_SECONDS = 300  # a delivery this much after its event means Tracebuzz was retrying
 # The spec's table, read two ways: each value the wait after the previous failure (their sum),
@@ -275,15 +276,23 @@ def _checks(
         )
     else:
         check("last delivery", "ok", f"{duration(age)} ago")
-    if health["quarantined"]:
+    tests = health.get("testDeliveries", 0)
+    unreadable = health["quarantined"] - tests
+    kept = (
+        f"; {tests} empty test {'delivery' if tests == 1 else 'deliveries'} from saving the "
+        "webhook kept in quarantine"
+        if tests
+        else ""
+    )
+    if unreadable:
         check(
             "quarantine",
             "warn",
-            f"{health['quarantined']} deliveries were kept but could not be read: "
-            "see `tbhook quarantine`",
+            f"{unreadable} deliveries were kept but could not be read: see `tbhook quarantine`"
+            + kept,
         )
     else:
-        check("quarantine", "ok", "every delivery was readable")
+        check("quarantine", "ok", "every delivery was readable" + kept)
     late = health["lateDeliveries"]
     if late:
         check(
@@ -372,7 +381,10 @@ def backup(
 
 
 def merge(
-    other: Annotated[Path, typer.Argument(help="The other receiver's database (or a backup).")],
+    other: Annotated[
+        Path,
+        typer.Argument(metavar="OTHER", help="The other receiver's database (or a backup)."),
+    ],
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Fold another tbhook log into this one: two receivers for one Tracebuzz, one log."""

@@ -9,14 +9,16 @@ import inspect
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
+from datetime import tzinfo
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeAlias, TypeVar
 
 import typer
+from typer.core import TyperCommand
 
 from tbhook.errors import TbhookError
-from tbhook.filters import Filters, iso_time, parse_path, parse_sender, parse_when
+from tbhook.filters import Filters, iso_time, parse_path, parse_sender, parse_when, parse_zone
 from tbhook.output.formats import FORMATS
 from tbhook.output.safe import clean
 
@@ -52,12 +54,45 @@ DbOption = Annotated[
         show_default=True,
     ),
 ]
+
+
+def in_range(low: float, high: float | None = None) -> Callable[[Any], Any]:
+    """A typer callback: a number from ``low`` (to ``high``), or a usage error saying so.
+    (typer's own min/max would print ``0<=x<=9223372036854775807`` in every help.)"""
+
+    def check(value: Any) -> Any:
+        if value is None or (low <= value and (high is None or value <= high)):
+            return value
+        bound = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
+        raise typer.BadParameter(f"{value} is not a number {bound}")
+
+    return check
+
+
 LimitOption = Annotated[
     int,
     typer.Option(
-        "--limit", "-n", min=0, max=2**63 - 1, metavar="N", help="At most N rows (0: all)."
+        "--limit",
+        "-n",
+        metavar="N",
+        help="At most N rows (0: all).",
+        callback=in_range(0, 2**63 - 1),
     ),
 ]
+
+
+class TbhookCommand(TyperCommand):
+    """Every tbhook command: arguments in its usage line as their help names them (``ID``,
+    ``DEST``), not as typer marks a required one (``{ID}``)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument" and param.metavar:
+                pieces.append(param.metavar if param.required else f"[{param.metavar}]")
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
 
 
 def fail(message: str) -> typer.Exit:
@@ -220,6 +255,78 @@ def make_filters(given: dict[str, Any]) -> Filters:
     return Filters(**values)
 
 
+# -- raw bodies -----------------------------------------------------------------------------
+
+
+def refuse_with_raw(ctx: typer.Context, raw: bool, names: tuple[str, ...]) -> None:
+    """--raw writes the body byte for byte: an option that changes how things are shown
+    would do nothing beside it, so it is refused rather than ignored."""
+    if not raw:
+        return
+    named = [
+        next(p.opts[0] for p in ctx.command.params if p.name == name)
+        for name in names
+        if given(ctx, name, environment=False)  # TBHOOK_TZ set for every command is fine
+    ]
+    if named:
+        raise typer.BadParameter(
+            f"--raw writes the body byte for byte; {', '.join(named)} would do nothing beside it",
+            param_hint="'--raw'",
+        )
+
+
+def given(ctx: typer.Context, name: str, environment: bool = True) -> bool:
+    """Whether the user gave option ``name`` on the command line (or in the environment)."""
+    source = ctx.get_parameter_source(name)
+    sources = ("COMMANDLINE", "ENVIRONMENT") if environment else ("COMMANDLINE",)
+    return source is not None and source.name in sources
+
+
+def write_raw(body: bytes) -> None:
+    """The body byte for byte, for a pipe or a file; on a terminal, with its control
+    characters escaped (a body is sender text)."""
+    from tbhook.output.safe import for_terminal, on_terminal
+
+    if on_terminal(sys.stdout):
+        sys.stdout.write(for_terminal(body.decode("utf-8", "backslashreplace")))
+        sys.stdout.flush()
+        return
+    sys.stdout.flush()
+    sys.stdout.buffer.write(body)
+    sys.stdout.buffer.flush()
+
+
+# -- time zones ---------------------------------------------------------------------------
+
+ZoneOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--tz",
+        metavar="ZONE",
+        envvar="TBHOOK_TZ",
+        help="Show times in tables and tail in this zone (Europe/Amsterdam, or local); "
+        "json and csv stay UTC.",
+    ),
+]
+LocalOption = Annotated[
+    bool, typer.Option("--local", help="Show times in this machine's zone (as --tz local).")
+]
+
+
+def display_zone(tz: Optional[str], local: bool) -> tzinfo | None:
+    """The zone tables show times in: None for UTC as stored."""
+    if tz is not None and local:
+        raise typer.BadParameter("give --tz ZONE or --local, not both", param_hint="'--tz'")
+    if local:
+        tz = "local"
+    if tz is None:
+        return None
+    try:
+        return parse_zone(tz)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--tz'") from None
+
+
 # -- the format option ----------------------------------------------------------------------
 
 
@@ -235,6 +342,7 @@ def format_option(*names: str, default: str | None = None) -> Any:
         typer.Option(
             "--format",
             "-f",
+            metavar="|".join(choices),
             help=f"Output format.  [default: {default or choices[0]}]",
             show_default=False,
         ),

@@ -19,16 +19,20 @@ from tbhook.cli.options import (
     ExportFormat,
     FormatOption,
     LimitOption,
+    LocalOption,
     OneFormat,
     TailFormat,
+    ZoneOption,
     destination,
+    display_zone,
     explain_empty,
     fail,
     filter_options,
-    open_for_writing,
     reading,
+    refuse_with_raw,
     reported_errors,
     valid_id,
+    write_raw,
 )
 from tbhook.events import EVENT_FIELDS
 from tbhook.filters import Filters
@@ -41,7 +45,9 @@ class Order(str, Enum):
     desc = "desc"
 
 
-OrderOption = Annotated[Order, typer.Option(help="Newest (desc) or oldest (asc) first.")]
+OrderOption = Annotated[
+    Order, typer.Option(metavar="asc|desc", help="Newest (desc) or oldest (asc) first.")
+]
 RawOption = Annotated[
     bool, typer.Option("--raw", help="Write the body byte for byte to stdout, and nothing else.")
 ]
@@ -75,8 +81,11 @@ def events(
     limit: LimitOption = DEFAULT_LIMIT,
     order: OrderOption = Order.desc,
     fmt: FormatOption = "table",
+    tz: ZoneOption = None,
+    local: LocalOption = False,
 ) -> None:
     """The filtered log, newest first (by Tracebuzz's timestamp)."""
+    zone = display_zone(tz, local)
     from tbhook.output import listings
     from tbhook.output.describe import event_record
 
@@ -90,7 +99,9 @@ def events(
             fields=(*EVENT_FIELDS, *FORWARD_FIELDS),
             spec=_table(
                 fmt,
-                lambda: listings.events(store.widths(), store.event_names(), store.has_merges()),
+                lambda: listings.events(
+                    store.widths(), store.event_names(), store.has_merges(), zone=zone
+                ),
             ),
             total=lambda: store.count_matching(filters),
             limit=limit,
@@ -100,13 +111,18 @@ def events(
 
 
 def event(
+    ctx: typer.Context,
     event_id: Annotated[int, typer.Argument(help="An event id.", callback=valid_id, metavar="ID")],
     db: DbOption = DEFAULT_DB,
     raw: RawOption = False,
     fmt: OneFormat = "table",
+    tz: ZoneOption = None,
+    local: LocalOption = False,
 ) -> None:
     """One stored event in full: every column, the person it resolves to now, the forward
     state, and the raw body (pretty-printed JSON, or --raw byte for byte)."""
+    refuse_with_raw(ctx, raw, ("fmt", "tz", "local"))
+    zone = display_zone(tz, local)
     from tbhook.output.describe import body_document, body_lines, event_record
     from tbhook.output.tables import event_detail
 
@@ -118,11 +134,13 @@ def event(
         canonical = store.canonical_lookup()
         record = {**event_record(row, canonical), **_extra(row)}
     if raw:
-        _write_raw(row["body"])
+        write_raw(row["body"])
         return
     document = {**record, **body_document(row["body"])}
     write(
-        Answer(document=document, table=lambda _: event_detail(record, body_lines(row["body"]))),
+        Answer(
+            document=document, table=lambda _: event_detail(record, body_lines(row["body"]), zone)
+        ),
         fmt,
     )
 
@@ -141,20 +159,6 @@ def _extra(row: dict) -> dict:
         "forwardNextAttemptAt",
     )
     return {name: row.get(name) for name in names}
-
-
-def _write_raw(body: bytes) -> None:
-    """The body byte for byte, for a pipe or a file; on a terminal, with its control
-    characters escaped (a body is sender text)."""
-    from tbhook.output.safe import for_terminal, on_terminal
-
-    if on_terminal(sys.stdout):
-        sys.stdout.write(for_terminal(body.decode("utf-8", "backslashreplace")))
-        sys.stdout.flush()
-        return
-    sys.stdout.flush()
-    sys.stdout.buffer.write(body)
-    sys.stdout.buffer.flush()
 
 
 def _backlog(value: str) -> int | None:
@@ -202,8 +206,11 @@ def tail(
     ] = False,
     follow: Annotated[bool, typer.Option(help="Keep printing new events until Ctrl-C.")] = True,
     fmt: TailFormat = "text",
+    tz: ZoneOption = None,
+    local: LocalOption = False,
 ) -> None:
     """Watch events arrive: the last N matching events, then new ones as they are stored."""
+    zone = display_zone(tz, local)
     from tbhook.follow import Feed, Stopped, follow_events, open_when_ready, stopped_by_signals
 
     backlog = None if new else _backlog(limit)
@@ -221,7 +228,7 @@ def tail(
                     explain_empty(
                         store, filters, "events", "; waiting for new ones" if follow else ""
                     )
-                follow_events(store, feed, follow, fmt)
+                follow_events(store, feed, follow, fmt, zone=zone)
             finally:
                 store.close()
     except (Stopped, KeyboardInterrupt):
@@ -234,8 +241,11 @@ def person(
     ],
     db: DbOption = DEFAULT_DB,
     fmt: FormatOption = "table",
+    tz: ZoneOption = None,
+    local: LocalOption = False,
 ) -> None:
     """A person's canonical ID, every alias, and the merge history in time order."""
+    zone = display_zone(tz, local)
     from tbhook.filters import iso_time
     from tbhook.output.tables import person_view
 
@@ -261,7 +271,7 @@ def person(
             records=merges,
             fields=("oldPersonId", "newPersonId", "timestamp", "time"),
             document=record,
-            table=lambda _: person_view(record),
+            table=lambda _: person_view(record, zone),
         ),
         fmt,
     )
@@ -271,8 +281,11 @@ def case(
     case_id: Annotated[int, typer.Argument(help="A caseId.", callback=valid_id, metavar="CASE_ID")],
     db: DbOption = DEFAULT_DB,
     fmt: FormatOption = "table",
+    tz: ZoneOption = None,
+    local: LocalOption = False,
 ) -> None:
     """A case's timeline, customer and agent messages then the close, with its metrics."""
+    zone = display_zone(tz, local)
     from tbhook.cases import CASE_COLUMNS, summarize
     from tbhook.output.describe import event_record
     from tbhook.output.tables import case_view
@@ -289,7 +302,7 @@ def case(
             records=records,
             fields=EVENT_FIELDS,
             document={**summary, "events": records},
-            table=lambda shown: case_view(case_id, shown, summary),
+            table=lambda shown: case_view(case_id, shown, summary, zone),
         ),
         fmt,
     )
@@ -300,12 +313,16 @@ def cases(
     db: DbOption = DEFAULT_DB,
     filters: Filters = Filters(),
     limit: LimitOption = DEFAULT_LIMIT,
-    order: Annotated[Order, typer.Option(help="Highest (desc) or lowest (asc) caseId first.")] = (
-        Order.desc
-    ),
+    order: Annotated[
+        Order,
+        typer.Option(metavar="asc|desc", help="Highest (desc) or lowest (asc) caseId first."),
+    ] = (Order.desc),
     fmt: FormatOption = "table",
+    tz: ZoneOption = None,
+    local: LocalOption = False,
 ) -> None:
     """One row per case with a matching event, with its metrics: the analyst's table."""
+    zone = display_zone(tz, local)
     from tbhook.cases import METRICS, summarize_all
     from tbhook.output import listings
 
@@ -315,7 +332,7 @@ def cases(
         answer = Answer(
             records=summarize_all(rows, canonical),
             fields=METRICS,
-            spec=_table(fmt, lambda: listings.cases(store.widths(), store.has_merges())),
+            spec=_table(fmt, lambda: listings.cases(store.widths(), store.has_merges(), zone)),
             total=lambda: store.count_cases(filters),
             limit=limit,
         )
@@ -410,148 +427,3 @@ def stats(
         )
         if not counts["events"]:
             explain_empty(store, filters)
-
-
-def quarantine(
-    args: Annotated[
-        Optional[list[str]],
-        typer.Argument(
-            metavar="[ID | retry [ID...]]",
-            help="Nothing: list them. ID: show one in full. retry: parse again (all, or these "
-            "IDs) and move each now readable into events.",
-            show_default=False,
-        ),
-    ] = None,
-    db: DbOption = DEFAULT_DB,
-    limit: LimitOption = DEFAULT_LIMIT,
-    raw: RawOption = False,
-    fmt: FormatOption = "table",
-) -> None:
-    """Deliveries kept but not readable as events: list them, show one, or retry them."""
-    words = list(args or ())
-    if words[:1] == ["retry"]:
-        _retry(db, _ids(words[1:]), fmt)
-    elif len(words) == 1:
-        _quarantined_one(db, _ids(words)[0], raw, fmt)
-    elif words:
-        raise typer.BadParameter(
-            "give one ID, or retry and any IDs", param_hint="'[ID | retry [ID...]]'"
-        )
-    else:
-        _quarantine_list(db, limit, fmt)
-
-
-def _ids(words: list[str]) -> list[int]:
-    try:
-        ids = [int(word.removeprefix("#")) for word in words]
-    except ValueError:
-        bad = next(w for w in words if not w.removeprefix("#").lstrip("-").isdigit())
-        raise typer.BadParameter(
-            f"{bad!r} is not a quarantine id", param_hint="'[ID | retry [ID...]]'"
-        ) from None
-    for value in ids:
-        valid_id(value)
-    return ids
-
-
-def _quarantine_list(db: str, limit: int, fmt: str) -> None:
-    from tbhook.output import listings
-    from tbhook.output.safe import clean
-
-    fields = ("id", "receivedAt", "lastReceivedAt", "deliveries", "path", "reason", "bodySize")
-    with reading(db) as store:
-        rows = store.quarantined(limit, descending=True)
-        answer = Answer(
-            records=(
-                {**row, "bodyStart": clean(row["bodyStart"].decode("utf-8", "replace"))}
-                for row in rows
-            ),
-            fields=(*fields, "bodyStart"),
-            spec=_table(fmt, lambda: listings.quarantine(store.widths())),
-            total=lambda: store.count("quarantine"),
-            limit=limit,
-        )
-        if not write(answer, fmt) and fmt == "table":
-            sys.stderr.write("Nothing in quarantine: every delivery was readable\n")
-
-
-def _quarantined_one(db: str, quarantine_id: int, raw: bool, fmt: str) -> None:
-    from tbhook.output.describe import body_document, body_lines
-    from tbhook.output.tables import quarantine_detail
-
-    with reading(db) as store:
-        row = store.quarantine_row(quarantine_id)
-    if row is None:
-        raise fail(
-            f"no quarantined delivery #{quarantine_id} (see `tbhook quarantine`; one moved "
-            "by `quarantine retry` is among the events now)"
-        )
-    if raw:
-        _write_raw(row["body"])
-        return
-    record = {k: v for k, v in row.items() if k not in ("body", "bodySha256")}
-    document = {**record, **body_document(row["body"])}
-    write(
-        Answer(
-            records=[document],  # csv: every field but the body itself
-            fields=tuple(k for k in document if k not in ("body", "bodyText")),
-            document=document,
-            table=lambda _: quarantine_detail(record, body_lines(row["body"])),
-        ),
-        fmt,
-    )
-
-
-def _retry(db: str, ids: list[int], fmt: str) -> None:
-    from tbhook.events import parse
-    from tbhook.output.tables import retry_table
-
-    with reported_errors():
-        store = open_for_writing(db)
-        try:
-            missing = store.not_quarantined(ids)
-            if missing:  # a mistyped id: nothing is retried
-                shown = ", ".join(f"#{i}" for i in missing)
-                raise fail(
-                    f"not in quarantine: {shown} (see `tbhook quarantine`; one moved by an "
-                    "earlier retry is among the events now)"
-                )
-            results = list(store.recover_quarantined(ids or None, parse))
-        finally:
-            store.close()
-    records = [
-        {
-            "quarantineId": r.quarantine_id,
-            "outcome": (
-                "missing"  # moved by another retry meanwhile
-                if r.missing
-                else "unreadable"
-                if r.reason
-                else "merged"
-                if r.merged
-                else "moved"
-            ),
-            "eventId": r.event_id,
-            "event": r.event,
-            "reason": r.reason,
-        }
-        for r in results
-    ]
-    moved = sum(r["eventId"] is not None for r in records)
-    still = sum(r["outcome"] == "unreadable" for r in records)
-    write(
-        Answer(
-            records=records,
-            fields=("quarantineId", "outcome", "eventId", "event", "reason"),
-            table=retry_table,
-        ),
-        fmt,
-    )
-    if not records:
-        sys.stderr.write("Nothing in quarantine to retry\n")
-        return
-    sys.stderr.write(
-        f"Moved {moved} of {len(records)} quarantined deliveries into events"
-        + (f"; {still} still unreadable, kept in quarantine" if still else "")
-        + "\n"
-    )

@@ -4,6 +4,7 @@ read command shows. Pure and light: the receiver's log uses it too."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime, tzinfo
 from typing import Any
 
 from tbhook.events import EVENT_FIELDS, Event, Unreadable, label
@@ -74,6 +75,19 @@ def event_record(row: Mapping[str, Any], canonical: Callable[[Any], Any]) -> dic
         if key in row:
             record[key] = row[key]
     return record
+
+
+def shown_time(value: str | None, zone: tzinfo | None = None) -> str | None:
+    """A stored UTC time (``2024-05-01T09:30:26Z``, a receivedAt with milliseconds) as a table
+    shows it: unchanged, or in ``zone`` with its abbreviation (``2024-05-01 11:30:26 CEST``,
+    so a daylight-saving hour is never ambiguous)."""
+    if value is None or zone is None:
+        return value
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def duration(seconds: int | None) -> str:

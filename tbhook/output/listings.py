@@ -4,6 +4,7 @@ tables: columns laid out from what the store knows before any row is read."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import tzinfo
 
 from rich.cells import cell_len
 
@@ -15,27 +16,32 @@ from tbhook.output.streamed import Spec
 EVENT_NAME = 40
 WHAT = 64
 TIME = len("2024-01-01T00:00:00Z")
+LOCAL_TIME = len("2024-01-01 00:00:00 CEST")
 
 
 def events(
-    widths: Mapping[str, int], names: Iterable[str], merged: bool, title: str | None = None
+    widths: Mapping[str, int],
+    names: Iterable[str],
+    merged: bool,
+    title: str | None = None,
+    zone: tzinfo | None = None,
 ) -> Spec:
     """``tbhook events``: ``widths`` from ``Store.widths``, the event ``names`` in the log, a
     "now" column when any person was ``merged``."""
     columns = [c for c in tables.EVENT_COLUMNS if merged or c.name != "now"]
     natural = {
         "id": widths["id"],
-        "time": TIME,
+        "time": TIME if zone is None else LOCAL_TIME,
         "event": min(EVENT_NAME, max((cell_len(clean(name)) for name in names), default=5)),
         "case": widths["case"],
         "person": widths["person"],
         "now": widths["person"],
         "what": WHAT,
     }
-    return Spec(columns, lambda row: tables.event_cells(row, merged), natural, title)
+    return Spec(columns, lambda row: tables.event_cells(row, merged, zone), natural, title)
 
 
-def cases(widths: Mapping[str, int], merged: bool) -> Spec:
+def cases(widths: Mapping[str, int], merged: bool, zone: tzinfo | None = None) -> Spec:
     columns = [c for c in tables.CASE_COLUMNS if merged or c.name != "now"]
     natural = {
         "case": widths["case"],
@@ -46,15 +52,15 @@ def cases(widths: Mapping[str, int], merged: bool) -> Spec:
         "to close": len("99d23h"),
         "state": len("closed, reopened"),
     }
-    return Spec(columns, lambda case: tables.case_cells(case, merged), natural)
+    return Spec(columns, lambda case: tables.case_cells(case, merged, zone), natural)
 
 
-def quarantine(widths: Mapping[str, int]) -> Spec:
+def quarantine(widths: Mapping[str, int], zone: tzinfo | None = None) -> Spec:
     natural = {
         "id": widths["quarantine"],
-        "received": len("2024-01-01 00:00:00"),
+        "received": len("2024-01-01 00:00:00") if zone is None else LOCAL_TIME,
         "path": 24,
         "reason": 60,
         "body starts": 40,
     }
-    return Spec(tables.QUARANTINE_COLUMNS, tables.quarantine_cells, natural)
+    return Spec(tables.QUARANTINE_COLUMNS, lambda r: tables.quarantine_cells(r, zone), natural)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import tzinfo
 from typing import IO, Any
 
-from tbhook.output.describe import duration, event_style, sender_label, type_label
+from tbhook.output.describe import duration, event_style, sender_label, shown_time, type_label
 from tbhook.output.safe import clean
 
 KEY, TEXT, PROSE = "key", "text", "prose"
@@ -173,21 +174,23 @@ EVENT_COLUMNS = (
 )
 
 
-def events_table(records: Sequence[Mapping[str, Any]], title: str | None = None):  # noqa: ANN201
+def events_table(
+    records: Sequence[Mapping[str, Any]], title: str | None = None, zone: tzinfo | None = None
+):  # noqa: ANN201
     """Events for people: when, which case and person, who said what."""
     merged = any(r.get("canonicalPersonId") not in (None, _person(r)) for r in records)
     columns = EVENT_COLUMNS if merged else [c for c in EVENT_COLUMNS if c.name != "now"]
-    rows = [[_text(cell) for cell in event_cells(row, merged)] for row in records]
+    rows = [[_text(cell) for cell in event_cells(row, merged, zone)] for row in records]
     return fitted(columns, rows, title)
 
 
-def event_cells(row: Mapping[str, Any], merged: bool) -> list[Any]:
+def event_cells(row: Mapping[str, Any], merged: bool, zone: tzinfo | None = None) -> list[Any]:
     """An event's cells in ``EVENT_COLUMNS`` (without "now" unless ``merged``): values, or
-    (value, style)."""
+    (value, style); times in ``zone`` when given (UTC as stored otherwise)."""
     person = _person(row)
     cells: list[Any] = [
         row["id"],
-        row["time"],
+        shown_time(row["time"], zone),
         (row["event"], event_style(row)),
         row["caseId"],
         person,
@@ -217,15 +220,15 @@ CASE_COLUMNS = (
 )
 
 
-def cases_table(summaries: Sequence[Mapping[str, Any]]):  # noqa: ANN201
+def cases_table(summaries: Sequence[Mapping[str, Any]], zone: tzinfo | None = None):  # noqa: ANN201
     """Case metrics for people: the json and csv formats carry every metric in full."""
-    rows = [case_cells(case, merged=True) for case in summaries]
+    rows = [case_cells(case, merged=True, zone=zone) for case in summaries]
     merged = any(row[2] is not None for row in rows)
     keep = [i for i, c in enumerate(CASE_COLUMNS) if merged or c.name != "now"]
     return fitted([CASE_COLUMNS[i] for i in keep], [[row[i] for i in keep] for row in rows])
 
 
-def case_cells(case: Mapping[str, Any], merged: bool) -> list[Any]:
+def case_cells(case: Mapping[str, Any], merged: bool, zone: tzinfo | None = None) -> list[Any]:
     """A case summary's cells in ``CASE_COLUMNS`` (without "now" unless ``merged``)."""
     now = case["canonicalPersonId"]
     state = ("closed" if case["closed"] else "open") + (", reopened" if case["reopened"] else "")
@@ -236,7 +239,7 @@ def case_cells(case: Mapping[str, Any], merged: bool) -> list[Any]:
         case["messages"],
         case["customerMessages"],
         case["agentMessages"],
-        (case["firstMessageAt"] or "")[:16].replace("T", " "),
+        (shown_time(case["firstMessageAt"], zone) or "")[:16].replace("T", " "),
         duration(case["firstResponseSeconds"]),
         duration(case["secondsToClose"]),
         state,
@@ -298,7 +301,9 @@ def detail(title: Any, pairs: Sequence[tuple[str, Any]], body: tuple[str, list[s
     return Group(*parts)
 
 
-def event_detail(record: Mapping[str, Any], body: tuple[str, list[str]]):  # noqa: ANN201
+def event_detail(
+    record: Mapping[str, Any], body: tuple[str, list[str]], zone: tzinfo | None = None
+):  # noqa: ANN201
     """`event ID`: the event's one-line summary, every column, the forward, the body."""
     from rich.text import Text
 
@@ -308,12 +313,15 @@ def event_detail(record: Mapping[str, Any], body: tuple[str, list[str]]):  # noq
     person = _person(record)
     now = record.get("canonicalPersonId")
     pairs: list[tuple[str, Any]] = [
-        ("receivedAt", record["receivedAt"]),
-        ("lastReceivedAt", record["lastReceivedAt"]),
+        ("receivedAt", shown_time(record["receivedAt"], zone)),
+        ("lastReceivedAt", shown_time(record["lastReceivedAt"], zone)),
         ("deliveries", record["deliveries"]),
         ("path", record["path"]),
         ("event", record["event"]),
-        ("timestamp", f"{record['timestamp']} ({record['time'] or 'out of range'})"),
+        (
+            "timestamp",
+            f"{record['timestamp']} ({shown_time(record['time'], zone) or 'out of range'})",
+        ),
     ]
     for column in PAYLOAD_COLUMNS:
         value = record.get(column)
@@ -337,12 +345,14 @@ def event_detail(record: Mapping[str, Any], body: tuple[str, list[str]]):  # noq
     return detail(title, pairs, body)
 
 
-def quarantine_detail(record: Mapping[str, Any], body: tuple[str, list[str]]):  # noqa: ANN201
+def quarantine_detail(
+    record: Mapping[str, Any], body: tuple[str, list[str]], zone: tzinfo | None = None
+):  # noqa: ANN201
     """`quarantine ID`: why it was kept aside, when, where from, and the body as it came."""
     pairs = [
         ("reason", record["reason"]),
-        ("receivedAt", record["receivedAt"]),
-        ("lastReceivedAt", record["lastReceivedAt"]),
+        ("receivedAt", shown_time(record["receivedAt"], zone)),
+        ("lastReceivedAt", shown_time(record["lastReceivedAt"], zone)),
         ("deliveries", record["deliveries"]),
         ("path", record["path"]),
         ("import line", record.get("line")),
@@ -365,10 +375,11 @@ def quarantine_table(records: Sequence[Mapping[str, Any]]):  # noqa: ANN201
     return fitted(QUARANTINE_COLUMNS, [quarantine_cells(r) for r in records])
 
 
-def quarantine_cells(r: Mapping[str, Any]) -> list[Any]:
+def quarantine_cells(r: Mapping[str, Any], zone: tzinfo | None = None) -> list[Any]:
+    received = shown_time(r["receivedAt"], zone) if zone else (r["receivedAt"] or "")[:19]
     return [
         r["id"],
-        (r["receivedAt"] or "")[:19].replace("T", " "),
+        (received or "").replace("T", " "),
         r["deliveries"],
         r["path"],
         r["reason"],
@@ -406,7 +417,7 @@ def retry_table(records: Sequence[Mapping[str, Any]]):  # noqa: ANN201
     return fitted(RETRY_COLUMNS, rows)
 
 
-def person_view(record: Mapping[str, Any]):  # noqa: ANN201
+def person_view(record: Mapping[str, Any], zone: tzinfo | None = None):  # noqa: ANN201
     """`person ID`: who they are now, their aliases, and the merges in time order."""
     from rich.console import Group
     from rich.text import Text
@@ -420,13 +431,19 @@ def person_view(record: Mapping[str, Any]):  # noqa: ANN201
             Column("oldPersonId", justify="right"),
             Column("newPersonId", justify="right"),
         )
-        parts.append(records_table(record["merges"], columns, "merges"))
+        merges = [{**m, "time": shown_time(m["time"], zone)} for m in record["merges"]]
+        parts.append(records_table(merges, columns, "merges"))
     else:
         parts.append(Text("no merges"))
     return Group(*parts)
 
 
-def case_view(case_id: int, records: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]):  # noqa: ANN201
+def case_view(
+    case_id: int,
+    records: Sequence[Mapping[str, Any]],
+    summary: Mapping[str, Any],
+    zone: tzinfo | None = None,
+):  # noqa: ANN201
     """`case ID`: its timeline, then its metrics."""
     from rich.console import Group
 
@@ -434,4 +451,9 @@ def case_view(case_id: int, records: Sequence[Mapping[str, Any]], summary: Mappi
 
     metrics = [{"metric": key, "value": summary[key]} for key in METRICS[1:]]
     columns = (Column("metric"), Column("value", TEXT))
-    return Group(events_table(records, title=f"case {case_id}"), records_table(metrics, columns))
+    for metric in metrics:
+        if metric["metric"].endswith("At"):
+            metric["value"] = shown_time(metric["value"], zone)
+    return Group(
+        events_table(records, title=f"case {case_id}", zone=zone), records_table(metrics, columns)
+    )

@@ -622,6 +622,18 @@ class Store(ABC):
             )
         return sorted(set(ids) - found)
 
+    def drop_quarantined(self, ids: Sequence[int]) -> int:
+        """Delete these quarantined deliveries (a person's decision); how many went."""
+        dropped = 0
+        with self.writing() as conn:
+            for start in range(0, len(ids), 500):
+                part = list(ids[start : start + 500])
+                marks = ", ".join("?" for _ in part)
+                dropped += conn.execute(
+                    f"DELETE FROM quarantine WHERE id IN ({marks})", part
+                ).rowcount
+        return dropped
+
     def quarantined_since(self, since: str | None) -> list[dict]:
         """Quarantined deliveries (new or delivered again) whose last delivery was at or after
         ``since`` (a receivedAt), oldest first: what `tail --quarantine` follows."""
@@ -904,7 +916,12 @@ class Store(ABC):
 
     def health(self, lag_seconds: int) -> dict:
         """Counts for a health report, in one scan of the events table."""
-        lag = f'({self.dialect.epoch_of_iso.format(q("receivedAt"))} - "timestamp")'
+        # Only what a receiver received (its path is a URL path): an imported event's
+        # receivedAt is when it was imported, not a late delivery.
+        lag = (
+            f"(CASE WHEN substr(path, 1, 1) = '/' THEN "
+            f'{self.dialect.epoch_of_iso.format(q("receivedAt"))} - "timestamp" END)'
+        )
         row = self.one(
             "SELECT count(*), coalesce(sum(CASE WHEN deliveries > 1 THEN 1 ELSE 0 END), 0), "
             "coalesce(sum(deliveries - 1), 0), "
@@ -923,7 +940,17 @@ class Store(ABC):
             "maxLagSeconds": None if row[4] is None else round(row[4]),
             "lastReceivedAt": row[5],
             "quarantined": self.count("quarantine"),
+            "testDeliveries": self.test_deliveries(),
         }
+
+    def test_deliveries(self) -> int:
+        """Quarantined bodies that are Tracebuzz's test of the URL when a webhook is saved."""
+        from tbhook.events import is_test_delivery
+
+        return sum(
+            is_test_delivery(bytes(body))
+            for (body,) in self.query("SELECT body FROM quarantine WHERE length(body) <= 64")
+        )
 
     def unknown_values(self) -> list[tuple[str, int, int]]:
         """(field, value, events) for each typeId or own value the spec does not list."""

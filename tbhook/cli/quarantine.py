@@ -1,0 +1,257 @@
+"""`tbhook quarantine`: deliveries kept but not readable as events. List them, show one in
+full, retry them with today's rules, or drop the ones a person has looked at and does not
+want (Tracebuzz's empty test on saving a webhook, say)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from tbhook.cli.options import (
+    DEFAULT_DB,
+    DEFAULT_LIMIT,
+    DbOption,
+    FormatOption,
+    LimitOption,
+    LocalOption,
+    TbhookCommand,
+    ZoneOption,
+    display_zone,
+    fail,
+    given,
+    open_for_writing,
+    reading,
+    refuse_with_raw,
+    reported_errors,
+    valid_id,
+    write_raw,
+)
+from tbhook.output.formats import Answer, write
+
+
+class _ById(TyperGroup):
+    """`tbhook quarantine 7` is `tbhook quarantine show 7`."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0].removeprefix("#").isdigit():
+            args = ["show", *args]
+        return super().resolve_command(ctx, args)
+
+
+app = typer.Typer(
+    cls=_ById,
+    invoke_without_command=True,
+    rich_markup_mode=None,
+    short_help="List, show, retry or drop unreadable deliveries.",
+)
+
+
+def _database(ctx: typer.Context, db: str) -> str:
+    """The subcommand's --db, or the group's when only that was given
+    (`tbhook quarantine --db x.db retry`)."""
+    parent = ctx.parent
+    if parent is not None and not given(ctx, "db") and given(parent, "db"):
+        return parent.params["db"]
+    return db
+
+
+@app.callback()
+def quarantine(
+    ctx: typer.Context,
+    db: DbOption = DEFAULT_DB,
+    limit: LimitOption = DEFAULT_LIMIT,
+    fmt: FormatOption = "table",
+    tz: ZoneOption = None,
+    local: LocalOption = False,
+) -> None:
+    """Deliveries kept but not readable as events, newest first; `quarantine ID` shows one,
+    `quarantine retry` parses them again, `quarantine drop ID...` deletes them."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from tbhook.output import listings
+    from tbhook.output.safe import clean
+
+    zone = display_zone(tz, local)
+    fields = ("id", "receivedAt", "lastReceivedAt", "deliveries", "path", "reason", "bodySize")
+    with reading(db) as store:
+        rows = store.quarantined(limit, descending=True)
+        answer = Answer(
+            records=(
+                {**row, "bodyStart": clean(row["bodyStart"].decode("utf-8", "replace"))}
+                for row in rows
+            ),
+            fields=(*fields, "bodyStart"),
+            spec=(
+                listings.quarantine(store.widths(), zone)
+                if getattr(fmt, "value", fmt) == "table"
+                else None
+            ),
+            total=lambda: store.count("quarantine"),
+            limit=limit,
+        )
+        if not write(answer, fmt) and getattr(fmt, "value", fmt) == "table":
+            sys.stderr.write("Nothing in quarantine: every delivery was readable\n")
+
+
+IdArgument = Annotated[
+    str, typer.Argument(metavar="ID", help="A quarantine id (as `tbhook quarantine` lists).")
+]
+IdsArgument = Annotated[
+    Optional[list[str]], typer.Argument(metavar="ID...", help="Quarantine ids.", show_default=False)
+]
+
+
+@app.command(cls=TbhookCommand, short_help="One of them in full, body included.")
+def show(
+    ctx: typer.Context,
+    quarantine_id: IdArgument,
+    db: DbOption = DEFAULT_DB,
+    raw: Annotated[
+        bool,
+        typer.Option("--raw", help="Write the body byte for byte to stdout, and nothing else."),
+    ] = False,
+    fmt: FormatOption = "table",
+    tz: ZoneOption = None,
+    local: LocalOption = False,
+) -> None:
+    """One quarantined delivery in full: why, when, where from, and its body as it came."""
+    from tbhook.output.describe import body_document, body_lines
+    from tbhook.output.tables import quarantine_detail
+
+    refuse_with_raw(ctx, raw, ("fmt", "tz", "local"))
+    zone = display_zone(tz, local)
+    [number] = _ids([quarantine_id])
+    with reading(_database(ctx, db)) as store:
+        row = store.quarantine_row(number)
+    if row is None:
+        raise fail(
+            f"no quarantined delivery #{number} (see `tbhook quarantine`; one moved "
+            "by `quarantine retry` is among the events now)"
+        )
+    if raw:
+        write_raw(row["body"])
+        return
+    record = {k: v for k, v in row.items() if k not in ("body", "bodySha256")}
+    document = {**record, **body_document(row["body"])}
+    write(
+        Answer(
+            records=[document],  # csv: every field but the body itself
+            fields=tuple(k for k in document if k not in ("body", "bodyText")),
+            document=document,
+            table=lambda _: quarantine_detail(record, body_lines(row["body"]), zone),
+        ),
+        fmt,
+    )
+
+
+@app.command(cls=TbhookCommand, short_help="Parse them again; move the readable to events.")
+def retry(
+    ctx: typer.Context,
+    ids: IdsArgument = None,
+    db: DbOption = DEFAULT_DB,
+    fmt: FormatOption = "table",
+) -> None:
+    """Parse them again with today's rules (all, or these IDs) and move each now readable
+    into events, with its receive times and deliveries."""
+    from tbhook.events import parse
+    from tbhook.output.tables import retry_table
+
+    numbers = _ids(ids or [])
+    with reported_errors():
+        store = open_for_writing(_database(ctx, db))
+        try:
+            _refuse_missing(store, numbers)
+            results = list(store.recover_quarantined(numbers or None, parse))
+        finally:
+            store.close()
+    records = [
+        {
+            "quarantineId": r.quarantine_id,
+            "outcome": (
+                "missing"  # moved by another retry meanwhile
+                if r.missing
+                else "unreadable"
+                if r.reason
+                else "merged"
+                if r.merged
+                else "moved"
+            ),
+            "eventId": r.event_id,
+            "event": r.event,
+            "reason": r.reason,
+        }
+        for r in results
+    ]
+    moved = sum(r["eventId"] is not None for r in records)
+    still = sum(r["outcome"] == "unreadable" for r in records)
+    write(
+        Answer(
+            records=records,
+            fields=("quarantineId", "outcome", "eventId", "event", "reason"),
+            table=retry_table,
+        ),
+        fmt,
+    )
+    if not records:
+        sys.stderr.write("Nothing in quarantine to retry\n")
+        return
+    sys.stderr.write(
+        f"Moved {moved} of {len(records)} quarantined deliveries into events"
+        + (f"; {still} still unreadable, kept in quarantine" if still else "")
+        + "\n"
+    )
+
+
+@app.command(cls=TbhookCommand, short_help="Delete some for good, by id.")
+def drop(
+    ctx: typer.Context,
+    ids: IdsArgument = None,
+    db: DbOption = DEFAULT_DB,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete these quarantined deliveries for good (look at each first: `quarantine ID`)."""
+    if not ids:
+        raise typer.BadParameter(
+            "name the deliveries to drop (see `tbhook quarantine`); nothing is dropped without "
+            "its id",
+            param_hint="'ID...'",
+        )
+    numbers = sorted(set(_ids(ids)))
+    with reported_errors():
+        store = open_for_writing(_database(ctx, db))
+        try:
+            _refuse_missing(store, numbers)
+            shown = ", ".join(f"#{n}" for n in numbers)
+            question = f"Delete quarantined {shown} for good?"
+            if not yes and not sys.stdin.isatty():
+                raise fail(f"{question[:-1]}: pass --yes to confirm without a prompt")
+            if not yes and not typer.confirm(question, err=True):
+                raise fail("nothing dropped")
+            dropped = store.drop_quarantined(numbers)
+        finally:
+            store.close()
+    sys.stdout.write(f"Dropped {dropped} quarantined deliveries: {shown}\n")
+
+
+def _refuse_missing(store: Any, numbers: list[int]) -> None:
+    missing = store.not_quarantined(numbers)
+    if missing:  # a mistyped id: nothing is done
+        shown = ", ".join(f"#{i}" for i in missing)
+        raise fail(
+            f"not in quarantine: {shown} (see `tbhook quarantine`; one moved by an earlier "
+            "retry is among the events now)"
+        )
+
+
+def _ids(words: list[str]) -> list[int]:
+    try:
+        ids = [int(word.removeprefix("#")) for word in words]
+    except ValueError:
+        bad = next(w for w in words if not w.removeprefix("#").lstrip("-").isdigit())
+        raise typer.BadParameter(f"{bad!r} is not a quarantine id", param_hint="'ID'") from None
+    for value in ids:
+        valid_id(value)
+    return ids
