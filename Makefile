@@ -10,8 +10,11 @@ STAMP := $(VENV)/.installed
 serve: $(STAMP)
 	$(BIN)/tbhook serve $(ARGS)
 
+# Four workers (the tests mostly wait on servers and subprocesses), then the few that measure the
+# machine itself, alone.
 test: $(STAMP) postgres
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -n 4 -m "not slow and not alone"
+	$(BIN)/pytest -q -m "alone and not slow"
 
 test-reliability: $(STAMP) postgres
 	$(BIN)/pytest -q tests/reliability

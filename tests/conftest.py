@@ -55,7 +55,8 @@ def _checkout_status() -> set[str] | None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    session.config.stash[_STATUS] = _checkout_status()
+    if not hasattr(session.config, "workerinput"):  # the controller, with pytest-xdist
+        session.config.stash[_STATUS] = _checkout_status()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

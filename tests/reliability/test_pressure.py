@@ -159,6 +159,7 @@ async def _post_raw(port: int, body: bytes) -> str:
         writer.close()
 
 
+@pytest.mark.alone  # peak memory: other tests running beside it would be counted
 def test_a_thousand_huge_bodies_at_once_stay_within_the_memory_budget(tmp_path):
     server = start_serve(tmp_path / "a.db", "--quiet")
     try:
@@ -264,6 +265,7 @@ def freezable_dir(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.alone  # a frozen file system, and how long the loop takes to answer beside it
 def test_a_stalled_disk_stalls_the_acknowledgements_not_the_loop(freezable_dir):
     server = start_serve(freezable_dir / "frozen.db", "--quiet")
     try:
