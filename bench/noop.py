@@ -3,7 +3,7 @@ uvicorn settings (protocol, loop, limits). Usage: python bench/noop.py PORT"""
 
 import sys
 
-from tbhook.server import _Server, bind, uvicorn_config
+from tbhook.receiver.server import Server, bind, uvicorn_config
 
 
 async def noop(scope, receive, send):
@@ -20,6 +20,6 @@ async def noop(scope, receive, send):
 
 
 if __name__ == "__main__":
-    server = _Server(uvicorn_config(noop))
+    server = Server(uvicorn_config(noop))
     with server.draining_signals():
         server.run(sockets=[bind("127.0.0.1", int(sys.argv[1]))])

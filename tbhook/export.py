@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from typing import IO
 
 from tbhook.filters import Filters
-from tbhook.output.safe import CSV_LINE_END
 from tbhook.split import in_halves, reading
 from tbhook.store import Store
+from tbhook.text import CSV_LINE_END
 
 Progress = Callable[[int], None]
 

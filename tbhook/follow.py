@@ -16,15 +16,10 @@ from typing import Any
 from tbhook.errors import ForeignDatabase, NoDatabase, NotReady, TbhookError
 from tbhook.events import Unreadable
 from tbhook.filters import Filters
-from tbhook.output.describe import (
-    describe,
-    describe_parsed,
-    event_record,
-    event_style,
-    shown_time,
-)
+from tbhook.output.describe import event_record, event_style, shown_time
 from tbhook.output.formats import Answer, write
 from tbhook.store import Store, open_reader
+from tbhook.words import describe, describe_parsed
 
 POLL_SECONDS = 0.1  # the id is a cursor: one cheap indexed query per poll
 # Redeliveries and quarantined deliveries are followed by their receive time, which the

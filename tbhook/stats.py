@@ -8,10 +8,10 @@ from typing import Any
 
 from tbhook.events import ENUMERATED
 from tbhook.filters import Filters
-from tbhook.output.describe import sender_label, type_label
-from tbhook.output.safe import clean
 from tbhook.split import in_halves, reading
 from tbhook.store import Store, stats_groups
+from tbhook.text import clean
+from tbhook.words import sender_label, type_label
 
 SECTIONS = ("byEvent", "bySender", "byType", "bySource", "perDay")
 

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from tbhook.cli import app
 from tbhook.events import parse
-from tbhook.output.safe import FORMULA_STARTS
 from tbhook.store import Delivery
 from tbhook.store.sqlite import SQLiteStore
+from tbhook.text import FORMULA_STARTS
 
 T0 = 1_700_000_000
 NAMES = [

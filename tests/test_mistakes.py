@@ -179,9 +179,10 @@ def test_prune_archive_and_no_archive_together_is_a_usage_error(db_path, tmp_pat
     [
         (b"notes I keep\n", "not gzip"),
         (None, "exported row"),  # an export, gzipped
-        (gzip.compress(b"just some text\n"), "not a Tracebuzz event"),
-        (gzip.compress(b'{"event": "newResult", "caseId": 1}\n')[:-6], "damaged"),
+        (gzip.compress(b"just some text\n", mtime=0), "not a Tracebuzz event"),
+        (gzip.compress(b'{"event": "newResult", "caseId": 1}\n', mtime=0)[:-6], "damaged"),
     ],
+    ids=["text", "export", "not-events", "cut-short"],
 )
 def test_prune_append_onto_a_file_that_is_not_an_archive_deletes_nothing(
     db_path, tmp_path, content, why

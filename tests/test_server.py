@@ -405,7 +405,7 @@ def test_a_short_lock_is_waited_out_and_later_deliveries_queue_behind_it(server)
 
 
 def writer_process(pid: int) -> int:
-    """The pid of a receiver's writer process (a child running tbhook.writer)."""
+    """The pid of a receiver's writer process (a child running tbhook.receiver.writer)."""
     with open(f"/proc/{pid}/task/{pid}/children") as f:
         children = f.read().split()
     for child in children:

@@ -105,8 +105,8 @@ def send(
     """POST sample or recorded events to a receiver; exit 1 unless every one got a 200."""
     from tbhook.client import Poster, PostFailed, auth_headers
     from tbhook.events import parse
-    from tbhook.output.describe import describe_parsed
     from tbhook.payloads import bodies, open_source, override
+    from tbhook.words import describe_parsed
 
     assignments = _assignments(set_, "--set")
     additions = _assignments(add, "--add")

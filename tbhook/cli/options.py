@@ -20,7 +20,7 @@ from typer.core import TyperCommand
 from tbhook.errors import TbhookError
 from tbhook.filters import Filters, iso_time, parse_path, parse_sender, parse_when, parse_zone
 from tbhook.output.formats import FORMATS
-from tbhook.output.safe import clean
+from tbhook.text import clean
 
 if TYPE_CHECKING:
     from tbhook.store import Store
@@ -285,7 +285,7 @@ def given(ctx: typer.Context, name: str, environment: bool = True) -> bool:
 def write_raw(body: bytes) -> None:
     """The body byte for byte, for a pipe or a file; on a terminal, with its control
     characters escaped (a body is sender text)."""
-    from tbhook.output.safe import for_terminal, on_terminal
+    from tbhook.text import for_terminal, on_terminal
 
     if on_terminal(sys.stdout):
         sys.stdout.write(for_terminal(body.decode("utf-8", "backslashreplace")))
@@ -362,7 +362,7 @@ else:
 
 
 class LogFormat(str, Enum):
-    """``serve --log-format``: the choices of ``tbhook.log.FORMATS``."""
+    """``serve --log-format``: the choices of ``tbhook.receiver.log.FORMATS``."""
 
     human = "human"
     json = "json"

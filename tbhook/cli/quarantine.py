@@ -72,7 +72,7 @@ def quarantine(
     if ctx.invoked_subcommand is not None:
         return
     from tbhook.output import listings
-    from tbhook.output.safe import clean
+    from tbhook.text import clean
 
     zone = display_zone(tz, local)
     fields = ("id", "receivedAt", "lastReceivedAt", "deliveries", "path", "reason", "bodySize")

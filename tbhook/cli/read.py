@@ -344,7 +344,7 @@ def cases(
 def _big_buffer(stream: IO[str]) -> Iterator[IO[str]]:
     """stdout with a 1 MiB buffer of its own: a million lines in a few hundred writes; on a
     terminal, sender text with its control characters escaped."""
-    from tbhook.output.safe import TerminalStream, on_terminal
+    from tbhook.text import TerminalStream, on_terminal
 
     if on_terminal(stream):
         yield TerminalStream(stream)  # type: ignore[misc]

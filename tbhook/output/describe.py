@@ -1,5 +1,5 @@
-"""Events in words: the one-line summary of an event, labels, durations, and the fields every
-read command shows. Pure and light: the receiver's log uses it too."""
+"""What the read commands show of an event: its record (Tracebuzz's names, the time, the
+canonical person), its style, durations and times for people, and its body made readable."""
 
 from __future__ import annotations
 
@@ -7,56 +7,12 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, tzinfo
 from typing import Any
 
-from tbhook.events import EVENT_FIELDS, Event, Unreadable, label
+from tbhook.events import EVENT_FIELDS
 from tbhook.filters import iso_time
-from tbhook.output.safe import clean
+from tbhook.text import clean
 
 FORWARD_FIELDS = ("forwardState", "forwardAttempts", "forwardStatus")
 EVENT_STYLES = {"newResult": "cyan", "caseClosed": "magenta", "profileMerged": "yellow"}
-
-
-def type_label(type_id: Any) -> str:
-    return label("typeId", type_id) or ""
-
-
-def sender_label(own: Any) -> str:
-    return label("own", own) or ""
-
-
-def describe(row: Mapping[str, Any]) -> str:
-    """A one-line summary of an event row: its name, the main ids, who sent it."""
-    event = row.get("event")
-    if event == "newResult":
-        text = (
-            f"newResult     case {row['caseId']} person {row['personId']} "
-            f"{sender_label(row['own'])} {type_label(row['typeId'])} "
-            f"(result {row['resultId']}, source {row['sourceId']})"
-        )
-    elif event == "caseClosed":
-        reason = row["reasonId"] if row["reasonId"] is not None else "none"
-        text = (
-            f"caseClosed    case {row['caseId']} person {row['personId']} "
-            f"closed by agent {row['agentId']} (reason {reason})"
-        )
-    elif event == "profileMerged":
-        old, new = row["oldPersonId"], row["newPersonId"]
-        text = f"profileMerged person {old} -> {new}" + (" (no change)" if old == new else "")
-    else:
-        ids = " ".join(
-            f"{key} {row[key]}" for key in ("caseId", "personId") if row.get(key) is not None
-        )
-        text = f"{clean(event)} (undocumented event, kept) {ids}".rstrip()
-    path = row.get("path")
-    if path and path != "/":
-        text += f" on {clean(path)}"
-    return text
-
-
-def describe_parsed(parsed: Event | Unreadable, path: str = "/") -> str:
-    """``describe`` for a body as parsed, before it has a row."""
-    if isinstance(parsed, Event):
-        return describe({"event": parsed.event, "path": path, **parsed.values})
-    return f"unreadable: {clean(parsed.reason)}" + (f" on {clean(path)}" if path != "/" else "")
 
 
 def event_style(row: Mapping[str, Any]) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tbhook.errors import TbhookError
-from tbhook.output.safe import CSV_LINE_END, TerminalStream, csv_value, on_terminal
+from tbhook.text import CSV_LINE_END, TerminalStream, csv_value, on_terminal
 
 Records = Iterable[Mapping[str, Any]]
 

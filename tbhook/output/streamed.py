@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from tbhook.output.safe import clean
 from tbhook.output.tables import GAP, KEY, PROSE, Column, console, footer, plan
+from tbhook.text import clean
 
 Cell = Any  # a value, or (value, style)
 FLUSH_EVERY = 200  # rows: a person sees them come, a pipe gets few large writes

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import IO, Any
 
-from tbhook.output.describe import duration, event_style, sender_label, shown_time, type_label
-from tbhook.output.safe import clean
+from tbhook.output.describe import duration, event_style, shown_time
+from tbhook.text import clean
+from tbhook.words import sender_label, type_label
 
 KEY, TEXT, PROSE = "key", "text", "prose"
 MIN_TEXT = 6  # the narrowest a truncated text column gets ("newRe…")
@@ -308,7 +309,7 @@ def event_detail(
     from rich.text import Text
 
     from tbhook.events import PAYLOAD_COLUMNS
-    from tbhook.output.describe import describe
+    from tbhook.words import describe
 
     person = _person(record)
     now = record.get("canonicalPersonId")

@@ -108,7 +108,7 @@ class Dialect:
         )
 
     def formula_guard(self, column: str) -> str:
-        from tbhook.output.safe import FORMULA_STARTS
+        from tbhook.text import FORMULA_STARTS
 
         # PostgreSQL's text holds no NUL (nor does any event name: events.py refuses it).
         starts = [c for c in FORMULA_STARTS if c != "\0" or self.name == "sqlite"]

@@ -27,7 +27,6 @@ from tbhook.errors import (
     human_size,
 )
 from tbhook.filters import Filters
-from tbhook.output.safe import CSV_LINE_END
 from tbhook.store.base import (
     CHUNK,
     EVENT_COLUMNS,
@@ -44,6 +43,7 @@ from tbhook.store.base import (
     outcomes,
 )
 from tbhook.store.sqlite_steps import READERS_DO_NOT_NEED, STEP_NAMES
+from tbhook.text import CSV_LINE_END
 
 BUSY_TIMEOUT_MS = 5000
 DAY_SECONDS = 86400

@@ -8,8 +8,8 @@ import time
 import pytest
 from conftest import Worker, event_body, request, run_all
 
-from tbhook.protocol import MAX_HEADER_BYTES, MAX_HEADERS, REQUEST_DEADLINE_SECONDS
-from tbhook.server import KEEP_ALIVE_SECONDS
+from tbhook.receiver.protocol import MAX_HEADER_BYTES, MAX_HEADERS, REQUEST_DEADLINE_SECONDS
+from tbhook.receiver.server import KEEP_ALIVE_SECONDS
 
 SECRET = "k3y"
 

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import uvicorn
 from conftest import Worker, event_body, request, run_all
 
-from tbhook.server import Receiver, bind
+from tbhook.receiver.app import Receiver
+from tbhook.receiver.server import bind
+from tbhook.receiver.writer import BatchWriter
 from tbhook.store.sqlite import SQLiteStore
-from tbhook.writer import BatchWriter
 
 
 class RecordingStore(SQLiteStore):
@@ -58,7 +59,7 @@ def test_every_200_is_sent_after_its_batch_commits(db_path, tmp_path):
     conn = store.db.conn
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: fsync at every commit
-    writer = BatchWriter(recording, store=store)
+    writer = BatchWriter(recording)
     writer.start()
     receiver = Receiver(writer)
 

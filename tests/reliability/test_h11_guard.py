@@ -8,17 +8,18 @@ import uvicorn
 from conftest import event_body, request
 from test_connections import HEAD, exchange
 
-from tbhook import protocol
-from tbhook.server import Receiver, bind
+from tbhook.receiver import protocol
+from tbhook.receiver.app import Receiver
+from tbhook.receiver.server import bind
+from tbhook.receiver.writer import BatchWriter
 from tbhook.store.sqlite import SQLiteStore
-from tbhook.writer import BatchWriter
 
 
 @pytest.fixture
 def h11_server(db_path, monkeypatch):
     monkeypatch.setattr(protocol, "REQUEST_DEADLINE_SECONDS", 1.0)
     store = SQLiteStore.open(db_path)
-    writer = BatchWriter.for_target(str(db_path), store=store)
+    writer = BatchWriter.for_target(str(db_path))
     writer.start()
     config = uvicorn.Config(
         Receiver(writer),

@@ -18,7 +18,7 @@ import time
 import pytest
 from conftest import Worker, event_body, request, start_serve
 
-from tbhook import protocol
+from tbhook.receiver import protocol
 
 
 def rss_mib(pid: int) -> float:

@@ -1,59 +1,34 @@
-"""The receiver: a raw ASGI app built from a store, served by uvicorn. Imports no typer."""
+"""The ASGI app Tracebuzz posts to, built from a writer passed in: reads each request within
+its limits, parses it, hands it to the writer, and answers once it is committed."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
-import hmac
-import ipaddress
 import json
-import os
-import signal
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
-import uvicorn
+from tbhook.errors import StoreUnavailable
+from tbhook.events import Event
+from tbhook.receiver.log import Log
+from tbhook.receiver.metrics import Counts, Metrics
+from tbhook.receiver.parser import Parser
+from tbhook.receiver.processes import release_memory
+from tbhook.receiver.protocol import RETRY_AFTER_SECONDS, Throttled
+from tbhook.receiver.settings import MEBIBYTE, Auth
+from tbhook.receiver.writer import BatchWriter
+from tbhook.store import Delivery, Stored
+from tbhook.words import describe_parsed
 
-from tbhook import protocol
-from tbhook.errors import StoreUnavailable, TbhookError
-from tbhook.events import Event, Unreadable, parse
-from tbhook.log import Handler, Log
-from tbhook.metrics import Counts, Metrics
-from tbhook.output.describe import describe_parsed
-from tbhook.protocol import RETRY_AFTER_SECONDS, Connections, Throttled
-from tbhook.store import Delivery, Store, Stored, open_reader
-from tbhook.writer import BatchWriter
-
-DEFAULT_MAX_BODY = 1024 * 1024
-GRACEFUL_SHUTDOWN_SECONDS = 8
-KEEP_ALIVE_SECONDS = 5  # idle connections, used or not, are closed after this
-MAX_CONNECTIONS = 4096  # past this the oldest connection without a complete request is shed
-FD_RESERVE = 100  # open files kept free of connections: the database, its WAL, threads, pipes
-BODY_MEMORY = 64 * 1024 * 1024  # request bodies held at once, over all connections
-PARSE_OFF_LOOP_BYTES = 64 * 1024  # a body this large is parsed in the parser process
+DEFAULT_MAX_BODY = MEBIBYTE
+BODY_MEMORY = 64 * MEBIBYTE  # request bodies held at once, over all connections
 ALLOW = b"GET, HEAD, POST"
 HEALTH_PATH = "/healthz"
 METRICS_PATH = "/metrics"
 HEALTH_CACHE_SECONDS = 1.0  # a commit check answers every /healthz for this long
 HEALTH_TIMEOUT_SECONDS = 5.0  # a check the writer has not answered by then is a failure
-
-
-@dataclass(frozen=True)
-class Auth:
-    """The custom header Tracebuzz sends: its name (any case) and its secret value."""
-
-    name: str
-    value: str
-
-    def accepts(self, headers: list[tuple[bytes, bytes]]) -> bool:
-        wanted = self.name.lower().encode("latin-1")
-        sent = next((value for key, value in headers if key == wanted), b"")
-        return hmac.compare_digest(sent, self.value.encode("utf-8"))
 
 
 class BodyBudget:
@@ -82,77 +57,7 @@ class BodyBudget:
         self.used -= size
         if self.used == 0 and self._high >= 8 * 1024 * 1024:
             self._high = 0
-            _release_memory()
-
-
-def _release_memory() -> None:
-    """Hand freed heap memory back to the system after a burst of large bodies (glibc keeps it
-    otherwise: measured, RSS stayed at the burst's peak)."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-    if trim is not None:
-        trim(0)
-
-
-class Parser:
-    """Parses bodies: the small ones (every real Tracebuzz delivery) at once, the large ones in
-    a worker process. A C parser holds the GIL for its whole run (a megabyte of small nested
-    objects: tens of milliseconds each time), so on a thread it would still stall the loop;
-    in its own process it uses the second core instead.
-
-    The worker is forked when the parser is made: make it before opening the database or the
-    listening socket (so the worker holds neither) and before starting any thread. Without it
-    (``fork=False``, or no fork on this system), or once it has died, large bodies are parsed
-    on a thread.
-    """
-
-    def __init__(self, fork: bool = True) -> None:
-        self._threads = ThreadPoolExecutor(1, thread_name_prefix="tbhook-parse")
-        self._process: Any = None
-        if not fork:
-            return
-        with contextlib.suppress(Exception):  # no fork (not Unix): the thread does it all
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            pool = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("fork"), initializer=_quiet_worker
-            )
-            pool.submit(int).result(timeout=30)  # fork now, while this is the only thread
-            self._process = pool
-
-    async def parse(self, body: bytes) -> Event | Unreadable:
-        if len(body) <= PARSE_OFF_LOOP_BYTES:
-            return parse(body)
-        loop = asyncio.get_running_loop()
-        if self._process is not None:
-            from concurrent.futures.process import BrokenProcessPool
-
-            try:
-                return await loop.run_in_executor(self._process, parse, body)
-            except BrokenProcessPool:
-                self._process = None
-        return await loop.run_in_executor(self._threads, parse, body)
-
-    def close(self) -> None:
-        if self._process is not None:
-            self._process.shutdown(wait=True, cancel_futures=True)
-        self._threads.shutdown(wait=True)
-
-
-def _quiet_worker() -> None:
-    # Ctrl-C reaches the whole process group: the server shuts the worker down itself.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # And if the server is killed outright (kill -9), the worker goes with it (Linux).
-    with contextlib.suppress(Exception):
-        import ctypes
-        import ctypes.util
-
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            release_memory()
 
 
 class Receiver:
@@ -165,17 +70,17 @@ class Receiver:
         auth: Auth | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         log: Log | None = None,
-        budget: BodyBudget | None = None,
+        body_memory: int = BODY_MEMORY,
         parser: Parser | None = None,
         counts: Counts | None = None,
     ):
         self.writer = writer
         self.auth = auth
         self.max_body = max_body
-        self.log = log  # warnings always; a line per delivery unless it is quiet
-        self.budget = budget or BodyBudget()
-        self._throttled = Throttled(log)
-        self.parser = parser or Parser(fork=False)
+        self.log = log or Log()  # warnings always; a line per delivery unless it is quiet
+        self.budget = BodyBudget(body_memory)
+        self._throttled = Throttled(self.log)
+        self.parser = parser or Parser(fork=False)  # the caller closes a parser it passes
         self.counts = counts or Counts()
         # GET /metrics (--metrics): read on a thread of its own, off the loop.
         self.metrics = counts if isinstance(counts, Metrics) else None
@@ -185,7 +90,6 @@ class Receiver:
 
     def close(self) -> None:
         self._throttled.flush()
-        self.parser.close()
         if self.metrics:
             self._scrapes.submit(self.metrics.close).result()
         self._scrapes.shutdown(wait=True)
@@ -312,7 +216,7 @@ class Receiver:
         outcome = _outcome(stored)
         self.counts.delivered(outcome)
         await _respond(send, 200, _receipt(delivery, stored))
-        if self.log and not self.log.quiet:  # with --quiet, not even the line is made
+        if not self.log.quiet:  # with --quiet, not even the line is made
             self.log.info(_delivery_line(delivery, stored), **_delivery_facts(delivery, stored))
 
     def _busy(self, kind: str, why: str, **facts: Any) -> None:
@@ -496,186 +400,3 @@ async def _send_bytes(
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else body})
-
-
-# -- running it ------------------------------------------------------------------------
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, but a drained SIGINT/SIGTERM ends with exit code 0.
-
-    Recent uvicorn re-raises the captured signal after a graceful shutdown, which
-    would kill the process with that signal instead of returning. ``serve`` installs
-    the handlers itself, before it announces readiness, so no signal is missed.
-    """
-
-    drained: Callable[[], None] | None = None  # run on the loop once requests are drained
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().shutdown(sockets)
-        if self.drained:
-            self.drained()
-
-    @contextlib.contextmanager
-    def draining_signals(self) -> Iterator[None]:
-        handled = (signal.SIGINT, signal.SIGTERM)
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-
-def uvicorn_config(app: Callable, connections: Connections | None = None) -> uvicorn.Config:
-    """How tbhook runs uvicorn; the benchmark's no-op ceiling uses the very same settings.
-
-    ``connections`` replaces uvicorn's ``limit_concurrency`` (which answers a complete request
-    503 while slow connections hold every place) with shedding, oldest first.
-    """
-    protocol.check_uvicorn()
-    if connections is None:
-        connections = Connections(MAX_CONNECTIONS)
-    return uvicorn.Config(
-        app,
-        http=_http_protocol().bound_to(connections),
-        lifespan="off",
-        ws="none",
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-    )
-
-
-def _http_protocol() -> Any:
-    """httptools with tbhook's deadlines and header limits; h11, with the same, without it."""
-    from tbhook.protocol import HTTPTOOLS, GuardedH11Protocol, GuardedHttpToolsProtocol
-
-    return GuardedHttpToolsProtocol if HTTPTOOLS else GuardedH11Protocol
-
-
-def check_http_stack() -> None:
-    """Fail loudly, before listening, on a uvicorn the connection guards were not tested on."""
-    protocol.check_uvicorn()
-
-
-def raise_open_file_limit() -> int:
-    """Raise the soft open-file limit to the hard one (each connection is a file); return the
-    soft limit now in force."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not a Unix
-        return MAX_CONNECTIONS + FD_RESERVE
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    return soft if soft != resource.RLIM_INFINITY else 1 << 20
-
-
-def connection_limit(wanted: int = MAX_CONNECTIONS) -> tuple[int, int]:
-    """How many connections fit under the open-file limit (raised first), and that limit."""
-    files = raise_open_file_limit()
-    return max(8, min(wanted, files - FD_RESERVE)), files
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """Listen on host:port (port 0 picks a free one)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        return socket.create_server((host, port), family=family, backlog=2048)
-    except OSError as exc:
-        if exc.errno is not None and exc.errno < 0:  # getaddrinfo's: no such address or name
-            raise TbhookError(
-                f"cannot listen on {host}:{port}: {host} is neither an IP address nor a host "
-                "name this machine can resolve"
-            ) from exc
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        if exc.errno == errno.EADDRNOTAVAIL:
-            reason += f" ({host} is not an address of this machine)"
-        raise TbhookError(f"cannot listen on {host}:{port}: {reason}") from exc
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def serve(
-    store: Store,
-    sock: socket.socket,
-    *,
-    auth: Auth | None = None,
-    max_body: int = DEFAULT_MAX_BODY,
-    log: Log | None = None,
-    counts: Counts | None = None,
-    on_ready: Callable[[], None] | None = None,
-    forward_to: str | None = None,
-    retry_scale: float = 1.0,
-    max_connections: int = MAX_CONNECTIONS,
-    body_memory: int = BODY_MEMORY,
-    parser: Parser | None = None,
-    writer: BatchWriter | None = None,
-) -> None:
-    """Receive on an already bound socket until SIGINT or SIGTERM, then drain and return.
-
-    ``log`` takes the lines (stderr, for a person, by default); ``counts`` what happens, for
-    GET /metrics when it is a ``Metrics``.
-    ``on_ready`` runs once the stop signals are handled, just before serving starts.
-    ``max_connections`` is lowered to fit the open-file limit, which is first raised as far
-    as the hard limit allows. ``parser`` and ``writer`` fork processes: make them before the
-    socket and the store (``serve`` makes them itself when not given).
-    """
-    log = log or Log()
-    counts = counts or Counts()
-    connections = Connections(max_connections, log, counts)
-    if writer is None:
-        writer = BatchWriter.for_target(store.target, store.max_bytes, forward_to=forward_to)
-        writer.start()
-    writer.store = store  # the forwarder writes through this process's own connection
-    writer.observer = counts.committed
-    forwarder = None
-    if forward_to:
-        from tbhook.forwarder import Forwarder
-
-        headers = {auth.name: auth.value} if auth else {}
-        reader = open_reader(store.target)
-        forwarder = Forwarder(writer, reader, forward_to, headers, retry_scale, log, counts)
-        writer.on_commit = forwarder.wake
-    app = Receiver(
-        writer,
-        auth=auth,
-        max_body=max_body,
-        log=log,
-        budget=BodyBudget(body_memory),
-        parser=parser or Parser(fork=False),
-        counts=counts,
-    )
-    uvicorn_server = _Server(uvicorn_config(app, connections))
-    Handler(log).install()  # after uvicorn configured its loggers
-    uvicorn_server.drained = writer.detach  # the pipe closes on the loop, which owns it
-    if forwarder:
-        forwarder.start()
-    try:
-        with uvicorn_server.draining_signals():
-            if on_ready:
-                on_ready()
-            uvicorn_server.run(sockets=[sock])
-    finally:
-        if forwarder:
-            forwarder.close()
-        connections.log.flush()
-        app.close()
-        writer.close()

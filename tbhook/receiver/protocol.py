@@ -31,8 +31,8 @@ import h11
 import uvicorn
 
 from tbhook.errors import TbhookError
-from tbhook.log import Log
-from tbhook.metrics import Counts
+from tbhook.receiver.log import Log
+from tbhook.receiver.metrics import Counts
 
 REQUEST_DEADLINE_SECONDS = 10.0  # to receive one whole request, headers and body
 MAX_HEADERS = 100

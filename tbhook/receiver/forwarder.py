@@ -13,49 +13,47 @@ import time
 from tbhook.client import Poster, PostFailed
 from tbhook.errors import TbhookError
 from tbhook.events import SCHEDULE_MINUTES
-from tbhook.log import Log
-from tbhook.metrics import Counts
+from tbhook.receiver.log import Log
+from tbhook.receiver.metrics import Counts
 from tbhook.store import ForwardOutcome, Store
-from tbhook.writer import BatchWriter
 
 IDLE_SECONDS = 1.0
 
 
 class Forwarder:
+    """Forwards due events on a thread of its own, through a connection of its own (``store``,
+    opened for writing: it records each attempt). ``wake`` is set when new events are
+    committed."""
+
     def __init__(
         self,
-        writer: BatchWriter,
-        reader: Store,
+        store: Store,
         target: str,
+        wake: threading.Event,
         headers: dict[str, str] | None = None,
         retry_scale: float = 1.0,
         log: Log | None = None,
         counts: Counts | None = None,
     ):
-        self.writer = writer
-        self.reader = reader
+        self.store = store
         self.retry_scale = retry_scale
         self.log = log
         self.counts = counts or Counts()
         # Pending forwards from an earlier run go to today's --forward-to: the app may have moved.
         self.poster = Poster(target, headers)
-        self._wake = threading.Event()
+        self._wake = wake
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tbhook-forwarder", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def wake(self) -> None:
-        """New events were committed: look for due forwards now."""
-        self._wake.set()
-
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
         self.poster.close()
-        self.reader.close()
 
     def retry_delay(self, attempts: int) -> float | None:
         """Seconds to wait after failed attempt number ``attempts``, or None: give up."""
@@ -65,7 +63,7 @@ class Forwarder:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            due = self.reader.due_forwards(time.time())
+            due = self.store.due_forwards(time.time())
             for row in due:
                 if self._stop.is_set():
                     return
@@ -75,7 +73,7 @@ class Forwarder:
                 self._wake.clear()
 
     def _idle_seconds(self) -> float:
-        next_at = self.reader.next_forward_at()
+        next_at = self.store.next_forward_at()
         if next_at is None:
             return IDLE_SECONDS
         return min(IDLE_SECONDS, max(0.0, next_at - time.time()))
@@ -120,7 +118,7 @@ class Forwarder:
                     **facts,
                 )
         try:
-            self.writer.call(lambda store: store.record_forward(outcome))
+            self.store.record_forward(outcome)
         except TbhookError as exc:  # sent but not recorded: it will be sent again (at least once)
             self._warn(f"forward #{event_id}: could not record the attempt: {exc}", **facts)
 

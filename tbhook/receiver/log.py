@@ -11,7 +11,7 @@ import sys
 import time
 from typing import IO, Any
 
-from tbhook.output.safe import clean
+from tbhook.text import clean
 
 FORMATS = ("human", "json")
 

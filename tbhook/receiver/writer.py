@@ -13,8 +13,7 @@ second core. The loop talks to it through a pipe without ever blocking on it.
 
 The writer process is a fresh interpreter (SQLite state must never cross a fork) that
 inherits nothing but its end of a socket; it opens the database once told to. If it dies, the
-batch in flight is answered 503 and a new one is started. Other threads (the forwarder) write
-through ``call``, on a connection of their own.
+batch in flight is answered 503 and a new one is started.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tbhook.errors import StoreUnavailable
+from tbhook.receiver.processes import die_with_parent
 from tbhook.store import Delivery, Store, Stored, open_store
 
 Outcome = Stored | StoreUnavailable
@@ -60,20 +60,18 @@ class OpenStore:
 class BatchWriter:
     """Hands batches to the writer process and answers each delivery with its outcome.
 
-    ``store_factory`` opens the store in the writer process (after the fork); ``store`` is
-    this process's own connection, for ``call``.
+    ``store_factory`` opens the store in the writer process; ``on_commit`` is told after
+    each committed batch (the forwarder wakes), ``observer`` after every batch (metrics).
     """
 
     def __init__(
         self,
         store_factory: StoreFactory,
-        store: Store | None = None,
         max_batch: int = MAX_BATCH,
         forward_to: str | None = None,
         on_commit: Callable[[], None] | None = None,
         observer: BatchObserver | None = None,
     ):
-        self.store = store
         self.max_batch = max_batch
         self.forward_to = forward_to
         self.on_commit = on_commit
@@ -121,12 +119,6 @@ class BatchWriter:
         if len(self._checks) == 1 and self._in_flight is None:
             asyncio.get_running_loop().call_soon(self._flush)
         return await future
-
-    def call(self, operation: Callable[[Store], T]) -> T:
-        """Run ``operation`` on this process's own connection (for the forwarder's thread)."""
-        if self.store is None:
-            raise RuntimeError("no store of this process's own")
-        return operation(self.store)
 
     def detach(self) -> None:
         """On the loop, once nothing is pending: close this end of the socket, so the writer
@@ -324,7 +316,10 @@ class _Process:
         import subprocess
         import sys
 
-        code = "import sys; from tbhook.writer import _child_main; _child_main(int(sys.argv[1]))"
+        code = (
+            "import sys; from tbhook.receiver.writer import _child_main; "
+            "_child_main(int(sys.argv[1]))"
+        )
         env = {**os.environ, "TBHOOK_WRITER_PATH": json.dumps(sys.path)}
         self._proc = subprocess.Popen(
             [sys.executable, "-c", _PATH_SETUP + code, str(keep.fileno())],
@@ -373,7 +368,7 @@ def _serve_writes(sock: socket.socket, store_factory: StoreFactory, forward_to: 
     """In the writer process: open the store when told, then commit each batch sent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops it, when it is done
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _die_with_parent()
+    die_with_parent()
     store = None
     stop_checkpoints: Callable[[], None] = lambda: None  # noqa: E731
     try:
@@ -422,13 +417,3 @@ def _check(store: Store | None) -> str | None:
         return store.commit_check()
     except Exception as exc:  # a bug fails the check, not the writer
         return f"could not store: {type(exc).__name__}: {exc}"
-
-
-def _die_with_parent() -> None:
-    """Linux: a receiver killed outright (kill -9) takes its writer process with it."""
-    with contextlib.suppress(Exception):
-        import ctypes
-        import ctypes.util
-
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

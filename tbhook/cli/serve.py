@@ -1,0 +1,149 @@
+"""`tbhook serve`: the receiver's options, parsed into ``receiver.Settings``; the receiver
+(``tbhook.receiver``, imported only by this command) does the rest."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Optional
+
+import typer
+
+from tbhook.cli.options import (
+    DEFAULT_DB,
+    DbOption,
+    LogFormat,
+    in_range,
+    parse_size,
+    reported_errors,
+)
+
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP header name (RFC 9110)
+
+
+def serve(
+    db: DbOption = DEFAULT_DB,
+    host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[
+        int,
+        typer.Option(
+            metavar="PORT", help="Port (0 picks a free one).", callback=in_range(0, 65535)
+        ),
+    ] = 8080,
+    header_name: Annotated[
+        Optional[str],
+        typer.Option(
+            envvar="TBHOOK_HEADER_NAME", metavar="NAME", help="Custom header Tracebuzz must send."
+        ),
+    ] = None,
+    header_value: Annotated[
+        Optional[str],
+        typer.Option(
+            envvar="TBHOOK_HEADER_VALUE",
+            metavar="SECRET",
+            help="Its secret content (prefer the env var).",
+            show_default=False,
+        ),
+    ] = None,
+    max_body: Annotated[
+        int,
+        typer.Option(
+            metavar="BYTES", help="Largest body accepted, in bytes.", callback=in_range(1)
+        ),
+    ] = 1024 * 1024,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per delivery.")] = False,
+    max_db_size: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="SIZE",
+            help="Cap the database file (e.g. 500M, 2G); past it, deliveries get 503.",
+            callback=lambda value: parse_size(value, "--max-db-size"),
+        ),
+    ] = None,
+    forward_to: Annotated[
+        Optional[str],
+        typer.Option(metavar="URL", help="Also pass each new event on to this URL (your app)."),
+    ] = None,
+    retry_scale: Annotated[
+        float,
+        typer.Option(
+            metavar="FACTOR",
+            help="Scale the forward retry schedule (0.001: minutes become 60 ms).",
+            callback=in_range(0.000001),
+        ),
+    ] = 1.0,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            callback=in_range(1),
+            help="Open connections; past this the oldest one without a complete request is "
+            "closed (lowered to fit the open-file limit).",
+        ),
+    ] = 4096,
+    body_memory: Annotated[
+        str,
+        typer.Option(
+            metavar="SIZE",
+            help="Request bodies held in memory at once, over all connections; past it, 503.",
+        ),
+    ] = "64M",
+    metrics: Annotated[
+        bool,
+        typer.Option("--metrics", help="Answer GET /metrics for Prometheus (no secret needed)."),
+    ] = False,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            metavar="human|json",
+            help="human: a line per delivery and warning; json: one JSON object per line.",
+        ),
+    ] = LogFormat.human,
+) -> None:
+    """Receive Tracebuzz webhooks and append every delivery to the database.
+
+    GET /healthz answers 200 only while a delivery can be committed (503 and the reason
+    otherwise); any other GET answers 200, for Tracebuzz's test of the URL."""
+    from tbhook import receiver
+
+    if forward_to and not forward_to.startswith(("http://", "https://")):
+        raise typer.BadParameter(
+            f"{forward_to!r} is not an http:// or https:// URL", param_hint="'--forward-to'"
+        )
+    settings = receiver.Settings(
+        db=db,
+        host=host,
+        port=port,
+        auth=_auth(header_name, header_value),
+        max_body=max_body,
+        quiet=quiet,
+        max_db_size=max_db_size,  # type: ignore[arg-type]  # the callback made it bytes
+        forward_to=forward_to,
+        retry_scale=retry_scale,
+        max_connections=max_connections,
+        body_memory=parse_size(body_memory, "--body-memory") or 0,
+        metrics=metrics,
+        log_format=log_format.value,
+    )
+    with reported_errors():
+        receiver.run(settings)
+
+
+def _auth(name: Optional[str], value: Optional[str]) -> Any:
+    """The custom header to require, or None; both or neither must be given."""
+    from tbhook.receiver import Auth
+
+    if not name and not value:
+        return None
+    if not name or not value:
+        raise typer.BadParameter(
+            "give both --header-name and --header-value, or neither",
+            param_hint="'--header-name' / '--header-value'",
+        )
+    if not _TOKEN.match(name):
+        raise typer.BadParameter(
+            f"{name!r} is not a valid HTTP header name", param_hint="'--header-name'"
+        )
+    return Auth(name, value)

@@ -1,0 +1,179 @@
+"""The receiver: `tbhook serve`, built and run from one ``Settings`` by ``run``.
+
+The modules, each with one job:
+
+- ``settings``: what it was told (and ``Auth``, the custom header);
+- ``app``: the ASGI app Tracebuzz posts to (limits, parsing, the answer after the commit);
+- ``parser``: parsing large bodies off the event loop, in a worker process;
+- ``writer``: the group-commit writer, in a process of its own;
+- ``protocol``: the HTTP guards uvicorn lacks (deadlines, header limits, shedding);
+- ``server``: uvicorn with tbhook's settings, the listening socket, the open-file limit;
+- ``forwarder``: `--forward-to`, on a thread of its own;
+- ``metrics``, ``log``: what it counts and what it says;
+- ``processes``: what its helper processes share with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Callable
+
+from tbhook import __version__
+from tbhook.errors import TbhookError
+from tbhook.receiver import server
+from tbhook.receiver.app import Receiver
+from tbhook.receiver.log import Handler, Log
+from tbhook.receiver.metrics import Counts
+from tbhook.receiver.parser import Parser
+from tbhook.receiver.protocol import Connections
+from tbhook.receiver.settings import Auth, Settings
+from tbhook.receiver.writer import BatchWriter, OpenStore
+from tbhook.store import Store, is_url, open_store
+
+__all__ = ["Auth", "Settings", "run"]
+
+
+def run(settings: Settings) -> None:
+    """Build the receiver in the order it must be built, serve until SIGINT or SIGTERM, then
+    drain, stop and say so. Raises TbhookError for whatever keeps it from starting."""
+    log = Log(settings.log_format, quiet=settings.quiet)
+    server.check_http_stack()
+    counts = _counts(settings)
+    committed = threading.Event()  # set after each commit: the forwarder looks for work
+    with contextlib.ExitStack() as stack:
+        # 1. The helper processes first: forked now, they hold neither the listening socket
+        #    nor the database (a receiver killed outright frees its port).
+        parser = Parser()
+        stack.callback(parser.close)
+        writer = BatchWriter(
+            OpenStore(settings.db, settings.max_db_size),
+            forward_to=settings.forward_to,
+            on_commit=committed.set,
+            observer=counts.committed,
+        )
+        stack.callback(writer.close)
+        # 2. Then the port: a receiver that cannot listen creates no database.
+        sock = server.bind(settings.host, settings.port)
+        stack.callback(sock.close)
+        # 3. Then the database: created and migrated here, opened again by the writer.
+        store = open_store(settings.db, settings.max_db_size, log.warning)
+        stack.callback(store.close)
+        writer.start()
+        warnings = _warnings(settings, store)
+        limit, files = server.connection_limit(settings.max_connections)
+        if limit < settings.max_connections:
+            warnings.append(
+                f"Warning: the open-file limit ({files}) leaves room for {limit} connections; "
+                "raise it (LimitNOFILE= in the systemd unit, or ulimit -n) for more."
+            )
+        events, quarantined = store.counts()
+        if settings.metrics:
+            counts.started_from(store.last_received_at())  # type: ignore[attr-defined]
+        forwarder = None
+        if settings.forward_to:
+            from tbhook.receiver.forwarder import Forwarder
+
+            headers = {settings.auth.name: settings.auth.value} if settings.auth else {}
+            forwarder = Forwarder(  # writes through this process's connection, on its thread
+                store,
+                settings.forward_to,
+                committed,
+                headers,
+                settings.retry_scale,
+                log,
+                counts,
+            )
+            stack.callback(forwarder.close)
+        connections = Connections(limit, log, counts)
+        stack.callback(connections.log.flush)
+        app = Receiver(
+            writer,
+            auth=settings.auth,
+            max_body=settings.max_body,
+            log=log,
+            body_memory=settings.body_memory,
+            parser=parser,
+            counts=counts,
+        )
+        stack.callback(app.close)
+        banner = _banner(settings, store.path, f"{events} events, {quarantined} quarantined")
+        _serve(app, connections, sock, writer, forwarder, lambda: banner(log, sock, warnings))
+    log.banner(["tbhook stopped; every acknowledged event is stored."], stopped=True)
+
+
+def _serve(
+    app: Receiver,
+    connections: Connections,
+    sock: socket.socket,
+    writer: BatchWriter,
+    forwarder: object | None,
+    announce: Callable[[], None],
+) -> None:
+    """uvicorn on the bound socket until a stop signal, the stop signals handled before the
+    banner says it is ready (so none is missed)."""
+    uvicorn_server = server.Server(server.uvicorn_config(app, connections))
+    Handler(app.log).install()  # after uvicorn configured its loggers
+    uvicorn_server.drained = writer.detach  # the pipe closes on the loop, which owns it
+    if forwarder is not None:
+        forwarder.start()  # type: ignore[attr-defined]
+    with uvicorn_server.draining_signals():
+        announce()
+        uvicorn_server.run(sockets=[sock])
+
+
+def _counts(settings: Settings) -> Counts:
+    """What the receiver counts: for GET /metrics with --metrics (prometheus_client is
+    imported only then), nothing otherwise."""
+    if not settings.metrics:
+        return Counts()
+    from tbhook.receiver.metrics import Metrics
+
+    backend = "postgresql" if is_url(settings.db) else "sqlite"
+    return Metrics(settings.db, backend, __version__)
+
+
+def _warnings(settings: Settings, store: Store) -> list[str]:
+    warnings = [w for w in (store.durability_warning(),) if w]
+    with contextlib.suppress(TbhookError):  # at the cap already: doctor is told anyway
+        store.record_size_cap()
+    if not settings.auth and not server.is_loopback(settings.host):
+        warnings.insert(
+            0,
+            f"Warning: listening on {settings.host} with no --header-name/--header-value: "
+            "anyone who can reach this port can write events.",
+        )
+    return warnings
+
+
+def _banner(
+    settings: Settings, database: str, counts: str
+) -> Callable[[Log, socket.socket, list[str]], None]:
+    """The lines a starting receiver prints (one JSON object with --log-format json)."""
+
+    def say(log: Log, sock: socket.socket, warnings: list[str]) -> None:
+        bound_host, bound_port = sock.getsockname()[:2]
+        shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+        url = f"http://{shown_host}:{bound_port}/"
+        lines = [
+            f"tbhook {__version__} receiving on {url} (any path)",
+            f"  database: {database} ({counts})",
+        ]
+        if settings.auth:
+            lines.append(f"  requires header: {settings.auth.name}")
+        if settings.forward_to:
+            lines.append(f"  forwarding new events to: {settings.forward_to}")
+        metrics = f"{url}metrics" if settings.metrics else None
+        lines.append(f"  health: {url}healthz" + (f", metrics: {metrics}" if metrics else ""))
+        log.banner(
+            [*lines, *warnings, "Press Ctrl+C to stop."],
+            url=url,
+            database=database,
+            requiresHeader=settings.auth.name if settings.auth else None,
+            forwardTo=settings.forward_to,
+            metrics=metrics,
+            warnings=warnings or None,
+        )
+
+    return say

@@ -1,0 +1,55 @@
+"""Events in words: the one-line summary of an event that the receiver's log and `tail`
+print, and the labels of Tracebuzz's enumerated values. Pure, and light enough for the
+receiver to import."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tbhook.events import Event, Unreadable, label
+from tbhook.text import clean
+
+
+def type_label(type_id: Any) -> str:
+    return label("typeId", type_id) or ""
+
+
+def sender_label(own: Any) -> str:
+    return label("own", own) or ""
+
+
+def describe(row: Mapping[str, Any]) -> str:
+    """A one-line summary of an event row: its name, the main ids, who sent it."""
+    event = row.get("event")
+    if event == "newResult":
+        text = (
+            f"newResult     case {row['caseId']} person {row['personId']} "
+            f"{sender_label(row['own'])} {type_label(row['typeId'])} "
+            f"(result {row['resultId']}, source {row['sourceId']})"
+        )
+    elif event == "caseClosed":
+        reason = row["reasonId"] if row["reasonId"] is not None else "none"
+        text = (
+            f"caseClosed    case {row['caseId']} person {row['personId']} "
+            f"closed by agent {row['agentId']} (reason {reason})"
+        )
+    elif event == "profileMerged":
+        old, new = row["oldPersonId"], row["newPersonId"]
+        text = f"profileMerged person {old} -> {new}" + (" (no change)" if old == new else "")
+    else:
+        ids = " ".join(
+            f"{key} {row[key]}" for key in ("caseId", "personId") if row.get(key) is not None
+        )
+        text = f"{clean(event)} (undocumented event, kept) {ids}".rstrip()
+    path = row.get("path")
+    if path and path != "/":
+        text += f" on {clean(path)}"
+    return text
+
+
+def describe_parsed(parsed: Event | Unreadable, path: str = "/") -> str:
+    """``describe`` for a body as parsed, before it has a row."""
+    if isinstance(parsed, Event):
+        return describe({"event": parsed.event, "path": path, **parsed.values})
+    return f"unreadable: {clean(parsed.reason)}" + (f" on {clean(path)}" if path != "/" else "")
