@@ -25,6 +25,10 @@ class ForeignDatabase(NotReady):
     """The file holds someone else's tables: tbhook never adds to it, and waiting won't help."""
 
 
+class StoreDamaged(StoreUnavailable):
+    """The database file is damaged (or not a database at all): a backup is the way back."""
+
+
 class StoreBusy(StoreUnavailable):
     """Another connection holds the write lock: waiting may be enough."""
 

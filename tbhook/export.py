@@ -1,9 +1,9 @@
 """`tbhook export`: every matching event, streamed, on both cores when it is large.
 
-The store finishes every row (canonicalPersonId and the formula guard included): SQLite's
-cursor goes whole into the C csv writer, PostgreSQL's rows come from ``COPY``. On a large
-SQLite export the upper half of the id range is written to a temporary file by a forked worker
-while this process streams the lower half; the upper half follows.
+The store gives rows (``store.exports``); ``output.formats.write_rows`` writes them, with the
+one formula guard. On a large SQLite export the upper half of the id range is written to a
+temporary file by a forked worker while this process streams the lower half; the upper half
+follows.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from collections.abc import Callable, Sequence
 from typing import IO
 
 from tbhook.filters import Filters
+from tbhook.output.formats import write_rows
 from tbhook.split import in_halves, reading
 from tbhook.store import Store
+from tbhook.store.sql import IdRange
 from tbhook.text import CSV_LINE_END
 
 Progress = Callable[[int], None]
@@ -38,8 +40,10 @@ def export(
         counts = in_halves(
             store,
             filters,
-            lambda here, lower: here.export(lower, fmt, stream, progress),
-            functools.partial(_write_part, fmt=fmt, path=part.name),
+            lambda here, wanted, ids: write_rows(
+                here.exports.rows(wanted, ids), fields, fmt, stream, progress
+            ),
+            functools.partial(_write_part, fmt=fmt, fields=fields, path=part.name),
         )
         if len(counts) == 2:
             part.seek(0)
@@ -47,7 +51,12 @@ def export(
     return sum(counts)
 
 
-def _write_part(target: str, filters: Filters, fmt: str, path: str) -> int:
+def _write_part(
+    target: str, filters: Filters, ids: IdRange, fmt: str, fields: Sequence[str], path: str
+) -> int:
     """In the worker: the upper half into the temporary file at ``path``."""
     with open(path, "w", newline="", encoding="utf-8") as stream:
-        return reading(target, lambda store: store.export(filters, fmt, stream, None))
+        return reading(
+            target,
+            lambda store: write_rows(store.exports.rows(filters, ids), fields, fmt, stream),
+        )

@@ -26,8 +26,6 @@ class Filters:
     since: int | None = None
     until: int | None = None
     path: str | None = None  # the URL path a receiver was posted to (one per Tracebuzz profile)
-    first_id: int | None = None  # an id range: how a big read is split over two cores
-    last_id: int | None = None
 
 
 def parse_when(text: str, *, until: bool = False, now: datetime | None = None) -> int:

@@ -6,14 +6,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from tbhook.errors import ForeignDatabase, NoDatabase, NotReady, TbhookError
+from tbhook.errors import ForeignDatabase, NoDatabase, NotReady, StoreUnavailable, TbhookError
 from tbhook.events import Unreadable
 from tbhook.filters import Filters
 from tbhook.output.describe import event_record, event_style, shown_time
@@ -65,12 +64,12 @@ def follow_events(
 def _records(store: Store, feed: Feed, follow: bool, poll: float) -> Iterator[dict[str, Any]]:
     """The store says what "new" is: on SQLite the next ids, on PostgreSQL the transactions
     that have finished (a lower id can commit after a higher one there)."""
-    canonical = store.canonical_lookup()
-    first_new = store.max_id()
+    canonical = store.persons.lookup()
+    first_new = store.reads.max_id()
     redeliveries = (
         _Redeliveries(store, feed, first_new) if feed.retries or feed.quarantine else None
     )
-    backlog, cursor = store.tail_begin(feed.filters, feed.backlog)
+    backlog, cursor = store.tail.begin(feed.filters, feed.backlog)
     if feed.quarantine and feed.backlog is not None:
         backlog = _with_quarantined(store, list(backlog), feed.backlog)
     for row in backlog:
@@ -78,10 +77,10 @@ def _records(store: Store, feed: Feed, follow: bool, poll: float) -> Iterator[di
     while follow:
         if _STOPPING:
             raise Stopped
-        store.tail_wait(poll)
-        rows, cursor = store.tail_more(feed.filters, cursor)
+        store.tail.wait(poll)
+        rows, cursor = store.tail.more(feed.filters, cursor)
         if any(row["event"] == "profileMerged" for row in rows):
-            canonical = store.canonical_lookup()  # merges change who is who
+            canonical = store.persons.lookup()  # merges change who is who
         for row in rows:
             yield _event(row, canonical)
         if redeliveries:
@@ -95,8 +94,8 @@ class _Redeliveries:
     def __init__(self, store: Store, feed: Feed, first_new: int):
         self.store, self.feed = store, feed
         # Rows above these ids are new since tail started: every delivery of theirs is news.
-        self.newest = {"event": first_new, "quarantine": store.max_id("quarantine")}
-        self.mark = store.last_redelivery()
+        self.newest = {"event": first_new, "quarantine": store.reads.max_id("quarantine")}
+        self.mark = store.tail.last_redelivery()
         self.shown: dict[tuple[str, int], tuple[int, str]] = {}
         for key, row in self._recent():  # already there: not news
             self.shown[key] = (row["deliveries"], row["lastReceivedAt"])
@@ -104,10 +103,10 @@ class _Redeliveries:
     def _recent(self) -> Iterator[tuple[tuple[str, int], dict]]:
         since = _minus(self.mark, LOOKBACK)
         if self.feed.retries:
-            for row in self.store.redelivered_since(self.feed.filters, since):
+            for row in self.store.tail.redelivered_since(self.feed.filters, since):
                 yield ("event", row["id"]), row
         if self.feed.quarantine:
-            for row in self.store.quarantined_since(since):
+            for row in self.store.tail.quarantined_since(since):
                 yield ("quarantine", row["id"]), row
 
     def more(self, canonical: Any) -> Iterator[dict[str, Any]]:
@@ -154,7 +153,7 @@ def _minus(stamp: str | None, delta: timedelta) -> str | None:
 def _with_quarantined(store: Store, backlog: list[dict], lines: int) -> list[dict]:
     """The backlog with the quarantined deliveries among it, by receive time: the last
     ``lines`` of both (all when 0)."""
-    kept = list(store.quarantined(lines or None, descending=True))
+    kept = list(store.reads.quarantined(lines or None, descending=True))
     merged = sorted([*backlog, *kept], key=lambda row: (row["receivedAt"], "reason" in row))
     return merged[-lines:] if lines else merged
 
@@ -251,8 +250,8 @@ def open_when_ready(
         try:
             store = open_reader(db)
             try:
-                store.max_id()  # the schema may not be there yet in a database being created
-            except sqlite3.OperationalError as exc:
+                store.reads.max_id()  # the schema may not be there yet in a database being created
+            except StoreUnavailable as exc:
                 store.close()
                 raise NotReady(f"{db} is being created") from exc
             return store

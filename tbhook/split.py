@@ -7,7 +7,6 @@ forked process (its own read-only connection) about halves the wall time.
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing
 import os
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from typing import TypeVar
 
 from tbhook.filters import Filters
 from tbhook.store import Store, open_reader
+from tbhook.store.sql import IdRange
 
 T = TypeVar("T")
 SPLIT_FROM_ROWS = 200_000  # below this many ids, a second process costs more than it saves
@@ -31,27 +31,25 @@ def split_from_rows() -> int:
 def in_halves(
     store: Store,
     filters: Filters,
-    here: Callable[[Store, Filters], T],
-    there: Callable[[str, Filters], T],
+    here: Callable[[Store, Filters, IdRange | None], T],
+    there: Callable[[str, Filters, IdRange], T],
 ) -> list[T]:
-    """``here(store, lower)`` in this process while ``there(path, upper)`` runs in a worker,
-    in id order. A small span, one core, no fork, or a database server doing the work anyway
-    (PostgreSQL): ``here`` takes the whole range alone."""
+    """``here(store, filters, lower)`` in this process while ``there(target, filters, upper)``
+    runs in a worker, in id order. A small span, one core, no fork, or a database server doing
+    the work anyway (PostgreSQL): ``here`` takes the whole range alone (``None``)."""
     if not store.can_split:
-        return [here(store, filters)]
-    first, last = store.id_span(filters)
+        return [here(store, filters, None)]
+    first, last = store.reads.id_span(filters)
     cores = os.cpu_count() or 1
     can_fork = "fork" in multiprocessing.get_all_start_methods()
     if first is None or last is None or cores < 2 or not can_fork:
-        return [here(store, filters)]
+        return [here(store, filters, None)]
     if last - first < split_from_rows():
-        return [here(store, filters)]
+        return [here(store, filters, None)]
     middle = (first + last) // 2
-    lower = dataclasses.replace(filters, first_id=first, last_id=middle)
-    upper = dataclasses.replace(filters, first_id=middle + 1, last_id=last)
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-        later = pool.submit(there, store.target, upper)
-        return [here(store, lower), later.result()]
+        later = pool.submit(there, store.target, filters, (middle + 1, last))
+        return [here(store, filters, (first, middle)), later.result()]
 
 
 def reading(target: str, work: Callable[[Store], T]) -> T:

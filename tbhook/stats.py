@@ -10,6 +10,7 @@ from tbhook.events import ENUMERATED
 from tbhook.filters import Filters
 from tbhook.split import in_halves, reading
 from tbhook.store import Store, stats_groups
+from tbhook.store.sql import IdRange
 from tbhook.text import clean
 from tbhook.words import sender_label, type_label
 
@@ -19,14 +20,16 @@ SECTIONS = ("byEvent", "bySender", "byType", "bySource", "perDay")
 def groups(store: Store, filters: Filters) -> Iterator[dict[str, Any]]:
     """Grouped counts of the matching events: kept counts when the store has them, else the
     two halves of a big log on two cores."""
-    if store.stats_is_cheap(filters):
-        return stats_groups(store.stats_counter(filters))
-    halves = in_halves(store, filters, lambda here, part: here.stats_counter(part), _count_part)
+    if store.reads.stats_is_cheap(filters):
+        return stats_groups(store.reads.stats_counter(filters))
+    halves = in_halves(
+        store, filters, lambda here, part, ids: here.reads.stats_counter(part, ids), _count_part
+    )
     return stats_groups(sum(halves, Counter()))
 
 
-def _count_part(db: str, filters: Filters) -> Counter:
-    return reading(db, lambda store: store.stats_counter(filters))
+def _count_part(db: str, filters: Filters, ids: IdRange) -> Counter:
+    return reading(db, lambda store: store.reads.stats_counter(filters, ids))
 
 
 def aggregate(groups: Iterable[dict[str, Any]]) -> dict[str, Any]:

@@ -39,7 +39,7 @@ def db(db_path):
     stored = store.append(
         [Delivery(b, parse(b), path="/hook") for b in bodies], forward_to="http://app/in"
     )
-    store.record_forward(
+    store.forwards.record(
         ForwardOutcome(stored[0].id, "http://app/in", 3, "pending", 503, "HTTP 503", 1.0)
     )
     merge = {"event": "profileMerged", "oldPersonId": BIG_PERSON, "newPersonId": 77, "timestamp": 2}
@@ -198,7 +198,7 @@ def test_cases_first_page_reads_only_its_cases(db_path):
         store.append([Delivery(body, parse(body))])
     from tbhook.filters import Filters
 
-    rows = list(store.case_events(Filters(), descending=True, limit=3))
+    rows = list(store.reads.case_events(Filters(), descending=True, limit=3))
     store.close()
     assert sorted({row[0] for row in rows}) == [197, 198, 199]  # rows of CASE_COLUMNS
     out = run("cases", "-n", "3", "-f", "csv").stdout

@@ -13,7 +13,7 @@ from tbhook.events import parse
 from tbhook.filters import Filters
 from tbhook.generate import Generator
 from tbhook.store import Delivery, open_store
-from tbhook.store.base import Store
+from tbhook.store.reads import Reads
 from tbhook.store.sqlite import SQLiteStore
 
 DAY = 86400
@@ -22,7 +22,7 @@ T0 = 1_704_067_200  # 2024-01-01T00:00:00Z
 
 def scanned(store: SQLiteStore, filters: Filters) -> Counter:
     """The answer without the counts: every matching event read."""
-    return Store.stats_counter(store, filters)
+    return Reads(store).stats_counter(filters)  # the shared reads, without SQLite's counts
 
 
 FILTERS = [
@@ -42,9 +42,9 @@ FILTERS = [
 
 def check(store: SQLiteStore) -> None:
     for filters in FILTERS:
-        kept = store.stats_counter(filters)
+        kept = store.reads.stats_counter(filters)
         assert +kept == scanned(store, filters), filters
-        assert store.count_matching(filters) == sum(scanned(store, filters).values()), filters
+        assert store.reads.count_matching(filters) == sum(scanned(store, filters).values()), filters
 
 
 @pytest.fixture
@@ -63,13 +63,13 @@ def store(db_path):
 
 
 def test_counts_match_a_scan_after_receiving(store):
-    assert store.stats_is_cheap(Filters()) and not store.stats_is_cheap(Filters(case=1))
+    assert store.reads.stats_is_cheap(Filters()) and not store.reads.stats_is_cheap(Filters(case=1))
     check(store)
 
 
 def test_counts_follow_prune_merge_import_and_quarantine_retry(store, tmp_path):
-    ids, _kept = store.prune_plan(T0 + DAY)
-    store.delete_events(ids)
+    ids, _kept = store.upkeep.prune_plan(T0 + DAY)
+    store.upkeep.delete_events(ids)
     check(store)
 
     other = tmp_path / "other.db"
@@ -78,7 +78,7 @@ def test_counts_follow_prune_merge_import_and_quarantine_retry(store, tmp_path):
         body = line.encode()
         theirs.append([Delivery(body, parse(body))])
     theirs.close()
-    store.merge_from(str(other))
+    store.upkeep.merge_from(str(other))
     check(store)
 
     from tbhook.importer import import_stream
@@ -98,7 +98,7 @@ def test_counts_follow_prune_merge_import_and_quarantine_retry(store, tmp_path):
             "bodySha256) VALUES ('x', 'x', 1, '/', 'old', ?, ?)",
             [body, hashlib.sha256(body).digest()],
         )
-    list(store.recover_quarantined(None, parse))
+    list(store.upkeep.recover_quarantined(None, parse))
     check(store)
 
 
@@ -112,8 +112,8 @@ def test_a_reader_of_a_database_without_the_counts_scans(store, db_path):
 
     reader = open_reader(str(db_path))
     try:
-        assert not reader.stats_is_cheap(Filters())
-        assert reader.stats_counter(Filters()) == expected
+        assert not reader.reads.stats_is_cheap(Filters())
+        assert reader.reads.stats_counter(Filters()) == expected
     finally:
         reader.close()
 

@@ -168,9 +168,9 @@ def test_person_resolution_matches_across_backends_for_every_person(both):
         }
         assert len(persons) > 30
         for person in sorted(persons):
-            groups = [store.person_group(person) for store in stores]
+            groups = [store.persons.group(person) for store in stores]
             assert groups[0] == groups[1]
-        assert stores[0].resolver().changed() == stores[1].resolver().changed()
+        assert stores[0].persons.resolver().changed() == stores[1].persons.resolver().changed()
     finally:
         for store in stores:
             store.close()

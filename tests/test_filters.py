@@ -87,9 +87,26 @@ def test_counts_kept_per_day_never_ignore_a_filter_they_do_not_know(two_profiles
 
     store = SQLiteStore.open_readonly(two_profiles)
     try:
-        assert store.stats_is_cheap(Filters(events=("newResult",)))
-        assert not store.stats_is_cheap(Wider(mood="happy"))
-        assert not store.stats_is_cheap(Filters(path="/profile-a"))
-        assert sum(store.stats_counter(Filters(path="/profile-b")).values()) == 2
+        assert store.reads.stats_is_cheap(Filters(events=("newResult",)))
+        assert not store.reads.stats_is_cheap(Wider(mood="happy"))
+        assert not store.reads.stats_is_cheap(Filters(path="/profile-a"))
+        assert sum(store.reads.stats_counter(Filters(path="/profile-b")).values()) == 2
     finally:
         store.close()
+
+
+def test_the_one_compiler_refuses_a_filter_it_has_no_sql_for():
+    """A field added to Filters without its clause is an error at once, never a filter
+    silently dropped from the query."""
+    from tbhook.store.sql import COMPILED, where
+    from tbhook.store.sqlite.dialect import SQLITE
+
+    @dataclasses.dataclass(frozen=True)
+    class Wider(Filters):
+        mood: str | None = None
+
+    assert {f.name for f in dataclasses.fields(Filters)} == COMPILED
+    with pytest.raises(ValueError, match="no SQL for the filters \\['mood'\\]"):
+        where(Wider(mood="happy"), SQLITE, lambda person: [person])
+    clause, params = where(Wider(case=5), SQLITE, lambda person: [person])
+    assert clause == 'TRUE AND e."caseId" = ?' and params == [5]

@@ -14,8 +14,8 @@ import pytest
 
 from tbhook.events import parse
 from tbhook.store import Delivery, open_reader, open_store
-from tbhook.store.postgres_migrations import STEPS
-from tbhook.store.sqlite_migrations import migrations
+from tbhook.store.postgres.migrations import STEPS
+from tbhook.store.sqlite.migrations import migrations
 
 SCHEMAS = sorted((Path(__file__).parent / "schemas").glob("sqlite_*.sql"))
 
@@ -54,7 +54,7 @@ def sqlite_schema(path) -> dict:
 
 def test_readers_know_every_step_by_name():
     """Readers check the schema from a list of names (without importing sqlite-utils)."""
-    from tbhook.store.sqlite_steps import READERS_DO_NOT_NEED, STEP_NAMES
+    from tbhook.store.sqlite.steps import READERS_DO_NOT_NEED, STEP_NAMES
 
     assert list(STEP_NAMES) == [m.name for m in migrations._migrations]
     assert set(STEP_NAMES) >= READERS_DO_NOT_NEED
@@ -92,7 +92,7 @@ def test_sqlite_upgrades_from_every_past_version_to_a_fresh_schema(tmp_path, sch
     store.close()
     assert sqlite_schema(old) == sqlite_schema(fresh)
     reader = open_reader(old)
-    assert reader.count("quarantine") == 1 and reader.log_id()
+    assert reader.reads.count("quarantine") == 1 and reader.reads.log_id()
     reader.close()
 
 
@@ -241,7 +241,7 @@ def test_m014_refuses_in_words_when_the_disk_cannot_hold_the_rebuild(tmp_path, m
     import os
 
     from tbhook.errors import StoreUnavailable
-    from tbhook.store import sqlite_migrations
+    from tbhook.store.sqlite import migrations as sqlite_migrations
 
     old = tmp_path / "old.db"
     conn = sqlite3.connect(old)

@@ -41,14 +41,14 @@ def store_with(db_path, merges):
 )
 def test_resolution(db_path, merges, person, canonical, aliases):
     store = store_with(db_path, merges)
-    group = store.person_group(person)
+    group = store.persons.group(person)
     assert (group.canonicalPersonId, group.aliases) == (canonical, aliases)
-    assert store.resolver().canonical(person) == canonical
+    assert store.persons.resolver().canonical(person) == canonical
 
 
 def test_merge_history_is_in_time_order_whatever_the_arrival(db_path):
     store = store_with(db_path, [(20, 30, 200), (10, 20, 100)])
-    group = store.person_group(10)
+    group = store.persons.group(10)
     assert [(m.oldPersonId, m.newPersonId, m.timestamp) for m in group.merges] == [
         (10, 20, 100),
         (20, 30, 200),
@@ -60,7 +60,7 @@ def test_merge_history_is_in_time_order_whatever_the_arrival(db_path):
 def test_late_merges_give_the_in_order_answer(tmp_path, order):
     merges = [(10, 20, 1), (20, 30, 2), (40, 10, 3), (30, 40, 4)]
     store = store_with(tmp_path / "late.db", [merges[i] for i in order])
-    assert {store.person_group(p).canonicalPersonId for p in (10, 20, 30, 40)} == {40}
+    assert {store.persons.group(p).canonicalPersonId for p in (10, 20, 30, 40)} == {40}
 
 
 merge_lists = st.lists(

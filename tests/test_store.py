@@ -5,13 +5,13 @@ import sqlite3
 import stat
 
 import pytest
-from conftest import SAMPLE_NAMES, sample_bytes
+from conftest import SAMPLE_NAMES, event_body, sample_bytes
 
 from tbhook.errors import NoDatabase, NotReady, StoreUnavailable
 from tbhook.events import parse
 from tbhook.store import Delivery
 from tbhook.store.sqlite import SQLiteStore
-from tbhook.store.sqlite_migrations import migrations
+from tbhook.store.sqlite.migrations import migrations
 
 EXPECTED_EVENT_COLUMNS = [
     "id",
@@ -116,7 +116,7 @@ def test_database_file_is_private(store, db_path):
 def test_sample_is_stored_byte_for_byte(store, name):
     stored = deliver(store, sample_bytes(name), path="/hooks/a")
     assert (stored.quarantined, stored.duplicate) == (False, False)
-    row = next(store.rows())
+    row = next(store.reads.rows())
     assert row["body"] == sample_bytes(name)
     assert row["path"] == "/hooks/a"
     assert row["deliveries"] == 1
@@ -126,7 +126,7 @@ def test_sample_is_stored_byte_for_byte(store, name):
 
 def test_false_external_person_id_is_null_but_raw_body_keeps_it(store):
     deliver(store, sample_bytes("case-closed"))
-    row = next(store.rows())
+    row = next(store.reads.rows())
     assert row["externalPersonId"] is None
     assert b'"externalPersonId": false' in row["body"]
     assert row["reasonId"] == 111111 and row["externalCaseId"] is None
@@ -136,30 +136,30 @@ def test_same_body_twice_is_one_row_with_two_deliveries(store):
     first = deliver(store, sample_bytes("case-closed"))
     again = deliver(store, sample_bytes("case-closed"))
     assert again.id == first.id and again.duplicate and again.deliveries == 2
-    assert store.count() == 1
-    assert next(store.rows())["deliveries"] == 2
+    assert store.reads.count() == 1
+    assert next(store.reads.rows())["deliveries"] == 2
 
 
 def test_duplicates_within_one_batch(store):
     body = sample_bytes("new-incoming-message")
     results = store.append([Delivery(body, parse(body)) for _ in range(32)])
     assert [r.deliveries for r in results] == list(range(1, 33))
-    assert store.count() == 1 and next(store.rows())["deliveries"] == 32
+    assert store.reads.count() == 1 and next(store.reads.rows())["deliveries"] == 32
 
 
 def test_same_event_and_timestamp_with_different_bodies_are_two_rows(store):
     deliver(store, sample_bytes("new-incoming-message"))
     deliver(store, sample_bytes("include-own-message"))
-    assert store.count() == 2
+    assert store.reads.count() == 2
 
 
 def test_unreadable_bodies_go_to_quarantine_with_reason_and_path(store):
     stored = deliver(store, b"{oops", path="/tb")
     assert stored.quarantined
-    row = next(store.rows("quarantine"))
+    row = next(store.reads.rows("quarantine"))
     assert row["body"] == b"{oops" and row["path"] == "/tb"
     assert row["reason"].startswith("not valid JSON")
-    assert store.count() == 0
+    assert store.reads.count() == 0
     assert deliver(store, b"{oops").deliveries == 2
 
 
@@ -173,7 +173,7 @@ def test_read_only_open_never_creates_a_database(tmp_path):
 def test_read_only_store_cannot_write(store, db_path):
     deliver(store, sample_bytes("case-closed"))
     reader = SQLiteStore.open_readonly(db_path)
-    assert reader.count() == 1
+    assert reader.reads.count() == 1
     with pytest.raises(StoreUnavailable, match="readonly"):
         deliver(reader, sample_bytes("profile-merged"))
 
@@ -194,7 +194,7 @@ def test_locked_database_fails_the_batch_and_the_store_recovers(store, db_path):
         deliver(store, sample_bytes("case-closed"))
     holder.execute("ROLLBACK")
     assert not deliver(store, sample_bytes("case-closed")).duplicate
-    assert store.count() == 1
+    assert store.reads.count() == 1
 
 
 def test_views_label_type_and_sender(store, db_path):
@@ -238,5 +238,54 @@ def test_a_database_only_missing_a_speed_up_index_is_still_readable(db_path):
     migrations.apply(older, stop_before="m006_timestamp_index")
     older.close()
     reader = SQLiteStore.open_readonly(db_path)
-    assert reader.count() == 0
+    assert reader.reads.count() == 0
     reader.close()
+
+
+# -- the store's errors are tbhook's --------------------------------------------------------
+
+
+def _damaged_pages(db) -> None:
+    """Garbage over the pages of the events table and its indexes: the schema and the
+    migrations table read, the events do not."""
+    conn = sqlite3.connect(db)
+    pages = [
+        row[0]
+        for row in conn.execute("SELECT rootpage FROM sqlite_master WHERE tbl_name = 'events'")
+        if row[0]
+    ]
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    with open(db, "r+b") as f:
+        for page in pages:
+            f.seek((page - 1) * page_size)
+            f.write(b"\xff" * page_size)
+
+
+def test_a_damaged_file_raises_only_tbhook_errors_from_every_read(db_path):
+    from tbhook.errors import StoreUnavailable
+    from tbhook.filters import Filters
+
+    store = SQLiteStore.open(db_path)
+    store.append([Delivery(event_body(caseId=i), parse(event_body(caseId=i))) for i in range(300)])
+    store.close()
+    sqlite3.connect(db_path).execute("PRAGMA wal_checkpoint(TRUNCATE)").connection.close()
+    _damaged_pages(db_path)
+    reader = SQLiteStore.open_readonly(db_path, current=False)
+    try:
+        for read in (
+            lambda: list(reader.reads.events(Filters(case=5))),
+            lambda: reader.reads.count(),
+            lambda: list(reader.reads.case_events(Filters())),
+            lambda: reader.reads.stats_counter(Filters(case=1)),
+            lambda: list(reader.exports.rows(Filters())),
+            lambda: reader.upkeep.health(300),
+            lambda: reader.persons.group(11111),
+        ):
+            with pytest.raises(StoreUnavailable) as raised:
+                read()
+            assert not isinstance(raised.value, sqlite3.Error)
+            assert str(db_path) in str(raised.value)
+        assert reader.integrity() != ["ok"]  # the answer, not an exception
+    finally:
+        reader.close()

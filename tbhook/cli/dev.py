@@ -242,11 +242,11 @@ def replay(
     unreachable = None
     with reading(db) as store:
         poster = Poster(to, auth_headers(header_name, header_value))
-        total = store.count_matching(filters)
+        total = store.reads.count_matching(filters)
         started = time.monotonic()
         with progress() as bar:
             task = bar.add_task(f"replaying to {to}", total=total)
-            for sent, (_id, body) in enumerate(store.bodies(filters)):
+            for sent, (_id, body) in enumerate(store.reads.bodies(filters)):
                 if per_second:
                     time.sleep(max(0.0, started + sent / per_second - time.monotonic()))
                 try:

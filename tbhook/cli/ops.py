@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +22,7 @@ from tbhook.cli.options import (
     reading,
     reported_errors,
 )
-from tbhook.errors import TbhookError
+from tbhook.errors import StoreUnavailable, TbhookError
 from tbhook.events import SCHEDULE_MINUTES
 from tbhook.output.describe import duration
 from tbhook.output.formats import Answer, write
@@ -82,18 +81,15 @@ def doctor(
     """A health report; exit 1 when something is wrong, for cron or a monitor."""
     with reading(db, current=False) as store:
         # A damaged file is what a doctor is for: report each failure, do not stop at it.
-        try:
-            integrity = store.integrity(quick)
-        except sqlite3.DatabaseError as exc:
-            integrity = [str(exc)]
+        integrity = store.integrity(quick)
         applied, pending = store.schema()
         try:
-            health = store.health(LATE_SECONDS)
-            unknown = store.unknown_values()
-        except sqlite3.DatabaseError as exc:
+            health = store.upkeep.health(LATE_SECONDS)
+            unknown = store.upkeep.unknown_values()
+        except StoreUnavailable as exc:
             health, unknown = {**UNREADABLE, "scanError": str(exc)}, []
         facts = store.server_facts()
-        recorded = store.meta().get("maxDbSize")
+        recorded = store.reads.meta().get("maxDbSize")
         backend, shown = store.dialect.name, store.path
         durability = store.durability_warning()
     given: Optional[int] = max_db_size  # type: ignore[assignment]  # the callback made it bytes
@@ -366,12 +362,12 @@ def backup(
         dest = str(Path(dest) / f"{Path(db).stem}-{stamp}.db")
     with reading(db, current=False) as store, reported_errors():
         # Everything is checked before DEST is touched; DEST is replaced only by a finished copy.
-        path = destination(db, dest, "a backup must be another file", force, store.log_id())
+        path = destination(db, dest, "a backup must be another file", force, store.reads.log_id())
         with replacing(path) as temp:
             store.backup(str(temp))
             copy = open_reader(temp, current=False)
             try:
-                events, integrity = copy.count(), copy.integrity(quick=True)
+                events, integrity = copy.reads.count(), copy.integrity(quick=True)
             finally:
                 copy.close()
             if integrity != ["ok"]:
@@ -396,14 +392,14 @@ def merge(
             raise fail("merge takes a SQLite file (another receiver's log, or a backup of it)")
         refuse_same(db, other, "nothing to merge")
         source = open_reader(other)  # it exists, it is tbhook's, it is current
-        waiting = source.count() + source.count("quarantine")
+        waiting = source.reads.count() + source.reads.count("quarantine")
         source.close()
         store = open_for_writing(db)
         try:
             with progress() as bar:
                 task = bar.add_task(f"merging {other}", total=waiting)
-                result = store.merge_from(str(other), lambda n: bar.advance(task, n))
-            total = store.count()
+                result = store.upkeep.merge_from(str(other), lambda n: bar.advance(task, n))
+            total = store.reads.count()
         finally:
             store.close()
     before = result["mergedBefore"]
@@ -474,7 +470,7 @@ def prune(
             path, known = _archive_destination(db, archive, append)
         store = open_for_writing(db)
     try:
-        ids, kept = store.prune_plan(cutoff)
+        ids, kept = store.upkeep.prune_plan(cutoff)
         when = iso_time(cutoff)
         if not ids:
             sys.stdout.write(f"Nothing to prune before {when}\n")
@@ -490,10 +486,10 @@ def prune(
             if path is not None:
                 task = bar.add_task(f"archiving to {archive}", total=len(ids))
                 _, skipped = archives.write(
-                    path, store.archive_bodies(ids), known, lambda n: bar.advance(task, n)
+                    path, store.upkeep.archive_bodies(ids), known, lambda n: bar.advance(task, n)
                 )
             task = bar.add_task("deleting", total=len(ids))
-            store.delete_events(ids, lambda n: bar.advance(task, n))
+            store.upkeep.delete_events(ids, lambda n: bar.advance(task, n))
     finally:
         store.close()
     kept_text = f"; kept {kept} older merges that remaining persons resolve through" if kept else ""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from datetime import tzinfo
@@ -32,7 +31,7 @@ DEFAULT_LIMIT = 50  # every listing: events, cases, quarantine, tail's backlog
 def _database(value: str) -> str:
     """A file path, or a PostgreSQL URL that can be one (checked before anything opens it)."""
     from tbhook.store import is_url
-    from tbhook.store.postgres import check_url
+    from tbhook.store.postgres.driver import check_url
 
     if is_url(value):
         try:
@@ -418,8 +417,6 @@ def reading(db: str, current: bool = True) -> Iterator[Store]:
         store = open_reader(db, current)
         try:
             yield store
-        except sqlite3.Error as exc:
-            raise TbhookError(f"cannot read {store.path}: {exc}") from exc
         finally:
             store.close()
 
@@ -434,7 +431,7 @@ def explain_empty(store: Store, filters: Filters, what: str = "events", then: st
         sys.stderr.write(f"No {what}: {why}{then}\n")
         sys.stderr.flush()
 
-    if not store.count():
+    if not store.reads.count():
         say("the database is empty (nothing received yet)")
         return
     if filters == Filters():
@@ -447,14 +444,14 @@ def explain_empty(store: Store, filters: Filters, what: str = "events", then: st
             continue
         if name == "events":
             for event in value:
-                if not store.any_matching(Filters(events=(event,))):
+                if not store.reads.any_matching(Filters(events=(event,))):
                     say(
                         f'no event named "{clean(event)}"{_did_you_mean(event, SCHEMAS)}; '
                         f"known: {', '.join(SCHEMAS)}"
                     )
                     return
             continue
-        if not store.any_matching(Filters(**{name: value})):
+        if not store.reads.any_matching(Filters(**{name: value})):
             say(_nothing_for(name, value))
             return
     say("each filter matches events, but no event matches them all")

@@ -77,7 +77,7 @@ def quarantine(
     zone = display_zone(tz, local)
     fields = ("id", "receivedAt", "lastReceivedAt", "deliveries", "path", "reason", "bodySize")
     with reading(db) as store:
-        rows = store.quarantined(limit, descending=True)
+        rows = store.reads.quarantined(limit, descending=True)
         answer = Answer(
             records=(
                 {**row, "bodyStart": clean(row["bodyStart"].decode("utf-8", "replace"))}
@@ -85,11 +85,11 @@ def quarantine(
             ),
             fields=(*fields, "bodyStart"),
             spec=(
-                listings.quarantine(store.widths(), zone)
+                listings.quarantine(store.reads.widths(), zone)
                 if getattr(fmt, "value", fmt) == "table"
                 else None
             ),
-            total=lambda: store.count("quarantine"),
+            total=lambda: store.reads.count("quarantine"),
             limit=limit,
         )
         if not write(answer, fmt) and getattr(fmt, "value", fmt) == "table":
@@ -125,7 +125,7 @@ def show(
     zone = display_zone(tz, local)
     [number] = _ids([quarantine_id])
     with reading(_database(ctx, db)) as store:
-        row = store.quarantine_row(number)
+        row = store.reads.quarantine_row(number)
     if row is None:
         raise fail(
             f"no quarantined delivery #{number} (see `tbhook quarantine`; one moved "
@@ -164,7 +164,7 @@ def retry(
         store = open_for_writing(_database(ctx, db))
         try:
             _refuse_missing(store, numbers)
-            results = list(store.recover_quarantined(numbers or None, parse))
+            results = list(store.upkeep.recover_quarantined(numbers or None, parse))
         finally:
             store.close()
     records = [
@@ -230,14 +230,14 @@ def drop(
                 raise fail(f"{question[:-1]}: pass --yes to confirm without a prompt")
             if not yes and not typer.confirm(question, err=True):
                 raise fail("nothing dropped")
-            dropped = store.drop_quarantined(numbers)
+            dropped = store.upkeep.drop_quarantined(numbers)
         finally:
             store.close()
     sys.stdout.write(f"Dropped {dropped} quarantined deliveries: {shown}\n")
 
 
 def _refuse_missing(store: Any, numbers: list[int]) -> None:
-    missing = store.not_quarantined(numbers)
+    missing = store.reads.not_quarantined(numbers)
     if missing:  # a mistyped id: nothing is done
         shown = ", ".join(f"#{i}" for i in missing)
         raise fail(

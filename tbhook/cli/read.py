@@ -60,9 +60,9 @@ def _page(store: Any, rows: Any, limit: int, person: Callable[[Any], Any]) -> tu
     """The rows, and canonical person IDs for them: for a page, from the merges of its own
     persons (a few queries); for everything, from all merges at once."""
     if not 0 < limit <= PAGE:
-        return rows, store.resolver().canonical
+        return rows, store.persons.resolver().canonical
     rows = list(rows)
-    return rows, store.canonical_for(person(row) for row in rows)
+    return rows, store.persons.for_persons(person(row) for row in rows)
 
 
 def _table(fmt: str, spec: Callable[[], Any]) -> Any:
@@ -90,7 +90,7 @@ def events(
     from tbhook.output.describe import event_record
 
     with reading(db) as store:
-        rows = store.events(
+        rows = store.reads.events(
             filters, descending=order is Order.desc, limit=limit, with_forwards=True
         )
         rows, canonical = _page(store, rows, limit, _event_person)
@@ -100,10 +100,13 @@ def events(
             spec=_table(
                 fmt,
                 lambda: listings.events(
-                    store.widths(), store.event_names(), store.has_merges(), zone=zone
+                    store.reads.widths(),
+                    store.reads.event_names(),
+                    store.reads.has_merges(),
+                    zone=zone,
                 ),
             ),
-            total=lambda: store.count_matching(filters),
+            total=lambda: store.reads.count_matching(filters),
             limit=limit,
         )
         if not write(answer, fmt):
@@ -127,11 +130,11 @@ def event(
     from tbhook.output.tables import event_detail
 
     with reading(db) as store:
-        row = store.event_row(event_id)
+        row = store.reads.event_row(event_id)
         if row is None:
-            newest = store.max_id()
+            newest = store.reads.max_id()
             raise fail(f"no event #{event_id} (ids run to {newest})" if newest else "no events")
-        canonical = store.canonical_lookup()
+        canonical = store.persons.lookup()
         record = {**event_record(row, canonical), **_extra(row)}
     if raw:
         write_raw(row["body"])
@@ -224,7 +227,7 @@ def tail(
         with stopped_by_signals(), reported_errors():
             store = open_when_ready(db, follow, notice)
             try:
-                if not store.any_matching(filters):
+                if not store.reads.any_matching(filters):
                     explain_empty(
                         store, filters, "events", "; waiting for new ones" if follow else ""
                     )
@@ -250,7 +253,7 @@ def person(
     from tbhook.output.tables import person_view
 
     with reading(db) as store:
-        group = store.person_group(person_id)
+        group = store.persons.group(person_id)
     merges = [
         {
             "oldPersonId": m.oldPersonId,
@@ -291,8 +294,8 @@ def case(
     from tbhook.output.tables import case_view
 
     with reading(db) as store:
-        canonical = store.canonical_lookup()
-        rows = list(store.events(Filters(case=case_id)))
+        canonical = store.persons.lookup()
+        rows = list(store.reads.events(Filters(case=case_id)))
         if not rows:
             raise fail(f"no events for case {case_id}")
         summary = summarize(case_id, [[row[c] for c in CASE_COLUMNS] for row in rows], canonical)
@@ -327,13 +330,15 @@ def cases(
     from tbhook.output import listings
 
     with reading(db) as store:
-        rows = store.case_events(filters, descending=order is Order.desc, limit=limit)
+        rows = store.reads.case_events(filters, descending=order is Order.desc, limit=limit)
         rows, canonical = _page(store, rows, limit, itemgetter(3))  # CASE_COLUMNS' personId
         answer = Answer(
             records=summarize_all(rows, canonical),
             fields=METRICS,
-            spec=_table(fmt, lambda: listings.cases(store.widths(), store.has_merges(), zone)),
-            total=lambda: store.count_cases(filters),
+            spec=_table(
+                fmt, lambda: listings.cases(store.reads.widths(), store.reads.has_merges(), zone)
+            ),
+            total=lambda: store.reads.count_cases(filters),
             limit=limit,
         )
         if not write(answer, fmt):
@@ -391,7 +396,7 @@ def export(
             with _big_buffer(sys.stdout) as out:
                 written = write_export(store, filters, fmt, EVENT_FIELDS, out)
         else:
-            total = store.count_matching(filters)
+            total = store.reads.count_matching(filters)
             written = write_file(
                 path,
                 total,

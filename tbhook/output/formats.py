@@ -13,15 +13,16 @@ Only tables go through rich; the others stream from generators in constant memor
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from tbhook.errors import TbhookError
-from tbhook.text import CSV_LINE_END, TerminalStream, csv_value, on_terminal
+from tbhook.text import CSV_LINE_END, FORMULA_STARTS, TerminalStream, csv_value, on_terminal
 
 Records = Iterable[Mapping[str, Any]]
 
@@ -185,6 +186,68 @@ def write(answer: Answer, fmt: str, out: IO[str] | None = None) -> int:
 
         sys.stderr.write(f"{footer(written, total)}\n")
     return written
+
+
+def write_rows(
+    rows: Iterable[Sequence[Any]],
+    fields: Sequence[str],
+    fmt: str,
+    out: IO[str],
+    progress: Callable[[int], None] | None = None,
+    text: Sequence[str] = ("event",),
+) -> int:
+    """Rows of values (not records), in ``fields`` order, as csv lines or NDJSON objects: the
+    path of an export of millions. Only the ``text`` fields can hold sender text, so only they
+    are guarded against spreadsheet formulas (numbers and tbhook's own times never start with
+    one); the C csv writer takes the rest as they come. No header: the caller writes it."""
+    counted = _Counted(rows, progress)
+    if fmt == "csv":
+        guarded = [fields.index(name) for name in text if name in fields]
+        csv.writer(out, lineterminator=CSV_LINE_END).writerows(_guarded(counted, guarded))
+    else:
+        dumps = _compact_json()
+        out.writelines(dumps(dict(zip(fields, row, strict=True))) + "\n" for row in counted)
+    return counted.count
+
+
+def _guarded(rows: Iterable[Sequence[Any]], indexes: list[int]) -> Iterator[Sequence[Any]]:
+    for row in rows:
+        for i in indexes:
+            value = row[i]
+            if value.__class__ is str and value.startswith(FORMULA_STARTS):
+                row = (*row[:i], csv_value(value), *row[i + 1 :])
+        yield row
+
+
+def _compact_json() -> Callable[[Any], str]:
+    """One JSON object per line, compact, text as it is (control characters escaped):
+    orjson where it is installed (a few times faster), the json module otherwise."""
+    try:
+        import orjson
+    except ImportError:  # the single-file build
+        return functools.partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
+    return lambda value: orjson.dumps(value).decode()
+
+
+class _Counted:
+    """Counts rows as a writer pulls them, reporting progress now and then."""
+
+    EVERY = 10_000
+
+    def __init__(self, rows: Iterable[Any], progress: Callable[[int], None] | None):
+        self._rows = iter(rows)
+        self._progress = progress
+        self.count = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        row = next(self._rows)
+        self.count += 1
+        if self._progress and self.count % self.EVERY == 0:
+            self._progress(self.EVERY)
+        return row
 
 
 def write_file(

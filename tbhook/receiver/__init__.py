@@ -68,9 +68,9 @@ def run(settings: Settings) -> None:
                 f"Warning: the open-file limit ({files}) leaves room for {limit} connections; "
                 "raise it (LimitNOFILE= in the systemd unit, or ulimit -n) for more."
             )
-        events, quarantined = store.counts()
+        events, quarantined = store.reads.counts()
         if settings.metrics:
-            counts.started_from(store.last_received_at())  # type: ignore[attr-defined]
+            counts.started_from(store.reads.last_received_at())  # type: ignore[attr-defined]
         forwarder = None
         if settings.forward_to:
             from tbhook.receiver.forwarder import Forwarder

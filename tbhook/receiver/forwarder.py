@@ -63,7 +63,7 @@ class Forwarder:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            due = self.store.due_forwards(time.time())
+            due = self.store.forwards.due(time.time())
             for row in due:
                 if self._stop.is_set():
                     return
@@ -73,7 +73,7 @@ class Forwarder:
                 self._wake.clear()
 
     def _idle_seconds(self) -> float:
-        next_at = self.store.next_forward_at()
+        next_at = self.store.forwards.next_at()
         if next_at is None:
             return IDLE_SECONDS
         return min(IDLE_SECONDS, max(0.0, next_at - time.time()))
@@ -118,7 +118,7 @@ class Forwarder:
                     **facts,
                 )
         try:
-            self.store.record_forward(outcome)
+            self.store.forwards.record(outcome)
         except TbhookError as exc:  # sent but not recorded: it will be sent again (at least once)
             self._warn(f"forward #{event_id}: could not record the attempt: {exc}", **facts)
 

@@ -249,7 +249,7 @@ class StoreFacts:
                 wal = os.path.getsize(wal_path) if os.path.exists(wal_path) else 0
             else:
                 size, wal = reader.server_facts()["databaseBytes"], None
-            return size, wal, reader.pending_forwards()
+            return size, wal, reader.forwards.pending()
         except Exception:  # TbhookError, OSError, a driver's error: reported as unreachable
             self.close()
             return None

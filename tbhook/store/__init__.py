@@ -1,4 +1,7 @@
-"""The only place that speaks SQL: one interface (``Store``), one module per backend.
+"""The only place that speaks SQL: one interface (``interface.Store``, the engine, and the
+jobs done through it), one compiler from filters to SQL (``sql``), one module per job
+(``reads``, ``persons``, ``tail``, ``exports``, ``forwards``, ``upkeep``), and a package per
+backend (``sqlite``, ``postgres``) holding what differs and its frozen migrations.
 
 ``--db`` is a file path (SQLite, the default) or a ``postgresql://`` URL; ``open_store`` and
 ``open_reader`` pick the backend from it.
@@ -9,15 +12,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from tbhook.store.base import (
-    Delivery,
-    ForwardOutcome,
-    ImportRows,
-    Store,
-    Stored,
-    stats_groups,
-)
-from tbhook.store.postgres import is_url, shown
+from tbhook.store.interface import Store
+from tbhook.store.postgres.driver import is_url, shown
+from tbhook.store.rows import Delivery, ForwardOutcome, ImportRows, Stored, stats_groups
 
 __all__ = [
     "Delivery",

@@ -1,6 +1,6 @@
 """The SQLite schema steps by name, in order, and the ones a reader can do without: what a
 read command checks before it reads, without importing sqlite-utils (about 30 ms of every
-command). ``sqlite_migrations`` defines the steps; a test keeps these names equal to its."""
+command). ``migrations`` defines the steps; a test keeps these names equal to its."""
 
 STEP_NAMES = (
     "m001_events_and_quarantine",

@@ -1,0 +1,187 @@
+"""The store's one interface: ``Store``, the engine of one tbhook database (its connection,
+its write paths, its facts), and the jobs done through it, each an object of its own:
+
+- ``store.reads``: events, cases, counts, quarantined deliveries (``reads.py``);
+- ``store.persons``: who is who after merges (``persons.py``);
+- ``store.tail``: following the log (``tail.py``);
+- ``store.exports``: every matching event as rows, for ``tbhook export`` (``exports.py``);
+- ``store.forwards``: the forward queue (``forwards.py``);
+- ``store.upkeep``: health, pruning, quarantine retries, merges (``upkeep.py``).
+
+A backend (``sqlite``, ``postgres``) supplies the engine's primitives and replaces a job only
+where it differs. Every error a backend's driver raises leaves the store as a ``TbhookError``
+(``errors.py``): no caller handles sqlite3's or psycopg's exceptions.
+"""
+
+from __future__ import annotations
+
+import functools
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from tbhook.errors import ForeignDatabase, StoreUnavailable
+from tbhook.filters import Filters, utc_now
+from tbhook.store import sql
+from tbhook.store.exports import Exports
+from tbhook.store.forwards import Forwards
+from tbhook.store.persons import Persons
+from tbhook.store.reads import Reads
+from tbhook.store.rows import Delivery, ImportRows, Stored, batch_params
+from tbhook.store.sql import Dialect, IdRange, names
+from tbhook.store.tail import Tail
+from tbhook.store.upkeep import Upkeep
+
+
+class Store(ABC):
+    """A tbhook database, opened for writing (one writer) or read-only.
+
+    ``open_store``/``open_reader`` (``tbhook.store``) pick the backend.
+    """
+
+    dialect: Dialect
+    path: str  # what to show the user: the file, or the URL without its password
+    target: str  # what to open it again with: the file, or the whole URL
+    max_bytes: int | None = None
+    can_split = False  # whether big reads may be split over two processes (SQLite)
+    # The jobs: a backend names its own class where it does a job its own way.
+    reads_job: type[Reads] = Reads
+    tail_job: type[Tail] = Tail
+    exports_job: type[Exports] = Exports
+    upkeep_job: type[Upkeep] = Upkeep
+
+    @functools.cached_property
+    def reads(self) -> Reads:
+        return self.reads_job(self)
+
+    @functools.cached_property
+    def persons(self) -> Persons:
+        return Persons(self)
+
+    @functools.cached_property
+    def tail(self) -> Tail:
+        return self.tail_job(self)
+
+    @functools.cached_property
+    def exports(self) -> Exports:
+        return self.exports_job(self)
+
+    @functools.cached_property
+    def forwards(self) -> Forwards:
+        return Forwards(self)
+
+    @functools.cached_property
+    def upkeep(self) -> Upkeep:
+        return self.upkeep_job(self)
+
+    def where(self, filters: Filters, ids: IdRange | None = None) -> tuple[str, list]:
+        """The filters as a WHERE clause over ``events e`` (``sql.where``)."""
+        return sql.where(filters, self.dialect, self.persons.aliases, ids)
+
+    # -- primitives ---------------------------------------------------------------------
+
+    @abstractmethod
+    def query(self, sql: str, params: Sequence = ()) -> Iterator[tuple]:
+        """Rows as tuples, streamed (``?`` placeholders)."""
+
+    @abstractmethod
+    def query_dicts(self, sql: str, params: Sequence = ()) -> Iterator[dict]:
+        """Rows as dicts keyed by column name, streamed."""
+
+    @abstractmethod
+    def writing(self) -> AbstractContextManager[Any]:
+        """One durable write transaction; yields an object with ``execute(sql, params)`` and
+        ``executemany(sql, rows)``. Failures become StoreBusy or StoreUnavailable."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def one(self, sql: str, params: Sequence = ()) -> tuple:
+        return next(iter(self.query(sql, params)))
+
+    def append(self, deliveries: Sequence[Delivery], forward_to: str | None = None) -> list[Stored]:
+        """Store a batch of deliveries in one durable transaction (group commit); with
+        ``forward_to``, queue each new event for forwarding in the same transaction."""
+        return self.append_rows(*batch_params(deliveries), forward_to)
+
+    @abstractmethod
+    def append_rows(
+        self, params: list[tuple], readable: list[bool], forward_to: str | None = None
+    ) -> list[Stored]:
+        """``append`` of prepared rows (``Delivery.params``, and whether each is an event)."""
+
+    @abstractmethod
+    def import_rows(self, rows: ImportRows) -> tuple[int, list[int]]:
+        """Insert prepared rows in one transaction, leaving already-stored bodies alone; how
+        many events were new, and the lines of the bodies newly quarantined."""
+
+    def set_busy_timeout(self, milliseconds: int) -> None:  # noqa: B027 - SQLite's only
+        """How long a write waits for another writer's lock before failing busy."""
+
+    def checkpoint_every(self, pages: int) -> AbstractContextManager[None]:
+        """For a bulk load: checkpoint the log less often (SQLite); nothing elsewhere."""
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def checkpoint_in_background(self) -> Callable[[], None]:
+        """For the receiver's writer: move log maintenance off the commit path (SQLite's WAL
+        checkpoints); returns a function that stops it. Nothing to do elsewhere."""
+        return lambda: None
+
+    def commit_check(self) -> str | None:
+        """Why a delivery could not be committed now, or None when one can: a real commit
+        (of the time of this check, in ``tbhook_meta``; no event, no delivery counted), after
+        ``room_check``. The receiver's /healthz and `doctor` both ask this, so both give the
+        same reason in the same words as the 503 a delivery would get."""
+        reason = self.room_check()
+        if reason:
+            return reason
+        try:
+            with self.writing() as conn:
+                conn.execute(
+                    "INSERT INTO tbhook_meta (key, value) VALUES ('lastCommitCheck', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [utc_now()],
+                )
+        except StoreUnavailable as exc:
+            return str(exc)
+        return None
+
+    def room_check(self) -> str | None:
+        """Why the next delivery would not fit (SQLite's --max-db-size cap), or None."""
+        return None
+
+    def record_size_cap(self) -> None:  # noqa: B027 - SQLite's only
+        """Note the receiver's --max-db-size in the database, for `doctor` to read."""
+
+    def insert_ignore(self, table: str, columns: Sequence[str], values: str) -> str:
+        return f"INSERT INTO {table} ({names(columns)}) VALUES ({values}) ON CONFLICT DO NOTHING"
+
+    def durability_warning(self) -> str | None:
+        """Why a 200 might not survive a crash with this database's settings, if it might."""
+        return None
+
+    @abstractmethod
+    def integrity(self, quick: bool = False) -> list[str]:
+        """``["ok"]`` when the database is sound, else what is wrong."""
+
+    @abstractmethod
+    def backup(self, dest: str) -> None:
+        """A consistent copy at ``dest`` (which must not exist), or why there cannot be one."""
+
+    @abstractmethod
+    def schema(self) -> tuple[list[str], list[str]]:
+        """Applied and pending migration names."""
+
+    @abstractmethod
+    def server_facts(self) -> dict[str, Any]:
+        """What the backend adds to `doctor`: file and WAL sizes, or the server's version,
+        size and synchronous_commit."""
+
+
+def not_tbhooks(path: str, found: list[str], advice: str) -> ForeignDatabase:
+    """The refusal of a database that holds someone else's tables (the first few named)."""
+    shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+    return ForeignDatabase(f"{path} is not a tbhook database (it holds {shown}); {advice}")

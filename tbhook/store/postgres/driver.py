@@ -1,0 +1,121 @@
+"""PostgreSQL through psycopg 3: the URL (checked, and shown without its password), the driver
+(imported only when a postgresql:// URL is used), ``?`` placeholders as psycopg's ``%s``, a
+write transaction's connection, and COPY into a staging table."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+from tbhook.errors import TbhookError
+from tbhook.store.sql import Dialect, names
+
+CHANNEL = "tbhook_events"  # NOTIFY at each commit: tail wakes
+POSTGRES = Dialect(
+    name="postgresql",
+    char="chr",
+    empty_blob="''::bytea",
+    iso_time_format=(
+        "to_char(to_timestamp({0}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+    ),
+    epoch_of_iso="extract(epoch from ({0})::timestamptz)",
+    indexed_by=False,
+    least="LEAST",
+    greatest="GREATEST",
+)
+
+
+def is_url(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+def check_url(url: str) -> None:
+    """Raise TbhookError, in words and without the password, when ``url`` cannot be a
+    PostgreSQL URL (a port that is not a number or out of range, an unclosed IPv6 bracket)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        reason = str(exc)
+        if "cast to integer" in reason:
+            reason = "its port is not a number"
+        elif "out of range" in reason:
+            reason = "its port is not between 1 and 65535"
+        elif "IPv6" in reason:
+            reason = "its IPv6 address lacks a bracket (write postgresql://[::1]:5432/tbhook)"
+        raise TbhookError(f"{_masked(url)} is not a valid PostgreSQL URL: {reason}") from None
+    if port == 0:
+        raise TbhookError(
+            f"{_masked(url)} is not a valid PostgreSQL URL: its port is not between 1 and 65535"
+        )
+
+
+def _masked(url: str) -> str:
+    """The URL with any password replaced, without parsing it (it may not parse)."""
+    import re
+
+    return re.sub(r"^([a-z]+://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+def shown(url: str) -> str:
+    """The URL without its password: safe for a banner, a report or an error."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise TbhookError(
+            "a postgresql:// database needs psycopg: pip install 'psycopg[binary]'"
+        ) from None
+    return psycopg
+
+
+@functools.lru_cache(maxsize=512)
+def pg(sql: str) -> str:
+    """``?`` placeholders as psycopg's ``%s`` (a literal % doubled first)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class Writer:
+    """The connection inside a write transaction, taking ``?`` placeholders."""
+
+    def __init__(self, conn: Any):
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence = ()) -> Any:
+        return self.conn.execute(pg(sql), params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence]) -> Any:
+        with self.conn.cursor() as cursor:
+            cursor.executemany(pg(sql), rows)
+            return cursor
+
+
+def stage(conn: Writer, table: str, columns: Sequence[str], rows: Sequence[Sequence]) -> None:
+    """``rows`` into ``staged_<table>`` (emptied at commit), numbered in their order."""
+    staged = f"staged_{table}"
+    conn.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {staged} ON COMMIT DELETE ROWS AS "
+        f"SELECT 0::bigint AS n, {names(columns)} FROM {table} WITH NO DATA"
+    )
+    with (
+        conn.conn.cursor() as cursor,
+        cursor.copy(f"COPY {staged} (n, {names(columns)}) FROM STDIN") as copy,
+    ):
+        for n, row in enumerate(rows):
+            copy.write_row((n, *row))
