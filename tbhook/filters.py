@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _AGE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -80,8 +82,6 @@ def parse_path(text: str) -> str:
 
 def parse_zone(text: str) -> tzinfo:
     """An IANA time zone (``Europe/Amsterdam``, ``UTC``), or ``local`` for this machine's."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
     name = text.strip()
     if name.lower() == "local":
         return local_zone()
@@ -96,9 +96,6 @@ def parse_zone(text: str) -> tzinfo:
 def local_zone() -> tzinfo:
     """This machine's time zone, with its daylight-saving rules where they can be found
     (``TZ``, /etc/localtime); otherwise its current UTC offset."""
-    import os
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
     target = os.path.realpath("/etc/localtime")
     candidates = [os.environ.get("TZ", "").lstrip(":"), target.partition("zoneinfo/")[2]]
     for name in candidates:

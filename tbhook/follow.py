@@ -188,10 +188,9 @@ def _quarantined(row: dict, delivery: int | None = None) -> dict[str, Any]:
     return record
 
 
-def _line(record: Mapping[str, Any], zone: tzinfo | None, width: int) -> Any:
-    """One record as the receiver's log says it (what ndjson carries, for people)."""
-    from rich.text import Text
-
+def _line(record: Mapping[str, Any], zone: tzinfo | None, width: int) -> tuple[str, str]:
+    """One record as the receiver's log says it (what ndjson carries, for people), and the
+    style to show it in."""
     retry = f" [retry: delivery {record['delivery']} of #" if "delivery" in record else None
     if "quarantineId" in record:
         stamp = record["receivedAt"] or ""
@@ -201,12 +200,12 @@ def _line(record: Mapping[str, Any], zone: tzinfo | None, width: int) -> Any:
         )
         if retry:
             text += f"{retry}{record['quarantineId']}]"
-        return Text(text, style="red")
+        return text, "red"
     when = shown_time(record["time"], zone) or "-"
     text = f"{when:{width}} #{record['id']:<6} {describe(record)}"
     if retry:
-        return Text(f"{text}{retry}{record['id']}]", style="dim")
-    return Text(text, style=event_style(record))
+        return f"{text}{retry}{record['id']}]", "dim"
+    return text, event_style(record)
 
 
 class Stopped(BaseException):

@@ -11,7 +11,6 @@ from tbhook.filters import Filters
 from tbhook.split import in_halves, reading
 from tbhook.store import Store, stats_groups
 from tbhook.store.sql import IdRange
-from tbhook.text import clean
 from tbhook.words import sender_label, type_label
 
 SECTIONS = ("byEvent", "bySender", "byType", "bySource", "perDay")
@@ -84,57 +83,3 @@ def rows(counts: dict[str, Any]) -> Iterable[dict[str, Any]]:
     for field, values in counts["unknownValues"].items():
         for value, count in values.items():
             yield {"section": f"unknown {field}", "key": value, "count": count}
-
-
-def bar(count: int, largest: int, width: int = 40) -> str:
-    """A horizontal bar of block characters, scaled so ``largest`` fills ``width``."""
-    if not largest:
-        return ""
-    eighths = round(count / largest * width * 8)
-    full, part = divmod(eighths, 8)
-    return "█" * full + ("" if not part else " ▏▎▍▌▋▊▉"[part])
-
-
-def view(counts: dict[str, Any]):  # noqa: ANN201 - rich is imported lazily
-    """For people: one table of every section with each count's share of its section, any
-    values the spec does not list, then events per day as a bar chart."""
-    from rich.console import Group
-    from rich.text import Text
-
-    from tbhook.output.tables import Column, fitted
-
-    rows = []
-    for section in SECTIONS[:-1]:
-        shares = percentages(list(counts[section].values()))
-        for i, ((key, count), share) in enumerate(
-            zip(counts[section].items(), shares, strict=True)
-        ):
-            rows.append([section[2:].lower() if i == 0 else "", key, count, f"{share}%"])
-    columns = (
-        Column("by"),
-        Column("value", "text"),
-        Column("count", justify="right"),
-        Column("share", justify="right"),
-    )
-    parts: list[Any] = [fitted(columns, rows, title=f"{counts['events']} events")]
-    note = unknown_note(counts)
-    if note:
-        parts.append(Text(clean(note)))
-    per_day = counts["perDay"]
-    largest = max(per_day.values(), default=0)
-    parts += [Text(f"{day}  {bar(n, largest)} {n}") for day, n in per_day.items()]
-    return Group(*parts)
-
-
-def percentages(counts: list[int]) -> list[int]:
-    """Whole percentages that add up to exactly 100 (largest remainder), so a section's shares
-    never read 101% or 99% in all."""
-    total = sum(counts)
-    if not total:
-        return [0] * len(counts)
-    exact = [count * 100 / total for count in counts]
-    shares = [int(x) for x in exact]
-    by_remainder = sorted(range(len(counts)), key=lambda i: exact[i] - shares[i], reverse=True)
-    for i in by_remainder[: 100 - sum(shares)]:
-        shares[i] += 1
-    return shares

@@ -8,6 +8,7 @@ is ``tbhook.receiver``."""
 from __future__ import annotations
 
 import sqlite3
+from importlib.util import find_spec
 from typing import Annotated, Optional
 
 import typer
@@ -28,8 +29,6 @@ SPEED_UPS = ("orjson", "uvloop", "httptools")  # compiled; tbhook works without 
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.util import find_spec
-
         missing = [name for name in SPEED_UPS if find_spec(name) is None]
         speed = (
             "speed-ups: " + ", ".join(SPEED_UPS)

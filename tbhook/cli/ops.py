@@ -10,6 +10,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from tbhook import archive as archives
+from tbhook import health as rules
 from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
@@ -23,31 +25,15 @@ from tbhook.cli.options import (
     reported_errors,
 )
 from tbhook.errors import StoreUnavailable, TbhookError
-from tbhook.events import SCHEDULE_MINUTES
-from tbhook.output.describe import duration
+from tbhook.files import new_file, refuse_same, replacing
+from tbhook.filters import iso_time, parse_when
 from tbhook.output.formats import Answer, write
-
-UNREADABLE: dict[str, Any] = {
-    "events": None,
-    "byEvent": {},
-    "retriedEvents": 0,
-    "extraDeliveries": 0,
-    "lateDeliveries": 0,
-    "maxLagSeconds": None,
-    "lastReceivedAt": None,
-    "quarantined": 0,
-    "testDeliveries": 0,
-}
-LATE_SECONDS = 300  # a delivery this much after its event means Tracebuzz was retrying
-# The spec's table, read two ways: each value the wait after the previous failure (their sum),
-# or each value the time since the first failure (the last value alone).
-OUTAGE_HOURS = (SCHEDULE_MINUTES[-1] / 60, sum(SCHEDULE_MINUTES) / 60)
+from tbhook.store import is_url, open_reader, open_store, shown
 
 
 def _age(value: Optional[str]) -> Optional[int]:
     if value is None:
         return None
-    from tbhook.filters import parse_when
 
     try:
         return int(datetime.now(timezone.utc).timestamp()) - parse_when(value)
@@ -84,10 +70,10 @@ def doctor(
         integrity = store.integrity(quick)
         applied, pending = store.schema()
         try:
-            health = store.upkeep.health(LATE_SECONDS)
+            health = store.upkeep.health(rules.LATE_SECONDS)
             unknown = store.upkeep.unknown_values()
         except StoreUnavailable as exc:
-            health, unknown = {**UNREADABLE, "scanError": str(exc)}, []
+            health, unknown = {**rules.UNREADABLE, "scanError": str(exc)}, []
         facts = store.server_facts()
         recorded = store.reads.meta().get("maxDbSize")
         backend, shown = store.dialect.name, store.path
@@ -95,11 +81,11 @@ def doctor(
     given: Optional[int] = max_db_size  # type: ignore[assignment]  # the callback made it bytes
     cap = given or (int(recorded) if recorded else None)
     stale_seconds: Optional[int] = stale  # type: ignore[assignment]  # the callback made it seconds
-    checks = _checks(integrity, pending, health, stale_seconds, backend)
+    checks = rules.checks(integrity, pending, health, stale_seconds, backend)
     checks += _commit_checks(db, cap if backend == "sqlite" else None, pending)
     if backend == "sqlite":
-        checks += _space_checks(facts["usedBytes"], cap)
-    checks += _unknown_checks(unknown) + _durability_checks(durability, facts)
+        checks += rules.space_checks(facts["usedBytes"], cap)
+    checks += rules.unknown_checks(unknown) + rules.durability_checks(durability, facts)
     report: dict[str, Any] = {
         "database": shown,
         "backend": backend,
@@ -110,32 +96,32 @@ def doctor(
         "pendingMigrations": pending,
         **health,
         "unknownValues": [{"field": f, "value": v, "events": n} for f, v, n in unknown],
-        "lastReceivedAgeSeconds": _seconds_since(health["lastReceivedAt"]),
+        "lastReceivedAgeSeconds": rules.seconds_since(health["lastReceivedAt"]),
         "checks": checks,
         "ok": all(check["status"] != "fail" for check in checks),
-        "outageBudgetHours": [round(hours, 1) for hours in OUTAGE_HOURS],
+        "outageBudgetHours": [round(hours, 1) for hours in rules.OUTAGE_HOURS],
     }
     answer = Answer(
-        records=_report_rows(report),
+        records=rules.rows(report),
         fields=("check", "status", "detail"),
         document=report,
-        table=lambda rows: _report_view(report, rows),
-        notes=_report_notes(report),
+        table=lambda rows: _doctor_view(report, rows),
+        notes=rules.notes(report),
     )
     write(answer, fmt)
     if not report["ok"]:
         raise typer.Exit(1)
 
 
-NEAR_CAP = 0.9  # warn from this share of --max-db-size; fail at the cap
+def _doctor_view(report: dict[str, Any], rows: list[Any]) -> Any:
+    from tbhook.output import views  # rich (about 40 ms): only when a table is drawn
+
+    return views.doctor_view(report, rows)
 
 
 def _commit_checks(db: str, cap: Optional[int], pending: list[str]) -> list[dict[str, str]]:
     """Whether a delivery could be committed now, asked as the receiver's /healthz asks it
     (``Store.commit_check``): the same reasons, in the same words."""
-    from tbhook.errors import TbhookError
-    from tbhook.store import is_url, open_store
-
     if pending:
         return [{"check": "commit", "status": "warn", "message": "not tried: migrations pending"}]
     if not is_url(db) and os.geteuid() != 0 and not os.access(db, os.W_OK):
@@ -158,184 +144,6 @@ def _commit_checks(db: str, cap: Optional[int], pending: list[str]) -> list[dict
     return [{"check": "commit", "status": "ok", "message": message}]
 
 
-def _space_checks(used: int, cap: Optional[int]) -> list[dict[str, str]]:
-    from tbhook.errors import human_size
-
-    if not cap:
-        return []
-    share = used / cap
-    where = f"{human_size(used)} of its --max-db-size cap of {human_size(cap)} ({share:.0%})"
-    if share >= 0.99:
-        status = "fail"
-        message = f"the database holds {where}: deliveries get 503; raise the cap or prune"
-    elif share >= NEAR_CAP:
-        status, message = "warn", f"the database holds {where}: raise the cap or prune soon"
-    else:
-        status, message = "ok", f"the database holds {where}"
-    return [{"check": "size cap", "status": status, "message": message}]
-
-
-def _unknown_checks(unknown: list[tuple[str, int, int]]) -> list[dict[str, str]]:
-    if not unknown:
-        return []
-    listed = ", ".join(f"{field} {value} ({n} events)" for field, value, n in unknown)
-    return [
-        {
-            "check": "unknown values",
-            "status": "warn",
-            "message": f"values the Tracebuzz documentation does not list: {listed}; kept as "
-            "events, labelled unknown: has Tracebuzz added a message type?",
-        }
-    ]
-
-
-def _report_rows(report: dict[str, Any]) -> list[dict[str, str]]:
-    """The report as (check, status, detail) rows: the facts first, then every check."""
-    mib = 1024 * 1024
-    by_event = ", ".join(f"{n} {name}" for name, n in report["byEvent"].items())
-    if report["backend"] == "sqlite":
-        where = (
-            "file",
-            f"{report['sizeBytes'] / mib:.1f} MiB, WAL {report['walBytes'] / mib:.1f} MiB",
-        )
-    else:
-        where = (
-            "server",
-            f"PostgreSQL {report['serverVersion']}, {report['databaseBytes'] / mib:.1f} MiB, "
-            f"synchronous_commit {report['synchronousCommit']}",
-        )
-    rows = [
-        where,
-        ("schema version", str(report["schema"])),
-        ("events", f"{report['events']}" + (f" ({by_event})" if by_event else "")),
-        ("last received", str(report["lastReceivedAt"] or "never")),
-    ]
-    facts = [{"check": name, "status": "", "detail": detail} for name, detail in rows]
-    checks = [
-        {"check": c["check"], "status": c["status"], "detail": c["message"]}
-        for c in report["checks"]
-    ]
-    return facts + checks
-
-
-def _seconds_since(iso: Optional[str]) -> Optional[int]:
-    if iso is None:
-        return None
-    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    return int((datetime.now(timezone.utc) - moment).total_seconds())
-
-
-def _durability_checks(warning: Optional[str], facts: dict[str, Any]) -> list[dict[str, str]]:
-    if "synchronousCommit" not in facts:
-        return []  # SQLite: synchronous=FULL is set by tbhook itself
-    if warning:
-        message = warning.removeprefix("Warning: ")
-        return [{"check": "durability", "status": "fail", "message": message}]
-    setting = facts["synchronousCommit"]
-    message = f"synchronous_commit is {setting}: a 200 means the commit is on disk"
-    return [{"check": "durability", "status": "ok", "message": message}]
-
-
-def _checks(
-    integrity: list[str],
-    pending: list[str],
-    health: dict[str, Any],
-    stale: Optional[int],
-    backend: str = "sqlite",
-) -> list[dict[str, str]]:
-    checks = []
-
-    def check(name: str, status: str, message: str) -> None:
-        checks.append({"check": name, "status": status, "message": message})
-
-    if backend != "sqlite":
-        check("integrity", "ok", "left to PostgreSQL (data checksums, amcheck)")
-    elif integrity == ["ok"]:
-        check("integrity", "ok", "the database file is sound")
-    else:
-        check("integrity", "fail", "; ".join(integrity[:3]) + ": restore the last backup")
-    if "scanError" in health:
-        check("events", "fail", f"cannot read the events: {health['scanError']}")
-    if pending:
-        check("schema", "warn", f"{len(pending)} migrations pending: run `tbhook serve` once")
-    else:
-        check("schema", "ok", "up to date")
-    age = _seconds_since(health["lastReceivedAt"])
-    if age is None:
-        check("last delivery", "warn" if stale is None else "fail", "nothing received yet")
-    elif stale is not None and age > stale:
-        check(
-            "last delivery",
-            "fail",
-            f"the last delivery was {duration(age)} ago, more than {duration(stale)}: "
-            "is the receiver reachable, and is the webhook still enabled in Tracebuzz?",
-        )
-    else:
-        check("last delivery", "ok", f"{duration(age)} ago")
-    tests = health.get("testDeliveries", 0)
-    unreadable = health["quarantined"] - tests
-    kept = (
-        f"; {tests} empty test {'delivery' if tests == 1 else 'deliveries'} from saving the "
-        "webhook kept in quarantine"
-        if tests
-        else ""
-    )
-    if unreadable:
-        check(
-            "quarantine",
-            "warn",
-            f"{unreadable} deliveries were kept but could not be read: see `tbhook quarantine`"
-            + kept,
-        )
-    else:
-        check("quarantine", "ok", "every delivery was readable" + kept)
-    late = health["lateDeliveries"]
-    if late:
-        check(
-            "late deliveries",
-            "warn",
-            f"{late} events arrived more than {LATE_SECONDS // 60} minutes after they happened "
-            f"(up to {duration(health['maxLagSeconds'])}): the receiver was down or "
-            "failing and Tracebuzz was retrying",
-        )
-    else:
-        check("late deliveries", "ok", "none")
-    if health["extraDeliveries"]:
-        check(
-            "retries",
-            "ok",
-            f"{health['retriedEvents']} events arrived more than once "
-            f"({health['extraDeliveries']} extra deliveries, kept once each)",
-        )
-    return checks
-
-
-def _report_view(report: dict[str, Any], rows: list[Any]):  # noqa: ANN202
-    from tbhook.output.tables import PROSE, Column, fitted, text
-
-    styles = {"ok": "green", "warn": "yellow", "fail": "bold red", "": ""}
-    columns = (Column("check"), Column("status"), Column("detail", PROSE))
-    cells = [
-        [row["check"], text(row["status"], styles[row["status"]]), row["detail"]] for row in rows
-    ]
-    return fitted(columns, cells, title=f"tbhook doctor: {report['database']}")
-
-
-def _report_notes(report: dict[str, Any]) -> list[Any]:
-    from rich.text import Text
-
-    low, high = report["outageBudgetHours"]
-    minutes = ", ".join(str(m) for m in SCHEDULE_MINUTES)
-    budget = (
-        f"Tracebuzz retries a failed delivery after {minutes} minutes, then disables the "
-        f"webhook. An outage longer than {low:.0f} to {high:.0f} hours (depending on how the "
-        "spec's table is read) loses events and needs the webhook re-enabled by saving it "
-        "in Tracebuzz."
-    )
-    verdict = "healthy" if report["ok"] else "something is wrong"
-    return [budget, Text(verdict, style="green" if report["ok"] else "bold red")]
-
-
 def backup(
     dest: Annotated[
         str, typer.Argument(metavar="DEST", help="A new file, or a directory to put one in.")
@@ -349,9 +157,6 @@ def backup(
     ] = False,
 ) -> None:
     """A consistent copy of the database, safe while `tbhook serve` keeps writing."""
-    from tbhook.files import replacing
-    from tbhook.store import is_url, open_reader, shown
-
     if is_url(db):
         raise fail(
             "backup copies a SQLite file; for PostgreSQL use its own tools, such as "
@@ -384,9 +189,6 @@ def merge(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Fold another tbhook log into this one: two receivers for one Tracebuzz, one log."""
-    from tbhook.files import refuse_same
-    from tbhook.store import is_url, open_reader
-
     with reported_errors():
         if is_url(str(other)):
             raise fail("merge takes a SQLite file (another receiver's log, or a backup of it)")
@@ -443,9 +245,6 @@ def prune(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete old events, after archiving them; merges that persons still need are kept."""
-    from tbhook import archive as archives
-    from tbhook.filters import iso_time, parse_when
-
     try:
         cutoff = parse_when(before)
     except ValueError as exc:
@@ -503,9 +302,6 @@ def _archive_destination(db: str, archive: str, append: bool) -> tuple[Path, set
     """The archive checked before anything is deleted: not the database or one of its files,
     and, when it exists, added to only with --append and only if it is a tbhook archive; and
     the keys of the lines it holds."""
-    from tbhook import archive as archives
-    from tbhook.files import new_file, refuse_same
-
     refuse_same(db, archive, "the archive must be another file")
     try:
         path = new_file(archive, force=True)

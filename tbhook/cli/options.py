@@ -17,12 +17,14 @@ import typer
 from typer.core import TyperCommand
 
 from tbhook.errors import TbhookError
+from tbhook.events import SCHEMAS
+from tbhook.files import new_file, refuse_same
 from tbhook.filters import Filters, iso_time, parse_path, parse_sender, parse_when, parse_zone
 from tbhook.output.formats import FORMATS
-from tbhook.text import clean
-
-if TYPE_CHECKING:
-    from tbhook.store import Store
+from tbhook.store import Store, is_url, open_reader, open_store
+from tbhook.store.postgres.driver import check_url
+from tbhook.store.sqlite import log_identity
+from tbhook.text import clean, for_terminal, on_terminal
 
 DEFAULT_DB = "tbhook.db"
 DEFAULT_LIMIT = 50  # every listing: events, cases, quarantine, tail's backlog
@@ -30,9 +32,6 @@ DEFAULT_LIMIT = 50  # every listing: events, cases, quarantine, tail's backlog
 
 def _database(value: str) -> str:
     """A file path, or a PostgreSQL URL that can be one (checked before anything opens it)."""
-    from tbhook.store import is_url
-    from tbhook.store.postgres.driver import check_url
-
     if is_url(value):
         try:
             check_url(value)
@@ -254,6 +253,16 @@ def make_filters(given: dict[str, Any]) -> Filters:
     return Filters(**values)
 
 
+def table_layout(fmt: str, spec: Callable[[Any], Any]) -> Any:
+    """A listing's streamed table layout (``spec(listings)``), made only when a table is
+    wanted: the layout asks the store a few questions, and rich costs about 40 ms to load."""
+    if getattr(fmt, "value", fmt) != "table":
+        return None
+    from tbhook.output import listings  # rich: only a table loads it
+
+    return spec(listings)
+
+
 # -- raw bodies -----------------------------------------------------------------------------
 
 
@@ -284,8 +293,6 @@ def given(ctx: typer.Context, name: str, environment: bool = True) -> bool:
 def write_raw(body: bytes) -> None:
     """The body byte for byte, for a pipe or a file; on a terminal, with its control
     characters escaped (a body is sender text)."""
-    from tbhook.text import for_terminal, on_terminal
-
     if on_terminal(sys.stdout):
         sys.stdout.write(for_terminal(body.decode("utf-8", "backslashreplace")))
         sys.stdout.flush()
@@ -373,8 +380,6 @@ class LogFormat(str, Enum):
 def open_for_writing(db: str, notice: Callable[[str], None] | None = None) -> Store:
     """The database opened for writing: migrated first, saying so on stderr when that takes
     minutes (call inside ``reported_errors``)."""
-    from tbhook.store import open_store
-
     return open_store(db, notice=notice or (lambda line: typer.echo(line, err=True)))
 
 
@@ -386,10 +391,6 @@ def destination(
     backup of the log ``backup_of`` may replace an earlier backup of it); an existing file is
     replaced only with ``force``, and only by a complete file (call inside
     ``reported_errors``)."""
-    from tbhook.files import new_file, refuse_same
-    from tbhook.store import is_url
-    from tbhook.store.sqlite import log_identity
-
     if not is_url(db):
         refuse_same(db, target, why)
     path = new_file(target, force)
@@ -411,8 +412,6 @@ def destination(
 @contextlib.contextmanager
 def reading(db: str, current: bool = True) -> Iterator[Store]:
     """The database opened read-only, errors reported as ``Error: ...``."""
-    from tbhook.store import open_reader
-
     with reported_errors():
         store = open_reader(db, current)
         try:
@@ -425,7 +424,6 @@ def explain_empty(store: Store, filters: Filters, what: str = "events", then: st
     """Say on stderr why a filtered answer is empty: the database is, or the first filter that
     matches nothing on its own, or that each matches but not together; ``then`` ends the line
     (what happens next)."""
-    from tbhook.events import SCHEMAS
 
     def say(why: str) -> None:
         sys.stderr.write(f"No {what}: {why}{then}\n")
@@ -478,7 +476,7 @@ def _nothing_for(name: str, value: Any) -> str:
 
 
 def console(stderr: bool = False):  # noqa: ANN202 - rich is imported lazily
-    from rich.console import Console
+    from rich.console import Console  # about 40 ms: only what writes to a person loads it
 
     return Console(stderr=stderr, highlight=False)
 
@@ -486,6 +484,6 @@ def console(stderr: bool = False):  # noqa: ANN202 - rich is imported lazily
 def progress():  # noqa: ANN201 - rich is imported lazily
     """A transient progress bar on stderr, shown only when stderr is a terminal (a cron job's
     log gets no bar and no blank line)."""
-    from rich.progress import Progress
+    from rich.progress import Progress  # about 60 ms: only a long command loads it
 
     return Progress(console=console(stderr=True), transient=True, disable=not sys.stderr.isatty())

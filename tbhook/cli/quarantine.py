@@ -26,10 +26,14 @@ from tbhook.cli.options import (
     reading,
     refuse_with_raw,
     reported_errors,
+    table_layout,
     valid_id,
     write_raw,
 )
+from tbhook.events import parse
+from tbhook.output.describe import body_document, body_lines
 from tbhook.output.formats import Answer, write
+from tbhook.text import clean
 
 
 class _ById(TyperGroup):
@@ -71,8 +75,6 @@ def quarantine(
     `quarantine retry` parses them again, `quarantine drop ID...` deletes them."""
     if ctx.invoked_subcommand is not None:
         return
-    from tbhook.output import listings
-    from tbhook.text import clean
 
     zone = display_zone(tz, local)
     fields = ("id", "receivedAt", "lastReceivedAt", "deliveries", "path", "reason", "bodySize")
@@ -84,10 +86,8 @@ def quarantine(
                 for row in rows
             ),
             fields=(*fields, "bodyStart"),
-            spec=(
-                listings.quarantine(store.reads.widths(), zone)
-                if getattr(fmt, "value", fmt) == "table"
-                else None
+            spec=table_layout(
+                fmt, lambda listings: listings.quarantine(store.reads.widths(), zone)
             ),
             total=lambda: store.reads.count("quarantine"),
             limit=limit,
@@ -118,8 +118,7 @@ def show(
     local: LocalOption = False,
 ) -> None:
     """One quarantined delivery in full: why, when, where from, and its body as it came."""
-    from tbhook.output.describe import body_document, body_lines
-    from tbhook.output.tables import quarantine_detail
+    from tbhook.output.tables import quarantine_detail  # rich (about 40 ms): a table's only
 
     refuse_with_raw(ctx, raw, ("fmt", "tz", "local"))
     zone = display_zone(tz, local)
@@ -156,8 +155,7 @@ def retry(
 ) -> None:
     """Parse them again with today's rules (all, or these IDs) and move each now readable
     into events, with its receive times and deliveries."""
-    from tbhook.events import parse
-    from tbhook.output.tables import retry_table
+    from tbhook.output.tables import retry_table  # rich (about 40 ms): a table's only
 
     numbers = _ids(ids or [])
     with reported_errors():

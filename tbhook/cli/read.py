@@ -12,6 +12,8 @@ from typing import IO, Annotated, Any, Optional
 
 import typer
 
+from tbhook import stats as counting
+from tbhook.cases import CASE_COLUMNS, METRICS, summarize, summarize_all
 from tbhook.cli.options import (
     DEFAULT_DB,
     DEFAULT_LIMIT,
@@ -31,13 +33,17 @@ from tbhook.cli.options import (
     reading,
     refuse_with_raw,
     reported_errors,
+    table_layout,
     valid_id,
     write_raw,
 )
 from tbhook.events import EVENT_FIELDS
-from tbhook.filters import Filters
-from tbhook.output.describe import FORWARD_FIELDS
-from tbhook.output.formats import Answer, write
+from tbhook.export import export as write_export
+from tbhook.filters import Filters, iso_time
+from tbhook.follow import Feed, Stopped, follow_events, open_when_ready, stopped_by_signals
+from tbhook.output.describe import FORWARD_FIELDS, body_document, body_lines, event_record
+from tbhook.output.formats import Answer, write, write_file
+from tbhook.text import TerminalStream, on_terminal
 
 
 class Order(str, Enum):
@@ -65,11 +71,6 @@ def _page(store: Any, rows: Any, limit: int, person: Callable[[Any], Any]) -> tu
     return rows, store.persons.for_persons(person(row) for row in rows)
 
 
-def _table(fmt: str, spec: Callable[[], Any]) -> Any:
-    """A listing's streamed table layout, asked of the store only when a table is wanted."""
-    return spec() if getattr(fmt, "value", fmt) == "table" else None
-
-
 def _event_person(row: dict) -> Any:
     return row["personId"] if row["personId"] is not None else row["newPersonId"]
 
@@ -86,8 +87,6 @@ def events(
 ) -> None:
     """The filtered log, newest first (by Tracebuzz's timestamp)."""
     zone = display_zone(tz, local)
-    from tbhook.output import listings
-    from tbhook.output.describe import event_record
 
     with reading(db) as store:
         rows = store.reads.events(
@@ -97,9 +96,9 @@ def events(
         answer = Answer(
             records=(event_record(row, canonical) for row in rows),
             fields=(*EVENT_FIELDS, *FORWARD_FIELDS),
-            spec=_table(
+            spec=table_layout(
                 fmt,
-                lambda: listings.events(
+                lambda listings: listings.events(
                     store.reads.widths(),
                     store.reads.event_names(),
                     store.reads.has_merges(),
@@ -126,8 +125,7 @@ def event(
     state, and the raw body (pretty-printed JSON, or --raw byte for byte)."""
     refuse_with_raw(ctx, raw, ("fmt", "tz", "local"))
     zone = display_zone(tz, local)
-    from tbhook.output.describe import body_document, body_lines, event_record
-    from tbhook.output.tables import event_detail
+    from tbhook.output.tables import event_detail  # rich (about 40 ms): a table's only
 
     with reading(db) as store:
         row = store.reads.event_row(event_id)
@@ -214,7 +212,6 @@ def tail(
 ) -> None:
     """Watch events arrive: the last N matching events, then new ones as they are stored."""
     zone = display_zone(tz, local)
-    from tbhook.follow import Feed, Stopped, follow_events, open_when_ready, stopped_by_signals
 
     backlog = None if new else _backlog(limit)
     feed = Feed(filters, backlog=backlog, retries=retries, quarantine=quarantine)
@@ -249,8 +246,7 @@ def person(
 ) -> None:
     """A person's canonical ID, every alias, and the merge history in time order."""
     zone = display_zone(tz, local)
-    from tbhook.filters import iso_time
-    from tbhook.output.tables import person_view
+    from tbhook.output.tables import person_view  # rich (about 40 ms): a table's only
 
     with reading(db) as store:
         group = store.persons.group(person_id)
@@ -289,9 +285,7 @@ def case(
 ) -> None:
     """A case's timeline, customer and agent messages then the close, with its metrics."""
     zone = display_zone(tz, local)
-    from tbhook.cases import CASE_COLUMNS, summarize
-    from tbhook.output.describe import event_record
-    from tbhook.output.tables import case_view
+    from tbhook.output.tables import case_view  # rich (about 40 ms): a table's only
 
     with reading(db) as store:
         canonical = store.persons.lookup()
@@ -326,8 +320,6 @@ def cases(
 ) -> None:
     """One row per case with a matching event, with its metrics: the analyst's table."""
     zone = display_zone(tz, local)
-    from tbhook.cases import METRICS, summarize_all
-    from tbhook.output import listings
 
     with reading(db) as store:
         rows = store.reads.case_events(filters, descending=order is Order.desc, limit=limit)
@@ -335,8 +327,11 @@ def cases(
         answer = Answer(
             records=summarize_all(rows, canonical),
             fields=METRICS,
-            spec=_table(
-                fmt, lambda: listings.cases(store.reads.widths(), store.reads.has_merges(), zone)
+            spec=table_layout(
+                fmt,
+                lambda listings: listings.cases(
+                    store.reads.widths(), store.reads.has_merges(), zone
+                ),
             ),
             total=lambda: store.reads.count_cases(filters),
             limit=limit,
@@ -349,8 +344,6 @@ def cases(
 def _big_buffer(stream: IO[str]) -> Iterator[IO[str]]:
     """stdout with a 1 MiB buffer of its own: a million lines in a few hundred writes; on a
     terminal, sender text with its control characters escaped."""
-    from tbhook.text import TerminalStream, on_terminal
-
     if on_terminal(stream):
         yield TerminalStream(stream)  # type: ignore[misc]
         return
@@ -381,9 +374,6 @@ def export(
     ] = False,
 ) -> None:
     """Every matching event in arrival order, with a stable set of columns."""
-    from tbhook.export import export as write_export
-    from tbhook.output.formats import write_file
-
     fmt = getattr(fmt, "value", fmt)  # a plain name, for a forked worker
     path = None
     if output is not None:
@@ -410,6 +400,12 @@ def export(
         sys.stderr.write(f"Wrote {written} events to {output}\n")
 
 
+def _stats_view(counts: dict[str, Any]) -> Any:
+    from tbhook.output import views  # rich (about 40 ms): only when a table is drawn
+
+    return views.stats_view(counts)
+
+
 @filter_options
 def stats(
     db: DbOption = DEFAULT_DB,
@@ -417,8 +413,6 @@ def stats(
     fmt: FormatOption = "table",
 ) -> None:
     """Counts by event, sender, typeId label and sourceId, and events per day as a bar chart."""
-    from tbhook import stats as counting
-
     with reading(db) as store:
         counts = counting.aggregate(counting.groups(store, filters))
         write(
@@ -426,7 +420,7 @@ def stats(
                 records=counting.rows(counts),
                 fields=("section", "key", "count"),
                 document=counts,
-                table=lambda _: counting.view(counts),
+                table=lambda _: _stats_view(counts),
             ),
             fmt,
         )

@@ -3,6 +3,8 @@ canonical person), its style, durations and times for people, and its body made 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from datetime import datetime, tzinfo
 from typing import Any
@@ -65,7 +67,6 @@ def parsed_body(body: bytes) -> tuple[bool, Any]:
     """A raw body as JSON (True, the value) when it is exactly that (strict UTF-8, no repeated
     keys, no number a float cannot hold), else (False, its text with undecodable bytes shown
     as ``\\xNN``): what `event ID` and `quarantine ID` show."""
-    import json
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         if len({key for key, _ in items}) < len(items):
@@ -92,8 +93,6 @@ def parsed_body(body: bytes) -> tuple[bool, Any]:
 def body_lines(body: bytes) -> tuple[str, list[str]]:
     """The body for a terminal: ``("JSON", pretty-printed lines)`` or ``("text", lines)``,
     every line with its control characters escaped (a body is sender text)."""
-    import json
-
     is_json, value = parsed_body(body)
     if is_json:
         text = json.dumps(value, indent=2, ensure_ascii=False)
@@ -103,8 +102,6 @@ def body_lines(body: bytes) -> tuple[str, list[str]]:
 
 def body_document(body: bytes) -> dict[str, Any]:
     """The body in a JSON answer: ``body`` as the JSON value it is, or null with ``bodyText``."""
-    import hashlib
-
     is_json, value = parsed_body(body)
     document: dict[str, Any] = {"bodySize": len(body)}
     document["bodySha256"] = hashlib.sha256(body).hexdigest()

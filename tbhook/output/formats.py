@@ -16,12 +16,14 @@ import csv
 import functools
 import json
 import sys
+import textwrap
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from tbhook.errors import TbhookError
+from tbhook.files import create_private, replacing
 from tbhook.text import CSV_LINE_END, FORMULA_STARTS, TerminalStream, csv_value, on_terminal
 
 Records = Iterable[Mapping[str, Any]]
@@ -43,10 +45,11 @@ class Answer:
     fields: Sequence[str] = ()
     document: Any = None
     table: Callable[[list[Mapping[str, Any]]], Any] | None = None
-    line: Callable[[Mapping[str, Any]], Any] | None = None
+    line: Callable[[Mapping[str, Any]], str | tuple[str, str]] | None = None
     total: int | Callable[[], int] | None = None
     limit: int | None = None  # the limit asked for: with a callable total, counted only if hit
-    notes: list[Any] = field(default_factory=list)  # for people, under the table
+    notes: list[Any] = field(default_factory=list)  # for people, under the table: text or
+    # (text, style)
     live: bool = False
     hanging: int = 0  # text on a terminal: lines wrap at words, continued this far in
     spec: Any = None  # a streamed.Spec: the records as a table written as they come
@@ -63,6 +66,13 @@ class Answer:
         if not self.fields:
             return record
         return {name: record.get(name) for name in self.fields}
+
+
+def footer(shown: int, total: int | None) -> str | None:
+    """``50 of 200,000 shown; -n 0 for all`` when a limit cut the answer."""
+    if total is None or total <= shown:
+        return None
+    return f"{shown:,} of {total:,} shown; -n 0 for all"
 
 
 def write_json(answer: Answer, out: IO[str]) -> int:
@@ -103,9 +113,10 @@ def write_csv(answer: Answer, out: IO[str]) -> int:
 
 
 def write_table(answer: Answer, out: IO[str]) -> int:
+    # rich (about 40 ms to load) and what is drawn with it: imported only when a table is.
     from rich.text import Text
 
-    from tbhook.output.tables import console, footer
+    from tbhook.output.tables import console
 
     if answer.spec is not None:
         from tbhook.output import streamed
@@ -117,8 +128,8 @@ def write_table(answer: Answer, out: IO[str]) -> int:
     screen = console(out)
     if answer.table is not None and (records or answer.document is not None):
         screen.print(answer.table(records))  # an empty listing prints no empty table
-    for note in answer.notes:
-        screen.print(Text(note) if isinstance(note, str) else note)
+    for note in answer.notes:  # text, or (text, style)
+        screen.print(Text(*note) if isinstance(note, tuple) else Text(note))
     cut = footer(len(records), answer.total_if_cut(len(records)))
     if cut:
         screen.print(Text(cut, style="dim"))
@@ -129,7 +140,7 @@ def write_text(answer: Answer, out: IO[str]) -> int:
     """One line per record, for a feed. On a terminal, a line longer than it wraps between
     words, continued ``answer.hanging`` columns in (a number is never split); piped, each
     record stays one line. Written directly, not through rich: a feed may be a million lines."""
-    from tbhook.output.streamed import Painter
+    from tbhook.output.streamed import Painter  # rich: see write_table
     from tbhook.output.tables import console
 
     screen = console(out)
@@ -138,7 +149,7 @@ def write_text(answer: Answer, out: IO[str]) -> int:
     count = 0
     for record in answer.records:
         line = answer.line(record) if answer.line else str(answer.fields_of(record))
-        plain, style = getattr(line, "plain", line), str(getattr(line, "style", "") or "")
+        plain, style = line if isinstance(line, tuple) else (line, "")
         pieces = wrapped(plain, width, answer.hanging) if width and len(plain) > width else [plain]
         out.write("".join(paint(piece, style) + "\n" for piece in pieces))
         count += 1
@@ -151,8 +162,6 @@ def wrapped(text: str, width: int, hanging: int) -> list[str]:
     """``text`` in lines of at most ``width`` columns, broken between words, every line after
     the first indented ``hanging`` columns (less when the terminal is too narrow for that); a
     word longer than a whole line is the only thing ever split."""
-    import textwrap
-
     indent = hanging if width - hanging >= 24 else min(4, width // 4)
     return textwrap.wrap(
         text,
@@ -182,8 +191,6 @@ def write(answer: Answer, fmt: str, out: IO[str] | None = None) -> int:
     total = answer.total_if_cut(written) if fmt != "table" else None
     if total is not None:
         # Machine formats carry only data: the cut is said on stderr, to a person.
-        from tbhook.output.tables import footer
-
         sys.stderr.write(f"{footer(written, total)}\n")
     return written
 
@@ -256,10 +263,8 @@ def write_file(
     """Run ``write_to(stream, advance)`` into a temp file beside ``output`` with a progress bar
     on stderr, fsync, then rename into place: readers never see half a file, and whatever was
     at ``output`` stays until the new file is complete."""
-    from rich.console import Console
+    from rich.console import Console  # rich.progress: about 60 ms, only with --output
     from rich.progress import Progress
-
-    from tbhook.files import create_private, replacing
 
     with replacing(output) as temp:
         try:

@@ -11,11 +11,16 @@ block of ``name: value`` lines.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from tbhook.output.tables import GAP, KEY, PROSE, Column, console, footer, plan
+from rich.cells import cell_len, set_cell_size
+from rich.style import Style
+
+from tbhook.output.formats import footer
+from tbhook.output.tables import GAP, KEY, PROSE, Column, console, plan
 from tbhook.text import clean
 
 Cell = Any  # a value, or (value, style)
@@ -98,8 +103,6 @@ def _row(
 
 
 def _wrapped(text: str, width: int) -> list[str]:
-    import textwrap
-
     return textwrap.wrap(text, width, break_on_hyphens=False) or [""]
 
 
@@ -122,13 +125,11 @@ def _fit(column: Column, value: Any, width: int) -> str:
 
 
 def _cells(text: str) -> int:
-    from rich.cells import cell_len
 
     return cell_len(text)
 
 
 def _cut(text: str, width: int) -> str:
-    from rich.cells import set_cell_size
 
     return set_cell_size(text, width - 1) + "…"
 
@@ -163,8 +164,6 @@ class Painter:
             return text
         codes = self._codes.get(style)
         if codes is None:
-            from rich.style import Style
-
             before, _, after = (
                 Style.parse(style).render("\0", color_system=self._system).partition("\0")
             )

@@ -14,9 +14,17 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import IO, Any
 
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from tbhook.cases import METRICS
+from tbhook.events import PAYLOAD_COLUMNS
 from tbhook.output.describe import duration, event_style, shown_time
 from tbhook.text import clean
-from tbhook.words import sender_label, type_label
+from tbhook.words import describe, sender_label, type_label
 
 KEY, TEXT, PROSE = "key", "text", "prose"
 MIN_TEXT = 6  # the narrowest a truncated text column gets ("newRe…")
@@ -33,21 +41,12 @@ class Column:
 
 
 def console(out: IO[str] | None = None):  # noqa: ANN201 - rich is imported lazily
-    from rich.console import Console
 
     return Console(file=out, highlight=False, soft_wrap=False)
 
 
-def footer(shown: int, total: int | None) -> str | None:
-    """``50 of 200,000 shown; -n 0 for all`` when a limit cut the answer."""
-    if total is None or total <= shown:
-        return None
-    return f"{shown:,} of {total:,} shown; -n 0 for all"
-
-
 def text(value: Any, style: str | None = None):  # noqa: ANN201
     """A cell: the value as plain text, control characters escaped, never markup."""
-    from rich.text import Text
 
     if value is None:
         return Text("")
@@ -91,9 +90,6 @@ def fitted(
 ):  # noqa: ANN201
     """A rich Table of ``rows`` (cells: values or Text) that fits ``width`` (the terminal's);
     where its numbers cannot fit whole, one ``name: value`` block per row instead."""
-    from rich import box
-    from rich.cells import cell_len
-    from rich.table import Table
 
     cells = [[c if hasattr(c, "plain") else text(c) for c in row] for row in rows]
     width = width or console().width
@@ -130,8 +126,6 @@ def fitted(
 
 def _blocks(columns: Sequence[Column], cells: list[list[Any]], title: str | None, width: int):  # noqa: ANN202
     """Rows too wide for the terminal as ``name: value`` blocks: numbers whole, text wrapped."""
-    from rich.console import Group
-    from rich.table import Table
 
     parts: list[Any] = [text(title, "bold")] if title else []
     for row in cells:
@@ -289,8 +283,6 @@ DETAIL_COLUMNS = (Column("field"), Column("value", PROSE))
 def detail(title: Any, pairs: Sequence[tuple[str, Any]], body: tuple[str, list[str]] | None = None):  # noqa: ANN201
     """One stored delivery in full: a title line, its fields (empty ones left out), then its
     body, pretty-printed JSON or escaped text, with nothing cut."""
-    from rich.console import Group
-    from rich.text import Text
 
     rows = [(name, value) for name, value in pairs if value not in (None, "")]
     parts: list[Any] = [title if hasattr(title, "plain") else Text(clean(title), style="bold")]
@@ -306,10 +298,6 @@ def event_detail(
     record: Mapping[str, Any], body: tuple[str, list[str]], zone: tzinfo | None = None
 ):  # noqa: ANN201
     """`event ID`: the event's one-line summary, every column, the forward, the body."""
-    from rich.text import Text
-
-    from tbhook.events import PAYLOAD_COLUMNS
-    from tbhook.words import describe
 
     person = _person(record)
     now = record.get("canonicalPersonId")
@@ -420,8 +408,6 @@ def retry_table(records: Sequence[Mapping[str, Any]]):  # noqa: ANN201
 
 def person_view(record: Mapping[str, Any], zone: tzinfo | None = None):  # noqa: ANN201
     """`person ID`: who they are now, their aliases, and the merges in time order."""
-    from rich.console import Group
-    from rich.text import Text
 
     heading = Text(f"person {record['personId']} is now ")
     heading.append(str(record["canonicalPersonId"]), style="bold")
@@ -446,9 +432,6 @@ def case_view(
     zone: tzinfo | None = None,
 ):  # noqa: ANN201
     """`case ID`: its timeline, then its metrics."""
-    from rich.console import Group
-
-    from tbhook.cases import METRICS
 
     metrics = [{"metric": key, "value": summary[key]} for key in METRICS[1:]]
     columns = (Column("metric"), Column("value", TEXT))

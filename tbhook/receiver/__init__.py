@@ -73,7 +73,7 @@ def run(settings: Settings) -> None:
             counts.started_from(store.reads.last_received_at())  # type: ignore[attr-defined]
         forwarder = None
         if settings.forward_to:
-            from tbhook.receiver.forwarder import Forwarder
+            from tbhook.receiver.forwarder import Forwarder  # http.client, only to forward
 
             headers = {settings.auth.name: settings.auth.value} if settings.auth else {}
             forwarder = Forwarder(  # writes through this process's connection, on its thread
@@ -128,7 +128,7 @@ def _counts(settings: Settings) -> Counts:
     imported only then), nothing otherwise."""
     if not settings.metrics:
         return Counts()
-    from tbhook.receiver.metrics import Metrics
+    from tbhook.receiver.metrics import Metrics  # prometheus_client: about 55 ms
 
     backend = "postgresql" if is_url(settings.db) else "sqlite"
     return Metrics(settings.db, backend, __version__)

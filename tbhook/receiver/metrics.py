@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from tbhook.store import open_reader
+
 # deliveries_total{outcome}: every POST answered, once each
 OUTCOMES = (
     "stored",  # a new event (200)
@@ -60,7 +62,7 @@ class Metrics(Counts):
     """The counts in prometheus_client metrics, for GET /metrics."""
 
     def __init__(self, target: str, backend: str, version: str) -> None:
-        from prometheus_client import (
+        from prometheus_client import (  # about 55 ms: only with --metrics
             CollectorRegistry,
             Counter,
             Gauge,
@@ -237,8 +239,6 @@ class StoreFacts:
         )
 
     def _read(self) -> tuple[int, int | None, int] | None:
-        from tbhook.store import open_reader
-
         try:
             if self._reader is None:
                 self._reader = open_reader(self.target, current=False)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import signal
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from tbhook.events import Event, Unreadable, parse
@@ -32,9 +34,6 @@ class Parser:
         if not fork:
             return
         with contextlib.suppress(Exception):  # no fork (not Unix): the thread does it all
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
             pool = ProcessPoolExecutor(
                 1, mp_context=multiprocessing.get_context("fork"), initializer=_quiet_worker
             )
@@ -46,8 +45,6 @@ class Parser:
             return parse(body)
         loop = asyncio.get_running_loop()
         if self._process is not None:
-            from concurrent.futures.process import BrokenProcessPool
-
             try:
                 return await loop.run_in_executor(self._process, parse, body)
             except BrokenProcessPool:

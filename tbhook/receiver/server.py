@@ -16,7 +16,12 @@ import uvicorn
 
 from tbhook.errors import TbhookError
 from tbhook.receiver import protocol
-from tbhook.receiver.protocol import Connections
+from tbhook.receiver.protocol import (
+    HTTPTOOLS,
+    Connections,
+    GuardedH11Protocol,
+    GuardedHttpToolsProtocol,
+)
 
 GRACEFUL_SHUTDOWN_SECONDS = 8
 KEEP_ALIVE_SECONDS = 5  # idle connections, used or not, are closed after this
@@ -78,8 +83,6 @@ def uvicorn_config(app: Callable, connections: Connections | None = None) -> uvi
 
 def _http_protocol() -> Any:
     """httptools with tbhook's deadlines and header limits; h11, with the same, without it."""
-    from tbhook.receiver.protocol import HTTPTOOLS, GuardedH11Protocol, GuardedHttpToolsProtocol
-
     return GuardedHttpToolsProtocol if HTTPTOOLS else GuardedH11Protocol
 
 
@@ -92,7 +95,7 @@ def raise_open_file_limit() -> int:
     """Raise the soft open-file limit to the hard one (each connection is a file); return the
     soft limit now in force."""
     try:
-        import resource
+        import resource  # Unix only
     except ImportError:  # pragma: no cover - not a Unix
         return MAX_CONNECTIONS + FD_RESERVE
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import pickle
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -312,9 +315,6 @@ class _Process:
     parent's end of the socket: none stays open on its account)."""
 
     def __init__(self, keep: socket.socket):
-        import json
-        import subprocess
-        import sys
 
         code = (
             "import sys; from tbhook.receiver.writer import _child_main; "
@@ -332,7 +332,6 @@ class _Process:
         return self._proc.poll() is None
 
     def join(self, timeout: float) -> None:
-        import subprocess
 
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._proc.wait(timeout)

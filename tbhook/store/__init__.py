@@ -13,8 +13,10 @@ import os
 from collections.abc import Callable
 
 from tbhook.store.interface import Store
+from tbhook.store.postgres import PostgresStore
 from tbhook.store.postgres.driver import is_url, shown
 from tbhook.store.rows import Delivery, ForwardOutcome, ImportRows, Stored, stats_groups
+from tbhook.store.sqlite import SQLiteStore
 
 __all__ = [
     "Delivery",
@@ -39,11 +41,7 @@ def open_store(
     migration that takes minutes starts (SQLite's table rebuilds)."""
     target = os.fspath(target)
     if is_url(target):
-        from tbhook.store.postgres import PostgresStore
-
         return PostgresStore.open(target, max_bytes)
-    from tbhook.store.sqlite import SQLiteStore
-
     return SQLiteStore.open(target, max_bytes, notice)
 
 
@@ -51,9 +49,5 @@ def open_reader(target: str | os.PathLike, current: bool = True) -> Store:
     """Open read-only; never create. With ``current``, refuse a schema an older tbhook wrote."""
     target = os.fspath(target)
     if is_url(target):
-        from tbhook.store.postgres import PostgresStore
-
         return PostgresStore.open_readonly(target, current)
-    from tbhook.store.sqlite import SQLiteStore
-
     return SQLiteStore.open_readonly(target, current)

@@ -15,6 +15,7 @@ where it differs. Every error a backend's driver raises leaves the store as a ``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -121,8 +122,6 @@ class Store(ABC):
 
     def checkpoint_every(self, pages: int) -> AbstractContextManager[None]:
         """For a bulk load: checkpoint the log less often (SQLite); nothing elsewhere."""
-        import contextlib
-
         return contextlib.nullcontext()
 
     def checkpoint_in_background(self) -> Callable[[], None]:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from tbhook.errors import NotReady
-from tbhook.events import COLUMNS, ENUMERATED, Event, Unreadable
+from tbhook.events import COLUMNS, ENUMERATED, Event, Unreadable, is_test_delivery
 from tbhook.filters import utc_now
 from tbhook.store.job import Job
 from tbhook.store.rows import CHUNK, EVENT_COLUMNS, PAUSE_SECONDS, Recovery
@@ -50,8 +50,6 @@ class Upkeep(Job):
 
     def test_deliveries(self) -> int:
         """Quarantined bodies that are Tracebuzz's test of the URL when a webhook is saved."""
-        from tbhook.events import is_test_delivery
-
         return sum(
             is_test_delivery(bytes(body))
             for (body,) in self.query("SELECT body FROM quarantine WHERE length(body) <= 64")

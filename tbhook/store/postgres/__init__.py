@@ -19,6 +19,7 @@ import contextlib
 import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from tbhook.errors import NoDatabase, NotReady, StoreBusy, StoreUnavailable, TbhookError
 from tbhook.filters import utc_now
@@ -176,7 +177,6 @@ class PostgresStore(Store):
 
     def _clean(self, exc: BaseException) -> str:
         text = " ".join(str(exc).split())
-        from urllib.parse import urlsplit
 
         password = urlsplit(self.url).password
         return text.replace(password, "***") if password else text

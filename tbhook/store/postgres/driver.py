@@ -5,8 +5,10 @@ write transaction's connection, and COPY into a staging table."""
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from tbhook.errors import TbhookError
 from tbhook.store.sql import Dialect, names
@@ -33,8 +35,6 @@ def is_url(target: str) -> bool:
 def check_url(url: str) -> None:
     """Raise TbhookError, in words and without the password, when ``url`` cannot be a
     PostgreSQL URL (a port that is not a number or out of range, an unclosed IPv6 bracket)."""
-    from urllib.parse import urlsplit
-
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -55,15 +55,11 @@ def check_url(url: str) -> None:
 
 def _masked(url: str) -> str:
     """The URL with any password replaced, without parsing it (it may not parse)."""
-    import re
-
     return re.sub(r"^([a-z]+://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def shown(url: str) -> str:
     """The URL without its password: safe for a banner, a report or an error."""
-    from urllib.parse import urlsplit, urlunsplit
-
     parts = urlsplit(url)
     if parts.password is None:
         return url
@@ -77,7 +73,7 @@ def shown(url: str) -> str:
 
 def psycopg() -> Any:
     try:
-        import psycopg
+        import psycopg  # about 140 ms: only for a postgresql:// database
     except ImportError:
         raise TbhookError(
             "a postgresql:// database needs psycopg: pip install 'psycopg[binary]'"

@@ -19,8 +19,8 @@ class PostgresExports(Exports):
         changed = self.store.persons.resolver().changed()
         sql, params = self.select(filters, ids)
         store = self.store
-        conn = store.connection()  # type: ignore[attr-defined]
-        with store._errors("cannot read"), conn.transaction():  # type: ignore[attr-defined]
+        conn = store.connection()
+        with store._errors("cannot read"), conn.transaction():
             # Only the temporary table is written, so this reader may write in this
             # transaction. No JIT: compiling the export's expressions costs more than it saves
             # (measured: 3.1 s -> 1.7 s for a million rows).

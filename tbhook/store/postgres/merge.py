@@ -12,6 +12,7 @@ from tbhook.store.interface import Store
 from tbhook.store.postgres.driver import CHANNEL, POSTGRES, stage
 from tbhook.store.rows import CHUNK, MERGE_EVENT_COLUMNS, MERGE_QUARANTINE_COLUMNS, PAUSE_SECONDS
 from tbhook.store.sql import names
+from tbhook.store.sqlite import SQLiteStore
 from tbhook.store.upkeep import Upkeep
 
 
@@ -20,8 +21,6 @@ class PostgresUpkeep(Upkeep):
         self, other: str, progress: Callable[[int], None] | None = None, chunk: int = CHUNK
     ) -> dict[str, int]:
         """Copy a SQLite log in, a chunk per transaction, its rows in their arrival order."""
-        from tbhook.store.sqlite import SQLiteStore
-
         source = SQLiteStore.open_readonly(other)
         try:
             theirs = source.reads.log_id()

@@ -51,8 +51,8 @@ class PostgresTail(Tail):
     def _snapshot(self) -> Iterator[int]:
         """A REPEATABLE READ transaction, and its snapshot's xmin: every transaction below it
         has finished, and those that committed are visible in this snapshot."""
-        conn = self.store.connection()  # type: ignore[attr-defined]
-        with self.store._errors("cannot read"), conn.transaction():  # type: ignore[attr-defined]
+        conn = self.store.connection()
+        with self.store._errors("cannot read"), conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             yield int(
                 conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()[0]
@@ -63,9 +63,7 @@ class PostgresTail(Tail):
 
         where, params = self.where(filters)
         columns = ", ".join(f"e.{q(c)}" for c in READ_COLUMNS)
-        with self.store.connection().cursor(  # type: ignore[attr-defined]
-            row_factory=dict_row
-        ) as cursor:
+        with self.store.connection().cursor(row_factory=dict_row) as cursor:
             cursor.execute(
                 pg(
                     f"SELECT {columns}, e.txid::text::bigint AS txid FROM events e "
@@ -83,7 +81,7 @@ class PostgresTail(Tail):
         if listener is None:
             driver = psycopg()
             listener = driver.connect(
-                self.store.url,  # type: ignore[attr-defined]
+                self.store.url,
                 autocommit=True,
                 connect_timeout=5,
             )

@@ -29,6 +29,7 @@ from tbhook.errors import (
     damaged,
     human_size,
 )
+from tbhook.files import is_sqlite
 from tbhook.store.interface import Store, not_tbhooks
 from tbhook.store.rows import ImportRows, Stored, outcomes
 from tbhook.store.sql import names
@@ -53,8 +54,6 @@ CACHE_KIB = 64 * 1024
 def log_identity(path: str | os.PathLike) -> tuple[bool, str | None] | None:
     """Whether the SQLite file at ``path`` is a tbhook log, and its logId (None before m008);
     None when it is not a SQLite file tbhook can read. Reads only."""
-    from tbhook.files import is_sqlite
-
     if not is_sqlite(path):
         return None
     uri = "file:" + quote(str(Path(path).resolve())) + "?mode=ro"
@@ -91,7 +90,7 @@ class SQLiteStore(Store):
     def db(self) -> Any:
         """The connection as a sqlite-utils Database, for migrations: imported only when
         writing (it costs a read command about 30 ms). No plugins: nothing here uses them."""
-        from sqlite_utils import Database
+        from sqlite_utils import Database  # about 80 ms: only to migrate, when writing
 
         return Database(self.conn, execute_plugins=False)
 
@@ -223,7 +222,7 @@ class SQLiteStore(Store):
         # (in memory, m014 held 6 GB at 10M events).
         conn.execute("BEGIN IMMEDIATE")
         try:
-            from tbhook.store.sqlite.migrations import migrations, slow_steps
+            from tbhook.store.sqlite.migrations import migrations, slow_steps  # sqlite_utils
 
             if notice:
                 for line in slow_steps(self.db, migrations.pending(self.db)):

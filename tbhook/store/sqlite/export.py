@@ -12,9 +12,9 @@ from tbhook.store.sql import IdRange
 
 class SQLiteExports(Exports):
     def rows(self, filters: Filters, ids: IdRange | None = None) -> Iterator[tuple]:
-        conn = self.store.conn  # type: ignore[attr-defined]
+        conn = self.store.conn
         changed = self.store.persons.resolver().changed()
-        with self.store.reading():  # type: ignore[attr-defined]
+        with self.store.reading():
             conn.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS canon (person INTEGER PRIMARY KEY, now INTEGER)"
             )

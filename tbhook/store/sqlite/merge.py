@@ -18,8 +18,8 @@ class SQLiteUpkeep(Upkeep):
         self, other: str, progress: Callable[[int], None] | None = None, chunk: int = CHUNK
     ) -> dict[str, int]:
         """ATTACH the other file and copy in SQL, a chunk per transaction."""
-        conn = self.store.conn  # type: ignore[attr-defined]
-        with self.store.reading():  # type: ignore[attr-defined]
+        conn = self.store.conn
+        with self.store.reading():
             conn.execute("ATTACH DATABASE ? AS other", [other])
         try:
             theirs = self._attached_log_id()
@@ -53,7 +53,7 @@ class SQLiteUpkeep(Upkeep):
     def _merged_into_attached(self) -> str | None:
         """When this log was merged into the attached one, if it was."""
         try:
-            row = self.store.conn.execute(  # type: ignore[attr-defined]
+            row = self.store.conn.execute(
                 'SELECT "mergedAt" FROM other.merged_logs WHERE "logId" = ?',
                 [self.store.reads.log_id()],
             ).fetchone()
@@ -63,7 +63,7 @@ class SQLiteUpkeep(Upkeep):
 
     def _attached_log_id(self) -> str | None:
         try:
-            row = self.store.conn.execute(  # type: ignore[attr-defined]
+            row = self.store.conn.execute(
                 "SELECT value FROM other.tbhook_meta WHERE key = 'logId'"
             ).fetchone()
         except sqlite3.OperationalError:

@@ -10,6 +10,8 @@ import os
 
 from sqlite_utils import Database, Migrations
 
+from tbhook.errors import StoreUnavailable, human_size
+
 migrations = Migrations("tbhook")
 
 
@@ -393,8 +395,6 @@ def _room_to_rebuild(db: Database, what: str) -> None:
     """Refuse, in words, a rebuild the disk cannot hold: the copy, the WAL that carries it
     until the commit, and the sort of each index, about twice the tables being copied. (Run
     out of space half way, the step rolls back and says only "database or disk is full".)"""
-    from tbhook.errors import StoreUnavailable, human_size
-
     path = db.execute("PRAGMA main.database_list").fetchone()[2]
     page_size = db.execute("PRAGMA page_size").fetchone()[0]
     used = (

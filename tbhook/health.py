@@ -1,0 +1,195 @@
+"""Whether a tbhook log is healthy: the rules `doctor` applies to the facts the store gives
+(integrity, schema, deliveries, quarantine, size, unknown values, durability). Pure: the
+command gathers the facts, ``output.views`` shows the result."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from tbhook.errors import human_size
+from tbhook.events import SCHEDULE_MINUTES
+from tbhook.output.describe import duration
+
+UNREADABLE: dict[str, Any] = {
+    "events": None,
+    "byEvent": {},
+    "retriedEvents": 0,
+    "extraDeliveries": 0,
+    "lateDeliveries": 0,
+    "maxLagSeconds": None,
+    "lastReceivedAt": None,
+    "quarantined": 0,
+    "testDeliveries": 0,
+}
+LATE_SECONDS = 300  # a delivery this much after its event means Tracebuzz was retrying
+# The spec's table, read two ways: each value the wait after the previous failure (their sum),
+# or each value the time since the first failure (the last value alone).
+OUTAGE_HOURS = (SCHEDULE_MINUTES[-1] / 60, sum(SCHEDULE_MINUTES) / 60)
+
+
+NEAR_CAP = 0.9  # warn from this share of --max-db-size; fail at the cap
+
+
+def seconds_since(iso: Optional[str]) -> Optional[int]:
+    if iso is None:
+        return None
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return int((datetime.now(timezone.utc) - moment).total_seconds())
+
+
+def space_checks(used: int, cap: Optional[int]) -> list[dict[str, str]]:
+    if not cap:
+        return []
+    share = used / cap
+    where = f"{human_size(used)} of its --max-db-size cap of {human_size(cap)} ({share:.0%})"
+    if share >= 0.99:
+        status = "fail"
+        message = f"the database holds {where}: deliveries get 503; raise the cap or prune"
+    elif share >= NEAR_CAP:
+        status, message = "warn", f"the database holds {where}: raise the cap or prune soon"
+    else:
+        status, message = "ok", f"the database holds {where}"
+    return [{"check": "size cap", "status": status, "message": message}]
+
+
+def unknown_checks(unknown: list[tuple[str, int, int]]) -> list[dict[str, str]]:
+    if not unknown:
+        return []
+    listed = ", ".join(f"{field} {value} ({n} events)" for field, value, n in unknown)
+    return [
+        {
+            "check": "unknown values",
+            "status": "warn",
+            "message": f"values the Tracebuzz documentation does not list: {listed}; kept as "
+            "events, labelled unknown: has Tracebuzz added a message type?",
+        }
+    ]
+
+
+def durability_checks(warning: Optional[str], facts: dict[str, Any]) -> list[dict[str, str]]:
+    if "synchronousCommit" not in facts:
+        return []  # SQLite: synchronous=FULL is set by tbhook itself
+    if warning:
+        message = warning.removeprefix("Warning: ")
+        return [{"check": "durability", "status": "fail", "message": message}]
+    setting = facts["synchronousCommit"]
+    message = f"synchronous_commit is {setting}: a 200 means the commit is on disk"
+    return [{"check": "durability", "status": "ok", "message": message}]
+
+
+def checks(
+    integrity: list[str],
+    pending: list[str],
+    health: dict[str, Any],
+    stale: Optional[int],
+    backend: str = "sqlite",
+) -> list[dict[str, str]]:
+    checks = []
+
+    def check(name: str, status: str, message: str) -> None:
+        checks.append({"check": name, "status": status, "message": message})
+
+    if backend != "sqlite":
+        check("integrity", "ok", "left to PostgreSQL (data checksums, amcheck)")
+    elif integrity == ["ok"]:
+        check("integrity", "ok", "the database file is sound")
+    else:
+        check("integrity", "fail", "; ".join(integrity[:3]) + ": restore the last backup")
+    if "scanError" in health:
+        check("events", "fail", f"cannot read the events: {health['scanError']}")
+    if pending:
+        check("schema", "warn", f"{len(pending)} migrations pending: run `tbhook serve` once")
+    else:
+        check("schema", "ok", "up to date")
+    age = seconds_since(health["lastReceivedAt"])
+    if age is None:
+        check("last delivery", "warn" if stale is None else "fail", "nothing received yet")
+    elif stale is not None and age > stale:
+        check(
+            "last delivery",
+            "fail",
+            f"the last delivery was {duration(age)} ago, more than {duration(stale)}: "
+            "is the receiver reachable, and is the webhook still enabled in Tracebuzz?",
+        )
+    else:
+        check("last delivery", "ok", f"{duration(age)} ago")
+    tests = health.get("testDeliveries", 0)
+    unreadable = health["quarantined"] - tests
+    kept = (
+        f"; {tests} empty test {'delivery' if tests == 1 else 'deliveries'} from saving the "
+        "webhook kept in quarantine"
+        if tests
+        else ""
+    )
+    if unreadable:
+        check(
+            "quarantine",
+            "warn",
+            f"{unreadable} deliveries were kept but could not be read: see `tbhook quarantine`"
+            + kept,
+        )
+    else:
+        check("quarantine", "ok", "every delivery was readable" + kept)
+    late = health["lateDeliveries"]
+    if late:
+        check(
+            "late deliveries",
+            "warn",
+            f"{late} events arrived more than {LATE_SECONDS // 60} minutes after they happened "
+            f"(up to {duration(health['maxLagSeconds'])}): the receiver was down or "
+            "failing and Tracebuzz was retrying",
+        )
+    else:
+        check("late deliveries", "ok", "none")
+    if health["extraDeliveries"]:
+        check(
+            "retries",
+            "ok",
+            f"{health['retriedEvents']} events arrived more than once "
+            f"({health['extraDeliveries']} extra deliveries, kept once each)",
+        )
+    return checks
+
+
+def rows(report: dict[str, Any]) -> list[dict[str, str]]:
+    """The report as (check, status, detail) rows: the facts first, then every check."""
+    mib = 1024 * 1024
+    by_event = ", ".join(f"{n} {name}" for name, n in report["byEvent"].items())
+    if report["backend"] == "sqlite":
+        where = (
+            "file",
+            f"{report['sizeBytes'] / mib:.1f} MiB, WAL {report['walBytes'] / mib:.1f} MiB",
+        )
+    else:
+        where = (
+            "server",
+            f"PostgreSQL {report['serverVersion']}, {report['databaseBytes'] / mib:.1f} MiB, "
+            f"synchronous_commit {report['synchronousCommit']}",
+        )
+    rows = [
+        where,
+        ("schema version", str(report["schema"])),
+        ("events", f"{report['events']}" + (f" ({by_event})" if by_event else "")),
+        ("last received", str(report["lastReceivedAt"] or "never")),
+    ]
+    facts = [{"check": name, "status": "", "detail": detail} for name, detail in rows]
+    checks = [
+        {"check": c["check"], "status": c["status"], "detail": c["message"]}
+        for c in report["checks"]
+    ]
+    return facts + checks
+
+
+def notes(report: dict[str, Any]) -> list[Any]:
+    """What a person reads under the table: the outage budget, and the verdict (styled)."""
+    low, high = report["outageBudgetHours"]
+    minutes = ", ".join(str(m) for m in SCHEDULE_MINUTES)
+    budget = (
+        f"Tracebuzz retries a failed delivery after {minutes} minutes, then disables the "
+        f"webhook. An outage longer than {low:.0f} to {high:.0f} hours (depending on how the "
+        "spec's table is read) loses events and needs the webhook re-enabled by saving it "
+        "in Tracebuzz."
+    )
+    verdict = "healthy" if report["ok"] else "something is wrong"
+    return [budget, (verdict, "green" if report["ok"] else "bold red")]
