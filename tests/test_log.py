@@ -7,8 +7,7 @@ import asyncio
 import io
 import json
 
-from tbhook.receiver.log import Log
-from tbhook.receiver.protocol import Throttled
+from tbhook.receiver.log import Log, Throttled
 
 
 def test_held_lines_are_written_when_the_period_ends_without_another_line():

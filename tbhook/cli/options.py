@@ -283,7 +283,7 @@ def refuse_with_raw(ctx: typer.Context, raw: bool, names: tuple[str, ...]) -> No
         )
 
 
-def given(ctx: typer.Context, name: str, environment: bool = True) -> bool:
+def given(ctx: Any, name: str, environment: bool = True) -> bool:
     """Whether the user gave option ``name`` on the command line (or in the environment)."""
     source = ctx.get_parameter_source(name)
     sources = ("COMMANDLINE", "ENVIRONMENT") if environment else ("COMMANDLINE",)

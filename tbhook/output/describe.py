@@ -110,3 +110,10 @@ def body_document(body: bytes) -> dict[str, Any]:
     else:
         document["body"], document["bodyText"] = None, value
     return document
+
+
+def footer(shown: int, total: int | None) -> str | None:
+    """``50 of 200,000 shown; -n 0 for all`` when a limit cut the answer."""
+    if total is None or total <= shown:
+        return None
+    return f"{shown:,} of {total:,} shown; -n 0 for all"

@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from tbhook.errors import TbhookError
 from tbhook.files import create_private, replacing
+from tbhook.output.describe import footer
 from tbhook.text import CSV_LINE_END, FORMULA_STARTS, TerminalStream, csv_value, on_terminal
 
 Records = Iterable[Mapping[str, Any]]
@@ -66,13 +67,6 @@ class Answer:
         if not self.fields:
             return record
         return {name: record.get(name) for name in self.fields}
-
-
-def footer(shown: int, total: int | None) -> str | None:
-    """``50 of 200,000 shown; -n 0 for all`` when a limit cut the answer."""
-    if total is None or total <= shown:
-        return None
-    return f"{shown:,} of {total:,} shown; -n 0 for all"
 
 
 def write_json(answer: Answer, out: IO[str]) -> int:

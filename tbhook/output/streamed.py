@@ -19,7 +19,7 @@ from typing import IO, Any
 from rich.cells import cell_len, set_cell_size
 from rich.style import Style
 
-from tbhook.output.formats import footer
+from tbhook.output.describe import footer
 from tbhook.output.tables import GAP, KEY, PROSE, Column, console, plan
 from tbhook.text import clean
 

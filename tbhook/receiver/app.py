@@ -12,11 +12,11 @@ from typing import Any
 
 from tbhook.errors import StoreUnavailable
 from tbhook.events import Event
-from tbhook.receiver.log import Log
+from tbhook.receiver.log import Log, Throttled
 from tbhook.receiver.metrics import Counts, Metrics
 from tbhook.receiver.parser import Parser
 from tbhook.receiver.processes import release_memory
-from tbhook.receiver.protocol import RETRY_AFTER_SECONDS, Throttled
+from tbhook.receiver.protocol import RETRY_AFTER_SECONDS
 from tbhook.receiver.settings import MEBIBYTE, Auth
 from tbhook.receiver.writer import BatchWriter
 from tbhook.store import Delivery, Stored

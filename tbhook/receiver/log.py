@@ -5,6 +5,7 @@ characters are escaped in both."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -87,3 +88,68 @@ def clean_lines(lines: list[str]) -> str:
 def _iso_now() -> str:
     now = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+class Throttled:
+    """A log that writes the first line of each kind per ``period`` and holds back the rest:
+    a timer writes the last one held, with how many there were, once the period is over. An
+    attack cannot flood the log, every event is accounted for, and a person debugging a
+    rejected header sees its summary within the period, not when the next one comes."""
+
+    def __init__(self, log: Log | None, period: float = 10.0):
+        self.log = log
+        self.period = period
+        self._since: dict[str, float] = {}
+        self._held: dict[str, tuple[int, str, dict[str, Any]]] = {}  # count, last line, facts
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    def __call__(self, kind: str, line: str, **facts: Any) -> None:
+        if self.log is None:
+            return
+        now = time.monotonic()
+        started = self._since.get(kind)
+        if started is not None and now - started < self.period:
+            count = self._held.get(kind, (0, "", {}))[0]
+            self._held[kind] = (count + 1, line, facts)
+            self._release_later(kind, started + self.period - now)
+            return
+        self._release(kind)  # held lines of a period whose timer could not run
+        self._since[kind] = now
+        self.log.warning(line, kind=kind, **facts)
+
+    def _release_later(self, kind: str, delay: float) -> None:
+        if kind in self._timers:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: the next line or the shutdown writes them
+            return
+        self._timers[kind] = loop.call_later(delay, self._on_timer, kind)
+
+    def _on_timer(self, kind: str) -> None:
+        self._timers.pop(kind, None)
+        if self._release(kind):
+            self._since[kind] = time.monotonic()  # the summary starts the next period
+
+    def _release(self, kind: str, when: str | None = None) -> bool:
+        """Write what is held back of ``kind`` as one line; whether there was anything."""
+        count, line, facts = self._held.pop(kind, (0, "", {}))
+        if not count or self.log is None:
+            return False
+        timer = self._timers.pop(kind, None)
+        if timer is not None:
+            timer.cancel()
+        what = "line" if count == 1 else "lines"
+        since = when or f"in the {self.period:g} s after the last line"
+        self.log.warning(
+            f"{line} (the last of {count} {what} like it held back {since})",
+            kind=kind,
+            alsoSuppressed=count,
+            **facts,
+        )
+        return True
+
+    def flush(self) -> None:
+        """At shutdown: account for the lines held back since each kind's last one."""
+        for kind in list(self._held):
+            self._release(kind, "before shutdown")

@@ -18,8 +18,12 @@ class Engine(Protocol):
     dialect: Dialect
     path: str
     target: str
-    reads: Any
-    persons: Any
+
+    @property
+    def reads(self) -> Any: ...
+
+    @property
+    def persons(self) -> Any: ...
 
     def query(self, sql: str, params: Sequence = ()) -> Iterator[tuple]: ...
 
