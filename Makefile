@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-reliability lint bench bench-scale dist clean postgres
+.PHONY: serve test test-reliability lint docs docs-update bench bench-scale dist clean postgres
 
 # Options pass through ARGS: make serve ARGS="--port 9000 --db /tmp/other.db"
 serve: $(STAMP)
@@ -33,9 +33,18 @@ postgres:
 
 lint: $(STAMP)
 	$(BIN)/pip install -q -e '.[test,dev]'
-	$(BIN)/ruff check tbhook tests
-	$(BIN)/ruff format --check tbhook tests
+	$(BIN)/ruff check tbhook tests docs
+	$(BIN)/ruff format --check tbhook tests docs
 	$(BIN)/mypy tbhook
+
+# The docs site (Sphinx, MyST Markdown), warnings as errors, into docs/_build/html.
+docs: $(STAMP)
+	$(BIN)/pip install -q -e '.[docs]'
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+# Run every example in the docs again and write its output in (make test checks they agree).
+docs-update: $(STAMP)
+	cd docs && ../$(BIN)/cog -r -I . *.md
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
@@ -63,4 +72,4 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info docs/_build

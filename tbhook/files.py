@@ -98,7 +98,7 @@ def replacing(target: Path) -> Iterator[Path]:
             temp.unlink()
 
 
-def create_private(path: Path, binary: bool = False, append: bool = False):  # noqa: ANN201
+def create_private(path: Path, binary: bool = False, append: bool = False):
     """Open a new file for writing, mode 0600 from the start (never briefly world-readable)."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
     fd = os.open(path, flags, PRIVATE)

@@ -19,8 +19,8 @@ class Merge:
 
     timestamp: int
     id: int
-    oldPersonId: int  # noqa: N815 - Tracebuzz's own names
-    newPersonId: int  # noqa: N815
+    oldPersonId: int
+    newPersonId: int
 
     @property
     def changes_nothing(self) -> bool:
@@ -37,8 +37,8 @@ def canonical_of(person_id: int, merges: Iterable[Merge]) -> int:
 class PersonGroup:
     """A person, everyone merged with them, and how."""
 
-    personId: int  # noqa: N815
-    canonicalPersonId: int  # noqa: N815
+    personId: int
+    canonicalPersonId: int
     aliases: list[int]
     merges: list[Merge] = field(default_factory=list)
 

@@ -248,7 +248,7 @@ class Worker(threading.Thread):
     def run(self) -> None:
         try:
             self.value = self._work(*self._args)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test in finish()
+        except BaseException as exc:
             self.error = exc
 
     def finish(self, timeout: float = 60.0):
@@ -319,7 +319,7 @@ class Sink:
         sink = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - the stdlib's name
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 sink.received.append((body, {k.lower(): v for k, v in self.headers.items()}))
                 status = sink.status if sink.fail > 0 else 200

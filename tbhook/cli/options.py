@@ -475,13 +475,13 @@ def _nothing_for(name: str, value: Any) -> str:
     return f"no event has {option} {value}"
 
 
-def console(stderr: bool = False):  # noqa: ANN202 - rich is imported lazily
+def console(stderr: bool = False):
     from rich.console import Console  # about 40 ms: only what writes to a person loads it
 
     return Console(stderr=stderr, highlight=False)
 
 
-def progress():  # noqa: ANN201 - rich is imported lazily
+def progress():
     """A transient progress bar on stderr, shown only when stderr is a terminal (a cron job's
     log gets no bar and no blank line)."""
     from rich.progress import Progress  # about 60 ms: only a long command loads it

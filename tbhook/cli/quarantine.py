@@ -231,7 +231,8 @@ def drop(
             dropped = store.upkeep.drop_quarantined(numbers)
         finally:
             store.close()
-    sys.stdout.write(f"Dropped {dropped} quarantined deliveries: {shown}\n")
+    noun = "delivery" if dropped == 1 else "deliveries"
+    sys.stdout.write(f"Dropped {dropped} quarantined {noun}: {shown}\n")
 
 
 def _refuse_missing(store: Any, numbers: list[int]) -> None:

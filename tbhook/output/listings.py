@@ -59,7 +59,7 @@ def quarantine(widths: Mapping[str, int], zone: tzinfo | None = None) -> Spec:
     natural = {
         "id": widths["quarantine"],
         "received": len("2024-01-01 00:00:00") if zone is None else LOCAL_TIME,
-        "path": 24,
+        "path": 16,
         "reason": 60,
         "body starts": 40,
     }

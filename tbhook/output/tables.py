@@ -40,12 +40,12 @@ class Column:
     justify: str = "left"
 
 
-def console(out: IO[str] | None = None):  # noqa: ANN201 - rich is imported lazily
+def console(out: IO[str] | None = None):
 
     return Console(file=out, highlight=False, soft_wrap=False)
 
 
-def text(value: Any, style: str | None = None):  # noqa: ANN201
+def text(value: Any, style: str | None = None):
     """A cell: the value as plain text, control characters escaped, never markup."""
 
     if value is None:
@@ -87,7 +87,7 @@ def fitted(
     title: str | None = None,
     width: int | None = None,
     header: bool = True,
-):  # noqa: ANN201
+):
     """A rich Table of ``rows`` (cells: values or Text) that fits ``width`` (the terminal's);
     where its numbers cannot fit whole, one ``name: value`` block per row instead."""
 
@@ -124,7 +124,7 @@ def fitted(
     return table
 
 
-def _blocks(columns: Sequence[Column], cells: list[list[Any]], title: str | None, width: int):  # noqa: ANN202
+def _blocks(columns: Sequence[Column], cells: list[list[Any]], title: str | None, width: int):
     """Rows too wide for the terminal as ``name: value`` blocks: numbers whole, text wrapped."""
 
     parts: list[Any] = [text(title, "bold")] if title else []
@@ -171,7 +171,7 @@ EVENT_COLUMNS = (
 
 def events_table(
     records: Sequence[Mapping[str, Any]], title: str | None = None, zone: tzinfo | None = None
-):  # noqa: ANN201
+):
     """Events for people: when, which case and person, who said what."""
     merged = any(r.get("canonicalPersonId") not in (None, _person(r)) for r in records)
     columns = EVENT_COLUMNS if merged else [c for c in EVENT_COLUMNS if c.name != "now"]
@@ -197,7 +197,7 @@ def event_cells(row: Mapping[str, Any], merged: bool, zone: tzinfo | None = None
     return cells
 
 
-def _text(cell: Any):  # noqa: ANN202
+def _text(cell: Any):
     return text(*cell) if isinstance(cell, tuple) else cell
 
 
@@ -215,7 +215,7 @@ CASE_COLUMNS = (
 )
 
 
-def cases_table(summaries: Sequence[Mapping[str, Any]], zone: tzinfo | None = None):  # noqa: ANN201
+def cases_table(summaries: Sequence[Mapping[str, Any]], zone: tzinfo | None = None):
     """Case metrics for people: the json and csv formats carry every metric in full."""
     rows = [case_cells(case, merged=True, zone=zone) for case in summaries]
     merged = any(row[2] is not None for row in rows)
@@ -248,7 +248,7 @@ def records_table(
     records: Sequence[Mapping[str, Any]],
     columns: Sequence[Column],
     title: str | None = None,
-):  # noqa: ANN201
+):
     """Any records, a column per field named by ``columns``."""
     rows = [[record.get(column.name) for column in columns] for record in records]
     return fitted(columns, rows, title)
@@ -280,7 +280,7 @@ def _what(row: Mapping[str, Any]) -> str:
 DETAIL_COLUMNS = (Column("field"), Column("value", PROSE))
 
 
-def detail(title: Any, pairs: Sequence[tuple[str, Any]], body: tuple[str, list[str]] | None = None):  # noqa: ANN201
+def detail(title: Any, pairs: Sequence[tuple[str, Any]], body: tuple[str, list[str]] | None = None):
     """One stored delivery in full: a title line, its fields (empty ones left out), then its
     body, pretty-printed JSON or escaped text, with nothing cut."""
 
@@ -296,7 +296,7 @@ def detail(title: Any, pairs: Sequence[tuple[str, Any]], body: tuple[str, list[s
 
 def event_detail(
     record: Mapping[str, Any], body: tuple[str, list[str]], zone: tzinfo | None = None
-):  # noqa: ANN201
+):
     """`event ID`: the event's one-line summary, every column, the forward, the body."""
 
     person = _person(record)
@@ -336,7 +336,7 @@ def event_detail(
 
 def quarantine_detail(
     record: Mapping[str, Any], body: tuple[str, list[str]], zone: tzinfo | None = None
-):  # noqa: ANN201
+):
     """`quarantine ID`: why it was kept aside, when, where from, and the body as it came."""
     pairs = [
         ("reason", record["reason"]),
@@ -359,7 +359,7 @@ QUARANTINE_COLUMNS = (
 )
 
 
-def quarantine_table(records: Sequence[Mapping[str, Any]]):  # noqa: ANN201
+def quarantine_table(records: Sequence[Mapping[str, Any]]):
     """Quarantined deliveries, the full reason wrapped, the body's start cut."""
     return fitted(QUARANTINE_COLUMNS, [quarantine_cells(r) for r in records])
 
@@ -385,7 +385,7 @@ RETRY_COLUMNS = (
 )
 
 
-def retry_table(records: Sequence[Mapping[str, Any]]):  # noqa: ANN201
+def retry_table(records: Sequence[Mapping[str, Any]]):
     """What `quarantine retry` did with each delivery."""
     words = {
         "moved": "moved",
@@ -406,7 +406,7 @@ def retry_table(records: Sequence[Mapping[str, Any]]):  # noqa: ANN201
     return fitted(RETRY_COLUMNS, rows)
 
 
-def person_view(record: Mapping[str, Any], zone: tzinfo | None = None):  # noqa: ANN201
+def person_view(record: Mapping[str, Any], zone: tzinfo | None = None):
     """`person ID`: who they are now, their aliases, and the merges in time order."""
 
     heading = Text(f"person {record['personId']} is now ")
@@ -430,7 +430,7 @@ def case_view(
     records: Sequence[Mapping[str, Any]],
     summary: Mapping[str, Any],
     zone: tzinfo | None = None,
-):  # noqa: ANN201
+):
     """`case ID`: its timeline, then its metrics."""
 
     metrics = [{"metric": key, "value": summary[key]} for key in METRICS[1:]]

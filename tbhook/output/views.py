@@ -15,7 +15,7 @@ from tbhook.text import clean
 # -- stats --------------------------------------------------------------------------------
 
 
-def stats_view(counts: dict[str, Any]):  # noqa: ANN201
+def stats_view(counts: dict[str, Any]):
     """For people: one table of every section with each count's share of its section, any
     values the spec does not list, then events per day as a bar chart."""
     rows = []
@@ -67,7 +67,7 @@ def percentages(counts: list[int]) -> list[int]:
 # -- doctor -------------------------------------------------------------------------------
 
 
-def doctor_view(report: dict[str, Any], rows: list[Any]):  # noqa: ANN202
+def doctor_view(report: dict[str, Any], rows: list[Any]):
     styles = {"ok": "green", "warn": "yellow", "fail": "bold red", "": ""}
     columns = (Column("check"), Column("status"), Column("detail", PROSE))
     cells = [
