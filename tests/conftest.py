@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -235,6 +236,69 @@ def on_a_terminal(*args: str, columns: int = 200, env: dict | None = None) -> by
     return bytes(out)
 
 
+@pytest.fixture
+def timing(request) -> bool:
+    """Whether this run asserts wall-clock limits: only the long forms (marker ``slow``, `make
+    test-reliability`), on a machine they have to themselves; `make test` runs four workers on
+    shared cores and asserts behaviour only (the figures are in `make bench`)."""
+    return request.node.get_closest_marker("slow") is not None
+
+
+def read_by_server(sock, timeout: float = 10.0) -> None:
+    """Wait until the server has read everything this client socket sent: the receive queue
+    of the server's end (in /proc/net/tcp) is empty. A readiness signal with no sleep: what
+    was sent is in the server's hands, whatever it does with it next."""
+    client_port = sock.getsockname()[1]
+    server_port = sock.getpeername()[1]
+
+    def queued() -> int | None:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as f:
+                for line in f.readlines()[1:]:
+                    fields = line.split()
+                    local, remote, queues = fields[1], fields[2], fields[4]
+                    if (
+                        int(local.rsplit(":", 1)[1], 16) == server_port
+                        and int(remote.rsplit(":", 1)[1], 16) == client_port
+                    ):
+                        return int(queues.split(":")[1], 16)
+        return None
+
+    wait_for(lambda: queued() == 0, timeout)
+
+
+def post_raw(port: int, body: bytes, path: str = "/") -> socket.socket:
+    """A POST sent whole on a connection of its own, read by the server before this returns;
+    its answer is read later (``reply``)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(
+        b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (path.encode(), len(body))
+        + body
+    )
+    read_by_server(sock)
+    return sock
+
+
+def reply(sock: socket.socket) -> tuple[int, dict]:
+    """The status and JSON of the answer on ``sock`` (then closed)."""
+    data = b""
+    with sock:
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = int(re.search(rb"content-length: (\d+)", head.lower())[1])
+        while len(rest) < length:
+            rest += sock.recv(65536)
+    return int(head.split()[1]), json.loads(rest)
+
+
+def answered(sock) -> bool:
+    """Whether a reply has arrived on this client socket (without waiting)."""
+    import select
+
+    return bool(select.select([sock], [], [], 0)[0])
+
+
 class Worker(threading.Thread):
     """A test's helper thread whose failure fails the test: ``finish`` re-raises what the
     thread raised, and gives up (failing) when the thread does not end in time."""
@@ -270,14 +334,18 @@ def run_all(workers: list[Worker], timeout: float = 60.0) -> list:
     return [worker.finish(0) for worker in workers]
 
 
-def wait_for(predicate, timeout: float = 10.0):
+def wait_for(predicate, timeout: float = 10.0, fail: bool = True):
+    """Poll ``predicate`` until it is true (its value), up to ``timeout`` seconds: then fail
+    the test, or with ``fail=False`` return None."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(0.02)
-    raise AssertionError("condition not met in time")
+    if fail:
+        raise AssertionError("condition not met in time")
+    return None
 
 
 def fill_to_the_cap(db: Path) -> tuple[sqlite3.Connection, int]:

@@ -34,6 +34,12 @@ def run(*args):
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
+def healthz_until(server, status: int):
+    """GET /healthz until it answers ``status`` (a check is cached for a second, so a change
+    shows within one), and that answer."""
+    return wait_for(lambda: (r := request(server.port, "GET", "/healthz")).status == status and r)
+
+
 def scrape(server) -> dict[tuple[str, tuple], float]:
     """Every sample of GET /metrics, keyed by name and labels."""
     response = request(server.port, "GET", "/metrics")
@@ -180,8 +186,7 @@ def test_healthz_under_a_full_database_says_why_and_recovers(db_path):
             if server.post(event_body(caseId=i, uniqueId=i)).status == 503:
                 break
         refused = server.post(event_body(caseId=99_999)).json["error"]
-        time.sleep(1.1)  # past the cached answer
-        response = request(server.port, "GET", "/healthz")
+        response = healthz_until(server, 503)  # once the cached answer (1 s) has expired
         assert response.status == 503 and response.headers["retry-after"]
         assert response.json == {"status": "unavailable", "reason": refused}
         assert "size cap" in refused
@@ -198,8 +203,7 @@ def test_healthz_under_a_full_database_says_why_and_recovers(db_path):
         events = sqlite3.connect(db_path).execute("SELECT count(*) FROM events").fetchone()[0]
         filler.execute("DELETE FROM filler")  # space is freed
         filler.commit()
-        time.sleep(1.1)
-        assert request(server.port, "GET", "/healthz").status == 200
+        healthz_until(server, 200)
         assert value(scrape(server), "tbhook_store_writable") == 1
         # The checks stored nothing: no event, no delivery.
         after = sqlite3.connect(db_path).execute("SELECT count(*) FROM events").fetchone()[0]
@@ -217,17 +221,14 @@ def test_healthz_under_a_read_only_database(db_path):
         with immutable(str(db_path), f"{db_path}-wal"):
             delivery = server.post(event_body(caseId=2))
             assert delivery.status == 503
-            time.sleep(1.1)
-            response = request(server.port, "GET", "/healthz")
-            assert response.status == 503
+            response = healthz_until(server, 503)
             # What a delivery is told, in the same words (the open file cannot be written).
             assert response.json == {"status": "unavailable", "reason": delivery.json["error"]}
             # A new connection, as doctor opens, cannot even open the file for writing.
             doctor = run("doctor", "--db", str(db_path), "--format", "json")
             [check] = [c for c in json.loads(doctor.stdout)["checks"] if c["check"] == "commit"]
             assert check["status"] == "fail" and "readonly" in check["message"]
-        time.sleep(1.1)
-        assert request(server.port, "GET", "/healthz").status == 200
+        healthz_until(server, 200)
     finally:
         assert server.stop() == 0
 
@@ -342,16 +343,13 @@ def test_healthz_on_a_full_disk_says_why_and_recovers(small_disk):
                 refused = response.json["error"]
                 break
         assert refused and "full" in refused
-        time.sleep(1.1)
-        response = request(server.port, "GET", "/healthz")
-        assert response.status == 503
+        response = healthz_until(server, 503)
         assert response.json == {"status": "unavailable", "reason": refused}
         doctor = run("doctor", "--db", str(db), "--format", "json")
         [check] = [c for c in json.loads(doctor.stdout)["checks"] if c["check"] == "commit"]
         assert (doctor.exit_code, check["status"], check["message"]) == (1, "fail", refused)
         filler.unlink()  # space again
-        time.sleep(1.1)
-        assert request(server.port, "GET", "/healthz").json == {"status": "ok"}
+        assert healthz_until(server, 200).json == {"status": "ok"}
         assert server.post(event_body(caseId=99_999)).status == 200
     finally:
         assert server.stop() == 0
@@ -374,3 +372,42 @@ def test_503s_held_back_from_the_log_are_accounted_for_at_shutdown(db_path):
     lines = [line for line in server.lines if "NOT STORED" in line or "held back" in line]
     assert "NOT STORED" in lines[0]
     assert lines[1].endswith("(the last of 11 lines like it held back before shutdown)\n")
+
+
+def test_one_commit_check_answers_every_healthz_for_a_second(db_path):
+    """The cache of /healthz's answer, on a clock the test moves: one real commit check a
+    second, however many requests."""
+    import asyncio
+
+    from tbhook.receiver.app import HEALTH_CACHE_SECONDS, Receiver
+    from tbhook.receiver.metrics import Counts
+    from tbhook.receiver.writer import BatchWriter
+
+    class Tally(Counts):
+        checks = 0
+
+        def checked(self, failure):
+            Tally.checks += 1
+
+    now = [1000.0]
+    writer = BatchWriter.for_target(str(db_path))
+    writer.start()
+
+    async def asked() -> list[int]:
+        receiver = Receiver(writer, counts=Tally(), clock=lambda: now[0])
+        seen = []
+        for step in (0.0, 0.0, HEALTH_CACHE_SECONDS * 0.9, HEALTH_CACHE_SECONDS * 0.2, 0.0):
+            now[0] += step
+            assert await receiver.health() is None
+            seen.append(Tally.checks)
+        writer.detach()
+        return seen
+
+    try:
+        assert asyncio.run(asked()) == [1, 1, 1, 2, 2]
+        stamp = sqlite3.connect(db_path).execute(
+            "SELECT value FROM tbhook_meta WHERE key = 'lastCommitCheck'"
+        )
+        assert stamp.fetchone()[0].endswith("Z")  # a real commit, by the writer process
+    finally:
+        writer.close()

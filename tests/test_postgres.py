@@ -6,11 +6,10 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import psycopg
 import pytest
-from conftest import Worker, event_body, sample_bytes, start_serve
+from conftest import Worker, event_body, sample_bytes, start_serve, wait_for
 from typer.testing import CliRunner
 
 from tbhook.cli import app
@@ -78,6 +77,23 @@ def test_two_receivers_one_truth_the_same_body_at_once_is_one_row(pg_serve, pg_u
     assert found == [(i, 4) for i in range(20)]
 
 
+def polls_since(url: str, moment) -> int:
+    """How many of tail's polls (a transaction each, on its "tbhook reader" session) have ended
+    since ``moment``: read from pg_stat_activity, sampled here until it moves on."""
+    with psycopg.connect(url) as conn:
+        ended = conn.execute(
+            "SELECT state_change FROM pg_stat_activity WHERE application_name = 'tbhook reader' "
+            "AND state = 'idle' AND state_change > %s",
+            [moment],
+        ).fetchall()
+    seen = _polls.setdefault(url, set())
+    seen.update(row[0] for row in ended)
+    return len(seen)
+
+
+_polls: dict[str, set] = {}
+
+
 def test_tail_shows_every_event_once_when_a_lower_id_commits_last(pg_serve, pg_url):
     server = pg_serve()
     assert server.post(event_body(caseId=1)).status == 200
@@ -91,9 +107,7 @@ def test_tail_shows_every_event_once_when_a_lower_id_commits_last(pg_serve, pg_u
     reader = Worker(lambda: [seen.append(json.loads(line)["caseId"]) for line in tail.stdout])
     reader.start()
     try:
-        deadline = time.monotonic() + 10
-        while not seen and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: seen)
         assert seen == [1]
         # A slow receiver: it takes the next id, and commits only after others have.
         slow = open_store(pg_url)
@@ -108,19 +122,20 @@ def test_tail_shows_every_event_once_when_a_lower_id_commits_last(pg_serve, pg_u
         )
         for case in (3, 4, 5):
             assert server.post(event_body(caseId=case)).status == 200
-        time.sleep(2)
-        # Not committed yet: neither it nor what came after it is final, so tail waits.
+        # Not committed yet: neither it nor what came after it is final, so tail holds them
+        # back. The proof: two of tail's polls began after the last commit (its queries,
+        # seen in pg_stat_activity), and it printed nothing new.
+        after = rows(pg_url, "SELECT clock_timestamp()")[0][0]
+        wait_for(lambda: polls_since(pg_url, after) >= 2, timeout=30)
         assert seen == [1]
         held.__exit__(None, None, None)
         slow.close()
-        deadline = time.monotonic() + 10
-        while len(seen) < 5 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(1.5)
+        assert server.post(event_body(caseId=6)).status == 200  # the sentinel: shown last
+        wait_for(lambda: 6 in seen, timeout=20)
     finally:
         tail.terminate()
         tail.wait(10)
-    assert seen == [1, 2, 3, 4, 5]  # each exactly once, the late one not skipped
+    assert seen == [1, 2, 3, 4, 5, 6]  # each exactly once, in order, the late one not skipped
     lowest = rows(pg_url, 'SELECT id FROM events WHERE "caseId" = 2')[0][0]
     assert lowest < max(r[0] for r in rows(pg_url, 'SELECT id FROM events WHERE "caseId" > 2'))
 
@@ -140,17 +155,23 @@ def test_tail_follows_retries_and_quarantine_from_two_receivers(pg_serve, pg_url
     reader = Worker(lambda: [seen.append(json.loads(line)) for line in tail.stdout])
     reader.start()
     try:
-        time.sleep(2)  # following
+        for n in range(200):  # following once a new event posted now is shown
+            first.post(event_body(caseId=900_000 + n, uniqueId=900_000 + n))
+            if wait_for(lambda: seen, timeout=1, fail=False):
+                break
+        seen.clear()
         assert second.post(body).json["duplicate"] is True  # delivery 2, through the other
         kept = first.post(b"{nope").json["quarantineId"]
         assert second.post(b"{nope").status == 200  # its delivery 2
-        deadline = time.monotonic() + 15
-        while len(seen) < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(1.5)
+        wait_for(lambda: len([r for r in seen if r.get("caseId", 0) < 900_000]) >= 3, timeout=20)
+        first.post(event_body(caseId=62))  # the sentinel: nothing else comes before it
+        wait_for(lambda: any(r.get("caseId") == 62 for r in seen), timeout=20)
     finally:
         tail.terminate()
         tail.wait(10)
+    seen[:] = [r for r in seen if r.get("caseId", 0) < 900_000]  # the readiness sentinels
+    assert seen[-1]["caseId"] == 62
+    seen.pop()
     assert sorted(
         (r["kind"], r.get("id", r.get("quarantineId")), r.get("delivery")) for r in seen
     ) == [
@@ -319,7 +340,7 @@ def test_healthz_metrics_and_doctor_on_postgresql_when_the_database_turns_read_o
     pg_serve, pg_url
 ):
     from conftest import request
-    from test_metrics import scrape, value
+    from test_metrics import healthz_until, scrape, value
 
     server = pg_serve("--metrics")
     assert server.post(sample_bytes("case-closed")).status == 200
@@ -343,9 +364,7 @@ def test_healthz_metrics_and_doctor_on_postgresql_when_the_database_turns_read_o
         # The write finds its session gone and opens a new one: read-only.
         refused = server.post(sample_bytes("new-incoming-message"))
         assert refused.status == 503 and "read-only" in refused.json["error"]
-        time.sleep(1.1)
-        response = request(server.port, "GET", "/healthz")
-        assert response.status == 503
+        response = healthz_until(server, 503)
         assert response.json == {"status": "unavailable", "reason": refused.json["error"]}
         assert "read-only" in response.json["reason"]
         result = runner.invoke(app, ["doctor", "-f", "json", "--db", pg_url])
@@ -357,8 +376,7 @@ def test_healthz_metrics_and_doctor_on_postgresql_when_the_database_turns_read_o
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute("SET default_transaction_read_only = off")  # this session only
             conn.execute(f"ALTER DATABASE {name} RESET default_transaction_read_only")
-    time.sleep(1.1)
-    assert request(server.port, "GET", "/healthz").status == 200
+    healthz_until(server, 200)
     assert server.post(sample_bytes("new-incoming-message")).status == 200
     assert server.stop() == 0
 

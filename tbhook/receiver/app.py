@@ -73,6 +73,7 @@ class Receiver:
         body_memory: int = BODY_MEMORY,
         parser: Parser | None = None,
         counts: Counts | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.writer = writer
         self.auth = auth
@@ -82,6 +83,7 @@ class Receiver:
         self._throttled = Throttled(self.log)
         self.parser = parser or Parser(fork=False)  # the caller closes a parser it passes
         self.counts = counts or Counts()
+        self.clock = clock  # for how long a commit check answers /healthz
         # GET /metrics (--metrics): read on a thread of its own, off the loop.
         self.metrics = counts if isinstance(counts, Metrics) else None
         self._scrapes = ThreadPoolExecutor(1, thread_name_prefix="tbhook-metrics")
@@ -136,7 +138,7 @@ class Receiver:
     async def health(self) -> str | None:
         """Why the store cannot commit now, or None: the writer's commit check, shared by
         every /healthz in the same second (a flood of them costs one commit a second)."""
-        if self._health and time.monotonic() - self._health[0] < HEALTH_CACHE_SECONDS:
+        if self._health and self.clock() - self._health[0] < HEALTH_CACHE_SECONDS:
             return self._health[1]
         if self._health_check is None:
             self._health_check = asyncio.ensure_future(self._check())
@@ -149,7 +151,7 @@ class Receiver:
             why = f"the store did not answer within {HEALTH_TIMEOUT_SECONDS:g} s"
         except Exception as exc:  # a check that cannot be made is a failed one, not a 500
             why = f"could not check the store: {type(exc).__name__}: {exc}"
-        self._health, self._health_check = (time.monotonic(), why), None
+        self._health, self._health_check = (self.clock(), why), None
         self.counts.checked(why)
         return why
 

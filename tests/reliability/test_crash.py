@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from conftest import start_serve
+from conftest import start_serve, wait_for
 
 from tbhook.generate import Generator
 
@@ -77,7 +77,8 @@ def test_kill_9_under_load_loses_nothing_acknowledged(tmp_path, kills, clients, 
     killed = 0
     try:
         for _ in range(kills):
-            time.sleep(0.25)
+            seen = len(acked)
+            wait_for(lambda seen=seen: len(acked) >= seen + 100, timeout=60)  # under load
             with lock:
                 before = set(acked)
             server.proc.kill()  # SIGKILL: no drain, no cleanup
@@ -112,11 +113,9 @@ def test_sigterm_during_load_stores_every_200_and_exits_0_within_10s(tmp_path, c
     threads = [Client(server.port, work[i::clients], acked, lock) for i in range(clients)]
     for t in threads:
         t.start()
-    time.sleep(0.3)
-    started = time.monotonic()
+    wait_for(lambda: len(acked) >= 100, timeout=60)  # under load
     server.proc.send_signal(signal.SIGTERM)
-    assert server.proc.wait(10) == 0
-    assert time.monotonic() - started < 10
+    assert server.proc.wait(10) == 0  # a longer drain raises here
     with lock:
         acknowledged = set(acked)
     stored = set(stored_bodies(db))

@@ -68,15 +68,16 @@ def test_h11_serves_normally(h11_server):
     ],
 )
 def test_h11_limits(h11_server, raw, expected):
-    status, took = exchange(h11_server, raw, timeout=5)
-    assert status == expected and took < 3
+    status, _ = exchange(h11_server, raw, timeout=5)  # an answer; a hang raises a timeout
+    assert status == expected
 
 
 def test_h11_trickled_header_hits_the_deadline(h11_server):
     status, took = exchange(h11_server, b"POST / HTTP/1.1\r\nHost: x\r\nX-A: b\r\n", trickle=0.05)
-    assert status == b"HTTP/1.1 408 Request Timeout" and took < 4
+    assert status == b"HTTP/1.1 408 Request Timeout"  # the 1 s deadline, though bytes came
+    assert took >= protocol.REQUEST_DEADLINE_SECONDS
 
 
 def test_h11_idle_connection_is_closed(h11_server):
-    status, took = exchange(h11_server, b"", timeout=5)
-    assert status == b"" and took < 3
+    status, _ = exchange(h11_server, b"", timeout=5)  # closed; a connection left open raises
+    assert status == b""

@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from conftest import Worker, event_body, start_serve
+from conftest import Worker, event_body, start_serve, wait_for
 
 from tbhook.generate import Generator
 from tbhook.importer import import_stream
@@ -49,7 +49,9 @@ def big_logs(tmp_path_factory, request):
     return _built[events]
 
 
-def deliver_while(server, running: threading.Event) -> Worker:
+def deliver_while(server, running: threading.Event, delivered: list[int]) -> Worker:
+    """Deliver until ``running`` is cleared; ``delivered`` counts the answers as they come."""
+
     def deliver():
         statuses, waits, i = [], [], 0
         while running.is_set():
@@ -57,6 +59,7 @@ def deliver_while(server, running: threading.Event) -> Worker:
             statuses.append(server.post(event_body(caseId=10_000_000 + i, uniqueId=i)).status)
             waits.append(time.monotonic() - started)
             i += 1
+            delivered[0] = i
         return statuses, waits
 
     worker = Worker(deliver)
@@ -94,16 +97,18 @@ def run_beside_a_receiver(db, command):
     running = threading.Event()
     running.set()
     try:
-        worker = deliver_while(server, running)
+        delivered = [0]
+        worker = deliver_while(server, running, delivered)
         probe = lock_probe(db, running)
-        time.sleep(0.3)
+        wait_for(lambda: delivered[0] >= 20)  # deliveries are flowing
         done = subprocess.run(
             [sys.executable, "-m", "tbhook", *command, "--db", str(db)],
             capture_output=True,
             text=True,
             timeout=600,
         )
-        time.sleep(0.3)
+        after = delivered[0]
+        wait_for(lambda: delivered[0] >= after + 20)  # and still flow once it is done
         running.clear()
         statuses, waits = worker.finish(60)
         held = probe.finish(60)
@@ -117,7 +122,7 @@ def run_beside_a_receiver(db, command):
 
 
 @pytest.mark.parametrize("big_logs", SIZES, indirect=True)
-def test_prune_of_a_big_log_does_not_lock_the_receiver_out(big_logs, tmp_path):
+def test_prune_of_a_big_log_does_not_lock_the_receiver_out(big_logs, tmp_path, timing):
     db = tmp_path / "live.db"
     shutil.copy(big_logs[0], db)
     done, statuses, waits, held = run_beside_a_receiver(
@@ -126,15 +131,17 @@ def test_prune_of_a_big_log_does_not_lock_the_receiver_out(big_logs, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Pruned ")
     assert set(statuses) == {200}
-    assert max(waits) < 1.5 and held < 0.4
+    if timing:
+        assert max(waits) < 1.5 and held < 0.4
 
 
 @pytest.mark.parametrize("big_logs", SIZES, indirect=True)
-def test_merge_of_a_big_log_does_not_lock_the_receiver_out(big_logs, tmp_path):
+def test_merge_of_a_big_log_does_not_lock_the_receiver_out(big_logs, tmp_path, timing):
     db = tmp_path / "live.db"
     shutil.copy(big_logs[0], db)
     done, statuses, waits, held = run_beside_a_receiver(db, ["merge", str(big_logs[1])])
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Merged ")
     assert set(statuses) == {200}
-    assert max(waits) < 1.5 and held < 0.4
+    if timing:
+        assert max(waits) < 1.5 and held < 0.4

@@ -16,7 +16,16 @@ import threading
 import time
 
 import pytest
-from conftest import Worker, event_body, request, start_serve
+from conftest import (
+    Worker,
+    answered,
+    event_body,
+    post_raw,
+    reply,
+    request,
+    start_serve,
+    wait_for,
+)
 
 from tbhook.receiver import protocol
 
@@ -44,11 +53,13 @@ class SlowCrowd:
     def __init__(self, port: int, count: int):
         self.port, self.count = port, count
         self.reconnects = 0
+        self.opened = 0  # connections made so far, first round included
         self._stop = threading.Event()
         self._thread = Worker(self._run)
 
     def __enter__(self):
         self._thread.start()
+        wait_for(lambda: self.opened >= self.count, timeout=60)  # the crowd is all there
         return self
 
     def __exit__(self, *exc):
@@ -60,6 +71,7 @@ class SlowCrowd:
             sock = socket.create_connection(("127.0.0.1", self.port), timeout=1)
             sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")
             sock.setblocking(False)
+            self.opened += 1
             return sock
         except OSError:
             return None
@@ -98,7 +110,6 @@ def test_slow_connections_are_shed_so_complete_requests_get_their_200(tmp_path):
     server = start_serve(tmp_path / "a.db", "--max-connections", "200")
     try:
         with SlowCrowd(server.port, 600) as crowd:
-            time.sleep(1)
             statuses = deliveries(server, 100)
         assert statuses == [200] * 100
         assert crowd.reconnects > 300  # they were shed, and came back
@@ -132,7 +143,6 @@ def test_under_a_hard_limit_of_1024_files_1100_slow_connections_do_not_block_del
     try:
         assert "leaves room for 924 connections" in server.stderr()
         with SlowCrowd(server.port, 1100):
-            time.sleep(1.5)
             statuses = deliveries(server, 100)
         assert statuses == [200] * 100
         assert "at the limit of 924 connections" in server.stderr()
@@ -182,8 +192,10 @@ def test_a_thousand_huge_bodies_at_once_stay_within_the_memory_budget(tmp_path):
         outcomes = asyncio.run(burst())
         done.set()
         watcher.finish(10)
-        time.sleep(1.5)  # the receiver hands the memory back once the burst is over
-        after = rss_mib(server.proc.pid)
+        # The receiver hands the memory back once the burst is over (malloc_trim).
+        after = wait_for(
+            lambda: (rss := rss_mib(server.proc.pid)) - baseline < 64 + 40 and rss, fail=False
+        ) or rss_mib(server.proc.pid)
         counts = {o: outcomes.count(o) for o in set(outcomes)}
         print(
             f"\nRSS {baseline:.0f} MiB, peak {max(peak):.0f} MiB, after {after:.0f} MiB: {counts}"
@@ -208,7 +220,10 @@ def nested_body(size: int = 1024 * 1024) -> bytes:
     ).encode()
 
 
-def test_senders_of_slow_to_parse_bodies_do_not_stall_other_deliveries(tmp_path):
+@pytest.mark.parametrize(
+    "senders", [pytest.param(4, id="fast"), pytest.param(4, id="timed", marks=pytest.mark.slow)]
+)
+def test_senders_of_slow_to_parse_bodies_do_not_stall_other_deliveries(tmp_path, senders, timing):
     server = start_serve(tmp_path / "a.db", "--quiet")
     try:
         baseline = []
@@ -224,24 +239,24 @@ def test_senders_of_slow_to_parse_bodies_do_not_stall_other_deliveries(tmp_path)
             while not stop.is_set():
                 request(server.port, "POST", "/", conn_body)
 
-        senders = [Worker(heavy, n) for n in range(4)]
-        for sender in senders:
-            sender.start()
-        time.sleep(0.5)
+        workers = [Worker(heavy, n) for n in range(senders)]
+        for worker in workers:
+            worker.start()
         during = []
         for i in range(50):
             started = time.monotonic()
             assert server.post(event_body(caseId=1000 + i)).status == 200
             during.append(time.monotonic() - started)
         stop.set()
-        for sender in senders:
-            sender.finish(30)
+        for worker in workers:
+            worker.finish(30)
         p50 = statistics.median(during)
         print(
             f"\np50 {statistics.median(baseline) * 1000:.1f} ms alone, {p50 * 1000:.1f} ms "
             "beside four senders of 1 MiB nested bodies"
         )
-        assert p50 < 0.2, f"p50 {p50 * 1000:.0f} ms beside four heavy senders"
+        if timing:
+            assert p50 < 0.2, f"p50 {p50 * 1000:.0f} ms beside four heavy senders"
     finally:
         assert server.stop() == 0
 
@@ -271,20 +286,13 @@ def test_a_stalled_disk_stalls_the_acknowledgements_not_the_loop(freezable_dir):
     try:
         assert server.post(event_body(caseId=1)).status == 200
         subprocess.run(["fsfreeze", "-f", str(freezable_dir)], check=True)
-        frozen_at = time.monotonic()
         try:
-            pending = Worker(lambda: server.post(event_body(caseId=2)).status)
-            pending.start()
-            time.sleep(0.5)
-            assert pending.is_alive(), "a 200 went out while the disk could not commit"
-            started = time.monotonic()
+            pending = post_raw(server.port, event_body(caseId=2))  # read by the server
             assert request(server.port, "GET", "/").status == 200  # the loop still answers
-            assert time.monotonic() - started < 1.0
-            time.sleep(max(0.0, 3 - (time.monotonic() - frozen_at)))
-            assert pending.is_alive()
+            assert not answered(pending), "a 200 went out while the disk could not commit"
         finally:
             subprocess.run(["fsfreeze", "-u", str(freezable_dir)], check=True)
-        assert pending.finish(30) == 200  # its commit finished once the disk came back
+        assert reply(pending)[0] == 200  # its commit finished once the disk came back
         cases = sqlite3.connect(server.db).execute("SELECT caseId FROM events ORDER BY id")
         assert [c for (c,) in cases] == [1, 2]
     finally:

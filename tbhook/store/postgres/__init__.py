@@ -129,7 +129,11 @@ class PostgresStore(Store):
                     self._conn.close()
             self._conn = None
             extra = {"options": "-c default_transaction_read_only=on"} if self.readonly else {}
-            self._conn = driver.connect(self.url, autocommit=True, connect_timeout=5, **extra)
+            # Named in pg_stat_activity: which tbhook session is which, for the operator.
+            name = "tbhook reader" if self.readonly else "tbhook writer"
+            self._conn = driver.connect(
+                self.url, autocommit=True, connect_timeout=5, application_name=name, **extra
+            )
         return self._conn
 
     def _refuse_foreign(self, conn: Any) -> None:
@@ -149,6 +153,8 @@ class PostgresStore(Store):
             )
 
     def close(self) -> None:
+        if "tail" in self.__dict__:  # its listening session, if it opened one
+            self.tail.close()
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 self._conn.close()

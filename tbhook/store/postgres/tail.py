@@ -73,6 +73,12 @@ class PostgresTail(Tail):
             )
             return cursor.fetchall()
 
+    def close(self) -> None:
+        listener = getattr(self, "_listener", None)
+        if listener is not None:
+            with contextlib.suppress(Exception):
+                listener.close()
+
     def wait(self, seconds: float) -> None:
         """Sleep until a receiver commits (NOTIFY), or a second at most: a window can also
         open when another transaction ends, which sends nothing."""
@@ -81,9 +87,7 @@ class PostgresTail(Tail):
         if listener is None:
             driver = psycopg()
             listener = driver.connect(
-                self.store.url,
-                autocommit=True,
-                connect_timeout=5,
+                self.store.url, autocommit=True, connect_timeout=5, application_name="tbhook tail"
             )
             listener.execute(f"LISTEN {CHANNEL}")
             self._listener = listener
