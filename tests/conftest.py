@@ -73,7 +73,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+_FAULTS_NOT_RUN: list[str] = []
+
+
+def fault_not_run(why: str) -> None:
+    """Skip a test whose fault cannot be made here (no chattr, no loop mount, no fsfreeze),
+    and name it in the summary: a run that did not exercise a fault path says so."""
+    _FAULTS_NOT_RUN.append(why)
+    pytest.skip(why)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if _FAULTS_NOT_RUN:
+        terminalreporter.section("fault paths not exercised on this machine", sep="=")
+        for why in sorted(set(_FAULTS_NOT_RUN)):
+            terminalreporter.write_line(why)
     left = config.stash.get(_LEFT, None)
     if left:
         terminalreporter.section("files left in the checkout", sep="=", red=True)
@@ -186,7 +200,7 @@ def serve(db_path: Path):
     """Factory: start a real server with extra CLI args; every one is stopped afterwards."""
     started: list[Served] = []
 
-    def factory(*args: str, db: Path | None = None) -> Served:
+    def factory(*args: str, db: Path | str | None = None) -> Served:
         served = start_serve(db or db_path, *args)
         started.append(served)
         return served
@@ -366,10 +380,10 @@ def immutable(*files: str):
     """The files cannot be written, even by root (chattr +i), until the block ends; a skip
     where the filesystem has no such flag."""
     if not shutil.which("chattr"):
-        pytest.skip("needs chattr (e2fsprogs)")
+        fault_not_run("an immutable file (chattr +i): needs chattr (e2fsprogs)")
     made = subprocess.run(["chattr", "+i", *files], capture_output=True)
     if made.returncode != 0:
-        pytest.skip(f"this filesystem has no immutable flag: {made.stderr.decode().strip()}")
+        fault_not_run(f"an immutable file (chattr +i): {made.stderr.decode().strip()}")
     try:
         yield
     finally:

@@ -14,6 +14,7 @@ import time
 import pytest
 from conftest import (
     event_body,
+    fault_not_run,
     fill_to_the_cap,
     immutable,
     request,
@@ -316,7 +317,7 @@ def small_disk(tmp_path):
         ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)], capture_output=True
     )
     if made.returncode != 0:
-        pytest.skip(f"cannot mount a small filesystem here: {made.stderr.decode().strip()}")
+        fault_not_run(f"a full disk (a 4 MiB tmpfs): {made.stderr.decode().strip()}")
     try:
         yield where
     finally:

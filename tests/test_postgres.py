@@ -25,19 +25,13 @@ def rows(url, sql="SELECT id, event, deliveries FROM events ORDER BY id"):
 
 
 @pytest.fixture
-def pg_serve(pg_url):
-    started = []
+def pg_serve(pg_url, serve):
+    """conftest's serve factory, on the test's PostgreSQL database, quietly."""
 
     def factory(*args, url=None):
-        served = start_serve(url or pg_url, "--quiet", *args)
-        started.append(served)
-        return served
+        return serve("--quiet", *args, db=url or pg_url)
 
-    yield factory
-    for served in started:
-        if served.proc.poll() is None:
-            served.proc.kill()
-            served.proc.wait(10)
+    return factory
 
 
 def test_serve_on_postgresql_stores_dedupes_and_quarantines(pg_serve, pg_url):

@@ -20,6 +20,7 @@ from conftest import (
     Worker,
     answered,
     event_body,
+    fault_not_run,
     post_raw,
     reply,
     request,
@@ -265,14 +266,14 @@ def test_senders_of_slow_to_parse_bodies_do_not_stall_other_deliveries(tmp_path,
 def freezable_dir(tmp_path):
     """A small ext4 file system on a loop device, which `fsfreeze` can stall like a dying disk."""
     if os.geteuid() != 0 or not shutil.which("fsfreeze") or not shutil.which("mkfs.ext4"):
-        pytest.skip("needs root, fsfreeze and mkfs.ext4 to stall a real file system")
+        fault_not_run("a frozen file system: needs root, fsfreeze and mkfs.ext4")
     image, mount = tmp_path / "disk.img", tmp_path / "mnt"
     mount.mkdir()
     subprocess.run(["truncate", "-s", "64M", str(image)], check=True)
     subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
     mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mount)], capture_output=True)
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a loop device here: {mounted.stderr.decode().strip()}")
+        fault_not_run(f"a frozen file system: {mounted.stderr.decode().strip()}")
     try:
         yield mount
     finally:
