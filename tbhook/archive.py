@@ -10,7 +10,6 @@ interrupted while deleting, then run again) is not written twice.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import shutil
 import zlib
@@ -34,6 +33,8 @@ def line_of(body: bytes) -> bytes:
 
 
 def key(line: bytes) -> bytes:
+    import hashlib  # see store.rows.row_params
+
     return hashlib.sha256(line).digest()[:16]
 
 

@@ -41,7 +41,7 @@ def export(
             store,
             filters,
             lambda here, wanted, ids: write_rows(
-                here.exports.rows(wanted, ids), fields, fmt, stream, progress
+                here.exports.batches(wanted, ids), fields, fmt, stream, progress
             ),
             functools.partial(_write_part, fmt=fmt, fields=fields, path=part.name),
         )
@@ -58,5 +58,5 @@ def _write_part(
     with open(path, "w", newline="", encoding="utf-8") as stream:
         return reading(
             target,
-            lambda store: write_rows(store.exports.rows(filters, ids), fields, fmt, stream),
+            lambda store: write_rows(store.exports.batches(filters, ids), fields, fmt, stream),
         )

@@ -7,10 +7,8 @@ forked process (its own read-only connection) about halves the wall time.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
 from tbhook.filters import Filters
@@ -39,6 +37,10 @@ def in_halves(
     the work anyway (PostgreSQL): ``here`` takes the whole range alone (``None``)."""
     if not store.can_split:
         return [here(store, filters, None)]
+    # multiprocessing and its pool: 7 ms to load, so only for a read that may split.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     first, last = store.reads.id_span(filters)
     cores = os.cpu_count() or 1
     can_fork = "fork" in multiprocessing.get_all_start_methods()

@@ -269,13 +269,20 @@ def test_case_metrics_on_a_known_conversation(log_db):
         "caseId": 500,
         "personId": 10,
         "canonicalPersonId": 20,
+        "source": 14,
         "messages": 3,
         "customerMessages": 2,
         "agentMessages": 1,
         "firstMessageAt": "2023-11-14T22:13:20Z",
         "firstResponseSeconds": 90,
+        "replies": 1,
+        "unanswered": 1,  # the customer's second message (+200) was never answered
+        "firstClosedAt": "2023-11-14T22:23:20Z",
+        "closedBy": 7,
+        "resolutionSeconds": 600,
         "closedAt": "2023-11-14T22:23:20Z",
         "secondsToClose": 600,
+        "reopens": 0,
         "closed": True,
         "reopened": False,
     }
@@ -464,7 +471,10 @@ def test_cases_never_show_a_negative_time_to_close_nor_cases_of_only_unknown_eve
     store.close()
     rows = ndjson(run("cases", "-f", "ndjson"))
     assert [r["caseId"] for r in rows] == [600]  # 700 has no message and no close
-    assert rows[0]["secondsToClose"] is None and rows[0]["reopened"] is True
+    # The close before the first message is ignored: not a resolution, and the message after
+    # it does not reopen the case.
+    assert rows[0]["secondsToClose"] is None and rows[0]["resolutionSeconds"] is None
+    assert (rows[0]["reopened"], rows[0]["reopens"]) == (False, 0)
     line = run("cases").stdout.split("600", 1)[1].split("\n")[0]
     assert __import__("re").search(r"-\d+[smhd]", line) is None, line
 

@@ -90,6 +90,7 @@ def test_blank_database_migrates_to_the_expected_schema(db_path):
         "m012_event_counts",
         "m013_event_time_index",
         "m014_dedupe_in_time_order",
+        "m015_case_timelines",
     ]
 
 
@@ -97,7 +98,7 @@ def test_reopening_applies_nothing_twice(db_path):
     SQLiteStore.open(db_path).close()
     SQLiteStore.open(db_path).close()
     conn = sqlite3.connect(db_path)
-    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 14
+    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 15
 
 
 def test_durability_settings(store, db_path):
@@ -278,7 +279,7 @@ def test_a_damaged_file_raises_only_tbhook_errors_from_every_read(db_path):
             lambda: reader.reads.count(),
             lambda: list(reader.reads.case_events(Filters())),
             lambda: reader.reads.stats_counter(Filters(case=1)),
-            lambda: list(reader.exports.rows(Filters())),
+            lambda: list(reader.exports.batches(Filters())),
             lambda: reader.upkeep.health(300),
             lambda: reader.persons.group(11111),
         ):

@@ -1,9 +1,9 @@
 """The tbhook command line: options in, errors out as ``Error: ...``. No SQL, no HTTP here.
 
 The modules: ``options`` (what every command shares), ``serve`` (the receiver's options),
-``read`` (the log), ``quarantine``, ``dev`` (the developer loop), ``ops`` (running it for
-months). Output goes through ``tbhook.output``; data through ``tbhook.store``; the receiver
-is ``tbhook.receiver``."""
+``read`` (the log), ``report`` (the support team's numbers), ``quarantine``, ``dev`` (the
+developer loop), ``ops`` (running it for months). Output goes through ``tbhook.output``; data
+through ``tbhook.store``; the receiver is ``tbhook.receiver``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from tbhook import __version__
-from tbhook.cli import dev, ops, quarantine, read, serve
+from tbhook.cli import dev, ops, quarantine, read, report, serve
 from tbhook.cli.options import TbhookCommand
 
 app = typer.Typer(
@@ -60,6 +60,7 @@ SUMMARIES = {
     "cases": "One row per case, with its metrics.",
     "export": "Every matching event, as CSV or NDJSON.",
     "stats": "Counts by event, sender, type, source, day.",
+    "report": "Response and resolution times, backlog, per period.",
     "send": "POST samples or recorded events.",
     "generate": "Realistic, deterministic test events.",
     "replay": "Re-send stored bodies to a URL.",
@@ -82,6 +83,7 @@ for command in (
     read.cases,
     read.export,
     read.stats,
+    report.report,
     dev.send,
     dev.generate,
     dev.replay,

@@ -1,4 +1,9 @@
-"""The developer loop: send, generate, import, replay."""
+"""The developer loop: send, generate, import, replay.
+
+Like the other command modules, this one imports at the top only what parsing the command
+line needs; a command imports the module that does its work when it runs, so every command
+starts without loading every other's (startup is part of every command's time: 20 ms of 120
+for `tbhook --version`)."""
 
 from __future__ import annotations
 
@@ -24,8 +29,6 @@ from tbhook.cli.options import (
 )
 from tbhook.events import parse
 from tbhook.filters import Filters, parse_when
-from tbhook.generate import DEFAULT_START, Generator
-from tbhook.importer import import_stream
 from tbhook.payloads import bodies, open_source, override, parse_assignment
 from tbhook.words import describe_parsed
 
@@ -164,11 +167,15 @@ def generate(
     ),
 ) -> None:
     """Write realistic, deterministic Tracebuzz events as NDJSON to stdout."""
+    from tbhook import generate as generating  # see the module's docstring
+
     try:
-        first = parse_when(start) if start else DEFAULT_START
+        first = parse_when(start) if start else generating.DEFAULT_START
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--start'") from None
-    generator = Generator(seed=seed, start=first, persons=persons, rate=_rate(rate) or 10.0)
+    generator = generating.Generator(
+        seed=seed, start=first, persons=persons, rate=_rate(rate) or 10.0
+    )
     write = sys.stdout.write
     chunk: list[str] = []
     for line in generator.lines(count):
@@ -185,6 +192,8 @@ def import_(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Load events through the receiver's parsing, dedupe and quarantine rules."""
+    from tbhook.importer import import_stream  # see the module's docstring
+
     if file != "-" and not Path(file).is_file():
         raise fail(f"no file at {file}")
     with reported_errors():

@@ -10,7 +10,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from tbhook import archive as archives
 from tbhook import health as rules
 from tbhook.cli.options import (
     DEFAULT_DB,
@@ -28,7 +27,7 @@ from tbhook.errors import StoreUnavailable, TbhookError
 from tbhook.files import new_file, refuse_same, replacing
 from tbhook.filters import iso_time, parse_when
 from tbhook.output.formats import Answer, write
-from tbhook.store import is_url, open_reader, open_store, shown
+from tbhook.targets import is_url, shown
 
 
 def _age(value: Optional[str]) -> Optional[int]:
@@ -130,6 +129,8 @@ def _commit_checks(db: str, cap: Optional[int], pending: list[str]) -> list[dict
         message = "not tried: this user cannot write the file (run doctor as the receiver's user)"
         return [{"check": "commit", "status": "warn", "message": message}]
     try:
+        from tbhook.store import open_store  # loads when it runs (see tbhook.cli.dev)
+
         store = open_store(db, max_bytes=cap)
     except TbhookError as exc:
         why: Optional[str] = str(exc)
@@ -170,6 +171,8 @@ def backup(
         path = destination(db, dest, "a backup must be another file", force, store.reads.log_id())
         with replacing(path) as temp:
             store.backup(str(temp))
+            from tbhook.store import open_reader  # see doctor
+
             copy = open_reader(temp, current=False)
             try:
                 events, integrity = copy.reads.count(), copy.integrity(quick=True)
@@ -193,6 +196,8 @@ def merge(
         if is_url(str(other)):
             raise fail("merge takes a SQLite file (another receiver's log, or a backup of it)")
         refuse_same(db, other, "nothing to merge")
+        from tbhook.store import open_reader  # see doctor
+
         source = open_reader(other)  # it exists, it is tbhook's, it is current
         waiting = source.reads.count() + source.reads.count("quarantine")
         source.close()
@@ -245,6 +250,8 @@ def prune(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete old events, after archiving them; merges that persons still need are kept."""
+    from tbhook import archive as archives  # gzip: loaded when it runs (see tbhook.cli.dev)
+
     try:
         cutoff = parse_when(before)
     except ValueError as exc:
@@ -311,6 +318,8 @@ def _archive_destination(db: str, archive: str, append: bool) -> tuple[Path, set
         raise fail(f"{archive} exists (use --append to add to it, or another name)")
     if not path.exists():
         return path, set()
+    from tbhook import archive as archives  # see prune
+
     with progress() as bar:  # refuses what is not an archive, before the confirmation
         task = bar.add_task(f"reading {archive}", total=None)
         return path, archives.lines_in(path, lambda n: bar.advance(task, n))

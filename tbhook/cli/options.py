@@ -8,7 +8,7 @@ import functools
 import inspect
 import sys
 from collections.abc import Callable, Iterator
-from datetime import tzinfo
+from datetime import timezone, tzinfo
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeAlias, TypeVar
@@ -21,9 +21,11 @@ from tbhook.events import SCHEMAS
 from tbhook.files import new_file, refuse_same
 from tbhook.filters import Filters, iso_time, parse_path, parse_sender, parse_when, parse_zone
 from tbhook.output.formats import FORMATS
-from tbhook.store import Store, is_url, open_reader, open_store
-from tbhook.store.postgres.driver import check_url
-from tbhook.store.sqlite import log_identity
+from tbhook.targets import check_url, is_url
+
+if TYPE_CHECKING:
+    from tbhook.hours import Clock
+    from tbhook.store import Store
 from tbhook.text import clean, for_terminal, on_terminal
 
 DEFAULT_DB = "tbhook.db"
@@ -149,6 +151,17 @@ def _converted(parse: Callable[[str], Any]) -> Callable[[Optional[str]], Any]:
     return convert
 
 
+def _checked(parse: Callable[[str], Any]) -> Callable[[Optional[str]], Any]:
+    """A typer callback that checks the option's text as ``_converted`` does, and keeps the
+    text: a moment is read once the command's --tz is known (``make_filters``)."""
+
+    def check(value: Optional[str]) -> Any:
+        _converted(parse)(value)
+        return value
+
+    return check
+
+
 # -- the filter bundle ----------------------------------------------------------------------
 # Every read command filters the same way. Each entry is one option: its parameter name is
 # the field of ``Filters`` it sets, so a new filter is one entry here and one field there.
@@ -183,8 +196,8 @@ FILTER_OPTIONS: dict[str, Any] = {
             "--since",
             metavar="WHEN",
             help="From this moment: 2024-05-01, 2024-05-01T09:30+02:00, Unix seconds "
-            "(1663831826), or an age: 30m, 2h, 7d.",
-            callback=_converted(parse_when),
+            "(1663831826), or an age: 30m, 2h, 7d. Without an offset, in --tz (UTC).",
+            callback=_checked(parse_when),
         ),
     ],
     "until": Annotated[
@@ -193,7 +206,7 @@ FILTER_OPTIONS: dict[str, Any] = {
             "--until",
             metavar="WHEN",
             help="Up to this moment, included (a bare date includes that day).",
-            callback=_converted(functools.partial(parse_when, until=True)),
+            callback=_checked(functools.partial(parse_when, until=True)),
         ),
     ],
     "path": Annotated[
@@ -229,18 +242,25 @@ def filter_options(command: Command) -> Command:
     @functools.wraps(command)
     def with_filters(**values: Any) -> Any:
         given = {name: values.pop(name) for name in FILTER_OPTIONS}
-        return command(**values, filters=make_filters(given))
+        zone = display_zone(values.get("tz"), values.get("local", False))
+        return command(**values, filters=make_filters(given, zone))
 
     with_filters.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     with_filters.__annotations__ = {p.name: p.annotation for p in parameters}
     return with_filters  # type: ignore[return-value]
 
 
-def make_filters(given: dict[str, Any]) -> Filters:
-    """The options' values as Filters; ``--since`` not before ``--until`` is a usage error."""
+def make_filters(given: dict[str, Any], zone: tzinfo | None = None) -> Filters:
+    """The options' values as Filters, a moment without an offset read in ``zone`` (the
+    command's --tz; UTC when None); ``--since`` not before ``--until`` is a usage error."""
     values: dict[str, Any] = {
         name: tuple(v) if isinstance(v, list) else v for name, v in given.items()
     }
+    for name in ("since", "until"):
+        if isinstance(values.get(name), str):
+            values[name] = parse_when(
+                values[name], until=name == "until", zone=zone or timezone.utc
+            )
     if values.get("events") is None:  # typer's None for a list option given no value
         values["events"] = ()
     since, until = values.get("since"), values.get("until")
@@ -319,6 +339,53 @@ LocalOption = Annotated[
 ]
 
 
+HoursOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--hours",
+        metavar="SPEC",
+        help='Count durations in business hours only, in --tz: "mon-fri 09:00-17:30" '
+        '(several: "mon-fri 08:30-12:00,13:00-17:30; sat 10:00-14:00").',
+    ),
+]
+HolidaysOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--holidays",
+        metavar="COUNTRY|FILE",
+        help="Closed days for --hours: a country's public holidays (NL, DE, US-CA) or a file "
+        "of dates, one YYYY-MM-DD a line; repeat to combine.",
+    ),
+]
+
+
+def business_clock(
+    hours: Optional[str], holidays: Optional[list[str]], zone: tzinfo | None
+) -> Clock | None:
+    """The clock of ``--hours`` in ``zone`` (UTC when None), closed on ``--holidays``; None
+    without --hours. A spec or a holiday that cannot be read is a usage error naming it."""
+    from tbhook.hours import Clock, ClosedDays, SpecError, parse_hours
+
+    if hours is None:
+        if holidays:
+            raise typer.BadParameter(
+                "closed days need open hours: add --hours, like --hours 'mon-fri 09:00-17:30'",
+                param_hint="'--holidays'",
+            )
+        return None
+    try:
+        spec = parse_hours(hours)
+    except SpecError as exc:
+        raise typer.BadParameter(f"cannot read {hours!r}: {exc}", param_hint="'--hours'") from None
+    closed = ClosedDays()
+    for value in holidays or ():
+        try:
+            closed.add(value)
+        except SpecError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--holidays'") from None
+    return Clock(spec, zone or timezone.utc, closed)
+
+
 def display_zone(tz: Optional[str], local: bool) -> tzinfo | None:
     """The zone tables show times in: None for UTC as stored."""
     if tz is not None and local:
@@ -380,6 +447,8 @@ class LogFormat(str, Enum):
 def open_for_writing(db: str, notice: Callable[[str], None] | None = None) -> Store:
     """The database opened for writing: migrated first, saying so on stderr when that takes
     minutes (call inside ``reported_errors``)."""
+    from tbhook.store import open_store  # the store loads when a command opens one
+
     return open_store(db, notice=notice or (lambda line: typer.echo(line, err=True)))
 
 
@@ -391,6 +460,8 @@ def destination(
     backup of the log ``backup_of`` may replace an earlier backup of it); an existing file is
     replaced only with ``force``, and only by a complete file (call inside
     ``reported_errors``)."""
+    from tbhook.store.sqlite import log_identity  # the SQLite backend: only to check a file
+
     if not is_url(db):
         refuse_same(db, target, why)
     path = new_file(target, force)
@@ -413,6 +484,8 @@ def destination(
 def reading(db: str, current: bool = True) -> Iterator[Store]:
     """The database opened read-only, errors reported as ``Error: ...``."""
     with reported_errors():
+        from tbhook.store import open_reader  # see open_for_writing
+
         store = open_reader(db, current)
         try:
             yield store

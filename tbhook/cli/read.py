@@ -12,19 +12,29 @@ from typing import IO, Annotated, Any, Optional
 
 import typer
 
-from tbhook import stats as counting
-from tbhook.cases import CASE_COLUMNS, METRICS, summarize, summarize_all
+from tbhook.cases import (
+    BUSINESS_METRICS,
+    CASE_COLUMNS,
+    METRICS,
+    Summary,
+    summaries,
+    summarize,
+    summarize_all,
+)
 from tbhook.cli.options import (
     DEFAULT_DB,
     DEFAULT_LIMIT,
     DbOption,
     ExportFormat,
     FormatOption,
+    HolidaysOption,
+    HoursOption,
     LimitOption,
     LocalOption,
     OneFormat,
     TailFormat,
     ZoneOption,
+    business_clock,
     destination,
     display_zone,
     explain_empty,
@@ -38,9 +48,7 @@ from tbhook.cli.options import (
     write_raw,
 )
 from tbhook.events import EVENT_FIELDS
-from tbhook.export import export as write_export
 from tbhook.filters import Filters, iso_time
-from tbhook.follow import Feed, Stopped, follow_events, open_when_ready, stopped_by_signals
 from tbhook.output.describe import FORWARD_FIELDS, body_document, body_lines, event_record
 from tbhook.output.formats import Answer, write, write_file
 from tbhook.text import TerminalStream, on_terminal
@@ -211,6 +219,9 @@ def tail(
     local: LocalOption = False,
 ) -> None:
     """Watch events arrive: the last N matching events, then new ones as they are stored."""
+    # The modules doing a command's work load when it runs (see tbhook.cli.dev).
+    from tbhook.follow import Feed, Stopped, follow_events, open_when_ready, stopped_by_signals
+
     zone = display_zone(tz, local)
 
     backlog = None if new else _backlog(limit)
@@ -282,9 +293,12 @@ def case(
     fmt: FormatOption = "table",
     tz: ZoneOption = None,
     local: LocalOption = False,
+    hours: HoursOption = None,
+    holidays: HolidaysOption = None,
 ) -> None:
     """A case's timeline, customer and agent messages then the close, with its metrics."""
     zone = display_zone(tz, local)
+    clock = business_clock(hours, holidays, zone)
     from tbhook.output.tables import case_view  # rich (about 40 ms): a table's only
 
     with reading(db) as store:
@@ -292,7 +306,11 @@ def case(
         rows = list(store.reads.events(Filters(case=case_id)))
         if not rows:
             raise fail(f"no events for case {case_id}")
-        summary = summarize(case_id, [[row[c] for c in CASE_COLUMNS] for row in rows], canonical)
+        timeline = sorted(
+            (tuple(row[c] for c in CASE_COLUMNS) for row in rows), key=itemgetter(2, 3)
+        )
+        found = next(summaries(timeline), None) or Summary(case_id)
+        summary = summarize(found, canonical, clock.between if clock else None)
         records = [event_record(row, canonical) for row in rows]
     write(
         Answer(
@@ -317,16 +335,19 @@ def cases(
     fmt: FormatOption = "table",
     tz: ZoneOption = None,
     local: LocalOption = False,
+    hours: HoursOption = None,
+    holidays: HolidaysOption = None,
 ) -> None:
     """One row per case with a matching event, with its metrics: the analyst's table."""
     zone = display_zone(tz, local)
+    clock = business_clock(hours, holidays, zone)
 
     with reading(db) as store:
         rows = store.reads.case_events(filters, descending=order is Order.desc, limit=limit)
-        rows, canonical = _page(store, rows, limit, itemgetter(3))  # CASE_COLUMNS' personId
+        rows, canonical = _page(store, rows, limit, itemgetter(CASE_COLUMNS.index("personId")))
         answer = Answer(
-            records=summarize_all(rows, canonical),
-            fields=METRICS,
+            records=summarize_all(rows, canonical, clock.between if clock else None),
+            fields=METRICS + (BUSINESS_METRICS if clock else ()),
             spec=table_layout(
                 fmt,
                 lambda listings: listings.cases(
@@ -374,6 +395,8 @@ def export(
     ] = False,
 ) -> None:
     """Every matching event in arrival order, with a stable set of columns."""
+    from tbhook.export import export as write_export  # see tail
+
     fmt = getattr(fmt, "value", fmt)  # a plain name, for a forked worker
     path = None
     if output is not None:
@@ -413,6 +436,8 @@ def stats(
     fmt: FormatOption = "table",
 ) -> None:
     """Counts by event, sender, typeId label and sourceId, and events per day as a bar chart."""
+    from tbhook import stats as counting  # see tail
+
     with reading(db) as store:
         counts = counting.aggregate(counting.groups(store, filters))
         write(

@@ -3,7 +3,6 @@ canonical person), its style, durations and times for people, and its body made 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Mapping
 from datetime import datetime, tzinfo
@@ -104,6 +103,8 @@ def body_document(body: bytes) -> dict[str, Any]:
     """The body in a JSON answer: ``body`` as the JSON value it is, or null with ``bodyText``."""
     is_json, value = parsed_body(body)
     document: dict[str, Any] = {"bodySize": len(body)}
+    import hashlib  # see store.rows.row_params
+
     document["bodySha256"] = hashlib.sha256(body).hexdigest()
     if is_json:
         document["body"] = value

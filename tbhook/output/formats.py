@@ -17,7 +17,7 @@ import functools
 import json
 import sys
 import textwrap
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -190,34 +190,38 @@ def write(answer: Answer, fmt: str, out: IO[str] | None = None) -> int:
 
 
 def write_rows(
-    rows: Iterable[Sequence[Any]],
+    batches: Iterable[Sequence[Sequence[Any]]],
     fields: Sequence[str],
     fmt: str,
     out: IO[str],
     progress: Callable[[int], None] | None = None,
     text: Sequence[str] = ("event",),
 ) -> int:
-    """Rows of values (not records), in ``fields`` order, as csv lines or NDJSON objects: the
-    path of an export of millions. Only the ``text`` fields can hold sender text, so only they
-    are guarded against spreadsheet formulas (numbers and tbhook's own times never start with
-    one); the C csv writer takes the rest as they come. No header: the caller writes it."""
-    counted = _Counted(rows, progress)
-    if fmt == "csv":
-        guarded = [fields.index(name) for name in text if name in fields]
-        csv.writer(out, lineterminator=CSV_LINE_END).writerows(_guarded(counted, guarded))
-    else:
-        dumps = _compact_json()
-        out.writelines(dumps(dict(zip(fields, row, strict=True))) + "\n" for row in counted)
-    return counted.count
-
-
-def _guarded(rows: Iterable[Sequence[Any]], indexes: list[int]) -> Iterator[Sequence[Any]]:
-    for row in rows:
-        for i in indexes:
-            value = row[i]
-            if value.__class__ is str and value.startswith(FORMULA_STARTS):
-                row = (*row[:i], csv_value(value), *row[i + 1 :])
-        yield row
+    """Batches of rows of values (not records), in ``fields`` order, as csv lines or NDJSON
+    objects: the path of an export of millions, with no Python step per row but the guard.
+    Only the ``text`` fields can hold sender text, so only they are guarded against
+    spreadsheet formulas (numbers and tbhook's own times never start with one); the C csv
+    writer takes each batch whole. No header: the caller writes it."""
+    count = 0
+    writer = csv.writer(out, lineterminator=CSV_LINE_END)
+    dumps = _compact_json()
+    guarded = [fields.index(name) for name in text if name in fields]
+    for rows in batches:
+        if fmt == "csv":
+            for i in guarded:
+                rows = [
+                    row
+                    if not (row[i].__class__ is str and row[i].startswith(FORMULA_STARTS))
+                    else (*row[:i], csv_value(row[i]), *row[i + 1 :])
+                    for row in rows
+                ]
+            writer.writerows(rows)
+        else:
+            out.writelines([dumps(dict(zip(fields, row, strict=True))) + "\n" for row in rows])
+        count += len(rows)
+        if progress:
+            progress(len(rows))
+    return count
 
 
 def _compact_json() -> Callable[[Any], str]:
@@ -228,27 +232,6 @@ def _compact_json() -> Callable[[Any], str]:
     except ImportError:  # the single-file build
         return functools.partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
     return lambda value: orjson.dumps(value).decode()
-
-
-class _Counted:
-    """Counts rows as a writer pulls them, reporting progress now and then."""
-
-    EVERY = 10_000
-
-    def __init__(self, rows: Iterable[Any], progress: Callable[[int], None] | None):
-        self._rows = iter(rows)
-        self._progress = progress
-        self.count = 0
-
-    def __iter__(self) -> Iterator[Any]:
-        return self
-
-    def __next__(self) -> Any:
-        row = next(self._rows)
-        self.count += 1
-        if self._progress and self.count % self.EVERY == 0:
-            self._progress(self.EVERY)
-        return row
 
 
 def write_file(

@@ -20,7 +20,6 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from tbhook.cases import METRICS
 from tbhook.events import PAYLOAD_COLUMNS
 from tbhook.output.describe import duration, event_style, shown_time
 from tbhook.text import clean
@@ -87,10 +86,13 @@ def fitted(
     title: str | None = None,
     width: int | None = None,
     header: bool = True,
+    footer: Sequence[Any] | None = None,
 ):
-    """A rich Table of ``rows`` (cells: values or Text) that fits ``width`` (the terminal's);
-    where its numbers cannot fit whole, one ``name: value`` block per row instead."""
+    """A rich Table of ``rows`` (cells: values or Text) that fits ``width`` (the terminal's),
+    with ``footer`` (a totals row) under a rule; where its numbers cannot fit whole, one
+    ``name: value`` block per row instead."""
 
+    rows = [*rows, *([footer] if footer is not None else [])]
     cells = [[c if hasattr(c, "plain") else text(c) for c in row] for row in rows]
     width = width or console().width
     natural = [
@@ -119,8 +121,11 @@ def fitted(
             no_wrap=column.kind != PROSE,
             overflow="fold" if column.kind == PROSE else "ellipsis",
         )
-    for row in cells:
-        table.add_row(*(row[i] for i in shown))
+    for n, row in enumerate(cells):
+        last = footer is not None and n == len(cells) - 1
+        if last:
+            table.add_section()
+        table.add_row(*(row[i] for i in shown), style="bold" if last else None)
     return table
 
 
@@ -210,7 +215,7 @@ CASE_COLUMNS = (
     Column("agent", justify="right", drop=4),
     Column("first message", drop=3),
     Column("reply", justify="right", drop=2),
-    Column("to close", justify="right", drop=1),
+    Column("resolved in", justify="right", drop=1),
     Column("state", TEXT),
 )
 
@@ -226,7 +231,10 @@ def cases_table(summaries: Sequence[Mapping[str, Any]], zone: tzinfo | None = No
 def case_cells(case: Mapping[str, Any], merged: bool, zone: tzinfo | None = None) -> list[Any]:
     """A case summary's cells in ``CASE_COLUMNS`` (without "now" unless ``merged``)."""
     now = case["canonicalPersonId"]
-    state = ("closed" if case["closed"] else "open") + (", reopened" if case["reopened"] else "")
+    reopens = case["reopens"]
+    state = ("closed" if case["closed"] else "open") + (
+        f", reopened {reopens}x" if reopens > 1 else ", reopened" if reopens else ""
+    )
     cells = [
         case["caseId"],
         case["personId"],
@@ -236,7 +244,7 @@ def case_cells(case: Mapping[str, Any], merged: bool, zone: tzinfo | None = None
         case["agentMessages"],
         (shown_time(case["firstMessageAt"], zone) or "")[:16].replace("T", " "),
         duration(case["firstResponseSeconds"]),
-        duration(case["secondsToClose"]),
+        duration(case["resolutionSeconds"]),
         state,
     ]
     if not merged:
@@ -433,7 +441,7 @@ def case_view(
 ):
     """`case ID`: its timeline, then its metrics."""
 
-    metrics = [{"metric": key, "value": summary[key]} for key in METRICS[1:]]
+    metrics = [{"metric": key, "value": value} for key, value in summary.items() if key != "caseId"]
     columns = (Column("metric"), Column("value", TEXT))
     for metric in metrics:
         if metric["metric"].endswith("At"):

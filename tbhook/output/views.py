@@ -74,3 +74,59 @@ def doctor_view(report: dict[str, Any], rows: list[Any]):
         [row["check"], text(row["status"], styles[row["status"]]), row["detail"]] for row in rows
     ]
     return fitted(columns, cells, title=f"tbhook doctor: {report['database']}")
+
+
+# -- report -------------------------------------------------------------------------------
+
+REPORT_COLUMNS = (
+    ("newCases", Column("new", justify="right")),
+    ("closedCases", Column("closed", justify="right")),
+    ("openAtEnd", Column("open", justify="right")),
+    ("customerMessages", Column("customer", justify="right", drop=3)),
+    ("agentMessages", Column("agent", justify="right", drop=3)),
+    ("firstResponseMedian", Column("1st reply", justify="right")),
+    ("firstResponseP90", Column("p90", justify="right", drop=4)),
+    ("replies", Column("replies", justify="right", drop=2)),
+    ("replyMedian", Column("reply", justify="right", drop=1)),
+    ("replyP90", Column("p90", justify="right", drop=4)),
+    ("unanswered", Column("unanswered", justify="right", drop=2)),
+    ("resolutionMedian", Column("resolved", justify="right")),
+    ("resolutionP90", Column("p90", justify="right", drop=4)),
+    ("reopenRate", Column("reopened", justify="right", drop=1)),
+    ("oneTouchRate", Column("1-touch", justify="right", drop=1)),
+)
+DURATIONS = {"firstResponseMedian", "firstResponseP90", "replyMedian", "replyP90"} | {
+    "resolutionMedian",
+    "resolutionP90",
+}
+RATES = {"reopenRate", "oneTouchRate"}
+
+
+def report_view(key: str, rows: list[dict[str, Any]], totals: dict[str, Any], title: str):
+    """For people: one row per period (source, agent) and the whole range's totals under a
+    rule; durations as 3h05m, rates as percentages; a column with no value anywhere (the
+    message columns by agent) left out."""
+    from tbhook.output.describe import duration
+
+    def cell(name: str, value: Any) -> Any:
+        if value is None:
+            return ""
+        if name in DURATIONS:
+            return duration(value)
+        if name in RATES:
+            return f"{value * 100:.1f}%"
+        return value
+
+    used = [
+        (name, column)
+        for name, column in REPORT_COLUMNS
+        if any(row[name] is not None for row in (*rows, totals))
+    ]
+    columns = (Column(key), *(column for _, column in used))
+    cells = [[_group(row[key]), *(cell(name, row[name]) for name, _ in used)] for row in rows]
+    footer = ["total", *(cell(name, totals[name]) for name, _ in used)]
+    return fitted(columns, cells, title=title, footer=footer)
+
+
+def _group(value: Any) -> Any:
+    return "(none)" if value is None else value

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from tbhook.store.interface import Store
-from tbhook.store.postgres import PostgresStore
-from tbhook.store.postgres.driver import is_url, shown
 from tbhook.store.rows import Delivery, ForwardOutcome, ImportRows, Stored, stats_groups
-from tbhook.store.sqlite import SQLiteStore
+from tbhook.targets import is_url, shown
+
+if TYPE_CHECKING:
+    from tbhook.store.postgres import PostgresStore
+    from tbhook.store.sqlite import SQLiteStore
 
 __all__ = [
     "Delivery",
@@ -41,13 +44,27 @@ def open_store(
     migration that takes minutes starts (SQLite's table rebuilds)."""
     target = os.fspath(target)
     if is_url(target):
-        return PostgresStore.open(target, max_bytes)
-    return SQLiteStore.open(target, max_bytes, notice)
+        return _postgres().open(target, max_bytes)
+    return _sqlite().open(target, max_bytes, notice)
 
 
 def open_reader(target: str | os.PathLike, current: bool = True) -> Store:
     """Open read-only; never create. With ``current``, refuse a schema an older tbhook wrote."""
     target = os.fspath(target)
     if is_url(target):
-        return PostgresStore.open_readonly(target, current)
-    return SQLiteStore.open_readonly(target, current)
+        return _postgres().open_readonly(target, current)
+    return _sqlite().open_readonly(target, current)
+
+
+# Each backend is loaded when a database of its kind is opened: a SQLite user's every command
+# does without the PostgreSQL one, and the other way round.
+def _postgres() -> type[PostgresStore]:
+    from tbhook.store.postgres import PostgresStore
+
+    return PostgresStore
+
+
+def _sqlite() -> type[SQLiteStore]:
+    from tbhook.store.sqlite import SQLiteStore
+
+    return SQLiteStore

@@ -1,7 +1,7 @@
 """`tbhook export`: every matching event as a row of ``EXPORT_COLUMNS``, in arrival order,
-streamed; ``canonicalPersonId`` resolved in SQL through a temporary table of the persons merges
-changed (each backend fills it its own way), ``time`` formatted as ISO-8601 UTC. The rows are
-values, not text: ``tbhook.output`` writes them, as CSV or NDJSON."""
+streamed in batches; ``canonicalPersonId`` resolved in SQL through a temporary table of the
+persons merges changed (each backend fills it its own way), ``time`` formatted as ISO-8601
+UTC. The rows are values, not text: ``tbhook.output`` writes them, as CSV or NDJSON."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from tbhook.store.sql import IdRange, q
 class Exports(Job):
     """Export rows; a backend supplies ``rows``."""
 
-    def rows(self, filters: Filters, ids: IdRange | None = None) -> Iterator[tuple]:
-        """Every matching event (within ``ids``) as a tuple of ``EXPORT_COLUMNS``."""
+    def batches(self, filters: Filters, ids: IdRange | None = None) -> Iterator[list[tuple]]:
+        """Every matching event (within ``ids``) as a tuple of ``EXPORT_COLUMNS``, in lists
+        of a few thousand (a writer then takes each list whole)."""
         raise NotImplementedError
 
     def select(self, filters: Filters, ids: IdRange | None = None) -> tuple[str, list]:

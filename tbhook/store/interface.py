@@ -6,7 +6,9 @@ its write paths, its facts), and the jobs done through it, each an object of its
 - ``store.tail``: following the log (``tail.py``);
 - ``store.exports``: every matching event as rows, for ``tbhook export`` (``exports.py``);
 - ``store.forwards``: the forward queue (``forwards.py``);
-- ``store.upkeep``: health, pruning, quarantine retries, merges (``upkeep.py``).
+- ``store.upkeep``: health, pruning, quarantine retries, merges (``upkeep.py``);
+- ``store.timelines``: the case summaries `report` reads, kept by every write
+  (``timelines.py``).
 
 A backend (``sqlite``, ``postgres``) supplies the engine's primitives and replaces a job only
 where it differs. Every error a backend's driver raises leaves the store as a ``TbhookError``
@@ -32,6 +34,7 @@ from tbhook.store.reads import Reads
 from tbhook.store.rows import Delivery, ImportRows, Stored, batch_params
 from tbhook.store.sql import Dialect, IdRange, names
 from tbhook.store.tail import Tail
+from tbhook.store.timelines import Timelines
 from tbhook.store.upkeep import Upkeep
 
 
@@ -51,6 +54,7 @@ class Store(ABC):
     tail_job: type[Tail] = Tail
     exports_job: type[Exports] = Exports
     upkeep_job: type[Upkeep] = Upkeep
+    timelines_job: type[Timelines] = Timelines
 
     @functools.cached_property
     def reads(self) -> Reads:
@@ -75,6 +79,10 @@ class Store(ABC):
     @functools.cached_property
     def upkeep(self) -> Upkeep:
         return self.upkeep_job(self)
+
+    @functools.cached_property
+    def timelines(self) -> Timelines:
+        return self.timelines_job(self)
 
     def where(self, filters: Filters, ids: IdRange | None = None) -> tuple[str, list]:
         """The filters as a WHERE clause over ``events e`` (``sql.where``)."""

@@ -5,7 +5,6 @@ import, and stats groups. No SQL."""
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -126,6 +125,8 @@ class ImportRows:
 def row_params(body: bytes, parsed: Event | Unreadable, path: str, now: str) -> tuple:
     """The insert parameters of one body: an ``events`` row, or a ``quarantine`` row (in the
     order of EVENT_COLUMNS / QUARANTINE_COLUMNS; the hash last)."""
+    import hashlib  # OpenSSL: 2 ms to load, and a reader never hashes (cached after)
+
     digest = hashlib.sha256(body).digest()
     if isinstance(parsed, Event):
         values = [parsed.values.get(column) for column in COLUMNS]

@@ -17,6 +17,9 @@ from tbhook.store.sql import q
 class Tail(Job):
     """Following the log, by id."""
 
+    def close(self) -> None:
+        """Let go of what following holds (PostgreSQL's listening session); nothing here."""
+
     def begin(self, filters: Filters, lines: int | None) -> tuple[Iterable[dict], Any]:
         """The last ``lines`` matching events in arrival order (0: all of them, streamed;
         None: none), and a cursor for ``tail_more``. With one writer at a time (SQLite), ids

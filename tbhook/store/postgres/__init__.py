@@ -24,17 +24,7 @@ from urllib.parse import urlsplit
 from tbhook.errors import NoDatabase, NotReady, StoreBusy, StoreUnavailable, TbhookError
 from tbhook.filters import utc_now
 from tbhook.store.interface import Store, not_tbhooks
-from tbhook.store.postgres.driver import (
-    CHANNEL,
-    POSTGRES,
-    Writer,
-    check_url,
-    is_url,
-    pg,
-    psycopg,
-    shown,
-    stage,
-)
+from tbhook.store.postgres.driver import CHANNEL, POSTGRES, Writer, pg, psycopg, stage
 from tbhook.store.postgres.export import PostgresExports
 from tbhook.store.postgres.merge import PostgresUpkeep
 from tbhook.store.postgres.migrations import READERS_DO_NOT_NEED, STEPS
@@ -42,8 +32,9 @@ from tbhook.store.postgres.reads import PostgresReads
 from tbhook.store.postgres.tail import PostgresTail
 from tbhook.store.rows import EVENT_COLUMNS, QUARANTINE_COLUMNS, ImportRows, Stored, outcomes
 from tbhook.store.sql import names
+from tbhook.targets import shown
 
-__all__ = ["PostgresStore", "check_url", "is_url", "shown"]
+__all__ = ["PostgresStore"]
 
 MIGRATION_LOCK = 0x7462686F6F6B  # "tbhook", for pg_advisory_xact_lock
 

@@ -15,7 +15,7 @@ FETCH = 5000  # rows per round trip
 
 
 class PostgresExports(Exports):
-    def rows(self, filters: Filters, ids: IdRange | None = None) -> Iterator[tuple]:
+    def batches(self, filters: Filters, ids: IdRange | None = None) -> Iterator[list[tuple]]:
         changed = self.store.persons.resolver().changed()
         sql, params = self.select(filters, ids)
         store = self.store
@@ -34,6 +34,6 @@ class PostgresExports(Exports):
                     copy.write_row(pair)
             conn.execute("ANALYZE canon")
             with conn.cursor(name="tbhook_export") as cursor:
-                cursor.itersize = FETCH
                 cursor.execute(pg(sql), params)
-                yield from cursor
+                while rows := cursor.fetchmany(FETCH):
+                    yield rows

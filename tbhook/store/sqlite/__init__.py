@@ -39,6 +39,7 @@ from tbhook.store.sqlite.export import SQLiteExports
 from tbhook.store.sqlite.merge import SQLiteUpkeep
 from tbhook.store.sqlite.reads import SQLiteReads
 from tbhook.store.sqlite.steps import READERS_DO_NOT_NEED, STEP_NAMES
+from tbhook.store.sqlite.timelines import SQLiteTimelines
 
 BUSY_TIMEOUT_MS = 5000
 DAY_SECONDS = 86400
@@ -80,6 +81,7 @@ class SQLiteStore(Store):
     reads_job = SQLiteReads
     exports_job = SQLiteExports
     upkeep_job = SQLiteUpkeep
+    timelines_job = SQLiteTimelines
 
     def __init__(self, conn: sqlite3.Connection, path: str):
         self.conn = conn
@@ -98,6 +100,11 @@ class SQLiteStore(Store):
     def has_counts(self) -> bool:
         """Whether the database has ``event_counts`` (a reader may open one not yet migrated)."""
         return self.has_table("event_counts")
+
+    @functools.cached_property
+    def has_timelines(self) -> bool:
+        """Whether the database keeps ``case_timelines`` (m015)."""
+        return self.has_table("case_timelines")
 
     def has_table(self, name: str) -> bool:
         with self.reading():
@@ -228,6 +235,7 @@ class SQLiteStore(Store):
                 for line in slow_steps(self.db, migrations.pending(self.db)):
                     notice(line)
             migrations.apply(self.db)
+            self._build_timelines(notice)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -235,6 +243,19 @@ class SQLiteStore(Store):
         # A statement that fires a trigger (a prune's deletes) keeps a statement journal to
         # undo itself: in memory, not in a temporary file.
         conn.execute("PRAGMA temp_store = MEMORY")
+
+    def _build_timelines(self, notice: Callable[[str], None] | None) -> None:
+        """After an upgrade (or a new meaning of the summaries), every case summarized once,
+        in the opening transaction: a minute at 10M events."""
+        if not self.has_table("case_timelines"):
+            return
+        events = self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+        if notice and events >= 1_000_000 and self.timelines.is_outdated(self.conn):
+            notice(
+                f"Summarizing the cases of {self.path} for `tbhook report`, once "
+                f"(about {events // 1_000_000 * 6} seconds)."
+            )
+        self.timelines.bring_up_to_date(self.conn)
 
     def close(self) -> None:
         self.conn.close()
@@ -320,7 +341,8 @@ class SQLiteStore(Store):
     @contextlib.contextmanager
     def writing(self) -> Iterator[sqlite3.Connection]:
         """A write transaction. Before it commits, the events it added are counted into
-        ``event_counts`` (whichever command added them: receiver, import, merge, retry)."""
+        ``event_counts`` and folded into ``case_timelines`` (whichever command added them:
+        receiver, import, merge, retry; a prune's deletes too)."""
         conn = self.conn
         with self._errors():
             conn.execute("BEGIN IMMEDIATE")
@@ -329,6 +351,8 @@ class SQLiteStore(Store):
                 yield conn
                 if self.has_counts:
                     conn.execute(batches.COUNT_NEW, [before])
+                if self.has_timelines:
+                    self.timelines.keep_up(conn, before)
             except BaseException:
                 self.rollback()
                 raise

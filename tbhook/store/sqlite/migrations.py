@@ -391,6 +391,41 @@ FROM events WHERE event = 'profileMerged'"""
     )
 
 
+@migrations()
+def m015_case_timelines(db: Database) -> None:
+    # `report`: one summary row per case (tbhook.cases.Summary), kept by every write
+    # transaction, so a report reads a row a case instead of every event (10M events: 1.2M
+    # rows). The writer that applies this step fills it (SQLiteStore._keep_timelines); until
+    # then, and for any case in case_stale (an event deleted), readers count from the events.
+    db.execute(
+        """
+CREATE TABLE case_timelines (
+    "caseId" INTEGER PRIMARY KEY,
+    "startAt" INTEGER,
+    "lastAt" INTEGER,
+    "lastId" INTEGER,
+    "firstAt" INTEGER,
+    "firstClosedAt" INTEGER,
+    "closedBy" INTEGER,
+    "openNow" INTEGER NOT NULL DEFAULT 0,
+    "sourceId" INTEGER,
+    "searchId" INTEGER,
+    path TEXT,
+    "personId" INTEGER,
+    entries TEXT NOT NULL DEFAULT ''
+)"""
+    )
+    db.execute('CREATE INDEX case_timelines_lastAt ON case_timelines ("lastAt")')
+    db.execute('CREATE TABLE case_stale ("caseId" INTEGER PRIMARY KEY)')
+    db.execute(
+        """
+CREATE TRIGGER case_stale_delete AFTER DELETE ON events
+WHEN OLD."caseId" IS NOT NULL AND OLD.event IN ('newResult', 'caseClosed') BEGIN
+    INSERT OR IGNORE INTO case_stale VALUES (OLD."caseId");
+END"""
+    )
+
+
 def _room_to_rebuild(db: Database, what: str) -> None:
     """Refuse, in words, a rebuild the disk cannot hold: the copy, the WAL that carries it
     until the commit, and the sort of each index, about twice the tables being copied. (Run

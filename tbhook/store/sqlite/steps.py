@@ -17,6 +17,7 @@ STEP_NAMES = (
     "m012_event_counts",
     "m013_event_time_index",
     "m014_dedupe_in_time_order",
+    "m015_case_timelines",
 )
 
 # Steps the read commands do not need: a reader can use a database still waiting for them (the
@@ -31,4 +32,5 @@ READERS_DO_NOT_NEED = {
     "m012_event_counts",  # only faster: stats scans the events without it
     "m013_event_time_index",  # only faster
     "m014_dedupe_in_time_order",  # the same rows and dedupe; only the writers' key changes
+    "m015_case_timelines",  # only faster: report counts from the events without it
 }

@@ -1,0 +1,419 @@
+"""`tbhook report`: the support team's numbers, per day, ISO week or month (in a zone), per
+source or per agent, from case summaries (``tbhook.cases``). Pure: the store gives the
+summaries, this counts them.
+
+Every duration goes through one function, wall-clock or business seconds (``tbhook.hours``);
+medians and 90th percentiles interpolate between the closest ranks (PostgreSQL's
+``percentile_cont``), rounded half up to whole seconds; a total's median is computed over the
+whole range, never from the periods' medians.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone, tzinfo
+from typing import Any
+
+from tbhook.cases import CLOSE, KIND_BITS, Summary, Timeline, parse_entries
+
+BY_TIME = ("day", "week", "month")
+BY = (*BY_TIME, "source", "agent")
+MAX_PERIODS = 10_000  # rows of a report by time: more is a mistake (a 1970 timestamp)
+
+FIELDS = (
+    "newCases",
+    "closedCases",
+    "openAtEnd",
+    "customerMessages",
+    "agentMessages",
+    "firstResponseMedian",
+    "firstResponseP90",
+    "replies",
+    "replyMedian",
+    "replyP90",
+    "unanswered",
+    "resolutionMedian",
+    "resolutionP90",
+    "reopenRate",
+    "oneTouchRate",
+)
+# By agent (the one who first closed each case), only what closes say has a value.
+AGENT_FIELDS = frozenset(
+    {"closedCases", "resolutionMedian", "resolutionP90", "reopenRate", "oneTouchRate"}
+)
+
+
+class TooManyPeriods(ValueError):
+    """A report by time that would print more than MAX_PERIODS rows."""
+
+
+# -- periods ---------------------------------------------------------------------------------
+
+
+def period_start(moment: int, by: str, zone: tzinfo) -> date:
+    """The local date on which ``moment``'s period (day, ISO week, month) begins."""
+    day = datetime.fromtimestamp(moment, zone).date()
+    if by == "week":
+        return day - timedelta(days=day.weekday())
+    if by == "month":
+        return day.replace(day=1)
+    return day
+
+
+def next_period(start: date, by: str) -> date:
+    if by == "day":
+        return start + timedelta(days=1)
+    if by == "week":
+        return start + timedelta(days=7)
+    return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def label(start: date, by: str) -> str:
+    if by == "week":
+        year, week, _ = start.isocalendar()
+        return f"{year}-W{week:02d}"
+    if by == "month":
+        return f"{start:%Y-%m}"
+    return start.isoformat()
+
+
+def midnight(day: date, zone: tzinfo) -> int:
+    """Unix seconds of a local date's first moment."""
+    return int(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp())
+
+
+@dataclass
+class Periods:
+    """The periods from the one holding ``first`` to the one holding ``last`` (Unix seconds):
+    their labels and their bounds, ``bounds[i] <= t < bounds[i + 1]`` for period ``i``."""
+
+    by: str
+    zone: tzinfo
+    labels: list[str] = field(default_factory=list)
+    bounds: list[int] = field(default_factory=list)
+
+    @classmethod
+    def spanning(cls, first: int, last: int, by: str, zone: tzinfo) -> Periods:
+        periods = cls(by, zone)
+        day = period_start(_in_range(first), by, zone)
+        end = period_start(_in_range(last), by, zone)
+        while True:
+            periods.labels.append(label(day, by))
+            periods.bounds.append(midnight(day, zone))
+            if len(periods.labels) > MAX_PERIODS:
+                raise TooManyPeriods(
+                    f"from {label(period_start(_in_range(first), by, zone), by)} to "
+                    f"{label(end, by)} is more than {MAX_PERIODS:,} {by}s"
+                )
+            if day >= end:
+                break
+            day = next_period(day, by)
+        periods.bounds.append(midnight(next_period(day, by), zone))
+        return periods
+
+    @property
+    def start(self) -> int:
+        return self.bounds[0]
+
+    @property
+    def end(self) -> int:
+        return self.bounds[-1]
+
+
+def period_bounds(
+    since: int | None, until: int | None, now: int, by: str, zone: tzinfo
+) -> tuple[int | None, int | None]:
+    """The range a report counts, from ``--since`` and ``--until``: from the start of the
+    period holding since to the end of the one holding until (or now, with since alone);
+    None for an end the data decides. Days bound a report by source or agent."""
+    if since is None and until is None:
+        return None, None
+    unit = by if by in BY_TIME else "day"
+    last = (until if until is not None else max(now, (since or 0) + 1)) - 1
+    end = Periods.spanning(last, last, unit, zone).end
+    if since is None:
+        return None, end
+    return Periods.spanning(since, last, unit, zone).start, end
+
+
+def _in_range(moment: int) -> int:
+    """A moment datetime can place (years 1 to 9999)."""
+    return min(max(moment, -62135596800 + 86400 * 2), 253402300799 - 86400 * 40)
+
+
+# -- statistics ------------------------------------------------------------------------------
+
+
+def percentile(values: list[int], fraction: float) -> int | None:
+    """Linear interpolation between the closest ranks (``percentile_cont``), rounded half up
+    to a whole number; None for no values. ``values`` must be sorted."""
+    if not values:
+        return None
+    position = (len(values) - 1) * fraction
+    low = math.floor(position)
+    high = min(low + 1, len(values) - 1)
+    exact = values[low] + (values[high] - values[low]) * (position - low)
+    return math.floor(exact + 0.5)
+
+
+def rate(count: int, total: int) -> float | None:
+    """A fraction 0..1 with three decimals (half up), or None of nothing."""
+    if not total:
+        return None
+    return math.floor(count * 1000 / total + 0.5) / 1000
+
+
+class Tally:
+    """What one row of the report counts, before it is a row."""
+
+    __slots__ = (
+        "agent",
+        "closed",
+        "customer",
+        "first_closed",
+        "first_responses",
+        "new",
+        "one_touch",
+        "open",
+        "reopened",
+        "replies",
+        "resolutions",
+        "unanswered",
+    )
+
+    def __init__(self) -> None:
+        self.new = self.closed = self.customer = self.agent = self.unanswered = 0
+        self.first_closed = self.reopened = self.one_touch = self.open = 0
+        self.first_responses: list[int] = []
+        self.replies: list[int] = []
+        self.resolutions: list[int] = []
+
+    def record(self, only: frozenset[str] | None = None) -> dict[str, Any]:
+        for values in (self.first_responses, self.replies, self.resolutions):
+            values.sort()
+        record = {
+            "newCases": self.new,
+            "closedCases": self.closed,
+            "openAtEnd": self.open,
+            "customerMessages": self.customer,
+            "agentMessages": self.agent,
+            "firstResponseMedian": percentile(self.first_responses, 0.5),
+            "firstResponseP90": percentile(self.first_responses, 0.9),
+            "replies": len(self.replies),
+            "replyMedian": percentile(self.replies, 0.5),
+            "replyP90": percentile(self.replies, 0.9),
+            "unanswered": self.unanswered,
+            "resolutionMedian": percentile(self.resolutions, 0.5),
+            "resolutionP90": percentile(self.resolutions, 0.9),
+            "reopenRate": rate(self.reopened, self.first_closed),
+            "oneTouchRate": rate(self.one_touch, self.first_closed),
+        }
+        if only is not None:
+            record = {key: (value if key in only else None) for key, value in record.items()}
+        return record
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """The rows (one per period, source or agent) and the totals of the whole range."""
+
+    key: str  # "period", "source" or "agent"
+    rows: list[dict[str, Any]]
+    totals: dict[str, Any]
+    start: int | None = None  # the range counted, Unix seconds
+    end: int | None = None
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return (self.key, *FIELDS)
+
+
+def report(
+    summaries: Iterable[Summary],
+    by: str = "day",
+    zone: tzinfo = timezone.utc,
+    duration: Callable[[int, int], int] | None = None,
+    since: int | None = None,
+    until: int | None = None,
+    open_before: Callable[[int], dict[Any, int]] | None = None,
+    now: int = 0,
+) -> Report:
+    """Count ``summaries`` into a report.
+
+    With ``since``/``until`` (Unix seconds; until defaults to ``now``), the periods holding
+    them and those between are counted, whole; without either, those from the first entry to
+    the last. ``open_before(t)`` says
+    how many cases not among ``summaries`` (their last entry before t) are open, per group
+    (one key, None, by time): they count in openAtEnd only.
+    """
+    duration = duration or (lambda start, end: end - start)
+    summaries = list(summaries)
+    entries_of = [parse_entries(summary.entries) for summary in summaries]
+    if since is None and until is None:  # from the first entry to the last
+        first = min((e[0] >> KIND_BITS for e in entries_of if e), default=None)
+        last = max((e[-1] >> KIND_BITS for e in entries_of if e), default=None)
+    elif since is None and until is not None:
+        first = min((e[0] >> KIND_BITS for e in entries_of if e), default=until)
+        last = until - 1
+    else:
+        first, last = since, (until if until is not None else now) - 1
+    if first is None or last is None or last < first:
+        return Report("period" if by in BY_TIME else by, [], Tally().record(), None, None)
+    if by in BY_TIME:
+        periods = Periods.spanning(first, last, by, zone)
+    else:
+        whole = Periods.spanning(first, last, "day", zone)
+        periods = Periods(by, zone, ["all"], [whole.start, whole.end])
+    start, end = periods.start, periods.end
+    bounds = periods.bounds
+    count = len(periods.labels)
+
+    def where(moment: int) -> int:
+        """The period holding a moment: 0..count-1, or -1 before, count after."""
+        if moment < start:
+            return -1
+        if moment >= end:
+            return count
+        return bisect.bisect_right(bounds, moment) - 1
+
+    groups: dict[Any, list[Tally]] = {}
+    totals = Tally()
+    changes: dict[Any, list[int]] = {}  # per group: open changes per period (+1 slot: before)
+    total_open = 0
+    closed_in_range = 0
+    for summary, entries in zip(summaries, entries_of, strict=True):
+        if not entries:
+            continue
+        if by == "source":
+            key = summary.sourceId
+        elif by == "agent":
+            key = summary.closedBy
+        else:
+            key = None
+        tallies = groups.get(key)
+        if tallies is None:
+            tallies = groups[key] = [Tally() for _ in range(count)]
+            changes[key] = [0] * (count + 1)
+        change = changes[key]
+        timeline = Timeline(entries)
+        first_message = timeline.first_message
+
+        # Messages, closes and the case's openings, by the period each falls in.
+        closed_periods = set()
+        is_open = False
+        for value in entries:
+            moment = value >> KIND_BITS
+            kind = value & 7
+            if kind == CLOSE:
+                if first_message is not None and moment >= first_message:
+                    i = where(moment)
+                    if 0 <= i < count:
+                        closed_periods.add(i)
+                if is_open:
+                    is_open = False
+                    i = where(moment)
+                    if i < count:
+                        change[i + 1] -= 1
+                continue
+            if not is_open:
+                is_open = True
+                i = where(moment)
+                if i < count:
+                    change[i + 1] += 1
+            i = where(moment)
+            if 0 <= i < count:
+                if kind in (0, 2):
+                    tallies[i].customer += 1
+                    totals.customer += 1
+                elif kind in (1, 3):
+                    tallies[i].agent += 1
+                    totals.agent += 1
+        for i in closed_periods:
+            tallies[i].closed += 1
+        if closed_periods:
+            closed_in_range += 1
+
+        if first_message is not None:
+            i = where(first_message)
+            if 0 <= i < count:
+                tallies[i].new += 1
+                totals.new += 1
+                response = timeline.first_response
+                if response is not None:
+                    seconds = duration(*response)
+                    tallies[i].first_responses.append(seconds)
+                    totals.first_responses.append(seconds)
+        for wait_start, answered in timeline.waits:
+            i = where(wait_start)
+            if 0 <= i < count:
+                if answered is None:
+                    tallies[i].unanswered += 1
+                    totals.unanswered += 1
+                else:
+                    seconds = duration(wait_start, answered)
+                    tallies[i].replies.append(seconds)
+                    totals.replies.append(seconds)
+        resolved = timeline.first_close
+        if resolved is not None and first_message is not None:
+            i = where(resolved)
+            if 0 <= i < count:
+                seconds = duration(first_message, resolved)
+                reopened = timeline.reopens > 0
+                one_touch = timeline.one_touch
+                for tally in (tallies[i], totals):
+                    tally.first_closed += 1
+                    tally.resolutions.append(seconds)
+                    tally.reopened += reopened
+                    tally.one_touch += one_touch
+
+    if open_before is not None:
+        for key, already in open_before(start).items():
+            if key not in groups:
+                groups[key] = [Tally() for _ in range(count)]
+                changes[key] = [0] * (count + 1)
+            changes[key][0] += already
+    for key, tallies in groups.items():
+        running = changes[key][0]  # open when the range begins
+        for i, tally in enumerate(tallies):
+            running += changes[key][i + 1]
+            tally.open = running
+        total_open += running
+    totals.open = total_open
+    totals.closed = closed_in_range
+    return _rows(periods, groups, totals, by, start, end)
+
+
+def _rows(
+    periods: Periods, groups: dict[Any, list[Tally]], totals: Tally, by: str, start: int, end: int
+) -> Report:
+    only = AGENT_FIELDS if by == "agent" else None
+    if by in BY_TIME:
+        tallies = groups.get(None) or [Tally() for _ in periods.labels]
+        rows = [
+            {"period": name, **tally.record()}
+            for name, tally in zip(periods.labels, tallies, strict=True)
+        ]
+        return Report("period", rows, totals.record(), start, end)
+    keys = sorted(groups, key=lambda key: (key is None, key if key is not None else 0))
+    shown = _closes if by == "agent" else _counts
+    rows = [{by: key, **groups[key][0].record(only)} for key in keys if shown(groups[key][0])]
+    return Report(by, rows, totals.record(only), start, end)
+
+
+def _counts(tally: Tally) -> bool:
+    """Whether a group has anything to show (a group of cases only open before the range does
+    when it still has open cases)."""
+    return bool(
+        tally.new or tally.closed or tally.open or tally.customer or tally.agent
+        or tally.replies or tally.unanswered or tally.first_closed
+    )  # fmt: skip
+
+
+def _closes(tally: Tally) -> bool:
+    return bool(tally.closed or tally.first_closed)
