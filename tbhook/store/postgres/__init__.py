@@ -30,6 +30,7 @@ from tbhook.store.postgres.merge import PostgresUpkeep
 from tbhook.store.postgres.migrations import READERS_DO_NOT_NEED, STEPS
 from tbhook.store.postgres.reads import PostgresReads
 from tbhook.store.postgres.tail import PostgresTail
+from tbhook.store.postgres.timelines import PostgresTimelines
 from tbhook.store.rows import EVENT_COLUMNS, QUARANTINE_COLUMNS, ImportRows, Stored, outcomes
 from tbhook.store.sql import names
 from tbhook.targets import shown
@@ -48,6 +49,7 @@ class PostgresStore(Store):
     tail_job = PostgresTail
     exports_job = PostgresExports
     upkeep_job = PostgresUpkeep
+    timelines_job = PostgresTimelines
 
     def __init__(self, url: str, readonly: bool):
         self.url = self.target = url
@@ -83,6 +85,8 @@ class PostgresStore(Store):
                         conn.execute(
                             "INSERT INTO tbhook_migrations VALUES (%s, %s)", [name, utc_now()]
                         )
+                # Under the same lock: every case summarized once after an upgrade.
+                store.timelines.bring_up_to_date(Writer(conn))
         return store
 
     @classmethod
@@ -203,7 +207,17 @@ class PostgresStore(Store):
         with self._errors():
             conn = self.connection()
             with conn.transaction():
-                yield Writer(conn)
+                writer = Writer(conn)
+                yield writer
+                if self.has_timelines:
+                    self.timelines.keep_up(writer)
+
+    @functools.cached_property
+    def has_timelines(self) -> bool:
+        """Whether the database keeps ``case_timelines`` (p006)."""
+        with self._errors("cannot read"):
+            found = self.connection().execute("SELECT to_regclass('case_timelines')").fetchone()
+        return found[0] is not None
 
     # -- writing -------------------------------------------------------------------------
 

@@ -8,7 +8,11 @@ event exactly once while several receivers commit out of id order.
 """
 
 # Steps a reader can do without (the next `tbhook serve` applies them): only faster.
-READERS_DO_NOT_NEED = {"p004_redelivery_indexes", "p005_event_time_index"}
+READERS_DO_NOT_NEED = {
+    "p004_redelivery_indexes",
+    "p005_event_time_index",
+    "p006_case_timelines",  # only faster: report counts from the events without it
+}
 
 STEPS: list[tuple[str, list[str]]] = [
     (
@@ -141,6 +145,41 @@ FROM events WHERE event = 'profileMerged'""",
             # `events --event NAME` reads the newest of that event first.
             "DROP INDEX events_event",
             'CREATE INDEX events_event_time ON events (event, "timestamp")',
+        ],
+    ),
+    (
+        "p006_case_timelines",
+        [
+            # `report`: one summary row per case, kept by every write transaction (as on
+            # SQLite, m015); the writer that applies this step fills it.
+            """
+CREATE TABLE case_timelines (
+    "caseId" BIGINT PRIMARY KEY,
+    "startAt" BIGINT,
+    "lastAt" BIGINT,
+    "lastId" BIGINT,
+    "firstAt" BIGINT,
+    "firstClosedAt" BIGINT,
+    "closedBy" BIGINT,
+    "openNow" BIGINT NOT NULL DEFAULT 0,
+    "sourceId" BIGINT,
+    "searchId" BIGINT,
+    path TEXT,
+    "personId" BIGINT,
+    entries TEXT NOT NULL DEFAULT ''
+)""",
+            'CREATE INDEX "case_timelines_lastAt" ON case_timelines ("lastAt")',
+            'CREATE TABLE case_stale ("caseId" BIGINT PRIMARY KEY)',
+            """
+CREATE FUNCTION tbhook_case_stale() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO case_stale ("caseId") VALUES (OLD."caseId") ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END $$""",
+            """
+CREATE TRIGGER case_stale_delete AFTER DELETE ON events FOR EACH ROW
+WHEN (OLD."caseId" IS NOT NULL AND OLD.event IN ('newResult', 'caseClosed'))
+EXECUTE FUNCTION tbhook_case_stale()""",
         ],
     ),
 ]
