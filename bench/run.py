@@ -87,10 +87,10 @@ def stop(proc: subprocess.Popen) -> None:
 RUNS = iter(range(1, 1000))
 
 
-def wrk(port: int, connections: int, close: bool) -> dict:
+def wrk(port: int, connections: int, close: bool, events: Path | None = None) -> dict:
     cmd = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{DURATION}s", "--latency",
            "-s", str(HERE / "post.lua"), f"http://127.0.0.1:{port}/", "--",
-           str(OUT / "events.ndjson"), str(next(RUNS))]
+           str(events or OUT / "events.ndjson"), str(next(RUNS))]
     if close:
         cmd[1:1] = ["-H", "Connection: close"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=DURATION + 60).stdout
@@ -112,8 +112,11 @@ def _latency(out: str, pct: str) -> float:
 
 
 def ingest_run(
-    kind: str, connections: int, close: bool, db: Path | None, args: tuple[str, ...] = ()
+    kind: str, connections: int, close: bool, db: Path | None, args: tuple[str, ...] = (),
+    events: Path | None = None, env: dict | None = None,
 ) -> dict:
+    """wrk against a no-op server or `tbhook serve` (of the code ``env`` puts first on
+    PYTHONPATH, by default this checkout's), posting the lines of ``events``."""
     port = free_port()
     if kind == "noop":
         cmd = [PY, str(HERE / "noop.py"), str(port)]
@@ -121,11 +124,11 @@ def ingest_run(
         raise ValueError("a tbhook ingest run needs a database")
     else:
         cmd = [*TBHOOK, "serve", "--quiet", "--port", str(port), "--db", str(db), *args]
-    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, env=env)
     try:
         wait_listening(port)
         before = count(db) if db else 0
-        result = wrk(port, connections, close)
+        result = wrk(port, connections, close, events)
     finally:
         stop(proc)
     if db:

@@ -2,12 +2,18 @@
 
 The database is built once with `tbhook generate --count N --seed S` and `tbhook import`, and
 kept in bench/out/ under a name made of the seed and the count (with what the build measured
-beside it, in a .json file), so later runs measure without rebuilding. Whatever a run adds to
-it (ingest, tail) it deletes again, so every run reads the same N events.
+beside it, in a .json file), so later runs measure without rebuilding. Its events span two
+years from 2024-12-01 (a support team's history, for `report`). Whatever a run adds to it
+(ingest, tail) it deletes again, so every run reads the same N events.
+
+With SCALE_BASELINE=REV (a git revision), the figures an issue compares with "today's" code
+are measured twice in the same run, once with REV's tbhook (extracted to bench/out/) against
+the same file: ingest at 64 connections and `cases --format csv`.
 
 Needs wrk and sqlite3 (installed with apt-get as root). Traffic goes to 127.0.0.1 only, and
 every step is bounded. Environment: SCALE_EVENTS (default 10,000,000), SCALE_SEED (default 3),
-BENCH_DURATION (wrk seconds a run, default 8).
+SCALE_BASELINE (none), SCALE_UPGRADE (set: also time summarizing every case anew, as an
+upgrade does once), BENCH_DURATION (wrk seconds a run, default 8).
 """
 
 from __future__ import annotations
@@ -28,8 +34,12 @@ from run import OUT, PY, TBHOOK, report, timed  # noqa: E402
 
 COUNT = int(os.environ.get("SCALE_EVENTS", "10000000"))
 SEED = int(os.environ.get("SCALE_SEED", "3"))
-DB = OUT / f"scale-{SEED}-{COUNT}.db"
-FACTS = OUT / f"scale-{SEED}-{COUNT}.json"
+BASELINE = os.environ.get("SCALE_BASELINE", "")
+START = "2024-12-01"
+SPAN_SECONDS = 730 * 86400  # two years of events, whatever their number
+DB = OUT / f"scale-{SEED}-{COUNT}-2y.db"
+FACTS = OUT / f"scale-{SEED}-{COUNT}-2y.json"
+LIVE = OUT / f"scale-{SEED}-{COUNT}-live.ndjson"  # what wrk posts: events after the log's end
 FLOOR_LINES = 1_000_000  # the bare-insert floor is measured on this many of the lines
 
 
@@ -46,7 +56,8 @@ def build() -> dict:
     started = time.monotonic()
     with open(source, "wb") as out:
         subprocess.run(
-            [*TBHOOK, "generate", "--count", str(COUNT), "--seed", str(SEED)],
+            [*TBHOOK, "generate", "--count", str(COUNT), "--seed", str(SEED), "--start", START,
+             "--rate", f"{COUNT / SPAN_SECONDS:.6f}/s"],
             stdout=out,
             check=True,
         )
@@ -102,7 +113,8 @@ def highest_id() -> int:
 
 
 def delete_after(last: int) -> None:
-    """Take out what a measurement added, so the next run reads the same events."""
+    """Take out what a measurement added, so the next run reads the same events (and its
+    cases' summaries: the next write brings them back to what they were)."""
     conn = sqlite3.connect(DB, isolation_level=None)
     try:
         conn.execute("PRAGMA busy_timeout = 10000")
@@ -113,6 +125,18 @@ def delete_after(last: int) -> None:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
+    _fold_stale()
+
+
+def _fold_stale() -> None:
+    """One empty write transaction with this checkout's tbhook: it recounts the cases whose
+    events a deletion took (case_stale), as every write does."""
+    code = (
+        "import sys; from tbhook.store import open_store; store = open_store(sys.argv[1])\n"
+        "with store.writing(): pass\n"
+        "store.close()"
+    )
+    subprocess.run([PY, "-c", code, str(DB)], check=True)
 
 
 def bench_import(facts: dict) -> None:
@@ -188,30 +212,145 @@ def bench_read() -> None:
     )
 
 
-def bench_ingest() -> None:
+def bench_ingest(baseline: dict | None) -> None:
     print("ingest at 64 keep-alive connections (wrk)", flush=True)
+    live = live_events()
     empty = OUT / "scale-ingest.db"
     ceiling = bench.ingest_run("noop", 64, False, None)
     report("no-op ceiling, 64 conn", bench._ingest_text(ceiling))
     for suffix in ("", "-wal", "-shm"):
         Path(f"{empty}{suffix}").unlink(missing_ok=True)
-    fresh = bench.ingest_run("tbhook", 64, False, empty)
+    fresh = bench.ingest_run("tbhook", 64, False, empty, events=live)
     report(
         "tbhook ingest, 64 conn, empty db",
         bench._ingest_text(fresh),
         f"{ceiling['rps']:.0f} req/s ceiling; 0.45x target",
         f"{fresh['rps'] / ceiling['rps']:.2f}x ceiling",
     )
-    last = highest_id()
-    try:
-        full = bench.ingest_run("tbhook", 64, False, DB)
-    finally:
-        delete_after(last)
+    # This checkout and the baseline's, each twice, alternating: the machine is shared.
+    runs: dict[str, list[dict]] = {"here": [], "baseline": []}
+    for _ in range(2 if baseline else 1):
+        for name, env in (("here", None), ("baseline", baseline)):
+            if name == "baseline" and baseline is None:
+                continue
+            last = highest_id()
+            try:
+                runs[name].append(bench.ingest_run("tbhook", 64, False, DB, events=live, env=env))
+            finally:
+                delete_after(last)
+    full = max(runs["here"], key=lambda run: run["rps"])
     report(
         f"tbhook ingest, 64 conn, {COUNT:,}-event db",
         bench._ingest_text(full),
         f"{fresh['rps']:.0f} req/s on the empty db; 0.8x target",
         f"{full['rps'] / fresh['rps']:.2f}x empty",
+    )
+    if runs["baseline"]:
+        old = max(runs["baseline"], key=lambda run: run["rps"])
+        report(
+            f"tbhook ingest, 64 conn, {COUNT:,}-event db, {BASELINE}'s tbhook",
+            bench._ingest_text(old),
+            f"this checkout {full['rps']:.0f} req/s (best of 2 each); 0.9x target",
+            f"{full['rps'] / old['rps']:.2f}x {BASELINE}",
+        )
+
+
+def live_events() -> Path:
+    """50,000 events stamped after the log's last one (its live traffic, continuing some of
+    its cases), for wrk to post."""
+    if not LIVE.exists():
+        conn = sqlite3.connect(f"file:{DB}?mode=ro", uri=True)
+        last = conn.execute("SELECT max(timestamp) FROM events").fetchone()[0]
+        conn.close()
+        start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last + 1))
+        with open(LIVE, "wb") as out:
+            subprocess.run(
+                [*TBHOOK, "generate", "--count", "50000", "--seed", "2", "--start", start],
+                stdout=out,
+                check=True,
+            )
+    return LIVE
+
+
+def baseline_env() -> dict | None:
+    """The environment that runs SCALE_BASELINE's tbhook (extracted once), or None."""
+    if not BASELINE:
+        return None
+    where = OUT / f"baseline-{BASELINE}"
+    if not (where / "tbhook").is_dir():
+        where.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(bench.HERE.parent), "archive", BASELINE, "tbhook"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+        import compileall
+
+        compileall.compile_dir(str(where / "tbhook"), quiet=1)
+    return {**os.environ, "PYTHONPATH": str(where)}
+
+
+def bench_report(baseline: dict | None) -> None:
+    print("report", flush=True)
+    db = ["--db", str(DB)]
+    conn = sqlite3.connect(f"file:{DB}?mode=ro", uri=True)
+    last = conn.execute("SELECT max(timestamp) FROM events").fetchone()[0]
+    conn.close()
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last - 30 * 86400))
+    recent, _ = timed([*TBHOOK, "report", "--by", "day", "--since", since, "-f", "csv", *db], runs=3)
+    report(
+        f"report --by day --since 30d (the log's last 30 days, from {since}) at {COUNT:,}",
+        f"{recent * 1000:.0f} ms",
+        "1000 ms target",
+        f"{recent:.2f}x target",
+    )
+    month, month_rss = timed([*TBHOOK, "report", "--by", "month", "-f", "csv", *db], runs=1)
+    cases, cases_rss = timed([*TBHOOK, "cases", "-n", "0", "-f", "csv", *db], runs=1)
+    report(
+        f"report --by month (all history) at {COUNT:,}",
+        f"{month:.1f} s, peak RSS {month_rss / 1024:.0f} MiB",
+        f"cases -n 0 -f csv {cases:.1f} s, {cases_rss / 1024:.0f} MiB; 0.5x target",
+        f"{month / cases:.2f}x cases",
+    )
+    if baseline:
+        old, _ = timed([*TBHOOK, "cases", "-n", "0", "-f", "csv", *db], runs=1, env=baseline)
+        report(
+            f"report --by month (all history) at {COUNT:,}, against {BASELINE}'s cases",
+            f"{month:.1f} s",
+            f"{BASELINE}'s cases -n 0 -f csv {old:.1f} s; 0.5x target",
+            f"{month / old:.2f}x {BASELINE}'s cases",
+        )
+    business = [
+        "--by", "week", "--hours", "mon-fri 09:00-17:30", "--tz", "Europe/Amsterdam",
+        "--holidays", "NL",
+    ]  # fmt: skip
+    hours, _ = timed([*TBHOOK, "report", *business, "-f", "csv", *db], runs=1)
+    report(
+        f"report --by week in business hours (Europe/Amsterdam, NL holidays) at {COUNT:,}",
+        f"{hours:.1f} s",
+        f"report --by month {month:.1f} s",
+        f"{hours / month:.2f}x",
+    )
+
+
+def bench_summaries() -> None:
+    """What an upgrade costs once: every case summarized from its events, as the first
+    writer of this version does (here forced by forgetting that they are current)."""
+    conn = sqlite3.connect(DB, isolation_level=None)
+    conn.execute("DELETE FROM tbhook_meta WHERE key = 'timelinesVersion'")
+    conn.close()
+    started = time.monotonic()
+    subprocess.run(
+        [PY, "-c", f"from tbhook.store import open_store; open_store({str(DB)!r}).close()"],
+        check=True,
+    )
+    took = time.monotonic() - started
+    report(
+        f"every case summarized anew (an upgrade's one-off) at {COUNT:,}",
+        f"{took:.0f} s",
+        f"import {json.loads(FACTS.read_text())['importSeconds']:.0f} s",
+        f"{took / json.loads(FACTS.read_text())['importSeconds']:.2f}x import",
     )
 
 
@@ -242,10 +381,14 @@ def main() -> None:
     # A receiver opening the database migrates it first (once, after an upgrade).
     subprocess.run([PY, "-c", f"from tbhook.store import open_store; open_store({str(DB)!r}).close()"],
                    check=True)
+    baseline = baseline_env()
     bench_import(facts)
     bench_read()
+    bench_report(baseline)
     bench_tail()
-    bench_ingest()
+    bench_ingest(baseline)
+    if os.environ.get("SCALE_UPGRADE"):
+        bench_summaries()
     bench.table()
     print(f"\nmake bench-scale took {time.monotonic() - started:.0f} s")
 

@@ -3,7 +3,8 @@ kept of it as events arrive. Pure, no I/O: `cases`, `case`, `report` and the sto
 ``case_timelines`` all count with the functions here, so every number means one thing.
 
 One case is the ``newResult`` and ``caseClosed`` events with its caseId, in (timestamp, id)
-order. Each becomes an *entry*, one integer: ``timestamp * 8 + kind``.
+order. Each becomes an *entry*, one integer: ``timestamp * 8 + kind``; a case's entries are
+kept as 64-bit little-endian integers, one after the other (a million read in milliseconds).
 
 - A customer message (own 0) opens a wait when none is open; the next agent message (own 1)
   answers it. System messages (typeId 6) are messages everywhere else but never open or answer
@@ -15,6 +16,9 @@ order. Each becomes an *entry*, one integer: ``timestamp * 8 + kind``.
 
 from __future__ import annotations
 
+import struct
+import sys
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
@@ -90,6 +94,20 @@ def kind_of(event: str, own: int | None, type_id: int | None) -> int | None:
 
 def entry(timestamp: int, kind: int) -> int:
     return (min(max(timestamp, -ENTRY_LIMIT), ENTRY_LIMIT) << KIND_BITS) | kind
+
+
+_PACK = struct.Struct("<q").pack
+
+
+_BIG_ENDIAN = sys.byteorder == "big"
+
+
+def parse_entries(packed: bytes) -> array:
+    """A case's entries from how they are kept."""
+    values = array("q", packed if type(packed) is bytes else bytes(packed))
+    if _BIG_ENDIAN:
+        values.byteswap()
+    return values
 
 
 class Timeline:
@@ -200,11 +218,15 @@ SUMMARY_COLUMNS = (
 )
 
 
+# What a report needs of a case's summary, in this order (``Timelines.read``).
+BRIEF_COLUMNS = ("caseId", "sourceId", "closedBy", "entries")
+
+
 @dataclass
 class Summary:
     """A case's summary row, folded one event at a time in (timestamp, id) order: from
     nothing (a recomputation) or from the stored row (events that arrive in order, the usual
-    case). ``entries`` is the comma-separated entries, appended to as text."""
+    case). ``entries`` is the packed entries (``parse_entries``), appended to."""
 
     caseId: int
     startAt: int | None = None
@@ -218,7 +240,7 @@ class Summary:
     searchId: int | None = None
     path: str | None = None
     personId: int | None = None
-    entries: str = ""
+    entries: bytes = b""
 
     @classmethod
     def of(cls, row: Sequence[Any]) -> Summary:
@@ -241,6 +263,10 @@ class Summary:
             self.entries,
         )
 
+    def brief(self) -> tuple:
+        """The row of BRIEF_COLUMNS."""
+        return self.caseId, self.sourceId, self.closedBy, self.entries
+
     def follows(self, timestamp: int, event_id: int) -> bool:
         """Whether an event comes after everything folded so far (it can be appended)."""
         if self.lastAt is None or self.lastId is None:
@@ -255,7 +281,7 @@ class Summary:
             return
         value = entry(timestamp, kind)
         moment = value >> KIND_BITS
-        self.entries = f"{self.entries},{value}" if self.entries else str(value)
+        self.entries += _PACK(value)
         if self.startAt is None:  # the case's attributes, until its first message has them
             self.startAt, self.personId, self.searchId, self.path = moment, person, search, path
         self.lastAt, self.lastId = timestamp, event_id
@@ -278,10 +304,6 @@ def summaries(rows: Iterable[Sequence[Any]]) -> Iterator[Summary]:
             summary.add(row)
         if summary.entries:
             yield summary
-
-
-def parse_entries(text: str) -> list[int]:
-    return [int(value) for value in text.split(",")] if text else []
 
 
 # -- `cases` and `case`: one record per case ------------------------------------------------

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
-from tbhook.cases import CLOSE, KIND_BITS, Summary, Timeline, parse_entries
+from tbhook.cases import CLOSE, KIND_BITS, Timeline, parse_entries
 
 BY_TIME = ("day", "week", "month")
 BY = (*BY_TIME, "source", "agent")
+_NEVER = 2**63  # after every moment
 MAX_PERIODS = 10_000  # rows of a report by time: more is a mistake (a 1970 timestamp)
 
 FIELDS = (
@@ -235,7 +236,7 @@ class Report:
 
 
 def report(
-    summaries: Iterable[Summary],
+    cases: Iterable[Sequence[Any]],
     by: str = "day",
     zone: tzinfo = timezone.utc,
     duration: Callable[[int, int], int] | None = None,
@@ -243,24 +244,22 @@ def report(
     until: int | None = None,
     open_before: Callable[[int], dict[Any, int]] | None = None,
     now: int = 0,
+    span: tuple[int, int] | None = None,
 ) -> Report:
-    """Count ``summaries`` into a report.
+    """Count ``cases`` (rows of BRIEF_COLUMNS: caseId, sourceId, closedBy, entries; streamed,
+    one case in memory at a time) into a report.
 
     With ``since``/``until`` (Unix seconds; until defaults to ``now``), the periods holding
     them and those between are counted, whole; without either, those from the first entry to
-    the last. ``open_before(t)`` says
-    how many cases not among ``summaries`` (their last entry before t) are open, per group
-    (one key, None, by time): they count in openAtEnd only.
+    the last (``span``: the first and last moments of the cases, None when there are none).
+    ``open_before(t)`` says how many cases not among ``cases`` (their last entry before t)
+    are open, per group (one key, None, by time): they count in openAtEnd only.
     """
     duration = duration or (lambda start, end: end - start)
-    summaries = list(summaries)
-    entries_of = [parse_entries(summary.entries) for summary in summaries]
     if since is None and until is None:  # from the first entry to the last
-        first = min((e[0] >> KIND_BITS for e in entries_of if e), default=None)
-        last = max((e[-1] >> KIND_BITS for e in entries_of if e), default=None)
+        first, last = span if span is not None else (None, None)
     elif since is None and until is not None:
-        first = min((e[0] >> KIND_BITS for e in entries_of if e), default=until)
-        last = until - 1
+        first, last = (span[0] if span is not None else until), until - 1
     else:
         first, last = since, (until if until is not None else now) - 1
     if first is None or last is None or last < first:
@@ -273,6 +272,7 @@ def report(
     start, end = periods.start, periods.end
     bounds = periods.bounds
     count = len(periods.labels)
+    right = bisect.bisect_right
 
     def where(moment: int) -> int:
         """The period holding a moment: 0..count-1, or -1 before, count after."""
@@ -280,75 +280,74 @@ def report(
             return -1
         if moment >= end:
             return count
-        return bisect.bisect_right(bounds, moment) - 1
+        return right(bounds, moment) - 1
 
     groups: dict[Any, list[Tally]] = {}
     totals = Tally()
     changes: dict[Any, list[int]] = {}  # per group: open changes per period (+1 slot: before)
-    total_open = 0
-    closed_in_range = 0
-    for summary, entries in zip(summaries, entries_of, strict=True):
-        if not entries:
+    for _case, source, closer, packed in cases:
+        if not packed:
             continue
-        if by == "source":
-            key = summary.sourceId
-        elif by == "agent":
-            key = summary.closedBy
-        else:
-            key = None
+        entries = parse_entries(packed)
+        key = source if by == "source" else closer if by == "agent" else None
         tallies = groups.get(key)
         if tallies is None:
             tallies = groups[key] = [Tally() for _ in range(count)]
             changes[key] = [0] * (count + 1)
         change = changes[key]
-        timeline = Timeline(entries)
-        first_message = timeline.first_message
 
-        # Messages, closes and the case's openings, by the period each falls in.
-        closed_periods = set()
-        is_open = False
+        # One pass over the entries: messages, closes and the case's openings, by the period
+        # each falls in; the period index moves forward with them (they are in time order).
+        i = where(entries[0] >> KIND_BITS)
+        high = bounds[i + 1] if 0 <= i < count else (start if i < 0 else _NEVER)
+        closed_at = -1  # the last period a close (after a message) fell in
+        is_open = seen_message = False
         for value in entries:
             moment = value >> KIND_BITS
+            if moment >= high:
+                i = where(moment)
+                high = bounds[i + 1] if i < count else _NEVER
             kind = value & 7
             if kind == CLOSE:
-                if first_message is not None and moment >= first_message:
-                    i = where(moment)
-                    if 0 <= i < count:
-                        closed_periods.add(i)
+                if seen_message and i != closed_at and 0 <= i < count:
+                    tallies[i].closed += 1
+                    if closed_at < 0:
+                        totals.closed += 1  # once a case, however often it closed
+                    closed_at = i
                 if is_open:
                     is_open = False
-                    i = where(moment)
                     if i < count:
                         change[i + 1] -= 1
                 continue
+            seen_message = True
             if not is_open:
                 is_open = True
-                i = where(moment)
                 if i < count:
                     change[i + 1] += 1
-            i = where(moment)
             if 0 <= i < count:
-                if kind in (0, 2):
+                if kind == 0 or kind == 2:  # customers' messages, their system messages too
                     tallies[i].customer += 1
                     totals.customer += 1
-                elif kind in (1, 3):
+                elif kind == 1 or kind == 3:  # agents'
                     tallies[i].agent += 1
                     totals.agent += 1
-        for i in closed_periods:
-            tallies[i].closed += 1
-        if closed_periods:
-            closed_in_range += 1
 
-        if first_message is not None:
-            i = where(first_message)
-            if 0 <= i < count:
-                tallies[i].new += 1
-                totals.new += 1
-                response = timeline.first_response
-                if response is not None:
-                    seconds = duration(*response)
-                    tallies[i].first_responses.append(seconds)
-                    totals.first_responses.append(seconds)
+        # Then what the timeline says: the first response (in the period of the first
+        # message), each wait (in the period it began), the resolution, reopens and one
+        # touch (in the period of the first close).
+        timeline = Timeline(entries)
+        first_message = timeline.first_message
+        if first_message is None:
+            continue
+        i = where(first_message)
+        if 0 <= i < count:
+            tallies[i].new += 1
+            totals.new += 1
+            response = timeline.first_response
+            if response is not None:
+                seconds = duration(*response)
+                tallies[i].first_responses.append(seconds)
+                totals.first_responses.append(seconds)
         for wait_start, answered in timeline.waits:
             i = where(wait_start)
             if 0 <= i < count:
@@ -360,7 +359,7 @@ def report(
                     tallies[i].replies.append(seconds)
                     totals.replies.append(seconds)
         resolved = timeline.first_close
-        if resolved is not None and first_message is not None:
+        if resolved is not None:
             i = where(resolved)
             if 0 <= i < count:
                 seconds = duration(first_message, resolved)
@@ -383,9 +382,7 @@ def report(
         for i, tally in enumerate(tallies):
             running += changes[key][i + 1]
             tally.open = running
-        total_open += running
-    totals.open = total_open
-    totals.closed = closed_in_range
+        totals.open += running
     return _rows(periods, groups, totals, by, start, end)
 
 

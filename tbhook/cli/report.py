@@ -94,6 +94,7 @@ def report(
                 until=end,
                 open_before=lambda _start: store.timelines.open_before(selection, by_name),
                 now=now,
+                span=store.timelines.span(selection) if start is None else None,
             )
         except TooManyPeriods as exc:
             raise _too_many(exc) from None

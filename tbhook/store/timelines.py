@@ -18,7 +18,14 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
-from tbhook.cases import CASE_COLUMNS, SUMMARY_COLUMNS, Summary, summaries
+from tbhook.cases import (
+    BRIEF_COLUMNS,
+    CASE_COLUMNS,
+    ENTRY_LIMIT,
+    SUMMARY_COLUMNS,
+    Summary,
+    summaries,
+)
 from tbhook.filters import Filters
 from tbhook.store.job import Job
 from tbhook.store.sql import names, q
@@ -204,23 +211,26 @@ class Timelines(Job):
         """Cases whose stored row a write has not brought up to date: recomputed when read."""
         return {row[0] for row in self.query('SELECT "caseId" FROM case_stale')}
 
-    def read(self, selection: Selection) -> Iterator[Summary]:
-        """The summaries of the selected cases: the stored rows, with any case a write has
-        not folded yet recomputed from its events; from the events alone when the database
-        does not keep them."""
+    def read(self, selection: Selection) -> Iterator[tuple]:
+        """The selected cases, as rows of BRIEF_COLUMNS: the stored rows, with any case a
+        write has not folded yet recomputed from its events; from the events alone when the
+        database does not keep them."""
         keep = self.predicate(selection.filters)
         if not self.available():
-            yield from self._recomputed(selection, keep, None)
+            yield from (s.brief() for s in self._recomputed(selection, keep, None))
             return
         pending = self.pending()
         where, params = self._where(selection)
-        for row in self.query(
-            f"SELECT {names(SUMMARY_COLUMNS)} FROM case_timelines t WHERE {where}", params
-        ):
-            if row[0] not in pending:
-                yield Summary.of(row)
+        rows = self.query(
+            f"SELECT {', '.join(f't.{q(c)}' for c in BRIEF_COLUMNS)} "
+            f"FROM case_timelines t WHERE {where}",
+            params,
+        )
         if pending:
-            yield from self._recomputed(selection, keep, sorted(pending))
+            rows = (row for row in rows if row[0] not in pending)
+        yield from rows
+        if pending:
+            yield from (s.brief() for s in self._recomputed(selection, keep, sorted(pending)))
 
     def _recomputed(
         self, selection: Selection, keep: Callable[[Summary], bool], ids: list[int] | None
@@ -236,6 +246,27 @@ class Timelines(Job):
         for summary in summaries(rows):
             if keep(summary) and _in_window(summary, selection):
                 yield summary
+
+    def span(self, selection: Selection) -> tuple[int, int] | None:
+        """The first and the last moment of the selected cases (None when there are none):
+        where a report with no --since or --until begins and ends."""
+        if not self.available() or self.pending():
+            moments = [
+                (s.startAt, min(max(s.lastAt, -ENTRY_LIMIT), ENTRY_LIMIT))
+                for s in self._recomputed(selection, self.predicate(selection.filters), None)
+                if s.startAt is not None and s.lastAt is not None
+            ]
+            if not moments:
+                return None
+            return min(m[0] for m in moments), max(m[1] for m in moments)
+        where, params = self._where(selection)
+        first, last = self.one(
+            f'SELECT min(t."startAt"), max(t."lastAt") FROM case_timelines t WHERE {where}',
+            params,
+        )
+        if first is None or last is None:
+            return None
+        return first, min(max(last, -ENTRY_LIMIT), ENTRY_LIMIT)
 
     def open_before(self, selection: Selection, by: str) -> dict[Any, int]:
         """How many selected cases whose last entry is before ``selection.start`` are open

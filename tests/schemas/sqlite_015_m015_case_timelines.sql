@@ -116,9 +116,10 @@ CREATE TABLE case_timelines (
     "searchId" INTEGER,
     path TEXT,
     "personId" INTEGER,
-    entries TEXT NOT NULL DEFAULT ''
+    entries BLOB NOT NULL DEFAULT x''
 );
 CREATE INDEX case_timelines_lastAt ON case_timelines ("lastAt");
+CREATE INDEX case_timelines_open ON case_timelines ("lastAt") WHERE "openNow" = 1;
 CREATE TABLE case_stale ("caseId" INTEGER PRIMARY KEY);
 CREATE TRIGGER case_stale_delete AFTER DELETE ON events
 WHEN OLD."caseId" IS NOT NULL AND OLD.event IN ('newResult', 'caseClosed') BEGIN

@@ -166,9 +166,10 @@ CREATE TABLE case_timelines (
     "searchId" BIGINT,
     path TEXT,
     "personId" BIGINT,
-    entries TEXT NOT NULL DEFAULT ''
+    entries BYTEA NOT NULL DEFAULT ''::bytea
 )""",
             'CREATE INDEX "case_timelines_lastAt" ON case_timelines ("lastAt")',
+            'CREATE INDEX case_timelines_open ON case_timelines ("lastAt") WHERE "openNow" = 1',
             'CREATE TABLE case_stale ("caseId" BIGINT PRIMARY KEY)',
             """
 CREATE FUNCTION tbhook_case_stale() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -395,7 +395,7 @@ FROM events WHERE event = 'profileMerged'"""
 def m015_case_timelines(db: Database) -> None:
     # `report`: one summary row per case (tbhook.cases.Summary), kept by every write
     # transaction, so a report reads a row a case instead of every event (10M events: 1.2M
-    # rows). The writer that applies this step fills it (SQLiteStore._keep_timelines); until
+    # rows). The writer that applies this step fills it (SQLiteStore._build_timelines); until
     # then, and for any case in case_stale (an event deleted), readers count from the events.
     db.execute(
         """
@@ -412,10 +412,12 @@ CREATE TABLE case_timelines (
     "searchId" INTEGER,
     path TEXT,
     "personId" INTEGER,
-    entries TEXT NOT NULL DEFAULT ''
+    entries BLOB NOT NULL DEFAULT x''
 )"""
     )
     db.execute('CREATE INDEX case_timelines_lastAt ON case_timelines ("lastAt")')
+    # The backlog before a report's range: the cases open now, by their last entry.
+    db.execute('CREATE INDEX case_timelines_open ON case_timelines ("lastAt") WHERE "openNow" = 1')
     db.execute('CREATE TABLE case_stale ("caseId" INTEGER PRIMARY KEY)')
     db.execute(
         """
