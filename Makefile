@@ -44,7 +44,7 @@ docs: $(STAMP)
 
 # Run every example in the docs again and write its output in (make test checks they agree).
 docs-update: $(STAMP)
-	cd docs && ../$(BIN)/cog -r -I . *.md
+	cd docs && ../$(BIN)/cog -r -I . *.md ../README.md
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -6,6 +6,7 @@ The sample log: case 500 (a customer message, an agent reply, another customer m
 close), then person 10 merged into the registered profile 20, then case 501; a body that
 could not be read, another that an older tbhook refused and this one can read, and
 Tracebuzz's empty test of the URL. Receive times are fixed, so the output never changes.
+The report examples run on a second log, three weeks of generated traffic (``REPORTS``).
 """
 
 from __future__ import annotations
@@ -97,17 +98,44 @@ def _sample(directory: Path) -> Path:
     return db
 
 
+def _support_log(directory: Path) -> Path:
+    """Three weeks of a support team's traffic for the report examples: `tbhook generate`
+    with seed 7 from Monday 29 April 2024, about an event a minute and a half by day, imported
+    as `tbhook import` would."""
+    import io
+
+    from tbhook.generate import Generator
+    from tbhook.importer import import_stream
+
+    db = directory / "support.db"
+    lines = []
+    for line in Generator(seed=7, start=1_714_370_400, rate=0.0115).lines(20_000):
+        event = json.loads(line)
+        # Each day's traffic squeezed into 07:00-16:00 UTC (09:00-18:00 in Amsterdam in
+        # May), in the same order: people write by day, and some wait over a night.
+        at = event["timestamp"]
+        day = at - at % 86_400
+        event["timestamp"] = day + 7 * 3600 + (at - day) * 3 // 8
+        lines.append(json.dumps(event))
+    store = SQLiteStore.open(db)
+    import_stream(store, io.BytesIO("\n".join(lines).encode()), "support")
+    store.close()
+    return db
+
+
 _here = Path(tempfile.mkdtemp(prefix="tbhook-docs-"))
 atexit.register(shutil.rmtree, _here, True)
 DB = _sample(_here)
+REPORTS = _support_log(_here)
 
 
-def cli(line: str, columns: int = WIDTH) -> None:
+def cli(line: str, columns: int = WIDTH, db: Path = DB) -> None:
     """Write ``$ line`` and what it prints (stdout, then stderr), as a terminal of
-    ``columns`` would show it, into the document."""
+    ``columns`` would show it, into the document (run on ``db``: the sample log, or
+    ``REPORTS``)."""
     args = shlex.split(line)
     assert args[0] == "tbhook", line
-    runner = CliRunner(env={"COLUMNS": str(columns), "TBHOOK_DB": str(DB), "NO_COLOR": "1"})
+    runner = CliRunner(env={"COLUMNS": str(columns), "TBHOOK_DB": str(db), "NO_COLOR": "1"})
     cwd = os.getcwd()
     os.chdir(_here)
     try:
@@ -119,11 +147,11 @@ def cli(line: str, columns: int = WIDTH) -> None:
     cog.out("\n")
 
 
-def console(*lines: str, columns: int = WIDTH) -> None:
+def console(*lines: str, columns: int = WIDTH, db: Path = DB) -> None:
     """A ```console block of ``lines``, each run."""
     cog.out("```console\n")
     for line in lines:
-        cli(line, columns)
+        cli(line, columns, db)
     cog.out("```\n")
 
 

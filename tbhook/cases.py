@@ -277,7 +277,7 @@ class Summary:
         """Fold one event, a row of CASE_COLUMNS."""
         _case, event, timestamp, event_id, person, own, type_id, source, agent, search, path = row
         kind = kind_of(event, own, type_id)
-        if kind is None:
+        if kind is None or timestamp is None:  # no place in time (only a hand-made row)
             return
         value = entry(timestamp, kind)
         moment = value >> KIND_BITS

@@ -129,7 +129,7 @@ def iso_time(timestamp: int | None) -> str | None:
         moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
     except (OverflowError, OSError, ValueError):
         return None
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.isoformat()[:19] + "Z"  # 2022-09-22T07:30:26+00:00: strftime takes 2x
 
 
 def utc_now() -> str:

@@ -181,7 +181,9 @@ def test_both_backends_keep_the_same_case_summaries(both):
         store = open_reader(db)
         try:
             columns = ", ".join(f'"{c}"' for c in SUMMARY_COLUMNS)
-            rows.append(list(store.query(f'SELECT {columns} FROM case_timelines ORDER BY "caseId"')))
+            rows.append(
+                list(store.query(f'SELECT {columns} FROM case_timelines ORDER BY "caseId"'))
+            )
         finally:
             store.close()
     assert len(rows[0]) > 100

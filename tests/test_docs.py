@@ -62,6 +62,7 @@ def test_the_generated_parts_of_the_docs_are_current():
             "-I",
             ".",
             *sorted(p.name for p in DOCS.glob("*.md")),
+            "../README.md",
         ],
         cwd=DOCS,
         capture_output=True,
@@ -77,6 +78,14 @@ def test_the_generated_parts_of_the_docs_are_current():
 
 def test_the_readme_links_into_the_docs():
     readme = (ROOT / "README.md").read_text()
-    for page in ("receiving", "reading", "developing", "operating", "postgresql", "cli-reference"):
+    for page in (
+        "receiving",
+        "reading",
+        "reporting",
+        "developing",
+        "operating",
+        "postgresql",
+        "cli-reference",
+    ):
         assert f"(docs/{page}.md)" in readme
         assert (DOCS / f"{page}.md").exists()

@@ -4,9 +4,11 @@ option, errors and the way a store is opened for reading."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import inspect
 import sys
+import typing
 from collections.abc import Callable, Iterator
 from datetime import timezone, tzinfo
 from enum import Enum
@@ -228,12 +230,28 @@ def filter_options(command: Command) -> Command:
     """Give ``command`` the filter options in place of its ``filters: Filters`` parameter
     (in the manner of sqlite-utils' ``output_options``): typer sees the options, the command
     gets one ``Filters``."""
+    return _with_filters(command, ())
+
+
+def case_filter_options(command: Command) -> Command:
+    """``filter_options`` for a command that counts whole cases: --event and --sender, which
+    would leave out some of a case's events, are not in its help (given, the command refuses
+    them in words)."""
+    return _with_filters(command, ("events", "sender"))
+
+
+def _with_filters(command: Command, hidden: tuple[str, ...]) -> Command:
     signature = inspect.signature(command, eval_str=True)
     parameters = []
     for parameter in signature.parameters.values():
         if parameter.name == "filters":
             parameters += [
-                inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=a)
+                inspect.Parameter(
+                    name,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=None,
+                    annotation=_hidden(a) if name in hidden else a,
+                )
                 for name, a in FILTER_OPTIONS.items()
             ]
         else:
@@ -248,6 +266,14 @@ def filter_options(command: Command) -> Command:
     with_filters.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     with_filters.__annotations__ = {p.name: p.annotation for p in parameters}
     return with_filters  # type: ignore[return-value]
+
+
+def _hidden(annotation: Any) -> Any:
+    """An option's annotation with the option left out of --help."""
+    kind, info = typing.get_args(annotation)
+    info = copy.copy(info)
+    info.hidden = True
+    return Annotated[kind, info]
 
 
 def make_filters(given: dict[str, Any], zone: tzinfo | None = None) -> Filters:

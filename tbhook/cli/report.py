@@ -17,8 +17,8 @@ from tbhook.cli.options import (
     HoursOption,
     LocalOption,
     business_clock,
+    case_filter_options,
     display_zone,
-    filter_options,
     reading,
 )
 from tbhook.filters import Filters, iso_time
@@ -33,7 +33,7 @@ class By(str, Enum):
     agent = "agent"
 
 
-@filter_options
+@case_filter_options
 def report(
     by: Annotated[
         By,

@@ -100,8 +100,11 @@ def write_csv(answer: Answer, out: IO[str]) -> int:
     writer = csv.writer(out, lineterminator=CSV_LINE_END)
     writer.writerow(answer.fields)
     count = 0
+    fields = answer.fields
     for record in answer.records:
-        writer.writerow([csv_value(record.get(name)) for name in answer.fields])
+        # Numbers and nothing pass as they are; only text (and true/false) needs csv_value.
+        values = [record.get(name) for name in fields]
+        writer.writerow([v if type(v) is int or v is None else csv_value(v) for v in values])
         count += 1
     return count
 
