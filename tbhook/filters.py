@@ -27,6 +27,7 @@ class Filters:
     since: int | None = None
     until: int | None = None
     path: str | None = None  # the URL path a receiver was posted to (one per Tracebuzz profile)
+    text: str | None = None  # found in the raw body, byte for byte (UTF-8)
 
 
 def parse_when(

@@ -1,4 +1,4 @@
-"""Running it for months: doctor and backup."""
+"""Running it for months: doctor, backup, prune and merge."""
 
 from __future__ import annotations
 

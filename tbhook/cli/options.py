@@ -211,6 +211,15 @@ FILTER_OPTIONS: dict[str, Any] = {
             callback=_checked(functools.partial(parse_when, until=True)),
         ),
     ],
+    "text": Annotated[
+        Optional[str],
+        typer.Option(
+            "--text",
+            metavar="TEXT",
+            help="Only events whose raw body contains TEXT (as it was sent: a JSON body "
+            'holds "Müller" as the customer typed it, or escaped as \\u00fc).',
+        ),
+    ],
     "path": Annotated[
         Optional[str],
         typer.Option(
@@ -234,10 +243,10 @@ def filter_options(command: Command) -> Command:
 
 
 def case_filter_options(command: Command) -> Command:
-    """``filter_options`` for a command that counts whole cases: --event and --sender, which
-    would leave out some of a case's events, are not in its help (given, the command refuses
-    them in words)."""
-    return _with_filters(command, ("events", "sender"))
+    """``filter_options`` for a command that counts whole cases: --event, --sender and
+    --text, which would leave out some of a case's events, are not in its help (given, the
+    command refuses them in words)."""
+    return _with_filters(command, ("events", "sender", "text"))
 
 
 def _with_filters(command: Command, hidden: tuple[str, ...]) -> Command:
@@ -570,6 +579,8 @@ def _nothing_for(name: str, value: Any) -> str:
         return f"no event names person {value} or anyone merged with them"
     if name == "path":
         return f"no event was posted to {clean(value)}"
+    if name == "text":
+        return f'no raw body contains "{clean(value)}" (byte for byte, as it was sent)'
     option = {"case": "caseId", "search_id": "searchId", "source": "sourceId"}[name]
     return f"no event has {option} {value}"
 

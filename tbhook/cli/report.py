@@ -68,7 +68,11 @@ def report(
     from tbhook.report import report as count
     from tbhook.store.timelines import Selection
 
-    for name, given in (("--event", filters.events), ("--sender", filters.sender)):
+    for name, given in (
+        ("--event", filters.events),
+        ("--sender", filters.sender),
+        ("--text", filters.text),
+    ):
         if given:
             raise typer.BadParameter(
                 "a report counts whole cases; it cannot leave out some of their events",

@@ -44,6 +44,7 @@ class Dialect:
     indexed_by: bool  # SQLite's INDEXED BY hints
     least: str  # the smaller of two values: min (SQLite), LEAST (PostgreSQL)
     greatest: str
+    contains: str  # {0}: a blob column; true when it holds the bytes of the parameter
     # What makes an event a duplicate, as its unique index spells it: the body's hash, on
     # SQLite behind the timestamp (the same body has the same timestamp; new keys then land
     # in the newest pages, m014).
@@ -92,7 +93,7 @@ CLAUSES = {
     "until": '{t}"timestamp" < ?',  # until is exclusive
     "path": "{t}path = ?",
 }
-COMPILED = frozenset({"events", "person", *CLAUSES})
+COMPILED = frozenset({"events", "person", "text", *CLAUSES})
 
 
 def where(
@@ -121,6 +122,9 @@ def where(
         if value is not None:
             clauses.append(clause.format(t=t))
             params.append(value)
+    if filters.text is not None:  # inside the raw bodies: a scan, stopped by the limit
+        clauses.append(dialect.contains.format(f"{t}body"))
+        params.append(filters.text.encode())
     if ids is not None:
         clauses.append(f"{t}id BETWEEN ? AND ?")
         params.extend(ids)

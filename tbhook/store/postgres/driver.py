@@ -16,6 +16,7 @@ POSTGRES = Dialect(
     name="postgresql",
     char="chr",
     empty_blob="''::bytea",
+    contains="position(?::bytea IN {0}) > 0",
     iso_time_format=(
         "to_char(to_timestamp({0}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
     ),

@@ -6,6 +6,7 @@ SQLITE = Dialect(
     name="sqlite",
     char="char",
     empty_blob="X''",
+    contains="instr({0}, ?) > 0",
     iso_time_format="strftime('%Y-%m-%dT%H:%M:%SZ', {0}, 'unixepoch')",
     epoch_of_iso="((julianday({0}) - 2440587.5) * 86400)",
     indexed_by=True,
