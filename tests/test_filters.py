@@ -110,3 +110,32 @@ def test_the_one_compiler_refuses_a_filter_it_has_no_sql_for():
         where(Wider(mood="happy"), SQLITE, lambda person: [person])
     clause, params = where(Wider(case=5), SQLITE, lambda person: [person])
     assert clause == 'TRUE AND e."caseId" = ?' and params == [5]
+
+
+def test_text_finds_bytes_inside_raw_bodies_on_both_backends(tmp_path, pg_url):
+    """--text matches the raw body byte for byte (the same on SQLite and PostgreSQL), and an
+    empty answer says why."""
+    from typer.testing import CliRunner
+
+    from tbhook.cli import app
+    from tbhook.events import parse
+    from tbhook.store import Delivery, open_store
+
+    runner = CliRunner()
+    bodies = [
+        b'{"event": "note", "caseId": 1, "timestamp": 1700000000, "text": "M\\u00fcller"}',
+        '{"event": "note", "caseId": 2, "timestamp": 1700000001, "text": "Müller"}'.encode(),
+        b'{"event": "note", "caseId": 3, "timestamp": 1700000002, "text": "50% off"}',
+    ]
+    for target in (str(tmp_path / "text.db"), pg_url):
+        store = open_store(target)
+        store.append([Delivery(body, parse(body)) for body in bodies])
+        store.close()
+        found = {}
+        for text in ("Müller", "\\u00fc", "50%", "_", "nobody"):
+            result = runner.invoke(app, ["events", "--text", text, "-f", "json", "--db", target])
+            assert result.exit_code == 0, result.output
+            found[text] = sorted(e["caseId"] for e in json.loads(result.stdout))
+        assert found == {"Müller": [2], "\\u00fc": [1], "50%": [3], "_": [], "nobody": []}
+        empty = runner.invoke(app, ["events", "--text", "nobody", "--db", target])
+        assert 'no raw body contains "nobody"' in empty.output
