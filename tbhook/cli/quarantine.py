@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
+from tbhook import questions
 from tbhook.cli.options import (
     DEFAULT_DB,
     DEFAULT_LIMIT,
@@ -31,9 +32,8 @@ from tbhook.cli.options import (
     write_raw,
 )
 from tbhook.events import parse
-from tbhook.output.describe import body_document, body_lines
+from tbhook.output.describe import body_lines
 from tbhook.output.formats import Answer, write
-from tbhook.text import clean
 
 
 class _ById(TyperGroup):
@@ -77,19 +77,15 @@ def quarantine(
         return
 
     zone = display_zone(tz, local)
-    fields = ("id", "receivedAt", "lastReceivedAt", "deliveries", "path", "reason", "bodySize")
     with reading(db) as store:
-        rows = store.reads.quarantined(limit, descending=True)
+        listing = questions.quarantined(store, limit)
         answer = Answer(
-            records=(
-                {**row, "bodyStart": clean(row["bodyStart"].decode("utf-8", "replace"))}
-                for row in rows
-            ),
-            fields=(*fields, "bodyStart"),
+            records=listing.records,
+            fields=listing.fields,
             spec=table_layout(
                 fmt, lambda listings: listings.quarantine(store.reads.widths(), zone)
             ),
-            total=lambda: store.reads.count("quarantine"),
+            total=listing.total,
             limit=limit,
         )
         if not write(answer, fmt) and getattr(fmt, "value", fmt) == "table":
@@ -124,23 +120,22 @@ def show(
     zone = display_zone(tz, local)
     [number] = _ids([quarantine_id])
     with reading(_database(ctx, db)) as store:
-        row = store.reads.quarantine_row(number)
-    if row is None:
+        found = questions.quarantine_item(store, number)
+    if found is None:
         raise fail(
             f"no quarantined delivery #{number} (see `tbhook quarantine`; one moved "
             "by `quarantine retry` is among the events now)"
         )
+    record, document, body = found
     if raw:
-        write_raw(row["body"])
+        write_raw(body)
         return
-    record = {k: v for k, v in row.items() if k not in ("body", "bodySha256")}
-    document = {**record, **body_document(row["body"])}
     write(
         Answer(
             records=[document],  # csv: every field but the body itself
             fields=tuple(k for k in document if k not in ("body", "bodyText")),
             document=document,
-            table=lambda _: quarantine_detail(record, body_lines(row["body"]), zone),
+            table=lambda _: quarantine_detail(record, body_lines(body), zone),
         ),
         fmt,
     )
@@ -165,30 +160,13 @@ def retry(
             results = list(store.upkeep.recover_quarantined(numbers or None, parse))
         finally:
             store.close()
-    records = [
-        {
-            "quarantineId": r.quarantine_id,
-            "outcome": (
-                "missing"  # moved by another retry meanwhile
-                if r.missing
-                else "unreadable"
-                if r.reason
-                else "merged"
-                if r.merged
-                else "moved"
-            ),
-            "eventId": r.event_id,
-            "event": r.event,
-            "reason": r.reason,
-        }
-        for r in results
-    ]
+    records = list(questions.retried(results))
     moved = sum(r["eventId"] is not None for r in records)
     still = sum(r["outcome"] == "unreadable" for r in records)
     write(
         Answer(
             records=records,
-            fields=("quarantineId", "outcome", "eventId", "event", "reason"),
+            fields=questions.RETRY_FIELDS,
             table=retry_table,
         ),
         fmt,

@@ -5,25 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from enum import Enum
-from operator import attrgetter, itemgetter
 from typing import IO, Annotated, Any, Optional
 
 import typer
 
-from tbhook.cases import (
-    BUSINESS_METRICS,
-    CASE_COLUMNS,
-    METRICS,
-    Summary,
-    summaries,
-    summarize,
-    summarize_all,
-)
+from tbhook import questions
 from tbhook.cli.options import (
     DEFAULT_DB,
     DEFAULT_LIMIT,
+    INT64,
     DbOption,
     ExportFormat,
     FormatOption,
@@ -48,8 +40,8 @@ from tbhook.cli.options import (
     write_raw,
 )
 from tbhook.events import EVENT_FIELDS
-from tbhook.filters import Filters, iso_time
-from tbhook.output.describe import FORWARD_FIELDS, body_document, body_lines, event_record
+from tbhook.filters import Filters
+from tbhook.output.describe import body_lines
 from tbhook.output.formats import Answer, write, write_file
 from tbhook.text import TerminalStream, on_terminal
 
@@ -57,6 +49,11 @@ from tbhook.text import TerminalStream, on_terminal
 class Order(str, Enum):
     asc = "asc"
     desc = "desc"
+
+
+class Sort(str, Enum):
+    time = "time"
+    arrival = "arrival"
 
 
 OrderOption = Annotated[
@@ -67,28 +64,24 @@ RawOption = Annotated[
 ]
 
 
-PAGE = 1000  # up to this many rows, canonical IDs are looked up for the page's persons only
-
-
-def _page(store: Any, rows: Any, limit: int, person: Callable[[Any], Any]) -> tuple[Any, Any]:
-    """The rows, and canonical person IDs for them: for a page, from the merges of its own
-    persons (a few queries); for everything, from all merges at once."""
-    if not 0 < limit <= PAGE:
-        return rows, store.persons.resolver().canonical
-    rows = list(rows)
-    return rows, store.persons.for_persons(person(row) for row in rows)
-
-
-def _event_person(row: dict) -> Any:
-    return row["personId"] if row["personId"] is not None else row["newPersonId"]
-
-
 @filter_options
 def events(
     db: DbOption = DEFAULT_DB,
     filters: Filters = Filters(),
     limit: LimitOption = DEFAULT_LIMIT,
     order: OrderOption = Order.desc,
+    sort: Annotated[
+        Sort,
+        typer.Option(
+            "--sort",
+            metavar="time|arrival",
+            help="By Tracebuzz's timestamp, or in the order the events arrived here.",
+        ),
+    ] = Sort.time,
+    before: Annotated[
+        Optional[int],
+        typer.Option("--before", help="Only events with a lower id: the next page.", **INT64),
+    ] = None,
     fmt: FormatOption = "table",
     tz: ZoneOption = None,
     local: LocalOption = False,
@@ -97,13 +90,17 @@ def events(
     zone = display_zone(tz, local)
 
     with reading(db) as store:
-        rows = store.reads.events(
-            filters, descending=order is Order.desc, limit=limit, with_forwards=True
+        listing = questions.events(
+            store,
+            filters,
+            limit,
+            descending=order is Order.desc,
+            order_by=sort.value,
+            before=before,
         )
-        rows, canonical = _page(store, rows, limit, _event_person)
         answer = Answer(
-            records=(event_record(row, canonical) for row in rows),
-            fields=(*EVENT_FIELDS, *FORWARD_FIELDS),
+            records=listing.records,
+            fields=listing.fields,
             spec=table_layout(
                 fmt,
                 lambda listings: listings.events(
@@ -113,7 +110,7 @@ def events(
                     zone=zone,
                 ),
             ),
-            total=lambda: store.reads.count_matching(filters),
+            total=listing.total,
             limit=limit,
         )
         if not write(answer, fmt):
@@ -136,38 +133,18 @@ def event(
     from tbhook.output.tables import event_detail  # rich (about 40 ms): a table's only
 
     with reading(db) as store:
-        row = store.reads.event_row(event_id)
-        if row is None:
+        found = questions.event(store, event_id)
+        if found is None:
             newest = store.reads.max_id()
             raise fail(f"no event #{event_id} (ids run to {newest})" if newest else "no events")
-        canonical = store.persons.lookup()
-        record = {**event_record(row, canonical), **_extra(row)}
+    record, document, body = found
     if raw:
-        write_raw(row["body"])
+        write_raw(body)
         return
-    document = {**record, **body_document(row["body"])}
     write(
-        Answer(
-            document=document, table=lambda _: event_detail(record, body_lines(row["body"]), zone)
-        ),
+        Answer(document=document, table=lambda _: event_detail(record, body_lines(body), zone)),
         fmt,
     )
-
-
-def _extra(row: dict) -> dict:
-    """What `event ID` shows beyond a listing's record: the delivery facts, the forward."""
-    names = (
-        "lastReceivedAt",
-        "path",
-        "forwardTarget",
-        "forwardState",
-        "forwardAttempts",
-        "forwardStatus",
-        "forwardError",
-        "forwardLastAttemptAt",
-        "forwardNextAttemptAt",
-    )
-    return {name: row.get(name) for name in names}
 
 
 def _backlog(value: str) -> int | None:
@@ -260,26 +237,11 @@ def person(
     from tbhook.output.tables import person_view  # rich (about 40 ms): a table's only
 
     with reading(db) as store:
-        group = store.persons.group(person_id)
-    merges = [
-        {
-            "oldPersonId": m.oldPersonId,
-            "newPersonId": m.newPersonId,
-            "timestamp": m.timestamp,
-            "time": iso_time(m.timestamp),
-        }
-        for m in group.merges
-    ]
-    record = {
-        "personId": group.personId,
-        "canonicalPersonId": group.canonicalPersonId,
-        "aliases": group.aliases,
-        "merges": merges,
-    }
+        record = questions.person(store, person_id)
     write(
         Answer(
-            records=merges,
-            fields=("oldPersonId", "newPersonId", "timestamp", "time"),
+            records=record["merges"],
+            fields=questions.MERGE_FIELDS,
             document=record,
             table=lambda _: person_view(record, zone),
         ),
@@ -302,16 +264,10 @@ def case(
     from tbhook.output.tables import case_view  # rich (about 40 ms): a table's only
 
     with reading(db) as store:
-        canonical = store.persons.lookup()
-        rows = list(store.reads.events(Filters(case=case_id)))
-        if not rows:
+        found = questions.case(store, case_id, clock.between if clock else None)
+        if found is None:
             raise fail(f"no events for case {case_id}")
-        timeline = sorted(
-            (tuple(row[c] for c in CASE_COLUMNS) for row in rows), key=itemgetter(2, 3)
-        )
-        found = next(summaries(timeline), None) or Summary(case_id)
-        summary = summarize(found, canonical, clock.between if clock else None)
-        records = [event_record(row, canonical) for row in rows]
+        summary, records = found
     write(
         Answer(
             records=records,
@@ -342,32 +298,24 @@ def cases(
     zone = display_zone(tz, local)
     clock = business_clock(hours, holidays, zone)
 
-    duration = clock.between if clock else None
     with reading(db) as store:
-        # Every case: from the summaries every write keeps (the same rows a recount from the
-        # events gives, tests/test_timelines.py); with filters, from the matching events.
-        listed = None
-        if filters == Filters():
-            listed = store.timelines.listing(order is Order.desc, limit)
-        if listed is not None:
-            found, canonical = _page(store, listed, limit, attrgetter("personId"))
-            records: Any = (summarize(summary, canonical, duration) for summary in found)
-            total: Any = store.timelines.count
-        else:
-            rows = store.reads.case_events(filters, descending=order is Order.desc, limit=limit)
-            rows, canonical = _page(store, rows, limit, itemgetter(CASE_COLUMNS.index("personId")))
-            records = summarize_all(rows, canonical, duration)
-            total = lambda: store.reads.count_cases(filters)  # noqa: E731
+        listing = questions.cases(
+            store,
+            filters,
+            limit,
+            descending=order is Order.desc,
+            duration=clock.between if clock else None,
+        )
         answer = Answer(
-            records=records,
-            fields=METRICS + (BUSINESS_METRICS if clock else ()),
+            records=listing.records,
+            fields=listing.fields,
             spec=table_layout(
                 fmt,
                 lambda listings: listings.cases(
                     store.reads.widths(), store.reads.has_merges(), zone
                 ),
             ),
-            total=total,
+            total=listing.total,
             limit=limit,
         )
         if not write(answer, fmt):

@@ -1,0 +1,214 @@
+"""The questions the read commands and the console's pages answer, each as records or a
+document and the fields a machine format writes. `tbhook events -f json` and the console's
+`/events.json` are the same function's answer, written by the same writer
+(``tbhook.output.formats``): the two can never say different things."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from operator import attrgetter, itemgetter
+from typing import Any
+
+from tbhook.cases import BUSINESS_METRICS as BUSINESS
+from tbhook.cases import CASE_COLUMNS, METRICS, Summary, summaries, summarize, summarize_all
+from tbhook.events import EVENT_FIELDS
+from tbhook.filters import Filters, iso_time
+from tbhook.output.describe import FORWARD_FIELDS, body_document, event_record
+from tbhook.text import clean
+
+PAGE = 1000  # up to this many rows, canonical IDs come from the page's own persons' merges
+EVENT_LIST_FIELDS = (*EVENT_FIELDS, *FORWARD_FIELDS)
+QUARANTINE_FIELDS = (
+    "id",
+    "receivedAt",
+    "lastReceivedAt",
+    "deliveries",
+    "path",
+    "reason",
+    "bodySize",
+    "bodyStart",
+)
+MERGE_FIELDS = ("oldPersonId", "newPersonId", "timestamp", "time")
+DETAIL_FIELDS = (
+    "lastReceivedAt",
+    "path",
+    "forwardTarget",
+    "forwardState",
+    "forwardAttempts",
+    "forwardStatus",
+    "forwardError",
+    "forwardLastAttemptAt",
+    "forwardNextAttemptAt",
+)
+
+
+@dataclass
+class Listing:
+    """Rows of a list question: ``records`` (streamed), the ``fields`` they carry, and how
+    many there were before the limit (``total``, counted only when asked)."""
+
+    records: Iterable[dict[str, Any]]
+    fields: tuple[str, ...]
+    total: Callable[[], int]
+
+
+def page(store: Any, rows: Any, limit: int | None, person: Callable[[Any], Any]) -> tuple[Any, Any]:
+    """The rows, and canonical person IDs for them: for a page, from the merges of its own
+    persons (a few queries); for everything, from all merges at once."""
+    if not limit or not 0 < limit <= PAGE:
+        return rows, store.persons.resolver().canonical
+    rows = list(rows)
+    return rows, store.persons.for_persons(person(row) for row in rows)
+
+
+def _event_person(row: dict) -> Any:
+    return row["personId"] if row["personId"] is not None else row["newPersonId"]
+
+
+def events(
+    store: Any,
+    filters: Filters,
+    limit: int | None,
+    *,
+    descending: bool = True,
+    order_by: str = "time",
+    before: int | None = None,
+) -> Listing:
+    """`tbhook events`: the matching events (``order_by`` time or arrival; ``before``: only
+    ids below it, the console's next page)."""
+    rows = store.reads.events(
+        filters,
+        order_by=order_by,
+        descending=descending,
+        limit=limit,
+        upto_id=before - 1 if before is not None else None,
+        with_forwards=True,
+    )
+    rows, canonical = page(store, rows, limit, _event_person)
+    return Listing(
+        (event_record(row, canonical) for row in rows),
+        EVENT_LIST_FIELDS,
+        lambda: store.reads.count_matching(filters),
+    )
+
+
+def event(store: Any, event_id: int) -> tuple[dict, dict, bytes] | None:
+    """`tbhook event ID`: its record with the delivery and forward facts, the document a
+    machine format writes (the body in it), and the raw body; None when there is none."""
+    row = store.reads.event_row(event_id)
+    if row is None:
+        return None
+    canonical = store.persons.lookup()
+    record = {**event_record(row, canonical), **{name: row.get(name) for name in DETAIL_FIELDS}}
+    body = bytes(row["body"])
+    return record, {**record, **body_document(body)}, body
+
+
+def person(store: Any, person_id: int) -> dict[str, Any]:
+    """`tbhook person ID`: the canonical ID, every alias, the merges in time order."""
+    group = store.persons.group(person_id)
+    merges = [
+        {
+            "oldPersonId": m.oldPersonId,
+            "newPersonId": m.newPersonId,
+            "timestamp": m.timestamp,
+            "time": iso_time(m.timestamp),
+        }
+        for m in group.merges
+    ]
+    return {
+        "personId": group.personId,
+        "canonicalPersonId": group.canonicalPersonId,
+        "aliases": group.aliases,
+        "merges": merges,
+    }
+
+
+def case(
+    store: Any, case_id: int, duration: Callable[[int, int], int] | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """`tbhook case ID`: its metrics and its events' records in time order; None when no
+    event names it."""
+    canonical = store.persons.lookup()
+    rows = list(store.reads.events(Filters(case=case_id)))
+    if not rows:
+        return None
+    timeline = sorted((tuple(row[c] for c in CASE_COLUMNS) for row in rows), key=itemgetter(2, 3))
+    found = next(summaries(timeline), None) or Summary(case_id)
+    return summarize(found, canonical, duration), [event_record(row, canonical) for row in rows]
+
+
+def cases(
+    store: Any,
+    filters: Filters,
+    limit: int | None,
+    *,
+    descending: bool = True,
+    duration: Callable[[int, int], int] | None = None,
+) -> Listing:
+    """`tbhook cases`: one record per case with a matching event. Every case comes from the
+    summaries every write keeps (the same rows a recount from the events gives,
+    tests/test_timelines.py); with filters, from the matching events."""
+    fields = METRICS + (BUSINESS if duration else ())
+    listed = store.timelines.listing(descending, limit) if filters == Filters() else None
+    if listed is not None:
+        found, canonical = page(store, listed, limit, attrgetter("personId"))
+        return Listing(
+            (summarize(summary, canonical, duration) for summary in found),
+            fields,
+            store.timelines.count,
+        )
+    rows = store.reads.case_events(filters, descending=descending, limit=limit)
+    rows, canonical = page(store, rows, limit, itemgetter(CASE_COLUMNS.index("personId")))
+    return Listing(
+        summarize_all(rows, canonical, duration), fields, lambda: store.reads.count_cases(filters)
+    )
+
+
+def quarantined(store: Any, limit: int | None) -> Listing:
+    """`tbhook quarantine`: deliveries kept but not readable, newest first."""
+    rows = store.reads.quarantined(limit, descending=True)
+    return Listing(
+        (_quarantine_record(row) for row in rows),
+        QUARANTINE_FIELDS,
+        lambda: store.reads.count("quarantine"),
+    )
+
+
+def _quarantine_record(row: dict) -> dict:
+    return {**row, "bodyStart": clean(row["bodyStart"].decode("utf-8", "replace"))}
+
+
+def quarantine_item(store: Any, quarantine_id: int) -> tuple[dict, dict, bytes] | None:
+    """`tbhook quarantine ID`: its record, the document with its body, the raw body."""
+    row = store.reads.quarantine_row(quarantine_id)
+    if row is None:
+        return None
+    record = {k: v for k, v in row.items() if k not in ("body", "bodySha256")}
+    body = bytes(row["body"])
+    return record, {**record, **body_document(body)}, body
+
+
+def retried(results: Iterable[Any]) -> Iterator[dict[str, Any]]:
+    """`tbhook quarantine retry`: what became of each retried delivery."""
+    for r in results:
+        outcome = (
+            "missing"  # moved by another retry meanwhile
+            if r.missing
+            else "unreadable"
+            if r.reason
+            else "merged"
+            if r.merged
+            else "moved"
+        )
+        yield {
+            "quarantineId": r.quarantine_id,
+            "outcome": outcome,
+            "eventId": r.event_id,
+            "event": r.event,
+            "reason": r.reason,
+        }
+
+
+RETRY_FIELDS = ("quarantineId", "outcome", "eventId", "event", "reason")
