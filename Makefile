@@ -4,19 +4,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-reliability lint docs docs-update bench bench-scale dist clean postgres
+.PHONY: serve test test-reliability lint docs docs-update bench bench-scale dist clean postgres chromium screenshots
 
 # Options pass through ARGS: make serve ARGS="--port 9000 --db /tmp/other.db"
 serve: $(STAMP)
-	$(BIN)/tbhook serve $(ARGS)
+	$(BIN)/tbhook serve --ui $(ARGS)
 
 # Four workers (the tests mostly wait on servers and subprocesses), then the few that measure the
 # machine itself, alone.
-test: $(STAMP) postgres
+test: $(STAMP) postgres chromium
 	$(BIN)/pytest -q -n 4 -m "not slow and not alone"
 	$(BIN)/pytest -q -m "alone and not slow"
 
-test-reliability: $(STAMP) postgres
+test-reliability: $(STAMP) postgres chromium
 	$(BIN)/pytest -q tests/reliability
 
 # The PostgreSQL tests start a throwaway server of their own with initdb and pg_ctl. As root,
@@ -30,6 +30,22 @@ postgres:
 			echo "PostgreSQL's initdb and pg_ctl are not installed: the PostgreSQL tests will skip"; \
 		fi; \
 	fi
+
+# The console's tests drive Debian's chromium through Playwright (never Playwright's own
+# browser download). As root, install it when it is missing; otherwise those tests skip.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing Debian's chromium for the console's browser tests"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "chromium is not installed: the console's browser tests will skip"; \
+		fi; \
+	fi
+
+# PNGs of each console page, desktop and 375 px wide, into docs/screenshots/ (for the README).
+screenshots: $(STAMP) chromium
+	$(BIN)/python docs/screenshots.py docs/screenshots
 
 lint: $(STAMP)
 	$(BIN)/pip install -q -e '.[test,dev]'

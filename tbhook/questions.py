@@ -212,3 +212,74 @@ def retried(results: Iterable[Any]) -> Iterator[dict[str, Any]]:
 
 
 RETRY_FIELDS = ("quarantineId", "outcome", "eventId", "event", "reason")
+
+
+def health(
+    store: Any,
+    *,
+    quick: bool = False,
+    stale_seconds: int | None = None,
+    max_db_size: int | None = None,
+    commit_checks: Callable[[int | None, list[str]], list[dict[str, str]]] | None = None,
+) -> dict[str, Any]:
+    """`tbhook doctor`: the facts and the checks (``tbhook.health``'s rules). A damaged file
+    is what a doctor is for: each failure is reported, none stops it. ``commit_checks`` (a
+    writer's question: could a delivery be committed now) is asked only by those that may."""
+    from tbhook import health as rules
+    from tbhook.errors import StoreUnavailable
+
+    integrity = store.integrity(quick)
+    applied, pending = store.schema()
+    try:
+        found = store.upkeep.health(rules.LATE_SECONDS)
+        unknown = store.upkeep.unknown_values()
+    except StoreUnavailable as exc:
+        found, unknown = {**rules.UNREADABLE, "scanError": str(exc)}, []
+    facts = store.server_facts()
+    recorded = store.reads.meta().get("maxDbSize")
+    backend = store.dialect.name
+    durability = store.durability_warning()
+    cap = max_db_size or (int(recorded) if recorded else None)
+    checks = rules.checks(integrity, pending, found, stale_seconds, backend)
+    if commit_checks is not None:
+        checks += commit_checks(cap if backend == "sqlite" else None, pending)
+    if backend == "sqlite":
+        checks += rules.space_checks(facts["usedBytes"], cap)
+    checks += rules.unknown_checks(unknown) + rules.durability_checks(durability, facts)
+    return {
+        "database": store.path,
+        "backend": backend,
+        **facts,
+        "maxDbSizeBytes": cap,
+        "integrity": integrity[:10],
+        "schema": applied[-1] if applied else None,
+        "pendingMigrations": pending,
+        **found,
+        "unknownValues": [{"field": f, "value": v, "events": n} for f, v, n in unknown],
+        "lastReceivedAgeSeconds": rules.seconds_since(found["lastReceivedAt"]),
+        "checks": checks,
+        "ok": all(check["status"] != "fail" for check in checks),
+        "outageBudgetHours": [round(hours, 1) for hours in rules.OUTAGE_HOURS],
+    }
+
+
+def report(store: Any, filters: Filters, by: str, zone: Any, clock: Any, now: int) -> Any:
+    """`tbhook report`: the periods (or sources, or agents) ``filters`` choose, counted from
+    the kept case summaries (``tbhook.report``). Raises ``TooManyPeriods``."""
+    from tbhook.report import period_bounds
+    from tbhook.report import report as count
+    from tbhook.store.timelines import Selection
+
+    start, end = period_bounds(filters.since, filters.until, now, by, zone)
+    selection = Selection(filters, start, end)
+    return count(
+        store.timelines.read(selection),
+        by,
+        zone,
+        clock.between if clock else None,
+        since=start,
+        until=end,
+        open_before=lambda _start: store.timelines.open_before(selection, by),
+        now=now,
+        span=store.timelines.span(selection) if start is None else None,
+    )

@@ -53,3 +53,23 @@ def describe_parsed(parsed: Event | Unreadable, path: str = "/") -> str:
     if isinstance(parsed, Event):
         return describe({"event": parsed.event, "path": path, **parsed.values})
     return f"unreadable: {clean(parsed.reason)}" + (f" on {clean(path)}" if path != "/" else "")
+
+
+def short(row: Mapping[str, Any]) -> str:
+    """What an event says, without the ids a listing shows in columns of their own: the
+    console's "what"."""
+    event = row.get("event")
+    if event == "newResult":
+        text = f"{sender_label(row.get('own'))} {type_label(row.get('typeId'))}"
+        if row.get("sourceId") is not None:
+            text += f" · source {row['sourceId']}"
+    elif event == "caseClosed":
+        text = f"closed by agent {row.get('agentId')}"
+        if row.get("reasonId") is not None:
+            text += f" · reason {row['reasonId']}"
+    elif event == "profileMerged":
+        old, new = row.get("oldPersonId"), row.get("newPersonId")
+        text = f"person {old} → {new}" + (" (no change)" if old == new else "")
+    else:
+        text = f"{clean(event)} (undocumented event, kept)"
+    return text.strip()

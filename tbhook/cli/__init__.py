@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from tbhook import __version__
-from tbhook.cli import dev, ops, quarantine, read, report, serve
+from tbhook.cli import dev, ops, quarantine, read, report, serve, ui
 from tbhook.cli.options import TbhookCommand
 
 app = typer.Typer(
@@ -61,6 +61,7 @@ SUMMARIES = {
     "export": "Every matching event, as CSV or NDJSON.",
     "stats": "Counts by event, sender, type, source, day.",
     "report": "Response and resolution times, backlog, per period.",
+    "ui": "The console: deliveries live in a browser, and charts.",
     "send": "POST samples or recorded events.",
     "generate": "Realistic, deterministic test events.",
     "replay": "Re-send stored bodies to a URL.",
@@ -84,6 +85,7 @@ for command in (
     read.export,
     read.stats,
     report.report,
+    ui.ui,
     dev.send,
     dev.generate,
     dev.replay,

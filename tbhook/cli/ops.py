@@ -11,6 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from tbhook import health as rules
+from tbhook import questions
 from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
@@ -23,7 +24,7 @@ from tbhook.cli.options import (
     reading,
     reported_errors,
 )
-from tbhook.errors import StoreUnavailable, TbhookError
+from tbhook.errors import TbhookError
 from tbhook.files import new_file, refuse_same, replacing
 from tbhook.filters import iso_time, parse_when
 from tbhook.output.formats import Answer, write
@@ -64,42 +65,16 @@ def doctor(
     fmt: FormatOption = "table",
 ) -> None:
     """A health report; exit 1 when something is wrong, for cron or a monitor."""
-    with reading(db, current=False) as store:
-        # A damaged file is what a doctor is for: report each failure, do not stop at it.
-        integrity = store.integrity(quick)
-        applied, pending = store.schema()
-        try:
-            health = store.upkeep.health(rules.LATE_SECONDS)
-            unknown = store.upkeep.unknown_values()
-        except StoreUnavailable as exc:
-            health, unknown = {**rules.UNREADABLE, "scanError": str(exc)}, []
-        facts = store.server_facts()
-        recorded = store.reads.meta().get("maxDbSize")
-        backend, shown = store.dialect.name, store.path
-        durability = store.durability_warning()
     given: Optional[int] = max_db_size  # type: ignore[assignment]  # the callback made it bytes
-    cap = given or (int(recorded) if recorded else None)
     stale_seconds: Optional[int] = stale  # type: ignore[assignment]  # the callback made it seconds
-    checks = rules.checks(integrity, pending, health, stale_seconds, backend)
-    checks += _commit_checks(db, cap if backend == "sqlite" else None, pending)
-    if backend == "sqlite":
-        checks += rules.space_checks(facts["usedBytes"], cap)
-    checks += rules.unknown_checks(unknown) + rules.durability_checks(durability, facts)
-    report: dict[str, Any] = {
-        "database": shown,
-        "backend": backend,
-        **facts,
-        "maxDbSizeBytes": cap,
-        "integrity": integrity[:10],
-        "schema": applied[-1] if applied else None,
-        "pendingMigrations": pending,
-        **health,
-        "unknownValues": [{"field": f, "value": v, "events": n} for f, v, n in unknown],
-        "lastReceivedAgeSeconds": rules.seconds_since(health["lastReceivedAt"]),
-        "checks": checks,
-        "ok": all(check["status"] != "fail" for check in checks),
-        "outageBudgetHours": [round(hours, 1) for hours in rules.OUTAGE_HOURS],
-    }
+    with reading(db, current=False) as store:
+        report = questions.health(
+            store,
+            quick=quick,
+            stale_seconds=stale_seconds,
+            max_db_size=given,
+            commit_checks=lambda cap, pending: _commit_checks(db, cap, pending),
+        )
     answer = Answer(
         records=rules.rows(report),
         fields=("check", "status", "detail"),

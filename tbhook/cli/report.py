@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from tbhook import questions
 from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
@@ -64,9 +65,7 @@ def report(
     90th percentiles, in business hours with --hours. --since/--until choose the periods
     shown (whole); --source, --search-id, --path and --person choose cases by their first
     message; --case one case."""
-    from tbhook.report import BY_TIME, TooManyPeriods, period_bounds
-    from tbhook.report import report as count
-    from tbhook.store.timelines import Selection
+    from tbhook.report import BY_TIME, TooManyPeriods
 
     for name, given in (
         ("--event", filters.events),
@@ -81,27 +80,11 @@ def report(
     by_name = by.value
     zone = display_zone(tz, local) or timezone.utc
     clock = business_clock(hours, holidays, zone)
-    now = int(time.time())
     try:
-        start, end = period_bounds(filters.since, filters.until, now, by_name, zone)
+        with reading(db) as store:
+            counted = questions.report(store, filters, by_name, zone, clock, int(time.time()))
     except TooManyPeriods as exc:
         raise _too_many(exc) from None
-    selection = Selection(filters, start, end)
-    with reading(db) as store:
-        try:
-            counted = count(
-                store.timelines.read(selection),
-                by_name,
-                zone,
-                clock.between if clock else None,
-                since=start,
-                until=end,
-                open_before=lambda _start: store.timelines.open_before(selection, by_name),
-                now=now,
-                span=store.timelines.span(selection) if start is None else None,
-            )
-        except TooManyPeriods as exc:
-            raise _too_many(exc) from None
 
     def view(_rows: Any) -> Any:
         from tbhook.output.views import report_view  # rich: a table's only

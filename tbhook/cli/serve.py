@@ -101,6 +101,22 @@ def serve(
             help="human: a line per delivery and warning; json: one JSON object per line.",
         ),
     ] = LogFormat.human,
+    ui: Annotated[
+        bool,
+        typer.Option(
+            "--ui",
+            help="Also run the console (tbhook ui) on 127.0.0.1, in its own process; the "
+            "banner prints its URL.",
+        ),
+    ] = False,
+    ui_port: Annotated[
+        int,
+        typer.Option(
+            metavar="PORT",
+            help="The console's port, with --ui (0 picks a free one).",
+            callback=in_range(0, 65535),
+        ),
+    ] = 8081,
 ) -> None:
     """Receive Tracebuzz webhooks and append every delivery to the database.
 
@@ -126,6 +142,7 @@ def serve(
         body_memory=parse_size(body_memory, "--body-memory") or 0,
         metrics=metrics,
         log_format=log_format.value,
+        ui_port=ui_port if ui else None,
     )
     with reported_errors():
         receiver.run(settings)

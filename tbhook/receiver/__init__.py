@@ -16,6 +16,7 @@ The modules, each with one job:
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -68,6 +69,9 @@ def run(settings: Settings) -> None:
                 f"Warning: the open-file limit ({files}) leaves room for {limit} connections; "
                 "raise it (LimitNOFILE= in the systemd unit, or ulimit -n) for more."
             )
+        console_url = None
+        if settings.ui_port is not None:  # the console: its own process, never this port
+            console_url = _console(settings, sock, stack)
         events, quarantined = store.reads.counts()
         if settings.metrics:
             counts.started_from(store.reads.last_received_at())  # type: ignore[attr-defined]
@@ -98,7 +102,9 @@ def run(settings: Settings) -> None:
             counts=counts,
         )
         stack.callback(app.close)
-        banner = _banner(settings, store.path, f"{events} events, {quarantined} quarantined")
+        banner = _banner(
+            settings, store.path, f"{events} events, {quarantined} quarantined", console_url
+        )
         _serve(app, connections, sock, writer, forwarder, lambda: banner(log, sock, warnings))
     log.banner(["tbhook stopped; every acknowledged event is stored."], stopped=True)
 
@@ -147,8 +153,53 @@ def _warnings(settings: Settings, store: Store) -> list[str]:
     return warnings
 
 
+def _console(settings: Settings, receiving: socket.socket, stack: contextlib.ExitStack) -> str:
+    """`serve --ui`: the console on 127.0.0.1, in a process of its own that dies with the
+    receiver; its port bound here first, so a port in use stops the receiver from starting
+    with a sentence, not later. Its URL."""
+    import json
+    import subprocess
+    import sys
+
+    from tbhook.receiver.processes import die_with_parent
+
+    sock = server.bind("127.0.0.1", settings.ui_port or 0)
+    stack.callback(sock.close)
+    port = sock.getsockname()[1]
+    host, own = receiving.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    code = (
+        "import json, os, sys; sys.path[:0] = json.loads(os.environ.pop('TBHOOK_UI_PATH')); "
+        "from tbhook.cli import app; app(sys.argv[1:], prog_name='tbhook')"
+    )
+    args = ["ui", "--db", settings.db, "--fd", str(sock.fileno()), "--port", str(port)]
+    args += ["--receiver", f"http://{shown}:{own}/"]
+    env = {**os.environ, "TBHOOK_UI_PATH": json.dumps(sys.path)}
+    env.pop("TBHOOK_UI_TOKEN", None)  # loopback: no token, whatever the shell has
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        pass_fds=[sock.fileno()],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - only a prctl, before exec
+    )
+
+    def stop() -> None:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    stack.callback(stop)
+    return f"http://127.0.0.1:{port}/"
+
+
 def _banner(
-    settings: Settings, database: str, counts: str
+    settings: Settings, database: str, counts: str, console: str | None = None
 ) -> Callable[[Log, socket.socket, list[str]], None]:
     """The lines a starting receiver prints (one JSON object with --log-format json)."""
 
@@ -166,6 +217,8 @@ def _banner(
             lines.append(f"  forwarding new events to: {settings.forward_to}")
         metrics = f"{url}metrics" if settings.metrics else None
         lines.append(f"  health: {url}healthz" + (f", metrics: {metrics}" if metrics else ""))
+        if console:
+            lines.append(f"  console: {console}")
         log.banner(
             [*lines, *warnings, "Press Ctrl+C to stop."],
             url=url,
@@ -173,6 +226,7 @@ def _banner(
             requiresHeader=settings.auth.name if settings.auth else None,
             forwardTo=settings.forward_to,
             metrics=metrics,
+            console=console,
             warnings=warnings or None,
         )
 

@@ -38,3 +38,4 @@ class Settings:
     body_memory: int = 64 * MEBIBYTE  # bodies held at once, over all connections
     metrics: bool = False  # GET /metrics for Prometheus
     log_format: str = "human"  # or "json"
+    ui_port: int | None = None  # also run the console on 127.0.0.1 at this port (0: any)

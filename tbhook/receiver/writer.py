@@ -381,20 +381,32 @@ def _serve_writes(sock: socket.socket, store_factory: StoreFactory, forward_to: 
             if message[0] == "check":
                 reply: tuple = ("checked", _check(store))
             elif message[0] == "open":
-                try:
-                    store = store_factory()
-                    store.set_busy_timeout(int(LOCK_WAIT_SECONDS * 1000))
-                    stop_checkpoints = store.checkpoint_in_background()
-                    reply = ("opened",)
-                except Exception as exc:  # reported by the parent as its error
-                    reply = ("failed", str(exc))
+                store, stop_checkpoints, why = _open(store_factory)
+                reply = ("opened",) if store is not None else ("failed", why)
             else:
-                reply = _commit(store, message[1], message[2], forward_to)
+                why = ""
+                if store is None:  # a store that could not be opened is tried again per batch
+                    store, stop_checkpoints, why = _open(store_factory)
+                reply = (
+                    _commit(store, message[1], message[2], forward_to)
+                    if store is not None
+                    else ("failed", f"could not store: {why}")
+                )
             _send(sock, reply)
     finally:
         stop_checkpoints()
         if store is not None:
             store.close()
+
+
+def _open(store_factory: StoreFactory) -> tuple[Store | None, Callable[[], None], str]:
+    """The store, opened for writing (or None, and why not: reported by the parent)."""
+    try:
+        store = store_factory()
+        store.set_busy_timeout(int(LOCK_WAIT_SECONDS * 1000))
+        return store, store.checkpoint_in_background(), ""
+    except Exception as exc:
+        return None, lambda: None, str(exc)
 
 
 def _commit(store: Store | None, params: list, readable: list, forward_to: str | None) -> tuple:

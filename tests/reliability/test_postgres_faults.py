@@ -110,7 +110,14 @@ def test_postgresql_restarting_under_load_gets_503s_and_recovers_by_itself(own_c
             during = [s for s in statuses]
         own_cluster.start()
         for worker in workers:
-            worker.finish(120)
+            try:
+                worker.finish(120)
+            except AssertionError as exc:  # what the receiver said, and the last answers
+                with lock:
+                    last = statuses[-5:]
+                raise AssertionError(
+                    f"{exc}; last answers {last}; receiver:\n{server.stderr()}"
+                ) from None
     finally:
         stop.set()
         assert server.proc.poll() is None  # the receiver never went down
@@ -163,3 +170,34 @@ def test_tail_shows_every_event_exactly_once_while_two_receivers_commit(pg_url):
     assert sorted(seen) == ids  # every event, exactly once
     out_of_order = sum(1 for a, b in zip(seen, seen[1:], strict=False) if b < a)
     print(f"\ntail saw {len(seen)} events from two receivers, {out_of_order} after a higher id")
+
+
+def test_a_writer_replaced_while_postgresql_is_down_stores_again_when_it_is_back(own_cluster):
+    """The new writer process cannot open the store while the server is down; it must try
+    again with the next batch, not answer "not open" until the receiver is restarted."""
+    import os
+    import signal
+
+    from conftest import event_body
+    from test_server import writer_process
+
+    url = own_cluster.new_database()
+    server = start_serve(url, "--quiet")
+    try:
+        assert server.post(event_body(caseId=1)).status == 200
+        own_cluster.stop("fast")
+        os.kill(writer_process(server.proc.pid), signal.SIGKILL)
+        # 503s until the new process has tried to open the store, and failed
+        answers: list = []
+
+        def tried_to_open() -> bool:
+            answers.append(server.post(event_body(caseId=2)))
+            return b"open" in answers[-1].body
+
+        wait_for(tried_to_open)
+        assert {a.status for a in answers} == {503}
+        own_cluster.start()
+        wait_for(lambda: server.post(event_body(caseId=3)).status == 200, timeout=30)
+    finally:
+        server.stop()
+    assert len(stored_bodies(url)) == 2  # caseId 1, and 3 (sent until it was stored: once)

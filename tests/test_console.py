@@ -1,0 +1,372 @@
+"""`tbhook ui` over real HTTP: its pages, its JSON twins (the CLI's --format json, byte for
+byte), its doors (Host, token, CSRF, headers) and hostile sender text, on a real database.
+The browser's side (live rows, clicks, keys, charts) is in test_console_browser.py."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import re
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+
+import pytest
+from conftest import event_body, sample_bytes, wait_for
+from typer.testing import CliRunner
+
+from tbhook.cli import app
+from tbhook.events import parse
+from tbhook.store import Delivery, open_store
+
+runner = CliRunner(env={"COLUMNS": "200"})
+HOSTILE = '<img src=x onerror="document.title=1">'
+
+
+@dataclass
+class Console:
+    proc: subprocess.Popen
+    port: int
+    lines: list[str] = field(default_factory=list)
+
+    def get(self, path: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
+        return call(self.port, "GET", path, headers=headers)
+
+    def post(self, path: str, form: str, headers: dict | None = None):
+        return call(
+            self.port,
+            "POST",
+            path,
+            body=form.encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded", **(headers or {})},
+        )
+
+
+def call(port, method, path, body=None, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return (
+            response.status,
+            {k.lower(): v for k, v in response.getheaders()},
+            response.read(),
+        )
+    finally:
+        conn.close()
+
+
+def start_console(db, *args: str, env: dict | None = None) -> Console:
+    import os
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tbhook", "ui", "--db", str(db), "--port", "0", *args],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    console = Console(proc, 0)
+    ready = threading.Event()
+
+    def pump() -> None:
+        for line in proc.stderr:
+            console.lines.append(line)
+            found = re.search(r"console on http://\S+:(\d+)/", line)
+            if found:
+                console.port = int(found.group(1))
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not ready.wait(30) or not console.port:
+        proc.kill()
+        raise RuntimeError("tbhook ui did not start:\n" + "".join(console.lines))
+    return console
+
+
+@pytest.fixture
+def consoles():
+    started: list[Console] = []
+
+    def factory(db, *args: str, env: dict | None = None) -> Console:
+        console = start_console(db, *args, env=env)
+        started.append(console)
+        return console
+
+    yield factory
+    for console in started:
+        console.proc.terminate()
+        console.proc.wait(10)
+
+
+def store_bodies(target, bodies: list[bytes]) -> None:
+    store = open_store(target)
+    try:
+        for body in bodies:
+            store.append([Delivery(body, parse(body))])
+    finally:
+        store.close()
+
+
+def a_log(target) -> None:
+    """Two cases, a merge, a hostile event name, an unreadable body."""
+    bodies = [
+        event_body(caseId=501, personId=10, own=0, timestamp=1_700_000_000, uniqueId=1),
+        event_body(caseId=501, personId=10, own=1, timestamp=1_700_000_090, uniqueId=2),
+        event_body(caseId=502, personId=20, own=0, timestamp=1_700_000_100, uniqueId=3),
+        sample_bytes("case-closed"),
+        json.dumps(
+            {
+                "event": "profileMerged",
+                "oldPersonId": 10,
+                "newPersonId": 20,
+                "timestamp": 1_700_000_200,
+            }
+        ).encode(),  # fmt: skip
+        json.dumps({"event": HOSTILE, "caseId": 503, "timestamp": 1_700_000_300}).encode(),
+        b"{not json",
+    ]
+    store_bodies(target, bodies)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request, tmp_path):
+    if request.param == "sqlite":
+        return str(tmp_path / "console.db")
+    return request.getfixturevalue("pg_url")
+
+
+def cli_json(target, *args: str) -> bytes:
+    result = runner.invoke(app, [*args, "-f", "json", "--db", target])
+    assert result.exit_code == 0, result.output
+    return result.stdout_bytes
+
+
+def test_the_json_twins_are_the_cli_s_answers_byte_for_byte(target, consoles):
+    a_log(target)
+    console = consoles(target)
+    twins = [
+        ("/events.json?sort=time", ["events"]),
+        ("/events.json?case=501", ["events", "--case", "501", "--sort", "arrival"]),
+        (
+            "/events.json?person=20&limit=3",
+            ["events", "--person", "20", "-n", "3", "--sort", "arrival"],
+        ),  # noqa: E501
+        ("/events.json?before=4", ["events", "--before", "4", "--sort", "arrival"]),
+        ("/events.json?q=onerror", ["events", "--text", "onerror", "--sort", "arrival"]),
+        ("/events/1.json", ["event", "1"]),
+        ("/persons/10.json", ["person", "10"]),
+        ("/cases.json", ["cases"]),
+        ("/cases.json?source=14", ["cases", "--source", "14"]),
+        ("/cases/501.json", ["case", "501"]),
+        ("/quarantine.json", ["quarantine"]),
+        (
+            "/report.json?by=week&since=2023-11-01&until=2023-11-30",
+            ["report", "--by", "week", "--since", "2023-11-01", "--until", "2023-11-30"],
+        ),  # noqa: E501
+        (
+            "/report.json?by=source&since=2023-11-01&until=2023-11-30&tz=Europe/Amsterdam&hours=mon-fri+09:00-17:00",
+            [
+                "report",
+                "--by",
+                "source",
+                "--since",
+                "2023-11-01",
+                "--until",
+                "2023-11-30",
+                "--tz",
+                "Europe/Amsterdam",
+                "--hours",
+                "mon-fri 09:00-17:00",
+            ],
+        ),  # noqa: E501
+    ]
+    for path, command in twins:
+        status, headers, body = console.get(path)
+        assert status == 200, (path, body)
+        assert headers["content-type"].startswith("application/json")
+        assert body == cli_json(target, *command), path
+    status, headers, body = console.get("/events.csv?case=501")
+    csv_cli = runner.invoke(
+        app, ["events", "--case", "501", "--sort", "arrival", "-f", "csv", "--db", target]
+    )  # noqa: E501
+    assert body == csv_cli.stdout_bytes and headers["content-type"].startswith("text/csv")
+
+
+def test_every_page_answers_and_says_what_is_wrong(tmp_path, consoles):
+    db = tmp_path / "pages.db"
+    a_log(str(db))
+    console = consoles(db)
+    for path in ("/", "/?case=501", "/events/1", "/persons/10", "/cases", "/cases/501",
+                 "/report?by=week&since=2023-11-01&until=2023-11-30", "/quarantine",
+                 "/quarantine/1", "/health", "/static/console.css", "/static/console.js"):  # fmt: skip
+        status, _, body = console.get(path)
+        assert status == 200, (path, body[:300])
+    mistakes = {
+        "/?since=yesterdayish": (400, b"is not a date"),
+        "/?case=12abc": (400, b"is not a number"),
+        "/?before=x": (400, b"is not an event id"),
+        "/report?by=year": (400, b"day, week, month, source or agent"),
+        "/report?hours=mon-fry+09:00-17:00": (400, b"&#39;fry&#39; is not a day"),
+        "/report?tz=Mars/Olympus": (400, b"is not a time zone"),
+        "/events/999": (404, b"No event #999"),
+        "/cases/999": (404, b"No event names case 999"),
+        "/nowhere": (404, b"There is no such page"),
+        "/static/../tbhook.db": (404, b""),
+    }
+    for path, (status, words) in mistakes.items():
+        got, headers, body = console.get(path)
+        assert got == status, (path, body[:300])
+        assert words in body, (path, body[:500])
+        assert b"Traceback" not in body
+    got, headers, body = console.get("/report.json?by=year")
+    assert got == 400 and json.loads(body) == {
+        "error": "by='year': day, week, month, source or agent"
+    }
+
+
+def test_hostile_text_is_text_everywhere(tmp_path, consoles):
+    db = tmp_path / "hostile.db"
+    a_log(str(db))
+    console = consoles(db)
+    for path in ("/", "/events/6", "/cases/503", "/?q=onerror"):
+        status, headers, body = console.get(path)
+        assert status == 200
+        assert HOSTILE.encode() not in body, path  # never as markup
+        assert b"&lt;img src=x onerror=" in body, path
+        policy = headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+        assert "frame-ancestors 'none'" in policy
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["referrer-policy"] == "no-referrer"
+        assert b"<script>" not in body and b" onclick=" not in body  # nothing inline at all
+    status, headers, body = console.get("/events/6/raw")
+    assert headers["content-type"] == "application/octet-stream"
+    assert headers["content-disposition"] == 'attachment; filename="event-6.json"'
+    assert (
+        body == json.dumps({"event": HOSTILE, "caseId": 503, "timestamp": 1_700_000_300}).encode()
+    )
+
+
+def test_the_host_header_must_be_the_console_s_own(tmp_path, consoles):
+    db = tmp_path / "hosts.db"
+    a_log(str(db))
+    console = consoles(db)
+    for host in ("127.0.0.1", f"127.0.0.1:{console.port}", f"localhost:{console.port}"):
+        assert console.get("/", {"Host": host})[0] == 200
+    for host in (f"evil.example:{console.port}", "rebind.attacker.test", ""):
+        status, _, body = console.get("/", {"Host": host})
+        assert status == 421 and b"only to its own address" in body
+
+
+def test_a_token_guards_every_page_and_the_login_sets_a_strict_cookie(tmp_path, consoles):
+    db = tmp_path / "token.db"
+    a_log(str(db))
+    token = "a-long-enough-secret-42"
+    console = consoles(db, env={"TBHOOK_UI_TOKEN": token})
+    status, headers, _ = console.get("/")
+    assert status == 303 and headers["location"] == "/login"
+    assert console.get("/events.json")[0] == 401
+    assert console.get("/events.json", {"Authorization": "Bearer wrong"})[0] == 401
+    assert console.get("/events.json", {"Authorization": f"Bearer {token}"})[0] == 200
+    status, headers, page = console.get("/login")
+    csrf = re.search(rb'name="csrf" value="([^"]+)"', page).group(1).decode()
+    cookie = headers["set-cookie"].split(";")[0]
+    status, _, _ = console.post("/login", f"csrf={csrf}&token=nope", {"Cookie": cookie})
+    assert status == 401
+    status, headers, _ = console.post("/login", f"csrf={csrf}&token={token}", {"Cookie": cookie})
+    assert status == 303
+    session = headers["set-cookie"]
+    assert "HttpOnly" in session and "SameSite=Strict" in session and token not in session
+    signed = session.split(";")[0]
+    assert console.get("/", {"Cookie": f"{cookie}; {signed}"})[0] == 200
+
+
+def test_a_console_off_loopback_needs_a_token(tmp_path):
+    db = tmp_path / "off.db"
+    open_store(str(db)).close()
+    result = runner.invoke(
+        app, ["ui", "--db", str(db), "--host", "0.0.0.0"], env={"TBHOOK_UI_TOKEN": ""}
+    )  # noqa: E501
+    assert result.exit_code == 2
+    assert "would show the log to anyone" in result.output
+    short = runner.invoke(app, ["ui", "--db", str(db), "--host", "0.0.0.0", "--token", "abc"])
+    assert short.exit_code == 2 and "guessable" in short.output
+    missing = runner.invoke(app, ["ui", "--db", str(tmp_path / "none.db")])
+    assert missing.exit_code == 1 and "no database" in missing.output
+
+
+def test_posts_need_the_form_s_csrf_token_and_retry_moves_quarantined_bodies(tmp_path, consoles):
+    db = tmp_path / "csrf.db"
+    a_log(str(db))
+    with open_store(str(db)).writing() as conn:  # as an older tbhook kept a readable body
+        body = event_body(caseId=777, uniqueId=77)
+        conn.execute(
+            'INSERT INTO quarantine ("receivedAt", "lastReceivedAt", deliveries, path, reason, '
+            'body, "bodySha256") VALUES (?, ?, 1, ?, ?, ?, ?)',
+            ["2026-01-01T00:00:00.000Z", "2026-01-01T00:00:00.000Z", "/", "older rules", body,
+             __import__("hashlib").sha256(body).digest()],
+        )  # fmt: skip
+    console = consoles(db)
+    assert console.post("/quarantine/retry", "id=2")[0] == 403  # no cookie, no token
+    status, headers, page = console.get("/quarantine")
+    csrf = re.search(rb'name="csrf" value="([^"]+)"', page).group(1).decode()
+    cookie = headers["set-cookie"].split(";")[0]
+    assert console.post("/quarantine/retry", "csrf=forged&id=2", {"Cookie": cookie})[0] == 403
+    status, headers, _ = console.post("/quarantine/retry", f"csrf={csrf}", {"Cookie": cookie})
+    assert status == 303 and "1+of+2+moved" in headers["location"]
+    moved = json.loads(console.get("/events.json?case=777")[2])
+    assert [e["caseId"] for e in moved] == [777]
+
+
+def test_send_posts_the_body_byte_for_byte(tmp_path, consoles, serve):
+    db = tmp_path / "send.db"
+    a_log(str(db))
+    receiver = serve(db=tmp_path / "other.db")
+    console = consoles(db)
+    status, headers, page = console.get("/events/1")
+    csrf = re.search(rb'name="csrf" value="([^"]+)"', page).group(1).decode()
+    cookie = headers["set-cookie"].split(";")[0]
+    url = f"http://127.0.0.1:{receiver.port}/"
+    from urllib.parse import quote
+
+    status, headers, _ = console.post(
+        "/events/1/send", f"csrf={csrf}&url={quote(url, safe='')}", {"Cookie": cookie}
+    )
+    assert status == 303 and "answered+200" in headers["location"]
+    original = console.get("/events/1/raw")[2]
+    copy = json.loads(cli_json(str(tmp_path / "other.db"), "event", "1"))
+    assert copy["bodySha256"] == __import__("hashlib").sha256(original).hexdigest()
+
+
+def test_stream_sends_each_new_event_once_and_resumes_after_the_last_id(tmp_path, consoles, serve):
+    db = tmp_path / "stream.db"
+    receiver = serve(db=db)
+    console = consoles(db)
+    conn = http.client.HTTPConnection("127.0.0.1", console.port, timeout=30)
+    conn.request("GET", "/stream?case=900", headers={"Last-Event-ID": "0"})
+    response = conn.getresponse()
+    assert response.status == 200 and response.getheader("content-type").startswith(
+        "text/event-stream"
+    )
+    got: list[dict] = []
+
+    def read() -> None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # closed at the end
+            for raw in response:
+                line = raw.decode()
+                if line.startswith("data: "):
+                    got.append(json.loads(line[6:]))
+
+    threading.Thread(target=read, daemon=True).start()
+    for n in range(3):
+        assert receiver.post(event_body(caseId=900, uniqueId=n + 1)).status == 200
+    assert receiver.post(event_body(caseId=901, uniqueId=9)).status == 200  # filtered out
+    assert receiver.post(event_body(caseId=900, uniqueId=4)).status == 200  # the sentinel
+    wait_for(lambda: len(got) >= 4, timeout=10)
+    assert [m["id"] for m in got] == [1, 2, 3, 5]
+    assert all("<tr data-id=" in m["html"] for m in got)
+    conn.close()
