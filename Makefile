@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 # Options pass through ARGS: make serve ARGS="--port 9000 --db /tmp/other.db"
 serve: $(STAMP)
-	$(BIN)/tbhook serve --ui $(ARGS)
+	$(BIN)/tbhook serve --ui --metrics $(ARGS)
 
 # Four workers (the tests mostly wait on servers and subprocesses), then the few that measure the
 # machine itself, alone.

@@ -220,11 +220,11 @@ def health(
     quick: bool = False,
     stale_seconds: int | None = None,
     max_db_size: int | None = None,
-    commit_checks: Callable[[int | None, list[str]], list[dict[str, str]]] | None = None,
 ) -> dict[str, Any]:
     """`tbhook doctor`: the facts and the checks (``tbhook.health``'s rules). A damaged file
-    is what a doctor is for: each failure is reported, none stops it. ``commit_checks`` (a
-    writer's question: could a delivery be committed now) is asked only by those that may."""
+    is what a doctor is for: each failure is reported, none stops it. A writer's question
+    (could a delivery be committed now) is added by those that may ask it, once this
+    reader is closed: ``add_checks``."""
     from tbhook import health as rules
     from tbhook.errors import StoreUnavailable
 
@@ -241,8 +241,6 @@ def health(
     durability = store.durability_warning()
     cap = max_db_size or (int(recorded) if recorded else None)
     checks = rules.checks(integrity, pending, found, stale_seconds, backend)
-    if commit_checks is not None:
-        checks += commit_checks(cap if backend == "sqlite" else None, pending)
     if backend == "sqlite":
         checks += rules.space_checks(facts["usedBytes"], cap)
     checks += rules.unknown_checks(unknown) + rules.durability_checks(durability, facts)
@@ -261,6 +259,13 @@ def health(
         "ok": all(check["status"] != "fail" for check in checks),
         "outageBudgetHours": [round(hours, 1) for hours in rules.OUTAGE_HOURS],
     }
+
+
+def add_checks(report: dict[str, Any], checks: list[dict[str, str]]) -> dict[str, Any]:
+    """``report`` (from ``health``) with more checks, and ``ok`` counted again."""
+    report["checks"] = [*report["checks"], *checks]
+    report["ok"] = all(check["status"] != "fail" for check in report["checks"])
+    return report
 
 
 def report(store: Any, filters: Filters, by: str, zone: Any, clock: Any, now: int) -> Any:

@@ -370,3 +370,19 @@ def test_stream_sends_each_new_event_once_and_resumes_after_the_last_id(tmp_path
     assert [m["id"] for m in got] == [1, 2, 3, 5]
     assert all("<tr data-id=" in m["html"] for m in got)
     conn.close()
+
+
+def test_health_shows_the_receiver_s_refusals_against_tracebuzz_s_limit(tmp_path, consoles, serve):
+    db = tmp_path / "health.db"
+    receiver = serve("--metrics", "--max-body", "2000", db=db)
+    assert receiver.post(event_body(caseId=1)).status == 200
+    assert receiver.post(event_body(caseId=2, note="x" * 3000)).status == 413
+    url = f"http://127.0.0.1:{receiver.port}/"
+    status, _, page = consoles(db, "--receiver", url).get("/health")
+    assert status == 200
+    assert b"Up, and its store commits." in page
+    assert re.search(rb'data-status="413">1<', page) and re.search(rb'data-status="503">0<', page)
+
+    receiver.stop()  # gone: the page says so at once, and what it costs
+    status, _, page = consoles(db, "--receiver", url).get("/health")
+    assert status == 200 and b"not reachable" in page and b"10 failed deliveries" in page

@@ -55,9 +55,15 @@ def ui(
     ] = None,
     receiver: Annotated[
         str,
-        typer.Option(metavar="URL", help="The receiver, for the pages' copy-as-curl."),
+        typer.Option(
+            metavar="URL",
+            help="The receiver: the health page asks it how it is; copy-as-curl posts there.",
+        ),
     ] = "http://127.0.0.1:8080/",
-    fd: Annotated[Optional[int], typer.Option(hidden=True)] = None,
+    fd: Annotated[
+        Optional[int],
+        typer.Option(hidden=True, help="A listening socket inherited from serve --ui."),
+    ] = None,
     tz: ZoneOption = None,
     local: LocalOption = False,
 ) -> None:

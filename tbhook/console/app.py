@@ -475,9 +475,16 @@ class Console:
 
     def health_page(self, request: Request, _form: Any) -> Response:
         from tbhook import health as rules
+        from tbhook.console import receiver
 
         report = self.health_report()
-        return self.page(request, "health.html", report=report, notes=rules.notes(report))
+        return self.page(
+            request,
+            "health.html",
+            report=report,
+            notes=rules.notes(report),
+            receiver=receiver.status(self.receiver),
+        )
 
     def health_data(self, request: Request, _form: Any) -> Response:
         return written(Answer(document=self.health_report()), "json")
