@@ -19,7 +19,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import cog  # type: ignore[import-not-found]
 from typer.testing import CliRunner
 
 from tbhook.cli import app
@@ -129,6 +128,14 @@ DB = _sample(_here)
 REPORTS = _support_log(_here)
 
 
+def _out(text: str) -> None:
+    """Into the document cog is writing (cog exists only while it runs: the logs above are
+    also what `make screenshots` shows)."""
+    import cog  # type: ignore[import-not-found]
+
+    cog.out(text)
+
+
 def cli(line: str, columns: int = WIDTH, db: Path = DB) -> None:
     """Write ``$ line`` and what it prints (stdout, then stderr), as a terminal of
     ``columns`` would show it, into the document (run on ``db``: the sample log, or
@@ -143,16 +150,16 @@ def cli(line: str, columns: int = WIDTH, db: Path = DB) -> None:
     finally:
         os.chdir(cwd)
     out = result.stdout + result.stderr
-    cog.out(f"$ {line}\n" + "\n".join(part.rstrip() for part in out.rstrip("\n").split("\n")))
-    cog.out("\n")
+    _out(f"$ {line}\n" + "\n".join(part.rstrip() for part in out.rstrip("\n").split("\n")))
+    _out("\n")
 
 
 def console(*lines: str, columns: int = WIDTH, db: Path = DB) -> None:
     """A ```console block of ``lines``, each run."""
-    cog.out("```console\n")
+    _out("```console\n")
     for line in lines:
         cli(line, columns, db)
-    cog.out("```\n")
+    _out("```\n")
 
 
 def help_of(command: str) -> None:
@@ -160,6 +167,4 @@ def help_of(command: str) -> None:
     runner = CliRunner(env={"COLUMNS": "100", "NO_COLOR": "1"})
     result = runner.invoke(app, [*command.split(), "--help"], prog_name="tbhook")
     text = result.stdout
-    cog.out(
-        "```\n" + "\n".join(line.rstrip() for line in text.rstrip("\n").split("\n")) + "\n```\n"
-    )
+    _out("```\n" + "\n".join(line.rstrip() for line in text.rstrip("\n").split("\n")) + "\n```\n")

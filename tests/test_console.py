@@ -167,6 +167,11 @@ def test_the_json_twins_are_the_cli_s_answers_byte_for_byte(target, consoles):
             "/report.json?by=week&since=2023-11-01&until=2023-11-30",
             ["report", "--by", "week", "--since", "2023-11-01", "--until", "2023-11-30"],
         ),  # noqa: E501
+        (  # bare dates are days in the report's zone, as for the command
+            "/report.json?by=day&since=2023-11-14&until=2023-11-14&tz=Asia/Tokyo",
+            ["report", "--by", "day", "--since", "2023-11-14", "--until", "2023-11-14"]
+            + ["--tz", "Asia/Tokyo"],
+        ),
         (
             "/report.json?by=source&since=2023-11-01&until=2023-11-30&tz=Europe/Amsterdam&hours=mon-fri+09:00-17:00",
             [

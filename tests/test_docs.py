@@ -82,6 +82,7 @@ def test_the_readme_links_into_the_docs():
         "receiving",
         "reading",
         "reporting",
+        "console",
         "developing",
         "operating",
         "postgresql",

@@ -323,7 +323,9 @@ class Console:
             zone = parse_zone(params["tz"]) if params.get("tz") else timezone.utc
         except ValueError as exc:
             raise Mistake(f"tz: {exc}") from None
-        filters = self.filters(request, allowed=("case", "person", "source", "search_id", "path"))
+        filters = self.filters(
+            request, allowed=("case", "person", "source", "search_id", "path"), zone=zone
+        )
         clock = None
         if params.get("hours"):
             try:
@@ -582,7 +584,10 @@ class Console:
         allowed: tuple[str, ...] = (
             "events", "case", "person", "source", "search_id", "sender", "path", "text",
         ),
+        zone: Any = None,
     ) -> Filters:  # fmt: skip
+        """The filters in the query; a date or moment without an offset is read in ``zone``
+        (the report's tz), else in the console's own (--tz), as the commands read them."""
         params = request.query_params
         values: dict[str, Any] = {}
 
@@ -607,7 +612,7 @@ class Console:
                 values["sender"] = parse_sender(params["sender"])
             if "path" in allowed and params.get("path", "").strip():
                 values["path"] = parse_path(params["path"])
-            zone = self.zone or timezone.utc
+            zone = zone or self.zone or timezone.utc
             if params.get("since", "").strip():
                 values["since"] = parse_when(params["since"], zone=zone)
             if params.get("until", "").strip():

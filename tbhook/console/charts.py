@@ -21,11 +21,18 @@ class Series:
     style: str  # a CSS class: its colour, its line or bar
 
 
-def _nice(largest: float) -> float:
+# Round quarters of a time axis: minutes, hours, days as a clock reads them.
+TIME_STEPS = (1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200)
+
+
+def _nice(largest: float, unit: str = "count") -> float:
     """A top for the axis at or above ``largest`` whose quarters are round (1, 2, 2.5 or 5
-    times a power of ten)."""
+    times a power of ten; for times, a clock's steps, then whole days)."""
     if largest <= 0:
         return 4
+    if unit == "seconds":
+        step = next((step for step in TIME_STEPS if largest <= 4 * step), None)
+        return 4 * (step or 86400 * math.ceil(largest / 4 / 86400))
     quarter = largest / 4
     power = 10 ** math.floor(math.log10(quarter))
     for factor in (1, 2, 2.5, 5, 10):
@@ -53,7 +60,8 @@ def chart(
 ) -> Markup:
     """One chart: ``series`` over ``labels`` (the periods), as lines or grouped bars; empty
     values leave a gap. ``unit``: count, seconds or rate (for the axis and the titles)."""
-    top = _nice(max((v for s in series for v in s.values if v is not None), default=0.0))
+    largest = max((v for s in series for v in s.values if v is not None), default=0.0)
+    top = _nice(largest, unit)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     n = max(len(labels), 1)
     step = plot_w / n
@@ -79,8 +87,11 @@ def chart(
     every = max(1, round(n / 8))
     for i, name in enumerate(labels):
         if i % every == 0:
+            # the last label ends at the edge rather than past it
+            anchor = "end" if x(i) + 3.2 * len(name) > WIDTH else "middle"
+            at = min(x(i), WIDTH - 1) if anchor == "end" else x(i)
             parts.append(
-                f'<text class="axis" x="{x(i):.1f}" y="{HEIGHT - 8}" text-anchor="middle">'
+                f'<text class="axis" x="{at:.1f}" y="{HEIGHT - 8}" text-anchor="{anchor}">'
                 f"{escape(name)}</text>"
             )
     width = step * 0.8 / max(len(series), 1)

@@ -29,7 +29,8 @@ def status(receiver: str) -> dict[str, Any]:
     try:
         code, body = _get(urljoin(receiver, "/healthz"))
     except (OSError, ValueError) as exc:
-        found["reason"] = f"not reachable: {getattr(exc, 'reason', exc)}"
+        why = getattr(exc, "reason", exc)  # urllib's URLError wraps the OSError
+        found["reason"] = f"not reachable ({getattr(why, 'strerror', None) or why})"
         return found
     try:
         document = json.loads(body)
