@@ -18,6 +18,7 @@ upgrade does once), BENCH_DURATION (wrk seconds a run, default 8).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -354,6 +355,138 @@ def bench_summaries() -> None:
     )
 
 
+def _get(port: int, path: str) -> tuple[float, bytes]:
+    """Seconds from the request to the last byte of the answer (a 200), and the body."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    started = time.monotonic()
+    conn.request("GET", path)
+    response = conn.getresponse()
+    body = response.read()
+    took = time.monotonic() - started
+    conn.close()
+    assert response.status == 200, (path, response.status, body[:300])
+    return took, body
+
+
+def bench_console() -> None:
+    """Each page's time at 10M (median of 20, after one to warm the cache), against the
+    command that answers the same question; the list page's weight; POST 200 -> the row's
+    server-sent event."""
+    import statistics
+
+    print("console", flush=True)
+    conn = sqlite3.connect(f"file:{DB}?mode=ro", uri=True)
+    middle = highest_id() // 2
+    event, person, case = conn.execute(
+        'SELECT id, "personId", "caseId" FROM events WHERE id >= ? AND event = \'newResult\' '
+        "ORDER BY id LIMIT 1",
+        [middle],
+    ).fetchone()
+    newest = conn.execute("SELECT max(timestamp) FROM events").fetchone()[0]
+    conn.close()
+    since = time.strftime("%Y-%m-%d", time.gmtime(newest - 30 * 86400))
+    port = bench.free_port()
+    ui = subprocess.Popen([*TBHOOK, "ui", "--db", str(DB), "--port", str(port)],
+                          stderr=subprocess.DEVNULL)
+    db = ["--db", str(DB), "-f", "json"]
+    pages = [
+        ("the list's first page", "/", ["events", "--sort", "arrival"]),
+        ("an event", f"/events/{event}", ["event", str(event)]),
+        ("a person", f"/persons/{person}", ["person", str(person)]),
+        ("a case", f"/cases/{case}", ["case", str(case)]),
+        ("the cases page", "/cases", ["cases"]),
+        ("the report of the last 30 days", f"/report?by=day&since={since}",
+         ["report", "--by", "day", "--since", since]),
+    ]  # fmt: skip
+    try:
+        bench.wait_listening(port)
+        for name, path, command in pages:
+            _get(port, path)  # warm
+            page = statistics.median(_get(port, path)[0] for _ in range(20))
+            cli, _ = timed([*TBHOOK, *command, *db], runs=3)
+            report(
+                f"console {name} at {COUNT:,} ({path.split('?')[0]})",
+                f"{page * 1000:.0f} ms (300 ms target: {page / 0.3:.2f}x)",
+                f"tbhook {command[0]} -f json {cli * 1000:.0f} ms",
+                f"{page / cli:.2f}x the command",
+            )
+        _, listing = _get(port, "/")
+        weight = len(listing) + sum(
+            len(_get(port, f"/static/{asset}")[1]) for asset in ("console.css", "console.js")
+        )
+        report(
+            "console list page with its assets (HTML, CSS, JS; no other request)",
+            f"{weight / 1024:.0f} KB",
+            "200 KB target",
+            f"{weight / 204800:.2f}x target",
+        )
+        bench_live(port)
+    finally:
+        bench.stop(ui)
+
+
+def bench_live(console_port: int) -> None:
+    """POST 200 at the receiver -> the row's server-sent event at the console: 200 events,
+    one every 13 ms (spread over the console's quarter-second poll)."""
+    import http.client
+    import statistics
+    import threading
+
+    last = highest_id()
+    port = bench.free_port()
+    serve = subprocess.Popen([*TBHOOK, "serve", "--quiet", "--port", str(port), "--db", str(DB)],
+                             stderr=subprocess.DEVNULL)
+    stream = http.client.HTTPConnection("127.0.0.1", console_port, timeout=60)
+    arrived: dict[int, float] = {}
+    try:
+        bench.wait_listening(port)
+        stream.request("GET", "/stream")
+        response = stream.getresponse()
+        assert response.status == 200
+        following = threading.Event()
+
+        def read() -> None:
+            with contextlib.suppress(OSError, ValueError, AttributeError):  # closed at the end
+                follow()
+
+        def follow() -> None:
+            for raw in response:
+                if raw.startswith(b"retry:"):
+                    following.set()  # the console has its cursor: what commits now is sent
+                if raw.startswith(b"data: "):
+                    arrived[json.loads(raw[6:])["id"]] = time.monotonic()
+
+        threading.Thread(target=read, daemon=True).start()
+        assert following.wait(30)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        acked: dict[int, float] = {}
+        lines = (OUT / "events.ndjson").read_bytes().splitlines()
+        for i in range(200):
+            payload = json.loads(lines[i])
+            payload["bench"] = f"live {time.time_ns()} {i}"  # a new body each run: a new event
+            conn.request("POST", "/", body=json.dumps(payload))
+            receipt = json.loads(conn.getresponse().read())
+            acked[receipt["id"]] = time.monotonic()
+            time.sleep(0.013)
+        deadline = time.monotonic() + 10
+        while len(arrived) < len(acked) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stream.close()
+        bench.stop(serve)
+        delete_after(last)
+    delays = sorted((arrived[k] - acked[k]) * 1000 for k in acked if k in arrived)
+    p50, p99 = statistics.median(delays), statistics.quantiles(delays, n=100)[98]
+    report(
+        f"console live at {COUNT:,}, POST 200 -> server-sent event",
+        f"p50 {p50:.0f} ms, p99 {p99:.0f} ms ({len(delays)}/{len(acked)} seen)",
+        "500 ms target",
+        f"{p99 / 500:.2f}x target",
+    )
+
+
 def bench_tail() -> None:
     last = highest_id()
     try:
@@ -385,6 +518,7 @@ def main() -> None:
     bench_import(facts)
     bench_read()
     bench_report(baseline)
+    bench_console()
     bench_tail()
     bench_ingest(baseline)
     if os.environ.get("SCALE_UPGRADE"):
