@@ -68,6 +68,12 @@ def own_cluster():
     cluster.close()
 
 
+# In `make test-reliability`, not `make test`: twice in about 30 runs of the whole suite on
+# 4 workers (never alone, in 28 runs) it went wrong without an answer yet: once a client did
+# not finish within 120 s after the restart, once the pytest worker running it grew to 24 GB
+# and was killed by the kernel. The recovery it checks is also checked, deterministically, by
+# test_a_writer_replaced_while_postgresql_is_down_stores_again_when_it_is_back.
+@pytest.mark.slow
 def test_postgresql_restarting_under_load_gets_503s_and_recovers_by_itself(own_cluster):
     url = own_cluster.new_database()
     server = start_serve(url, "--quiet")
