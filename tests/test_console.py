@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 import pytest
 from conftest import event_body, sample_bytes, wait_for
+from test_timelines import stored
 from typer.testing import CliRunner
 
 from tbhook.cli import app
-from tbhook.events import parse
-from tbhook.store import Delivery, open_store
+from tbhook.store import open_store
 
 runner = CliRunner(env={"COLUMNS": "200"})
 HOSTILE = '<img src=x onerror="document.title=1">'
@@ -102,15 +102,6 @@ def consoles():
         console.proc.wait(10)
 
 
-def store_bodies(target, bodies: list[bytes]) -> None:
-    store = open_store(target)
-    try:
-        for body in bodies:
-            store.append([Delivery(body, parse(body))])
-    finally:
-        store.close()
-
-
 def a_log(target) -> None:
     """Two cases, a merge, a hostile event name, an unreadable body."""
     bodies = [
@@ -129,7 +120,7 @@ def a_log(target) -> None:
         json.dumps({"event": HOSTILE, "caseId": 503, "timestamp": 1_700_000_300}).encode(),
         b"{not json",
     ]
-    store_bodies(target, bodies)
+    stored(str(target), bodies)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -69,9 +69,9 @@ def test_a_delivery_appears_in_an_open_list_within_a_second_without_a_reload(pag
 
 def test_scrolled_away_the_list_keeps_still_and_counts_what_is_new(page, running):
     receiver, base, db = running
-    from test_console import store_bodies
+    from test_timelines import stored
 
-    store_bodies(db, [event_body(caseId=5000 + n, uniqueId=5000 + n) for n in range(60)])
+    stored(str(db), [event_body(caseId=5000 + n, uniqueId=5000 + n) for n in range(60)])
     page.set_viewport_size({"width": 1280, "height": 400})
     page.goto(base + "/")
     page.mouse.wheel(0, 2000)

@@ -48,6 +48,10 @@ class Mistake(Exception):
     """Something in the request that cannot be read: a 400 page that says what."""
 
 
+class NotFound(Exception):
+    """What the request names is not in the log: a 404 page that says what."""
+
+
 @dataclass
 class Console:
     """One console: the database it reads, the zone it shows times in."""
@@ -148,10 +152,24 @@ class Console:
                 return await run_in_threadpool(handler, request, form)
             except Mistake as exc:
                 return self.error(request, 400, str(exc))
+            except NotFound as exc:
+                return self.error(request, 404, str(exc))
             except TbhookError as exc:
                 return self.error(request, 503, str(exc))
 
         return endpoint
+
+    def one(self, question: Callable[[Any, int], Any], key: int, missing: str) -> Any:
+        """The answer to a question about one thing (an event, a case...), or NotFound."""
+        with self.reading() as store:
+            found = question(store, key)
+        if found is None:
+            raise NotFound(missing)
+        return found
+
+    @staticmethod
+    def not_quarantined(number: int) -> str:
+        return f"No quarantined delivery #{number} (one moved by a retry is among the events now)."
 
     # -- events ----------------------------------------------------------------------------
 
@@ -193,10 +211,7 @@ class Console:
 
     def event_page(self, request: Request, _form: Any) -> Response:
         event_id = int(request.path_params["event_id"])
-        with self.reading() as store:
-            found = questions.event(store, event_id)
-        if found is None:
-            return self.error(request, 404, f"No event #{event_id}.")
+        found = self.one(questions.event, event_id, f"No event #{event_id}.")
         record, document, body = found
         is_json, value = parsed_body(body)
         pretty = (
@@ -224,18 +239,12 @@ class Console:
 
     def event_data(self, request: Request, _form: Any) -> Response:
         event_id = int(request.path_params["event_id"])
-        with self.reading() as store:
-            found = questions.event(store, event_id)
-        if found is None:
-            return self.error(request, 404, f"No event #{event_id}.")
+        found = self.one(questions.event, event_id, f"No event #{event_id}.")
         return written(Answer(document=found[1]), "json")
 
     def event_raw(self, request: Request, _form: Any) -> Response:
         event_id = int(request.path_params["event_id"])
-        with self.reading() as store:
-            found = questions.event(store, event_id)
-        if found is None:
-            return self.error(request, 404, f"No event #{event_id}.")
+        found = self.one(questions.event, event_id, f"No event #{event_id}.")
         return Response(
             found[2],
             media_type="application/octet-stream",
@@ -248,10 +257,7 @@ class Console:
 
         event_id = int(request.path_params["event_id"])
         url = (form or {}).get("url", "").strip()
-        with self.reading() as store:
-            found = questions.event(store, event_id)
-        if found is None:
-            return self.error(request, 404, f"No event #{event_id}.")
+        found = self.one(questions.event, event_id, f"No event #{event_id}.")
         try:
             reply = Poster(url).post(found[2])
         except PostFailed as exc:
@@ -294,19 +300,13 @@ class Console:
 
     def case_page(self, request: Request, _form: Any) -> Response:
         case_id = int(request.path_params["case_id"])
-        with self.reading() as store:
-            found = questions.case(store, case_id)
-        if found is None:
-            return self.error(request, 404, f"No event names case {case_id}.")
+        found = self.one(questions.case, case_id, f"No event names case {case_id}.")
         summary, records = found
         return self.page(request, "case.html", summary=summary, rows=records, case_id=case_id)
 
     def case_data(self, request: Request, _form: Any) -> Response:
         case_id = int(request.path_params["case_id"])
-        with self.reading() as store:
-            found = questions.case(store, case_id)
-        if found is None:
-            return self.error(request, 404, f"No event names case {case_id}.")
+        found = self.one(questions.case, case_id, f"No event names case {case_id}.")
         summary, records = found
         return written(Answer(document={**summary, "events": records}), "json")
 
@@ -427,15 +427,7 @@ class Console:
 
     def quarantine_item(self, request: Request, _form: Any) -> Response:
         number = int(request.path_params["item"])
-        with self.reading() as store:
-            found = questions.quarantine_item(store, number)
-        if found is None:
-            return self.error(
-                request,
-                404,
-                f"No quarantined delivery #{number} (one moved by a retry is among the "
-                "events now).",
-            )
+        found = self.one(questions.quarantine_item, number, self.not_quarantined(number))
         record, _document, body = found
         is_json, value = parsed_body(body)
         shown = (
@@ -447,10 +439,7 @@ class Console:
 
     def quarantine_item_data(self, request: Request, _form: Any) -> Response:
         number = int(request.path_params["item"])
-        with self.reading() as store:
-            found = questions.quarantine_item(store, number)
-        if found is None:
-            return self.error(request, 404, f"No quarantined delivery #{number}.")
+        found = self.one(questions.quarantine_item, number, self.not_quarantined(number))
         return written(Answer(document=found[1]), "json")
 
     def quarantine_retry(self, request: Request, form: Any) -> Response:
