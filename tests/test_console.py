@@ -8,6 +8,7 @@ import contextlib
 import http.client
 import json
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -338,12 +339,12 @@ def test_send_posts_the_body_byte_for_byte(tmp_path, consoles, serve):
     assert copy["bodySha256"] == __import__("hashlib").sha256(original).hexdigest()
 
 
-def test_stream_sends_each_new_event_once_and_resumes_after_the_last_id(tmp_path, consoles, serve):
-    db = tmp_path / "stream.db"
-    receiver = serve(db=db)
-    console = consoles(db)
+def test_stream_sends_each_new_event_once_and_resumes_after_the_last_id(target, consoles, serve):
+    receiver = serve(db=target)  # on PostgreSQL the stream follows commits as tail does
+    console = consoles(target)
     conn = http.client.HTTPConnection("127.0.0.1", console.port, timeout=30)
     conn.request("GET", "/stream?case=900", headers={"Last-Event-ID": "0"})
+    sock = conn.sock
     response = conn.getresponse()
     assert response.status == 200 and response.getheader("content-type").startswith(
         "text/event-stream"
@@ -365,7 +366,21 @@ def test_stream_sends_each_new_event_once_and_resumes_after_the_last_id(tmp_path
     wait_for(lambda: len(got) >= 4, timeout=10)
     assert [m["id"] for m in got] == [1, 2, 3, 5]
     assert all("<tr data-id=" in m["html"] for m in got)
+    sock.shutdown(socket.SHUT_RDWR)  # the reader wakes now, not at the next keep-alive
     conn.close()
+
+    # A browser that reconnects says the last id it saw: it gets what came after, once.
+    again = http.client.HTTPConnection("127.0.0.1", console.port, timeout=30)
+    again.request("GET", "/stream?case=900", headers={"Last-Event-ID": "2"})
+    resumed = again.getresponse()
+    ids = []
+    for raw in resumed:
+        if raw.startswith(b"data: "):
+            ids.append(json.loads(raw[6:])["id"])
+        if len(ids) == 2:
+            break
+    assert ids == [3, 5]
+    again.close()
 
 
 def test_health_shows_the_receiver_s_refusals_against_tracebuzz_s_limit(tmp_path, consoles, serve):

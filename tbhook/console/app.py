@@ -541,13 +541,8 @@ class Console:
                 yield "retry: 1000\n\n"
                 if after is not None:  # what came while the browser was away (up to 500)
                     missed = await run_in_threadpool(
-                        lambda: records(
-                            store.reads.events(  # up to the cursor: later ones follow
-                                filters, order_by="arrival", after_id=after, upto_id=cursor,
-                                limit=500,
-                            )
-                        )
-                    )  # fmt: skip
+                        lambda: records(store.tail.missed(filters, after, cursor, 500))
+                    )
                     for record in missed:
                         yield message(record)
                 quiet = time.monotonic()

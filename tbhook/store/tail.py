@@ -50,6 +50,15 @@ class Tail(Job):
         rows = self.store.reads.events(filters, order_by="arrival", after_id=cursor, upto_id=newest)
         return list(rows), newest
 
+    def missed(self, filters: Filters, after_id: int, cursor: Any, limit: int) -> list[dict]:
+        """Matching events after ``after_id`` that ``more`` from ``cursor`` will not send (what
+        a reconnecting follower missed), oldest first, at most ``limit``."""
+        return list(
+            self.store.reads.events(
+                filters, order_by="arrival", after_id=after_id, upto_id=cursor, limit=limit
+            )
+        )
+
     def wait(self, seconds: float) -> None:
         """Wait for new events, or ``seconds``."""
         time.sleep(seconds)

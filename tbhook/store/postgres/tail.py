@@ -47,6 +47,18 @@ class PostgresTail(Tail):
         shown = {i: txid for i, txid in shown.items() if txid >= horizon}
         return fresh, (max(boundary, horizon), shown)
 
+    def missed(self, filters: Filters, after_id: int, cursor: Any, limit: int) -> list[dict]:
+        """Events after ``after_id`` of the transactions before the cursor's window: ``more``
+        sends those of the window and after."""
+        boundary, _shown = cursor
+        rows = self._rows_with_txid(
+            filters,
+            "e.id > ? AND e.txid < ?::text::xid8",
+            [after_id, str(boundary)],
+            f"ORDER BY e.id LIMIT {int(limit)}",
+        )
+        return [_strip(row) for row in rows]
+
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[int]:
         """A REPEATABLE READ transaction, and its snapshot's xmin: every transaction below it
