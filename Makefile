@@ -56,7 +56,7 @@ lint: $(STAMP)
 # The docs site (Sphinx, MyST Markdown), warnings as errors, into docs/_build/html.
 docs: $(STAMP)
 	$(BIN)/pip install -q -e '.[docs]'
-	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	$(BIN)/sphinx-build -E -W --keep-going -q -b html docs docs/_build/html
 
 # Run every example in the docs again and write its output in (make test checks they agree).
 docs-update: $(STAMP)
