@@ -294,6 +294,14 @@ def test_a_console_off_loopback_needs_a_token(tmp_path):
     assert short.exit_code == 2 and "guessable" in short.output
     missing = runner.invoke(app, ["ui", "--db", str(tmp_path / "none.db")])
     assert missing.exit_code == 1 and "no database" in missing.output
+    for option, value, words in (
+        ("--receiver", "localhost:8080", "is not an http:// or https:// URL"),
+        ("--receiver", "http://127.0.0.1:99999/", "is not an http:// or https:// URL"),
+        ("--allow-host", "tbhook.example.com:443", "is not a host name"),
+        ("--allow-host", "", "is not a host name"),
+    ):
+        wrong = runner.invoke(app, ["ui", "--db", str(db), option, value])
+        assert wrong.exit_code == 2 and words in wrong.output, (option, value, wrong.output)
 
 
 def test_posts_need_the_form_s_csrf_token_and_retry_moves_quarantined_bodies(tmp_path, consoles):

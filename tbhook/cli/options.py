@@ -112,6 +112,24 @@ def reported_errors() -> Iterator[None]:
         raise fail(str(exc)) from None
 
 
+def http_url(value: Optional[str], option: str) -> Optional[str]:
+    """An http:// or https:// URL with a host (where tbhook posts, or points a page)."""
+    from urllib.parse import urlsplit
+
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        port_ok = parts.port is None or parts.port > 0  # reading .port checks the number
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise typer.BadParameter(
+            f"{value!r} is not an http:// or https:// URL", param_hint=f"'{option}'"
+        )
+    return value
+
+
 def parse_size(value: Optional[str], option: str) -> Optional[int]:
     """``500M``, ``2G``, ``64K`` or plain bytes."""
     if value is None:

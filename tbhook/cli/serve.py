@@ -12,6 +12,7 @@ from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
     LogFormat,
+    http_url,
     in_range,
     parse_size,
     reported_errors,
@@ -124,10 +125,7 @@ def serve(
     otherwise); any other GET answers 200, for Tracebuzz's test of the URL."""
     from tbhook import receiver  # uvicorn and the rest: about 80 ms, only for serve
 
-    if forward_to and not forward_to.startswith(("http://", "https://")):
-        raise typer.BadParameter(
-            f"{forward_to!r} is not an http:// or https:// URL", param_hint="'--forward-to'"
-        )
+    http_url(forward_to, "--forward-to")
     settings = receiver.Settings(
         db=db,
         host=host,

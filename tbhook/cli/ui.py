@@ -14,6 +14,7 @@ from tbhook.cli.options import (
     LocalOption,
     ZoneOption,
     display_zone,
+    http_url,
     in_range,
     reading,
     reported_errors,
@@ -71,6 +72,13 @@ def ui(
     report's charts, quarantine, health. A reader, on its own port."""
     from tbhook import console  # starlette, jinja2, uvicorn: only for the console
 
+    http_url(receiver, "--receiver")
+    for name in allow_host or ():
+        if not name.strip() or any(c in name for c in " /:@"):
+            raise typer.BadParameter(
+                f"{name!r} is not a host name (tbhook.example.com, without a port)",
+                param_hint="'--allow-host'",
+            )
     settings = console.Settings(
         db=db,
         host=host,
