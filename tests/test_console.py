@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import event_body, sample_bytes, wait_for
+from conftest import event_body, request, sample_bytes, wait_for
 from test_timelines import stored
 from typer.testing import CliRunner
 
@@ -405,3 +405,34 @@ def test_health_shows_the_receiver_s_refusals_against_tracebuzz_s_limit(tmp_path
     receiver.stop()  # gone: the page says so at once, and what it costs
     status, _, page = consoles(db, "--receiver", url).get("/health")
     assert status == 200 and b"not reachable" in page and b"10 failed deliveries" in page
+
+
+def test_serve_ui_runs_the_console_beside_the_receiver_and_stops_it_with_it(tmp_path, serve):
+    receiver = serve("--ui", "--ui-port", "0", db=tmp_path / "both.db")
+    found = re.search(r"console: http://127\.0\.0\.1:(\d+)/", receiver.stderr())
+    assert found, receiver.stderr()
+    port = int(found.group(1))
+    assert port != receiver.port  # never the receiver's port: Tracebuzz never sees the console
+    assert receiver.post(event_body(caseId=77)).status == 200
+    console = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    console.request("GET", "/events.json?case=77")
+    listed = json.loads(console.getresponse().read())
+    console.close()
+    assert [row["caseId"] for row in listed] == [77]
+    page = request(receiver.port, "GET", "/events.json")
+    assert b"caseId" not in page.body  # the receiver's GETs are not the console's pages
+
+    assert receiver.stop() == 0
+
+    def gone() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return True
+        return False
+
+    wait_for(gone)  # the console stopped with the receiver
+
+    same = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--port", "9999"]
+                         + ["--ui", "--ui-port", "9999"])  # fmt: skip
+    assert same.exit_code == 2 and "a port of its own" in same.output

@@ -126,6 +126,11 @@ def serve(
     from tbhook import receiver  # uvicorn and the rest: about 80 ms, only for serve
 
     http_url(forward_to, "--forward-to")
+    if ui and ui_port and ui_port == port:
+        raise typer.BadParameter(
+            f"{ui_port} is the receiver's --port: the console listens on a port of its own",
+            param_hint="'--ui-port'",
+        )
     settings = receiver.Settings(
         db=db,
         host=host,
