@@ -51,14 +51,14 @@ def test_the_single_file_serves_receives_and_exports(pyz):
     assert not (pyz.parent / "tbhook.db").exists()
     version = run_pyz(pyz, "--version").communicate(timeout=60)[0]
     assert re.match(r"tbhook \d+\.\d+\.\d+ \(SQLite [\d.]+; (speed-ups|pure Python)", version)
-    server = run_pyz(pyz, "serve", "--port", "0")
+    server = run_pyz(pyz, "serve", "--port", "0", "--ui", "--ui-port", "0")
     lines: list[str] = []
     ready = threading.Event()
 
     def pump():
         for line in server.stderr:
             lines.append(line)
-            if "receiving on" in line:
+            if line.startswith("Press Ctrl+C"):
                 ready.set()
 
     threading.Thread(target=pump, daemon=True).start()
@@ -69,6 +69,12 @@ def test_the_single_file_serves_receives_and_exports(pyz):
         assert response.status == 200 and response.json["id"] == 1
         sent = run_pyz(pyz, "send", "new-incoming-message", "--to", f"http://127.0.0.1:{port}/")
         assert sent.communicate(timeout=60)[0].startswith("200 newResult")
+        # the console, templates and assets read from inside the zip
+        ui = int(re.search(r"console: http://127\.0\.0\.1:(\d+)/", "".join(lines)).group(1))
+        page = request(ui, "GET", "/")
+        assert page.status == 200 and b'<tr data-id="2"' in page.body
+        assert request(ui, "GET", "/static/console.js").status == 200
+        assert request(ui, "GET", "/report?by=month").status == 200
     finally:
         server.terminate()
         assert server.wait(30) == 0
