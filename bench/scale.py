@@ -4,7 +4,8 @@ The database is built once with `tbhook generate --count N --seed S` and `tbhook
 kept in bench/out/ under a name made of the seed and the count (with what the build measured
 beside it, in a .json file), so later runs measure without rebuilding. Its events span two
 years from 2024-12-01 (a support team's history, for `report`). Whatever a run adds to it
-(ingest, tail) it deletes again, so every run reads the same N events.
+(ingest, tail, the console's live stream) it deletes again, so every run reads the same N
+events. The console's pages are timed against the commands that answer the same questions.
 
 With SCALE_BASELINE=REV (a git revision), the figures an issue compares with "today's" code
 are measured twice in the same run, once with REV's tbhook (extracted to bench/out/) against
