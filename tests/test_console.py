@@ -274,6 +274,13 @@ def test_a_token_guards_every_page_and_the_login_sets_a_strict_cookie(tmp_path, 
     cookie = headers["set-cookie"].split(";")[0]
     status, _, _ = console.post("/login", f"csrf={csrf}&token=nope", {"Cookie": cookie})
     assert status == 401
+    # Any text a client sends is a wrong secret, never a 500 (compare_digest takes only ASCII)
+    assert console.get("/events.json", {"Authorization": "Bearer caf\xe9"})[0] == 401
+    assert console.get("/", {"Cookie": f"{cookie}; tbhook_console=caf\xe9"})[0] == 303
+    status, _, _ = console.post("/login", f"csrf={csrf}&token=caf%C3%A9", {"Cookie": cookie})
+    assert status == 401
+    status, _, _ = console.post("/login", "csrf=%C3%A9&token=x", {"Cookie": cookie})
+    assert status == 403
     status, headers, _ = console.post("/login", f"csrf={csrf}&token={token}", {"Cookie": cookie})
     assert status == 303
     session = headers["set-cookie"]

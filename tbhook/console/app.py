@@ -483,16 +483,14 @@ class Console:
     # -- login -------------------------------------------------------------------------------
 
     def login(self, request: Request, form: Any) -> Response:
-        import hmac
+        from tbhook.console.guard import same_secret, session_cookie
 
         guard = self.guard
         if guard is None or guard.token is None:
             return RedirectResponse("/", status_code=303)
         if request.method == "POST":
             given = (form or {}).get("token", "")
-            if hmac.compare_digest(given, guard.token):
-                from tbhook.console.guard import session_cookie
-
+            if same_secret(given, guard.token):
                 response = RedirectResponse("/", status_code=303)
                 response.raw_headers.append((b"set-cookie", session_cookie(guard)))
                 return response

@@ -39,6 +39,14 @@ HEADERS = [
 OPEN_PATHS = ("/login", "/static/")  # reachable without the token (the form, its style)
 
 
+def same_secret(given: str, secret: str) -> bool:
+    """Compared in constant time, as bytes: what a client sends may be any text (as str,
+    compare_digest refuses anything but ASCII, and that would be a 500)."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), secret.encode("utf-8", "surrogateescape")
+    )
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -100,8 +108,8 @@ class Guard:
             given = bearer[7:] if bearer.lower().startswith("bearer ") else None
             signed = cookies.get(SESSION)
             if not (
-                (given is not None and hmac.compare_digest(given, self.token))
-                or (signed is not None and hmac.compare_digest(signed, self.session_value()))
+                (given is not None and same_secret(given, self.token))
+                or (signed is not None and same_secret(signed, self.session_value()))
             ):
                 if path.endswith((".json", ".csv")) or path == "/stream" or given is not None:
                     await _refuse(send, 401, "This console needs its token.", json=True)
@@ -113,7 +121,7 @@ class Guard:
         if scope["method"] == "POST":
             body = await _body(receive)
             sent = parse_qs(body.decode("utf-8", "replace")).get("csrf", [""])[0]
-            if not (cookies.get(CSRF) and hmac.compare_digest(sent, cookies[CSRF])):
+            if not (cookies.get(CSRF) and same_secret(sent, cookies[CSRF])):
                 await _refuse(send, 403, "This form is stale or came from elsewhere: reload it.")
                 return
             receive = _replay(body)
