@@ -145,3 +145,14 @@ def utc_now() -> str:
 
 
 _STAMP: list = [None, ""]  # the last second formatted, and its text
+
+
+def empty_range(since: int | None, until: int | None, names: tuple[str, str]) -> str | None:
+    """Why ``since``/``until`` can match nothing (``names``: how the user wrote them), or
+    None."""
+    if since is None or until is None or since < until:
+        return None
+    return (
+        f"{names[0]} ({iso_time(since)}) is not before {names[1]} ({iso_time(until - 1)}), "
+        "so nothing could match"
+    )

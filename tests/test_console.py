@@ -211,6 +211,9 @@ def test_every_page_answers_and_says_what_is_wrong(tmp_path, consoles):
         "/report?tz=Mars/Olympus": (400, b"is not a time zone"),
         "/events/999": (404, b"No event #999"),
         "/cases/999": (404, b"No event names case 999"),
+        "/events/99999999999999999999": (404, b"larger than any id tbhook keeps"),
+        "/quarantine/99999999999999999999.json": (404, b"larger than any id tbhook keeps"),
+        "/?since=2030-01-01&until=2020-01-01": (400, b"so nothing could match"),
         "/nowhere": (404, b"There is no such page"),
         "/static/../tbhook.db": (404, b""),
     }

@@ -21,7 +21,15 @@ from typer.core import TyperCommand
 from tbhook.errors import TbhookError
 from tbhook.events import SCHEMAS
 from tbhook.files import new_file, refuse_same
-from tbhook.filters import Filters, iso_time, parse_path, parse_sender, parse_when, parse_zone
+from tbhook.filters import (
+    Filters,
+    empty_range,
+    iso_time,
+    parse_path,
+    parse_sender,
+    parse_when,
+    parse_zone,
+)
 from tbhook.output.formats import FORMATS
 from tbhook.targets import check_url, is_url
 
@@ -317,12 +325,9 @@ def make_filters(given: dict[str, Any], zone: tzinfo | None = None) -> Filters:
     if values.get("events") is None:  # typer's None for a list option given no value
         values["events"] = ()
     since, until = values.get("since"), values.get("until")
-    if since is not None and until is not None and since >= until:
-        raise typer.BadParameter(
-            f"--since ({iso_time(since)}) is not before --until ({iso_time(until - 1)}), "
-            "so nothing could match",
-            param_hint="'--since' / '--until'",
-        )
+    problem = empty_range(since, until, ("--since", "--until"))
+    if problem:
+        raise typer.BadParameter(problem, param_hint="'--since' / '--until'")
     return Filters(**values)
 
 

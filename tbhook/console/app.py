@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from tbhook import questions
 from tbhook.errors import TbhookError
-from tbhook.filters import Filters, parse_path, parse_sender, parse_when, parse_zone
+from tbhook.filters import Filters, empty_range, parse_path, parse_sender, parse_when, parse_zone
 from tbhook.output.describe import duration, event_record, parsed_body, shown_time
 from tbhook.output.formats import FORMATS, Answer
 from tbhook.text import clean
@@ -147,6 +147,9 @@ class Console:
         store's errors turned into pages that say what is wrong."""
 
         async def endpoint(request: Request) -> Response:
+            for value in request.path_params.values():  # an id no database could hold
+                if isinstance(value, int) and not -(2**63) <= value < 2**63:
+                    return self.error(request, 404, f"{value} is larger than any id tbhook keeps.")
             form = _form(await request.body()) if request.method == "POST" else None
             try:
                 return await run_in_threadpool(handler, request, form)
@@ -618,6 +621,9 @@ class Console:
             raise Mistake(str(exc)) from None
         if "text" in allowed and params.get("q", "").strip():
             values["text"] = params["q"]
+        problem = empty_range(values.get("since"), values.get("until"), ("since", "until"))
+        if problem:
+            raise Mistake(problem)
         return Filters(**values)
 
     def limit(self, request: Request) -> int:
