@@ -264,7 +264,7 @@ class Console:
         try:
             reply = Poster(url).post(found[2])
         except PostFailed as exc:
-            raise Mistake(f"Could not send event #{event_id} to {url}: {exc}") from None
+            raise Mistake(f"Could not send event #{event_id}: {exc}") from None
         except TbhookError as exc:
             raise Mistake(str(exc)) from None
         said = f"{url} answered {reply.status}"
@@ -450,8 +450,10 @@ class Console:
         from tbhook.events import parse
         from tbhook.store import open_store
 
-        item = (form or {}).get("id", "").strip()
-        numbers = [int(item)] if item.isdigit() else None
+        item = (form or {}).get("id", "").strip()  # none: every quarantined body
+        if item and not (item.isdigit() and int(item) < 2**63):
+            raise Mistake(f"id={item[:40]!r} is not a quarantine id; nothing was retried")
+        numbers = [int(item)] if item else None
         store = open_store(self.target)
         try:
             results = list(questions.retried(store.upkeep.recover_quarantined(numbers, parse)))
