@@ -117,6 +117,13 @@ def test_events_ascending_and_unlimited(log_db):
     assert [r["id"] for r in rows] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
 
 
+def test_before_pages_back_by_id_and_says_when_the_pages_end(log_db):
+    rows = ndjson(run("events", "-f", "ndjson", "--sort", "arrival", "--before", "4"))
+    assert [r["id"] for r in rows] == [3, 2, 1]
+    past = runner.invoke(app, ["events", "--before", "1", "--db", str(log_db)])
+    assert past.exit_code == 0 and "No events: none has an id below 1" in past.stderr
+
+
 def test_event_keys_are_tracebuzz_names_plus_ours(log_db):
     [row] = ndjson(run("events", "-f", "ndjson", "--case", "501", "--event", "caseClosed"))
     assert row == {

@@ -114,7 +114,11 @@ def events(
             limit=limit,
         )
         if not write(answer, fmt):
-            explain_empty(store, filters)
+            if before is not None and store.reads.count():  # past the last page
+                matching = " matching these filters" if filters != Filters() else ""
+                typer.echo(f"No events: none{matching} has an id below {before}", err=True)
+            else:
+                explain_empty(store, filters)
 
 
 def event(
