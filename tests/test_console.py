@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -421,6 +423,17 @@ def test_health_shows_the_receiver_s_refusals_against_tracebuzz_s_limit(tmp_path
     assert status == 200 and b"not reachable" in page and b"10 failed deliveries" in page
 
 
+def console_process(pid: int) -> int:
+    """The pid of `serve --ui`'s console (a child running `tbhook ui`)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        children = f.read().split()
+    for child in children:
+        with open(f"/proc/{child}/cmdline", "rb") as f:
+            if b"\x00ui\x00--db\x00" in f.read():
+                return int(child)
+    raise AssertionError(f"no console among {children}")
+
+
 def test_serve_ui_runs_the_console_beside_the_receiver_and_stops_it_with_it(tmp_path, serve):
     receiver = serve("--ui", "--ui-port", "0", db=tmp_path / "both.db")
     found = re.search(r"console: http://127\.0\.0\.1:(\d+)/", receiver.stderr())
@@ -435,6 +448,14 @@ def test_serve_ui_runs_the_console_beside_the_receiver_and_stops_it_with_it(tmp_
     assert [row["caseId"] for row in listed] == [77]
     page = request(receiver.port, "GET", "/events.json")
     assert b"caseId" not in page.body  # the receiver's GETs are not the console's pages
+
+    # A console that dies is started again on the same port, and the receiver's log says so.
+    os.kill(console_process(receiver.proc.pid), signal.SIGKILL)
+    wait_for(lambda: "the console stopped (exit -9)" in receiver.stderr(), timeout=10)
+    again = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    again.request("GET", "/events.json?case=77")  # waits in the port's queue if need be
+    assert [row["caseId"] for row in json.loads(again.getresponse().read())] == [77]
+    again.close()
 
     assert receiver.stop() == 0
 

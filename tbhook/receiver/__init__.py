@@ -19,7 +19,9 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
+from typing import Any
 
 from tbhook import __version__
 from tbhook.errors import TbhookError
@@ -71,7 +73,7 @@ def run(settings: Settings) -> None:
             )
         console_url = None
         if settings.ui_port is not None:  # the console: its own process, never this port
-            console_url = _console(settings, sock, stack)
+            console_url = _console(settings, sock, stack, log)
         events, quarantined = store.reads.counts()
         if settings.metrics:
             counts.started_from(store.reads.last_received_at())  # type: ignore[attr-defined]
@@ -153,10 +155,13 @@ def _warnings(settings: Settings, store: Store) -> list[str]:
     return warnings
 
 
-def _console(settings: Settings, receiving: socket.socket, stack: contextlib.ExitStack) -> str:
+def _console(
+    settings: Settings, receiving: socket.socket, stack: contextlib.ExitStack, log: Any
+) -> str:
     """`serve --ui`: the console on 127.0.0.1, in a process of its own that dies with the
     receiver; its port bound here first, so a port in use stops the receiver from starting
-    with a sentence, not later. Its URL."""
+    with a sentence, not later. A console that stops is started again (the receiver keeps
+    the socket, so the port stays its), and the log says so. Its URL."""
     import json
     import subprocess
     import sys
@@ -176,23 +181,57 @@ def _console(settings: Settings, receiving: socket.socket, stack: contextlib.Exi
     args += ["--receiver", f"http://{shown}:{own}/"]
     env = {**os.environ, "TBHOOK_UI_PATH": json.dumps(sys.path)}
     env.pop("TBHOOK_UI_TOKEN", None)  # loopback: no token, whatever the shell has
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        pass_fds=[sock.fileno()],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        preexec_fn=die_with_parent,  # noqa: PLW1509 - only a prctl, before exec
-    )
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-c", code, *args],
+            pass_fds=[sock.fileno()],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only a prctl, before exec
+        )
+
+    running = [start()]
+    stopping = threading.Event()
+
+    def watch() -> None:
+        """Start the console again when it stops, after 2, 4... up to 60 s (back to 2 s
+        once it has run for a minute)."""
+        failures = 0
+        while True:
+            started = time.monotonic()
+            code = running[0].wait()
+            if stopping.is_set():
+                return
+            failures = 1 if time.monotonic() - started > 60 else failures + 1
+            delay = min(60, 2**failures)
+            log.warning(
+                f"the console stopped (exit {code}); starting it again in {delay} s",
+                console=port,
+                exit=code,
+            )
+            if stopping.wait(delay):
+                return
+            running[0] = start()
+            if stopping.is_set():  # the receiver began stopping meanwhile
+                running[0].terminate()
+                return
+
+    watcher = threading.Thread(target=watch, name="tbhook console watch", daemon=True)
+    watcher.start()
 
     def stop() -> None:
+        stopping.set()
+        process = running[0]
         process.terminate()
         try:
             process.wait(5)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        watcher.join(5)
 
     stack.callback(stop)
     return f"http://127.0.0.1:{port}/"
