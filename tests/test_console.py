@@ -471,3 +471,26 @@ def test_serve_ui_runs_the_console_beside_the_receiver_and_stops_it_with_it(tmp_
     same = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--port", "9999"]
                          + ["--ui", "--ui-port", "9999"])  # fmt: skip
     assert same.exit_code == 2 and "a port of its own" in same.output
+
+
+def test_ctrl_c_stops_the_receiver_and_its_console_quietly(tmp_path):
+    """Ctrl+C reaches the whole foreground group; the console, in a session of its own, is
+    stopped by the receiver, never first (which once read as a console that had failed)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tbhook", "serve", "--db", str(tmp_path / "c.db"), "--port", "0"]
+        + ["--ui", "--ui-port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a group of its own, as a terminal's foreground job is
+    )
+    banner = []
+    for line in proc.stderr:
+        banner.append(line)
+        if line.startswith("Press Ctrl+C"):
+            break
+    console = console_process(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(30) == 0
+    assert "every acknowledged event is stored" in rest and "console stopped" not in rest, rest
+    assert not os.path.exists(f"/proc/{console}")  # stopped, and reaped, by the receiver

@@ -191,6 +191,9 @@ def _console(
             stderr=subprocess.DEVNULL,
             env=env,
             preexec_fn=die_with_parent,  # noqa: PLW1509 - only a prctl, before exec
+            # Its own session: Ctrl+C in the terminal stops the receiver, which stops the
+            # console; the console never stops first and looks as if it had failed.
+            start_new_session=True,
         )
 
     running = [start()]
