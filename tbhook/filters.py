@@ -156,3 +156,9 @@ def empty_range(since: int | None, until: int | None, names: tuple[str, str]) ->
         f"{names[0]} ({iso_time(since)}) is not before {names[1]} ({iso_time(until - 1)}), "
         "so nothing could match"
     )
+
+
+def fits_int64(value: int) -> bool:
+    """Whether ``value`` can be an ID: Tracebuzz's IDs and tbhook's are 64-bit integers (as
+    SQLite and PostgreSQL keep them; a larger one cannot even be asked for)."""
+    return -(2**63) <= value < 2**63

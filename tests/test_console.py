@@ -216,6 +216,9 @@ def test_every_page_answers_and_says_what_is_wrong(tmp_path, consoles):
         "/events/99999999999999999999": (404, b"larger than any id tbhook keeps"),
         "/quarantine/99999999999999999999.json": (404, b"larger than any id tbhook keeps"),
         "/?since=2030-01-01&until=2020-01-01": (400, b"so nothing could match"),
+        "/?case=9999999999999999999": (400, b"does not fit in a 64-bit integer"),
+        "/cases?source=-9999999999999999999": (400, b"does not fit in a 64-bit integer"),
+        "/?before=9999999999999999999": (400, b"is not an event id"),
         "/nowhere": (404, b"There is no such page"),
         "/static/../tbhook.db": (404, b""),
     }

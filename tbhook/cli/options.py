@@ -24,6 +24,7 @@ from tbhook.files import new_file, refuse_same
 from tbhook.filters import (
     Filters,
     empty_range,
+    fits_int64,
     iso_time,
     parse_path,
     parse_sender,
@@ -157,7 +158,7 @@ def parse_size(value: Optional[str], option: str) -> Optional[int]:
 
 def valid_id(value: Optional[int]) -> Optional[int]:
     """Tracebuzz IDs are SQLite integers: 64-bit."""
-    if value is not None and not -(2**63) <= value < 2**63:
+    if value is not None and not fits_int64(value):
         raise typer.BadParameter(f"{value} does not fit in a 64-bit integer")
     return value
 

@@ -28,7 +28,15 @@ from starlette.routing import Route
 
 from tbhook import questions
 from tbhook.errors import TbhookError
-from tbhook.filters import Filters, empty_range, parse_path, parse_sender, parse_when, parse_zone
+from tbhook.filters import (
+    Filters,
+    empty_range,
+    fits_int64,
+    parse_path,
+    parse_sender,
+    parse_when,
+    parse_zone,
+)
 from tbhook.output.describe import duration, event_record, parsed_body, shown_time
 from tbhook.output.formats import FORMATS, Answer
 from tbhook.text import clean
@@ -148,7 +156,7 @@ class Console:
 
         async def endpoint(request: Request) -> Response:
             for value in request.path_params.values():  # an id no database could hold
-                if isinstance(value, int) and not -(2**63) <= value < 2**63:
+                if isinstance(value, int) and not fits_int64(value):
                     return self.error(request, 404, f"{value} is larger than any id tbhook keeps.")
             form = _form(await request.body()) if request.method == "POST" else None
             try:
@@ -451,7 +459,7 @@ class Console:
         from tbhook.store import open_store
 
         item = (form or {}).get("id", "").strip()  # none: every quarantined body
-        if item and not (item.isdigit() and int(item) < 2**63):
+        if item and not (item.isdigit() and fits_int64(int(item))):
             raise Mistake(f"id={item[:40]!r} is not a quarantine id; nothing was retried")
         numbers = [int(item)] if item else None
         store = open_store(self.target)
@@ -599,6 +607,8 @@ class Console:
                 return None
             if not re.fullmatch(r"-?\d{1,19}", text):
                 raise Mistake(f"{key}={text[:40]!r} is not a number")
+            if not fits_int64(int(text)):
+                raise Mistake(f"{key}={text} does not fit in a 64-bit integer")
             return int(text)
 
         if "events" in allowed:
@@ -638,7 +648,7 @@ class Console:
 
     def list_query(self, request: Request) -> tuple[Filters, int, int | None]:
         before_text = request.query_params.get("before", "").strip()
-        if before_text and not before_text.isdigit():
+        if before_text and not (before_text.isdigit() and fits_int64(int(before_text))):
             raise Mistake(f"before={before_text[:20]!r} is not an event id")
         return self.filters(request), self.limit(request), int(before_text) if before_text else None
 
