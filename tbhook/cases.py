@@ -184,20 +184,6 @@ class Timeline:
         return self.first_close is not None and self.touches == 1
 
 
-def open_changes(entries: Sequence[int]) -> Iterator[tuple[int, int]]:
-    """(moment, +1 or -1): when the case opens and closes. Open at T = the sum of the changes at
-    or before T."""
-    is_open = False
-    for value in entries:
-        if value & 7 == CLOSE:
-            if is_open:
-                is_open = False
-                yield value >> KIND_BITS, -1
-        elif not is_open:
-            is_open = True
-            yield value >> KIND_BITS, 1
-
-
 # -- the summary kept as events arrive ----------------------------------------------------
 
 # ``case_timelines``' columns, in this order (both backends; what ``Summary.row`` gives).

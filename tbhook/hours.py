@@ -38,9 +38,6 @@ class Hours:
     week: tuple[tuple[tuple[int, int], ...], ...]
     spec: str = ""
 
-    def weekly_seconds(self) -> int:
-        return sum(end - start for day in self.week for start, end in day)
-
 
 def parse_hours(spec: str) -> Hours:
     """``"mon-fri 09:00-17:30"``; groups separated by ``;``, each days (``mon``, ``mon-fri``,
