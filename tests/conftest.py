@@ -313,6 +313,22 @@ def answered(sock) -> bool:
     return bool(select.select([sock], [], [], 0)[0])
 
 
+def child_process(pid: int, marker: bytes) -> int:
+    """The pid of the child of ``pid`` whose command line holds ``marker`` (a receiver's
+    writer process, its console)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        children = f.read().split()
+    for child in children:
+        with open(f"/proc/{child}/cmdline", "rb") as f:
+            if marker in f.read():
+                return int(child)
+    raise AssertionError(f"no child with {marker!r} among {children}")
+
+
+WRITER = b"_child_main"  # the writer process's command line
+CONSOLE = b"\x00ui\x00--db\x00"  # serve --ui's console
+
+
 class Worker(threading.Thread):
     """A test's helper thread whose failure fails the test: ``finish`` re-raises what the
     thread raised, and gives up (failing) when the thread does not end in time."""

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import event_body, request, sample_bytes, wait_for
+from conftest import CONSOLE, child_process, event_body, request, sample_bytes, wait_for
 from test_timelines import stored
 from typer.testing import CliRunner
 
@@ -426,17 +426,6 @@ def test_health_shows_the_receiver_s_refusals_against_tracebuzz_s_limit(tmp_path
     assert status == 200 and b"not reachable" in page and b"10 failed deliveries" in page
 
 
-def console_process(pid: int) -> int:
-    """The pid of `serve --ui`'s console (a child running `tbhook ui`)."""
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        children = f.read().split()
-    for child in children:
-        with open(f"/proc/{child}/cmdline", "rb") as f:
-            if b"\x00ui\x00--db\x00" in f.read():
-                return int(child)
-    raise AssertionError(f"no console among {children}")
-
-
 def test_serve_ui_runs_the_console_beside_the_receiver_and_stops_it_with_it(tmp_path, serve):
     receiver = serve("--ui", "--ui-port", "0", db=tmp_path / "both.db")
     found = re.search(r"console: http://127\.0\.0\.1:(\d+)/", receiver.stderr())
@@ -453,7 +442,7 @@ def test_serve_ui_runs_the_console_beside_the_receiver_and_stops_it_with_it(tmp_
     assert b"caseId" not in page.body  # the receiver's GETs are not the console's pages
 
     # A console that dies is started again on the same port, and the receiver's log says so.
-    os.kill(console_process(receiver.proc.pid), signal.SIGKILL)
+    os.kill(child_process(receiver.proc.pid, CONSOLE), signal.SIGKILL)
     wait_for(lambda: "the console stopped (exit -9)" in receiver.stderr(), timeout=10)
     again = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     again.request("GET", "/events.json?case=77")  # waits in the port's queue if need be
@@ -491,9 +480,9 @@ def test_ctrl_c_stops_the_receiver_and_its_console_quietly(tmp_path):
         banner.append(line)
         if line.startswith("Press Ctrl+C"):
             break
-    console = console_process(proc.pid)
+    console = child_process(proc.pid, CONSOLE)
     os.killpg(proc.pid, signal.SIGINT)
-    rest = proc.stderr.read()
-    assert proc.wait(30) == 0
+    _, rest = proc.communicate(timeout=30)  # bounded: a receiver that hangs fails the test
+    assert proc.returncode == 0
     assert "every acknowledged event is stored" in rest and "console stopped" not in rest, rest
     assert not os.path.exists(f"/proc/{console}")  # stopped, and reaped, by the receiver

@@ -11,7 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from conftest import (
     SAMPLE_NAMES,
+    WRITER,
     answered,
+    child_process,
     event_body,
     post_raw,
     read_by_server,
@@ -408,23 +410,12 @@ def test_a_short_lock_is_waited_out_and_later_deliveries_queue_behind_it(server)
     assert sorted(r["caseId"] for r in rows(server.db)) == [0, 1, 2, 3]
 
 
-def writer_process(pid: int) -> int:
-    """The pid of a receiver's writer process (a child running tbhook.receiver.writer)."""
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        children = f.read().split()
-    for child in children:
-        with open(f"/proc/{child}/cmdline", "rb") as f:
-            if b"_child_main" in f.read():
-                return int(child)
-    raise AssertionError(f"no writer process among {children}")
-
-
 def test_a_writer_process_that_dies_is_replaced_and_nothing_acknowledged_is_lost(server):
     import os
     import signal
 
     assert server.post(event_body(caseId=1)).status == 200
-    first = writer_process(server.proc.pid)
+    first = child_process(server.proc.pid, WRITER)
     os.kill(first, signal.SIGKILL)
     statuses: dict[int, int] = {}
 
@@ -436,7 +427,7 @@ def test_a_writer_process_that_dies_is_replaced_and_nothing_acknowledged_is_lost
     wait_for(lambda: deliver(next(case)) == 200)  # 503 until the new writer has the store
     assert [deliver(next(case)) for _ in range(10)] == [200] * 10
     assert set(statuses.values()) <= {200, 503}
-    assert writer_process(server.proc.pid) != first  # a new one took over
+    assert child_process(server.proc.pid, WRITER) != first  # a new one took over
     stored = {r["caseId"] for r in rows(server.db)}
     acknowledged = {case for case, status in statuses.items() if status == 200}
     assert acknowledged | {1} <= stored
@@ -469,7 +460,7 @@ def test_a_writer_killed_under_concurrent_clients_answers_every_request(server):
         for _ in range(3):
             before = len(answered)
             wait_for(lambda before=before: len(answered) > before + 50, timeout=30)
-            os.kill(writer_process(server.proc.pid), signal.SIGKILL)
+            os.kill(child_process(server.proc.pid, WRITER), signal.SIGKILL)
         before = len(answered)
         wait_for(lambda: len(answered) > before + 50, timeout=30)  # a new writer stores again
     finally:

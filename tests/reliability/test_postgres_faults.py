@@ -10,7 +10,15 @@ import time
 
 import psycopg
 import pytest
-from conftest import Worker, start_pg_cluster, start_serve, wait_for
+from conftest import (
+    WRITER,
+    Worker,
+    child_process,
+    event_body,
+    start_pg_cluster,
+    start_serve,
+    wait_for,
+)
 from test_crash import Client, bodies
 
 
@@ -184,15 +192,12 @@ def test_a_writer_replaced_while_postgresql_is_down_stores_again_when_it_is_back
     import os
     import signal
 
-    from conftest import event_body
-    from test_server import writer_process
-
     url = own_cluster.new_database()
     server = start_serve(url, "--quiet")
     try:
         assert server.post(event_body(caseId=1)).status == 200
         own_cluster.stop("fast")
-        os.kill(writer_process(server.proc.pid), signal.SIGKILL)
+        os.kill(child_process(server.proc.pid, WRITER), signal.SIGKILL)
         # 503s until the new process has tried to open the store, and failed
         answers: list = []
 
