@@ -80,6 +80,13 @@ def in_range(low: float, high: float | None = None) -> Callable[[Any], Any]:
     return check
 
 
+# Where a server listens: serve's and the console's.
+PortOption = Annotated[
+    int,
+    typer.Option(metavar="PORT", help="Port (0 picks a free one).", callback=in_range(0, 65535)),
+]
+
+
 LimitOption = Annotated[
     int,
     typer.Option(

@@ -12,6 +12,7 @@ from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
     LogFormat,
+    PortOption,
     http_url,
     in_range,
     parse_size,
@@ -26,12 +27,7 @@ def serve(
     host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")] = (
         "127.0.0.1"
     ),
-    port: Annotated[
-        int,
-        typer.Option(
-            metavar="PORT", help="Port (0 picks a free one).", callback=in_range(0, 65535)
-        ),
-    ] = 8080,
+    port: PortOption = 8080,
     header_name: Annotated[
         Optional[str],
         typer.Option(

@@ -12,10 +12,10 @@ from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
     LocalOption,
+    PortOption,
     ZoneOption,
     display_zone,
     http_url,
-    in_range,
     reading,
     reported_errors,
 )
@@ -30,12 +30,7 @@ def ui(
             help="Address to listen on; anything but loopback needs --token.",
         ),
     ] = "127.0.0.1",
-    port: Annotated[
-        int,
-        typer.Option(
-            metavar="PORT", help="Port (0 picks a free one).", callback=in_range(0, 65535)
-        ),
-    ] = 8081,
+    port: PortOption = 8081,
     token: Annotated[
         Optional[str],
         typer.Option(
