@@ -43,8 +43,9 @@ def need(tool: str, package: str) -> None:
     if os.geteuid() == 0 and shutil.which("apt-get"):
         print(f"installing {package} with apt-get", flush=True)
         subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", package], check=True, stdout=subprocess.DEVNULL
+        )
     if not shutil.which(tool):
         sys.exit(f"make bench needs {tool}: sudo apt-get install {package}")
 
@@ -88,9 +89,19 @@ RUNS = iter(range(1, 1000))
 
 
 def wrk(port: int, connections: int, close: bool, events: Path | None = None) -> dict:
-    cmd = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{DURATION}s", "--latency",
-           "-s", str(HERE / "post.lua"), f"http://127.0.0.1:{port}/", "--",
-           str(events or OUT / "events.ndjson"), str(next(RUNS))]
+    cmd = [
+        "wrk",
+        f"-t{min(2, connections)}",
+        f"-c{connections}",
+        f"-d{DURATION}s",
+        "--latency",
+        "-s",
+        str(HERE / "post.lua"),
+        f"http://127.0.0.1:{port}/",
+        "--",
+        str(events or OUT / "events.ndjson"),
+        str(next(RUNS)),
+    ]
     if close:
         cmd[1:1] = ["-H", "Connection: close"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=DURATION + 60).stdout
@@ -112,8 +123,13 @@ def _latency(out: str, pct: str) -> float:
 
 
 def ingest_run(
-    kind: str, connections: int, close: bool, db: Path | None, args: tuple[str, ...] = (),
-    events: Path | None = None, env: dict | None = None,
+    kind: str,
+    connections: int,
+    close: bool,
+    db: Path | None,
+    args: tuple[str, ...] = (),
+    events: Path | None = None,
+    env: dict | None = None,
 ) -> dict:
     """wrk against a no-op server or `tbhook serve` (of the code ``env`` puts first on
     PYTHONPATH, by default this checkout's), posting the lines of ``events``."""
@@ -205,27 +221,37 @@ def prepare() -> Path:
     events = OUT / "events.ndjson"
     if not events.exists():
         with open(events, "wb") as f:  # distinct from the big database's events
-            subprocess.run([*TBHOOK, "generate", "--count", "50000", "--seed", "2"],
-                           stdout=f, check=True)
+            subprocess.run(
+                [*TBHOOK, "generate", "--count", "50000", "--seed", "2"], stdout=f, check=True
+            )
     big_db = OUT / f"big-{BIG}.db"
     source = OUT / f"big-{BIG}.ndjson"
     started = time.monotonic()
     with open(source, "wb") as f:
-        subprocess.run([*TBHOOK, "generate", "--count", str(BIG), "--seed", "1"], stdout=f,
-                       check=True)
+        subprocess.run(
+            [*TBHOOK, "generate", "--count", str(BIG), "--seed", "1"], stdout=f, check=True
+        )
     generated = time.monotonic() - started
-    report(f"generate {BIG} events", f"{generated:.1f} s", "30 s target",
-           f"{generated / 30:.2f}x target")
+    report(
+        f"generate {BIG} events",
+        f"{generated:.1f} s",
+        "30 s target",
+        f"{generated / 30:.2f}x target",
+    )
     for suffix in ("", "-wal", "-shm"):
         Path(f"{big_db}{suffix}").unlink(missing_ok=True)
     started = time.monotonic()
-    subprocess.run([*TBHOOK, "import", str(source), "--db", str(big_db)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [*TBHOOK, "import", str(source), "--db", str(big_db)], check=True, stdout=subprocess.DEVNULL
+    )
     took = time.monotonic() - started
     floor = storage_floor(source)
-    report(f"import {BIG} events", f"{BIG / took:,.0f} events/s ({took:.1f} s)",
-           f"{BIG / floor:,.0f} rows/s bare SQLite insert, no parsing, no indexes",
-           f"{floor / took:.2f}x floor")
+    report(
+        f"import {BIG} events",
+        f"{BIG / took:,.0f} events/s ({took:.1f} s)",
+        f"{BIG / floor:,.0f} rows/s bare SQLite insert, no parsing, no indexes",
+        f"{floor / took:.2f}x floor",
+    )
     return big_db
 
 
@@ -280,30 +306,46 @@ def bench_read(db: Path) -> None:
     person = conn.execute(
         "SELECT oldPersonId FROM events WHERE event = 'profileMerged' ORDER BY id LIMIT 1 OFFSET 10"
     ).fetchone()[0]
-    case = conn.execute("SELECT caseId FROM events WHERE event = 'caseClosed' LIMIT 1").fetchone()[0]
+    case = conn.execute("SELECT caseId FROM events WHERE event = 'caseClosed' LIMIT 1").fetchone()[
+        0
+    ]
     conn.close()
     for name, args in (
         (f"person {person}", ["person", str(person)]),
         (f"case {case}", ["case", str(case)]),
-        (f"events --person {person} --format json", ["events", "--person", str(person), "-f", "json"]),
+        (
+            f"events --person {person} --format json",
+            ["events", "--person", str(person), "-f", "json"],
+        ),
     ):
         wall, _ = timed([*TBHOOK, *args, "--db", str(db)])
-        report(f"{name} at {BIG} events", f"{wall * 1000:.0f} ms",
-               f"import floor {floor * 1000:.0f} ms", f"floor + {(wall - floor) * 1000:.0f} ms")
+        report(
+            f"{name} at {BIG} events",
+            f"{wall * 1000:.0f} ms",
+            f"import floor {floor * 1000:.0f} ms",
+            f"floor + {(wall - floor) * 1000:.0f} ms",
+        )
     wall, _ = timed([*TBHOOK, "stats", "--db", str(db), "-f", "json"], runs=3)
-    report(f"stats at {BIG} events", f"{wall * 1000:.0f} ms", "1000 ms target",
-           f"{wall:.2f}x target")
+    report(
+        f"stats at {BIG} events", f"{wall * 1000:.0f} ms", "1000 ms target", f"{wall:.2f}x target"
+    )
     export, export_rss = timed([*TBHOOK, "export", "--db", str(db)], runs=1)
     # The same rows and columns (bar the canonical ID, which sqlite3 cannot resolve).
-    columns = ("id, receivedAt, event, timestamp, "
-               "strftime('%Y-%m-%dT%H:%M:%SZ', timestamp, 'unixepoch'), searchId, uniqueId, "
-               "resultId, personId, caseId, handlerId, sourceId, connectionId, typeId, own, "
-               "externalCaseId, reasonId, externalPersonId, agentId, oldPersonId, newPersonId, "
-               "coalesce(personId, newPersonId), deliveries")
+    columns = (
+        "id, receivedAt, event, timestamp, "
+        "strftime('%Y-%m-%dT%H:%M:%SZ', timestamp, 'unixepoch'), searchId, uniqueId, "
+        "resultId, personId, caseId, handlerId, sourceId, connectionId, typeId, own, "
+        "externalCaseId, reasonId, externalPersonId, agentId, oldPersonId, newPersonId, "
+        "coalesce(personId, newPersonId), deliveries"
+    )
     query = f"SELECT {columns} FROM events"
     base, base_rss = timed(["sqlite3", "-csv", "-header", str(db), query], runs=1)
-    report(f"export {BIG} events to CSV", f"{export:.1f} s, peak RSS {export_rss / 1024:.0f} MiB",
-           f"sqlite3 -csv {base:.1f} s, {base_rss / 1024:.0f} MiB", f"{export / base:.2f}x time")
+    report(
+        f"export {BIG} events to CSV",
+        f"{export:.1f} s, peak RSS {export_rss / 1024:.0f} MiB",
+        f"sqlite3 -csv {base:.1f} s, {base_rss / 1024:.0f} MiB",
+        f"{export / base:.2f}x time",
+    )
 
 
 def bench_tables(db: Path, rows: int = 200_000) -> None:
@@ -318,12 +360,19 @@ def bench_tables(db: Path, rows: int = 200_000) -> None:
     ):
         table, table_rss = timed([*TBHOOK, *args, "--db", str(db)], runs=1, env=env)
         csv_, csv_rss = timed([*TBHOOK, *args, *machine, "--db", str(db)], runs=1, env=env)
-        report(f"{name} as a table", f"{table:.2f} s, peak RSS {table_rss / 1024:.0f} MiB",
-               f"{' '.join(machine)} {csv_:.2f} s, {csv_rss / 1024:.0f} MiB",
-               f"{table / csv_:.2f}x time (target <= 2x)")
+        report(
+            f"{name} as a table",
+            f"{table:.2f} s, peak RSS {table_rss / 1024:.0f} MiB",
+            f"{' '.join(machine)} {csv_:.2f} s, {csv_rss / 1024:.0f} MiB",
+            f"{table / csv_:.2f}x time (target <= 2x)",
+        )
     first = first_row([*TBHOOK, "events", "-n", "0", "--db", str(db)], env)
-    report("events -n 0 table: first row through a pipe", f"{first * 1000:.0f} ms",
-           "500 ms target", f"{first / 0.5:.2f}x target")
+    report(
+        "events -n 0 table: first row through a pipe",
+        f"{first * 1000:.0f} ms",
+        "500 ms target",
+        f"{first / 0.5:.2f}x target",
+    )
 
 
 def first_row(cmd: list[str], env: dict) -> float:
@@ -353,11 +402,16 @@ def bench_tail(db: Path | None = None, label: str = "") -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
     port = free_port()
-    serve = subprocess.Popen([*TBHOOK, "serve", "--quiet", "--port", str(port), "--db", str(db)],
-                             stderr=subprocess.DEVNULL)
+    serve = subprocess.Popen(
+        [*TBHOOK, "serve", "--quiet", "--port", str(port), "--db", str(db)],
+        stderr=subprocess.DEVNULL,
+    )
     wait_listening(port)
-    tail = subprocess.Popen([*TBHOOK, "tail", "--db", str(db), "--new", "--format", "ndjson"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    tail = subprocess.Popen(
+        [*TBHOOK, "tail", "--db", str(db), "--new", "--format", "ndjson"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     arrived: dict[int, float] = {}
 
     def read() -> None:
@@ -385,8 +439,12 @@ def bench_tail(db: Path | None = None, label: str = "") -> None:
     stop(serve)
     delays = sorted((arrived[k] - acked[k]) * 1000 for k in acked if k in arrived)
     p50, p99 = statistics.median(delays), statistics.quantiles(delays, n=100)[98]
-    report(f"tail latency{label}, POST 200 -> ndjson line", f"p50 {p50:.0f} ms, p99 {p99:.0f} ms "
-           f"({len(delays)}/{len(acked)} seen)", "300 ms target", f"{p99 / 300:.2f}x target")
+    report(
+        f"tail latency{label}, POST 200 -> ndjson line",
+        f"p50 {p50:.0f} ms, p99 {p99:.0f} ms ({len(delays)}/{len(acked)} seen)",
+        "300 ms target",
+        f"{p99 / 300:.2f}x target",
+    )
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------
@@ -396,15 +454,21 @@ def ingest_two(url: str, connections: int) -> dict:
     """Two receivers on one PostgreSQL database, each loaded by its own wrk with half the
     connections at once; their request rates add up."""
     ports = [free_port(), free_port()]
-    procs = [subprocess.Popen([*TBHOOK, "serve", "--quiet", "--port", str(p), "--db", url],
-                              stderr=subprocess.DEVNULL) for p in ports]
+    procs = [
+        subprocess.Popen(
+            [*TBHOOK, "serve", "--quiet", "--port", str(p), "--db", url], stderr=subprocess.DEVNULL
+        )
+        for p in ports
+    ]
     try:
         for port in ports:
             wait_listening(port)
         before = count(url)
         results: list[dict] = []
-        threads = [threading.Thread(target=lambda p=p: results.append(wrk(p, connections // 2, False)))
-                   for p in ports]
+        threads = [
+            threading.Thread(target=lambda p=p: results.append(wrk(p, connections // 2, False)))
+            for p in ports
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -414,9 +478,13 @@ def ingest_two(url: str, connections: int) -> dict:
             stop(proc)
     ok = sum(r["ok"] for r in results)
     assert count(url) - before >= ok, "fewer rows than 200s"
-    return {"rps": sum(r["rps"] for r in results), "ok": ok,
-            "errors": sum(r["errors"] for r in results),
-            "p50": max(r["p50"] for r in results), "p99": max(r["p99"] for r in results)}
+    return {
+        "rps": sum(r["rps"] for r in results),
+        "ok": ok,
+        "errors": sum(r["errors"] for r in results),
+        "p50": max(r["p50"] for r in results),
+        "p99": max(r["p99"] for r in results),
+    }
 
 
 def bench_postgres(source: Path) -> None:
@@ -434,41 +502,64 @@ def bench_postgres(source: Path) -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{local}{suffix}").unlink(missing_ok=True)
         sqlite = ingest_run("tbhook", 64, False, local)
-        report("SQLite ingest, 64 conn, keep-alive, empty db (baseline for PostgreSQL)",
-               _ingest_text(sqlite))
+        report(
+            "SQLite ingest, 64 conn, keep-alive, empty db (baseline for PostgreSQL)",
+            _ingest_text(sqlite),
+        )
         one = ingest_run("tbhook", 64, False, cluster.new_database())
-        report("PostgreSQL ingest, 1 receiver, 64 conn, keep-alive", _ingest_text(one),
-               f"SQLite {sqlite['rps']:.0f} req/s", f"{one['rps'] / sqlite['rps']:.2f}x SQLite")
+        report(
+            "PostgreSQL ingest, 1 receiver, 64 conn, keep-alive",
+            _ingest_text(one),
+            f"SQLite {sqlite['rps']:.0f} req/s",
+            f"{one['rps'] / sqlite['rps']:.2f}x SQLite",
+        )
         two = ingest_two(cluster.new_database(), 64)
-        report("PostgreSQL ingest, 2 receivers, 64 conn in all, keep-alive", _ingest_text(two),
-               f"1 receiver {one['rps']:.0f} req/s", f"{two['rps'] / one['rps']:.2f}x one")
+        report(
+            "PostgreSQL ingest, 2 receivers, 64 conn in all, keep-alive",
+            _ingest_text(two),
+            f"1 receiver {one['rps']:.0f} req/s",
+            f"{two['rps'] / one['rps']:.2f}x one",
+        )
         url = cluster.new_database()
         started = time.monotonic()
-        subprocess.run([*TBHOOK, "import", str(source), "--db", url], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [*TBHOOK, "import", str(source), "--db", url], check=True, stdout=subprocess.DEVNULL
+        )
         took = time.monotonic() - started
         report(f"import {BIG} events into PostgreSQL", f"{BIG / took:,.0f} events/s ({took:.1f} s)")
         export, export_rss = timed([*TBHOOK, "export", "--db", url], runs=1)
-        columns = ('id, "receivedAt", event, "timestamp", to_char(to_timestamp("timestamp") AT '
-                   "TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \"searchId\", \"uniqueId\", "
-                   '"resultId", "personId", "caseId", "handlerId", "sourceId", "connectionId", '
-                   '"typeId", own, "externalCaseId", "reasonId", "externalPersonId", "agentId", '
-                   '"oldPersonId", "newPersonId", coalesce("personId", "newPersonId"), deliveries')
-        copy = f"\\copy (SELECT {columns} FROM events ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER)"
+        columns = (
+            'id, "receivedAt", event, "timestamp", to_char(to_timestamp("timestamp") AT '
+            'TIME ZONE \'UTC\', \'YYYY-MM-DD"T"HH24:MI:SS"Z"\'), "searchId", "uniqueId", '
+            '"resultId", "personId", "caseId", "handlerId", "sourceId", "connectionId", '
+            '"typeId", own, "externalCaseId", "reasonId", "externalPersonId", "agentId", '
+            '"oldPersonId", "newPersonId", coalesce("personId", "newPersonId"), deliveries'
+        )
+        copy = (
+            f"\\copy (SELECT {columns} FROM events ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER)"
+        )
         base, base_rss = timed(["psql", "-X", "-q", url, "-c", copy], runs=1)
-        report(f"PostgreSQL export {BIG} events to CSV",
-               f"{export:.1f} s, peak RSS {export_rss / 1024:.0f} MiB",
-               f"psql \\copy {base:.1f} s", f"{export / base:.2f}x time")
+        report(
+            f"PostgreSQL export {BIG} events to CSV",
+            f"{export:.1f} s, peak RSS {export_rss / 1024:.0f} MiB",
+            f"psql \\copy {base:.1f} s",
+            f"{export / base:.2f}x time",
+        )
         import psycopg
 
         with psycopg.connect(url) as conn:
             person = conn.execute(
-                'SELECT "oldPersonId" FROM events WHERE event = \'profileMerged\' ORDER BY id '
-                "LIMIT 1 OFFSET 10").fetchone()[0]
+                "SELECT \"oldPersonId\" FROM events WHERE event = 'profileMerged' ORDER BY id "
+                "LIMIT 1 OFFSET 10"
+            ).fetchone()[0]
         floor, _ = timed([PY, "-c", "import typer, rich, sqlite_utils"])
         wall, _ = timed([*TBHOOK, "person", str(person), "--db", url])
-        report(f"PostgreSQL person {person} at {BIG} events", f"{wall * 1000:.0f} ms",
-               f"import floor {floor * 1000:.0f} ms", f"floor + {(wall - floor) * 1000:.0f} ms")
+        report(
+            f"PostgreSQL person {person} at {BIG} events",
+            f"{wall * 1000:.0f} ms",
+            f"import floor {floor * 1000:.0f} ms",
+            f"floor + {(wall - floor) * 1000:.0f} ms",
+        )
     finally:
         cluster.close()
 
@@ -499,10 +590,14 @@ def table() -> None:
 
 def machine() -> str:
     with open("/proc/cpuinfo") as info:
-        cpu = next((line.split(":", 1)[1].strip() for line in info
-                    if line.startswith("model name")), platform.processor())
-    return (f"{time.strftime('%Y-%m-%d')}: nproc={os.cpu_count()}, {cpu}, "
-            f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}")
+        cpu = next(
+            (line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),
+            platform.processor(),
+        )
+    return (
+        f"{time.strftime('%Y-%m-%d')}: nproc={os.cpu_count()}, {cpu}, "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
+    )
 
 
 if __name__ == "__main__":

@@ -58,8 +58,18 @@ def build() -> dict:
     started = time.monotonic()
     with open(source, "wb") as out:
         subprocess.run(
-            [*TBHOOK, "generate", "--count", str(COUNT), "--seed", str(SEED), "--start", START,
-             "--rate", f"{COUNT / SPAN_SECONDS:.6f}/s"],
+            [
+                *TBHOOK,
+                "generate",
+                "--count",
+                str(COUNT),
+                "--seed",
+                str(SEED),
+                "--start",
+                START,
+                "--rate",
+                f"{COUNT / SPAN_SECONDS:.6f}/s",
+            ],
             stdout=out,
             check=True,
         )
@@ -300,7 +310,9 @@ def bench_report(baseline: dict | None) -> None:
     last = conn.execute("SELECT max(timestamp) FROM events").fetchone()[0]
     conn.close()
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last - 30 * 86400))
-    recent, _ = timed([*TBHOOK, "report", "--by", "day", "--since", since, "-f", "csv", *db], runs=3)
+    recent, _ = timed(
+        [*TBHOOK, "report", "--by", "day", "--since", since, "-f", "csv", *db], runs=3
+    )
     report(
         f"report --by day --since 30d (the log's last 30 days, from {since}) at {COUNT:,}",
         f"{recent * 1000:.0f} ms",
@@ -389,8 +401,9 @@ def bench_console() -> None:
     conn.close()
     since = time.strftime("%Y-%m-%d", time.gmtime(newest - 30 * 86400))
     port = bench.free_port()
-    ui = subprocess.Popen([*TBHOOK, "ui", "--db", str(DB), "--port", str(port)],
-                          stderr=subprocess.DEVNULL)
+    ui = subprocess.Popen(
+        [*TBHOOK, "ui", "--db", str(DB), "--port", str(port)], stderr=subprocess.DEVNULL
+    )
     db = ["--db", str(DB), "-f", "json"]
     pages = [
         ("the list's first page", "/", ["events", "--sort", "arrival"]),
@@ -437,8 +450,10 @@ def bench_live(console_port: int) -> None:
 
     last = highest_id()
     port = bench.free_port()
-    serve = subprocess.Popen([*TBHOOK, "serve", "--quiet", "--port", str(port), "--db", str(DB)],
-                             stderr=subprocess.DEVNULL)
+    serve = subprocess.Popen(
+        [*TBHOOK, "serve", "--quiet", "--port", str(port), "--db", str(DB)],
+        stderr=subprocess.DEVNULL,
+    )
     stream = http.client.HTTPConnection("127.0.0.1", console_port, timeout=60)
     arrived: dict[int, float] = {}
     try:
@@ -513,8 +528,10 @@ def main() -> None:
             )
     facts = build()
     # A receiver opening the database migrates it first (once, after an upgrade).
-    subprocess.run([PY, "-c", f"from tbhook.store import open_store; open_store({str(DB)!r}).close()"],
-                   check=True)
+    subprocess.run(
+        [PY, "-c", f"from tbhook.store import open_store; open_store({str(DB)!r}).close()"],
+        check=True,
+    )
     baseline = baseline_env()
     bench_import(facts)
     bench_read()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from tbhook.cli import app
-from tbhook.events import parse
+from tbhook.model.events import parse
 from tbhook.store import Delivery
 from tbhook.store.sqlite import SQLiteStore
 
@@ -103,8 +103,8 @@ def _support_log(directory: Path) -> Path:
     as `tbhook import` would."""
     import io
 
-    from tbhook.generate import Generator
-    from tbhook.importer import import_stream
+    from tbhook.transfer.generate import Generator
+    from tbhook.transfer.importer import import_stream
 
     db = directory / "support.db"
     lines = []

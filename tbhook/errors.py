@@ -38,12 +38,3 @@ def damaged(path: str, exc: BaseException) -> str:
     return (
         f"{path} is damaged ({exc}); see `tbhook doctor --db {path}`, and restore the last backup"
     )
-
-
-def human_size(size: int) -> str:
-    """Bytes as people write them: 64 KiB, 500 MiB, 1.5 GiB."""
-    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if size >= factor:
-            value = size / factor
-            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
-    return f"{size} bytes"

@@ -13,12 +13,12 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from tbhook.errors import ForeignDatabase, NoDatabase, NotReady, StoreUnavailable, TbhookError
-from tbhook.events import Unreadable
-from tbhook.filters import Filters
+from tbhook.model.events import Unreadable
+from tbhook.model.filters import Filters
+from tbhook.model.words import describe, describe_parsed
 from tbhook.output.describe import event_record, event_style, shown_time
 from tbhook.output.formats import Answer, write
 from tbhook.store import Store, open_reader
-from tbhook.words import describe, describe_parsed
 
 POLL_SECONDS = 0.1  # the id is a cursor: one cheap indexed query per poll
 # Redeliveries and quarantined deliveries are followed by their receive time, which the

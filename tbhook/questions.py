@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from typing import Any
 
-from tbhook.cases import BUSINESS_METRICS as BUSINESS
-from tbhook.cases import CASE_COLUMNS, METRICS, Summary, summaries, summarize, summarize_all
-from tbhook.events import EVENT_FIELDS
-from tbhook.filters import Filters, iso_time
+from tbhook.model.cases import BUSINESS_METRICS as BUSINESS
+from tbhook.model.cases import CASE_COLUMNS, METRICS, Summary, summaries, summarize, summarize_all
+from tbhook.model.events import EVENT_FIELDS
+from tbhook.model.filters import Filters
+from tbhook.model.text import clean
+from tbhook.model.times import iso_time
 from tbhook.output.describe import FORWARD_FIELDS, body_document, event_record
-from tbhook.text import clean
 
 PAGE = 1000  # up to this many rows, canonical IDs come from the page's own persons' merges
 EVENT_LIST_FIELDS = (*EVENT_FIELDS, *FORWARD_FIELDS)
@@ -221,12 +222,12 @@ def health(
     stale_seconds: int | None = None,
     max_db_size: int | None = None,
 ) -> dict[str, Any]:
-    """`tbhook doctor`: the facts and the checks (``tbhook.health``'s rules). A damaged file
+    """`tbhook doctor`: the facts and the checks (``tbhook.model.health``'s rules). A damaged file
     is what a doctor is for: each failure is reported, none stops it. A writer's question
     (could a delivery be committed now) is added by those that may ask it, once this
     reader is closed: ``add_checks``."""
-    from tbhook import health as rules
     from tbhook.errors import StoreUnavailable
+    from tbhook.model import health as rules
 
     integrity = store.integrity(quick)
     applied, pending = store.schema()
@@ -270,9 +271,9 @@ def add_checks(report: dict[str, Any], checks: list[dict[str, str]]) -> dict[str
 
 def report(store: Any, filters: Filters, by: str, zone: Any, clock: Any, now: int) -> Any:
     """`tbhook report`: the periods (or sources, or agents) ``filters`` choose, counted from
-    the kept case summaries (``tbhook.report``). Raises ``TooManyPeriods``."""
-    from tbhook.report import period_bounds
-    from tbhook.report import report as count
+    the kept case summaries (``tbhook.model.report``). Raises ``TooManyPeriods``."""
+    from tbhook.model.report import period_bounds
+    from tbhook.model.report import report as count
     from tbhook.store.timelines import Selection
 
     start, end = period_bounds(filters.since, filters.until, now, by, zone)

@@ -6,12 +6,12 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from tbhook.events import ENUMERATED
-from tbhook.filters import Filters
-from tbhook.split import in_halves, reading
+from tbhook.model.events import ENUMERATED
+from tbhook.model.filters import Filters
+from tbhook.model.words import sender_label, type_label
 from tbhook.store import Store, stats_groups
 from tbhook.store.sql import IdRange
-from tbhook.words import sender_label, type_label
+from tbhook.transfer.split import in_halves, reading
 
 SECTIONS = ("byEvent", "bySender", "byType", "bySource", "perDay")
 

@@ -14,7 +14,7 @@ from conftest import event_body
 from typer.testing import CliRunner
 
 from tbhook.cli import app
-from tbhook.events import parse
+from tbhook.model.events import parse
 from tbhook.store import Delivery, ForwardOutcome
 from tbhook.store.sqlite import SQLiteStore
 
@@ -196,7 +196,7 @@ def test_cases_first_page_reads_only_its_cases(db_path):
     for case in range(200):
         body = event_body(caseId=case, uniqueId=case)
         store.append([Delivery(body, parse(body))])
-    from tbhook.filters import Filters
+    from tbhook.model.filters import Filters
 
     rows = list(store.reads.case_events(Filters(), descending=True, limit=3))
     store.close()

@@ -9,12 +9,12 @@ from collections import Counter
 import pytest
 from conftest import event_body
 
-from tbhook.events import parse
-from tbhook.filters import Filters
-from tbhook.generate import Generator
+from tbhook.model.events import parse
+from tbhook.model.filters import Filters
 from tbhook.store import Delivery, open_store
 from tbhook.store.reads import Reads
 from tbhook.store.sqlite import SQLiteStore
+from tbhook.transfer.generate import Generator
 
 DAY = 86400
 T0 = 1_704_067_200  # 2024-01-01T00:00:00Z
@@ -81,7 +81,7 @@ def test_counts_follow_prune_merge_import_and_quarantine_retry(store, tmp_path):
     store.upkeep.merge_from(str(other))
     check(store)
 
-    from tbhook.importer import import_stream
+    from tbhook.transfer.importer import import_stream
 
     lines = "\n".join(Generator(seed=6, persons=10, start=T0, rate=0.02).lines(200)) + "\n"
     import io

@@ -9,7 +9,7 @@ from conftest import SAMPLE_NAMES, event_body, sample_bytes, start_serve, wait_f
 from typer.testing import CliRunner
 
 from tbhook.cli import app
-from tbhook.events import SCHEDULE_MINUTES
+from tbhook.model.events import SCHEDULE_MINUTES
 
 runner = CliRunner()
 
@@ -142,7 +142,7 @@ def test_send_bad_input(args, code, message):
 
 
 def test_samples_ship_inside_the_package():
-    from tbhook.payloads import sample_names
+    from tbhook.transfer.payloads import sample_names
 
     assert sample_names() == [
         "case-closed",
@@ -157,7 +157,7 @@ def test_samples_ship_inside_the_package():
 
 
 def test_generate_is_deterministic_and_valid(tmp_path):
-    from tbhook.events import Event, parse
+    from tbhook.model.events import Event, parse
 
     first = run("generate", "--count", "3000", "--seed", "7").stdout
     assert first == run("generate", "--count", "3000", "--seed", "7").stdout

@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from tbhook.cli import app
-from tbhook.events import parse
-from tbhook.generate import Generator
+from tbhook.model.events import parse
 from tbhook.store import Delivery, open_store
+from tbhook.transfer.generate import Generator
 
 runner = CliRunner(env={"COLUMNS": "200"})
 T0 = 1_700_000_000
@@ -173,7 +173,7 @@ def test_the_log_has_what_the_comparison_is_about(both):
 
 def test_both_backends_keep_the_same_case_summaries(both):
     """What `report` reads: the same row for every case, byte for byte."""
-    from tbhook.cases import SUMMARY_COLUMNS
+    from tbhook.model.cases import SUMMARY_COLUMNS
     from tbhook.store import open_reader
 
     rows = []

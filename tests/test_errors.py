@@ -14,7 +14,7 @@ from conftest import event_body, wait_for
 from typer.testing import CliRunner
 
 from tbhook.cli import app
-from tbhook.events import parse
+from tbhook.model.events import parse
 from tbhook.store import Delivery
 from tbhook.store.sqlite import SQLiteStore
 

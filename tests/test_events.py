@@ -5,8 +5,8 @@ import json
 import pytest
 from conftest import SAMPLE_NAMES, event_body, sample_bytes
 
-from tbhook import events
-from tbhook.events import COLUMNS, Event, Unreadable, label, parse
+from tbhook.model import events
+from tbhook.model.events import COLUMNS, Event, Unreadable, label, parse
 
 
 @pytest.fixture(autouse=True, params=["orjson", "stdlib"])

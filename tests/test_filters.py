@@ -11,8 +11,9 @@ from conftest import event_body
 from typer.testing import CliRunner
 
 from tbhook.cli import app
-from tbhook.events import parse
-from tbhook.filters import Filters, parse_when
+from tbhook.model.events import parse
+from tbhook.model.filters import Filters
+from tbhook.model.times import parse_when
 from tbhook.store import Delivery
 from tbhook.store.sqlite import SQLiteStore
 
@@ -118,7 +119,7 @@ def test_text_finds_bytes_inside_raw_bodies_on_both_backends(tmp_path, pg_url):
     from typer.testing import CliRunner
 
     from tbhook.cli import app
-    from tbhook.events import parse
+    from tbhook.model.events import parse
     from tbhook.store import Delivery, open_store
 
     runner = CliRunner()

@@ -12,10 +12,10 @@ from conftest import on_a_terminal
 from typer.testing import CliRunner
 
 from tbhook.cli import app
-from tbhook.events import parse
+from tbhook.model.events import parse
+from tbhook.model.text import FORMULA_STARTS
 from tbhook.store import Delivery
 from tbhook.store.sqlite import SQLiteStore
-from tbhook.text import FORMULA_STARTS
 
 T0 = 1_700_000_000
 NAMES = [

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tbhook.events import parse
+from tbhook.model.events import parse
 from tbhook.store import Delivery, open_reader, open_store
 from tbhook.store.postgres.migrations import STEPS
 from tbhook.store.sqlite.migrations import migrations

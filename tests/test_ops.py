@@ -13,7 +13,7 @@ from conftest import Worker, event_body, sample_bytes, wait_for
 from typer.testing import CliRunner
 
 from tbhook.cli import app
-from tbhook.events import parse
+from tbhook.model.events import parse
 from tbhook.store import Delivery
 from tbhook.store.sqlite import SQLiteStore
 

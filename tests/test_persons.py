@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tbhook.events import parse
-from tbhook.persons import Merge, Resolver, group_of
+from tbhook.model.events import parse
+from tbhook.model.persons import Merge, Resolver, group_of
 from tbhook.store import Delivery
 from tbhook.store.sqlite import SQLiteStore
 

@@ -13,8 +13,9 @@ from conftest import Worker, event_body, sample_bytes, start_serve, wait_for
 from typer.testing import CliRunner
 
 from tbhook.cli import app
-from tbhook.events import parse
+from tbhook.model.events import parse
 from tbhook.store import Delivery, open_store
+from tbhook.transfer.generate import Generator
 
 runner = CliRunner(env={"COLUMNS": "200"})
 
@@ -178,10 +179,7 @@ def test_tail_follows_retries_and_quarantine_from_two_receivers(pg_serve, pg_url
 def test_merge_a_sqlite_log_into_postgresql_loses_nothing_and_runs_once(tmp_path, pg_url):
     sqlite_db = tmp_path / "old.db"
     store = open_store(sqlite_db)
-    bodies = [
-        line.encode()
-        for line in __import__("tbhook.generate").generate.Generator(seed=9).lines(3000)
-    ]
+    bodies = [line.encode() for line in Generator(seed=9).lines(3000)]
     for body in bodies[:2500] + bodies[:100] + [b"{bad", b""]:
         store.append([Delivery(body, parse(body))])
     store.close()
@@ -291,9 +289,7 @@ def test_without_psycopg_a_url_gets_one_line_saying_how_to_install_it(tmp_path, 
 
 def test_read_commands_and_import_work_on_postgresql(pg_url, tmp_path):
     data = tmp_path / "day.ndjson"
-    data.write_text(
-        "\n".join(__import__("tbhook.generate").generate.Generator(seed=3).lines(500)) + "\n{bad\n"
-    )
+    data.write_text("\n".join(Generator(seed=3).lines(500)) + "\n{bad\n")
     imported = runner.invoke(app, ["import", str(data), "--db", pg_url])
     assert (
         imported.stdout

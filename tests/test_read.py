@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tbhook.cli import app
-from tbhook.events import parse
+from tbhook.model.events import parse
 from tbhook.store import Delivery
 from tbhook.store.sqlite import SQLiteStore
 

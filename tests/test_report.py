@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tbhook.cli import app
-from tbhook.events import parse
+from tbhook.model.events import parse
 from tbhook.store import Delivery, open_store
 
 AMS = ZoneInfo("Europe/Amsterdam")

@@ -351,7 +351,7 @@ def scribble_over_the_index_counts_use(db) -> None:
 
 
 def test_serve_on_a_damaged_database_says_so_plainly(tmp_path):
-    from tbhook.events import parse
+    from tbhook.model.events import parse
     from tbhook.store import Delivery
     from tbhook.store.sqlite import SQLiteStore
 

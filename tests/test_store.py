@@ -8,7 +8,7 @@ import pytest
 from conftest import SAMPLE_NAMES, event_body, sample_bytes
 
 from tbhook.errors import NoDatabase, NotReady, StoreUnavailable
-from tbhook.events import parse
+from tbhook.model.events import parse
 from tbhook.store import Delivery
 from tbhook.store.sqlite import SQLiteStore
 from tbhook.store.sqlite.migrations import migrations
@@ -265,7 +265,7 @@ def _damaged_pages(db) -> None:
 
 def test_a_damaged_file_raises_only_tbhook_errors_from_every_read(db_path):
     from tbhook.errors import StoreUnavailable
-    from tbhook.filters import Filters
+    from tbhook.model.filters import Filters
 
     store = SQLiteStore.open(db_path)
     store.append([Delivery(event_body(caseId=i), parse(event_body(caseId=i))) for i in range(300)])

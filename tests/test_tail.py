@@ -266,7 +266,7 @@ def test_tail_n_is_a_number_or_all(server):
 def test_tail_on_a_narrow_terminal_wraps_between_words_and_never_splits_a_number(db_path, columns):
     from conftest import on_a_terminal
 
-    from tbhook.events import parse
+    from tbhook.model.events import parse
     from tbhook.store import Delivery
     from tbhook.store.sqlite import SQLiteStore
 

@@ -13,13 +13,13 @@ import pytest
 from conftest import start_serve
 from typer.testing import CliRunner
 
-from tbhook.cases import SUMMARY_COLUMNS, summaries
 from tbhook.cli import app
-from tbhook.events import parse
-from tbhook.generate import Generator
+from tbhook.model.cases import SUMMARY_COLUMNS, summaries
+from tbhook.model.events import parse
 from tbhook.store import Delivery, open_reader, open_store
 from tbhook.store.sql import names
 from tbhook.store.timelines import case_sql
+from tbhook.transfer.generate import Generator
 
 runner = CliRunner()
 

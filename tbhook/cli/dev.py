@@ -27,10 +27,11 @@ from tbhook.cli.options import (
     reading,
     reported_errors,
 )
-from tbhook.events import parse
-from tbhook.filters import Filters, parse_when
-from tbhook.payloads import bodies, open_source, override, parse_assignment
-from tbhook.words import describe_parsed
+from tbhook.model.events import parse
+from tbhook.model.filters import Filters
+from tbhook.model.times import parse_when
+from tbhook.model.words import describe_parsed
+from tbhook.transfer.payloads import bodies, open_source, override, parse_assignment
 
 LOCAL_SERVE = "http://127.0.0.1:8080/"
 HeaderName = Annotated[
@@ -109,7 +110,7 @@ def send(
     now: Annotated[bool, typer.Option("--now", help="Stamp the current time.")] = False,
 ) -> None:
     """POST sample or recorded events to a receiver; exit 1 unless every one got a 200."""
-    from tbhook.client import Poster, PostFailed, auth_headers  # http.client: 15 ms
+    from tbhook.transfer.client import Poster, PostFailed, auth_headers  # http.client: 15 ms
 
     assignments = _assignments(set_, "--set")
     additions = _assignments(add, "--add")
@@ -167,7 +168,7 @@ def generate(
     ),
 ) -> None:
     """Write realistic, deterministic Tracebuzz events as NDJSON to stdout."""
-    from tbhook import generate as generating  # see the module's docstring
+    from tbhook.transfer import generate as generating  # see the module's docstring
 
     try:
         first = parse_when(start) if start else generating.DEFAULT_START
@@ -192,7 +193,7 @@ def import_(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Load events through the receiver's parsing, dedupe and quarantine rules."""
-    from tbhook.importer import import_stream  # see the module's docstring
+    from tbhook.transfer.importer import import_stream  # see the module's docstring
 
     if file != "-" and not Path(file).is_file():
         raise fail(f"no file at {file}")
@@ -238,7 +239,7 @@ def replay(
     header_value: HeaderValue = None,
 ) -> None:
     """Re-send stored raw bodies, byte for byte, in arrival order; exit 1 if any failed."""
-    from tbhook.client import Poster, PostFailed, auth_headers  # http.client: 15 ms
+    from tbhook.transfer.client import Poster, PostFailed, auth_headers  # http.client: 15 ms
 
     per_second = _rate(rate)
     statuses: Counter[str] = Counter()

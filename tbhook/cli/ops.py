@@ -10,7 +10,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from tbhook import health as rules
 from tbhook import questions
 from tbhook.cli.options import (
     DEFAULT_DB,
@@ -25,10 +24,11 @@ from tbhook.cli.options import (
     reported_errors,
 )
 from tbhook.errors import TbhookError
-from tbhook.files import new_file, refuse_same, replacing
-from tbhook.filters import iso_time, parse_when
+from tbhook.model import health as rules
+from tbhook.model.targets import is_url, shown
+from tbhook.model.times import iso_time, parse_when
 from tbhook.output.formats import Answer, write
-from tbhook.targets import is_url, shown
+from tbhook.transfer.files import new_file, refuse_same, replacing
 
 
 def _age(value: Optional[str]) -> Optional[int]:
@@ -225,7 +225,9 @@ def prune(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete old events, after archiving them; merges that persons still need are kept."""
-    from tbhook import archive as archives  # gzip: loaded when it runs (see tbhook.cli.dev)
+    from tbhook.transfer import (
+        archive as archives,  # gzip: loaded when it runs (see tbhook.cli.dev)
+    )
 
     try:
         cutoff = parse_when(before)
@@ -293,7 +295,7 @@ def _archive_destination(db: str, archive: str, append: bool) -> tuple[Path, set
         raise fail(f"{archive} exists (use --append to add to it, or another name)")
     if not path.exists():
         return path, set()
-    from tbhook import archive as archives  # see prune
+    from tbhook.transfer import archive as archives  # see prune
 
     with progress() as bar:  # refuses what is not an archive, before the confirmation
         task = bar.add_task(f"reading {archive}", total=None)

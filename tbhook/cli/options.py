@@ -19,25 +19,17 @@ import typer
 from typer.core import TyperCommand
 
 from tbhook.errors import TbhookError
-from tbhook.events import SCHEMAS
-from tbhook.files import new_file, refuse_same
-from tbhook.filters import (
-    Filters,
-    empty_range,
-    fits_int64,
-    iso_time,
-    parse_path,
-    parse_sender,
-    parse_when,
-    parse_zone,
-)
+from tbhook.model.events import SCHEMAS
+from tbhook.model.filters import Filters, fits_int64, parse_path, parse_sender
+from tbhook.model.targets import check_url, is_url
+from tbhook.model.times import empty_range, iso_time, parse_when, parse_zone
 from tbhook.output.formats import FORMATS
-from tbhook.targets import check_url, is_url
+from tbhook.transfer.files import new_file, refuse_same
 
 if TYPE_CHECKING:
-    from tbhook.hours import Clock
+    from tbhook.model.hours import Clock
     from tbhook.store import Store
-from tbhook.text import clean, for_terminal, on_terminal
+from tbhook.model.text import clean, for_terminal, on_terminal
 
 DEFAULT_DB = "tbhook.db"
 DEFAULT_LIMIT = 50  # every listing: events, cases, quarantine, tail's backlog
@@ -430,7 +422,7 @@ def business_clock(
 ) -> Clock | None:
     """The clock of ``--hours`` in ``zone`` (UTC when None), closed on ``--holidays``; None
     without --hours. A spec or a holiday that cannot be read is a usage error naming it."""
-    from tbhook.hours import Clock, ClosedDays, SpecError, parse_hours
+    from tbhook.model.hours import Clock, ClosedDays, SpecError, parse_hours
 
     if hours is None:
         if holidays:

@@ -31,7 +31,7 @@ from tbhook.cli.options import (
     valid_id,
     write_raw,
 )
-from tbhook.events import parse
+from tbhook.model.events import parse
 from tbhook.output.describe import body_lines
 from tbhook.output.formats import Answer, write
 

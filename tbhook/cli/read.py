@@ -39,11 +39,11 @@ from tbhook.cli.options import (
     valid_id,
     write_raw,
 )
-from tbhook.events import EVENT_FIELDS
-from tbhook.filters import Filters
+from tbhook.model.events import EVENT_FIELDS
+from tbhook.model.filters import Filters
+from tbhook.model.text import TerminalStream, on_terminal
 from tbhook.output.describe import body_lines
 from tbhook.output.formats import Answer, write, write_file
-from tbhook.text import TerminalStream, on_terminal
 
 
 class Order(str, Enum):
@@ -360,7 +360,7 @@ def export(
     ] = False,
 ) -> None:
     """Every matching event in arrival order, with a stable set of columns."""
-    from tbhook.export import export as write_export  # see tail
+    from tbhook.transfer.export import export as write_export  # see tail
 
     fmt = getattr(fmt, "value", fmt)  # a plain name, for a forked worker
     path = None

@@ -22,7 +22,8 @@ from tbhook.cli.options import (
     display_zone,
     reading,
 )
-from tbhook.filters import Filters, iso_time
+from tbhook.model.filters import Filters
+from tbhook.model.times import iso_time
 from tbhook.output.formats import Answer, write
 
 
@@ -65,7 +66,7 @@ def report(
     90th percentiles, in business hours with --hours. --since/--until choose the periods
     shown (whole); --source, --search-id, --path and --person choose cases by their first
     message; --case one case."""
-    from tbhook.report import BY_TIME, TooManyPeriods
+    from tbhook.model.report import BY_TIME, TooManyPeriods
 
     for name, given in (
         ("--event", filters.events),

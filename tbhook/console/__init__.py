@@ -2,7 +2,8 @@
 follow people and cases, and chart the team's numbers.
 
 A reader on its own port (never the receiver's, so a receiver exposed to Tracebuzz never
-exposes it): ``app`` (the pages, ``/stream``), ``guard`` (Host, token, CSRF, headers),
+exposes it): ``app`` (the routes), ``site`` (what every page shares), ``views/`` (the pages,
+one module per family), ``query`` (the query string read), ``guard`` (Host, token, CSRF, headers),
 ``charts`` (SVG), ``templates/`` and ``static/`` (shipped in the package: no CDN, works
 offline). Loopback only unless it has a token.
 """
@@ -47,21 +48,15 @@ class Settings:
 
 def build(settings: Settings) -> Any:
     """The console's ASGI app, behind its guard."""
-    from starlette.applications import Starlette
-
-    from tbhook.console.app import Console
+    from tbhook.console import app
     from tbhook.console.guard import Guard
+    from tbhook.console.site import Site
 
-    console = Console(settings.db, settings.zone, settings.receiver)
-
-    async def not_found(request: Any, exc: Any) -> Any:
-        status = getattr(exc, "status_code", 404)
-        words = {404: "There is no such page.", 405: "Not a way to ask for this page."}
-        return console.error(request, status, words.get(status, "Something went wrong."))
-
-    app = Starlette(routes=console.routes(), exception_handlers={404: not_found, 405: not_found})
-    guard = Guard(app, settings.host, settings.port, settings.token, settings.allowed_hosts)  # type: ignore[arg-type]  # noqa: E501 - an ASGI app either way
-    console.guard = guard
+    site = Site(settings.db, settings.zone, settings.receiver)
+    guard = Guard(
+        app.build(site), settings.host, settings.port, settings.token, settings.allowed_hosts
+    )  # type: ignore[arg-type]  # noqa: E501 - an ASGI app either way
+    site.guard = guard
     return guard
 
 

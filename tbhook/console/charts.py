@@ -43,7 +43,7 @@ def _nice(largest: float, unit: str = "count") -> float:
 
 def _label(value: float, unit: str) -> str:
     if unit == "seconds":
-        from tbhook.output.describe import duration
+        from tbhook.model.times import duration
 
         return duration(int(value))
     if unit == "rate":

@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, tzinfo
 from typing import Any
 
-from tbhook.events import EVENT_FIELDS
-from tbhook.filters import iso_time
-from tbhook.text import clean
+from tbhook.model.events import EVENT_FIELDS
+from tbhook.model.text import clean
+from tbhook.model.times import iso_time
 
 FORWARD_FIELDS = ("forwardState", "forwardAttempts", "forwardStatus")
 EVENT_STYLES = {"newResult": "cyan", "caseClosed": "magenta", "profileMerged": "yellow"}
@@ -45,21 +45,6 @@ def shown_time(value: str | None, zone: tzinfo | None = None) -> str | None:
     except ValueError:
         return value
     return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
-def duration(seconds: int | None) -> str:
-    """Seconds for people: 90s, 10m, 3h05m, 2d04h."""
-    if seconds is None:
-        return ""
-    if seconds < 0:
-        return "-" + duration(-seconds)
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
 def parsed_body(body: bytes) -> tuple[bool, Any]:

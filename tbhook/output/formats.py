@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from tbhook.errors import TbhookError
-from tbhook.files import create_private, replacing
+from tbhook.model.text import CSV_LINE_END, FORMULA_STARTS, TerminalStream, csv_value, on_terminal
 from tbhook.output.describe import footer
-from tbhook.text import CSV_LINE_END, FORMULA_STARTS, TerminalStream, csv_value, on_terminal
+from tbhook.transfer.files import create_private, replacing
 
 Records = Iterable[Mapping[str, Any]]
 

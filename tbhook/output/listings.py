@@ -8,9 +8,9 @@ from datetime import tzinfo
 
 from rich.cells import cell_len
 
+from tbhook.model.text import clean
 from tbhook.output import tables
 from tbhook.output.streamed import Spec
-from tbhook.text import clean
 
 # Widest text before it is cut: an event name (an undocumented one may be long), a sentence.
 EVENT_NAME = 40

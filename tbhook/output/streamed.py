@@ -19,9 +19,9 @@ from typing import IO, Any
 from rich.cells import cell_len, set_cell_size
 from rich.style import Style
 
+from tbhook.model.text import clean
 from tbhook.output.describe import footer
 from tbhook.output.tables import GAP, KEY, PROSE, Column, console, plan
-from tbhook.text import clean
 
 Cell = Any  # a value, or (value, style)
 FLUSH_EVERY = 200  # rows: a person sees them come, a pipe gets few large writes

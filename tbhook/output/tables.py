@@ -20,10 +20,11 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from tbhook.events import PAYLOAD_COLUMNS
-from tbhook.output.describe import duration, event_style, shown_time
-from tbhook.text import clean
-from tbhook.words import describe, sender_label, type_label
+from tbhook.model.events import PAYLOAD_COLUMNS
+from tbhook.model.text import clean
+from tbhook.model.times import duration
+from tbhook.model.words import describe, sender_label, type_label
+from tbhook.output.describe import event_style, shown_time
 
 KEY, TEXT, PROSE = "key", "text", "prose"
 MIN_TEXT = 6  # the narrowest a truncated text column gets ("newRe…")

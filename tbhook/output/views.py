@@ -8,9 +8,9 @@ from typing import Any
 from rich.console import Group
 from rich.text import Text
 
+from tbhook.model.text import clean
 from tbhook.output.tables import PROSE, Column, fitted, text
 from tbhook.stats import SECTIONS, unknown_note
-from tbhook.text import clean
 
 # -- stats --------------------------------------------------------------------------------
 
@@ -106,7 +106,7 @@ def report_view(key: str, rows: list[dict[str, Any]], totals: dict[str, Any], ti
     """For people: one row per period (source, agent) and the whole range's totals under a
     rule; durations as 3h05m, rates as percentages; a column with no value anywhere (the
     message columns by agent) left out."""
-    from tbhook.output.describe import duration
+    from tbhook.model.times import duration
 
     def cell(name: str, value: Any) -> Any:
         if value is None:

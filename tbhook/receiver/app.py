@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tbhook.errors import StoreUnavailable
-from tbhook.events import Event
+from tbhook.model.events import Event
+from tbhook.model.words import describe_parsed
 from tbhook.receiver.log import Log, Throttled
 from tbhook.receiver.metrics import Counts, Metrics
 from tbhook.receiver.parser import Parser
@@ -20,7 +21,6 @@ from tbhook.receiver.protocol import RETRY_AFTER_SECONDS
 from tbhook.receiver.settings import MEBIBYTE, Auth
 from tbhook.receiver.writer import BatchWriter
 from tbhook.store import Delivery, Stored
-from tbhook.words import describe_parsed
 
 DEFAULT_MAX_BODY = MEBIBYTE
 BODY_MEMORY = 64 * MEBIBYTE  # request bodies held at once, over all connections

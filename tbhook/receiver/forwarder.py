@@ -10,12 +10,12 @@ from __future__ import annotations
 import threading
 import time
 
-from tbhook.client import Poster, PostFailed
 from tbhook.errors import TbhookError
-from tbhook.events import SCHEDULE_MINUTES
+from tbhook.model.events import SCHEDULE_MINUTES
 from tbhook.receiver.log import Log
 from tbhook.receiver.metrics import Counts
 from tbhook.store import ForwardOutcome, Store
+from tbhook.transfer.client import Poster, PostFailed
 
 IDLE_SECONDS = 1.0
 

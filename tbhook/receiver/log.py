@@ -12,7 +12,7 @@ import sys
 import time
 from typing import IO, Any
 
-from tbhook.text import clean
+from tbhook.model.text import clean
 
 FORMATS = ("human", "json")
 

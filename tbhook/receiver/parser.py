@@ -10,7 +10,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from tbhook.events import Event, Unreadable, parse
+from tbhook.model.events import Event, Unreadable, parse
 from tbhook.receiver.processes import die_with_parent
 
 PARSE_OFF_LOOP_BYTES = 64 * 1024  # a body this large is parsed in the parser process

@@ -13,9 +13,9 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from tbhook.model.targets import is_url, shown
 from tbhook.store.interface import Store
 from tbhook.store.rows import Delivery, ForwardOutcome, ImportRows, Stored, stats_groups
-from tbhook.targets import is_url, shown
 
 if TYPE_CHECKING:
     from tbhook.store.postgres import PostgresStore

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tbhook.filters import Filters
+from tbhook.model.filters import Filters
 from tbhook.store.job import Job
 from tbhook.store.rows import EXPORT_COLUMNS
 from tbhook.store.sql import IdRange, q

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tbhook.filters import utc_now
+from tbhook.model.times import utc_now
 from tbhook.store.job import Job
 from tbhook.store.rows import ForwardOutcome, Stored
 

@@ -25,7 +25,8 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from tbhook.errors import ForeignDatabase, StoreUnavailable
-from tbhook.filters import Filters, utc_now
+from tbhook.model.filters import Filters
+from tbhook.model.times import utc_now
 from tbhook.store import sql
 from tbhook.store.exports import Exports
 from tbhook.store.forwards import Forwards

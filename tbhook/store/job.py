@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from tbhook.filters import Filters
+from tbhook.model.filters import Filters
 from tbhook.store.sql import Dialect, IdRange
 
 

@@ -1,4 +1,4 @@
-"""Who is who after merges, read from the merges in the log (the rule is ``tbhook.persons``):
+"""Who is who after merges, read from the merges in the log (the rule is ``tbhook.model.persons``):
 one person's group through the merges that touch it, or everyone's at once."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from tbhook.persons import Merge, PersonGroup, Resolver, group_of, resolver_for
+from tbhook.model.persons import Merge, PersonGroup, Resolver, group_of, resolver_for
 from tbhook.store.job import Job
 from tbhook.store.sql import merges_by
 

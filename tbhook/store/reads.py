@@ -7,8 +7,8 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tbhook.cases import CASE_COLUMNS
-from tbhook.filters import Filters
+from tbhook.model.cases import CASE_COLUMNS
+from tbhook.model.filters import Filters
 from tbhook.store.job import Job
 from tbhook.store.rows import READ_COLUMNS, blobs
 from tbhook.store.sql import DAY, ORDERS, IdRange, merges_by, q

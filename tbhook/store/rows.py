@@ -10,8 +10,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from tbhook.events import COLUMNS, EVENT_FIELDS, Event, Unreadable
-from tbhook.filters import utc_now
+from tbhook.model.events import COLUMNS, EVENT_FIELDS, Event, Unreadable
+from tbhook.model.times import utc_now
 
 EVENT_COLUMNS = ("receivedAt", "lastReceivedAt", "path", "event", *COLUMNS, "body", "bodySha256")
 QUARANTINE_COLUMNS = ("receivedAt", "lastReceivedAt", "path", "reason", "body", "bodySha256")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 
-from tbhook.filters import Filters
+from tbhook.model.filters import Filters
 
 # (timestamp - its remainder modulo a day) / a day: the UTC day number, also before 1970.
 DAY = '(e."timestamp" - (e."timestamp" % 86400 + 86400) % 86400) / 86400'

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from tbhook.filters import Filters
+from tbhook.model.filters import Filters
 from tbhook.store.job import Job
 from tbhook.store.rows import READ_COLUMNS
 from tbhook.store.sql import q

@@ -1,4 +1,4 @@
-"""``case_timelines``: one summary row per case (``tbhook.cases.Summary``), kept by every
+"""``case_timelines``: one summary row per case (``tbhook.model.cases.Summary``), kept by every
 write transaction, so `report` reads a row per case instead of every event.
 
 Each write transaction, before it commits, folds the events it added into their cases' rows:
@@ -18,7 +18,7 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
-from tbhook.cases import (
+from tbhook.model.cases import (
     BRIEF_COLUMNS,
     CASE_COLUMNS,
     ENTRY_LIMIT,
@@ -26,7 +26,7 @@ from tbhook.cases import (
     Summary,
     summaries,
 )
-from tbhook.filters import Filters
+from tbhook.model.filters import Filters
 from tbhook.store.job import Job
 from tbhook.store.sql import names, q
 

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from tbhook.errors import NotReady
-from tbhook.events import COLUMNS, ENUMERATED, Event, Unreadable, is_test_delivery
-from tbhook.filters import utc_now
+from tbhook.model.events import COLUMNS, ENUMERATED, Event, Unreadable, is_test_delivery
+from tbhook.model.times import utc_now
 from tbhook.store.job import Job
 from tbhook.store.rows import CHUNK, EVENT_COLUMNS, PAUSE_SECONDS, Recovery
 from tbhook.store.sql import names, q

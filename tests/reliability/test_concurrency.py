@@ -11,9 +11,9 @@ import time
 import pytest
 from conftest import Worker, event_body, run_all
 
-from tbhook.generate import Generator
-from tbhook.importer import import_stream
 from tbhook.store.sqlite import WAL_SIZE_LIMIT, SQLiteStore
+from tbhook.transfer.generate import Generator
+from tbhook.transfer.importer import import_stream
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import time
 import pytest
 from conftest import start_serve, wait_for
 
-from tbhook.generate import Generator
+from tbhook.transfer.generate import Generator
 
 
 def bodies(count: int, seed: int) -> list[bytes]:

@@ -14,9 +14,9 @@ import time
 import pytest
 from conftest import Worker, event_body, start_serve, wait_for
 
-from tbhook.generate import Generator
-from tbhook.importer import import_stream
 from tbhook.store.sqlite import SQLiteStore
+from tbhook.transfer.generate import Generator
+from tbhook.transfer.importer import import_stream
 
 # At 1.2M events one transaction for all of them held the lock for more than 5 s (the
 # receiver's wait): the long form, run by `make test-reliability`. The fast form checks the

@@ -22,7 +22,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tbhook.errors import NoDatabase, NotReady, StoreBusy, StoreUnavailable, TbhookError
-from tbhook.filters import utc_now
+from tbhook.model.targets import shown
+from tbhook.model.times import utc_now
 from tbhook.store.interface import Store, not_tbhooks
 from tbhook.store.postgres.driver import CHANNEL, POSTGRES, Writer, pg, psycopg, stage
 from tbhook.store.postgres.export import PostgresExports
@@ -33,7 +34,6 @@ from tbhook.store.postgres.tail import PostgresTail
 from tbhook.store.postgres.timelines import PostgresTimelines
 from tbhook.store.rows import EVENT_COLUMNS, QUARANTINE_COLUMNS, ImportRows, Stored, outcomes
 from tbhook.store.sql import names
-from tbhook.targets import shown
 
 __all__ = ["PostgresStore"]
 

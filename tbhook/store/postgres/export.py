@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tbhook.filters import Filters
+from tbhook.model.filters import Filters
 from tbhook.store.exports import Exports
 from tbhook.store.postgres.driver import pg
 from tbhook.store.sql import IdRange

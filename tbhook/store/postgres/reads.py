@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from tbhook.filters import Filters
+from tbhook.model.filters import Filters
 from tbhook.store.reads import Reads
 from tbhook.store.rows import EVENT_COLUMNS, QUARANTINE_COLUMNS
 from tbhook.store.sql import DAY, IdRange, names

@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from tbhook.filters import Filters
+from tbhook.model.filters import Filters
 from tbhook.store.postgres.driver import CHANNEL, pg, psycopg
 from tbhook.store.rows import READ_COLUMNS
 from tbhook.store.sql import q

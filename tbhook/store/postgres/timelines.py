@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tbhook.cases import SUMMARY_COLUMNS, Summary
+from tbhook.model.cases import SUMMARY_COLUMNS, Summary
 from tbhook.store.sql import names
 from tbhook.store.timelines import Timelines, case_sql
 

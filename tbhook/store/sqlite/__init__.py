@@ -27,9 +27,8 @@ from tbhook.errors import (
     StoreUnavailable,
     TbhookError,
     damaged,
-    human_size,
 )
-from tbhook.files import is_sqlite
+from tbhook.model.words import human_size
 from tbhook.store.interface import Store, not_tbhooks
 from tbhook.store.rows import ImportRows, Stored, outcomes
 from tbhook.store.sql import names
@@ -40,6 +39,7 @@ from tbhook.store.sqlite.merge import SQLiteUpkeep
 from tbhook.store.sqlite.reads import SQLiteReads
 from tbhook.store.sqlite.steps import READERS_DO_NOT_NEED, STEP_NAMES
 from tbhook.store.sqlite.timelines import SQLiteTimelines
+from tbhook.transfer.files import is_sqlite
 
 BUSY_TIMEOUT_MS = 5000
 DAY_SECONDS = 86400

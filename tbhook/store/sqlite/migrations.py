@@ -10,7 +10,8 @@ import os
 
 from sqlite_utils import Database, Migrations
 
-from tbhook.errors import StoreUnavailable, human_size
+from tbhook.errors import StoreUnavailable
+from tbhook.model.words import human_size
 
 migrations = Migrations("tbhook")
 
@@ -393,7 +394,7 @@ FROM events WHERE event = 'profileMerged'"""
 
 @migrations()
 def m015_case_timelines(db: Database) -> None:
-    # `report`: one summary row per case (tbhook.cases.Summary), kept by every write
+    # `report`: one summary row per case (tbhook.model.cases.Summary), kept by every write
     # transaction, so a report reads a row a case instead of every event (10M events: 1.2M
     # rows). The writer that applies this step fills it (SQLiteStore._build_timelines); until
     # then, and for any case in case_stale (an event deleted), readers count from the events.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 
-from tbhook.filters import Filters
+from tbhook.model.filters import Filters
 from tbhook.store import sql
 from tbhook.store.reads import Reads
 from tbhook.store.sql import IdRange

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tbhook.cases import CASE_COLUMNS, SUMMARY_COLUMNS, Summary
+from tbhook.model.cases import CASE_COLUMNS, SUMMARY_COLUMNS, Summary
 from tbhook.store.sql import q
 from tbhook.store.timelines import CASE_SELECT, Timelines
 

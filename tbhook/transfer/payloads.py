@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tbhook.errors import TbhookError
-from tbhook.events import array_items
+from tbhook.model.events import array_items
 
 
 def _samples():

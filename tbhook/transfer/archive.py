@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tbhook.errors import TbhookError
-from tbhook.files import create_private, replacing
+from tbhook.transfer.files import create_private, replacing
 
 # Keys tbhook adds to an exported event: a line with one of them is an export, not a body.
 EXPORT_KEYS = ("receivedAt", "canonicalPersonId", "deliveries", "bodySha256")

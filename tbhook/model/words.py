@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tbhook.events import Event, Unreadable, label
-from tbhook.text import clean
+from tbhook.model.events import Event, Unreadable, label
+from tbhook.model.text import clean
 
 
 def type_label(type_id: Any) -> str:
@@ -73,3 +73,12 @@ def short(row: Mapping[str, Any]) -> str:
     else:
         text = f"{clean(event)} (undocumented event, kept)"
     return text.strip()
+
+
+def human_size(size: int) -> str:
+    """Bytes as people write them: 64 KiB, 500 MiB, 1.5 GiB."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor:
+            value = size / factor
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{size} bytes"

@@ -1,8 +1,8 @@
 """`tbhook report`: the support team's numbers, per day, ISO week or month (in a zone), per
-source or per agent, from case summaries (``tbhook.cases``). Pure: the store gives the
+source or per agent, from case summaries (``tbhook.model.cases``). Pure: the store gives the
 summaries, this counts them.
 
-Every duration goes through one function, wall-clock or business seconds (``tbhook.hours``);
+Every duration goes through one function, wall-clock or business seconds (``tbhook.model.hours``);
 medians and 90th percentiles interpolate between the closest ranks (PostgreSQL's
 ``percentile_cont``), rounded half up to whole seconds; a total's median is computed over the
 whole range, never from the periods' medians.
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
-from tbhook.cases import CLOSE, KIND_BITS, Timeline, parse_entries
+from tbhook.model.cases import CLOSE, KIND_BITS, Timeline, parse_entries
 
 BY_TIME = ("day", "week", "month")
 BY = (*BY_TIME, "source", "agent")

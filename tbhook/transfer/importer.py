@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import IO, TYPE_CHECKING
 
-from tbhook.events import parse
-from tbhook.filters import utc_now
-from tbhook.payloads import bodies
+from tbhook.model.events import parse
+from tbhook.model.times import utc_now
 from tbhook.store import ImportRows, Store
+from tbhook.transfer.payloads import bodies
 
 if TYPE_CHECKING:
     from concurrent.futures import Future

@@ -25,7 +25,7 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
-from tbhook.filters import iso_time
+from tbhook.model.times import iso_time
 
 CUSTOMER, AGENT = 0, 1  # own
 SYSTEM_TYPE = 6  # typeId of a system message

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from typing import TypeVar
 
-from tbhook.filters import Filters
+from tbhook.model.filters import Filters
 from tbhook.store import Store, open_reader
 from tbhook.store.sql import IdRange
 

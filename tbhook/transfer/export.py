@@ -15,12 +15,12 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import IO
 
-from tbhook.filters import Filters
+from tbhook.model.filters import Filters
+from tbhook.model.text import CSV_LINE_END
 from tbhook.output.formats import write_rows
-from tbhook.split import in_halves, reading
 from tbhook.store import Store
 from tbhook.store.sql import IdRange
-from tbhook.text import CSV_LINE_END
+from tbhook.transfer.split import in_halves, reading
 
 Progress = Callable[[int], None]
 

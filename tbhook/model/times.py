@@ -1,33 +1,15 @@
-"""The filters every read command shares, and parsing of their values. Pure, no I/O."""
+"""Moments and durations: read from what people type, written for people and machines.
+Pure, no I/O."""
 
 from __future__ import annotations
 
 import os
 import re
 import time
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 
 _AGE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-SENDERS = {"customer": 0, "agent": 1}
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Which events a read command looks at. ``since``/``until`` are Unix seconds on
-    ``timestamp``: since is inclusive, until is exclusive."""
-
-    events: tuple[str, ...] = ()
-    case: int | None = None
-    person: int | None = None
-    search_id: int | None = None
-    source: int | None = None
-    sender: int | None = None
-    since: int | None = None
-    until: int | None = None
-    path: str | None = None  # the URL path a receiver was posted to (one per Tracebuzz profile)
-    text: str | None = None  # found in the raw body, byte for byte (UTF-8)
 
 
 def parse_when(
@@ -73,17 +55,6 @@ def parse_when(
     return int(moment.timestamp()) + (1 if until else 0)
 
 
-def parse_path(text: str) -> str:
-    """A receiver's URL path as stored: it begins with a slash (``profile-a`` is
-    ``/profile-a``); an import's path is ``import:FILE``."""
-    text = text.strip()
-    if not text:
-        raise ValueError("an empty path (the root is /)")
-    if text.startswith(("/", "import:")):
-        return text
-    return "/" + text
-
-
 def parse_zone(text: str) -> tzinfo:
     """An IANA time zone (``Europe/Amsterdam``, ``UTC``), or ``local`` for this machine's."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # 4 ms: only when a zone is named
@@ -113,13 +84,6 @@ def local_zone() -> tzinfo:
             except (ZoneInfoNotFoundError, ValueError):
                 continue
     return datetime.now().astimezone().tzinfo or timezone.utc
-
-
-def parse_sender(text: str) -> int:
-    try:
-        return SENDERS[text.strip().lower()]
-    except KeyError:
-        raise ValueError(f"{text!r} is not customer or agent") from None
 
 
 def iso_time(timestamp: int | None) -> str | None:
@@ -158,7 +122,16 @@ def empty_range(since: int | None, until: int | None, names: tuple[str, str]) ->
     )
 
 
-def fits_int64(value: int) -> bool:
-    """Whether ``value`` can be an ID: Tracebuzz's IDs and tbhook's are 64-bit integers (as
-    SQLite and PostgreSQL keep them; a larger one cannot even be asked for)."""
-    return -(2**63) <= value < 2**63
+def duration(seconds: int | None) -> str:
+    """Seconds for people: 90s, 10m, 3h05m, 2d04h."""
+    if seconds is None:
+        return ""
+    if seconds < 0:
+        return "-" + duration(-seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"

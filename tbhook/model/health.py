@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from tbhook.errors import human_size
-from tbhook.events import SCHEDULE_MINUTES
-from tbhook.output.describe import duration
+from tbhook.model.events import SCHEDULE_MINUTES
+from tbhook.model.times import duration
+from tbhook.model.words import human_size
 
 UNREADABLE: dict[str, Any] = {
     "events": None,

@@ -1,0 +1,180 @@
+"""What every page of the console shares: the templates, a read-only store per request, a
+page or an error in words, and the route wrapper that runs a view off the event loop. The
+pages themselves are in ``views/``, one module per page family (datasette's ``views/``)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import tzinfo
+from typing import Any
+
+from jinja2 import Environment, PackageLoader
+from markupsafe import Markup, escape
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from tbhook.errors import TbhookError
+from tbhook.model.filters import fits_int64
+from tbhook.model.text import clean
+from tbhook.model.times import duration
+from tbhook.model.words import describe, short
+from tbhook.output.describe import shown_time
+from tbhook.output.formats import FORMATS, Answer
+
+View = Callable[["Site", Request, Any], Response]
+
+
+class Mistake(Exception):
+    """Something in the request that cannot be read: a 400 page that says what."""
+
+
+class NotFound(Exception):
+    """What the request names is not in the log: a 404 page that says what."""
+
+
+@dataclass
+class Site:
+    """One console: the database it reads, the zone it shows times in."""
+
+    target: str
+    zone: tzinfo | None = None
+    receiver: str = "http://127.0.0.1:8080/"  # where "copy as curl" posts a body
+    guard: Any = None  # the Guard in front: the token, the login cookie
+
+    def __post_init__(self) -> None:
+        env = Environment(
+            loader=PackageLoader("tbhook.console", "templates"),
+            autoescape=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        env.filters["clean"] = lambda value: "" if value is None else clean(value)
+        env.filters["when"] = lambda value: shown_time(value, self.zone) or ""
+        env.filters["duration"] = duration
+        env.filters["percent"] = lambda v: "" if v is None else f"{v * 100:.1f}%"
+        env.filters["describe"] = lambda record: clean(describe(record))
+        env.filters["short"] = short
+        env.globals["querystring"] = querystring
+        self.env = env
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Any]:
+        from tbhook.store import open_reader
+
+        store = open_reader(self.target)
+        try:
+            yield store
+        finally:
+            store.close()
+
+    def page(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
+        template = self.env.get_template(name)
+        html = template.render(
+            request=request,
+            csrf=request.scope.get("state", {}).get("csrf", ""),
+            path=request.url.path,
+            token=self.guard is not None and self.guard.token is not None,
+            **context,
+        )
+        return HTMLResponse(html, status_code=status)
+
+    def error(self, request: Request, status: int, message: str) -> Response:
+        if request.url.path.endswith(".json"):
+            return Response(
+                json.dumps({"error": message}) + "\n",
+                status_code=status,
+                media_type="application/json",
+            )
+        if request.url.path.endswith(".csv"):
+            return Response(f"error: {message}\n", status_code=status, media_type="text/plain")
+        return self.page(request, "error.html", status=status, status_code=status, message=message)
+
+    def route(self, view: View) -> Callable[[Request], Any]:
+        """A view run in a worker thread (the store blocks), its mistakes and the store's
+        errors turned into pages that say what is wrong."""
+
+        async def endpoint(request: Request) -> Response:
+            for value in request.path_params.values():  # an id no database could hold
+                if isinstance(value, int) and not fits_int64(value):
+                    return self.error(request, 404, f"{value} is larger than any id tbhook keeps.")
+            form = _form(await request.body()) if request.method == "POST" else None
+            try:
+                return await run_in_threadpool(view, self, request, form)
+            except Mistake as exc:
+                return self.error(request, 400, str(exc))
+            except NotFound as exc:
+                return self.error(request, 404, str(exc))
+            except TbhookError as exc:
+                return self.error(request, 503, str(exc))
+
+        return endpoint
+
+    def one(self, question: Callable[[Any, int], Any], key: int, missing: str) -> Any:
+        """The answer to a question about one thing (an event, a case...), or NotFound."""
+        with self.reading() as store:
+            found = question(store, key)
+        if found is None:
+            raise NotFound(missing)
+        return found
+
+
+def written(answer: Answer, fmt: str) -> Response:
+    """An answer as the CLI writes it in ``fmt`` (json or csv), byte for byte."""
+    out = io.StringIO()
+    FORMATS[fmt](answer, out)
+    kind = "application/json" if fmt == "json" else "text/csv; charset=utf-8"
+    return Response(out.getvalue(), media_type=kind)
+
+
+def querystring(**values: Any) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode({k: v for k, v in values.items() if v not in (None, "")}, doseq=True)
+
+
+_TOKEN = re.compile(
+    r'(?P<key>"(?:[^"\\]|\\.)*")(?=\s*:)|(?P<string>"(?:[^"\\]|\\.)*")'
+    r"|(?P<number>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)|(?P<literal>\btrue\b|\bfalse\b|\bnull\b)"
+)
+
+
+def highlight(text: str) -> Markup:
+    """Pretty-printed JSON with its keys, strings, numbers and literals in spans, every
+    piece escaped (a body is sender text)."""
+    out: list[str] = []
+    position = 0
+    for match in _TOKEN.finditer(text):
+        out.append(str(escape(clean_json(text[position : match.start()]))))
+        kind = match.lastgroup or "string"
+        out.append(f'<span class="j-{kind}">{escape(clean_json(match.group()))}</span>')
+        position = match.end()
+    out.append(str(escape(clean_json(text[position:]))))
+    return Markup("".join(out))
+
+
+def shown_body(body: bytes) -> tuple[bool, Markup]:
+    """A raw body for a page: whether it is JSON, and it pretty-printed and highlighted, or
+    its text, escaped."""
+    from tbhook.output.describe import parsed_body
+
+    is_json, value = parsed_body(body)
+    if is_json:
+        return True, highlight(json.dumps(value, indent=2, ensure_ascii=False))
+    return False, Markup(escape(value))
+
+
+def clean_json(text: str) -> str:
+    """Control, bidi and other invisible characters shown escaped, newlines kept."""
+    return "\n".join(clean(line) for line in text.split("\n"))
+
+
+def _form(body: bytes) -> dict[str, str]:
+    from urllib.parse import parse_qs
+
+    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}

@@ -1,0 +1,61 @@
+"""Persons (every alias, their events) and cases (the list, one case's timeline)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tbhook import questions
+from tbhook.console import query
+from tbhook.console.site import Site, written
+from tbhook.model.filters import Filters
+from tbhook.output.formats import Answer
+
+
+def person(site: Site, request: Request, _form: Any) -> Response:
+    person_id = int(request.path_params["person_id"])
+    with site.reading() as store:
+        record = questions.person(store, person_id)
+        found = questions.events(store, Filters(person=person_id), query.PAGE, order_by="arrival")
+        rows = list(found.records)
+    return site.page(request, "person.html", person=record, rows=rows)
+
+
+def person_data(site: Site, request: Request, _form: Any) -> Response:
+    person_id = int(request.path_params["person_id"])
+    with site.reading() as store:
+        return written(Answer(document=questions.person(store, person_id)), "json")
+
+
+def listing(site: Site, request: Request, _form: Any) -> Response:
+    filters, limit, _before = query.list_query(site, request)
+    with site.reading() as store:
+        rows = list(questions.cases(store, filters, limit).records)
+    return site.page(
+        request, "cases.html", rows=rows, query=dict(request.query_params), limit=limit
+    )
+
+
+def listing_data(site: Site, request: Request, _form: Any) -> Response:
+    fmt = query.machine_format(request)
+    filters, limit, _before = query.list_query(site, request)
+    with site.reading() as store:
+        found = questions.cases(store, filters, limit)
+        return written(Answer(records=found.records, fields=found.fields), fmt)
+
+
+def _found(site: Site, request: Request) -> tuple[int, Any]:
+    case_id = int(request.path_params["case_id"])
+    return case_id, site.one(questions.case, case_id, f"No event names case {case_id}.")
+
+
+def page(site: Site, request: Request, _form: Any) -> Response:
+    case_id, (summary, records) = _found(site, request)
+    return site.page(request, "case.html", summary=summary, rows=records, case_id=case_id)
+
+
+def data(site: Site, request: Request, _form: Any) -> Response:
+    _case_id, (summary, records) = _found(site, request)
+    return written(Answer(document={**summary, "events": records}), "json")
