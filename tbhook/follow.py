@@ -7,12 +7,13 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from tbhook.errors import ForeignDatabase, NoDatabase, NotReady, StoreUnavailable, TbhookError
+from tbhook.feed import POLL_SECONDS, Events, Feed
 from tbhook.model.events import Unreadable
 from tbhook.model.filters import Filters
 from tbhook.model.words import describe, describe_parsed
@@ -20,7 +21,6 @@ from tbhook.output.describe import event_record, event_style, shown_time
 from tbhook.output.formats import Answer, write
 from tbhook.store import Store, open_reader
 
-POLL_SECONDS = 0.1  # the id is a cursor: one cheap indexed query per poll
 # Redeliveries and quarantined deliveries are followed by their receive time, which the
 # receiver stamps as a request arrives: one that commits up to this long after it was stamped
 # (a slow batch, another receiver's clock) is still shown, once.
@@ -29,7 +29,7 @@ TIME_WIDTH, LOCAL_TIME_WIDTH = len("2024-01-01T00:00:00Z"), len("2024-01-01 00:0
 
 
 @dataclass(frozen=True)
-class Feed:
+class Following:
     """What tail follows: matching events (after a backlog of the last ``backlog``, 0 for
     all, None for none), and optionally redeliveries and quarantined deliveries."""
 
@@ -41,7 +41,7 @@ class Feed:
 
 def follow_events(
     store: Store,
-    feed: Feed,
+    feed: Following,
     follow: bool,
     fmt: str,
     poll: float = POLL_SECONDS,
@@ -61,37 +61,39 @@ def follow_events(
     )
 
 
-def _records(store: Store, feed: Feed, follow: bool, poll: float) -> Iterator[dict[str, Any]]:
-    """The store says what "new" is: on SQLite the next ids, on PostgreSQL the transactions
-    that have finished (a lower id can commit after a higher one there)."""
-    canonical = store.persons.lookup()
+def _records(store: Store, feed: Following, follow: bool, poll: float) -> Iterator[dict[str, Any]]:
+    """The backlog and then each interval's new events, from the feed every follower shares
+    (``tbhook.feed``), stepped here; the redeliveries and quarantined deliveries are
+    tail's own."""
+    events = Feed(store, poll)
     first_new = store.reads.max_id()
     redeliveries = (
         _Redeliveries(store, feed, first_new) if feed.retries or feed.quarantine else None
     )
-    backlog, cursor = store.tail.begin(feed.filters, feed.backlog)
-    if feed.quarantine and feed.backlog is not None:
-        backlog = _with_quarantined(store, list(backlog), feed.backlog)
-    for row in backlog:
-        yield _quarantined(row) if "reason" in row else _event(row, canonical)
-    while follow:
-        if _STOPPING:
-            raise Stopped
-        store.tail.wait(poll)
-        rows, cursor = store.tail.more(feed.filters, cursor)
-        if any(row["event"] == "profileMerged" for row in rows):
-            canonical = store.persons.lookup()  # merges change who is who
-        for row in rows:
-            yield _event(row, canonical)
-        if redeliveries:
-            yield from redeliveries.more(canonical)
+    backlog: Iterable[dict] = []
+    if feed.backlog is not None:
+        backlog = events.history(feed.filters, feed.backlog)
+        if feed.quarantine:
+            backlog = _with_quarantined(store, list(backlog), feed.backlog)
+    with events.subscribe(Events(feed.filters), bound=None) as subscription:
+        for record in backlog:
+            yield _quarantined(record) if "reason" in record else {"kind": "event", **record}
+        while follow:
+            if _STOPPING:
+                raise Stopped
+            events.wait()
+            events.step()
+            for record in subscription.take():
+                yield {"kind": "event", **record}
+            if redeliveries:
+                yield from redeliveries.more(store.persons.lookup())
 
 
 class _Redeliveries:
     """Bodies delivered again (and quarantined deliveries) since tail started, each shown
     once per delivery: followed by receive time, with what was already shown remembered."""
 
-    def __init__(self, store: Store, feed: Feed, first_new: int):
+    def __init__(self, store: Store, feed: Following, first_new: int):
         self.store, self.feed = store, feed
         # Rows above these ids are new since tail started: every delivery of theirs is news.
         self.newest = {"event": first_new, "quarantine": store.reads.max_id("quarantine")}
@@ -156,10 +158,6 @@ def _with_quarantined(store: Store, backlog: list[dict], lines: int) -> list[dic
     kept = list(store.reads.quarantined(lines or None, descending=True))
     merged = sorted([*backlog, *kept], key=lambda row: (row["receivedAt"], "reason" in row))
     return merged[-lines:] if lines else merged
-
-
-def _event(row: dict, canonical: Any) -> dict[str, Any]:
-    return {"kind": "event", **event_record(row, canonical), "path": row["path"]}
 
 
 def _event_retry(record: dict, row: dict, delivery: int) -> dict[str, Any]:

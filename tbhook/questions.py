@@ -6,14 +6,17 @@ document and the fields a machine format writes. `tbhook events -f json` and the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from datetime import timezone
 from operator import attrgetter, itemgetter
 from typing import Any
 
 from tbhook.model.cases import BUSINESS_METRICS as BUSINESS
 from tbhook.model.cases import CASE_COLUMNS, METRICS, Summary, summaries, summarize, summarize_all
-from tbhook.model.events import EVENT_FIELDS
+from tbhook.model.events import EVENT_FIELDS, SCHEMAS
 from tbhook.model.filters import Filters
+from tbhook.model.persons import person_of
+from tbhook.model.query import Asked, QueryError
 from tbhook.model.text import clean
 from tbhook.model.times import iso_time
 from tbhook.output.describe import FORWARD_FIELDS, body_document, event_record
@@ -63,35 +66,77 @@ def page(store: Any, rows: Any, limit: int | None, person: Callable[[Any], Any])
     return rows, store.persons.for_persons(person(row) for row in rows)
 
 
-def _event_person(row: dict) -> Any:
-    return row["personId"] if row["personId"] is not None else row["newPersonId"]
-
-
-def events(
-    store: Any,
-    filters: Filters,
-    limit: int | None,
-    *,
-    descending: bool = True,
-    order_by: str = "time",
-    before: int | None = None,
-) -> Listing:
-    """`tbhook events`: the matching events (``order_by`` time or arrival; ``before``: only
-    ids below it, the console's next page)."""
+def events(store: Any, asked: Asked) -> Listing:
+    """`tbhook events`: the matching events, by ``asked.sort`` (time or arrival) in its
+    order, at most ``asked.limit`` (0: all); ``asked.before``: only ids below it, the next
+    page."""
+    filters, limit, before = asked.filters, asked.limit, asked.before
     rows = store.reads.events(
         filters,
-        order_by=order_by,
-        descending=descending,
+        order_by=asked.sort,
+        descending=asked.descending,
         limit=limit,
         upto_id=before - 1 if before is not None else None,
         with_forwards=True,
     )
-    rows, canonical = page(store, rows, limit, _event_person)
+    rows, canonical = page(store, rows, limit, person_of)
     return Listing(
         (event_record(row, canonical) for row in rows),
         EVENT_LIST_FIELDS,
         lambda: store.reads.count_matching(filters),
     )
+
+
+def why_empty(
+    store: Any, filters: Filters, what: str = "events", before: int | None = None
+) -> str | None:
+    """Why a question about ``what`` has no answer, in words: the database is empty, the
+    page asked for is past the last one, the first filter that matches nothing on its own,
+    or that each matches but not together; None when nothing explains it."""
+    if not store.reads.count():
+        return "the database is empty (nothing received yet)"
+    if before is not None:
+        matching = " matching these filters" if filters != Filters() else ""
+        return f"none{matching} has an id below {before}"
+    if filters == Filters():
+        return "no message or close names a caseId" if what == "cases" else None
+    for name in (f.name for f in fields(Filters)):
+        value = getattr(filters, name)
+        if value is None or value == ():
+            continue
+        if name == "events":
+            for event in value:
+                if not store.reads.any_matching(Filters(events=(event,))):
+                    return (
+                        f'no event named "{clean(event)}"{_did_you_mean(event, SCHEMAS)}; '
+                        f"known: {', '.join(SCHEMAS)}"
+                    )
+            continue
+        if not store.reads.any_matching(Filters(**{name: value})):
+            return _nothing_for(name, value)
+    return "each filter matches events, but no event matches them all"
+
+
+def _did_you_mean(name: str, known: Any) -> str:
+    close = [k for k in known if k.lower() == name.lower()]
+    return f' (did you mean "{close[0]}"? names are case-sensitive)' if close else ""
+
+
+def _nothing_for(name: str, value: Any) -> str:
+    if name in ("since", "until"):
+        return f"no event has a timestamp {'from' if name == 'since' else 'before'} " + str(
+            iso_time(value)
+        )
+    if name == "sender":
+        return f"no message from {'an agent' if value else 'the customer'}"
+    if name == "person":
+        return f"no event names person {value} or anyone merged with them"
+    if name == "path":
+        return f"no event was posted to {clean(value)}"
+    if name == "text":
+        return f'no raw body contains "{clean(value)}" (byte for byte, as it was sent)'
+    option = {"case": "caseId", "search_id": "searchId", "source": "sourceId"}[name]
+    return f"no event has {option} {value}"
 
 
 def event(store: Any, event_id: int) -> tuple[dict, dict, bytes] | None:
@@ -140,17 +185,13 @@ def case(
     return summarize(found, canonical, duration), [event_record(row, canonical) for row in rows]
 
 
-def cases(
-    store: Any,
-    filters: Filters,
-    limit: int | None,
-    *,
-    descending: bool = True,
-    duration: Callable[[int, int], int] | None = None,
-) -> Listing:
-    """`tbhook cases`: one record per case with a matching event. Every case comes from the
-    summaries every write keeps (the same rows a recount from the events gives,
+def cases(store: Any, asked: Asked) -> Listing:
+    """`tbhook cases`: one record per case with a matching event, in caseId order, durations
+    in ``asked.clock``'s business hours when it has one. Every case comes from the summaries
+    every write keeps (the same rows a recount from the events gives,
     tests/test_timelines.py); with filters, from the matching events."""
+    filters, limit, descending = asked.filters, asked.limit, asked.descending
+    duration = asked.clock.between if asked.clock else None
     fields = METRICS + (BUSINESS if duration else ())
     listed = store.timelines.listing(descending, limit) if filters == Filters() else None
     if listed is not None:
@@ -269,23 +310,29 @@ def add_checks(report: dict[str, Any], checks: list[dict[str, str]]) -> dict[str
     return report
 
 
-def report(store: Any, filters: Filters, by: str, zone: Any, clock: Any, now: int) -> Any:
-    """`tbhook report`: the periods (or sources, or agents) ``filters`` choose, counted from
-    the kept case summaries (``tbhook.model.report``). Raises ``TooManyPeriods``."""
-    from tbhook.model.report import period_bounds
+def report(store: Any, asked: Asked, now: int) -> Any:
+    """`tbhook report`: the periods (or sources, or agents) ``asked`` chooses, counted from
+    the kept case summaries (``tbhook.model.report``). Too many periods is a QueryError."""
+    from tbhook.model.report import TooManyPeriods, period_bounds
     from tbhook.model.report import report as count
     from tbhook.store.timelines import Selection
 
-    start, end = period_bounds(filters.since, filters.until, now, by, zone)
-    selection = Selection(filters, start, end)
-    return count(
-        store.timelines.read(selection),
-        by,
-        zone,
-        clock.between if clock else None,
-        since=start,
-        until=end,
-        open_before=lambda _start: store.timelines.open_before(selection, by),
-        now=now,
-        span=store.timelines.span(selection) if start is None else None,
-    )
+    filters, by, clock = asked.filters, asked.by, asked.clock
+    zone = asked.zone or timezone.utc
+    try:
+        start, end = period_bounds(filters.since, filters.until, now, by, zone)
+        selection = Selection(filters, start, end)
+        return count(
+            store.timelines.read(selection),
+            by,
+            zone,
+            clock.between if clock else None,
+            since=start,
+            until=end,
+            open_before=lambda _start: store.timelines.open_before(selection, by),
+            now=now,
+            span=store.timelines.span(selection) if start is None else None,
+        )
+    except TooManyPeriods as exc:
+        why = f"{exc}: choose fewer with since and until, or by week or month"
+        raise QueryError(("by",), why) from None

@@ -103,7 +103,7 @@ def test_a_click_opens_the_whole_body_and_filters_narrow_the_list(page, running)
     assert ids == ["2", "1"]
     page.fill("#search", "needle-")
     page.press("#search", "Enter")
-    page.wait_for_url("**/?q=needle-")
+    page.wait_for_url("**/?text=needle-")
     assert page.locator("#rows tr").evaluate_all("rows => rows.map(r => r.dataset.id)") == ["7"]
 
 

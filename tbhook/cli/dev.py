@@ -16,19 +16,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from tbhook.cli.options import (
-    DEFAULT_DB,
-    DbOption,
-    fail,
-    filter_options,
-    in_range,
-    open_for_writing,
-    progress,
-    reading,
-    reported_errors,
-)
+from tbhook.cli.access import open_for_writing, reading
+from tbhook.cli.asking import asks
+from tbhook.cli.options import DEFAULT_DB, DbOption, fail, in_range, reported_errors
+from tbhook.cli.printing import progress
 from tbhook.model.events import parse
-from tbhook.model.filters import Filters
+from tbhook.model.query import Asked
 from tbhook.model.times import parse_when
 from tbhook.model.words import describe_parsed
 from tbhook.transfer.payloads import bodies, open_source, override, parse_assignment
@@ -227,11 +220,11 @@ def _complete(stream: Any) -> None:
         check()
 
 
-@filter_options
+@asks("replay")
 def replay(
     to: Annotated[str, typer.Option(metavar="URL", help="Where to POST the stored bodies.")],
     db: DbOption = DEFAULT_DB,
-    filters: Filters = Filters(),
+    asked: Asked = Asked(),
     rate: Annotated[
         Optional[str], typer.Option(metavar="N/s", help="At most N deliveries per second.")
     ] = None,
@@ -242,6 +235,7 @@ def replay(
     from tbhook.transfer.client import Poster, PostFailed, auth_headers  # http.client: 15 ms
 
     per_second = _rate(rate)
+    filters = asked.filters
     statuses: Counter[str] = Counter()
     unreachable = None
     with reading(db) as store:

@@ -11,18 +11,16 @@ from typing import Annotated, Any, Optional
 import typer
 
 from tbhook import questions
+from tbhook.cli.access import destination, open_for_writing, reading
 from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
     FormatOption,
-    destination,
     fail,
-    open_for_writing,
     parse_size,
-    progress,
-    reading,
     reported_errors,
 )
+from tbhook.cli.printing import progress
 from tbhook.errors import TbhookError
 from tbhook.model import health as rules
 from tbhook.model.targets import is_url, shown

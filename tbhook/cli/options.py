@@ -1,38 +1,27 @@
-"""What every command shares: the database option, the filter bundle, the limit, the format
-option, errors and the way a store is opened for reading."""
+"""What every command shares: the database option, the port, the usage line, the format
+option, ids as arguments, and errors as ``Error: ...``. A question's options (filters, limit,
+zone, hours) come from ``asking``; opening the store from ``access``; what a command prints
+besides its answer from ``printing``."""
 
 from __future__ import annotations
 
 import contextlib
-import copy
-import functools
-import inspect
-import sys
-import typing
 from collections.abc import Callable, Iterator
-from datetime import timezone, tzinfo
 from enum import Enum
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeAlias
 
 import typer
 from typer.core import TyperCommand
 
 from tbhook.errors import TbhookError
-from tbhook.model.events import SCHEMAS
-from tbhook.model.filters import Filters, fits_int64, parse_path, parse_sender
+from tbhook.model.filters import fits_int64
+from tbhook.model.query import DEFAULT_LIMIT
 from tbhook.model.targets import check_url, is_url
-from tbhook.model.times import empty_range, iso_time, parse_when, parse_zone
 from tbhook.output.formats import FORMATS
-from tbhook.transfer.files import new_file, refuse_same
 
-if TYPE_CHECKING:
-    from tbhook.model.hours import Clock
-    from tbhook.store import Store
-from tbhook.model.text import clean, for_terminal, on_terminal
+__all__ = ["DEFAULT_LIMIT"]
 
 DEFAULT_DB = "tbhook.db"
-DEFAULT_LIMIT = 50  # every listing: events, cases, quarantine, tail's backlog
 
 
 def _database(value: str) -> str:
@@ -76,18 +65,6 @@ def in_range(low: float, high: float | None = None) -> Callable[[Any], Any]:
 PortOption = Annotated[
     int,
     typer.Option(metavar="PORT", help="Port (0 picks a free one).", callback=in_range(0, 65535)),
-]
-
-
-LimitOption = Annotated[
-    int,
-    typer.Option(
-        "--limit",
-        "-n",
-        metavar="N",
-        help="At most N rows (0: all).",
-        callback=in_range(0, 2**63 - 1),
-    ),
 ]
 
 
@@ -165,297 +142,11 @@ def valid_id(value: Optional[int]) -> Optional[int]:
 INT64: dict[str, Any] = {"callback": valid_id, "metavar": "ID"}
 
 
-def _converted(parse: Callable[[str], Any]) -> Callable[[Optional[str]], Any]:
-    """A typer callback: the option's text parsed, a ValueError shown as a usage error."""
-
-    def convert(value: Optional[str]) -> Any:
-        if value is None:
-            return None
-        try:
-            return parse(value)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
-
-    return convert
-
-
-def _checked(parse: Callable[[str], Any]) -> Callable[[Optional[str]], Any]:
-    """A typer callback that checks the option's text as ``_converted`` does, and keeps the
-    text: a moment is read once the command's --tz is known (``make_filters``)."""
-
-    def check(value: Optional[str]) -> Any:
-        _converted(parse)(value)
-        return value
-
-    return check
-
-
-# -- the filter bundle ----------------------------------------------------------------------
-# Every read command filters the same way. Each entry is one option: its parameter name is
-# the field of ``Filters`` it sets, so a new filter is one entry here and one field there.
-FILTER_OPTIONS: dict[str, Any] = {
-    "events": Annotated[
-        Optional[list[str]],
-        typer.Option("--event", metavar="NAME", help="Only this event name (repeatable)."),
-    ],
-    "case": Annotated[Optional[int], typer.Option("--case", help="Only this caseId.", **INT64)],
-    "person": Annotated[
-        Optional[int],
-        typer.Option("--person", help="Only this personId and everyone merged with it.", **INT64),
-    ],
-    "search_id": Annotated[
-        Optional[int], typer.Option("--search-id", help="Only this searchId.", **INT64)
-    ],
-    "source": Annotated[
-        Optional[int], typer.Option("--source", help="Only this sourceId.", **INT64)
-    ],
-    "sender": Annotated[
-        Optional[str],
-        typer.Option(
-            "--sender",
-            metavar="customer|agent",
-            help="Only messages from the customer or an agent.",
-            callback=_converted(parse_sender),
-        ),
-    ],
-    "since": Annotated[
-        Optional[str],
-        typer.Option(
-            "--since",
-            metavar="WHEN",
-            help="From this moment: 2024-05-01, 2024-05-01T09:30+02:00, Unix seconds "
-            "(1663831826), or an age: 30m, 2h, 7d. Without an offset, in --tz (UTC).",
-            callback=_checked(parse_when),
-        ),
-    ],
-    "until": Annotated[
-        Optional[str],
-        typer.Option(
-            "--until",
-            metavar="WHEN",
-            help="Up to this moment, included (a bare date includes that day).",
-            callback=_checked(functools.partial(parse_when, until=True)),
-        ),
-    ],
-    "text": Annotated[
-        Optional[str],
-        typer.Option(
-            "--text",
-            metavar="TEXT",
-            help="Only events whose raw body contains TEXT (as it was sent: a JSON body "
-            'holds "Müller" as the customer typed it, or escaped as \\u00fc).',
-        ),
-    ],
-    "path": Annotated[
-        Optional[str],
-        typer.Option(
-            "--path",
-            metavar="PATH",
-            help="Only what was posted to this path (one receiver, several Tracebuzz "
-            "profiles: /profile-a, /profile-b).",
-            callback=_converted(parse_path),
-        ),
-    ],
-}
-
-Command = TypeVar("Command", bound=Callable[..., Any])
-
-
-def filter_options(command: Command) -> Command:
-    """Give ``command`` the filter options in place of its ``filters: Filters`` parameter
-    (in the manner of sqlite-utils' ``output_options``): typer sees the options, the command
-    gets one ``Filters``."""
-    return _with_filters(command, ())
-
-
-def case_filter_options(command: Command) -> Command:
-    """``filter_options`` for a command that counts whole cases: --event, --sender and
-    --text, which would leave out some of a case's events, are not in its help (given, the
-    command refuses them in words)."""
-    return _with_filters(command, ("events", "sender", "text"))
-
-
-def _with_filters(command: Command, hidden: tuple[str, ...]) -> Command:
-    signature = inspect.signature(command, eval_str=True)
-    parameters = []
-    for parameter in signature.parameters.values():
-        if parameter.name == "filters":
-            parameters += [
-                inspect.Parameter(
-                    name,
-                    inspect.Parameter.KEYWORD_ONLY,
-                    default=None,
-                    annotation=_hidden(a) if name in hidden else a,
-                )
-                for name, a in FILTER_OPTIONS.items()
-            ]
-        else:
-            parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
-
-    @functools.wraps(command)
-    def with_filters(**values: Any) -> Any:
-        given = {name: values.pop(name) for name in FILTER_OPTIONS}
-        zone = display_zone(values.get("tz"), values.get("local", False))
-        return command(**values, filters=make_filters(given, zone))
-
-    with_filters.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-    with_filters.__annotations__ = {p.name: p.annotation for p in parameters}
-    return with_filters  # type: ignore[return-value]
-
-
-def _hidden(annotation: Any) -> Any:
-    """An option's annotation with the option left out of --help."""
-    kind, info = typing.get_args(annotation)
-    info = copy.copy(info)
-    info.hidden = True
-    return Annotated[kind, info]
-
-
-def make_filters(given: dict[str, Any], zone: tzinfo | None = None) -> Filters:
-    """The options' values as Filters, a moment without an offset read in ``zone`` (the
-    command's --tz; UTC when None); ``--since`` not before ``--until`` is a usage error."""
-    values: dict[str, Any] = {
-        name: tuple(v) if isinstance(v, list) else v for name, v in given.items()
-    }
-    for name in ("since", "until"):
-        if isinstance(values.get(name), str):
-            values[name] = parse_when(
-                values[name], until=name == "until", zone=zone or timezone.utc
-            )
-    if values.get("events") is None:  # typer's None for a list option given no value
-        values["events"] = ()
-    since, until = values.get("since"), values.get("until")
-    problem = empty_range(since, until, ("--since", "--until"))
-    if problem:
-        raise typer.BadParameter(problem, param_hint="'--since' / '--until'")
-    return Filters(**values)
-
-
-def table_layout(fmt: str, spec: Callable[[Any], Any]) -> Any:
-    """A listing's streamed table layout (``spec(listings)``), made only when a table is
-    wanted: the layout asks the store a few questions, and rich costs about 40 ms to load."""
-    if getattr(fmt, "value", fmt) != "table":
-        return None
-    from tbhook.output import listings  # rich: only a table loads it
-
-    return spec(listings)
-
-
-# -- raw bodies -----------------------------------------------------------------------------
-
-
-def refuse_with_raw(ctx: typer.Context, raw: bool, names: tuple[str, ...]) -> None:
-    """--raw writes the body byte for byte: an option that changes how things are shown
-    would do nothing beside it, so it is refused rather than ignored."""
-    if not raw:
-        return
-    named = [
-        next(p.opts[0] for p in ctx.command.params if p.name == name)
-        for name in names
-        if given(ctx, name, environment=False)  # TBHOOK_TZ set for every command is fine
-    ]
-    if named:
-        raise typer.BadParameter(
-            f"--raw writes the body byte for byte; {', '.join(named)} would do nothing beside it",
-            param_hint="'--raw'",
-        )
-
-
 def given(ctx: Any, name: str, environment: bool = True) -> bool:
     """Whether the user gave option ``name`` on the command line (or in the environment)."""
     source = ctx.get_parameter_source(name)
     sources = ("COMMANDLINE", "ENVIRONMENT") if environment else ("COMMANDLINE",)
     return source is not None and source.name in sources
-
-
-def write_raw(body: bytes) -> None:
-    """The body byte for byte, for a pipe or a file; on a terminal, with its control
-    characters escaped (a body is sender text)."""
-    if on_terminal(sys.stdout):
-        sys.stdout.write(for_terminal(body.decode("utf-8", "backslashreplace")))
-        sys.stdout.flush()
-        return
-    sys.stdout.flush()
-    sys.stdout.buffer.write(body)
-    sys.stdout.buffer.flush()
-
-
-# -- time zones ---------------------------------------------------------------------------
-
-ZoneOption = Annotated[
-    Optional[str],
-    typer.Option(
-        "--tz",
-        metavar="ZONE",
-        envvar="TBHOOK_TZ",
-        help="Show times in tables and tail in this zone (Europe/Amsterdam, or local); "
-        "json and csv stay UTC.",
-    ),
-]
-LocalOption = Annotated[
-    bool, typer.Option("--local", help="Show times in this machine's zone (as --tz local).")
-]
-
-
-HoursOption = Annotated[
-    Optional[str],
-    typer.Option(
-        "--hours",
-        metavar="SPEC",
-        help='Count durations in business hours only, in --tz: "mon-fri 09:00-17:30" '
-        '(several: "mon-fri 08:30-12:00,13:00-17:30; sat 10:00-14:00").',
-    ),
-]
-HolidaysOption = Annotated[
-    Optional[list[str]],
-    typer.Option(
-        "--holidays",
-        metavar="COUNTRY|FILE",
-        help="Closed days for --hours: a country's public holidays (NL, DE, US-CA) or a file "
-        "of dates, one YYYY-MM-DD a line; repeat to combine.",
-    ),
-]
-
-
-def business_clock(
-    hours: Optional[str], holidays: Optional[list[str]], zone: tzinfo | None
-) -> Clock | None:
-    """The clock of ``--hours`` in ``zone`` (UTC when None), closed on ``--holidays``; None
-    without --hours. A spec or a holiday that cannot be read is a usage error naming it."""
-    from tbhook.model.hours import Clock, ClosedDays, SpecError, parse_hours
-
-    if hours is None:
-        if holidays:
-            raise typer.BadParameter(
-                "closed days need open hours: add --hours, like --hours 'mon-fri 09:00-17:30'",
-                param_hint="'--holidays'",
-            )
-        return None
-    try:
-        spec = parse_hours(hours)
-    except SpecError as exc:
-        raise typer.BadParameter(f"cannot read {hours!r}: {exc}", param_hint="'--hours'") from None
-    closed = ClosedDays()
-    for value in holidays or ():
-        try:
-            closed.add(value)
-        except SpecError as exc:
-            raise typer.BadParameter(str(exc), param_hint="'--holidays'") from None
-    return Clock(spec, zone or timezone.utc, closed)
-
-
-def display_zone(tz: Optional[str], local: bool) -> tzinfo | None:
-    """The zone tables show times in: None for UTC as stored."""
-    if tz is not None and local:
-        raise typer.BadParameter("give --tz ZONE or --local, not both", param_hint="'--tz'")
-    if local:
-        tz = "local"
-    if tz is None:
-        return None
-    try:
-        return parse_zone(tz)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--tz'") from None
 
 
 # -- the format option ----------------------------------------------------------------------
@@ -497,126 +188,3 @@ class LogFormat(str, Enum):
 
     human = "human"
     json = "json"
-
-
-# -- writing ---------------------------------------------------------------------------------
-
-
-def open_for_writing(db: str, notice: Callable[[str], None] | None = None) -> Store:
-    """The database opened for writing: migrated first, saying so on stderr when that takes
-    minutes (call inside ``reported_errors``)."""
-    from tbhook.store import open_store  # the store loads when a command opens one
-
-    return open_store(db, notice=notice or (lambda line: typer.echo(line, err=True)))
-
-
-def destination(
-    db: str, target: str, why: str, force: bool = False, backup_of: str | None = None
-) -> Path:
-    """A file a command is about to write for the user, checked before anything is written:
-    never the database, one of its side files (-wal, -shm, -journal) or any tbhook log (only a
-    backup of the log ``backup_of`` may replace an earlier backup of it); an existing file is
-    replaced only with ``force``, and only by a complete file (call inside
-    ``reported_errors``)."""
-    from tbhook.store.sqlite import log_identity  # the SQLite backend: only to check a file
-
-    if not is_url(db):
-        refuse_same(db, target, why)
-    path = new_file(target, force)
-    identity = log_identity(path) if path.exists() else None
-    if identity is not None and identity[0]:
-        if backup_of is not None and identity[1] == backup_of:
-            return path  # an earlier backup of the same log
-        log = f" (log {identity[1]})" if identity[1] else ""
-        raise TbhookError(
-            f"{target} is another tbhook database{log}: {why}; tbhook never writes over one, "
-            "even with --force"
-        )
-    return path
-
-
-# -- reading ---------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def reading(db: str, current: bool = True) -> Iterator[Store]:
-    """The database opened read-only, errors reported as ``Error: ...``."""
-    with reported_errors():
-        from tbhook.store import open_reader  # see open_for_writing
-
-        store = open_reader(db, current)
-        try:
-            yield store
-        finally:
-            store.close()
-
-
-def explain_empty(store: Store, filters: Filters, what: str = "events", then: str = "") -> None:
-    """Say on stderr why a filtered answer is empty: the database is, or the first filter that
-    matches nothing on its own, or that each matches but not together; ``then`` ends the line
-    (what happens next)."""
-
-    def say(why: str) -> None:
-        sys.stderr.write(f"No {what}: {why}{then}\n")
-        sys.stderr.flush()
-
-    if not store.reads.count():
-        say("the database is empty (nothing received yet)")
-        return
-    if filters == Filters():
-        if what == "cases":
-            say("no message or close names a caseId")
-        return
-    for name in FILTER_OPTIONS:
-        value = getattr(filters, name)
-        if value is None or value == ():
-            continue
-        if name == "events":
-            for event in value:
-                if not store.reads.any_matching(Filters(events=(event,))):
-                    say(
-                        f'no event named "{clean(event)}"{_did_you_mean(event, SCHEMAS)}; '
-                        f"known: {', '.join(SCHEMAS)}"
-                    )
-                    return
-            continue
-        if not store.reads.any_matching(Filters(**{name: value})):
-            say(_nothing_for(name, value))
-            return
-    say("each filter matches events, but no event matches them all")
-
-
-def _did_you_mean(name: str, known: Any) -> str:
-    close = [k for k in known if k.lower() == name.lower()]
-    return f' (did you mean "{close[0]}"? names are case-sensitive)' if close else ""
-
-
-def _nothing_for(name: str, value: Any) -> str:
-    if name in ("since", "until"):
-        return f"no event has a timestamp {'from' if name == 'since' else 'before'} " + str(
-            iso_time(value)
-        )
-    if name == "sender":
-        return f"no message from {'an agent' if value else 'the customer'}"
-    if name == "person":
-        return f"no event names person {value} or anyone merged with them"
-    if name == "path":
-        return f"no event was posted to {clean(value)}"
-    if name == "text":
-        return f'no raw body contains "{clean(value)}" (byte for byte, as it was sent)'
-    option = {"case": "caseId", "search_id": "searchId", "source": "sourceId"}[name]
-    return f"no event has {option} {value}"
-
-
-def console(stderr: bool = False):
-    from rich.console import Console  # about 40 ms: only what writes to a person loads it
-
-    return Console(stderr=stderr, highlight=False)
-
-
-def progress():
-    """A transient progress bar on stderr, shown only when stderr is a terminal (a cron job's
-    log gets no bar and no blank line)."""
-    from rich.progress import Progress  # about 60 ms: only a long command loads it
-
-    return Progress(console=console(stderr=True), transient=True, disable=not sys.stderr.isatty())

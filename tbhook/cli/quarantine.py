@@ -11,27 +11,21 @@ import typer
 from typer.core import TyperGroup
 
 from tbhook import questions
+from tbhook.cli.access import open_for_writing, reading
+from tbhook.cli.asking import asks
 from tbhook.cli.options import (
     DEFAULT_DB,
-    DEFAULT_LIMIT,
     DbOption,
     FormatOption,
-    LimitOption,
-    LocalOption,
     TbhookCommand,
-    ZoneOption,
-    display_zone,
     fail,
     given,
-    open_for_writing,
-    reading,
-    refuse_with_raw,
     reported_errors,
-    table_layout,
     valid_id,
-    write_raw,
 )
+from tbhook.cli.printing import refuse_with_raw, table_layout, write_raw
 from tbhook.model.events import parse
+from tbhook.model.query import Asked
 from tbhook.output.describe import body_lines
 from tbhook.output.formats import Answer, write
 
@@ -63,20 +57,19 @@ def _database(ctx: typer.Context, db: str) -> str:
 
 
 @app.callback()
+@asks("quarantine")
 def quarantine(
     ctx: typer.Context,
     db: DbOption = DEFAULT_DB,
-    limit: LimitOption = DEFAULT_LIMIT,
+    asked: Asked = Asked(),
     fmt: FormatOption = "table",
-    tz: ZoneOption = None,
-    local: LocalOption = False,
 ) -> None:
     """Deliveries kept but not readable as events, newest first; `quarantine ID` shows one,
     `quarantine retry` parses them again, `quarantine drop ID...` deletes them."""
     if ctx.invoked_subcommand is not None:
         return
 
-    zone = display_zone(tz, local)
+    zone, limit = asked.zone, asked.limit
     with reading(db) as store:
         listing = questions.quarantined(store, limit)
         answer = Answer(
@@ -101,6 +94,7 @@ IdsArgument = Annotated[
 
 
 @app.command(cls=TbhookCommand, short_help="One of them in full, body included.")
+@asks("quarantine show")
 def show(
     ctx: typer.Context,
     quarantine_id: IdArgument,
@@ -110,14 +104,13 @@ def show(
         typer.Option("--raw", help="Write the body byte for byte to stdout, and nothing else."),
     ] = False,
     fmt: FormatOption = "table",
-    tz: ZoneOption = None,
-    local: LocalOption = False,
+    asked: Asked = Asked(),
 ) -> None:
     """One quarantined delivery in full: why, when, where from, and its body as it came."""
     from tbhook.output.tables import quarantine_detail  # rich (about 40 ms): a table's only
 
     refuse_with_raw(ctx, raw, ("fmt", "tz", "local"))
-    zone = display_zone(tz, local)
+    zone = asked.zone
     [number] = _ids([quarantine_id])
     with reading(_database(ctx, db)) as store:
         found = questions.quarantine_item(store, number)

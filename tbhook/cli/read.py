@@ -6,98 +6,43 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from enum import Enum
 from typing import IO, Annotated, Any, Optional
 
 import typer
 
 from tbhook import questions
+from tbhook.cli.access import destination, reading
+from tbhook.cli.asking import asks
 from tbhook.cli.options import (
     DEFAULT_DB,
     DEFAULT_LIMIT,
-    INT64,
     DbOption,
     ExportFormat,
     FormatOption,
-    HolidaysOption,
-    HoursOption,
-    LimitOption,
-    LocalOption,
     OneFormat,
     TailFormat,
-    ZoneOption,
-    business_clock,
-    destination,
-    display_zone,
-    explain_empty,
     fail,
-    filter_options,
-    reading,
-    refuse_with_raw,
     reported_errors,
-    table_layout,
     valid_id,
-    write_raw,
 )
+from tbhook.cli.printing import refuse_with_raw, say_empty, table_layout, write_raw
 from tbhook.model.events import EVENT_FIELDS
-from tbhook.model.filters import Filters
+from tbhook.model.query import Asked
 from tbhook.model.text import TerminalStream, on_terminal
 from tbhook.output.describe import body_lines
 from tbhook.output.formats import Answer, write, write_file
 
-
-class Order(str, Enum):
-    asc = "asc"
-    desc = "desc"
-
-
-class Sort(str, Enum):
-    time = "time"
-    arrival = "arrival"
-
-
-OrderOption = Annotated[
-    Order, typer.Option(metavar="asc|desc", help="Newest (desc) or oldest (asc) first.")
-]
 RawOption = Annotated[
     bool, typer.Option("--raw", help="Write the body byte for byte to stdout, and nothing else.")
 ]
 
 
-@filter_options
-def events(
-    db: DbOption = DEFAULT_DB,
-    filters: Filters = Filters(),
-    limit: LimitOption = DEFAULT_LIMIT,
-    order: OrderOption = Order.desc,
-    sort: Annotated[
-        Sort,
-        typer.Option(
-            "--sort",
-            metavar="time|arrival",
-            help="By Tracebuzz's timestamp, or in the order the events arrived here.",
-        ),
-    ] = Sort.time,
-    before: Annotated[
-        Optional[int],
-        typer.Option("--before", help="Only events with a lower id: the next page.", **INT64),
-    ] = None,
-    fmt: FormatOption = "table",
-    tz: ZoneOption = None,
-    local: LocalOption = False,
-) -> None:
+@asks("events")
+def events(db: DbOption = DEFAULT_DB, asked: Asked = Asked(), fmt: FormatOption = "table") -> None:
     """The filtered log, newest first (by Tracebuzz's timestamp)."""
-    zone = display_zone(tz, local)
-
+    zone, limit = asked.zone, asked.limit
     with reading(db) as store:
-        listing = questions.events(
-            store,
-            filters,
-            limit,
-            descending=order is Order.desc,
-            order_by=sort.value,
-            before=before,
-        )
+        listing = questions.events(store, asked)
         answer = Answer(
             records=listing.records,
             fields=listing.fields,
@@ -114,26 +59,22 @@ def events(
             limit=limit,
         )
         if not write(answer, fmt):
-            if before is not None and store.reads.count():  # past the last page
-                matching = " matching these filters" if filters != Filters() else ""
-                typer.echo(f"No events: none{matching} has an id below {before}", err=True)
-            else:
-                explain_empty(store, filters)
+            say_empty(store, asked.filters, before=asked.before)
 
 
+@asks("event")
 def event(
     ctx: typer.Context,
     event_id: Annotated[int, typer.Argument(help="An event id.", callback=valid_id, metavar="ID")],
     db: DbOption = DEFAULT_DB,
     raw: RawOption = False,
     fmt: OneFormat = "table",
-    tz: ZoneOption = None,
-    local: LocalOption = False,
+    asked: Asked = Asked(),
 ) -> None:
     """One stored event in full: every column, the person it resolves to now, the forward
     state, and the raw body (pretty-printed JSON, or --raw byte for byte)."""
     refuse_with_raw(ctx, raw, ("fmt", "tz", "local"))
-    zone = display_zone(tz, local)
+    zone = asked.zone
     from tbhook.output.tables import event_detail  # rich (about 40 ms): a table's only
 
     with reading(db) as store:
@@ -169,10 +110,10 @@ def _backlog(value: str) -> int | None:
     return number or None
 
 
-@filter_options
+@asks("tail")
 def tail(
     db: DbOption = DEFAULT_DB,
-    filters: Filters = Filters(),
+    asked: Asked = Asked(),
     limit: Annotated[
         str,
         typer.Option(
@@ -196,17 +137,20 @@ def tail(
     ] = False,
     follow: Annotated[bool, typer.Option(help="Keep printing new events until Ctrl-C.")] = True,
     fmt: TailFormat = "text",
-    tz: ZoneOption = None,
-    local: LocalOption = False,
 ) -> None:
     """Watch events arrive: the last N matching events, then new ones as they are stored."""
     # The modules doing a command's work load when it runs (see tbhook.cli.dev).
-    from tbhook.follow import Feed, Stopped, follow_events, open_when_ready, stopped_by_signals
+    from tbhook.follow import (
+        Following,
+        Stopped,
+        follow_events,
+        open_when_ready,
+        stopped_by_signals,
+    )
 
-    zone = display_zone(tz, local)
-
+    filters = asked.filters
     backlog = None if new else _backlog(limit)
-    feed = Feed(filters, backlog=backlog, retries=retries, quarantine=quarantine)
+    feed = Following(filters, backlog=backlog, retries=retries, quarantine=quarantine)
 
     def notice(line: str) -> None:
         sys.stderr.write(line + "\n")
@@ -217,27 +161,25 @@ def tail(
             store = open_when_ready(db, follow, notice)
             try:
                 if not store.reads.any_matching(filters):
-                    explain_empty(
-                        store, filters, "events", "; waiting for new ones" if follow else ""
-                    )
-                follow_events(store, feed, follow, fmt, zone=zone)
+                    say_empty(store, filters, "events", "; waiting for new ones" if follow else "")
+                follow_events(store, feed, follow, fmt, zone=asked.zone)
             finally:
                 store.close()
     except (Stopped, KeyboardInterrupt):
         raise typer.Exit(0) from None
 
 
+@asks("person")
 def person(
     person_id: Annotated[
         int, typer.Argument(help="A personId.", callback=valid_id, metavar="PERSON_ID")
     ],
     db: DbOption = DEFAULT_DB,
     fmt: FormatOption = "table",
-    tz: ZoneOption = None,
-    local: LocalOption = False,
+    asked: Asked = Asked(),
 ) -> None:
     """A person's canonical ID, every alias, and the merge history in time order."""
-    zone = display_zone(tz, local)
+    zone = asked.zone
     from tbhook.output.tables import person_view  # rich (about 40 ms): a table's only
 
     with reading(db) as store:
@@ -253,18 +195,15 @@ def person(
     )
 
 
+@asks("case")
 def case(
     case_id: Annotated[int, typer.Argument(help="A caseId.", callback=valid_id, metavar="CASE_ID")],
     db: DbOption = DEFAULT_DB,
     fmt: FormatOption = "table",
-    tz: ZoneOption = None,
-    local: LocalOption = False,
-    hours: HoursOption = None,
-    holidays: HolidaysOption = None,
+    asked: Asked = Asked(),
 ) -> None:
     """A case's timeline, customer and agent messages then the close, with its metrics."""
-    zone = display_zone(tz, local)
-    clock = business_clock(hours, holidays, zone)
+    zone, clock = asked.zone, asked.clock
     from tbhook.output.tables import case_view  # rich (about 40 ms): a table's only
 
     with reading(db) as store:
@@ -283,33 +222,12 @@ def case(
     )
 
 
-@filter_options
-def cases(
-    db: DbOption = DEFAULT_DB,
-    filters: Filters = Filters(),
-    limit: LimitOption = DEFAULT_LIMIT,
-    order: Annotated[
-        Order,
-        typer.Option(metavar="asc|desc", help="Highest (desc) or lowest (asc) caseId first."),
-    ] = (Order.desc),
-    fmt: FormatOption = "table",
-    tz: ZoneOption = None,
-    local: LocalOption = False,
-    hours: HoursOption = None,
-    holidays: HolidaysOption = None,
-) -> None:
+@asks("cases")
+def cases(db: DbOption = DEFAULT_DB, asked: Asked = Asked(), fmt: FormatOption = "table") -> None:
     """One row per case with a matching event, with its metrics: the analyst's table."""
-    zone = display_zone(tz, local)
-    clock = business_clock(hours, holidays, zone)
-
+    zone, limit = asked.zone, asked.limit
     with reading(db) as store:
-        listing = questions.cases(
-            store,
-            filters,
-            limit,
-            descending=order is Order.desc,
-            duration=clock.between if clock else None,
-        )
+        listing = questions.cases(store, asked)
         answer = Answer(
             records=listing.records,
             fields=listing.fields,
@@ -323,7 +241,7 @@ def cases(
             limit=limit,
         )
         if not write(answer, fmt):
-            explain_empty(store, filters, "cases")
+            say_empty(store, asked.filters, "cases")
 
 
 @contextlib.contextmanager
@@ -343,10 +261,10 @@ def _big_buffer(stream: IO[str]) -> Iterator[IO[str]]:
         yield out
 
 
-@filter_options
+@asks("export")
 def export(
     db: DbOption = DEFAULT_DB,
-    filters: Filters = Filters(),
+    asked: Asked = Asked(),
     fmt: ExportFormat = "csv",
     output: Annotated[
         Optional[str],
@@ -363,6 +281,7 @@ def export(
     from tbhook.transfer.export import export as write_export  # see tail
 
     fmt = getattr(fmt, "value", fmt)  # a plain name, for a forked worker
+    filters = asked.filters
     path = None
     if output is not None:
         with reported_errors():
@@ -383,7 +302,7 @@ def export(
                 ),
             )
         if not written:
-            explain_empty(store, filters)
+            say_empty(store, filters)
     if output is not None:
         sys.stderr.write(f"Wrote {written} events to {output}\n")
 
@@ -394,15 +313,12 @@ def _stats_view(counts: dict[str, Any]) -> Any:
     return views.stats_view(counts)
 
 
-@filter_options
-def stats(
-    db: DbOption = DEFAULT_DB,
-    filters: Filters = Filters(),
-    fmt: FormatOption = "table",
-) -> None:
+@asks("stats")
+def stats(db: DbOption = DEFAULT_DB, asked: Asked = Asked(), fmt: FormatOption = "table") -> None:
     """Counts by event, sender, typeId label and sourceId, and events per day as a bar chart."""
     from tbhook import stats as counting  # see tail
 
+    filters = asked.filters
     with reading(db) as store:
         counts = counting.aggregate(counting.groups(store, filters))
         write(
@@ -415,4 +331,4 @@ def stats(
             fmt,
         )
         if not counts["events"]:
-            explain_empty(store, filters)
+            say_empty(store, filters)

@@ -8,19 +8,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from tbhook.cli.options import (
-    DEFAULT_DB,
-    DbOption,
-    LocalOption,
-    PortOption,
-    ZoneOption,
-    display_zone,
-    http_url,
-    reading,
-    reported_errors,
-)
+from tbhook.cli.access import reading
+from tbhook.cli.asking import asks
+from tbhook.cli.options import DEFAULT_DB, DbOption, PortOption, http_url, reported_errors
+from tbhook.model.query import Asked
 
 
+@asks("ui")
 def ui(
     db: DbOption = DEFAULT_DB,
     host: Annotated[
@@ -60,8 +54,7 @@ def ui(
         Optional[int],
         typer.Option(hidden=True, help="A listening socket inherited from serve --ui."),
     ] = None,
-    tz: ZoneOption = None,
-    local: LocalOption = False,
+    asked: Asked = Asked(),
 ) -> None:
     """The console in a browser: deliveries live, any event in full, people, cases, the
     report's charts, quarantine, health. A reader, on its own port."""
@@ -80,7 +73,7 @@ def ui(
         port=port,
         token=token or None,
         allowed_hosts=tuple(allow_host or ()),
-        zone=display_zone(tz, local),
+        zone=asked.zone,
         receiver=receiver,
         fd=fd,
     )

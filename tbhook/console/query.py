@@ -1,84 +1,33 @@
-"""The console's query string read into the questions' arguments: filters, a page's size and
-where it starts, a machine format."""
+"""The console's query string read by the command line's own parser
+(``tbhook.model.query``): the same keys as the options (``?case=`` is ``--case``), the same
+defaults, the same sentences when a value cannot be read; and a machine format."""
 
 from __future__ import annotations
-
-import re
-from datetime import timezone
-from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from tbhook.console.site import Mistake, Site
-from tbhook.model.filters import Filters, fits_int64, parse_path, parse_sender
-from tbhook.model.times import empty_range, parse_when
+from tbhook.console.site import Site
+from tbhook.model.query import Asked, read
 
-PAGE = 50  # rows of a list page, as the CLI's default -n
-MAX_PAGE = 1000
-EVENT_FILTERS = ("events", "case", "person", "source", "search_id", "sender", "path", "text")
+MAX_PAGE = 1000  # rows a page or its twin shows at most (the command line: any number)
 
 
-def filters(
-    site: Site, request: Request, allowed: tuple[str, ...] = EVENT_FILTERS, zone: Any = None
-) -> Filters:
-    """The filters in the query; a date or moment without an offset is read in ``zone``
-    (the report's tz), else in the console's own (--tz), as the commands read them."""
+def asked(
+    site: Site,
+    request: Request,
+    question: str,
+    extra: tuple[str, ...] = (),
+    given: dict[str, str] | None = None,
+) -> Asked:
+    """The arguments of ``question`` in the query string, moments without an offset read in
+    the console's zone (--tz) unless it names one; ``extra``: keys of the page's own, left
+    out; ``given``: values the request carries elsewhere (a header). Raises QueryError, a
+    400 that names the parameter (``Site.route``)."""
     params = request.query_params
-    values: dict[str, Any] = {}
-
-    def number(key: str) -> int | None:
-        text = params.get(key, "").strip()
-        if not text:
-            return None
-        if not re.fullmatch(r"-?\d{1,19}", text):
-            raise Mistake(f"{key}={text[:40]!r} is not a number")
-        if not fits_int64(int(text)):
-            raise Mistake(f"{key}={text} does not fit in a 64-bit integer")
-        return int(text)
-
-    if "events" in allowed:
-        names = tuple(v for v in params.getlist("event") if v.strip())
-        if names:
-            values["events"] = names
-    for field, key in (("case", "case"), ("person", "person"), ("source", "source"),
-                       ("search_id", "search")):  # fmt: skip
-        if field in allowed and (value := number(key)) is not None:
-            values[field] = value
-    try:
-        if "sender" in allowed and params.get("sender", "").strip():
-            values["sender"] = parse_sender(params["sender"])
-        if "path" in allowed and params.get("path", "").strip():
-            values["path"] = parse_path(params["path"])
-        zone = zone or site.zone or timezone.utc
-        if params.get("since", "").strip():
-            values["since"] = parse_when(params["since"], zone=zone)
-        if params.get("until", "").strip():
-            values["until"] = parse_when(params["until"], until=True, zone=zone)
-    except ValueError as exc:
-        raise Mistake(str(exc)) from None
-    if "text" in allowed and params.get("q", "").strip():
-        values["text"] = params["q"]
-    problem = empty_range(values.get("since"), values.get("until"), ("since", "until"))
-    if problem:
-        raise Mistake(problem)
-    return Filters(**values)
-
-
-def limit(request: Request) -> int:
-    text = request.query_params.get("limit", "").strip()
-    if not text:
-        return PAGE
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
-        raise Mistake(f"limit={text[:20]!r}: a number from 1 to {MAX_PAGE}")
-    return int(text)
-
-
-def list_query(site: Site, request: Request) -> tuple[Filters, int, int | None]:
-    before_text = request.query_params.get("before", "").strip()
-    if before_text and not (before_text.isdigit() and fits_int64(int(before_text))):
-        raise Mistake(f"before={before_text[:20]!r} is not an event id")
-    return filters(site, request), limit(request), int(before_text) if before_text else None
+    found: dict[str, list[str]] = {key: params.getlist(key) for key in params if key not in extra}
+    found.update({key: [value] for key, value in (given or {}).items()})
+    return read(question, found, site.zone, most=MAX_PAGE, files=False)
 
 
 def machine_format(request: Request) -> str:

@@ -13,14 +13,17 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
-from jinja2 import Environment, PackageLoader
+from jinja2 import Environment, PackageLoader, pass_context
 from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from tbhook.errors import TbhookError
+from tbhook.feed import Feed
 from tbhook.model.filters import fits_int64
+from tbhook.model.persons import person_of
+from tbhook.model.query import QueryError
 from tbhook.model.text import clean
 from tbhook.model.times import duration
 from tbhook.model.words import describe, short
@@ -55,19 +58,26 @@ class Site:
             lstrip_blocks=True,
         )
         env.filters["clean"] = lambda value: "" if value is None else clean(value)
-        env.filters["when"] = lambda value: shown_time(value, self.zone) or ""
+        env.filters["when"] = pass_context(
+            lambda context, value: shown_time(value, context.get("zone") or self.zone) or ""
+        )
         env.filters["duration"] = duration
         env.filters["percent"] = lambda v: "" if v is None else f"{v * 100:.1f}%"
         env.filters["describe"] = lambda record: clean(describe(record))
         env.filters["short"] = short
+        env.filters["person"] = person_of
         env.globals["querystring"] = querystring
         self.env = env
+        self.feed = Feed.opened(self._open_reader)
+
+    def _open_reader(self) -> Any:
+        from tbhook.store import open_reader
+
+        return open_reader(self.target)
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Any]:
-        from tbhook.store import open_reader
-
-        store = open_reader(self.target)
+        store = self._open_reader()
         try:
             yield store
         finally:
@@ -108,6 +118,8 @@ class Site:
                 return await run_in_threadpool(view, self, request, form)
             except Mistake as exc:
                 return self.error(request, 400, str(exc))
+            except QueryError as exc:
+                return self.error(request, 400, said(exc))
             except NotFound as exc:
                 return self.error(request, 404, str(exc))
             except TbhookError as exc:
@@ -122,6 +134,12 @@ class Site:
         if found is None:
             raise NotFound(missing)
         return found
+
+
+def said(mistake: QueryError) -> str:
+    """A value the query string could not give, in the command line's words, named as the
+    query string names it: ``since: 'x' is not a date...``."""
+    return f"{', '.join(mistake.keys)}: {mistake.sentence}"
 
 
 def written(answer: Answer, fmt: str) -> Response:

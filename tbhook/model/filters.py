@@ -42,6 +42,17 @@ def parse_sender(text: str) -> int:
         raise ValueError(f"{text!r} is not customer or agent") from None
 
 
+def parse_id(text: str) -> int:
+    """An ID as people type it: ASCII digits, a minus sign allowed, 64 bits at most."""
+    text = text.strip()
+    digits = text.removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()):
+        raise ValueError(f"{text!r} is not a number")
+    if not fits_int64(int(text)):
+        raise ValueError(f"{text} does not fit in a 64-bit integer")
+    return int(text)
+
+
 def fits_int64(value: int) -> bool:
     """Whether ``value`` can be an ID: Tracebuzz's IDs and tbhook's are 64-bit integers (as
     SQLite and PostgreSQL keep them; a larger one cannot even be asked for)."""

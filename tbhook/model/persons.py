@@ -9,8 +9,9 @@ because groups are sets, never followed as chains.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, order=True)
@@ -25,6 +26,11 @@ class Merge:
     @property
     def changes_nothing(self) -> bool:
         return self.oldPersonId == self.newPersonId
+
+
+def person_of(row: Mapping[str, Any]) -> Any:
+    """The person an event is about: its personId, or the person a merge made (newPersonId)."""
+    return row["personId"] if row["personId"] is not None else row["newPersonId"]
 
 
 def canonical_of(person_id: int, merges: Iterable[Merge]) -> int:

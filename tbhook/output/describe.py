@@ -9,6 +9,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from tbhook.model.events import EVENT_FIELDS
+from tbhook.model.persons import person_of
 from tbhook.model.text import clean
 from tbhook.model.times import iso_time
 
@@ -24,7 +25,7 @@ def event_style(row: Mapping[str, Any]) -> str:
 
 def event_record(row: Mapping[str, Any], canonical: Callable[[Any], Any]) -> dict[str, Any]:
     """An event row as the read commands show it: Tracebuzz's names plus time and canonical ID."""
-    person = row["personId"] if row["personId"] is not None else row["newPersonId"]
+    person = person_of(row)
     record = {key: row.get(key) for key in EVENT_FIELDS}
     record["time"] = iso_time(row["timestamp"])
     record["canonicalPersonId"] = canonical(person)

@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tbhook.model.events import PAYLOAD_COLUMNS
+from tbhook.model.persons import person_of
 from tbhook.model.text import clean
 from tbhook.model.times import duration
 from tbhook.model.words import describe, sender_label, type_label
@@ -179,7 +180,7 @@ def events_table(
     records: Sequence[Mapping[str, Any]], title: str | None = None, zone: tzinfo | None = None
 ):
     """Events for people: when, which case and person, who said what."""
-    merged = any(r.get("canonicalPersonId") not in (None, _person(r)) for r in records)
+    merged = any(r.get("canonicalPersonId") not in (None, person_of(r)) for r in records)
     columns = EVENT_COLUMNS if merged else [c for c in EVENT_COLUMNS if c.name != "now"]
     rows = [[_text(cell) for cell in event_cells(row, merged, zone)] for row in records]
     return fitted(columns, rows, title)
@@ -188,7 +189,7 @@ def events_table(
 def event_cells(row: Mapping[str, Any], merged: bool, zone: tzinfo | None = None) -> list[Any]:
     """An event's cells in ``EVENT_COLUMNS`` (without "now" unless ``merged``): values, or
     (value, style); times in ``zone`` when given (UTC as stored otherwise)."""
-    person = _person(row)
+    person = person_of(row)
     cells: list[Any] = [
         row["id"],
         shown_time(row["time"], zone),
@@ -263,10 +264,6 @@ def records_table(
     return fitted(columns, rows, title)
 
 
-def _person(row: Mapping[str, Any]) -> Any:
-    return row["personId"] if row["personId"] is not None else row["newPersonId"]
-
-
 def _forward(row: Mapping[str, Any]) -> str:
     state = row.get("forwardState")
     if state is None:
@@ -308,7 +305,7 @@ def event_detail(
 ):
     """`event ID`: the event's one-line summary, every column, the forward, the body."""
 
-    person = _person(record)
+    person = person_of(record)
     now = record.get("canonicalPersonId")
     pairs: list[tuple[str, Any]] = [
         ("receivedAt", shown_time(record["receivedAt"], zone)),

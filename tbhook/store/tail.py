@@ -1,4 +1,5 @@
-"""`tbhook tail`: the backlog, then what commits next, and the redeliveries and quarantined
+"""Following the log (``tbhook.follow``'s feed, for `tail` and the console's ``/stream``):
+what came before a cursor, then what commits next, and the redeliveries and quarantined
 deliveries as they come. With one writer at a time (SQLite) ids commit in order, so the
 highest id is the cursor; PostgreSQL follows transactions instead (``postgres.tail``)."""
 
@@ -15,48 +16,54 @@ from tbhook.store.sql import q
 
 
 class Tail(Job):
-    """Following the log, by id."""
+    """Following the log, by id. A cursor says where following is: what came before it is
+    history, what ``window`` gives from it is new."""
 
     def close(self) -> None:
         """Let go of what following holds (PostgreSQL's listening session); nothing here."""
 
-    def begin(self, filters: Filters, lines: int | None) -> tuple[Iterable[dict], Any]:
-        """The last ``lines`` matching events in arrival order (0: all of them, streamed;
-        None: none), and a cursor for ``tail_more``. With one writer at a time (SQLite), ids
-        commit in order: the highest id is the cursor."""
-        cursor = self.store.reads.max_id()
-        if lines is None:
-            return [], cursor
-        after = 0
-        if lines:  # streamed from the lines-th matching event from the end
+    def start(self) -> Any:
+        """Where following begins: now. With one writer at a time (SQLite), ids commit in
+        order: the highest id is the cursor."""
+        return self.store.reads.max_id()
+
+    def advance(self, cursor: Any) -> Any:
+        """The cursor past what has committed since ``cursor`` (the same when nothing has)."""
+        return max(cursor, self.store.reads.max_id())
+
+    def window(self, filters: Filters, cursor: Any, upto: Any) -> list[dict]:
+        """Matching events committed after ``cursor``, up to ``upto`` (from ``advance``),
+        in arrival order."""
+        if upto == cursor:
+            return []
+        return list(
+            self.store.reads.events(filters, order_by="arrival", after_id=cursor, upto_id=upto)
+        )
+
+    def history(
+        self,
+        filters: Filters,
+        cursor: Any,
+        *,
+        after_id: int = 0,
+        first: int | None = None,
+        last: int | None = None,
+    ) -> Iterable[dict]:
+        """Matching events before ``cursor`` (which ``window`` will not give), in arrival
+        order: those after ``after_id``, at most the ``first`` of them (what a reconnecting
+        follower missed), or the ``last`` (0: all of them, streamed)."""
+        if last:  # from the last-th matching event from the end
             where, params = self.where(filters)
             found = list(
                 self.query(
-                    f"SELECT e.id FROM events e WHERE e.id <= ? AND {where} "
-                    f"ORDER BY e.id DESC LIMIT 1 OFFSET {int(lines) - 1}",
-                    [cursor, *params],
+                    f"SELECT e.id FROM events e WHERE e.id > ? AND e.id <= ? AND {where} "
+                    f"ORDER BY e.id DESC LIMIT 1 OFFSET {int(last) - 1}",
+                    [after_id, cursor, *params],
                 )
             )
-            after = found[0][0] - 1 if found else 0
+            after_id = found[0][0] - 1 if found else after_id
         return self.store.reads.events(
-            filters, order_by="arrival", after_id=after, upto_id=cursor
-        ), cursor
-
-    def more(self, filters: Filters, cursor: Any) -> tuple[list[dict], Any]:
-        """Matching events committed since ``cursor``, and the next cursor."""
-        newest = self.store.reads.max_id()
-        if newest <= cursor:
-            return [], cursor
-        rows = self.store.reads.events(filters, order_by="arrival", after_id=cursor, upto_id=newest)
-        return list(rows), newest
-
-    def missed(self, filters: Filters, after_id: int, cursor: Any, limit: int) -> list[dict]:
-        """Matching events after ``after_id`` that ``more`` from ``cursor`` will not send (what
-        a reconnecting follower missed), oldest first, at most ``limit``."""
-        return list(
-            self.store.reads.events(
-                filters, order_by="arrival", after_id=after_id, upto_id=cursor, limit=limit
-            )
+            filters, order_by="arrival", after_id=after_id, upto_id=cursor, limit=first
         )
 
     def wait(self, seconds: float) -> None:

@@ -11,6 +11,7 @@ from tbhook import questions
 from tbhook.console import query
 from tbhook.console.site import Site, written
 from tbhook.model.filters import Filters
+from tbhook.model.query import Asked
 from tbhook.output.formats import Answer
 
 
@@ -18,7 +19,7 @@ def person(site: Site, request: Request, _form: Any) -> Response:
     person_id = int(request.path_params["person_id"])
     with site.reading() as store:
         record = questions.person(store, person_id)
-        found = questions.events(store, Filters(person=person_id), query.PAGE, order_by="arrival")
+        found = questions.events(store, Asked(Filters(person=person_id), sort="arrival"))
         rows = list(found.records)
     return site.page(request, "person.html", person=record, rows=rows)
 
@@ -30,19 +31,25 @@ def person_data(site: Site, request: Request, _form: Any) -> Response:
 
 
 def listing(site: Site, request: Request, _form: Any) -> Response:
-    filters, limit, _before = query.list_query(site, request)
+    asked = query.asked(site, request, "cases")
     with site.reading() as store:
-        rows = list(questions.cases(store, filters, limit).records)
+        rows = list(questions.cases(store, asked).records)
+        why = None if rows else questions.why_empty(store, asked.filters, "cases")
     return site.page(
-        request, "cases.html", rows=rows, query=dict(request.query_params), limit=limit
+        request,
+        "cases.html",
+        rows=rows,
+        query=dict(request.query_params),
+        limit=asked.limit,
+        empty=f"No cases: {why}." if why else "No cases.",
     )
 
 
 def listing_data(site: Site, request: Request, _form: Any) -> Response:
     fmt = query.machine_format(request)
-    filters, limit, _before = query.list_query(site, request)
+    asked = query.asked(site, request, "cases")
     with site.reading() as store:
-        found = questions.cases(store, filters, limit)
+        found = questions.cases(store, asked)
         return written(Answer(records=found.records, fields=found.fields), fmt)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -13,25 +14,29 @@ from tbhook import questions
 from tbhook.console import query
 from tbhook.console.site import Mistake, Site, querystring, shown_body, written
 from tbhook.errors import TbhookError
-from tbhook.model.filters import Filters
+from tbhook.model.query import QUESTIONS
 from tbhook.output.formats import Answer
 
 
 def listing(site: Site, request: Request, _form: Any) -> Response:
-    filters, limit, before = query.list_query(site, request)
+    asked = query.asked(site, request, "events")
     with site.reading() as store:
-        found = questions.events(store, filters, limit, order_by="arrival", before=before)
-        rows = list(found.records)
-        empty = None if rows else why_empty(store, filters, before)
-    newest = rows[0]["id"] if rows else before or 0
+        newest = store.reads.max_id()  # the stream sends what comes after
+        rows = list(questions.events(store, asked).records)
+        empty = None
+        if not rows:
+            why = questions.why_empty(store, asked.filters, "events", asked.before)
+            empty = f"No events: {why}." if why else "No events."
+    following = QUESTIONS["stream"].keys
     return site.page(
         request,
         "events.html",
         rows=rows,
-        filters=filters,
         query=dict(request.query_params),
-        older=rows[-1]["id"] if len(rows) == limit else None,
-        live=before is None,
+        stream=urlencode([(k, v) for k, v in request.query_params.multi_items() if k in following]),
+        zone=asked.zone,
+        older=rows[-1]["id"] if asked.limit and len(rows) == asked.limit else None,
+        live=asked.before is None,
         newest=newest,
         empty=empty,
     )
@@ -39,21 +44,10 @@ def listing(site: Site, request: Request, _form: Any) -> Response:
 
 def listing_data(site: Site, request: Request, _form: Any) -> Response:
     fmt = query.machine_format(request)
-    filters, limit, before = query.list_query(site, request)
-    sort = request.query_params.get("sort", "arrival")
-    if sort not in ("arrival", "time"):
-        raise Mistake(f"sort={sort!r}: arrival or time")
+    asked = query.asked(site, request, "events")
     with site.reading() as store:
-        found = questions.events(store, filters, limit, order_by=sort, before=before)
+        found = questions.events(store, asked)
         return written(Answer(records=found.records, fields=found.fields), fmt)
-
-
-def why_empty(store: Any, filters: Filters, before: int | None) -> str:
-    if not store.reads.count():
-        return "Nothing received yet: post to the receiver and it appears here."
-    if before is not None:
-        return "No older events."
-    return "No event matches these filters."
 
 
 def _found(site: Site, request: Request) -> tuple[int, Any]:

@@ -16,7 +16,7 @@ from tbhook.output.formats import Answer
 
 
 def listing(site: Site, request: Request, _form: Any) -> Response:
-    limit = query.limit(request)
+    limit = query.asked(site, request, "quarantine", extra=("retried",)).limit
     with site.reading() as store:
         rows = list(questions.quarantined(store, limit).records)
     return site.page(
@@ -27,7 +27,7 @@ def listing(site: Site, request: Request, _form: Any) -> Response:
 def listing_data(site: Site, request: Request, _form: Any) -> Response:
     fmt = query.machine_format(request)
     with site.reading() as store:
-        found = questions.quarantined(store, query.limit(request))
+        found = questions.quarantined(store, query.asked(site, request, "quarantine").limit)
         return written(Answer(records=found.records, fields=found.fields), fmt)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import timezone
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -11,56 +11,26 @@ from starlette.responses import Response
 
 from tbhook import questions
 from tbhook.console import query
-from tbhook.console.site import Mistake, Site, written
-from tbhook.model.filters import Filters
-from tbhook.model.times import parse_zone
+from tbhook.console.site import Site, written
+from tbhook.model.query import Asked
+from tbhook.model.report import BY
 from tbhook.output.formats import Answer
 
 
-def report_query(site: Site, request: Request) -> tuple[Any, ...]:
-    from tbhook.model.hours import Clock, ClosedDays, SpecError, parse_hours
-
-    params = request.query_params
-    by = params.get("by", "day")
-    if by not in ("day", "week", "month", "source", "agent"):
-        raise Mistake(f"by={by!r}: day, week, month, source or agent")
-    try:
-        zone = parse_zone(params["tz"]) if params.get("tz") else timezone.utc
-    except ValueError as exc:
-        raise Mistake(f"tz: {exc}") from None
-    filters = query.filters(
-        site, request, allowed=("case", "person", "source", "search_id", "path"), zone=zone
-    )
-    clock = None
-    if params.get("hours"):
-        try:
-            closed = ClosedDays()
-            for value in params.getlist("holidays"):
-                if value.strip():
-                    closed.add(value.strip())
-            clock = Clock(parse_hours(params["hours"]), zone, closed)
-        except SpecError as exc:
-            raise Mistake(f"hours: cannot read {params['hours']!r}: {exc}") from None
-    if filters.since is None and filters.until is None and by in ("day",):
-        filters = Filters(**{**filters.__dict__, "since": int(time.time()) - 30 * 86400})
-    return by, zone, clock, filters
-
-
-def counted(site: Site, request: Request) -> Any:
-    from tbhook.model.report import TooManyPeriods
-
-    by, zone, clock, filters = report_query(site, request)
-    try:
-        with site.reading() as store:
-            return by, questions.report(store, filters, by, zone, clock, int(time.time()))
-    except TooManyPeriods as exc:
-        raise Mistake(f"{exc}: choose fewer with since and until, or by week or month") from None
+def counted(site: Site, request: Request) -> tuple[Asked, Any]:
+    """The report the query asks for, as `tbhook report` counts it."""
+    asked = query.asked(site, request, "report")
+    if asked.filters.since is None and asked.filters.until is None and asked.by == "day":
+        since = int(time.time()) - 30 * 86400  # the page's default: the last 30 days
+        asked = replace(asked, filters=replace(asked.filters, since=since))
+    with site.reading() as store:
+        return asked, questions.report(store, asked, int(time.time()))
 
 
 def page(site: Site, request: Request, _form: Any) -> Response:
     from tbhook.console.charts import Series, chart
 
-    by, found = counted(site, request)
+    asked, found = counted(site, request)
     rows = found.rows
     labels = [str(row[found.key]) if row[found.key] is not None else "(none)" for row in rows]
 
@@ -98,11 +68,18 @@ def page(site: Site, request: Request, _form: Any) -> Response:
             ], unit="seconds", kind="bars"),
         ]  # fmt: skip
     return site.page(
-        request, "report.html", report=found, charts=charts, query=dict(request.query_params), by=by
+        request,
+        "report.html",
+        report=found,
+        charts=charts,
+        query=dict(request.query_params),
+        by=asked.by,
+        by_choices=BY,
+        zone=asked.zone,
     )
 
 
 def data(site: Site, request: Request, _form: Any) -> Response:
     fmt = query.machine_format(request)
-    _by, found = counted(site, request)
+    _asked, found = counted(site, request)
     return written(Answer(records=found.rows, fields=found.fields), fmt)

@@ -1,12 +1,11 @@
-"""`tail` on PostgreSQL follows transactions, not ids: a lower id can commit after a higher
-one, so it shows the events of transactions older than the oldest one still in flight
+"""Following on PostgreSQL goes by transactions, not ids: a lower id can commit after a higher
+one, so the feed gives the events of transactions older than the oldest one still in flight
 (``events.txid``), each exactly once, and wakes on ``NOTIFY tbhook_events``."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 from tbhook.model.filters import Filters
 from tbhook.store.postgres.driver import CHANNEL, pg, psycopg
@@ -16,48 +15,45 @@ from tbhook.store.tail import Tail
 
 
 class PostgresTail(Tail):
-    def begin(self, filters: Filters, lines: int | None) -> tuple[list[dict], Any]:
-        """The last ``lines`` matching events (0: all, None: none), and where following
-        starts: the oldest transaction in flight now. Backlog rows from newer transactions
-        are remembered, so the windows that follow do not show them again."""
-        limit = f"LIMIT {int(lines)}" if lines else ""
-        with self._snapshot() as horizon:
-            backlog = (
-                self._rows_with_txid(filters, "TRUE", [], f"ORDER BY e.id DESC {limit}")
-                if lines is not None
-                else []
-            )
-        backlog.reverse()
-        shown = {row["id"]: row["txid"] for row in backlog if row["txid"] >= horizon}
-        return [_strip(row) for row in backlog], (horizon, shown)
+    """The cursor is a transaction id: every transaction below it has finished, so the
+    events it stored are final; ``window`` gives those of the transactions that finished
+    since. Each event belongs to one window, so it is given exactly once."""
 
-    def more(self, filters: Filters, cursor: Any) -> tuple[list[dict], Any]:
-        """Events of the transactions that finished since the last call: every transaction
-        older than the oldest one still in flight, which no later commit can add to. Each
-        event belongs to one such window, so it is shown exactly once."""
-        boundary, shown = cursor
+    def start(self) -> int:
         with self._snapshot() as horizon:
-            rows = self._rows_with_txid(
-                filters,
-                "e.txid >= ?::text::xid8 AND e.txid < ?::text::xid8",
-                [str(boundary), str(horizon)],
-                "ORDER BY e.id",
-            )
-        fresh = [_strip(row) for row in rows if row["id"] not in shown]
-        shown = {i: txid for i, txid in shown.items() if txid >= horizon}
-        return fresh, (max(boundary, horizon), shown)
+            return horizon
 
-    def missed(self, filters: Filters, after_id: int, cursor: Any, limit: int) -> list[dict]:
-        """Events after ``after_id`` of the transactions before the cursor's window: ``more``
-        sends those of the window and after."""
-        boundary, _shown = cursor
-        rows = self._rows_with_txid(
+    def advance(self, cursor: int) -> int:
+        with self._snapshot() as horizon:
+            return max(cursor, horizon)
+
+    def window(self, filters: Filters, cursor: int, upto: int) -> list[dict]:
+        if upto == cursor:
+            return []
+        return self._rows(
             filters,
-            "e.id > ? AND e.txid < ?::text::xid8",
-            [after_id, str(boundary)],
-            f"ORDER BY e.id LIMIT {int(limit)}",
+            "e.txid >= ?::text::xid8 AND e.txid < ?::text::xid8",
+            [str(cursor), str(upto)],
+            "ORDER BY e.id",
         )
-        return [_strip(row) for row in rows]
+
+    def history(
+        self,
+        filters: Filters,
+        cursor: int,
+        *,
+        after_id: int = 0,
+        first: int | None = None,
+        last: int | None = None,
+    ) -> list[dict]:
+        """Events of the transactions before the cursor (``window`` gives the rest), after
+        ``after_id``: the ``first`` of them, or the ``last`` (0: all)."""
+        bounds = "e.id > ? AND e.txid < ?::text::xid8"
+        if last:
+            order = f"ORDER BY e.id DESC LIMIT {int(last)}"
+            return self._rows(filters, bounds, [after_id, str(cursor)], order)[::-1]
+        limit = f"LIMIT {int(first)}" if first else ""
+        return self._rows(filters, bounds, [after_id, str(cursor)], f"ORDER BY e.id {limit}")
 
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[int]:
@@ -70,17 +66,14 @@ class PostgresTail(Tail):
                 conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()[0]
             )
 
-    def _rows_with_txid(self, filters: Filters, window: str, bounds: list, order: str) -> list:
+    def _rows(self, filters: Filters, window: str, bounds: list, order: str) -> list[dict]:
         from psycopg.rows import dict_row
 
         where, params = self.where(filters)
         columns = ", ".join(f"e.{q(c)}" for c in READ_COLUMNS)
         with self.store.connection().cursor(row_factory=dict_row) as cursor:
             cursor.execute(
-                pg(
-                    f"SELECT {columns}, e.txid::text::bigint AS txid FROM events e "
-                    f"WHERE {window} AND {where} {order}"
-                ),
+                pg(f"SELECT {columns} FROM events e WHERE {window} AND {where} {order}"),
                 [*bounds, *params],
             )
             return cursor.fetchall()
@@ -105,8 +98,3 @@ class PostgresTail(Tail):
             self._listener = listener
         for _ in listener.notifies(timeout=seconds, stop_after=1):
             break
-
-
-def _strip(row: dict) -> dict:
-    row.pop("txid", None)
-    return row

@@ -1,0 +1,371 @@
+"""What a question is asked with, read from text: one table of parameters for the command
+line's options (``--key``) and the console's query string (``key=``), so both faces read the
+same words into the same arguments, with the same defaults and the same errors.
+
+A new filter is one entry in ``PARAMS`` (and one field of ``Filters``, one clause in
+``tbhook.store.sql``); a new argument of a question, one entry here and one field of
+``Asked``. Pure: no I/O but reading a --holidays file, which only the command line allows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timezone, tzinfo
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from tbhook.model.filters import Filters, fits_int64, parse_id, parse_path, parse_sender
+from tbhook.model.report import BY
+from tbhook.model.times import empty_range, parse_when, parse_zone
+
+if TYPE_CHECKING:
+    from tbhook.model.hours import Clock
+
+DEFAULT_LIMIT = 50  # every listing: events, cases, quarantine, tail's backlog
+SORTS = ("time", "arrival")
+ORDERS = ("desc", "asc")
+
+
+class QueryError(ValueError):
+    """A value that cannot be read: the parameters it is about (``keys``, spelled as both
+    faces spell them, without ``--``) and a sentence that says what is wrong."""
+
+    def __init__(self, keys: tuple[str, ...], sentence: str):
+        super().__init__(sentence)
+        self.keys = keys
+        self.sentence = sentence
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A question's arguments: the filters, and what a listing, the report or the stream
+    takes besides. ``zone`` is the one ``tz`` named (None: the face's own, else UTC)."""
+
+    filters: Filters = Filters()
+    limit: int = DEFAULT_LIMIT  # 0: all
+    before: int | None = None  # only events with a lower id: the next page
+    after: int | None = None  # the stream: what came after this id, then what comes
+    sort: str = "time"
+    order: str = "desc"
+    by: str = "day"
+    zone: tzinfo | None = None
+    clock: Clock | None = None
+
+    @property
+    def descending(self) -> bool:
+        return self.order == "desc"
+
+
+Read = Callable[[str, tzinfo], Any]  # the text (stripped, never blank) and the zone of moments
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: ``--key`` on the command line, ``key=`` in a query string."""
+
+    key: str
+    read: Read
+    metavar: str
+    help: str
+    filter: str | None = None  # the field of Filters it sets; None: the field of Asked
+    many: bool = False  # given more than once, each value counts
+    default: str | None = None
+    short: str | None = None  # the command line's short spelling (-n)
+    envvar: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The argument it sets."""
+        return self.filter or self.key.replace("-", "_")
+
+
+def _choice(choices: Sequence[str]) -> Read:
+    def read(text: str, _zone: tzinfo) -> str:
+        if text not in choices:
+            raise ValueError(f"{text!r} is not one of {_either(choices)}")
+        return text
+
+    return read
+
+
+def _either(words: Sequence[str]) -> str:
+    return ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
+
+
+def _id(text: str, _zone: tzinfo) -> int:
+    return parse_id(text)
+
+
+def _event_id(text: str, _zone: tzinfo) -> int:
+    """An event id (ids begin at 1; 0 before them all)."""
+    if not text.isascii() or not text.isdigit() or not fits_int64(int(text)):
+        raise ValueError(f"{text!r} is not an event id")
+    return int(text)
+
+
+def _limit(text: str, _zone: tzinfo) -> int:
+    if not text.isascii() or not text.isdigit() or not fits_int64(int(text)):
+        raise ValueError(f"{text!r} is not a number of rows (0: all of them)")
+    return int(text)
+
+
+def _when(text: str, zone: tzinfo, until: bool = False) -> int:
+    return parse_when(text, until=until, zone=zone)
+
+
+def _zone(text: str, _zone: tzinfo) -> tzinfo:
+    return parse_zone(text)
+
+
+def _text(text: str, _zone: tzinfo) -> str:
+    return text
+
+
+def _other(read: Callable[[str], Any]) -> Read:
+    return lambda text, _zone: read(text)
+
+
+PARAMS: dict[str, Param] = {
+    p.key: p
+    for p in (
+        Param("event", _text, "NAME", "Only this event name (repeatable).", "events", many=True),
+        Param("case", _id, "ID", "Only this caseId.", "case"),
+        Param("person", _id, "ID", "Only this personId and everyone merged with it.", "person"),
+        Param("search-id", _id, "ID", "Only this searchId.", "search_id"),
+        Param("source", _id, "ID", "Only this sourceId.", "source"),
+        Param(
+            "sender",
+            _other(parse_sender),
+            "customer|agent",
+            "Only messages from the customer or an agent.",
+            "sender",
+        ),
+        Param(
+            "since",
+            _when,
+            "WHEN",
+            "From this moment: 2024-05-01, 2024-05-01T09:30+02:00, Unix seconds (1663831826), "
+            "or an age: 30m, 2h, 7d. Without an offset, in --tz (UTC).",
+            "since",
+        ),
+        Param(
+            "until",
+            partial(_when, until=True),
+            "WHEN",
+            "Up to this moment, included (a bare date includes that day).",
+            "until",
+        ),
+        Param(
+            "path",
+            _other(parse_path),
+            "PATH",
+            "Only what was posted to this path (one receiver, several Tracebuzz profiles: "
+            "/profile-a, /profile-b).",
+            "path",
+        ),
+        Param(
+            "text",
+            _text,
+            "TEXT",
+            "Only events whose raw body contains TEXT (as it was sent: a JSON body holds "
+            '"Müller" as the customer typed it, or escaped as \\u00fc).',
+            "text",
+        ),
+        Param(
+            "limit",
+            _limit,
+            "N",
+            "At most N rows (0: all).",
+            default=str(DEFAULT_LIMIT),
+            short="-n",
+        ),
+        Param("before", _event_id, "ID", "Only events with a lower id: the next page."),
+        Param("after", _event_id, "ID", "What came after this event id, then what comes."),
+        Param(
+            "sort",
+            _choice(SORTS),
+            "time|arrival",
+            "By Tracebuzz's timestamp, or in the order the events arrived here.",
+            default="time",
+        ),
+        Param(
+            "order",
+            _choice(ORDERS),
+            "asc|desc",
+            "Newest (desc) or oldest (asc) first.",
+            default="desc",
+        ),
+        Param(
+            "by",
+            _choice(BY),
+            "|".join(BY),
+            "One row per day, ISO week or month (in --tz), per source (of each case's first "
+            "message) or per agent (who first closed each case).",
+            default="day",
+        ),
+        Param(
+            "tz",
+            _zone,
+            "ZONE",
+            "Show times in tables and tail in this zone (Europe/Amsterdam, or local); json "
+            "and csv stay UTC.",
+            envvar="TBHOOK_TZ",
+        ),
+        Param(
+            "hours",
+            _text,  # read with the holidays, into one clock (``_clock``)
+            "SPEC",
+            'Count durations in business hours only, in --tz: "mon-fri 09:00-17:30" '
+            '(several: "mon-fri 08:30-12:00,13:00-17:30; sat 10:00-14:00").',
+        ),
+        Param(
+            "holidays",
+            _text,
+            "COUNTRY|FILE",
+            "Closed days for --hours: a country's public holidays (NL, DE, US-CA) or a file of "
+            "dates, one YYYY-MM-DD a line; repeat to combine.",
+            many=True,
+        ),
+    )
+}
+FILTERS = tuple(key for key, p in PARAMS.items() if p.filter)
+
+
+@dataclass(frozen=True)
+class Question:
+    """What one command (and its page) is asked with: the keys it takes, those it refuses
+    in words (``refused``: why), and help of its own for some."""
+
+    keys: tuple[str, ...]
+    refused: tuple[str, ...] = ()
+    why: str = ""
+    help: Mapping[str, str] = field(default_factory=dict)
+
+
+WHOLE_CASES = "a report counts whole cases; it cannot leave out some of their events"
+QUESTIONS: dict[str, Question] = {
+    "events": Question((*FILTERS, "limit", "before", "sort", "order", "tz")),
+    "cases": Question(
+        (*FILTERS, "limit", "order", "tz", "hours", "holidays"),
+        help={"order": "Highest (desc) or lowest (asc) caseId first."},
+    ),
+    "report": Question(
+        (*FILTERS, "by", "tz", "hours", "holidays"),
+        refused=("event", "sender", "text"),
+        why=WHOLE_CASES,
+        help={"tz": "The zone of the days, weeks and months, and of --hours (default: UTC)."},
+    ),
+    "stream": Question((*FILTERS, "after", "tz")),
+    "tail": Question((*FILTERS, "tz")),
+    "export": Question(FILTERS),
+    "stats": Question(FILTERS),
+    "replay": Question(FILTERS),
+    "quarantine": Question(("limit", "tz")),
+    "quarantine show": Question(("tz",)),
+    "event": Question(("tz",)),
+    "person": Question(("tz",)),
+    "case": Question(("tz", "hours", "holidays")),
+    "ui": Question(("tz",), help={"tz": "Show times on the pages in this zone (or local)."}),
+}
+
+
+def read(
+    question: str,
+    given: Mapping[str, str | Sequence[str] | None],
+    zone: tzinfo | None = None,
+    *,
+    most: int | None = None,
+    files: bool = True,
+) -> Asked:
+    """The arguments of ``question`` from ``given`` (text by key: a value, a list for a
+    repeatable key; blank is not given); a moment without an offset is read in the zone
+    ``tz`` names, else in ``zone``, else in UTC. ``most``: the largest ``limit`` allowed
+    (0, all, is then refused); ``files``: whether --holidays may name a file. Raises
+    QueryError."""
+    asked = QUESTIONS[question]
+    texts = _texts(asked, given)
+    if "tz" in texts:
+        zone = _read_one(PARAMS["tz"], texts["tz"][-1], timezone.utc)
+    moments = zone or timezone.utc
+    arguments: dict[str, Any] = {}
+    filtering: dict[str, Any] = {}
+    for key in asked.keys:
+        param = PARAMS[key]
+        found = texts.get(key) or ([param.default] if param.default is not None else [])
+        if not found or key in ("tz", "hours", "holidays"):
+            continue
+        value = (
+            tuple(_read_one(param, text, moments) for text in found)
+            if param.many
+            else _read_one(param, found[-1], moments)
+        )
+        (filtering if param.filter else arguments)[param.name] = value
+    if "text" in texts:  # sender text is searched for as it was given, spaces and all
+        filtering["text"] = _raw(given["text"])
+    problem = empty_range(filtering.get("since"), filtering.get("until"), ("since", "until"))
+    if problem:
+        raise QueryError(("since", "until"), problem)
+    if most is not None and not 0 < arguments.get("limit", 1) <= most:
+        raise QueryError(("limit",), f"a page shows from 1 to {most} rows")
+    hours = texts.get("hours", [])
+    clock = _clock(hours[-1] if hours else None, texts.get("holidays", []), moments, files)
+    return Asked(filters=Filters(**filtering), zone=zone, clock=clock, **arguments)
+
+
+def _texts(
+    asked: Question, given: Mapping[str, str | Sequence[str] | None]
+) -> dict[str, list[str]]:
+    """The values given, by key: stripped, the blank left out; a key the question does not
+    take, or refuses, is a QueryError."""
+    texts: dict[str, list[str]] = {}
+    for key, value in given.items():
+        if key not in asked.keys:
+            raise QueryError((key,), f"not a parameter here (these are {_either(asked.keys)})")
+        values = [value] if isinstance(value, str) else list(value or ())
+        found = [text.strip() for text in values if text and text.strip()]
+        if found and key in asked.refused:
+            raise QueryError((key,), asked.why)
+        if found:
+            texts[key] = found
+    return texts
+
+
+def _read_one(param: Param, text: str, zone: tzinfo) -> Any:
+    try:
+        return param.read(text, zone)
+    except ValueError as exc:
+        raise QueryError((param.key,), str(exc)) from None
+
+
+def _raw(value: str | Sequence[str] | None) -> str:
+    values = [value] if isinstance(value, str) else list(value or ())
+    return [text for text in values if text and text.strip()][-1]
+
+
+def _clock(hours: str | None, holidays: list[str], zone: tzinfo, files: bool) -> Clock | None:
+    """The business clock: ``hours`` in ``zone``, closed on ``holidays`` (countries, or files
+    of dates where ``files``); None without hours."""
+    from tbhook.model.hours import Clock, ClosedDays, SpecError, country, parse_hours
+
+    if hours is None:
+        if holidays:
+            raise QueryError(
+                ("holidays",),
+                "closed days need open hours: give hours too, like 'mon-fri 09:00-17:30'",
+            )
+        return None
+    try:
+        spec = parse_hours(hours)
+    except SpecError as exc:
+        raise QueryError(("hours",), f"cannot read {hours!r}: {exc}") from None
+    closed = ClosedDays()
+    for value in holidays:
+        try:
+            if files:
+                closed.add(value)
+            else:  # a page may not make the console read a file of its machine
+                closed.calendars.append(country(value))
+        except SpecError as exc:
+            raise QueryError(("holidays",), str(exc)) from None
+    return Clock(spec, zone, closed)
