@@ -325,8 +325,8 @@ def child_process(pid: int, marker: bytes) -> int:
     raise AssertionError(f"no child with {marker!r} among {children}")
 
 
-WRITER = b"_child_main"  # the writer process's command line
-CONSOLE = b"\x00ui\x00--db\x00"  # serve --ui's console
+WRITER = b"tbhook.receiver.writer import child_main"  # the writer process's command line
+CONSOLE = b"tbhook.console.__main__ import main"  # serve --ui's console
 
 
 class Worker(threading.Thread):

@@ -483,3 +483,30 @@ def test_ctrl_c_stops_the_receiver_and_its_console_quietly(tmp_path):
     assert proc.returncode == 0
     assert "every acknowledged event is stored" in rest and "console stopped" not in rest, rest
     assert not os.path.exists(f"/proc/{console}")  # stopped, and reaped, by the receiver
+
+
+def test_the_console_has_an_entry_point_of_its_own_that_needs_no_command_line(tmp_path):
+    """`serve --ui` starts the console as `python -m tbhook.console` does: the command line
+    (typer, every command's module) is never loaded for it."""
+    db = tmp_path / "own.db"
+    a_log(str(db))
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, tbhook.console.__main__; "
+         "print(sorted(m for m in sys.modules if m.startswith('tbhook.cli') or m == 'typer'))"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert loaded.stdout == "[]\n"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tbhook.console", "--db", str(db), "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stderr.readline()
+        found = re.search(r"tbhook console on http://127\.0\.0\.1:(\d+)/", line)
+        assert found, line
+        status, _, body = call(int(found.group(1)), "GET", "/events.json?case=501")
+        assert status == 200 and [row["caseId"] for row in json.loads(body)] == [501, 501]
+    finally:
+        proc.terminate()
+        proc.wait(10)

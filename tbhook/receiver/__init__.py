@@ -16,7 +16,6 @@ The modules, each with one job:
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 import time
@@ -162,38 +161,27 @@ def _console(
     receiver; its port bound here first, so a port in use stops the receiver from starting
     with a sentence, not later. A console that stops is started again (the receiver keeps
     the socket, so the port stays its), and the log says so. Its URL."""
-    import json
     import subprocess
-    import sys
 
-    from tbhook.receiver.processes import die_with_parent
+    from tbhook.processes import start_python
 
     sock = server.bind("127.0.0.1", settings.ui_port or 0)
     stack.callback(sock.close)
     port = sock.getsockname()[1]
     host, own = receiving.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    code = (
-        "import json, os, sys; sys.path[:0] = json.loads(os.environ.pop('TBHOOK_UI_PATH')); "
-        "from tbhook.cli import app; app(sys.argv[1:], prog_name='tbhook')"
-    )
-    args = ["ui", "--db", settings.db, "--fd", str(sock.fileno()), "--port", str(port)]
+    args = ["--db", settings.db, "--fd", str(sock.fileno()), "--port", str(port)]
     args += ["--receiver", f"http://{shown}:{own}/"]
-    env = {**os.environ, "TBHOOK_UI_PATH": json.dumps(sys.path)}
-    env.pop("TBHOOK_UI_TOKEN", None)  # loopback: no token, whatever the shell has
 
     def start() -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-c", code, *args],
-            pass_fds=[sock.fileno()],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - only a prctl, before exec
-            # Its own session: Ctrl+C in the terminal stops the receiver, which stops the
-            # console; the console never stops first and looks as if it had failed.
-            start_new_session=True,
+        # Its own session: Ctrl+C in the terminal stops the receiver, which stops the
+        # console; the console never stops first and looks as if it had failed.
+        return start_python(
+            "tbhook.console.__main__:main",
+            args,
+            keep=[sock.fileno()],
+            own_session=True,
+            quiet=True,
         )
 
     running = [start()]

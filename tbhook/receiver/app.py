@@ -13,10 +13,10 @@ from typing import Any
 from tbhook.errors import StoreUnavailable
 from tbhook.model.events import Event
 from tbhook.model.words import describe_parsed
+from tbhook.processes import release_memory
 from tbhook.receiver.log import Log, Throttled
 from tbhook.receiver.metrics import Counts, Metrics
 from tbhook.receiver.parser import Parser
-from tbhook.receiver.processes import release_memory
 from tbhook.receiver.protocol import RETRY_AFTER_SECONDS
 from tbhook.receiver.settings import MEBIBYTE, Auth
 from tbhook.receiver.writer import BatchWriter

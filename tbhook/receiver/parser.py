@@ -11,7 +11,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from tbhook.model.events import Event, Unreadable, parse
-from tbhook.receiver.processes import die_with_parent
+from tbhook.processes import die_with_parent
 
 PARSE_OFF_LOOP_BYTES = 64 * 1024  # a body this large is parsed in the parser process
 

@@ -20,21 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
 import pickle
 import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tbhook.errors import StoreUnavailable
-from tbhook.receiver.processes import die_with_parent
+from tbhook.processes import die_with_parent, start_python
 from tbhook.store import Delivery, Store, Stored, open_store
 
 Outcome = Stored | StoreUnavailable
@@ -310,42 +307,25 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes:
 
 
 class _Process:
-    """The writer process: ``python -c`` running ``_child_main`` on the child's end of the
-    socket, and nothing else inherited (a client's connection, the listening socket, the
+    """The writer process: a fresh interpreter running ``child_main`` on the child's end of
+    the socket, and nothing else inherited (a client's connection, the listening socket, the
     parent's end of the socket: none stays open on its account)."""
 
     def __init__(self, keep: socket.socket):
-
-        code = (
-            "import sys; from tbhook.receiver.writer import _child_main; "
-            "_child_main(int(sys.argv[1]))"
-        )
-        env = {**os.environ, "TBHOOK_WRITER_PATH": json.dumps(sys.path)}
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", _PATH_SETUP + code, str(keep.fileno())],
-            pass_fds=[keep.fileno()],
-            stdin=subprocess.DEVNULL,
-            env=env,
+        self._proc = start_python(
+            "tbhook.receiver.writer:child_main", [str(keep.fileno())], keep=[keep.fileno()]
         )
 
     def is_alive(self) -> bool:
         return self._proc.poll() is None
 
     def join(self, timeout: float) -> None:
-
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._proc.wait(timeout)
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             self._proc.kill()
-
-
-# The child finds tbhook (and anything a store factory needs) where the parent did, also
-# inside a single-file build.
-_PATH_SETUP = (
-    "import json, os, sys; sys.path[:0] = json.loads(os.environ.pop('TBHOOK_WRITER_PATH')); "
-)
 
 
 def _spawn(store_factory: StoreFactory, forward_to: str | None) -> tuple[socket.socket, _Process]:
@@ -356,9 +336,9 @@ def _spawn(store_factory: StoreFactory, forward_to: str | None) -> tuple[socket.
     return parent, process
 
 
-def _child_main(fd: int) -> None:
-    """The writer process's entry point."""
-    sock = socket.socket(fileno=fd)
+def child_main(argv: list[str]) -> None:
+    """The writer process's entry point: ``argv`` holds its socket's file descriptor."""
+    sock = socket.socket(fileno=int(argv[0]))
     _, store_factory, forward_to = _receive(sock)
     _serve_writes(sock, store_factory, forward_to)
 
