@@ -100,43 +100,24 @@ def why_empty(
         return f"none{matching} has an id below {before}"
     if filters == Filters():
         return "no message or close names a caseId" if what == "cases" else None
-    for name in (f.name for f in fields(Filters)):
-        value = getattr(filters, name)
+    for found in fields(Filters):
+        value = getattr(filters, found.name)
         if value is None or value == ():
             continue
-        if name == "events":
-            for event in value:
-                if not store.reads.any_matching(Filters(events=(event,))):
-                    return (
-                        f'no event named "{clean(event)}"{_did_you_mean(event, SCHEMAS)}; '
-                        f"known: {', '.join(SCHEMAS)}"
-                    )
-            continue
-        if not store.reads.any_matching(Filters(**{name: value})):
-            return _nothing_for(name, value)
+        param = found.metadata["param"]
+        for alone in value if param.many else (value,):
+            one: dict[str, Any] = {found.name: (alone,) if param.many else alone}
+            if not store.reads.any_matching(Filters(**one)):
+                why = param.nothing(alone)
+                if found.name == "events":
+                    why += f"{_did_you_mean(alone, SCHEMAS)}; known: {', '.join(SCHEMAS)}"
+                return why
     return "each filter matches events, but no event matches them all"
 
 
 def _did_you_mean(name: str, known: Any) -> str:
     close = [k for k in known if k.lower() == name.lower()]
     return f' (did you mean "{close[0]}"? names are case-sensitive)' if close else ""
-
-
-def _nothing_for(name: str, value: Any) -> str:
-    if name in ("since", "until"):
-        return f"no event has a timestamp {'from' if name == 'since' else 'before'} " + str(
-            iso_time(value)
-        )
-    if name == "sender":
-        return f"no message from {'an agent' if value else 'the customer'}"
-    if name == "person":
-        return f"no event names person {value} or anyone merged with them"
-    if name == "path":
-        return f"no event was posted to {clean(value)}"
-    if name == "text":
-        return f'no raw body contains "{clean(value)}" (byte for byte, as it was sent)'
-    option = {"case": "caseId", "search_id": "searchId", "source": "sourceId"}[name]
-    return f"no event has {option} {value}"
 
 
 def event(store: Any, event_id: int) -> tuple[dict, dict, bytes] | None:

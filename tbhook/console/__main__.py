@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(
         db=args.db, host=args.host, port=args.port, fd=args.fd, receiver=args.receiver
     )
+
     def announce(url: str) -> None:
         sys.stderr.write(f"tbhook console on {url} (a reader of {args.db})\n")
         sys.stderr.flush()

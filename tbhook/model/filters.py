@@ -1,27 +1,19 @@
-"""The filters every read command shares, and parsing of their values. Pure, no I/O."""
+"""The filters every read command shares: each field is one filter, with the parameter that
+sets it (its option and query key, how its value is read, its help, what it says when it
+matches nothing). A new filter is one field here and one clause in ``tbhook.store.sql``.
+Pure, no I/O."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import tzinfo
+from typing import Any
+
+from tbhook.model.params import Param, as_given, filter_field, plain
+from tbhook.model.text import clean
+from tbhook.model.times import iso_time, parse_when
 
 SENDERS = {"customer": 0, "agent": 1}
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Which events a read command looks at. ``since``/``until`` are Unix seconds on
-    ``timestamp``: since is inclusive, until is exclusive."""
-
-    events: tuple[str, ...] = ()
-    case: int | None = None
-    person: int | None = None
-    search_id: int | None = None
-    source: int | None = None
-    sender: int | None = None
-    since: int | None = None
-    until: int | None = None
-    path: str | None = None  # the URL path a receiver was posted to (one per Tracebuzz profile)
-    text: str | None = None  # found in the raw body, byte for byte (UTF-8)
 
 
 def parse_path(text: str) -> str:
@@ -57,3 +49,108 @@ def fits_int64(value: int) -> bool:
     """Whether ``value`` can be an ID: Tracebuzz's IDs and tbhook's are 64-bit integers (as
     SQLite and PostgreSQL keep them; a larger one cannot even be asked for)."""
     return -(2**63) <= value < 2**63
+
+
+def _id(text: str, _zone: tzinfo) -> int:
+    return parse_id(text)
+
+
+def _since(text: str, zone: tzinfo) -> int:
+    return parse_when(text, zone=zone)
+
+
+def _until(text: str, zone: tzinfo) -> int:
+    return parse_when(text, until=True, zone=zone)
+
+
+def _has(column: str) -> Any:
+    return lambda value: f"no event has {column} {value}"
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which events a read command looks at. ``since``/``until`` are Unix seconds on
+    ``timestamp``: since is inclusive, until is exclusive."""
+
+    events: tuple[str, ...] = filter_field(
+        Param(
+            "event",
+            as_given,
+            "NAME",
+            "Only this event name (repeatable).",
+            many=True,
+            nothing=lambda name: f'no event named "{clean(name)}"',
+        ),
+        default=(),
+    )
+    case: int | None = filter_field(
+        Param("case", _id, "ID", "Only this caseId.", nothing=_has("caseId"))
+    )
+    person: int | None = filter_field(
+        Param(
+            "person",
+            _id,
+            "ID",
+            "Only this personId and everyone merged with it.",
+            nothing=lambda value: f"no event names person {value} or anyone merged with them",
+        )
+    )
+    search_id: int | None = filter_field(
+        Param("search-id", _id, "ID", "Only this searchId.", nothing=_has("searchId"))
+    )
+    source: int | None = filter_field(
+        Param("source", _id, "ID", "Only this sourceId.", nothing=_has("sourceId"))
+    )
+    sender: int | None = filter_field(
+        Param(
+            "sender",
+            plain(parse_sender),
+            "customer|agent",
+            "Only messages from the customer or an agent.",
+            nothing=lambda own: f"no message from {'an agent' if own else 'the customer'}",
+        )
+    )
+    since: int | None = filter_field(
+        Param(
+            "since",
+            _since,
+            "WHEN",
+            "From this moment: 2024-05-01, 2024-05-01T09:30+02:00, Unix seconds (1663831826), "
+            "or an age: 30m, 2h, 7d. Without an offset, in --tz (UTC).",
+            nothing=lambda value: f"no event has a timestamp from {iso_time(value)}",
+        )
+    )
+    until: int | None = filter_field(
+        Param(
+            "until",
+            _until,
+            "WHEN",
+            "Up to this moment, included (a bare date includes that day).",
+            nothing=lambda value: f"no event has a timestamp before {iso_time(value)}",
+        )
+    )
+    # The URL path a receiver was posted to (one per Tracebuzz profile).
+    path: str | None = filter_field(
+        Param(
+            "path",
+            plain(parse_path),
+            "PATH",
+            "Only what was posted to this path (one receiver, several Tracebuzz profiles: "
+            "/profile-a, /profile-b).",
+            nothing=lambda value: f"no event was posted to {clean(value)}",
+        )
+    )
+    # Found in the raw body, byte for byte (UTF-8).
+    text: str | None = filter_field(
+        Param(
+            "text",
+            as_given,
+            "TEXT",
+            "Only events whose raw body contains TEXT (as it was sent: a JSON body holds "
+            '"Müller" as the customer typed it, or escaped as \\u00fc).',
+            verbatim=True,
+            nothing=lambda value: (
+                f'no raw body contains "{clean(value)}" (byte for byte, as it was sent)'
+            ),
+        )
+    )

@@ -2,22 +2,22 @@
 line's options (``--key``) and the console's query string (``key=``), so both faces read the
 same words into the same arguments, with the same defaults and the same errors.
 
-A new filter is one entry in ``PARAMS`` (and one field of ``Filters``, one clause in
-``tbhook.store.sql``); a new argument of a question, one entry here and one field of
-``Asked``. Pure: no I/O but reading a --holidays file, which only the command line allows.
+A new filter is one field of ``Filters`` (which names its parameter) and one clause in
+``tbhook.store.sql``; a new argument of a question, one entry in ``PARAMS`` and one field
+of ``Asked``. Pure: no I/O but reading a --holidays file, which only the command line allows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import timezone, tzinfo
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from tbhook.model.filters import Filters, fits_int64, parse_id, parse_path, parse_sender
+from tbhook.model.filters import Filters, fits_int64
+from tbhook.model.params import Param, as_given, either, one_of
 from tbhook.model.report import BY
-from tbhook.model.times import empty_range, parse_when, parse_zone
+from tbhook.model.times import empty_range, parse_zone
 
 if TYPE_CHECKING:
     from tbhook.model.hours import Clock
@@ -57,46 +57,6 @@ class Asked:
         return self.order == "desc"
 
 
-Read = Callable[[str, tzinfo], Any]  # the text (stripped, never blank) and the zone of moments
-
-
-@dataclass(frozen=True)
-class Param:
-    """One parameter: ``--key`` on the command line, ``key=`` in a query string."""
-
-    key: str
-    read: Read
-    metavar: str
-    help: str
-    filter: str | None = None  # the field of Filters it sets; None: the field of Asked
-    many: bool = False  # given more than once, each value counts
-    default: str | None = None
-    short: str | None = None  # the command line's short spelling (-n)
-    envvar: str | None = None
-
-    @property
-    def name(self) -> str:
-        """The argument it sets."""
-        return self.filter or self.key.replace("-", "_")
-
-
-def _choice(choices: Sequence[str]) -> Read:
-    def read(text: str, _zone: tzinfo) -> str:
-        if text not in choices:
-            raise ValueError(f"{text!r} is not one of {_either(choices)}")
-        return text
-
-    return read
-
-
-def _either(words: Sequence[str]) -> str:
-    return ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
-
-
-def _id(text: str, _zone: tzinfo) -> int:
-    return parse_id(text)
-
-
 def _event_id(text: str, _zone: tzinfo) -> int:
     """An event id (ids begin at 1; 0 before them all)."""
     if not text.isascii() or not text.isdigit() or not fits_int64(int(text)):
@@ -110,126 +70,44 @@ def _limit(text: str, _zone: tzinfo) -> int:
     return int(text)
 
 
-def _when(text: str, zone: tzinfo, until: bool = False) -> int:
-    return parse_when(text, until=until, zone=zone)
-
-
 def _zone(text: str, _zone: tzinfo) -> tzinfo:
     return parse_zone(text)
 
 
-def _text(text: str, _zone: tzinfo) -> str:
-    return text
-
-
-def _other(read: Callable[[str], Any]) -> Read:
-    return lambda text, _zone: read(text)
-
-
+# The filters (each field of Filters brings its own), then the questions' other arguments.
 PARAMS: dict[str, Param] = {
     p.key: p
     for p in (
-        Param("event", _text, "NAME", "Only this event name (repeatable).", "events", many=True),
-        Param("case", _id, "ID", "Only this caseId.", "case"),
-        Param("person", _id, "ID", "Only this personId and everyone merged with it.", "person"),
-        Param("search-id", _id, "ID", "Only this searchId.", "search_id"),
-        Param("source", _id, "ID", "Only this sourceId.", "source"),
-        Param(
-            "sender",
-            _other(parse_sender),
-            "customer|agent",
-            "Only messages from the customer or an agent.",
-            "sender",
-        ),
-        Param(
-            "since",
-            _when,
-            "WHEN",
-            "From this moment: 2024-05-01, 2024-05-01T09:30+02:00, Unix seconds (1663831826), "
-            "or an age: 30m, 2h, 7d. Without an offset, in --tz (UTC).",
-            "since",
-        ),
-        Param(
-            "until",
-            partial(_when, until=True),
-            "WHEN",
-            "Up to this moment, included (a bare date includes that day).",
-            "until",
-        ),
-        Param(
-            "path",
-            _other(parse_path),
-            "PATH",
-            "Only what was posted to this path (one receiver, several Tracebuzz profiles: "
-            "/profile-a, /profile-b).",
-            "path",
-        ),
-        Param(
-            "text",
-            _text,
-            "TEXT",
-            "Only events whose raw body contains TEXT (as it was sent: a JSON body holds "
-            '"Müller" as the customer typed it, or escaped as \\u00fc).',
-            "text",
-        ),
-        Param(
-            "limit",
-            _limit,
-            "N",
-            "At most N rows (0: all).",
-            default=str(DEFAULT_LIMIT),
-            short="-n",
-        ),
+        *(replace(f.metadata["param"], name=f.name, filter=True) for f in fields(Filters)),
+        Param("limit", _limit, "N", "At most N rows (0: all).", default=str(DEFAULT_LIMIT),
+              short="-n"),
         Param("before", _event_id, "ID", "Only events with a lower id: the next page."),
         Param("after", _event_id, "ID", "What came after this event id, then what comes."),
-        Param(
-            "sort",
-            _choice(SORTS),
-            "time|arrival",
-            "By Tracebuzz's timestamp, or in the order the events arrived here.",
-            default="time",
-        ),
-        Param(
-            "order",
-            _choice(ORDERS),
-            "asc|desc",
-            "Newest (desc) or oldest (asc) first.",
-            default="desc",
-        ),
-        Param(
-            "by",
-            _choice(BY),
-            "|".join(BY),
-            "One row per day, ISO week or month (in --tz), per source (of each case's first "
-            "message) or per agent (who first closed each case).",
-            default="day",
-        ),
-        Param(
-            "tz",
-            _zone,
-            "ZONE",
-            "Show times in tables and tail in this zone (Europe/Amsterdam, or local); json "
-            "and csv stay UTC.",
-            envvar="TBHOOK_TZ",
-        ),
-        Param(
-            "hours",
-            _text,  # read with the holidays, into one clock (``_clock``)
-            "SPEC",
-            'Count durations in business hours only, in --tz: "mon-fri 09:00-17:30" '
-            '(several: "mon-fri 08:30-12:00,13:00-17:30; sat 10:00-14:00").',
-        ),
-        Param(
-            "holidays",
-            _text,
-            "COUNTRY|FILE",
-            "Closed days for --hours: a country's public holidays (NL, DE, US-CA) or a file of "
-            "dates, one YYYY-MM-DD a line; repeat to combine.",
-            many=True,
-        ),
+        Param("sort", one_of(SORTS), "|".join(SORTS),
+              "By Tracebuzz's timestamp, or in the order the events arrived here.",
+              default="time"),
+        Param("order", one_of(ORDERS), "asc|desc", "Newest (desc) or oldest (asc) first.",
+              default="desc"),
+        Param("by", one_of(BY), "|".join(BY),
+              "One row per day, ISO week or month (in --tz), per source (of each case's first "
+              "message) or per agent (who first closed each case).", default="day"),
+        Param("tz", _zone, "ZONE",
+              "Show times in tables and tail in this zone (Europe/Amsterdam, or local); json "
+              "and csv stay UTC.", envvar="TBHOOK_TZ"),
+        Param("hours", as_given, "SPEC",  # read with the holidays, into one clock (_clock)
+              'Count durations in business hours only, in --tz: "mon-fri 09:00-17:30" '
+              '(several: "mon-fri 08:30-12:00,13:00-17:30; sat 10:00-14:00").'),
+        Param("holidays", as_given, "COUNTRY|FILE",
+              "Closed days for --hours: a country's public holidays (NL, DE, US-CA) or a file "
+              "of dates, one YYYY-MM-DD a line; repeat to combine.", many=True),
     )
-}
+}  # fmt: skip
+for _key, _param in PARAMS.items():  # an argument's name is its key's words: sort, search_id
+    if not _param.name:
+        PARAMS[_key] = replace(_param, name=_key.replace("-", "_"))
 FILTERS = tuple(key for key, p in PARAMS.items() if p.filter)
+# What a report can choose cases by: their first message's (the kept summaries').
+CASE_FILTERS = ("case", "person", "search-id", "source", "since", "until", "path")
 
 
 @dataclass(frozen=True)
@@ -251,7 +129,7 @@ QUESTIONS: dict[str, Question] = {
         help={"order": "Highest (desc) or lowest (asc) caseId first."},
     ),
     "report": Question(
-        (*FILTERS, "by", "tz", "hours", "holidays"),
+        (*CASE_FILTERS, "event", "sender", "text", "by", "tz", "hours", "holidays"),
         refused=("event", "sender", "text"),
         why=WHOLE_CASES,
         help={"tz": "The zone of the days, weeks and months, and of --hours (default: UTC)."},
@@ -300,9 +178,9 @@ def read(
             if param.many
             else _read_one(param, found[-1], moments)
         )
+        if param.verbatim:  # searched for as it was given, spaces and all
+            value = _raw(given[key])
         (filtering if param.filter else arguments)[param.name] = value
-    if "text" in texts:  # sender text is searched for as it was given, spaces and all
-        filtering["text"] = _raw(given["text"])
     problem = empty_range(filtering.get("since"), filtering.get("until"), ("since", "until"))
     if problem:
         raise QueryError(("since", "until"), problem)
@@ -321,7 +199,7 @@ def _texts(
     texts: dict[str, list[str]] = {}
     for key, value in given.items():
         if key not in asked.keys:
-            raise QueryError((key,), f"not a parameter here (these are {_either(asked.keys)})")
+            raise QueryError((key,), f"not a parameter here (these are {either(asked.keys)})")
         values = [value] if isinstance(value, str) else list(value or ())
         found = [text.strip() for text in values if text and text.strip()]
         if found and key in asked.refused:
