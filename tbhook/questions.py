@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from datetime import timezone
 from operator import attrgetter, itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tbhook.model.cases import BUSINESS_METRICS as BUSINESS
 from tbhook.model.cases import CASE_COLUMNS, METRICS, Summary, summaries, summarize, summarize_all
@@ -20,6 +20,42 @@ from tbhook.model.query import Asked, QueryError
 from tbhook.model.text import clean
 from tbhook.model.times import iso_time
 from tbhook.output.describe import FORWARD_FIELDS, body_document, event_record
+
+if TYPE_CHECKING:
+    from tbhook.store.persons import Persons
+    from tbhook.store.reads import Reads
+    from tbhook.store.sql import Dialect
+    from tbhook.store.timelines import Timelines
+    from tbhook.store.upkeep import Upkeep
+
+
+class Readable(Protocol):
+    """What the questions ask of a store: its read jobs and the facts doctor reports
+    (``tbhook.store.Store`` is one, SQLite's or PostgreSQL's)."""
+
+    path: str
+    dialect: Dialect
+
+    @property
+    def reads(self) -> Reads: ...
+
+    @property
+    def persons(self) -> Persons: ...
+
+    @property
+    def timelines(self) -> Timelines: ...
+
+    @property
+    def upkeep(self) -> Upkeep: ...
+
+    def integrity(self, quick: bool = False) -> list[str]: ...
+
+    def schema(self) -> tuple[list[str], list[str]]: ...
+
+    def server_facts(self) -> dict[str, Any]: ...
+
+    def durability_warning(self) -> str | None: ...
+
 
 PAGE = 1000  # up to this many rows, canonical IDs come from the page's own persons' merges
 EVENT_LIST_FIELDS = (*EVENT_FIELDS, *FORWARD_FIELDS)
@@ -57,7 +93,7 @@ class Listing:
     total: Callable[[], int]
 
 
-def page(store: Any, rows: Any, limit: int | None, person: Callable[[Any], Any]) -> tuple[Any, Any]:
+def page(store: Readable, rows: Any, limit: int | None, person: Callable[[Any], Any]) -> tuple[Any, Any]:
     """The rows, and canonical person IDs for them: for a page, from the merges of its own
     persons (a few queries); for everything, from all merges at once."""
     if not limit or not 0 < limit <= PAGE:
@@ -66,7 +102,7 @@ def page(store: Any, rows: Any, limit: int | None, person: Callable[[Any], Any])
     return rows, store.persons.for_persons(person(row) for row in rows)
 
 
-def events(store: Any, asked: Asked) -> Listing:
+def events(store: Readable, asked: Asked) -> Listing:
     """`tbhook events`: the matching events, by ``asked.sort`` (time or arrival) in its
     order, at most ``asked.limit`` (0: all); ``asked.before``: only ids below it, the next
     page."""
@@ -88,7 +124,7 @@ def events(store: Any, asked: Asked) -> Listing:
 
 
 def why_empty(
-    store: Any, filters: Filters, what: str = "events", before: int | None = None
+    store: Readable, filters: Filters, what: str = "events", before: int | None = None
 ) -> str | None:
     """Why a question about ``what`` has no answer, in words: the database is empty, the
     page asked for is past the last one, the first filter that matches nothing on its own,
@@ -120,7 +156,7 @@ def _did_you_mean(name: str, known: Any) -> str:
     return f' (did you mean "{close[0]}"? names are case-sensitive)' if close else ""
 
 
-def event(store: Any, event_id: int) -> tuple[dict, dict, bytes] | None:
+def event(store: Readable, event_id: int) -> tuple[dict, dict, bytes] | None:
     """`tbhook event ID`: its record with the delivery and forward facts, the document a
     machine format writes (the body in it), and the raw body; None when there is none."""
     row = store.reads.event_row(event_id)
@@ -132,7 +168,7 @@ def event(store: Any, event_id: int) -> tuple[dict, dict, bytes] | None:
     return record, {**record, **body_document(body)}, body
 
 
-def person(store: Any, person_id: int) -> dict[str, Any]:
+def person(store: Readable, person_id: int) -> dict[str, Any]:
     """`tbhook person ID`: the canonical ID, every alias, the merges in time order."""
     group = store.persons.group(person_id)
     merges = [
@@ -153,7 +189,7 @@ def person(store: Any, person_id: int) -> dict[str, Any]:
 
 
 def case(
-    store: Any, case_id: int, duration: Callable[[int, int], int] | None = None
+    store: Readable, case_id: int, duration: Callable[[int, int], int] | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
     """`tbhook case ID`: its metrics and its events' records in time order; None when no
     event names it."""
@@ -166,7 +202,7 @@ def case(
     return summarize(found, canonical, duration), [event_record(row, canonical) for row in rows]
 
 
-def cases(store: Any, asked: Asked) -> Listing:
+def cases(store: Readable, asked: Asked) -> Listing:
     """`tbhook cases`: one record per case with a matching event, in caseId order, durations
     in ``asked.clock``'s business hours when it has one. Every case comes from the summaries
     every write keeps (the same rows a recount from the events gives,
@@ -189,7 +225,7 @@ def cases(store: Any, asked: Asked) -> Listing:
     )
 
 
-def quarantined(store: Any, limit: int | None) -> Listing:
+def quarantined(store: Readable, limit: int | None) -> Listing:
     """`tbhook quarantine`: deliveries kept but not readable, newest first."""
     rows = store.reads.quarantined(limit, descending=True)
     return Listing(
@@ -203,7 +239,7 @@ def _quarantine_record(row: dict) -> dict:
     return {**row, "bodyStart": clean(row["bodyStart"].decode("utf-8", "replace"))}
 
 
-def quarantine_item(store: Any, quarantine_id: int) -> tuple[dict, dict, bytes] | None:
+def quarantine_item(store: Readable, quarantine_id: int) -> tuple[dict, dict, bytes] | None:
     """`tbhook quarantine ID`: its record, the document with its body, the raw body."""
     row = store.reads.quarantine_row(quarantine_id)
     if row is None:
@@ -238,7 +274,7 @@ RETRY_FIELDS = ("quarantineId", "outcome", "eventId", "event", "reason")
 
 
 def health(
-    store: Any,
+    store: Readable,
     *,
     quick: bool = False,
     stale_seconds: int | None = None,
@@ -291,7 +327,7 @@ def add_checks(report: dict[str, Any], checks: list[dict[str, str]]) -> dict[str
     return report
 
 
-def report(store: Any, asked: Asked, now: int) -> Any:
+def report(store: Readable, asked: Asked, now: int) -> Any:
     """`tbhook report`: the periods (or sources, or agents) ``asked`` chooses, counted from
     the kept case summaries (``tbhook.model.report``). Too many periods is a QueryError."""
     from tbhook.model.report import TooManyPeriods, period_bounds
