@@ -93,7 +93,9 @@ class Listing:
     total: Callable[[], int]
 
 
-def page(store: Readable, rows: Any, limit: int | None, person: Callable[[Any], Any]) -> tuple[Any, Any]:
+def page(
+    store: Readable, rows: Any, limit: int | None, person: Callable[[Any], Any]
+) -> tuple[Any, Any]:
     """The rows, and canonical person IDs for them: for a page, from the merges of its own
     persons (a few queries); for everything, from all merges at once."""
     if not limit or not 0 < limit <= PAGE:

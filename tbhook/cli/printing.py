@@ -13,6 +13,7 @@ from tbhook import questions
 from tbhook.cli.options import given
 from tbhook.model.filters import Filters
 from tbhook.model.text import for_terminal, on_terminal
+from tbhook.output.formats import Answer
 
 
 def say_empty(
@@ -24,6 +25,15 @@ def say_empty(
     if why is not None:
         sys.stderr.write(f"No {what}: {why}{then}\n")
         sys.stderr.flush()
+
+
+def listed(listing: Any, fmt: str, limit: int, layout: Callable[[Any], Any]) -> Answer:
+    """A list question's answer as the formats write it: its records streamed, a table laid
+    out by ``layout(listings)`` (only when a table is wanted), and a footer's total."""
+    spec = table_layout(fmt, layout)
+    return Answer(
+        records=listing.records, fields=listing.fields, spec=spec, total=listing.total, limit=limit
+    )
 
 
 def table_layout(fmt: str, spec: Callable[[Any], Any]) -> Any:

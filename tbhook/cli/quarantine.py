@@ -23,7 +23,7 @@ from tbhook.cli.options import (
     reported_errors,
     valid_id,
 )
-from tbhook.cli.printing import refuse_with_raw, table_layout, write_raw
+from tbhook.cli.printing import listed, refuse_with_raw, write_raw
 from tbhook.model.events import parse
 from tbhook.model.query import Asked
 from tbhook.output.describe import body_lines
@@ -71,15 +71,11 @@ def quarantine(
 
     zone, limit = asked.zone, asked.limit
     with reading(db) as store:
-        listing = questions.quarantined(store, limit)
-        answer = Answer(
-            records=listing.records,
-            fields=listing.fields,
-            spec=table_layout(
-                fmt, lambda listings: listings.quarantine(store.reads.widths(), zone)
-            ),
-            total=listing.total,
-            limit=limit,
+        answer = listed(
+            questions.quarantined(store, limit),
+            fmt,
+            limit,
+            lambda listings: listings.quarantine(store.reads.widths(), zone),
         )
         if not write(answer, fmt) and getattr(fmt, "value", fmt) == "table":
             sys.stderr.write("Nothing in quarantine: every delivery was readable\n")

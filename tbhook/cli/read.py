@@ -25,7 +25,7 @@ from tbhook.cli.options import (
     reported_errors,
     valid_id,
 )
-from tbhook.cli.printing import refuse_with_raw, say_empty, table_layout, write_raw
+from tbhook.cli.printing import listed, refuse_with_raw, say_empty, write_raw
 from tbhook.model.events import EVENT_FIELDS
 from tbhook.model.query import Asked
 from tbhook.model.text import TerminalStream, on_terminal
@@ -40,26 +40,27 @@ RawOption = Annotated[
 @asks("events")
 def events(db: DbOption = DEFAULT_DB, asked: Asked = Asked(), fmt: FormatOption = "table") -> None:
     """The filtered log, newest first (by Tracebuzz's timestamp)."""
-    zone, limit = asked.zone, asked.limit
+    _write_listing(
+        db,
+        asked,
+        fmt,
+        questions.events,
+        lambda listings, reads: listings.events(
+            reads.widths(), reads.event_names(), reads.has_merges(), zone=asked.zone
+        ),
+    )
+
+
+def _write_listing(
+    db: str, asked: Asked, fmt: str, question: Any, layout: Any, what: str = "events"
+) -> None:
+    """A list question's answer in ``fmt`` (a table laid out by ``layout(listings, reads)``),
+    or why it is empty."""
     with reading(db) as store:
-        listing = questions.events(store, asked)
-        answer = Answer(
-            records=listing.records,
-            fields=listing.fields,
-            spec=table_layout(
-                fmt,
-                lambda listings: listings.events(
-                    store.reads.widths(),
-                    store.reads.event_names(),
-                    store.reads.has_merges(),
-                    zone=zone,
-                ),
-            ),
-            total=listing.total,
-            limit=limit,
-        )
+        found = question(store, asked)
+        answer = listed(found, fmt, asked.limit, lambda listings: layout(listings, store.reads))
         if not write(answer, fmt):
-            say_empty(store, asked.filters, before=asked.before)
+            say_empty(store, asked.filters, what, before=asked.before)
 
 
 @asks("event")
@@ -225,23 +226,14 @@ def case(
 @asks("cases")
 def cases(db: DbOption = DEFAULT_DB, asked: Asked = Asked(), fmt: FormatOption = "table") -> None:
     """One row per case with a matching event, with its metrics: the analyst's table."""
-    zone, limit = asked.zone, asked.limit
-    with reading(db) as store:
-        listing = questions.cases(store, asked)
-        answer = Answer(
-            records=listing.records,
-            fields=listing.fields,
-            spec=table_layout(
-                fmt,
-                lambda listings: listings.cases(
-                    store.reads.widths(), store.reads.has_merges(), zone
-                ),
-            ),
-            total=listing.total,
-            limit=limit,
-        )
-        if not write(answer, fmt):
-            say_empty(store, asked.filters, "cases")
+    _write_listing(
+        db,
+        asked,
+        fmt,
+        questions.cases,
+        lambda listings, reads: listings.cases(reads.widths(), reads.has_merges(), asked.zone),
+        "cases",
+    )
 
 
 @contextlib.contextmanager

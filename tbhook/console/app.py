@@ -24,30 +24,32 @@ STATIC = {
 def routes(site: Site) -> list[Route]:
     r = site.route
     return [
-        Route("/", r(events.listing)),
-        Route("/events.{fmt:str}", r(events.listing_data)),
-        Route("/events/{event_id:int}", r(events.page)),
-        Route("/events/{event_id:int}.json", r(events.data)),
+        *family(r, "/", "/events", events, "event_id"),
         Route("/events/{event_id:int}/raw", r(events.raw)),
         Route("/events/{event_id:int}/send", r(events.send), methods=["POST"]),
         Route("/persons/{person_id:int}", r(cases.person)),
         Route("/persons/{person_id:int}.json", r(cases.person_data)),
-        Route("/cases", r(cases.listing)),
-        Route("/cases.{fmt:str}", r(cases.listing_data)),
-        Route("/cases/{case_id:int}", r(cases.page)),
-        Route("/cases/{case_id:int}.json", r(cases.data)),
+        *family(r, "/cases", "/cases", cases, "case_id"),
         Route("/report", r(report.page)),
         Route("/report.{fmt:str}", r(report.data)),
-        Route("/quarantine", r(quarantine.listing)),
-        Route("/quarantine.{fmt:str}", r(quarantine.listing_data)),
-        Route("/quarantine/{item:int}", r(quarantine.page)),
-        Route("/quarantine/{item:int}.json", r(quarantine.data)),
         Route("/quarantine/retry", r(quarantine.retry), methods=["POST"]),
+        *family(r, "/quarantine", "/quarantine", quarantine, "item"),
         Route("/health", r(health.page)),
         Route("/health.json", r(health.data)),
         Route("/stream", stream.endpoint(site)),
         Route("/login", r(session.login), methods=["GET", "POST"]),
         Route("/static/{name:str}", static),
+    ]
+
+
+def family(route: Any, listed: str, path: str, views: Any, key: str) -> list[Route]:
+    """A page family's four routes (as datasette's table and row): the list, its twins, one
+    of them by ``key``, and its JSON."""
+    return [
+        Route(listed, route(views.listing)),
+        Route(path + ".{fmt:str}", route(views.listing_data)),
+        Route(path + f"/{{{key}:int}}", route(views.page)),
+        Route(path + f"/{{{key}:int}}.json", route(views.data)),
     ]
 
 

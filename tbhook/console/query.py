@@ -1,14 +1,19 @@
 """The console's query string read by the command line's own parser
 (``tbhook.model.query``): the same keys as the options (``?case=`` is ``--case``), the same
-defaults, the same sentences when a value cannot be read; and a machine format."""
+defaults, the same sentences when a value cannot be read; and a list's machine twins."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import Response
 
-from tbhook.console.site import Site
+from tbhook.console.site import Site, written
 from tbhook.model.query import Asked, read
+from tbhook.output.formats import Answer
 
 MAX_PAGE = 1000  # rows a page or its twin shows at most (the command line: any number)
 
@@ -35,3 +40,17 @@ def machine_format(request: Request) -> str:
     if fmt not in ("json", "csv"):
         raise HTTPException(404)
     return fmt
+
+
+def twin(question: str, answer: Callable[[Any, Asked], Any]) -> Callable[..., Response]:
+    """The ``.json``/``.csv`` view of a list question: ``answer(store, asked)`` (a Listing of
+    ``tbhook.questions``) written as the command writes it with ``-f json`` or ``-f csv``."""
+
+    def view(site: Site, request: Request, _form: Any) -> Response:
+        fmt = machine_format(request)
+        asked_for = asked(site, request, question)
+        with site.reading() as store:
+            found = answer(store, asked_for)
+            return written(Answer(records=found.records, fields=found.fields), fmt)
+
+    return view

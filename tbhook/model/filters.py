@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
-from tbhook.model.params import Param, as_given, filter_field, plain
+from tbhook.model.params import as_given, filter_field, plain
 from tbhook.model.text import clean
 from tbhook.model.times import iso_time, parse_when
 
@@ -72,85 +72,39 @@ class Filters:
     """Which events a read command looks at. ``since``/``until`` are Unix seconds on
     ``timestamp``: since is inclusive, until is exclusive."""
 
+    # fmt: off
     events: tuple[str, ...] = filter_field(
-        Param(
-            "event",
-            as_given,
-            "NAME",
-            "Only this event name (repeatable).",
-            many=True,
-            nothing=lambda name: f'no event named "{clean(name)}"',
-        ),
-        default=(),
-    )
+        "event", as_given, "NAME", "Only this event name (repeatable).", many=True, default=(),
+        nothing=lambda name: f'no event named "{clean(name)}"')
     case: int | None = filter_field(
-        Param("case", _id, "ID", "Only this caseId.", nothing=_has("caseId"))
-    )
+        "case", _id, "ID", "Only this caseId.", nothing=_has("caseId"))
     person: int | None = filter_field(
-        Param(
-            "person",
-            _id,
-            "ID",
-            "Only this personId and everyone merged with it.",
-            nothing=lambda value: f"no event names person {value} or anyone merged with them",
-        )
-    )
+        "person", _id, "ID", "Only this personId and everyone merged with it.",
+        nothing=lambda value: f"no event names person {value} or anyone merged with them")
     search_id: int | None = filter_field(
-        Param("search-id", _id, "ID", "Only this searchId.", nothing=_has("searchId"))
-    )
+        "search-id", _id, "ID", "Only this searchId.", nothing=_has("searchId"))
     source: int | None = filter_field(
-        Param("source", _id, "ID", "Only this sourceId.", nothing=_has("sourceId"))
-    )
+        "source", _id, "ID", "Only this sourceId.", nothing=_has("sourceId"))
     sender: int | None = filter_field(
-        Param(
-            "sender",
-            plain(parse_sender),
-            "customer|agent",
-            "Only messages from the customer or an agent.",
-            nothing=lambda own: f"no message from {'an agent' if own else 'the customer'}",
-        )
-    )
+        "sender", plain(parse_sender), "customer|agent",
+        "Only messages from the customer or an agent.",
+        nothing=lambda own: f"no message from {'an agent' if own else 'the customer'}")
     since: int | None = filter_field(
-        Param(
-            "since",
-            _since,
-            "WHEN",
-            "From this moment: 2024-05-01, 2024-05-01T09:30+02:00, Unix seconds (1663831826), "
-            "or an age: 30m, 2h, 7d. Without an offset, in --tz (UTC).",
-            nothing=lambda value: f"no event has a timestamp from {iso_time(value)}",
-        )
-    )
+        "since", _since, "WHEN", "From this moment: 2024-05-01, 2024-05-01T09:30+02:00, Unix "
+        "seconds (1663831826), or an age: 30m, 2h, 7d. Without an offset, in --tz (UTC).",
+        nothing=lambda value: f"no event has a timestamp from {iso_time(value)}")
     until: int | None = filter_field(
-        Param(
-            "until",
-            _until,
-            "WHEN",
-            "Up to this moment, included (a bare date includes that day).",
-            nothing=lambda value: f"no event has a timestamp before {iso_time(value)}",
-        )
-    )
+        "until", _until, "WHEN", "Up to this moment, included (a bare date includes that day).",
+        nothing=lambda value: f"no event has a timestamp before {iso_time(value)}")
     # The URL path a receiver was posted to (one per Tracebuzz profile).
     path: str | None = filter_field(
-        Param(
-            "path",
-            plain(parse_path),
-            "PATH",
-            "Only what was posted to this path (one receiver, several Tracebuzz profiles: "
-            "/profile-a, /profile-b).",
-            nothing=lambda value: f"no event was posted to {clean(value)}",
-        )
-    )
-    # Found in the raw body, byte for byte (UTF-8).
+        "path", plain(parse_path), "PATH", "Only what was posted to this path (one receiver, "
+        "several Tracebuzz profiles: /profile-a, /profile-b).",
+        nothing=lambda value: f"no event was posted to {clean(value)}")
+    # Found in the raw body, byte for byte (UTF-8), as it was given (spaces kept).
     text: str | None = filter_field(
-        Param(
-            "text",
-            as_given,
-            "TEXT",
-            "Only events whose raw body contains TEXT (as it was sent: a JSON body holds "
-            '"Müller" as the customer typed it, or escaped as \\u00fc).',
-            verbatim=True,
-            nothing=lambda value: (
-                f'no raw body contains "{clean(value)}" (byte for byte, as it was sent)'
-            ),
-        )
-    )
+        "text", as_given, "TEXT", "Only events whose raw body contains TEXT (as it was sent: a "
+        'JSON body holds "Müller" as the customer typed it, or escaped as \\u00fc).',
+        verbatim=True,
+        nothing=lambda value: f'no raw body contains "{clean(value)}" (byte for byte, as sent)')
+    # fmt: on

@@ -32,9 +32,10 @@ class Param:
     filter: bool = False
 
 
-def filter_field(param: Param, default: Any = None) -> Any:
-    """A field of Filters, and the parameter that sets it: one entry for a new filter."""
-    return field(default=default, metadata={"param": param})
+def filter_field(*param: Any, default: Any = None, **details: Any) -> Any:
+    """A field of Filters, and the parameter that sets it (``Param``'s arguments): one entry
+    for a new filter."""
+    return field(default=default, metadata={"param": Param(*param, **details)})
 
 
 def one_of(choices: Sequence[str]) -> Read:

@@ -45,12 +45,7 @@ def listing(site: Site, request: Request, _form: Any) -> Response:
     )
 
 
-def listing_data(site: Site, request: Request, _form: Any) -> Response:
-    fmt = query.machine_format(request)
-    asked = query.asked(site, request, "cases")
-    with site.reading() as store:
-        found = questions.cases(store, asked)
-        return written(Answer(records=found.records, fields=found.fields), fmt)
+listing_data = query.twin("cases", questions.cases)
 
 
 def _found(site: Site, request: Request) -> tuple[int, Any]:

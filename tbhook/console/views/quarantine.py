@@ -24,11 +24,9 @@ def listing(site: Site, request: Request, _form: Any) -> Response:
     )
 
 
-def listing_data(site: Site, request: Request, _form: Any) -> Response:
-    fmt = query.machine_format(request)
-    with site.reading() as store:
-        found = questions.quarantined(store, query.asked(site, request, "quarantine").limit)
-        return written(Answer(records=found.records, fields=found.fields), fmt)
+listing_data = query.twin(
+    "quarantine", lambda store, asked: questions.quarantined(store, asked.limit)
+)
 
 
 def _found(site: Site, request: Request) -> Any:
