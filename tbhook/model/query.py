@@ -142,8 +142,10 @@ QUESTIONS: dict[str, Question] = {
     "quarantine": Question(("limit", "tz")),
     "quarantine show": Question(("tz",)),
     "event": Question(("tz",)),
+    "event raw": Question(()),  # the body byte for byte: nothing changes how it is shown
     "person": Question(("tz",)),
     "case": Question(("tz", "hours", "holidays")),
+    "health": Question(()),
     "ui": Question(("tz",), help={"tz": "Show times on the pages in this zone (or local)."}),
 }
 
@@ -199,7 +201,8 @@ def _texts(
     texts: dict[str, list[str]] = {}
     for key, value in given.items():
         if key not in asked.keys:
-            raise QueryError((key,), f"not a parameter here (these are {either(asked.keys)})")
+            takes = f"these are {either(asked.keys)}" if asked.keys else "it takes none"
+            raise QueryError((key,), f"not a parameter here ({takes})")
         values = [value] if isinstance(value, str) else list(value or ())
         found = [text.strip() for text in values if text and text.strip()]
         if found and key in asked.refused:

@@ -16,15 +16,17 @@ from tbhook.output.formats import Answer
 
 
 def person(site: Site, request: Request, _form: Any) -> Response:
+    zone = query.asked(site, request, "person").zone
     person_id = int(request.path_params["person_id"])
     with site.reading() as store:
         record = questions.person(store, person_id)
         found = questions.events(store, Asked(Filters(person=person_id), sort="arrival"))
         rows = list(found.records)
-    return site.page(request, "person.html", person=record, rows=rows)
+    return site.page(request, "person.html", person=record, rows=rows, zone=zone)
 
 
 def person_data(site: Site, request: Request, _form: Any) -> Response:
+    query.asked(site, request, "person")
     person_id = int(request.path_params["person_id"])
     with site.reading() as store:
         return written(Answer(document=questions.person(store, person_id)), "json")
@@ -48,16 +50,26 @@ def listing(site: Site, request: Request, _form: Any) -> Response:
 listing_data = query.twin("cases", questions.cases)
 
 
-def _found(site: Site, request: Request) -> tuple[int, Any]:
+def _found(site: Site, request: Request) -> tuple[Asked, int, Any]:
+    """The case, its durations in the business hours the query names (as `tbhook case`)."""
+    asked = query.asked(site, request, "case")
     case_id = int(request.path_params["case_id"])
-    return case_id, site.one(questions.case, case_id, f"No event names case {case_id}.")
+    duration = asked.clock.between if asked.clock else None
+    found = site.one(
+        lambda store, key: questions.case(store, key, duration),
+        case_id,
+        f"No event names case {case_id}.",
+    )
+    return asked, case_id, found
 
 
 def page(site: Site, request: Request, _form: Any) -> Response:
-    case_id, (summary, records) = _found(site, request)
-    return site.page(request, "case.html", summary=summary, rows=records, case_id=case_id)
+    asked, case_id, (summary, records) = _found(site, request)
+    return site.page(
+        request, "case.html", summary=summary, rows=records, case_id=case_id, zone=asked.zone
+    )
 
 
 def data(site: Site, request: Request, _form: Any) -> Response:
-    _case_id, (summary, records) = _found(site, request)
+    _asked, _case_id, (summary, records) = _found(site, request)
     return written(Answer(document={**summary, "events": records}), "json")

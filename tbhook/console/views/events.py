@@ -45,13 +45,15 @@ def listing(site: Site, request: Request, _form: Any) -> Response:
 listing_data = query.twin("events", questions.events)
 
 
-def _found(site: Site, request: Request) -> tuple[int, Any]:
+def _found(site: Site, request: Request, question: str = "event") -> tuple[int, Any]:
+    query.asked(site, request, question, extra=("sent",))  # what `tbhook event` would refuse
     event_id = int(request.path_params["event_id"])
     return event_id, site.one(questions.event, event_id, f"No event #{event_id}.")
 
 
 def page(site: Site, request: Request, _form: Any) -> Response:
     event_id, (record, _document, body) = _found(site, request)
+    zone = query.asked(site, request, "event", extra=("sent",)).zone
     here = str(request.base_url).rstrip("/")
     token = ' -H "Authorization: Bearer $TBHOOK_UI_TOKEN"' if site.guard.token else ""
     curl = (
@@ -69,6 +71,7 @@ def page(site: Site, request: Request, _form: Any) -> Response:
         size=len(body),
         curl=curl,
         sent=request.query_params.get("sent"),
+        zone=zone,
     )
 
 
@@ -78,7 +81,7 @@ def data(site: Site, request: Request, _form: Any) -> Response:
 
 
 def raw(site: Site, request: Request, _form: Any) -> Response:
-    event_id, found = _found(site, request)
+    event_id, found = _found(site, request, "event raw")
     return Response(
         found[2],
         media_type="application/octet-stream",

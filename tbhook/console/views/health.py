@@ -9,11 +9,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tbhook import questions
+from tbhook.console import query
 from tbhook.console.site import Site, written
 from tbhook.output.formats import Answer
 
 
-def _report(site: Site) -> dict[str, Any]:
+def _report(site: Site, request: Request) -> dict[str, Any]:
+    query.asked(site, request, "health")  # it takes nothing: a parameter is a mistake
     with site.reading() as store:
         return questions.health(store, quick=True)
 
@@ -22,7 +24,7 @@ def page(site: Site, request: Request, _form: Any) -> Response:
     from tbhook.console import receiver
     from tbhook.model import health as rules
 
-    report = _report(site)
+    report = _report(site, request)
     return site.page(
         request,
         "health.html",
@@ -33,4 +35,4 @@ def page(site: Site, request: Request, _form: Any) -> Response:
 
 
 def data(site: Site, request: Request, _form: Any) -> Response:
-    return written(Answer(document=_report(site)), "json")
+    return written(Answer(document=_report(site, request)), "json")

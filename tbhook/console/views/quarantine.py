@@ -30,6 +30,7 @@ listing_data = query.twin(
 
 
 def _found(site: Site, request: Request) -> Any:
+    query.asked(site, request, "quarantine show")  # what `tbhook quarantine ID` would refuse
     number = int(request.path_params["item"])
     missing = f"No quarantined delivery #{number} (one moved by a retry is among the events now)."
     return site.one(questions.quarantine_item, number, missing)
@@ -38,7 +39,8 @@ def _found(site: Site, request: Request) -> Any:
 def page(site: Site, request: Request, _form: Any) -> Response:
     record, _document, body = _found(site, request)
     _is_json, shown = shown_body(body)
-    return site.page(request, "quarantine_item.html", record=record, body=shown)
+    zone = query.asked(site, request, "quarantine show").zone
+    return site.page(request, "quarantine_item.html", record=record, body=shown, zone=zone)
 
 
 def data(site: Site, request: Request, _form: Any) -> Response:
