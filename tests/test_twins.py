@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import pytest
-from test_console import a_log, call, start_console
+from test_console import a_log, start_console
 from typer.testing import CliRunner
 
 from tbhook.cli import app
