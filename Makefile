@@ -63,7 +63,7 @@ docs-update: $(STAMP)
 	cd docs && ../$(BIN)/cog -r -I . *.md ../README.md
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(ARGS)
 
 # Every figure at 10M events. The database is built once (about 3.5 minutes) and kept in
 # bench/out/ for later runs, which take about 2 minutes.

@@ -216,14 +216,19 @@ def _ingest_text(result: dict) -> str:
 # -- data ---------------------------------------------------------------------------------
 
 
-def prepare() -> Path:
+def prepare_events() -> None:
+    """The bodies wrk posts: distinct from the big database's events."""
     OUT.mkdir(exist_ok=True)
     events = OUT / "events.ndjson"
     if not events.exists():
-        with open(events, "wb") as f:  # distinct from the big database's events
+        with open(events, "wb") as f:
             subprocess.run(
                 [*TBHOOK, "generate", "--count", "50000", "--seed", "2"], stdout=f, check=True
             )
+
+
+def prepare() -> Path:
+    prepare_events()
     big_db = OUT / f"big-{BIG}.db"
     source = OUT / f"big-{BIG}.ndjson"
     started = time.monotonic()
@@ -447,6 +452,207 @@ def bench_tail(db: Path | None = None, label: str = "") -> None:
     )
 
 
+# -- open console pages ---------------------------------------------------------------------
+
+STREAMS = 300
+CPU_WINDOW = float(os.environ.get("BENCH_CPU_WINDOW", "10"))  # seconds of console CPU measured
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Pages:
+    """``count`` open /stream clients of a console, each read as a browser would (so the
+    console never waits on a full socket), on one thread."""
+
+    def __init__(self, port: int, count: int, query: str):
+        import selectors
+
+        self.selector = selectors.DefaultSelector()
+        self.started = 0
+        self.sockets = []
+        for _ in range(count):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+            sock.sendall(f"GET /stream{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            sock.setblocking(False)
+            self.selector.register(sock, selectors.EVENT_READ, bytearray())
+            self.sockets.append(sock)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while self.started < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.started < count:
+            raise RuntimeError(f"only {self.started} of {count} streams began")
+
+    def _read(self) -> None:
+        while not self.stopping.is_set():
+            for key, _ in self.selector.select(0.2):
+                try:
+                    data = key.fileobj.recv(1 << 16)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    self.selector.unregister(key.fileobj)
+                    continue
+                seen = key.data
+                if seen is not None and b"retry: 1000" in seen + data:
+                    self.started += 1
+                    key.data.clear()
+                    self.selector.modify(key.fileobj, 1, None)  # begun: nothing more to look for
+                elif seen is not None:
+                    seen += data
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+        for sock in self.sockets:
+            sock.close()
+        self.sockets = []
+
+
+def health_seconds(port: int, runs: int = 9) -> float:
+    """The median time /health.json takes to answer."""
+    import http.client
+
+    took = []
+    for _ in range(runs):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        started = time.monotonic()
+        conn.request("GET", "/health.json")
+        conn.getresponse().read()
+        took.append(time.monotonic() - started)
+        conn.close()
+    return statistics.median(took)
+
+
+def streams_run(label: str, env: dict | None = None) -> dict:
+    """A receiver and a console on one new database: the console's CPU over a quiet window,
+    /health.json and the receiver's ack rate (wrk, 64 connections), without open pages and
+    with STREAMS of them (each following a case the load never sends, as a page watching one
+    case does), alternately, twice each; the code ``env`` puts first on PYTHONPATH."""
+    db = OUT / "streams.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    port, ui_port = free_port(), free_port()
+    serve = subprocess.Popen(
+        [*TBHOOK, "serve", "--quiet", "--port", str(port), "--db", str(db)],
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    console = None
+    figures: dict = {"without": [], "with": []}
+    try:
+        wait_listening(port)
+        console = subprocess.Popen(
+            [*TBHOOK, "ui", "--port", str(ui_port), "--db", str(db)],
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        wait_listening(ui_port)
+        for first in ("with", "without"):  # each order once: the database grows meanwhile
+            quiet = {"without": _quiet(console.pid, ui_port)}  # both on the same database
+            pages = Pages(ui_port, STREAMS, "?case=-1")
+            try:
+                time.sleep(1)  # the pages settle
+                quiet["with"] = _quiet(console.pid, ui_port)
+                for kind in (first, "without" if first == "with" else "with"):
+                    if kind == "without":
+                        pages.close()
+                    figures[kind].append({**quiet[kind], **_loaded(port, ui_port)})
+            finally:
+                pages.close()
+    finally:
+        if console is not None:
+            stop(console)
+        stop(serve)
+    found = {
+        kind: {
+            "cpu": min(r["cpu"] for r in runs),  # the quietest window: the machine is shared
+            "health": min(r["health"] for r in runs),
+            "loaded": max(r["loaded"] for r in runs),  # the worst: under load, a page waits
+            "rps": max(r["rps"] for r in runs),
+        }
+        for kind, runs in figures.items()
+    }
+    print(f"  {label}: {json.dumps(found)}", flush=True)
+    return found
+
+
+def _quiet(pid: int, ui_port: int) -> dict:
+    """The console's CPU over a quiet window, then /health.json."""
+    before = cpu_seconds(pid)
+    time.sleep(CPU_WINDOW)
+    return {"cpu": (cpu_seconds(pid) - before) / CPU_WINDOW, "health": health_seconds(ui_port)}
+
+
+def _loaded(port: int, ui_port: int) -> dict:
+    """The receiver's ack rate under wrk, and /health.json meanwhile."""
+    loaded: list[float] = []
+    asking = threading.Thread(target=lambda: loaded.append(health_seconds(ui_port, 5)))
+    asking.start()
+    acks = wrk(port, 64, False)
+    asking.join(120)
+    return {"rps": acks["rps"], "loaded": loaded[0]}
+
+
+def old_checkout(rev: str) -> dict:
+    """The environment that runs ``rev``'s tbhook (extracted once into bench/out/)."""
+    folder = OUT / f"old-{rev}"
+    if not (folder / "tbhook").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(HERE.parent), "archive", rev, "tbhook"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return {**os.environ, "PYTHONPATH": str(folder)}
+
+
+def bench_streams() -> None:
+    """300 open /stream pages of a console with no traffic for them: what they cost the
+    console, /health.json and the receiver's ack rate, against the same without them (and
+    against the code of STREAMS_BASELINE, a git revision, when it is set)."""
+    print(f"{STREAMS} open console pages", flush=True)
+    runs = {"this checkout": streams_run("this checkout")}
+    baseline = os.environ.get("STREAMS_BASELINE")
+    if baseline:
+        runs[baseline] = streams_run(baseline, old_checkout(baseline))
+    for label, found in runs.items():
+        quiet, busy = found["without"], found["with"]
+        code = "" if label == "this checkout" else f", {label}'s code"
+        report(
+            f"console CPU with {STREAMS} open /stream pages, no traffic{code}",
+            f"{busy['cpu'] * 100:.1f}% of one core ({CPU_WINDOW:.0f} s window)",
+            f"{quiet['cpu'] * 100:.1f}% with none open; 10% target",
+            f"{busy['cpu'] / 0.10:.2f}x target",
+        )
+        report(
+            f"receiver ack rate with {STREAMS} open /stream pages (64 conn){code}",
+            f"{busy['rps']:.0f} req/s",
+            f"{quiet['rps']:.0f} req/s with none open; 0.9x target",
+            f"{busy['rps'] / quiet['rps']:.2f}x without",
+        )
+        report(
+            f"/health.json with {STREAMS} open /stream pages{code}",
+            f"{busy['health'] * 1000:.0f} ms (median of 9)",
+            f"{quiet['health'] * 1000:.0f} ms with none open; 500 ms target",
+            f"{busy['health'] / 0.5:.2f}x target",
+        )
+        report(
+            f"/health.json with {STREAMS} open /stream pages, while wrk loads the receiver{code}",
+            f"{busy['loaded'] * 1000:.0f} ms (median of 5, the worse of 2 runs)",
+            f"{quiet['loaded'] * 1000:.0f} ms with none open; 500 ms target",
+            f"{busy['loaded'] / 0.5:.2f}x target",
+        )
+
+
 # -- PostgreSQL ---------------------------------------------------------------------------
 
 
@@ -572,10 +778,16 @@ def main() -> None:
     started = time.monotonic()
     print(f"tbhook bench {machine()}", flush=True)
     compiled()
+    if sys.argv[1:] == ["streams"]:  # `make bench ARGS=streams`: this part alone
+        prepare_events()
+        bench_streams()
+        table()
+        return
     big_db = prepare()
     bench_read(big_db)
     bench_tables(big_db)
     bench_tail()
+    bench_streams()
     bench_ingest(big_db)
     bench_postgres(OUT / f"big-{BIG}.ndjson")
     table()

@@ -18,11 +18,10 @@ where it differs. Every error a backend's driver raises leaves the store as a ``
 from __future__ import annotations
 
 import contextlib
-import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from tbhook.errors import ForeignDatabase, StoreUnavailable
 from tbhook.model.filters import Filters
@@ -38,6 +37,31 @@ from tbhook.store.tail import Tail
 from tbhook.store.timelines import Timelines
 from tbhook.store.upkeep import Upkeep
 
+J = TypeVar("J", covariant=True)
+
+
+class job(Generic[J]):  # noqa: N801 - read as a declaration: ``reads = job(Reads)``
+    """A job of the store (``store.reads``), made from the class it names on first use and
+    then kept, as functools.cached_property keeps a value."""
+
+    def __init__(self, kind: type[J]) -> None:
+        self.kind = kind
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, store: None, owner: type) -> job[J]: ...
+
+    @overload
+    def __get__(self, store: object, owner: type) -> J: ...
+
+    def __get__(self, store: object, owner: type) -> Any:
+        if store is None:
+            return self
+        made = store.__dict__[self.name] = self.kind(store)  # type: ignore[call-arg]
+        return made
+
 
 class Store(ABC):
     """A tbhook database, opened for writing (one writer) or read-only.
@@ -51,39 +75,8 @@ class Store(ABC):
     max_bytes: int | None = None
     can_split = False  # whether big reads may be split over two processes (SQLite)
     # The jobs: a backend names its own class where it does a job its own way.
-    reads_job: type[Reads] = Reads
-    tail_job: type[Tail] = Tail
-    exports_job: type[Exports] = Exports
-    upkeep_job: type[Upkeep] = Upkeep
-    timelines_job: type[Timelines] = Timelines
-
-    @functools.cached_property
-    def reads(self) -> Reads:
-        return self.reads_job(self)
-
-    @functools.cached_property
-    def persons(self) -> Persons:
-        return Persons(self)
-
-    @functools.cached_property
-    def tail(self) -> Tail:
-        return self.tail_job(self)
-
-    @functools.cached_property
-    def exports(self) -> Exports:
-        return self.exports_job(self)
-
-    @functools.cached_property
-    def forwards(self) -> Forwards:
-        return Forwards(self)
-
-    @functools.cached_property
-    def upkeep(self) -> Upkeep:
-        return self.upkeep_job(self)
-
-    @functools.cached_property
-    def timelines(self) -> Timelines:
-        return self.timelines_job(self)
+    reads, persons, tail, exports = job(Reads), job(Persons), job(Tail), job(Exports)
+    forwards, upkeep, timelines = job(Forwards), job(Upkeep), job(Timelines)
 
     def where(self, filters: Filters, ids: IdRange | None = None) -> tuple[str, list]:
         """The filters as a WHERE clause over ``events e`` (``sql.where``)."""

@@ -6,7 +6,7 @@ highest id is the cursor; PostgreSQL follows transactions instead (``postgres.ta
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from tbhook.model.filters import Filters
@@ -31,14 +31,20 @@ class Tail(Job):
         """The cursor past what has committed since ``cursor`` (the same when nothing has)."""
         return max(cursor, self.store.reads.max_id())
 
+    def before(self, cursor: Any) -> tuple[str, list]:
+        """The events before ``cursor``, as SQL over ``events e``."""
+        return "e.id <= ?", [cursor]
+
+    def between(self, cursor: Any, upto: Any) -> tuple[str, list]:
+        """The events from ``cursor`` to ``upto``, as SQL over ``events e``."""
+        return "e.id > ? AND e.id <= ?", [cursor, upto]
+
     def window(self, filters: Filters, cursor: Any, upto: Any) -> list[dict]:
         """Matching events committed after ``cursor``, up to ``upto`` (from ``advance``),
         in arrival order."""
         if upto == cursor:
             return []
-        return list(
-            self.store.reads.events(filters, order_by="arrival", after_id=cursor, upto_id=upto)
-        )
+        return list(self._rows(filters, self.between(cursor, upto), "ORDER BY e.id"))
 
     def history(
         self,
@@ -51,19 +57,29 @@ class Tail(Job):
     ) -> Iterable[dict]:
         """Matching events before ``cursor`` (which ``window`` will not give), in arrival
         order: those after ``after_id``, at most the ``first`` of them (what a reconnecting
-        follower missed), or the ``last`` (0: all of them, streamed)."""
+        follower missed), or the ``last`` (0: all of them), streamed."""
+        bound, bounds = self.before(cursor)
         if last:  # from the last-th matching event from the end
             where, params = self.where(filters)
             found = list(
                 self.query(
-                    f"SELECT e.id FROM events e WHERE e.id > ? AND e.id <= ? AND {where} "
+                    f"SELECT e.id FROM events e WHERE e.id > ? AND {bound} AND {where} "
                     f"ORDER BY e.id DESC LIMIT 1 OFFSET {int(last) - 1}",
-                    [after_id, cursor, *params],
+                    [after_id, *bounds, *params],
                 )
             )
             after_id = found[0][0] - 1 if found else after_id
-        return self.store.reads.events(
-            filters, order_by="arrival", after_id=after_id, upto_id=cursor, limit=first
+        limit = f" LIMIT {int(first)}" if first else ""
+        return self._rows(
+            filters, (f"e.id > ? AND {bound}", [after_id, *bounds]), "ORDER BY e.id" + limit
+        )
+
+    def _rows(self, filters: Filters, window: tuple[str, list], order: str) -> Iterator[dict]:
+        where, params = self.where(filters)
+        columns = ", ".join(f"e.{q(c)}" for c in READ_COLUMNS)
+        return self.query_dicts(
+            f"SELECT {columns} FROM events e WHERE {window[0]} AND {where} {order}",
+            [*window[1], *params],
         )
 
     def wait(self, seconds: float) -> None:

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from tbhook.errors import NoDatabase, NotReady, StoreBusy, StoreUnavailable, TbhookError
 from tbhook.model.targets import shown
 from tbhook.model.times import utc_now
-from tbhook.store.interface import Store, not_tbhooks
+from tbhook.store.interface import Store, job, not_tbhooks
 from tbhook.store.postgres.driver import CHANNEL, POSTGRES, Writer, pg, psycopg, stage
 from tbhook.store.postgres.export import PostgresExports
 from tbhook.store.postgres.merge import PostgresUpkeep
@@ -45,11 +45,8 @@ class PostgresStore(Store):
 
     dialect = POSTGRES
     kind = "postgresql"
-    reads_job = PostgresReads
-    tail_job = PostgresTail
-    exports_job = PostgresExports
-    upkeep_job = PostgresUpkeep
-    timelines_job = PostgresTimelines
+    reads, tail, exports = job(PostgresReads), job(PostgresTail), job(PostgresExports)
+    upkeep, timelines = job(PostgresUpkeep), job(PostgresTimelines)
 
     def __init__(self, url: str, readonly: bool):
         self.url = self.target = url

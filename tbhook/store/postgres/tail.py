@@ -7,10 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from tbhook.model.filters import Filters
-from tbhook.store.postgres.driver import CHANNEL, pg, psycopg
-from tbhook.store.rows import READ_COLUMNS
-from tbhook.store.sql import q
+from tbhook.store.postgres.driver import CHANNEL, psycopg
 from tbhook.store.tail import Tail
 
 
@@ -27,33 +24,11 @@ class PostgresTail(Tail):
         with self._snapshot() as horizon:
             return max(cursor, horizon)
 
-    def window(self, filters: Filters, cursor: int, upto: int) -> list[dict]:
-        if upto == cursor:
-            return []
-        return self._rows(
-            filters,
-            "e.txid >= ?::text::xid8 AND e.txid < ?::text::xid8",
-            [str(cursor), str(upto)],
-            "ORDER BY e.id",
-        )
+    def before(self, cursor: int) -> tuple[str, list]:
+        return "e.txid < ?::text::xid8", [str(cursor)]
 
-    def history(
-        self,
-        filters: Filters,
-        cursor: int,
-        *,
-        after_id: int = 0,
-        first: int | None = None,
-        last: int | None = None,
-    ) -> list[dict]:
-        """Events of the transactions before the cursor (``window`` gives the rest), after
-        ``after_id``: the ``first`` of them, or the ``last`` (0: all)."""
-        bounds = "e.id > ? AND e.txid < ?::text::xid8"
-        if last:
-            order = f"ORDER BY e.id DESC LIMIT {int(last)}"
-            return self._rows(filters, bounds, [after_id, str(cursor)], order)[::-1]
-        limit = f"LIMIT {int(first)}" if first else ""
-        return self._rows(filters, bounds, [after_id, str(cursor)], f"ORDER BY e.id {limit}")
+    def between(self, cursor: int, upto: int) -> tuple[str, list]:
+        return "e.txid >= ?::text::xid8 AND e.txid < ?::text::xid8", [str(cursor), str(upto)]
 
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[int]:
@@ -65,18 +40,6 @@ class PostgresTail(Tail):
             yield int(
                 conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()[0]
             )
-
-    def _rows(self, filters: Filters, window: str, bounds: list, order: str) -> list[dict]:
-        from psycopg.rows import dict_row
-
-        where, params = self.where(filters)
-        columns = ", ".join(f"e.{q(c)}" for c in READ_COLUMNS)
-        with self.store.connection().cursor(row_factory=dict_row) as cursor:
-            cursor.execute(
-                pg(f"SELECT {columns} FROM events e WHERE {window} AND {where} {order}"),
-                [*bounds, *params],
-            )
-            return cursor.fetchall()
 
     def close(self) -> None:
         listener = getattr(self, "_listener", None)

@@ -29,7 +29,7 @@ from tbhook.errors import (
     damaged,
 )
 from tbhook.model.words import human_size
-from tbhook.store.interface import Store, not_tbhooks
+from tbhook.store.interface import Store, job, not_tbhooks
 from tbhook.store.rows import ImportRows, Stored, outcomes
 from tbhook.store.sql import names
 from tbhook.store.sqlite import batches
@@ -78,10 +78,8 @@ class SQLiteStore(Store):
 
     dialect = SQLITE
     can_split = True
-    reads_job = SQLiteReads
-    exports_job = SQLiteExports
-    upkeep_job = SQLiteUpkeep
-    timelines_job = SQLiteTimelines
+    reads, exports = job(SQLiteReads), job(SQLiteExports)
+    upkeep, timelines = job(SQLiteUpkeep), job(SQLiteTimelines)
 
     def __init__(self, conn: sqlite3.Connection, path: str):
         self.conn = conn
