@@ -35,18 +35,10 @@ class Readable(Protocol):
 
     path: str
     dialect: Dialect
-
-    @property
-    def reads(self) -> Reads: ...
-
-    @property
-    def persons(self) -> Persons: ...
-
-    @property
-    def timelines(self) -> Timelines: ...
-
-    @property
-    def upkeep(self) -> Upkeep: ...
+    reads: Reads
+    persons: Persons
+    timelines: Timelines
+    upkeep: Upkeep
 
     def integrity(self, quick: bool = False) -> list[str]: ...
 

@@ -78,23 +78,20 @@ def doctor_view(report: dict[str, Any], rows: list[Any]):
 
 # -- report -------------------------------------------------------------------------------
 
-REPORT_COLUMNS = (
-    ("newCases", Column("new", justify="right")),
-    ("closedCases", Column("closed", justify="right")),
-    ("openAtEnd", Column("open", justify="right")),
-    ("customerMessages", Column("customer", justify="right", drop=3)),
-    ("agentMessages", Column("agent", justify="right", drop=3)),
-    ("firstResponseMedian", Column("1st reply", justify="right")),
-    ("firstResponseP90", Column("p90", justify="right", drop=4)),
-    ("replies", Column("replies", justify="right", drop=2)),
-    ("replyMedian", Column("reply", justify="right", drop=1)),
-    ("replyP90", Column("p90", justify="right", drop=4)),
-    ("unanswered", Column("unanswered", justify="right", drop=2)),
-    ("resolutionMedian", Column("resolved", justify="right")),
-    ("resolutionP90", Column("p90", justify="right", drop=4)),
-    ("reopenRate", Column("reopened", justify="right", drop=1)),
-    ("oneTouchRate", Column("1-touch", justify="right", drop=1)),
-)
+# Each number: its field, its header, and when it goes on a narrow terminal (0: never;
+# the highest first).
+REPORT_COLUMNS = tuple(
+    (field, Column(header, justify="right", drop=drop))
+    for field, header, drop in (
+        ("newCases", "new", 0), ("closedCases", "closed", 0), ("openAtEnd", "open", 0),
+        ("customerMessages", "customer", 3), ("agentMessages", "agent", 3),
+        ("firstResponseMedian", "1st reply", 0), ("firstResponseP90", "p90", 4),
+        ("replies", "replies", 2), ("replyMedian", "reply", 1), ("replyP90", "p90", 4),
+        ("unanswered", "unanswered", 2),
+        ("resolutionMedian", "resolved", 0), ("resolutionP90", "p90", 4),
+        ("reopenRate", "reopened", 1), ("oneTouchRate", "1-touch", 1),
+    )
+)  # fmt: skip
 DURATIONS = {"firstResponseMedian", "firstResponseP90", "replyMedian", "replyP90"} | {
     "resolutionMedian",
     "resolutionP90",

@@ -78,6 +78,11 @@ class Store(ABC):
     reads, persons, tail, exports = job(Reads), job(Persons), job(Tail), job(Exports)
     forwards, upkeep, timelines = job(Forwards), job(Upkeep), job(Timelines)
 
+    @property
+    def has_timelines(self) -> bool:
+        """Whether this database keeps ``case_timelines`` (a backend looks)."""
+        return True
+
     def where(self, filters: Filters, ids: IdRange | None = None) -> tuple[str, list]:
         """The filters as a WHERE clause over ``events e`` (``sql.where``)."""
         return sql.where(filters, self.dialect, self.persons.aliases, ids)

@@ -205,7 +205,7 @@ class Timelines(Job):
 
     def available(self) -> bool:
         """Whether this database keeps the summaries (a reader may open one not upgraded)."""
-        return True
+        return bool(self.store.has_timelines)
 
     def pending(self) -> set[int]:
         """Cases whose stored row a write has not brought up to date: recomputed when read."""

@@ -14,9 +14,6 @@ from tbhook.store.timelines import Timelines, case_sql
 
 
 class PostgresTimelines(Timelines):
-    def available(self) -> bool:
-        return self.store.has_timelines
-
     def new_rows(
         self, conn: Any, after: Any = None
     ) -> tuple[list[tuple], dict[int, Summary] | None]:

@@ -21,9 +21,6 @@ WIDTH = len(CASE_COLUMNS)
 
 
 class SQLiteTimelines(Timelines):
-    def available(self) -> bool:
-        return self.store.has_timelines
-
     def new_rows(
         self, conn: Any, after: Any = None
     ) -> tuple[list[tuple], dict[int, Summary] | None]:
