@@ -89,6 +89,7 @@ class Subscription:
     def __init__(self, feed: Feed, topic: Topic, after: int | None, bound: int | None):
         self.feed, self.topic, self.after = feed, topic, after
         self.dropped: str | None = None  # why the feed let go of it
+        self.closed = False
         self._pending: deque[dict] = deque()
         self._bound = bound
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -205,6 +206,7 @@ class Feed:
 
     def leave(self, subscription: Subscription) -> None:
         with self.lock:
+            subscription.closed = True  # one joining now is not added after all (_step)
             if subscription in self._joining:
                 self._joining.remove(subscription)
             group = self._topics.get(subscription.topic, [])
@@ -233,6 +235,8 @@ class Feed:
             if subscription.after is not None:
                 found = subscription.topic.history(store, cursor, subscription.after, MISSED)
             with self.lock:
+                if subscription.closed:
+                    continue
                 subscription._give(found)
                 self._topics.setdefault(subscription.topic, []).append(subscription)
         upto = store.tail.advance(cursor)

@@ -141,3 +141,16 @@ def test_every_open_stream_reads_through_the_console_s_one_connection(target, se
     finally:
         console.proc.terminate()
         console.proc.wait(10)
+
+
+def test_a_subscriber_that_leaves_before_the_next_interval_is_never_followed(tmp_path):
+    db = str(tmp_path / "feed.db")
+    stored(db, [event_body(caseId=1, uniqueId=1)])
+    reader = open_reader(db)
+    feed = Feed(reader)
+    staying = feed.subscribe(Events(), bound=None)
+    leaving = feed.subscribe(Events(Filters(case=1)), after=0, bound=None)
+    leaving.close()
+    feed.step()
+    assert feed.subscribers == 1 and leaving.take() == [] and staying.take() == []
+    reader.close()
