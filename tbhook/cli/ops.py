@@ -16,8 +16,8 @@ from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
     FormatOption,
+    db_size,
     fail,
-    parse_size,
     reported_errors,
 )
 from tbhook.cli.printing import progress
@@ -53,12 +53,7 @@ def doctor(
         False
     ),
     max_db_size: Annotated[
-        Optional[str],
-        typer.Option(
-            metavar="SIZE",
-            help="The receiver's --max-db-size (default: what it recorded in the database).",
-            callback=lambda value: parse_size(value, "--max-db-size"),
-        ),
+        Optional[str], db_size("The receiver's --max-db-size (default: what it recorded).")
     ] = None,
     fmt: FormatOption = "table",
 ) -> None:

@@ -132,6 +132,16 @@ def parse_size(value: Optional[str], option: str) -> Optional[int]:
     return int(number)
 
 
+def db_size(help: str) -> Any:
+    """``--max-db-size`` (serve's cap; doctor's check of it): a size read into bytes."""
+    return typer.Option(
+        "--max-db-size",
+        metavar="SIZE",
+        help=help,
+        callback=lambda value: parse_size(value, "--max-db-size"),
+    )
+
+
 def valid_id(value: Optional[int]) -> Optional[int]:
     """Tracebuzz IDs are SQLite integers: 64-bit."""
     if value is not None and not fits_int64(value):

@@ -13,6 +13,7 @@ from tbhook.cli.options import (
     DbOption,
     LogFormat,
     PortOption,
+    db_size,
     http_url,
     in_range,
     parse_size,
@@ -52,11 +53,7 @@ def serve(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per delivery.")] = False,
     max_db_size: Annotated[
         Optional[str],
-        typer.Option(
-            metavar="SIZE",
-            help="Cap the database file (e.g. 500M, 2G); past it, deliveries get 503.",
-            callback=lambda value: parse_size(value, "--max-db-size"),
-        ),
+        db_size("Cap the database file (500M, 2G, ...); past it, deliveries get 503."),
     ] = None,
     forward_to: Annotated[
         Optional[str],
