@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import timezone, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from tbhook.model.filters import Filters, fits_int64
+from tbhook.model.filters import Filters, parse_count, parse_id
 from tbhook.model.params import Param, as_given, either, one_of
 from tbhook.model.report import BY
 from tbhook.model.times import empty_range, parse_zone
@@ -58,16 +58,11 @@ class Asked:
 
 
 def _event_id(text: str, _zone: tzinfo) -> int:
-    """An event id (ids begin at 1; 0 before them all)."""
-    if not text.isascii() or not text.isdigit() or not fits_int64(int(text)):
-        raise ValueError(f"{text!r} is not an event id")
-    return int(text)
+    return parse_id(text, "an event id")
 
 
 def _limit(text: str, _zone: tzinfo) -> int:
-    if not text.isascii() or not text.isdigit() or not fits_int64(int(text)):
-        raise ValueError(f"{text!r} is not a number of rows (0: all of them)")
-    return int(text)
+    return parse_count(text, 0, 2**63 - 1)
 
 
 def _zone(text: str, _zone: tzinfo) -> tzinfo:
