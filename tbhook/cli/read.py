@@ -93,6 +93,11 @@ def event(
     )
 
 
+def _also(name: str, what: str) -> Any:
+    """A flag of tail's for more to follow besides new events."""
+    return typer.Option(name, help=f"Also show {what} as they come.")
+
+
 def _backlog(value: str) -> int | None:
     """tail's -n: how many of the last events to show first: a number (0: none, as Unix
     `tail -n 0 -f`) or ``all``. Internally None is none and 0 is all (``Feed.backlog``)."""
@@ -128,14 +133,8 @@ def tail(
     new: Annotated[
         bool, typer.Option("--new", help="Only what arrives from now on (the same as -n 0).")
     ] = False,
-    retries: Annotated[
-        bool,
-        typer.Option("--retries", help="Also show redeliveries of stored events as they come."),
-    ] = False,
-    quarantine: Annotated[
-        bool,
-        typer.Option("--quarantine", help="Also show deliveries kept in quarantine (unreadable)."),
-    ] = False,
+    retries: Annotated[bool, _also("--retries", "redeliveries of stored events")] = False,
+    quarantine: Annotated[bool, _also("--quarantine", "deliveries kept in quarantine")] = False,
     follow: Annotated[bool, typer.Option(help="Keep printing new events until Ctrl-C.")] = True,
     fmt: TailFormat = "text",
 ) -> None:

@@ -119,11 +119,7 @@ def serve(
     from tbhook import receiver  # uvicorn and the rest: about 80 ms, only for serve
 
     http_url(forward_to, "--forward-to")
-    if ui and ui_port and ui_port == port:
-        raise typer.BadParameter(
-            f"{ui_port} is the receiver's --port: the console listens on a port of its own",
-            param_hint="'--ui-port'",
-        )
+    _own_port(ui_port if ui else None, port)
     settings = receiver.Settings(
         db=db,
         host=host,
@@ -160,3 +156,12 @@ def _auth(name: Optional[str], value: Optional[str]) -> Any:
             f"{name!r} is not a valid HTTP header name", param_hint="'--header-name'"
         )
     return Auth(name, value)
+
+
+def _own_port(ui_port: int | None, port: int) -> None:
+    """The console's port is never the receiver's (0 picks a free one for each)."""
+    if ui_port and ui_port == port:
+        raise typer.BadParameter(
+            f"{ui_port} is the receiver's --port: the console listens on a port of its own",
+            param_hint="'--ui-port'",
+        )
