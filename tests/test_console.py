@@ -500,6 +500,7 @@ def test_the_console_has_an_entry_point_of_its_own_that_needs_no_command_line(tm
         [sys.executable, "-m", "tbhook.console", "--db", str(db), "--port", "0"],
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "TBHOOK_TZ": "Asia/Tokyo"},  # as `tbhook ui` reads it
     )
     try:
         line = proc.stderr.readline()
@@ -507,6 +508,8 @@ def test_the_console_has_an_entry_point_of_its_own_that_needs_no_command_line(tm
         assert found, line
         status, _, body = call(int(found.group(1)), "GET", "/events.json?case=501")
         assert status == 200 and [row["caseId"] for row in json.loads(body)] == [501, 501]
+        status, _, page = call(int(found.group(1)), "GET", "/?case=501")
+        assert status == 200 and b"2023-11-15 07:13:20 JST" in page
     finally:
         proc.terminate()
         proc.wait(10)

@@ -5,10 +5,12 @@ console with every option and its checks."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from tbhook.console import Settings, run
 from tbhook.errors import TbhookError
+from tbhook.model.query import QueryError, read
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,9 +21,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--fd", type=int, help="a listening socket to serve on, inherited")
     parser.add_argument("--receiver", default="http://127.0.0.1:8080/")
+    parser.add_argument("--tz", default=os.environ.get("TBHOOK_TZ"), help="as tbhook ui --tz")
     args = parser.parse_args(argv)
+    try:
+        zone = read("ui", {"tz": args.tz}).zone
+    except QueryError as exc:
+        parser.error(f"argument --tz: {exc.sentence}")
     settings = Settings(
-        db=args.db, host=args.host, port=args.port, fd=args.fd, receiver=args.receiver
+        db=args.db, host=args.host, port=args.port, fd=args.fd, receiver=args.receiver, zone=zone
     )
 
     def announce(url: str) -> None:
