@@ -313,16 +313,27 @@ def answered(sock) -> bool:
     return bool(select.select([sock], [], [], 0)[0])
 
 
-def child_process(pid: int, marker: bytes) -> int:
+def child_process(pid: int, marker: bytes, timeout: float = 10.0) -> int:
     """The pid of the child of ``pid`` whose command line holds ``marker`` (a receiver's
-    writer process, its console)."""
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        children = f.read().split()
-    for child in children:
-        with open(f"/proc/{child}/cmdline", "rb") as f:
-            if marker in f.read():
-                return int(child)
-    raise AssertionError(f"no child with {marker!r} among {children}")
+    writer process, its console). Waited for: a child just started can be seen before the
+    kernel has written its new command line (exec closes the pipe Popen waits on first)."""
+
+    def found() -> int | None:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = f.read().split()
+        for child in children:
+            try:
+                with open(f"/proc/{child}/cmdline", "rb") as f:
+                    if marker in f.read():
+                        return int(child)
+            except OSError:  # gone meanwhile
+                continue
+        return None
+
+    child = wait_for(found, timeout, fail=False)
+    if child is None:
+        raise AssertionError(f"no child of {pid} with {marker!r}")
+    return child
 
 
 WRITER = b"tbhook.receiver.writer import child_main"  # the writer process's command line
