@@ -9,7 +9,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from tbhook.model.cases import SUMMARY_COLUMNS, Summary
+from tbhook.model.tallies import COLUMNS
 from tbhook.store.sql import names
+from tbhook.store.tallies import Tallies
 from tbhook.store.timelines import Timelines, case_sql
 
 
@@ -51,3 +53,25 @@ class PostgresTimelines(Timelines):
             cursor.itersize = 5000
             cursor.execute(sql)
             yield from cursor
+
+
+class PostgresTallies(Tallies):
+    def available(self) -> bool:
+        return self.store.has_tallies
+
+    def locked(self, conn: Any, keys: list[str]) -> dict[str, tuple]:
+        """The rows, locked until the commit, in one order for every writer: a row for a key
+        new here is made first (empty), so two transactions adding to it meet on it."""
+        conn.execute(
+            'INSERT INTO case_tallies ("key", bucket, "sourceId") '
+            "SELECT k, nullif(split_part(k, ',', 1), 'NULL')::bigint, "
+            "nullif(split_part(k, ',', 2), 'NULL')::bigint FROM unnest(?::text[]) AS k "
+            "ORDER BY 1 ON CONFLICT DO NOTHING",
+            [keys],
+        )
+        rows = conn.execute(
+            f'SELECT "key", {names(COLUMNS)} FROM case_tallies '
+            'WHERE "key" = ANY(?) ORDER BY "key" FOR UPDATE',
+            [keys],
+        ).fetchall()
+        return {row[0]: tuple(row[1:]) for row in rows}
