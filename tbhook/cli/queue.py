@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import timezone
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeAlias
 
 import typer
 
@@ -39,6 +39,12 @@ SlaOption = Annotated[
         "(first: no agent has replied in the case yet; reply: one has).",
     ),
 ]
+
+
+if TYPE_CHECKING:
+    PathOption: TypeAlias = Optional[str]
+else:
+    PathOption = FILTER_OPTIONS["path"]  # the filter bundle's --path, as every command has it
 
 
 def sla_option(text: Optional[str]) -> Sla | None:
@@ -82,7 +88,7 @@ def queue(
             callback=_sources,
         ),
     ] = None,
-    path: FILTER_OPTIONS["path"] = None,  # type: ignore[valid-type]
+    path: PathOption = None,
     at: Annotated[
         Optional[str],
         typer.Option(

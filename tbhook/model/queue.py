@@ -10,7 +10,7 @@ sender's clock ahead of ours) has waited 0 seconds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,10 +123,10 @@ def record(
     return row
 
 
-def at_risk(row: dict[str, Any]) -> bool:
+def at_risk(row: Mapping[str, Any]) -> bool:
     """Not breached, with less than a quarter of its target left."""
     target, left = row.get("slaSeconds"), row.get("slaLeftSeconds")
-    return target is not None and left is not None and 0 <= left and left * AT_RISK < target
+    return target is not None and left is not None and left >= 0 and left * AT_RISK < target
 
 
 @dataclass(frozen=True)
@@ -167,20 +167,20 @@ def thresholds(
     latest that is breached or at risk (None: no such start from ``oldest`` on): a wait's
     seconds only shrink as its start moves later, so a count of starts up to each answers
     how many, whatever the clock."""
-    found = {}
+    found: dict[str, tuple[int | None, int | None]] = {}
     for kind in KINDS:
         target = sla.target(kind)
         if target is None:
             found[kind] = (None, None)
             continue
-        found[kind] = (
-            _latest(lambda start, t=target: waited(duration, start, now) > t, oldest, now),
-            _latest(
-                lambda start, t=target: waited(duration, start, now) * AT_RISK > t * (AT_RISK - 1),
-                oldest,
-                now,
-            ),
-        )
+
+        def breached(start: int, target: int = target) -> bool:
+            return waited(duration, start, now) > target
+
+        def risky(start: int, target: int = target) -> bool:
+            return waited(duration, start, now) * AT_RISK > target * (AT_RISK - 1)
+
+        found[kind] = (_latest(breached, oldest, now), _latest(risky, oldest, now))
     return found
 
 

@@ -441,9 +441,7 @@ def rows_of(
         return Report("period", rows, totals.record(sla=sla), start, end, with_sla)
     keys = sorted(groups, key=lambda key: (key is None, key if key is not None else 0))
     shown = _closes if by == "agent" else _counts
-    rows = [
-        {by: key, **groups[key][0].record(only, sla)} for key in keys if shown(groups[key][0])
-    ]
+    rows = [{by: key, **groups[key][0].record(only, sla)} for key in keys if shown(groups[key][0])]
     return Report(by, rows, totals.record(only, sla), start, end, with_sla)
 
 

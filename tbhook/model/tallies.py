@@ -102,9 +102,9 @@ def contribution(packed: bytes) -> dict[int, Part]:
         if not is_open:
             is_open = True
             here[OPENED] += 1
-        if kind == CUSTOMER_MESSAGE or kind == SYSTEM_CUSTOMER:
+        if kind in (CUSTOMER_MESSAGE, SYSTEM_CUSTOMER):
             here[CUSTOMER] += 1
-        elif kind == AGENT_MESSAGE or kind == SYSTEM_AGENT:
+        elif kind in (AGENT_MESSAGE, SYSTEM_AGENT):
             here[AGENT] += 1
     timeline = Timeline(entries)
     first = timeline.first_message
@@ -200,7 +200,7 @@ class Changes:
             lists = where[key] = [[] for _ in LISTS]
         return lists[j]
 
-    def keys(self) -> list[Key]:
+    def ordered(self) -> list[Key]:
         """Every key changed, in one order (PostgreSQL's writers lock them in it)."""
         return sorted(
             self.counts.keys() | self.out.keys() | self.into.keys(), key=lambda k: key_text(*k)
@@ -258,7 +258,7 @@ def tallies_of(summaries: Iterable[tuple[Any, bytes]]) -> dict[Key, list[Any]]:
     changes = Changes()
     for summary in summaries:
         changes.case(None, summary)
-    return {key: changes.applied(key, None) for key in changes.keys()}
+    return {key: changes.applied(key, None) for key in changes.ordered()}
 
 
 # -- the report --------------------------------------------------------------------------
@@ -316,7 +316,7 @@ def report(
                 t.later += later_replies
         tally.closed += closed
         totals.closed += resolved + sum(1 for before in recloses if before < start)
-    for key, already in open_at_start.items():
+    for key in open_at_start:
         group = key if by == "source" else None
         if group not in groups:
             groups[group] = [Tally() for _ in range(count)]

@@ -37,8 +37,8 @@ from tbhook.store.queue import Queue
 from tbhook.store.reads import Reads
 from tbhook.store.rows import Delivery, ImportRows, Stored, batch_params
 from tbhook.store.sql import Dialect, IdRange, names
-from tbhook.store.tallies import Tallies
 from tbhook.store.tail import Tail
+from tbhook.store.tallies import Tallies
 from tbhook.store.timelines import Timelines
 from tbhook.store.upkeep import Upkeep
 

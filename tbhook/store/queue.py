@@ -82,11 +82,8 @@ class Queue(Job):
         if at is not None:
             where += ' AND "lastAt" <= ?'
             kept_params.append(at)
-        found = [
-            row
-            for row in self.query(f"SELECT {WAIT_SELECT} FROM case_timelines WHERE {where}", kept_params)
-            if row[0] not in pending
-        ]
+        kept = self.query(f"SELECT {WAIT_SELECT} FROM case_timelines WHERE {where}", kept_params)
+        found = [row for row in kept if row[0] not in pending]
         again = set(pending)
         if at is not None:  # cases with events both before and after the moment
             again |= {
@@ -99,12 +96,15 @@ class Queue(Job):
         rows = (
             row
             for part in chunks(sorted(again))
-            for row in self.query(case_sql(f'e."caseId" IN ({marks(part)}){up_to}'), [*part, *params])
+            for row in self.query(
+                case_sql(f'e."caseId" IN ({marks(part)}){up_to}'), [*part, *params]
+            )
         )
         return found + [wait for wait in _waits(summaries(rows)) if waiting.keeps(wait)]
 
     def _where(self, waiting: Waiting) -> tuple[str, list[Any]]:
-        clauses, params = ['"waitAt" IS NOT NULL'], []
+        clauses = ['"waitAt" IS NOT NULL']
+        params: list[Any] = []
         if waiting.sources:
             clauses.append(f'"waitSourceId" IN ({marks(waiting.sources)})')
             params += waiting.sources

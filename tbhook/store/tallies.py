@@ -18,9 +18,9 @@ from tbhook.store.sql import names, q
 
 ROW_COLUMNS = ("key", "bucket", "sourceId", *COLUMNS)
 UPSERT = (
-    f"INSERT INTO case_tallies ({names(ROW_COLUMNS)}) VALUES ({', '.join('?' for _ in ROW_COLUMNS)}) "
-    'ON CONFLICT ("key") DO UPDATE SET '
-    + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in COLUMNS)
+    f"INSERT INTO case_tallies ({names(ROW_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in ROW_COLUMNS)}) "
+    'ON CONFLICT ("key") DO UPDATE SET ' + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in COLUMNS)
 )
 CHUNK = 500
 
@@ -36,7 +36,7 @@ class Tallies(Job):
 
     def keep(self, conn: Any, changes: Changes) -> None:
         """Apply what some cases' new summaries change."""
-        keys = changes.keys()
+        keys = changes.ordered()
         if not keys:
             return
         stored = self.locked(conn, [key_text(*key) for key in keys])
@@ -62,8 +62,7 @@ class Tallies(Job):
         for start in range(0, len(keys), CHUNK):
             part = keys[start : start + CHUNK]
             for row in conn.execute(
-                f'SELECT "key", {names(COLUMNS)} FROM case_tallies '
-                f'WHERE "key" IN ({_marks(part)})',
+                f'SELECT "key", {names(COLUMNS)} FROM case_tallies WHERE "key" IN ({_marks(part)})',
                 part,
             ):
                 found[row[0]] = tuple(row[1:])
@@ -110,4 +109,4 @@ class Tallies(Job):
 
     @staticmethod
     def _source(source: int | None) -> tuple[str, list]:
-        return ('', []) if source is None else (' AND "sourceId" = ?', [source])
+        return ("", []) if source is None else (' AND "sourceId" = ?', [source])

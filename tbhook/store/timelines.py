@@ -277,8 +277,8 @@ class Timelines(Job):
         """Every case's summary by caseId (the first ``limit``), straight from the stored
         rows: what `cases` lists with no filter, without reading ten million events. None
         when the rows cannot answer alone (not kept here, or a case waits to be recounted)."""
-        if not self.available() or self.pending():
-            return None
+        if not self.available() or not self.store.tallies.available() or self.pending():
+            return None  # (the summaries of a database not upgraded lack the wait columns)
         direction = "DESC" if descending else "ASC"
         rows = self.query(
             f"SELECT {names(SUMMARY_COLUMNS)} FROM case_timelines "

@@ -429,7 +429,6 @@ END"""
     )
 
 
-
 @migrations()
 def m016_queue_and_tallies(db: Database) -> None:
     # `queue`: each case's wait now (the start of the customer's unanswered wait, NULL when
@@ -471,6 +470,7 @@ CREATE TABLE case_tallies (
 )"""
     )
     db.execute("CREATE INDEX case_tallies_bucket ON case_tallies (bucket)")
+
 
 def _room_to_rebuild(db: Database, what: str) -> None:
     """Refuse, in words, a rebuild the disk cannot hold: the copy, the WAL that carries it
