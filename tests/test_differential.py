@@ -194,8 +194,9 @@ def test_the_log_has_what_the_comparison_is_about(both):
 def test_both_backends_keep_the_same_case_summaries(both):
     """What `report` and `queue` read: the same row for every case and every tally, byte
     for byte."""
+    from test_timelines import kept_tallies
+
     from tbhook.model.cases import SUMMARY_COLUMNS
-    from tbhook.model.tallies import COLUMNS as TALLY_COLUMNS
     from tbhook.store import open_reader
 
     rows, tallies = [], []
@@ -206,13 +207,7 @@ def test_both_backends_keep_the_same_case_summaries(both):
             rows.append(
                 list(store.query(f'SELECT {columns} FROM case_timelines ORDER BY "caseId"'))
             )
-            columns = ", ".join(f'"{c}"' for c in TALLY_COLUMNS)
-            tallies.append(
-                sorted(
-                    tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
-                    for row in store.query(f'SELECT "key", {columns} FROM case_tallies')
-                )
-            )
+            tallies.append(kept_tallies(store))
         finally:
             store.close()
     assert len(rows[0]) > 100 and len(tallies[0]) > 10

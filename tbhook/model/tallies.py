@@ -5,9 +5,10 @@ Each case contributes to the quarter-hours its entries fall in, exactly what ``r
 counts of it in the period holding that moment: its messages, its openings and closes, its
 first message (a new case, with its first response), each wait by its start (a reply, or
 unanswered), its first close (resolution, reopened, one touch). Durations are kept whole (a
-median needs every value), sorted, as packed 64-bit integers. A close after the case's first
-keeps the moment of the close before it: a case closed twice in one period counts once there,
-and whether two closes share a period depends on the period (``closedCases``).
+median needs every value), as packed 64-bit integers, in the order they came. A close after
+the case's first keeps the moment of the close before it: a case closed twice in one period
+counts once there, and whether two closes share a period depends on the period
+(``closedCases``).
 
 Quarter-hours serve every zone (each UTC offset in use is a whole number of them), so days,
 weeks and months in any zone are whole quarter-hours; a report whose periods are not, or that
@@ -19,9 +20,10 @@ report byte for byte (tests/test_tallies.py).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import sys
 from array import array
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -32,7 +34,6 @@ from tbhook.model.cases import (
     KIND_BITS,
     SYSTEM_AGENT,
     SYSTEM_CUSTOMER,
-    Timeline,
     parse_entries,
 )
 from tbhook.model.report import BY_TIME, Periods, Report, Tally, rows_of
@@ -65,69 +66,144 @@ FIRST_RESPONSES, FIRST_REPLIES, LATER_REPLIES, RESOLUTIONS, RECLOSES = range(
 TALLIED = frozenset({"source", "since", "until"})
 _BIG_ENDIAN = sys.byteorder == "big"
 
-Part = list  # a quarter-hour's contribution: COUNTS ints, then LISTS lists
+Part = list  # a quarter-hour's contribution: COUNTS ints, then LISTS (0 until a value comes)
+WIDTH = len(COLUMNS)
+_COUNTED = range(len(COUNTS))
+_LISTED = tuple(enumerate(range(len(COUNTS), WIDTH)))
 
 
-def new_part() -> Part:
-    return [0] * len(COUNTS) + [[] for _ in LISTS]
+# Where a pass over a case's entries stands, what the next entry needs to be counted:
+# (first message, first close, closed now, open now, last close after a message, reopens,
+# agent messages before the first close, the open wait's start, waits begun).
+State = tuple
+START_STATE: State = (None, None, False, False, None, 0, 0, None, 0)
+
+
+def _part(parts: dict[int, Part], moment: int) -> Part:
+    found = parts.get(moment // BUCKET)
+    if found is None:
+        found = parts[moment // BUCKET] = [0] * WIDTH
+    return found
+
+
+def _add(parts: dict[int, Part], moment: int, i: int, value: int) -> None:
+    found = _part(parts, moment)
+    if found[i]:
+        found[i].append(value)
+    else:
+        found[i] = [value]
+
+
+def _fold(entries: Iterable[int], state: State, parts: dict[int, Part]) -> State:
+    """Count entries (in order, after those ``state`` has seen) into ``parts``, as
+    ``Timeline`` and ``report`` count them, all but what only the last entry settles; where
+    the count stands after them."""
+    first, first_close, is_closed, is_open, last_close, reopens, touches, wait, waits = state
+    get = parts.get
+    for value in entries:
+        moment, kind = value >> KIND_BITS, value & 7
+        bucket = moment // BUCKET
+        here = get(bucket)
+        if here is None:
+            here = parts[bucket] = [0] * WIDTH
+        if kind == CLOSE:
+            if first is not None:
+                if last_close is None:
+                    first_close = moment
+                elif here[RECLOSES]:
+                    here[RECLOSES].append(last_close)
+                else:
+                    here[RECLOSES] = [last_close]
+                last_close = moment
+                is_closed = True
+            if is_open:
+                is_open = False
+                here[OPENED] -= 1
+            continue
+        if first is None:
+            first = moment
+            here[NEW] += 1
+        if is_closed:
+            reopens += 1
+            is_closed = False
+        if not is_open:
+            is_open = True
+            here[OPENED] += 1
+        if kind == CUSTOMER_MESSAGE:
+            here[CUSTOMER] += 1
+            if wait is None:
+                wait = moment
+                waits += 1
+        elif kind == AGENT_MESSAGE:
+            here[AGENT] += 1
+            if first_close is None:
+                touches += 1
+            if wait is not None:
+                if waits == 1:
+                    _add(parts, wait, FIRST_REPLIES, moment - wait)
+                    _add(parts, first, FIRST_RESPONSES, moment - wait)
+                else:
+                    _add(parts, wait, LATER_REPLIES, moment - wait)
+                wait = None
+        elif kind == SYSTEM_CUSTOMER:
+            here[CUSTOMER] += 1
+        elif kind == SYSTEM_AGENT:
+            here[AGENT] += 1
+    return first, first_close, is_closed, is_open, last_close, reopens, touches, wait, waits
+
+
+def _finish(state: State) -> dict[int, Part]:
+    """What the entries seen so far settle only at their end: the wait left unanswered (at
+    most the last), and the first close's resolution, reopen and one touch."""
+    first, resolved, _closed, _open, _last, reopens, touches, wait, _waits = state
+    parts: dict[int, Part] = {}
+    if wait is not None:
+        _part(parts, wait)[UNANSWERED] += 1
+    if first is not None and resolved is not None:
+        here = _part(parts, resolved)
+        here[RESOLVED] += 1
+        here[REOPENED] += reopens > 0
+        here[ONE_TOUCH] += touches == 1
+        here[RESOLUTIONS] = [resolved - first]
+    return parts
+
+
+# The state at the end of a case's entries, as the last write left it: the next write to
+# the case counts only its new entries (a busy receiver's open cases are written often).
+_ENDS: OrderedDict[bytes, State] = OrderedDict()
+_ENDS_KEPT = 8192
+
+
+def _end(packed: bytes) -> State:
+    state = _ENDS.get(packed)
+    if state is None:
+        state = _fold(parse_entries(packed), START_STATE, {})
+        _remember(packed, state)
+    return state
+
+
+def _remember(packed: bytes, state: State) -> None:
+    _ENDS[packed] = state
+    _ENDS.move_to_end(packed)
+    if len(_ENDS) > _ENDS_KEPT:
+        _ENDS.popitem(last=False)
 
 
 def contribution(packed: bytes) -> dict[int, Part]:
     """A case's contribution (its packed entries), by quarter-hour (Unix seconds // BUCKET)."""
     parts: dict[int, Part] = {}
-
-    def part(moment: int) -> Part:
-        bucket = moment // BUCKET
-        found = parts.get(bucket)
-        if found is None:
-            found = parts[bucket] = new_part()
-        return found
-
-    entries = parse_entries(packed)
-    is_open = seen_message = False
-    last_close = None  # the last close after a message
-    for value in entries:
-        moment, kind = value >> KIND_BITS, value & 7
-        if kind == CLOSE:
-            if seen_message:
-                if last_close is not None:
-                    part(moment)[RECLOSES].append(last_close)
-                last_close = moment
-            if is_open:
-                is_open = False
-                part(moment)[OPENED] -= 1
-            continue
-        seen_message = True
-        here = part(moment)
-        if not is_open:
-            is_open = True
-            here[OPENED] += 1
-        if kind in (CUSTOMER_MESSAGE, SYSTEM_CUSTOMER):
-            here[CUSTOMER] += 1
-        elif kind in (AGENT_MESSAGE, SYSTEM_AGENT):
-            here[AGENT] += 1
-    timeline = Timeline(entries)
-    first = timeline.first_message
-    if first is None:
-        return parts
-    here = part(first)
-    here[NEW] += 1
-    response = timeline.first_response
-    if response is not None:
-        here[FIRST_RESPONSES].append(response[1] - response[0])
-    for n, (start, answered) in enumerate(timeline.waits):
-        if answered is None:
-            part(start)[UNANSWERED] += 1
-        else:
-            part(start)[LATER_REPLIES if n else FIRST_REPLIES].append(answered - start)
-    resolved = timeline.first_close
-    if resolved is not None:
-        here = part(resolved)
-        here[RESOLVED] += 1
-        here[REOPENED] += timeline.reopens > 0
-        here[ONE_TOUCH] += timeline.one_touch
-        here[RESOLUTIONS].append(resolved - first)
+    state = _fold(parse_entries(packed), START_STATE, parts)
+    for bucket, settled in _finish(state).items():
+        _merge(parts.setdefault(bucket, [0] * WIDTH), settled)
     return parts
+
+
+def _merge(part: Part, other: Part) -> None:
+    for i in range(len(COUNTS)):
+        part[i] += other[i]
+    for i in range(len(COUNTS), WIDTH):
+        if other[i]:
+            part[i] = [*(part[i] or ()), *other[i]]
 
 
 # -- what a write changes -------------------------------------------------------------------
@@ -137,7 +213,7 @@ Key = tuple  # (bucket, sourceId); bucket None: the source's running total of ``
 
 class Changes:
     """What some cases' new summaries change in the tallies: per key, the counts to add, and
-    the values to take out of and put into each list."""
+    the values to put into and (only when a case is counted again) take out of each list."""
 
     def __init__(self) -> None:
         self.counts: dict[Key, list[int]] = {}
@@ -146,6 +222,9 @@ class Changes:
 
     def case(self, before: tuple[Any, bytes] | None, after: tuple[Any, bytes] | None) -> None:
         """One case, from ``(sourceId, entries)`` before to after (None: no such case)."""
+        if before and after and before[0] == after[0] and after[1].startswith(before[1]):
+            self._appended(after[0], before[1], after[1])
+            return
         old = contribution(before[1]) if before else {}
         new = contribution(after[1]) if after else {}
         if before and after and before[0] == after[0]:
@@ -161,31 +240,60 @@ class Changes:
             opened = sum(part[OPENED] for part in parts.values())
             if side and opened:
                 self._count((None, side[0]), OPENED, sign * opened)
+        if after:
+            self._remembered(after[1])
+
+    def _appended(self, source: Any, before: bytes, after: bytes) -> None:
+        """Entries added after a case's last: only they are counted, from where its last
+        entry left the count; and what the end settles, before and after."""
+        state = _end(before)
+        added: dict[int, Part] = {}
+        now = _fold(parse_entries(after[len(before) :]), state, added)
+        opened = 0
+        for bucket, part in added.items():
+            self._part((bucket, source), None, part)
+            opened += part[OPENED]
+        if opened:
+            self._count((None, source), OPENED, opened)
+        old, new = _finish(state), _finish(now)
+        for bucket in old.keys() | new.keys():
+            self._part((bucket, source), old.get(bucket), new.get(bucket))
+        _remember(after, now)
+
+    @staticmethod
+    def _remembered(packed: bytes) -> None:
+        if packed not in _ENDS:
+            _end(packed)
 
     def _part(self, key: Key, old: Part | None, new: Part | None) -> None:
         if old == new:
             return
         if old is None or new is None:  # a case new here, or gone: no need to compare
             sign, part = (1, new) if old is None else (-1, old)
-            for i in range(len(COUNTS)):
+            counts = self.counts.get(key)
+            if counts is None:
+                counts = self.counts[key] = [0] * len(COUNTS)
+            for i in _COUNTED:
                 if part[i]:  # type: ignore[index]
-                    self._count(key, i, sign * part[i])  # type: ignore[index]
+                    counts[i] += sign * part[i]  # type: ignore[index]
             where = self.into if old is None else self.out
-            for j, i in enumerate(range(len(COUNTS), len(COLUMNS))):
+            for j, i in _LISTED:
                 if part[i]:  # type: ignore[index]
                     self._lists(where, key, j).extend(part[i])  # type: ignore[index]
             return
-        for i in range(len(COUNTS)):
+        for i in _COUNTED:
             change = new[i] - old[i]
             if change:
                 self._count(key, i, change)
-        for j, i in enumerate(range(len(COUNTS), len(COLUMNS))):
+        for j, i in _LISTED:
             was, now = old[i], new[i]
             if was == now:
                 continue
-            gone, came = Counter(was), Counter(now)
-            self._lists(self.out, key, j).extend((gone - came).elements())
-            self._lists(self.into, key, j).extend((came - gone).elements())
+            gone, came = Counter(was or ()), Counter(now or ())
+            if gone - came:
+                self._lists(self.out, key, j).extend((gone - came).elements())
+            if came - gone:
+                self._lists(self.into, key, j).extend((came - gone).elements())
 
     def _count(self, key: Key, i: int, change: int) -> None:
         counts = self.counts.get(key)
@@ -206,9 +314,20 @@ class Changes:
             self.counts.keys() | self.out.keys() | self.into.keys(), key=lambda k: key_text(*k)
         )
 
+    @property
+    def takes_out(self) -> bool:
+        """Whether any value leaves a list (a case counted again): the rows must be read."""
+        return bool(self.out)
+
+    def added(self, key: Key) -> list[Any]:
+        """What this key's row gains: counts (less where negative), lists' values packed."""
+        counts = self.counts.get(key) or [0] * len(COUNTS)
+        into = self.into.get(key)
+        return [*counts, *(pack(into[j]) if into else b"" for j in range(len(LISTS)))]
+
     def applied(self, key: Key, row: Sequence[Any] | None) -> list[Any]:
-        """A stored row's COLUMNS (None: none yet) with this key's changes: counts as ints,
-        lists as packed sorted values."""
+        """A stored row's COLUMNS (None: none yet) with this key's changes: each value taken
+        out where it first stands, each value put in at the end."""
         counts = list(row[: len(COUNTS)]) if row else [0] * len(COUNTS)
         for i, change in enumerate(self.counts.get(key) or ()):
             counts[i] += change
@@ -216,18 +335,17 @@ class Changes:
         lists = []
         for j in range(len(LISTS)):
             packed = bytes(row[len(COUNTS) + j]) if row else b""
-            if (out is None or not out[j]) and (into is None or not into[j]):
+            gone, came = (out[j] if out else ()), (into[j] if into else ())
+            if not gone and not came:
                 lists.append(packed)
                 continue
-            if out is None or not out[j]:  # only added (events that came in order)
-                lists.append(pack(sorted([*unpack(packed), *into[j]])))  # type: ignore[index]
-                continue
-            counted = Counter(unpack(packed))
-            # Each value taken out is there (the rows are what the summaries say); one that
-            # is not must never stop a write: the count is simply not below zero.
-            counted.subtract(out[j] if out else ())
-            counted.update(into[j] if into else ())
-            lists.append(pack(sorted((counted + Counter()).elements())))
+            values = list(unpack(packed))
+            for value in gone:
+                # Each value taken out is there (the rows are what the summaries say); one
+                # that is not must never stop a write.
+                with contextlib.suppress(ValueError):
+                    values.remove(value)
+            lists.append(pack([*values, *came]))
         return counts + lists
 
 
@@ -299,7 +417,13 @@ def report(
             unpack(packed) if packed else () for packed in row[10:15]
         )
         opened[key][i] += change
-        closed = resolved + sum(1 for before in recloses if before < bounds[i])
+        tally.closed += resolved + sum(1 for before in recloses if before < bounds[i])
+        tally.first_responses += firsts
+        tally.replies += first_replies
+        tally.replies += later_replies
+        tally.resolutions += resolutions
+        if later:
+            tally.later += later_replies
         for t in (tally, totals):
             t.new += new
             t.customer += customer
@@ -308,14 +432,14 @@ def report(
             t.reopened += reopened
             t.one_touch += one_touch
             t.unanswered += unanswered
-            t.first_responses += firsts
-            t.replies += first_replies
-            t.replies += later_replies
-            t.resolutions += resolutions
-            if later:
-                t.later += later_replies
-        tally.closed += closed
         totals.closed += resolved + sum(1 for before in recloses if before < start)
+    # The whole range's values, each period's sorted first: the total's sort merges runs.
+    for tallies in groups.values():
+        for tally in tallies:
+            for name in ("first_responses", "replies", "later", "resolutions"):
+                values = getattr(tally, name)
+                values.sort()
+                getattr(totals, name).extend(values)
     for key in open_at_start:
         group = key if by == "source" else None
         if group not in groups:

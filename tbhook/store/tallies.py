@@ -3,25 +3,28 @@
 the same summaries: a write that changes a case takes its old contribution out and puts its
 new one in. A row per quarter-hour and source with anything in it, and per source a running
 total of ``opened`` (``bucket`` NULL), so the cases open when a report's range begins are
-that total less what the rows from then on add. Durations are sorted within a row, and an
-empty row is deleted: the rows are exactly what counting every case again gives
-(tests/test_timelines.py)."""
+that total less what the rows from then on add. A row's durations are in the order they came
+(a report sorts them); a row a recount leaves empty is deleted. The rows hold what counting
+every case again gives (tests/test_timelines.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tbhook.model.tallies import BUCKET, COLUMNS, Changes, is_empty, key_text
+from tbhook.model.tallies import BUCKET, COLUMNS, COUNTS, LISTS, Changes, is_empty, key_text
 from tbhook.store.job import Job
 from tbhook.store.sql import names, q
 
 ROW_COLUMNS = ("key", "bucket", "sourceId", *COLUMNS)
-UPSERT = (
+INSERT = (
     f"INSERT INTO case_tallies ({names(ROW_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in ROW_COLUMNS)}) "
-    'ON CONFLICT ("key") DO UPDATE SET ' + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in COLUMNS)
+    'ON CONFLICT ("key") DO UPDATE SET '
 )
+# A row replaced whole (its values read and changed first), or added to where it stands.
+REPLACE = INSERT + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in COLUMNS)
+ADD_COUNT = "{0} = case_tallies.{0} + excluded.{0}"
 CHUNK = 500
 
 
@@ -34,10 +37,20 @@ class Tallies(Job):
 
     # -- writing: inside a write transaction ----------------------------------------------
 
+    # How a backend appends one blob to another in SQL ({0} and {1}).
+    concatenated = "CAST({0} || {1} AS BLOB)"
+
     def keep(self, conn: Any, changes: Changes) -> None:
-        """Apply what some cases' new summaries change."""
+        """Apply what some cases' new summaries change: added to the rows where they stand
+        (events that came in order, a new case: nothing is taken out of a list), or, when a
+        case was counted again, the rows read (and locked), changed and written back."""
         keys = changes.ordered()
         if not keys:
+            return
+        if not changes.takes_out:
+            conn.executemany(
+                self.add_sql(), [(key_text(*key), *key, *changes.added(key)) for key in keys]
+            )
             return
         stored = self.locked(conn, [key_text(*key) for key in keys])
         upserts, gone = [], []
@@ -53,7 +66,15 @@ class Tallies(Job):
             part = gone[start : start + CHUNK]
             conn.execute(f'DELETE FROM case_tallies WHERE "key" IN ({_marks(part)})', part)
         if upserts:
-            conn.executemany(UPSERT, upserts)
+            conn.executemany(REPLACE, upserts)
+
+    def add_sql(self) -> str:
+        counts = [ADD_COUNT.format(q(c)) for c in COUNTS]
+        lists = [
+            f"{q(c)} = " + self.concatenated.format(f"case_tallies.{q(c)}", f"excluded.{q(c)}")
+            for c in LISTS
+        ]
+        return INSERT + ", ".join(counts + lists)
 
     def locked(self, conn: Any, keys: list[str]) -> dict[str, tuple]:
         """The stored rows (COLUMNS) of these keys, by key (a backend with concurrent writers
