@@ -238,3 +238,37 @@ def test_a_database_from_before_the_queue_is_upgraded_and_counted_once(target):
     after = runner.invoke(app, ["queue", "-n", "0", "-f", "csv", "--db", target])
     assert after.stdout.splitlines()[0] == queue.stdout.splitlines()[0]
     assert len(after.stdout.splitlines()) == len(queue.stdout.splitlines()) > 2
+
+
+def test_writers_at_once_on_postgresql_keep_every_summary_and_tally(pg_url, monkeypatch):
+    """Four writers on one PostgreSQL database, the same cases between them, out of order:
+    the rows they lock (the cases', the tallies') are locked in one order by all, so none
+    waits for another in a circle, and every kept row is what a recount gives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tbhook.store.postgres import PostgresStore
+
+    deadlocks = []
+    real = PostgresStore._deadlock
+
+    def seen(exc):
+        found = real(exc)
+        deadlocks.append(found)
+        return found
+
+    monkeypatch.setattr(PostgresStore, "_deadlock", staticmethod(seen))
+    open_store(pg_url).close()
+    bodies = lines(8, 800)
+
+    def write(part: list[bytes]) -> None:
+        store = open_store(pg_url)
+        try:
+            for start in range(0, len(part), 3):
+                store.append([Delivery(b, parse(b)) for b in part[start : start + 3]])
+        finally:
+            store.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, [bodies[i::4] for i in range(4)]))
+    assert not any(deadlocks)
+    assert assert_kept(pg_url) > 20
