@@ -10,15 +10,15 @@ from datetime import timezone
 from zoneinfo import ZoneInfo
 
 import pytest
+from test_timelines import stored as kept
 
 from tbhook import questions
 from tbhook.model import tallies
-from tbhook.model.events import parse
 from tbhook.model.filters import Filters
 from tbhook.model.queue import Sla
 from tbhook.model.report import Periods
 from tbhook.output.formats import Answer, write
-from tbhook.store import Delivery, open_reader, open_store
+from tbhook.store import open_reader
 
 START = 1_711_800_000  # 2024-03-30, a day before Europe's spring change
 ZONES = [
@@ -71,12 +71,7 @@ def random_log(seed: int, cases: int = 90) -> list[bytes]:
 
 
 def stored(target: str, bodies: list[bytes]) -> str:
-    store = open_store(target)
-    try:
-        for body in bodies:
-            store.append([Delivery(body, parse(body))])
-    finally:
-        store.close()
+    kept(target, bodies)
     return target
 
 

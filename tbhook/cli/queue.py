@@ -135,5 +135,5 @@ def queue(
 
 
 def _title(at: int, zone: Any, hours: Optional[str]) -> str:
-    when = shown_time(iso_time(at), zone or timezone.utc)
+    when = shown_time(iso_time(at), zone or timezone.utc) or f"@{at}"
     return f"waiting at {when}" + (f", in business hours {hours}" if hours else "")

@@ -79,33 +79,39 @@ State = tuple
 START_STATE: State = (None, None, False, False, None, 0, 0, None, 0)
 
 
-def _part(parts: dict[int, Part], moment: int) -> Part:
-    found = parts.get(moment // BUCKET)
+Key = tuple  # (bucket, sourceId); bucket None: the source's running total of ``opened``
+Parts = dict  # Key -> Part
+
+
+def _part(parts: Parts, moment: int, source: Any) -> Part:
+    key = (moment // BUCKET, source)
+    found = parts.get(key)
     if found is None:
-        found = parts[moment // BUCKET] = [0] * WIDTH
+        found = parts[key] = [0] * WIDTH
     return found
 
 
-def _add(parts: dict[int, Part], moment: int, i: int, value: int) -> None:
-    found = _part(parts, moment)
+def _add(parts: Parts, moment: int, source: Any, i: int, value: int) -> None:
+    found = _part(parts, moment, source)
     if found[i]:
         found[i].append(value)
     else:
         found[i] = [value]
 
 
-def _fold(entries: Iterable[int], state: State, parts: dict[int, Part]) -> State:
-    """Count entries (in order, after those ``state`` has seen) into ``parts``, as
-    ``Timeline`` and ``report`` count them, all but what only the last entry settles; where
-    the count stands after them."""
+def _fold(entries: Iterable[int], state: State, parts: Parts, source: Any) -> tuple[State, int]:
+    """Count entries (in order, after those ``state`` has seen) of a case of ``source`` into
+    ``parts``, as ``Timeline`` and ``report`` count them, all but what only the last entry
+    settles; where the count stands after them, and how many more cases they leave open."""
     first, first_close, is_closed, is_open, last_close, reopens, touches, wait, waits = state
     get = parts.get
+    opened = 0
     for value in entries:
         moment, kind = value >> KIND_BITS, value & 7
-        bucket = moment // BUCKET
-        here = get(bucket)
+        key = (moment // BUCKET, source)
+        here = get(key)
         if here is None:
-            here = parts[bucket] = [0] * WIDTH
+            here = parts[key] = [0] * WIDTH
         if kind == CLOSE:
             if first is not None:
                 if last_close is None:
@@ -119,6 +125,7 @@ def _fold(entries: Iterable[int], state: State, parts: dict[int, Part]) -> State
             if is_open:
                 is_open = False
                 here[OPENED] -= 1
+                opened -= 1
             continue
         if first is None:
             first = moment
@@ -129,6 +136,7 @@ def _fold(entries: Iterable[int], state: State, parts: dict[int, Part]) -> State
         if not is_open:
             is_open = True
             here[OPENED] += 1
+            opened += 1
         if kind == CUSTOMER_MESSAGE:
             here[CUSTOMER] += 1
             if wait is None:
@@ -140,27 +148,28 @@ def _fold(entries: Iterable[int], state: State, parts: dict[int, Part]) -> State
                 touches += 1
             if wait is not None:
                 if waits == 1:
-                    _add(parts, wait, FIRST_REPLIES, moment - wait)
-                    _add(parts, first, FIRST_RESPONSES, moment - wait)
+                    _add(parts, wait, source, FIRST_REPLIES, moment - wait)
+                    _add(parts, first, source, FIRST_RESPONSES, moment - wait)
                 else:
-                    _add(parts, wait, LATER_REPLIES, moment - wait)
+                    _add(parts, wait, source, LATER_REPLIES, moment - wait)
                 wait = None
         elif kind == SYSTEM_CUSTOMER:
             here[CUSTOMER] += 1
         elif kind == SYSTEM_AGENT:
             here[AGENT] += 1
-    return first, first_close, is_closed, is_open, last_close, reopens, touches, wait, waits
+    state = (first, first_close, is_closed, is_open, last_close, reopens, touches, wait, waits)
+    return state, opened
 
 
-def _finish(state: State) -> dict[int, Part]:
+def _finish(state: State, source: Any) -> Parts:
     """What the entries seen so far settle only at their end: the wait left unanswered (at
     most the last), and the first close's resolution, reopen and one touch."""
     first, resolved, _closed, _open, _last, reopens, touches, wait, _waits = state
-    parts: dict[int, Part] = {}
+    parts: Parts = {}
     if wait is not None:
-        _part(parts, wait)[UNANSWERED] += 1
+        _part(parts, wait, source)[UNANSWERED] += 1
     if first is not None and resolved is not None:
-        here = _part(parts, resolved)
+        here = _part(parts, resolved, source)
         here[RESOLVED] += 1
         here[REOPENED] += reopens > 0
         here[ONE_TOUCH] += touches == 1
@@ -177,7 +186,7 @@ _ENDS_KEPT = 8192
 def _end(packed: bytes) -> State:
     state = _ENDS.get(packed)
     if state is None:
-        state = _fold(parse_entries(packed), START_STATE, {})
+        state = _fold(parse_entries(packed), START_STATE, {}, None)[0]
         _remember(packed, state)
     return state
 
@@ -189,130 +198,105 @@ def _remember(packed: bytes, state: State) -> None:
         _ENDS.popitem(last=False)
 
 
-def contribution(packed: bytes) -> dict[int, Part]:
-    """A case's contribution (its packed entries), by quarter-hour (Unix seconds // BUCKET)."""
-    parts: dict[int, Part] = {}
-    state = _fold(parse_entries(packed), START_STATE, parts)
-    for bucket, settled in _finish(state).items():
-        _merge(parts.setdefault(bucket, [0] * WIDTH), settled)
+def contribution(packed: bytes, source: Any = None) -> Parts:
+    """A case's contribution (its packed entries), by quarter-hour (Unix seconds // BUCKET)
+    and ``source``."""
+    parts: Parts = {}
+    state, _opened = _fold(parse_entries(packed), START_STATE, parts, source)
+    for key, settled in _finish(state, source).items():
+        _merge(parts.setdefault(key, [0] * WIDTH), settled)
     return parts
 
 
 def _merge(part: Part, other: Part) -> None:
-    for i in range(len(COUNTS)):
+    for i in _COUNTED:
         part[i] += other[i]
-    for i in range(len(COUNTS), WIDTH):
+    for _j, i in _LISTED:
         if other[i]:
             part[i] = [*(part[i] or ()), *other[i]]
 
 
 # -- what a write changes -------------------------------------------------------------------
 
-Key = tuple  # (bucket, sourceId); bucket None: the source's running total of ``opened``
-
 
 class Changes:
-    """What some cases' new summaries change in the tallies: per key, the counts to add, and
-    the values to put into and (only when a case is counted again) take out of each list."""
+    """What some cases' new summaries change in the tallies: per key, the counts to add and
+    the values to put into each list (``parts``), and the values to take out of them
+    (``out``: only when a case is counted again)."""
 
     def __init__(self) -> None:
-        self.counts: dict[Key, list[int]] = {}
+        self.parts: Parts = {}
         self.out: dict[Key, list[list[int]]] = {}
-        self.into: dict[Key, list[list[int]]] = {}
 
     def case(self, before: tuple[Any, bytes] | None, after: tuple[Any, bytes] | None) -> None:
         """One case, from ``(sourceId, entries)`` before to after (None: no such case)."""
-        if before and after and before[0] == after[0] and after[1].startswith(before[1]):
-            self._appended(after[0], before[1], after[1])
+        if before is None and after is not None:  # a new case: counted as it is
+            self._counted(after[0], START_STATE, after[1], after[1])
             return
-        old = contribution(before[1]) if before else {}
-        new = contribution(after[1]) if after else {}
-        if before and after and before[0] == after[0]:
-            source = after[0]
-            for bucket in old.keys() | new.keys():
-                self._part((bucket, source), old.get(bucket), new.get(bucket))
-        else:
-            for bucket, part in old.items():
-                self._part((bucket, before[0]), part, None)  # type: ignore[index]
-            for bucket, part in new.items():
-                self._part((bucket, after[0]), None, part)  # type: ignore[index]
+        if before and after and before[0] == after[0] and after[1].startswith(before[1]):
+            self._counted(after[0], _end(before[1]), after[1][len(before[1]) :], after[1])
+            return
+        old = contribution(before[1], before[0]) if before else {}
+        new = contribution(after[1], after[0]) if after else {}
+        for key in old.keys() | new.keys():
+            self._diff(key, old.get(key), new.get(key))
         for side, parts, sign in ((before, old, -1), (after, new, 1)):
             opened = sum(part[OPENED] for part in parts.values())
             if side and opened:
-                self._count((None, side[0]), OPENED, sign * opened)
-        if after:
-            self._remembered(after[1])
+                self._total(side[0], sign * opened)
+        if after and after[1] not in _ENDS:
+            _end(after[1])
 
-    def _appended(self, source: Any, before: bytes, after: bytes) -> None:
-        """Entries added after a case's last: only they are counted, from where its last
-        entry left the count; and what the end settles, before and after."""
-        state = _end(before)
-        added: dict[int, Part] = {}
-        now = _fold(parse_entries(after[len(before) :]), state, added)
-        opened = 0
-        for bucket, part in added.items():
-            self._part((bucket, source), None, part)
-            opened += part[OPENED]
+    def _counted(self, source: Any, state: State, added: bytes, after: bytes) -> None:
+        """Entries ``added`` after those ``state`` has seen (all of them, for a new case),
+        counted straight into the changes; and what the end settles, before and after."""
+        now, opened = _fold(parse_entries(added), state, self.parts, source)
         if opened:
-            self._count((None, source), OPENED, opened)
-        old, new = _finish(state), _finish(now)
-        for bucket in old.keys() | new.keys():
-            self._part((bucket, source), old.get(bucket), new.get(bucket))
+            self._total(source, opened)
+        old, new = _finish(state, source), _finish(now, source)
+        if old != new:
+            for key in old.keys() | new.keys():
+                self._diff(key, old.get(key), new.get(key))
         _remember(after, now)
 
-    @staticmethod
-    def _remembered(packed: bytes) -> None:
-        if packed not in _ENDS:
-            _end(packed)
+    def _total(self, source: Any, opened: int) -> None:
+        key = (None, source)
+        found = self.parts.get(key)
+        if found is None:
+            found = self.parts[key] = [0] * WIDTH
+        found[OPENED] += opened
 
-    def _part(self, key: Key, old: Part | None, new: Part | None) -> None:
+    def _diff(self, key: Key, old: Part | None, new: Part | None) -> None:
+        """What changes from one part of a case's contribution to another (None: none)."""
         if old == new:
             return
-        if old is None or new is None:  # a case new here, or gone: no need to compare
-            sign, part = (1, new) if old is None else (-1, old)
-            counts = self.counts.get(key)
-            if counts is None:
-                counts = self.counts[key] = [0] * len(COUNTS)
-            for i in _COUNTED:
-                if part[i]:  # type: ignore[index]
-                    counts[i] += sign * part[i]  # type: ignore[index]
-            where = self.into if old is None else self.out
-            for j, i in _LISTED:
-                if part[i]:  # type: ignore[index]
-                    self._lists(where, key, j).extend(part[i])  # type: ignore[index]
-            return
+        here = self.parts.get(key)
+        if here is None:
+            here = self.parts[key] = [0] * WIDTH
         for i in _COUNTED:
-            change = new[i] - old[i]
-            if change:
-                self._count(key, i, change)
+            here[i] += (new[i] if new else 0) - (old[i] if old else 0)
         for j, i in _LISTED:
-            was, now = old[i], new[i]
+            was: list[int] = list(old[i] or ()) if old else []
+            now: list[int] = list(new[i] or ()) if new else []
             if was == now:
                 continue
-            gone, came = Counter(was or ()), Counter(now or ())
-            if gone - came:
-                self._lists(self.out, key, j).extend((gone - came).elements())
-            if came - gone:
-                self._lists(self.into, key, j).extend((came - gone).elements())
+            if was and now:  # only what differs (a recount changes few of a case's values)
+                gone, came = Counter(was), Counter(now)
+                was, now = list((gone - came).elements()), list((came - gone).elements())
+            if was:
+                self._out(key, j).extend(was)
+            if now:
+                here[i] = [*(here[i] or ()), *now]
 
-    def _count(self, key: Key, i: int, change: int) -> None:
-        counts = self.counts.get(key)
-        if counts is None:
-            counts = self.counts[key] = [0] * len(COUNTS)
-        counts[i] += change
-
-    @staticmethod
-    def _lists(where: dict[Key, list[list[int]]], key: Key, j: int) -> list[int]:
-        lists = where.get(key)
+    def _out(self, key: Key, j: int) -> list[int]:
+        lists = self.out.get(key)
         if lists is None:
-            lists = where[key] = [[] for _ in LISTS]
+            lists = self.out[key] = [[] for _ in LISTS]
         return lists[j]
 
     def ordered(self) -> list[Key]:
         """Every key changed, in one order (PostgreSQL's writers lock them in it)."""
-        return sorted(
-            self.counts.keys() | self.out.keys() | self.into.keys(), key=lambda k: key_text(*k)
-        )
+        return sorted(self.parts.keys() | self.out.keys(), key=lambda k: key_text(*k))
 
     @property
     def takes_out(self) -> bool:
@@ -321,21 +305,24 @@ class Changes:
 
     def added(self, key: Key) -> list[Any]:
         """What this key's row gains: counts (less where negative), lists' values packed."""
-        counts = self.counts.get(key) or [0] * len(COUNTS)
-        into = self.into.get(key)
-        return [*counts, *(pack(into[j]) if into else b"" for j in range(len(LISTS)))]
+        part = self.parts.get(key)
+        if part is None:
+            return [0] * len(COUNTS) + [b""] * len(LISTS)
+        return [*part[: len(COUNTS)], *(pack(part[i]) if part[i] else b"" for _j, i in _LISTED)]
 
     def applied(self, key: Key, row: Sequence[Any] | None) -> list[Any]:
         """A stored row's COLUMNS (None: none yet) with this key's changes: each value taken
         out where it first stands, each value put in at the end."""
         counts = list(row[: len(COUNTS)]) if row else [0] * len(COUNTS)
-        for i, change in enumerate(self.counts.get(key) or ()):
-            counts[i] += change
-        out, into = self.out.get(key), self.into.get(key)
+        part = self.parts.get(key)
+        if part is not None:
+            for i in _COUNTED:
+                counts[i] += part[i]
+        out = self.out.get(key)
         lists = []
-        for j in range(len(LISTS)):
-            packed = bytes(row[len(COUNTS) + j]) if row else b""
-            gone, came = (out[j] if out else ()), (into[j] if into else ())
+        for j, i in _LISTED:
+            packed = bytes(row[i]) if row else b""
+            gone, came = (out[j] if out else ()), ((part[i] or ()) if part else ())
             if not gone and not came:
                 lists.append(packed)
                 continue
@@ -399,47 +386,55 @@ def report(
     The same report ``tbhook.model.report.report`` counts from the summaries."""
     bounds, start = periods.bounds, periods.start
     count = len(periods.labels)
+    later = sla is not None
+    # The rows by group and period first; then each period's counts summed column by column
+    # and its lists unpacked in one piece (a month of rows is some 15,000 at 10M events).
+    found: dict[Any, list[list]] = {}
+    for row in rows:
+        key = row[1] if by == "source" else None
+        periods_of = found.get(key)
+        if periods_of is None:
+            periods_of = found[key] = [[] for _ in range(count)]
+        periods_of[bisect.bisect_right(bounds, row[0] * BUCKET) - 1].append(row)
     groups: dict[Any, list[Tally]] = {}
     opened: dict[Any, list[int]] = {}
     totals = Tally()
-    later = sla is not None
-    for row in rows:
-        bucket, source = row[0], row[1]
-        key = source if by == "source" else None
-        tallies = groups.get(key)
-        if tallies is None:
-            tallies = groups[key] = [Tally() for _ in range(count)]
-            opened[key] = [0] * count
-        i = bisect.bisect_right(bounds, bucket * BUCKET) - 1
-        tally = tallies[i]
-        (new, customer, agent, change, resolved, reopened, one_touch, unanswered) = row[2:10]
-        firsts, first_replies, later_replies, resolutions, recloses = (
-            unpack(packed) if packed else () for packed in row[10:15]
-        )
-        opened[key][i] += change
-        tally.closed += resolved + sum(1 for before in recloses if before < bounds[i])
-        tally.first_responses += firsts
-        tally.replies += first_replies
-        tally.replies += later_replies
-        tally.resolutions += resolutions
-        if later:
-            tally.later += later_replies
-        for t in (tally, totals):
-            t.new += new
-            t.customer += customer
-            t.agent += agent
-            t.first_closed += resolved
-            t.reopened += reopened
-            t.one_touch += one_touch
-            t.unanswered += unanswered
-        totals.closed += resolved + sum(1 for before in recloses if before < start)
-    # The whole range's values, each period's sorted first: the total's sort merges runs.
-    for tallies in groups.values():
-        for tally in tallies:
-            for name in ("first_responses", "replies", "later", "resolutions"):
-                values = getattr(tally, name)
-                values.sort()
-                getattr(totals, name).extend(values)
+    for key, periods_of in found.items():
+        tallies = groups[key] = [Tally() for _ in range(count)]
+        opened[key] = [0] * count
+        for i, (tally, those) in enumerate(zip(tallies, periods_of, strict=True)):
+            if not those:
+                continue
+            (new, customer, agent, change, resolved, reopened, one_touch, unanswered) = (
+                sum(column) for column in zip(*(row[2:10] for row in those), strict=True)
+            )
+            firsts, first_replies, later_replies, resolutions, recloses = (
+                unpack(b"".join(row[j] for row in those)) for j in range(10, 15)
+            )
+            opened[key][i] = change
+            tally.closed = resolved + sum(1 for before in recloses if before < bounds[i])
+            totals.closed += resolved + sum(1 for before in recloses if before < start)
+            tally.new, tally.customer, tally.agent = new, customer, agent
+            tally.first_closed, tally.reopened = resolved, reopened
+            tally.one_touch, tally.unanswered = one_touch, unanswered
+            tally.first_responses = sorted(firsts)
+            tally.replies = sorted([*first_replies, *later_replies])
+            tally.resolutions = sorted(resolutions)
+            if later:
+                tally.later = sorted(later_replies)
+            totals.new += new
+            totals.customer += customer
+            totals.agent += agent
+            totals.first_closed += resolved
+            totals.reopened += reopened
+            totals.one_touch += one_touch
+            totals.unanswered += unanswered
+            # The whole range's values, each period's sorted already: the total's sort merges
+            # runs.
+            totals.first_responses += tally.first_responses
+            totals.replies += tally.replies
+            totals.resolutions += tally.resolutions
+            totals.later += tally.later
     for key in open_at_start:
         group = key if by == "source" else None
         if group not in groups:
