@@ -70,6 +70,7 @@ Part = list  # a quarter-hour's contribution: COUNTS ints, then LISTS (0 until a
 WIDTH = len(COLUMNS)
 _COUNTED = range(len(COUNTS))
 _LISTED = tuple(enumerate(range(len(COUNTS), WIDTH)))
+_NOTHING: Part = [0] * WIDTH
 
 
 # Where a pass over a case's entries stands, what the next entry needs to be counted:
@@ -177,6 +178,12 @@ def _finish(state: State, source: Any) -> Parts:
     return parts
 
 
+def _settles(state: State) -> tuple:
+    """What of a state ``_finish`` reads: equal, and the two settle the same."""
+    first, resolved, _closed, _open, _last, reopens, touches, wait, _waits = state
+    return first, resolved, reopens > 0, touches == 1, wait
+
+
 # The state at the end of a case's entries, as the last write left it: the next write to
 # the case counts only its new entries (a busy receiver's open cases are written often).
 _ENDS: OrderedDict[bytes, State] = OrderedDict()
@@ -253,6 +260,9 @@ class Changes:
         now, opened = _fold(parse_entries(added), state, self.parts, source)
         if opened:
             self._total(source, opened)
+        if _settles(state) == _settles(now):
+            _remember(after, now)
+            return
         old, new = _finish(state, source), _finish(now, source)
         if old != new:
             for key in old.keys() | new.keys():
@@ -273,13 +283,14 @@ class Changes:
         here = self.parts.get(key)
         if here is None:
             here = self.parts[key] = [0] * WIDTH
+        old, new = old or _NOTHING, new or _NOTHING
         for i in _COUNTED:
-            here[i] += (new[i] if new else 0) - (old[i] if old else 0)
+            here[i] += new[i] - old[i]
         for j, i in _LISTED:
-            was: list[int] = list(old[i] or ()) if old else []
-            now: list[int] = list(new[i] or ()) if new else []
-            if was == now:
+            if old[i] == new[i]:
                 continue
+            was: list[int] = list(old[i] or ())
+            now: list[int] = list(new[i] or ())
             if was and now:  # only what differs (a recount changes few of a case's values)
                 gone, came = Counter(was), Counter(now)
                 was, now = list((gone - came).elements()), list((came - gone).elements())
@@ -294,9 +305,10 @@ class Changes:
             lists = self.out[key] = [[] for _ in LISTS]
         return lists[j]
 
-    def ordered(self) -> list[Key]:
-        """Every key changed, in one order (PostgreSQL's writers lock them in it)."""
-        return sorted(self.parts.keys() | self.out.keys(), key=lambda k: key_text(*k))
+    def ordered(self) -> list[tuple[str, Key]]:
+        """Every key changed, with its text, in one order (PostgreSQL's writers lock them in
+        it)."""
+        return sorted((key_text(*key), key) for key in self.parts.keys() | self.out.keys())
 
     @property
     def takes_out(self) -> bool:
@@ -363,7 +375,7 @@ def tallies_of(summaries: Iterable[tuple[Any, bytes]]) -> dict[Key, list[Any]]:
     changes = Changes()
     for summary in summaries:
         changes.case(None, summary)
-    return {key: changes.applied(key, None) for key in changes.ordered()}
+    return {key: changes.applied(key, None) for _text, key in changes.ordered()}
 
 
 # -- the report --------------------------------------------------------------------------

@@ -9,10 +9,11 @@ every case again gives (tests/test_timelines.py)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tbhook.model.tallies import BUCKET, COLUMNS, COUNTS, LISTS, Changes, is_empty, key_text
+from tbhook.model.tallies import BUCKET, COLUMNS, COUNTS, LISTS, Changes, is_empty
 from tbhook.store.job import Job
 from tbhook.store.sql import names, q
 
@@ -49,13 +50,12 @@ class Tallies(Job):
             return
         if not changes.takes_out:
             conn.executemany(
-                self.add_sql(), [(key_text(*key), *key, *changes.added(key)) for key in keys]
+                self.add_sql, [(text, *key, *changes.added(key)) for text, key in keys]
             )
             return
-        stored = self.locked(conn, [key_text(*key) for key in keys])
+        stored = self.locked(conn, [text for text, _key in keys])
         upserts, gone = [], []
-        for key in keys:
-            text = key_text(*key)
+        for text, key in keys:
             values = changes.applied(key, stored.get(text))
             if is_empty(values):
                 if text in stored:
@@ -68,6 +68,7 @@ class Tallies(Job):
         if upserts:
             conn.executemany(REPLACE, upserts)
 
+    @functools.cached_property
     def add_sql(self) -> str:
         counts = [ADD_COUNT.format(q(c)) for c in COUNTS]
         lists = [
