@@ -117,11 +117,9 @@ def queue(
             found += [duration(row["slaSeconds"]), duration(row["slaLeftSeconds"]), state]
         return found
 
+    drawn = [cells(row) for row in records]
     natural = {
-        column.name: max(
-            (cell_len(clean(_plain(cell))) for cell in (cells(row)[i] for row in records)),
-            default=0,
-        )
+        column.name: max((cell_len(clean(_plain(row[i]))) for row in drawn), default=0)
         for i, column in enumerate(columns)
     }
     return Spec(columns, cells, natural, title or None)
