@@ -61,7 +61,7 @@ def call(port, method, path, body=None, headers=None):
         conn.close()
 
 
-def start_console(db, *args: str, env: dict | None = None) -> Console:
+def start_console(db, *args: str, env: dict | None = None, preexec_fn=None) -> Console:
     import os
 
     proc = subprocess.Popen(
@@ -70,6 +70,7 @@ def start_console(db, *args: str, env: dict | None = None) -> Console:
         stdout=subprocess.DEVNULL,
         text=True,
         env={**os.environ, **(env or {})},
+        preexec_fn=preexec_fn,
     )
     console = Console(proc, 0)
     ready = threading.Event()
@@ -94,8 +95,8 @@ def start_console(db, *args: str, env: dict | None = None) -> Console:
 def consoles():
     started: list[Console] = []
 
-    def factory(db, *args: str, env: dict | None = None) -> Console:
-        console = start_console(db, *args, env=env)
+    def factory(db, *args: str, env: dict | None = None, preexec_fn=None) -> Console:
+        console = start_console(db, *args, env=env, preexec_fn=preexec_fn)
         started.append(console)
         return console
 
@@ -124,6 +125,19 @@ def a_log(target) -> None:
         b"{not json",
     ]
     stored(str(target), bodies)
+
+
+def quarantine_a_readable_body(db) -> None:
+    """As an older tbhook kept it: a retry with today's rules moves it into the events (case
+    777), so a retry that ran shows."""
+    with open_store(str(db)).writing() as conn:
+        body = event_body(caseId=777, uniqueId=77)
+        conn.execute(
+            'INSERT INTO quarantine ("receivedAt", "lastReceivedAt", deliveries, path, reason, '
+            'body, "bodySha256") VALUES (?, ?, 1, ?, ?, ?, ?)',
+            ["2026-01-01T00:00:00.000Z", "2026-01-01T00:00:00.000Z", "/", "older rules", body,
+             __import__("hashlib").sha256(body).digest()],
+        )  # fmt: skip
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -246,7 +260,7 @@ def test_hostile_text_is_text_everywhere(tmp_path, consoles):
         assert "script-src 'self'" in policy and "unsafe-inline" not in policy
         assert "frame-ancestors 'none'" in policy
         assert headers["x-content-type-options"] == "nosniff"
-        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["referrer-policy"] == "same-origin"
         assert b"<script>" not in body and b" onclick=" not in body  # nothing inline at all
     status, headers, body = console.get("/events/6/raw")
     assert headers["content-type"] == "application/octet-stream"
@@ -322,14 +336,7 @@ def test_a_console_off_loopback_needs_a_token(tmp_path):
 def test_posts_need_the_form_s_csrf_token_and_retry_moves_quarantined_bodies(tmp_path, consoles):
     db = tmp_path / "csrf.db"
     a_log(str(db))
-    with open_store(str(db)).writing() as conn:  # as an older tbhook kept a readable body
-        body = event_body(caseId=777, uniqueId=77)
-        conn.execute(
-            'INSERT INTO quarantine ("receivedAt", "lastReceivedAt", deliveries, path, reason, '
-            'body, "bodySha256") VALUES (?, ?, 1, ?, ?, ?, ?)',
-            ["2026-01-01T00:00:00.000Z", "2026-01-01T00:00:00.000Z", "/", "older rules", body,
-             __import__("hashlib").sha256(body).digest()],
-        )  # fmt: skip
+    quarantine_a_readable_body(db)
     console = consoles(db)
     assert console.post("/quarantine/retry", "id=2")[0] == 403  # no cookie, no token
     status, headers, page = console.get("/quarantine")

@@ -21,7 +21,8 @@ def login(site: Site, request: Request, form: Any) -> Response:
         return RedirectResponse("/", status_code=303)
     if request.method == "GET":
         return site.page(request, "login.html", wrong=False)
-    if same_secret((form or {}).get("token", ""), guard.token):
+    # Spaces around it are no part of it (a token has none), as in a Bearer header.
+    if same_secret((form or {}).get("token", "").strip(), guard.token):
         guard.sessions.end(state["session"])
         sid = guard.sessions.start()  # a new id: one planted before sign-in stays unsigned
         cookie = guard.cookie(sid, state["secure"], int(guard.sessions.lifetime))
