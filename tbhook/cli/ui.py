@@ -14,6 +14,7 @@ from tbhook.cli.options import (
     DbOption,
     LocalOption,
     LogFormat,
+    MaxConnectionsOption,
     PortOption,
     ZoneOption,
     display_zone,
@@ -98,15 +99,7 @@ def ui(
             help="Signed out this long after signing in, in any case: 12h, 7d.",
         ),
     ] = "12h",
-    max_connections: Annotated[
-        int,
-        typer.Option(
-            metavar="N",
-            callback=in_range(2),
-            help="Open connections; past this the oldest one without a complete request is "
-            "closed (lowered to fit the open-file limit).",
-        ),
-    ] = 1024,
+    max_connections: MaxConnectionsOption = 1024,
     max_streams: Annotated[
         int,
         typer.Option(

@@ -8,6 +8,8 @@ running anything but the console's own script."""
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import ipaddress
 import re
 from collections.abc import Awaitable, Callable, Iterable
@@ -56,8 +58,6 @@ HOST = re.compile(
 def same_secret(given: str, secret: str) -> bool:
     """Compared in constant time, as bytes: what a client sends may be any text (as str,
     compare_digest refuses anything but ASCII, and that would be a 500)."""
-    import hmac
-
     return hmac.compare_digest(
         given.encode("utf-8", "surrogateescape"), secret.encode("utf-8", "surrogateescape")
     )
@@ -133,6 +133,7 @@ class Guard:
     max_streams: int = MAX_STREAMS
     log: Throttled = field(default_factory=lambda: Throttled(None))
     streams: int = field(init=False, default=0)
+    _loop: asyncio.AbstractEventLoop | None = field(init=False, default=None)
     _hosts: set[str] = field(init=False)
     _proxied: set[str] = field(init=False)
 
@@ -191,6 +192,7 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        self._loop = self._loop or asyncio.get_running_loop()
         door = Door.of(scope)
         name = host_name(door.hosts[0]) if len(door.hosts) == 1 else None
         if door.hosts in ([], [""]):
@@ -223,7 +225,7 @@ class Guard:
             else:
                 await _redirect(send, "/login")
             return
-        if scope["method"] == "POST":
+        if scope["method"] not in ("GET", "HEAD"):  # a POST (nothing else is routed)
             replayed = await self._post(door, name, secure, sid, bearer, receive, send)
             if replayed is None:
                 return
@@ -267,10 +269,20 @@ class Guard:
         wait = self.signins.failed(door.address)
         if wait:
             self.locked_out(door.address, wait)
-        await _refuse(send, 401, "This console needs its token.", json=True)
+            await _too_many(send, wait)
+        else:
+            await _refuse(send, 401, "This console needs its token.", json=True)
         return None
 
     def locked_out(self, address: str, wait: int) -> None:
+        """Say that ``address`` is refused for ``wait`` s (from a view's worker thread too:
+        the log is the event loop's)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self.locked_out, address, wait)
+            return
         self.log(
             "sign-in",
             f"{self.signins.failures} wrong tokens from {address} within "
@@ -354,15 +366,17 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
-async def _too_many(send: Send, wait: int) -> None:
+def too_many(wait: int) -> str:
+    """What a client refused for ``wait`` seconds after too many wrong tokens is told."""
     minutes = max(1, (wait + 59) // 60)
-    await _refuse(
-        send,
-        429,
+    return (
         f"Too many wrong tokens from your address: try again in {minutes} "
-        f"minute{'s' if minutes > 1 else ''}.",
-        retry_after=wait,
+        f"minute{'s' if minutes > 1 else ''}."
     )
+
+
+async def _too_many(send: Send, wait: int) -> None:
+    await _refuse(send, 429, too_many(wait), retry_after=wait)
 
 
 async def _refuse(

@@ -13,7 +13,7 @@ from tbhook.console.site import Site
 
 
 def login(site: Site, request: Request, form: Any) -> Response:
-    from tbhook.console.guard import same_secret
+    from tbhook.console.guard import same_secret, too_many
 
     guard = site.guard
     state = request.scope["state"]
@@ -32,9 +32,7 @@ def login(site: Site, request: Request, form: Any) -> Response:
     wait = guard.signins.failed(state["address"])
     if wait:
         guard.locked_out(state["address"], wait)
-        minutes = max(1, (wait + 59) // 60)
-        page = site.error(request, 429, f"Too many wrong tokens from your address: try again "
-                          f"in {minutes} minute{'s' if minutes > 1 else ''}.")  # fmt: skip
+        page = site.error(request, 429, too_many(wait))
         page.headers["retry-after"] = str(wait)
         return page
     return site.page(request, "login.html", status=401, wrong=True)
