@@ -337,6 +337,16 @@ def test_host_headers_and_targets_a_proxy_might_pass_are_refused_in_words(log_db
         assert b"evil" not in answer and b"curl" not in answer  # never in "copy as curl"
 
 
+def test_on_every_address_any_name_is_served_but_never_no_name(log_db, consoles):
+    console = consoles(log_db, "--host", "0.0.0.0", env={"TBHOOK_UI_TOKEN": TOKEN})
+    bearer = f"Authorization: Bearer {TOKEN}\r\nConnection: close\r\n".encode()
+    named = raw(console.port, b"GET / HTTP/1.1\r\nHost: receiver-host.lan\r\n" + bearer + b"\r\n")
+    assert named.startswith(b"HTTP/1.1 200")  # the token guards it, not the name
+    for request in (b"GET / HTTP/1.0\r\n", b"GET / HTTP/1.1\r\nHost: \r\n"):
+        answer = raw(console.port, request + bearer + b"\r\n")
+        assert answer.startswith(b"HTTP/1.1 421") and b"only to its own address" in answer
+
+
 # -- Notices ----------------------------------------------------------------------------------
 
 

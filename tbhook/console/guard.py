@@ -202,7 +202,7 @@ class Guard:
             await _refuse(send, 400, "This console takes one Host header, host[:port], and a "
                           "path, not a URL.")  # fmt: skip
             return
-        if not self.host_ok(name):
+        if not name or not self.host_ok(name):
             self.log("host", "refused a request for another host name (421)")
             await _refuse(send, 421, "This console answers only to its own address.")
             return
