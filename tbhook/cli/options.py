@@ -81,7 +81,7 @@ MaxConnectionsOption = Annotated[
     int,
     typer.Option(
         metavar="N",
-        callback=in_range(2),
+        callback=in_range(1),
         help="Open connections; past this the oldest one without a complete request is "
         "closed (lowered to fit the open-file limit).",
     ),
