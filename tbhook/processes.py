@@ -38,17 +38,15 @@ def start_python(
     """A fresh interpreter (no state crosses a fork: SQLite's must not) running ``entry``
     (``module:function``, called with ``args``), that dies with this process. It inherits
     only the file descriptors in ``keep``; ``env`` replaces the environment's values;
-    ``own_session``: Ctrl+C in the terminal does not reach it; ``quiet``: its output goes
-    nowhere."""
+    ``own_session``: Ctrl+C in the terminal does not reach it; ``quiet``: its stdout goes
+    nowhere (its stderr is always this process's: its warnings are lines of the same log)."""
     module, function = entry.split(":")
     code = _SETUP + f"from {module} import {function}; {function}(sys.argv[1:])"
-    quiet_output = subprocess.DEVNULL if quiet else None
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],
         pass_fds=tuple(keep),
         stdin=subprocess.DEVNULL,
-        stdout=quiet_output,
-        stderr=quiet_output,
+        stdout=subprocess.DEVNULL if quiet else None,
         env={
             **os.environ,
             **(env or {}),

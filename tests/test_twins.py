@@ -65,6 +65,7 @@ SAMPLES = {
     "tz": "Asia/Tokyo",
     "hours": "mon-fri 09:00-17:00",
     "holidays": "NL",
+    "sla": "first=1h,reply=4h",
 }
 WITH = {"holidays": {"hours": "mon-fri 09:00-17:00"}}  # closed days need open hours
 # The report of the console's default range (the last 30 days) would differ from the
@@ -88,6 +89,7 @@ BAD = {
     "tz": "Mars/Olympus",
     "hours": "mon-fry 09:00-17:00",
     "holidays": "XX",
+    "sla": "first=soon",
 }
 
 

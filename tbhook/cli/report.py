@@ -21,7 +21,8 @@ def report(db: DbOption = DEFAULT_DB, asked: Asked = Asked(), fmt: FormatOption 
     """Response and resolution times, backlog, reopens and one-touch resolution: medians and
     90th percentiles, in business hours with --hours. --since/--until choose the periods
     shown (whole); --source, --search-id, --path and --person choose cases by their first
-    message; --case one case."""
+    message; --case one case. With --sla, the share of first replies and of later replies
+    within their targets."""
     from tbhook.model.report import BY_TIME
 
     by = asked.by
@@ -49,6 +50,10 @@ def report(db: DbOption = DEFAULT_DB, asked: Asked = Asked(), fmt: FormatOption 
 def _title(asked: Asked) -> str:
     from tbhook.model.report import BY_TIME
 
-    by, zone, clock = asked.by, asked.zone, asked.clock
+    by, zone, clock, sla = asked.by, asked.zone, asked.clock, asked.sla
     where = f" in {zone}" if zone else " (UTC)" if by in BY_TIME else ""
-    return f"cases by {by}{where}" + (f", business hours {clock.hours.spec}" if clock else "")
+    return (
+        f"cases by {by}{where}"
+        + (f", business hours {clock.hours.spec}" if clock else "")
+        + (f", SLA {sla.spec}" if sla else "")
+    )

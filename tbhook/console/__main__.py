@@ -22,18 +22,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fd", type=int, help="a listening socket to serve on, inherited")
     parser.add_argument("--receiver", default="http://127.0.0.1:8080/")
     parser.add_argument("--tz", default=os.environ.get("TBHOOK_TZ"), help="as tbhook ui --tz")
+    parser.add_argument("--log-format", choices=("human", "json"), default="human")
     args = parser.parse_args(argv)
     try:
         zone = read("ui", {"tz": args.tz}).zone
     except QueryError as exc:
         parser.error(f"argument --tz: {exc.sentence}")
     settings = Settings(
-        db=args.db, host=args.host, port=args.port, fd=args.fd, receiver=args.receiver, zone=zone
+        db=args.db,
+        host=args.host,
+        port=args.port,
+        fd=args.fd,
+        receiver=args.receiver,
+        zone=zone,
+        log_format=args.log_format,
     )
 
     def announce(url: str) -> None:
-        sys.stderr.write(f"tbhook console on {url} (a reader of {args.db})\n")
-        sys.stderr.flush()
+        if args.fd is None:  # under serve --ui, the receiver's banner names it
+            sys.stderr.write(f"tbhook console on {url} (a reader of {args.db})\n")
+            sys.stderr.flush()
 
     try:
         run(settings, announce)

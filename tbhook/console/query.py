@@ -16,21 +16,20 @@ from tbhook.model.query import Asked, read
 from tbhook.output.formats import Answer
 
 MAX_PAGE = 1000  # rows a page or its twin shows at most (the command line: any number)
+OWN = ("notice",)  # the console's own keys, on any page (a form's one-time notice)
 
 
 def asked(
     site: Site,
     request: Request,
     question: str,
-    extra: tuple[str, ...] = (),
     given: dict[str, str] | None = None,
 ) -> Asked:
     """The arguments of ``question`` in the query string, moments without an offset read in
-    the console's zone (--tz) unless it names one; ``extra``: keys of the page's own, left
-    out; ``given``: values the request carries elsewhere (a header). Raises QueryError, a
-    400 that names the parameter (``Site.route``)."""
+    the console's zone (--tz) unless it names one; ``given``: values the request carries
+    elsewhere (a header). Raises QueryError, a 400 that names the parameter (``Site.route``)."""
     params = request.query_params
-    found: dict[str, list[str]] = {key: params.getlist(key) for key in params if key not in extra}
+    found: dict[str, list[str]] = {key: params.getlist(key) for key in params if key not in OWN}
     found.update({key: [value] for key, value in (given or {}).items()})
     return read(question, found, site.zone, most=MAX_PAGE, files=False)
 

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from tbhook.model.filters import Filters, parse_count, parse_id
 from tbhook.model.params import Param, as_given, either, one_of
+from tbhook.model.queue import Sla, parse_sla
 from tbhook.model.report import BY
-from tbhook.model.times import empty_range, parse_zone
+from tbhook.model.times import empty_range, parse_when, parse_zone
 
 if TYPE_CHECKING:
     from tbhook.model.hours import Clock
@@ -51,6 +52,8 @@ class Asked:
     by: str = "day"
     zone: tzinfo | None = None
     clock: Clock | None = None
+    sla: Sla | None = None  # targets per kind of wait (report, queue)
+    at: int | None = None  # the queue as it stood then (None: now)
 
     @property
     def descending(self) -> bool:
@@ -63,6 +66,17 @@ def _event_id(text: str, _zone: tzinfo) -> int:
 
 def _limit(text: str, _zone: tzinfo) -> int:
     return parse_count(text, 0, 2**63 - 1)
+
+
+def _sla(text: str, _zone: tzinfo) -> Sla:
+    try:
+        return parse_sla(text)
+    except ValueError as exc:
+        raise ValueError(f"cannot read {text!r}: {exc}") from None
+
+
+def _moment(text: str, zone: tzinfo) -> int:
+    return parse_when(text, zone=zone)
 
 
 def _zone(text: str, _zone: tzinfo) -> tzinfo:
@@ -92,6 +106,12 @@ PARAMS: dict[str, Param] = {
         Param("hours", as_given, "SPEC",  # read with the holidays, into one clock (_clock)
               'Count durations in business hours only, in --tz: "mon-fri 09:00-17:30" '
               '(several: "mon-fri 08:30-12:00,13:00-17:30; sat 10:00-14:00").'),
+        Param("sla", _sla, "SPEC",
+              'Targets per kind of wait, in business hours with --hours: "first=1h,reply=4h" '
+              "(first: no agent has replied in the case yet; reply: one has)."),
+        Param("at", _moment, "WHEN",
+              "The queue as it stood at this moment (events stamped up to it): "
+              "2024-05-01T09:30 (in --tz), Unix seconds, or an age: 2h. Default: now."),
         Param("holidays", as_given, "COUNTRY|FILE",
               "Closed days for --hours: a country's public holidays (NL, DE, US-CA) or a file "
               "of dates, one YYYY-MM-DD a line; repeat to combine.", many=True),
@@ -124,7 +144,7 @@ QUESTIONS: dict[str, Question] = {
         help={"order": "Highest (desc) or lowest (asc) caseId first."},
     ),
     "report": Question(
-        (*CASE_FILTERS, "event", "sender", "text", "by", "tz", "hours", "holidays"),
+        (*CASE_FILTERS, "event", "sender", "text", "by", "tz", "hours", "holidays", "sla"),
         refused=("event", "sender", "text"),
         why=WHOLE_CASES,
         help={"tz": "The zone of the days, weeks and months, and of --hours (default: UTC)."},
@@ -140,6 +160,10 @@ QUESTIONS: dict[str, Question] = {
     "event raw": Question(()),  # the body byte for byte: nothing changes how it is shown
     "person": Question(("tz",)),
     "case": Question(("tz", "hours", "holidays")),
+    "queue": Question(
+        ("path", "hours", "tz", "holidays", "sla", "at", "limit"),
+        help={"tz": "The zone of --hours, and of the times in the table (default: UTC)."},
+    ),
     "health": Question(()),
     "ui": Question(("tz",), help={"tz": "Show times on the pages in this zone (or local)."}),
 }

@@ -90,13 +90,14 @@ REPORT_COLUMNS = tuple(
         ("unanswered", "unanswered", 2),
         ("resolutionMedian", "resolved", 0), ("resolutionP90", "p90", 4),
         ("reopenRate", "reopened", 1), ("oneTouchRate", "1-touch", 1),
+        ("firstWithinSla", "1st in SLA", 0), ("repliesWithinSla", "in SLA", 0),
     )
 )  # fmt: skip
 DURATIONS = {"firstResponseMedian", "firstResponseP90", "replyMedian", "replyP90"} | {
     "resolutionMedian",
     "resolutionP90",
 }
-RATES = {"reopenRate", "oneTouchRate"}
+RATES = {"reopenRate", "oneTouchRate", "firstWithinSla", "repliesWithinSla"}
 
 
 def report_view(key: str, rows: list[dict[str, Any]], totals: dict[str, Any], title: str):
@@ -117,7 +118,7 @@ def report_view(key: str, rows: list[dict[str, Any]], totals: dict[str, Any], ti
     used = [
         (name, column)
         for name, column in REPORT_COLUMNS
-        if any(row[name] is not None for row in (*rows, totals))
+        if any(row.get(name) is not None for row in (*rows, totals))
     ]
     columns = (Column(key), *(column for _, column in used))
     cells = [[_group(row[key]), *(cell(name, row[name]) for name, _ in used)] for row in rows]

@@ -158,9 +158,10 @@ def _console(
     settings: Settings, receiving: socket.socket, stack: contextlib.ExitStack, log: Any
 ) -> str:
     """`serve --ui`: the console on 127.0.0.1, in a process of its own that dies with the
-    receiver; its port bound here first, so a port in use stops the receiver from starting
-    with a sentence, not later. A console that stops is started again (the receiver keeps
-    the socket, so the port stays its), and the log says so. Its URL."""
+    receiver and writes its warnings into the receiver's log; its port bound here first, so
+    a port in use stops the receiver from starting with a sentence, not later. A console
+    that stops is started again (the receiver keeps the socket, so the port stays its), and
+    the log says so. Its URL."""
     import subprocess
 
     from tbhook.processes import start_python
@@ -171,11 +172,12 @@ def _console(
     host, own = receiving.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     args = ["--db", settings.db, "--fd", str(sock.fileno()), "--port", str(port)]
-    args += ["--receiver", f"http://{shown}:{own}/"]
+    args += ["--receiver", f"http://{shown}:{own}/", "--log-format", settings.log_format]
 
     def start() -> subprocess.Popen:
         # Its own session: Ctrl+C in the terminal stops the receiver, which stops the
-        # console; the console never stops first and looks as if it had failed.
+        # console; the console never stops first and looks as if it had failed. Its
+        # warnings (refusals, shedding) are lines of this log, in its format.
         return start_python(
             "tbhook.console.__main__:main",
             args,

@@ -12,7 +12,8 @@ from starlette.responses import RedirectResponse, Response
 
 from tbhook import questions
 from tbhook.console import query
-from tbhook.console.site import Mistake, Site, querystring, shown_body, written
+from tbhook.console.site import Mistake, Site, shown_body, written
+from tbhook.console.views import session
 from tbhook.errors import TbhookError
 from tbhook.model.query import QUESTIONS
 from tbhook.output.formats import Answer
@@ -46,14 +47,14 @@ listing_data = query.twin("events", questions.events)
 
 
 def _found(site: Site, request: Request, question: str = "event") -> tuple[int, Any]:
-    query.asked(site, request, question, extra=("sent",))  # what `tbhook event` would refuse
+    query.asked(site, request, question)  # what `tbhook event` would refuse
     event_id = int(request.path_params["event_id"])
     return event_id, site.one(questions.event, event_id, f"No event #{event_id}.")
 
 
 def page(site: Site, request: Request, _form: Any) -> Response:
     event_id, (record, _document, body) = _found(site, request)
-    zone = query.asked(site, request, "event", extra=("sent",)).zone
+    zone = query.asked(site, request, "event").zone
     here = str(request.base_url).rstrip("/")
     token = ' -H "Authorization: Bearer $TBHOOK_UI_TOKEN"' if site.guard.token else ""
     curl = (
@@ -70,7 +71,7 @@ def page(site: Site, request: Request, _form: Any) -> Response:
         is_json=is_json,
         size=len(body),
         curl=curl,
-        sent=request.query_params.get("sent"),
+        sent=session.recall(site, request),
         zone=zone,
     )
 
@@ -102,4 +103,6 @@ def send(site: Site, request: Request, form: Any) -> Response:
     except TbhookError as exc:
         raise Mistake(str(exc)) from None
     said = f"{url} answered {reply.status}"
-    return RedirectResponse(f"/events/{event_id}?{querystring(sent=said)}", status_code=303)
+    return RedirectResponse(
+        f"/events/{event_id}?{session.remember(site, request, said)}", status_code=303
+    )
