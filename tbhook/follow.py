@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from tbhook.model.filters import Filters
 from tbhook.model.words import describe, describe_parsed
 from tbhook.output.describe import event_record, event_style, shown_time
 from tbhook.output.formats import Answer, write
+from tbhook.processes import stop_signals
 from tbhook.store import Store, open_reader
 
 # Redeliveries and quarantined deliveries are followed by their receive time, which the
@@ -228,12 +228,8 @@ def stopped_by_signals() -> Iterator[None]:
         raise Stopped
 
     _STOPPING.clear()
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with stop_signals(stop):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def open_when_ready(

@@ -1,6 +1,7 @@
-"""What the receiver's helper processes (the parser's worker, the writer, the console) share
-with it: each a fresh interpreter started one way (``start_python``), they die with it, and it
-hands memory back to the system after a burst."""
+"""What tbhook's processes share: the receiver's helpers (the parser's worker, the writer,
+the console) are fresh interpreters started one way (``start_python``) that die with it; it
+hands memory back to the system after a burst; and a long-running command (serve, tail)
+takes SIGINT and SIGTERM for the time it runs (``stop_signals``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 # The child finds tbhook (and anything it is handed) where this process did, also inside a
@@ -78,3 +79,14 @@ def release_memory() -> None:
     trim = getattr(_libc(), "malloc_trim", None)
     if trim is not None:
         trim(0)
+
+
+@contextlib.contextmanager
+def stop_signals(handler: Callable[[int, Any], Any]) -> Iterator[None]:
+    """SIGINT and SIGTERM handled by ``handler`` inside the block, as before it after."""
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, was in previous.items():
+            signal.signal(sig, was)

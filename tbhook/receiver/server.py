@@ -7,7 +7,6 @@ import contextlib
 import errno
 import ipaddress
 import os
-import signal
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import uvicorn
 
 from tbhook.errors import TbhookError
+from tbhook.processes import stop_signals
 from tbhook.receiver import protocol
 from tbhook.receiver.protocol import (
     HTTPTOOLS,
@@ -49,15 +49,9 @@ class Server(uvicorn.Server):
         if self.drained:
             self.drained()
 
-    @contextlib.contextmanager
-    def draining_signals(self) -> Iterator[None]:
-        handled = (signal.SIGINT, signal.SIGTERM)
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+    def draining_signals(self) -> Any:
+        """SIGINT and SIGTERM drain the server (uvicorn's own handling is turned off)."""
+        return stop_signals(self.handle_exit)
 
 
 def uvicorn_config(
