@@ -37,6 +37,16 @@ def seconds(text: str) -> int:
     return int(text[:-1]) * UNITS[text[-1]]
 
 
+def _host_names(names: Optional[list[str]]) -> Optional[list[str]]:
+    """A typer callback: --allow-host's names, each a host name without a port."""
+    for name in names or ():
+        if not name.strip() or any(c in name for c in " /:@"):
+            raise typer.BadParameter(
+                f"{name!r} is not a host name (tbhook.example.com, without a port)"
+            )
+    return names
+
+
 @asks("ui")
 def ui(
     db: DbOption = DEFAULT_DB,
@@ -64,6 +74,7 @@ def ui(
             "--allow-host",
             metavar="NAME",
             help="Another name it may be reached by (a proxy's: tbhook.example.com); repeatable.",
+            callback=_host_names,
         ),
     ] = None,
     receiver: Annotated[
@@ -115,12 +126,6 @@ def ui(
     from tbhook import console  # starlette, jinja2, uvicorn: only for the console
 
     http_url(receiver, "--receiver")
-    for name in allow_host or ():
-        if not name.strip() or any(c in name for c in " /:@"):
-            raise typer.BadParameter(
-                f"{name!r} is not a host name (tbhook.example.com, without a port)",
-                param_hint="'--allow-host'",
-            )
     settings = console.Settings(
         db=db,
         host=host,

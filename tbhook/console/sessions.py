@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 IDLE_SECONDS = 30 * 60  # signed out after this long without a request (an open /stream counts)
 LIFETIME_SECONDS = 12 * 3600  # and after this long in any case: sign in again each day
@@ -133,20 +133,17 @@ class Sessions:
         return found[1]
 
 
+@dataclass
 class SignIns:
     """Wrong tokens per client address (an IPv6 address by its /64, which one machine
     usually holds whole): past ``failures`` within ``window`` seconds, every sign-in from it
     is refused, a right token too, until the oldest failure is out of the window."""
 
-    def __init__(
-        self,
-        failures: int = SIGN_IN_FAILURES,
-        window: float = SIGN_IN_WINDOW_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.failures, self.window, self.clock = failures, window, clock
-        self._failed: OrderedDict[str, deque[float]] = OrderedDict()
-        self._lock = threading.Lock()
+    failures: int = SIGN_IN_FAILURES
+    window: float = SIGN_IN_WINDOW_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    _failed: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def wait(self, address: str) -> int:
         """Seconds before ``address`` may try again; 0: now."""
