@@ -21,11 +21,11 @@ from tbhook.cli.options import (
     DbOption,
     fail,
     filter_options,
-    in_range,
     open_for_writing,
     progress,
     reading,
     reported_errors,
+    whole_number,
 )
 from tbhook.model.events import parse
 from tbhook.model.filters import Filters
@@ -153,7 +153,7 @@ def send(
 def generate(
     count: Annotated[
         int,
-        typer.Option("--count", "-c", metavar="N", help="How many events.", callback=in_range(0)),
+        typer.Option("--count", "-c", metavar="N", help="How many events.", **whole_number(0)),
     ],
     seed: Annotated[int, typer.Option(metavar="N", help="Same seed, same events.")] = 0,
     start: Annotated[
@@ -161,7 +161,7 @@ def generate(
         typer.Option(metavar="ISO", help="First timestamp.  [default: 2024-01-01T00:00:00Z]"),
     ] = None,
     persons: Annotated[
-        int, typer.Option(metavar="N", help="How many distinct persons.", callback=in_range(1))
+        int, typer.Option(metavar="N", help="How many distinct persons.", **whole_number(1))
     ] = 1000,
     rate: Annotated[str, typer.Option(metavar="R/s", help="Events per second of event time.")] = (
         "10/s"

@@ -36,7 +36,6 @@ from tbhook.cli.options import (
     refuse_with_raw,
     reported_errors,
     table_layout,
-    valid_id,
     write_raw,
 )
 from tbhook.model.events import EVENT_FIELDS
@@ -123,7 +122,7 @@ def events(
 
 def event(
     ctx: typer.Context,
-    event_id: Annotated[int, typer.Argument(help="An event id.", callback=valid_id, metavar="ID")],
+    event_id: Annotated[int, typer.Argument(help="An event id.", **INT64)],
     db: DbOption = DEFAULT_DB,
     raw: RawOption = False,
     fmt: OneFormat = "table",
@@ -157,7 +156,7 @@ def _backlog(value: str) -> int | None:
     text = value.strip().lower()
     if text == "all":
         return 0
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # '١' is a digit to isdigit, not to people
         raise typer.BadParameter(
             f"{value!r} is not a number of events or all", param_hint="'-n' / '--limit'"
         )
@@ -229,7 +228,7 @@ def tail(
 
 def person(
     person_id: Annotated[
-        int, typer.Argument(help="A personId.", callback=valid_id, metavar="PERSON_ID")
+        int, typer.Argument(help="A personId.", **{**INT64, "metavar": "PERSON_ID"})
     ],
     db: DbOption = DEFAULT_DB,
     fmt: FormatOption = "table",
@@ -254,7 +253,7 @@ def person(
 
 
 def case(
-    case_id: Annotated[int, typer.Argument(help="A caseId.", callback=valid_id, metavar="CASE_ID")],
+    case_id: Annotated[int, typer.Argument(help="A caseId.", **{**INT64, "metavar": "CASE_ID"})],
     db: DbOption = DEFAULT_DB,
     fmt: FormatOption = "table",
     tz: ZoneOption = None,

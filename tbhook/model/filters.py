@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 SENDERS = {"customer": 0, "agent": 1}
@@ -46,3 +47,33 @@ def fits_int64(value: int) -> bool:
     """Whether ``value`` can be an ID: Tracebuzz's IDs and tbhook's are 64-bit integers (as
     SQLite and PostgreSQL keep them; a larger one cannot even be asked for)."""
     return -(2**63) <= value < 2**63
+
+
+# Written in ASCII digits only, on the command line and in the console: int() and str.isdigit
+# also take '٣' or '１' (other scripts' digits), which no one types for an id on purpose.
+_ID = re.compile(r"-?[0-9]+")
+
+
+def parse_id(text: str, what: str = "a number") -> int:
+    """An id as people write it (``--case 12``, ``?case=12``): ASCII digits, 64-bit;
+    ``what`` names it in the error (``a quarantine id``)."""
+    text = text.strip()
+    if not _ID.fullmatch(text):
+        raise ValueError(f"{text[:40]!r} is not {what} (written in the digits 0-9)")
+    value = int(text)
+    if not fits_int64(value):
+        raise ValueError(f"{text} does not fit in a 64-bit integer")
+    return value
+
+
+def parse_count(text: str, low: int, high: int | None = None) -> int:
+    """A count or a size as people write it (``-n 20``, ``?limit=20``): ASCII digits, from
+    ``low`` (to ``high``)."""
+    text = text.strip()
+    if not _ID.fullmatch(text):
+        raise ValueError(f"{text[:40]!r} is not a number (written in the digits 0-9)")
+    value = int(text)
+    if value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise ValueError(f"{text} is not a number {bound}")
+    return value
