@@ -15,6 +15,7 @@ from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
     FormatOption,
+    clear_stale,
     destination,
     fail,
     open_for_writing,
@@ -138,13 +139,15 @@ def backup(
             "backup copies a SQLite file; for PostgreSQL use its own tools, such as "
             f"pg_dump --format=custom --file=tbhook.dump '{shown(db)}'"
         )
-    if Path(dest).is_dir():
+    if dest and Path(dest).is_dir():  # "" is no directory, though Path("") is "."
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         dest = str(Path(dest) / f"{Path(db).stem}-{stamp}.db")
     with reading(db, current=False) as store, reported_errors():
-        # Everything is checked before DEST is touched; DEST is replaced only by a finished copy.
-        path = destination(db, dest, "a backup must be another file", force, store.reads.log_id())
-        with replacing(path) as temp:
+        # Everything is checked before DEST is touched; DEST is replaced only by a finished copy,
+        # written 0600 from its first byte under a temporary name the next backup recognises.
+        why = "a backup must be another file"
+        path = destination(db, dest, why, force, store.reads.log_id(), "backup", "DEST")
+        with replacing(path, "backup") as temp:
             store.backup(str(temp))
             from tbhook.store import open_reader  # see doctor
 
@@ -288,11 +291,14 @@ def _archive_destination(db: str, archive: str, append: bool) -> tuple[Path, set
     the keys of the lines it holds."""
     refuse_same(db, archive, "the archive must be another file")
     try:
-        path = new_file(archive, force=True)
+        # A device or a pipe is refused: the archive is read back and on disk before a
+        # single event is deleted.
+        path = new_file(archive, force=True, name="--archive")
     except TbhookError as exc:
         raise TbhookError(f"{exc}; nothing was deleted") from None
     if path.exists() and not append:
         raise fail(f"{archive} exists (use --append to add to it, or another name)")
+    clear_stale(path.parent, "prune")
     if not path.exists():
         return path, set()
     from tbhook.transfer import archive as archives  # see prune

@@ -524,28 +524,58 @@ def open_for_writing(db: str, notice: Callable[[str], None] | None = None) -> St
 
 
 def destination(
-    db: str, target: str, why: str, force: bool = False, backup_of: str | None = None
+    db: str,
+    target: str,
+    why: str,
+    force: bool = False,
+    backup_of: str | None = None,
+    command: str = "export",
+    name: str = "--output",
 ) -> Path:
-    """A file a command is about to write for the user, checked before anything is written:
-    never the database, one of its side files (-wal, -shm, -journal) or any tbhook log (only a
-    backup of the log ``backup_of`` may replace an earlier backup of it); an existing file is
-    replaced only with ``force``, and only by a complete file (call inside
+    """A file ``command`` is about to write for the user (``name``: the option or argument
+    that gave it), checked before anything is written: never the database, one of its side
+    files (-wal, -shm, -journal) or any tbhook log (only a backup of the log ``backup_of`` may
+    replace an earlier backup of it), never a device or a pipe; an existing file is replaced
+    only with ``force``, and only by a complete file. The temporaries an earlier run of
+    ``command`` left there when it was killed are removed, saying so (call inside
     ``reported_errors``)."""
     from tbhook.store.sqlite import log_identity  # the SQLite backend: only to check a file
 
     if not is_url(db):
         refuse_same(db, target, why)
-    path = new_file(target, force)
+    path = new_file(target, force, name=name)
     identity = log_identity(path) if path.exists() else None
-    if identity is not None and identity[0]:
-        if backup_of is not None and identity[1] == backup_of:
-            return path  # an earlier backup of the same log
+    earlier_backup = backup_of is not None and identity is not None and identity[1] == backup_of
+    if identity is not None and identity[0] and not earlier_backup:
         log = f" (log {identity[1]})" if identity[1] else ""
         raise TbhookError(
             f"{target} is another tbhook database{log}: {why}; tbhook never writes over one, "
             "even with --force"
         )
+    clear_stale(path.parent, command)
     return path
+
+
+def clear_stale(directory: Path, command: str) -> None:
+    """Remove what an earlier run of ``command`` was writing in ``directory`` when it was
+    killed (a temporary nothing else uses: its process is gone), and say so on stderr."""
+    from tbhook.transfer.files import stale_temporaries, who_left
+
+    for temporary in stale_temporaries(directory, command):
+        try:
+            temporary.unlink()
+        except OSError as exc:
+            typer.echo(
+                f"Warning: cannot remove {temporary}, left by {who_left(temporary)} when it "
+                f"was stopped: {exc.strerror or exc}",
+                err=True,
+            )
+        else:
+            typer.echo(
+                f"Removed {temporary}, left by {who_left(temporary)} when it was stopped "
+                "before it finished",
+                err=True,
+            )
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ quarantine."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from enum import Enum
@@ -43,6 +44,7 @@ from tbhook.model.filters import Filters
 from tbhook.model.text import TerminalStream, on_terminal
 from tbhook.output.describe import body_lines
 from tbhook.output.formats import Answer, write, write_file
+from tbhook.transfer.files import descriptor, streamable
 
 
 class Order(str, Enum):
@@ -342,6 +344,25 @@ def _big_buffer(stream: IO[str]) -> Iterator[IO[str]]:
         yield out
 
 
+@contextlib.contextmanager
+def _opened(output: str | None) -> Iterator[IO[str]]:
+    """Where an export streams: stdout (no --output, or -), or a device or a pipe opened
+    for writing as it is (never replaced by a file)."""
+    fd = 1 if output in (None, "-") else descriptor(output)
+    if fd == 1:
+        yield sys.stdout
+        return
+    try:
+        if fd is not None:  # /dev/stderr, /dev/fd/3: as the shell opened it (>> appends)
+            stream = open(os.dup(fd), "w", encoding="utf-8", newline="")  # noqa: SIM115
+        else:
+            stream = open(output, "w", encoding="utf-8", newline="")  # type: ignore[arg-type]  # noqa: SIM115
+    except OSError as exc:
+        raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
+    with stream:
+        yield stream
+
+
 @filter_options
 def export(
     db: DbOption = DEFAULT_DB,
@@ -350,7 +371,11 @@ def export(
     output: Annotated[
         Optional[str],
         typer.Option(
-            "--output", "-o", metavar="FILE", help="Write here (atomically), not to stdout."
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Write here (atomically), not to stdout; a device or a pipe (/dev/stdout) is "
+            "written to directly, and - is stdout.",
         ),
     ] = None,
     force: Annotated[
@@ -363,14 +388,15 @@ def export(
 
     fmt = getattr(fmt, "value", fmt)  # a plain name, for a forked worker
     path = None
-    if output is not None:
+    stream = output == "-" or (output is not None and streamable(output))
+    if output is not None and not stream:
         with reported_errors():
             path = destination(db, output, "export to another file", force)
     elif force:
         raise typer.BadParameter("--force replaces an --output file", param_hint="'--force'")
     with reading(db) as store:
         if path is None:
-            with _big_buffer(sys.stdout) as out:
+            with _opened(output) as raw, _big_buffer(raw) as out:
                 written = write_export(store, filters, fmt, EVENT_FIELDS, out)
         else:
             total = store.reads.count_matching(filters)
@@ -383,7 +409,7 @@ def export(
             )
         if not written:
             explain_empty(store, filters)
-    if output is not None:
+    if output not in (None, "-"):
         sys.stderr.write(f"Wrote {written} events to {output}\n")
 
 
