@@ -6,7 +6,7 @@ document and the fields a machine format writes. `tbhook events -f json` and the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import attrgetter, itemgetter
 from typing import Any
 
@@ -272,20 +272,33 @@ def add_checks(report: dict[str, Any], checks: list[dict[str, str]]) -> dict[str
 def report(store: Any, filters: Filters, by: str, zone: Any, clock: Any, now: int) -> Any:
     """`tbhook report`: the periods (or sources, or agents) ``filters`` choose, counted from
     the kept case summaries (``tbhook.model.report``). Raises ``TooManyPeriods``."""
-    from tbhook.model.report import period_bounds
+    from tbhook.model.report import TooManyPeriods, period_bounds
     from tbhook.model.report import report as count
-    from tbhook.store.timelines import Selection
+    from tbhook.store.timelines import TIMELINE_EVENTS, Selection
 
-    start, end = period_bounds(filters.since, filters.until, now, by, zone)
-    selection = Selection(filters, start, end)
-    return count(
-        store.timelines.read(selection),
-        by,
-        zone,
-        clock.between if clock else None,
-        since=start,
-        until=end,
-        open_before=lambda _start: store.timelines.open_before(selection, by),
-        now=now,
-        span=store.timelines.span(selection) if start is None else None,
-    )
+    try:
+        start, end = period_bounds(filters.since, filters.until, now, by, zone)
+        selection = Selection(filters, start, end)
+        return count(
+            store.timelines.read(selection),
+            by,
+            zone,
+            clock.between if clock else None,
+            since=start,
+            until=end,
+            open_before=lambda _start: store.timelines.open_before(selection, by),
+            now=now,
+            span=store.timelines.span(selection) if start is None else None,
+        )
+    except TooManyPeriods as exc:  # which events stretch it, and a report that fits
+        ends = [
+            [
+                (row["id"], row["timestamp"])
+                for row in store.reads.events(
+                    replace(filters, events=TIMELINE_EVENTS), descending=last, limit=5
+                )
+            ]
+            for last in (False, True)
+        ]
+        exc.explain(*ends)
+        raise

@@ -27,6 +27,7 @@ from tbhook.cli.options import (
     reported_errors,
     whole_number,
 )
+from tbhook.errors import TbhookError
 from tbhook.model.events import parse
 from tbhook.model.filters import Filters
 from tbhook.model.times import parse_when
@@ -198,6 +199,7 @@ def import_(
     if file != "-" and not Path(file).is_file():
         raise fail(f"no file at {file}")
     with reported_errors():
+        _refuse_database(db, "/dev/stdin" if file == "-" else file)
         stream, label = open_source(file)
         size = os.fstat(stream.fileno()).st_size if file != "-" else None
         store = open_for_writing(db)
@@ -218,6 +220,21 @@ def import_(
     )
     with reported_errors():
         _complete(stream)
+
+
+def _refuse_database(db: str, file: str) -> None:
+    """The database itself (any spelling, its -wal or -shm) or another SQLite file is no
+    NDJSON: read as lines, its pages would fill the quarantine with binary junk."""
+    from tbhook.model.targets import is_url
+    from tbhook.transfer.files import is_sqlite, refuse_same
+
+    if not is_url(db):
+        refuse_same(db, file, "import reads events from another file (NDJSON or a JSON array)")
+    if file != "/dev/stdin" and is_sqlite(file):  # stdin cannot be peeked at
+        raise TbhookError(
+            f"{file} is a SQLite database, not NDJSON or a JSON array; to fold another "
+            f"tbhook log into this one, run `tbhook merge {file}`"
+        )
 
 
 def _complete(stream: Any) -> None:

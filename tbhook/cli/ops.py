@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from datetime import datetime, timezone
@@ -29,7 +30,13 @@ from tbhook.model import health as rules
 from tbhook.model.targets import is_url, shown
 from tbhook.model.times import iso_time, parse_when
 from tbhook.output.formats import Answer, write
-from tbhook.transfer.files import new_file, refuse_same, replacing
+from tbhook.transfer.files import (
+    new_file,
+    refuse_same,
+    replacing,
+    stale_temporaries,
+    who_left,
+)
 
 
 def _age(value: Optional[str]) -> Optional[int]:
@@ -76,6 +83,7 @@ def doctor(
     # write-ahead log it leaves behind.
     cap = report["maxDbSizeBytes"] if report["backend"] == "sqlite" else None
     questions.add_checks(report, _commit_checks(db, cap, report["pendingMigrations"]))
+    questions.add_checks(report, rules.temporary_checks(_temporaries(db)))
     answer = Answer(
         records=rules.rows(report),
         fields=("check", "status", "detail"),
@@ -92,6 +100,18 @@ def _doctor_view(report: dict[str, Any], rows: list[Any]) -> Any:
     from tbhook.output import views  # rich (about 40 ms): only when a table is drawn
 
     return views.doctor_view(report, rows)
+
+
+def _temporaries(db: str) -> list[tuple[str, str, int]]:
+    """What killed tbhook commands left beside a SQLite database (a backup, an export or an
+    archive they were writing): each temporary, who left it, its size."""
+    if is_url(db):
+        return []
+    found = []
+    for path in stale_temporaries(Path(db).parent):
+        with contextlib.suppress(OSError):  # removed meanwhile
+            found.append((str(path), who_left(path), path.stat().st_size))
+    return found
 
 
 def _commit_checks(db: str, cap: Optional[int], pending: list[str]) -> list[dict[str, str]]:

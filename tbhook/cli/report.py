@@ -110,8 +110,8 @@ def _title(by: str, tz: str | None, hours: str | None) -> str:
     return f"cases by {by}{where}" + (f", business hours {hours}" if hours else "")
 
 
-def _too_many(exc: Exception) -> typer.BadParameter:
-    return typer.BadParameter(
-        f"{exc}: choose fewer with --since/--until, or --by week or --by month",
-        param_hint="'--by'",
-    )
+def _too_many(exc: Any) -> typer.BadParameter:
+    """The range named, what stretches it, and a report that fits (counted: it works)."""
+    fix = " ".join(f"--{name} {value}" for name, value in exc.fix.items())
+    advice = f"; try {fix}" if fix else ": choose fewer with --since/--until"
+    return typer.BadParameter(f"{exc}{advice}", param_hint="'--by'")

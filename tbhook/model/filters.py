@@ -62,7 +62,8 @@ def parse_id(text: str, what: str = "a number") -> int:
         raise ValueError(f"{text[:40]!r} is not {what} (written in the digits 0-9)")
     value = int(text)
     if not fits_int64(value):
-        raise ValueError(f"{text} does not fit in a 64-bit integer")
+        named = "" if what == "a number" else f" is not {what}: it"
+        raise ValueError(f"{text}{named} does not fit in a 64-bit integer")
     return value
 
 

@@ -67,6 +67,22 @@ def unknown_checks(unknown: list[tuple[str, int, int]]) -> list[dict[str, str]]:
     ]
 
 
+def temporary_checks(found: list[tuple[str, str, int]]) -> list[dict[str, str]]:
+    """``found``: each temporary a killed command left beside the database (its path, which
+    command in which process, its size)."""
+    if not found:
+        return []
+    listed = "; ".join(f"{path} ({human_size(size)}, left by {who})" for path, who, size in found)
+    return [
+        {
+            "check": "temporary files",
+            "status": "warn",
+            "message": f"{listed}: a copy the command was writing when it was killed; the "
+            "next run of that command into the same directory removes it, or remove it",
+        }
+    ]
+
+
 def durability_checks(warning: Optional[str], facts: dict[str, Any]) -> list[dict[str, str]]:
     if "synchronousCommit" not in facts:
         return []  # SQLite: synchronous=FULL is set by tbhook itself

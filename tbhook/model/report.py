@@ -48,7 +48,30 @@ AGENT_FIELDS = frozenset(
 
 
 class TooManyPeriods(ValueError):
-    """A report by time that would print more than MAX_PERIODS rows."""
+    """A report by time that would print more than MAX_PERIODS rows: the range and, once
+    ``explain`` was told the events at its ends, which of them stretch it and the options of
+    a report that fits (``fix``: since and until as dates, or a coarser by)."""
+
+    def __init__(self, first: int, last: int, by: str, zone: tzinfo):
+        self.first, self.last, self.by, self.zone = first, last, by, zone
+        self.stretching: list[tuple[int, int]] = []  # (event id, timestamp)
+        self.fix: dict[str, str] = {}
+        super().__init__(self._words())
+
+    def _words(self) -> str:
+        start, end = (_label(m, self.by, self.zone) for m in (self.first, self.last))
+        words = f"from {start} to {end} is more than {MAX_PERIODS:,} {self.by}s"
+        if self.stretching:
+            shown = ", ".join(f"#{i} at {_moment(t)}" for i, t in self.stretching)
+            many = "events" if len(self.stretching) > 1 else "event"
+            words += f", stretched by {many} {shown}, far from the others"
+        return words
+
+    def explain(self, earliest: list[tuple[int, int]], latest: list[tuple[int, int]]) -> None:
+        """Find what stretches the range among the events at its ends (``earliest`` in time
+        order, ``latest`` from the last back: (id, timestamp) each), and a report that fits."""
+        self.stretching, self.fix = _fitting(self.by, self.zone, earliest, latest)
+        self.args = (self._words(),)
 
 
 # -- periods ---------------------------------------------------------------------------------
@@ -75,9 +98,9 @@ def next_period(start: date, by: str) -> date:
 def label(start: date, by: str) -> str:
     if by == "week":
         year, week, _ = start.isocalendar()
-        return f"{year}-W{week:02d}"
+        return f"{year:04d}-W{week:02d}"
     if by == "month":
-        return f"{start:%Y-%m}"
+        return f"{start.year:04d}-{start.month:02d}"  # %Y writes the year 1 as 1
     return start.isoformat()
 
 
@@ -105,10 +128,7 @@ class Periods:
             periods.labels.append(label(day, by))
             periods.bounds.append(midnight(day, zone))
             if len(periods.labels) > MAX_PERIODS:
-                raise TooManyPeriods(
-                    f"from {label(period_start(_in_range(first), by, zone), by)} to "
-                    f"{label(end, by)} is more than {MAX_PERIODS:,} {by}s"
-                )
+                raise TooManyPeriods(first, last, by, zone)
             if day >= end:
                 break
             day = next_period(day, by)
@@ -129,20 +149,101 @@ def period_bounds(
 ) -> tuple[int | None, int | None]:
     """The range a report counts, from ``--since`` and ``--until``: from the start of the
     period holding since to the end of the one holding until (or now, with since alone);
-    None for an end the data decides. Days bound a report by source or agent."""
+    None for an end the data decides. Days bound a report by source or agent (however many:
+    it has no rows by time); a moment no calendar holds bounds it as it is."""
     if since is None and until is None:
         return None, None
     unit = by if by in BY_TIME else "day"
     last = (until if until is not None else max(now, (since or 0) + 1)) - 1
-    end = Periods.spanning(last, last, unit, zone).end
+    end = (
+        midnight(next_period(period_start(last, unit, zone), unit), zone)
+        if _placeable(last)
+        else last + 1
+    )
     if since is None:
         return None, end
-    return Periods.spanning(since, last, unit, zone).start, end
+    return (midnight(period_start(since, unit, zone), zone) if _placeable(since) else since), end
+
+
+# Moments whose period, and the next, datetime can place in any zone (years 1 to 9999).
+_SAFE = (-62135596800 + 86400 * 2, 253402300799 - 86400 * 40)
 
 
 def _in_range(moment: int) -> int:
     """A moment datetime can place (years 1 to 9999)."""
-    return min(max(moment, -62135596800 + 86400 * 2), 253402300799 - 86400 * 40)
+    return min(max(moment, _SAFE[0]), _SAFE[1])
+
+
+def _label(moment: int, by: str, zone: tzinfo) -> str:
+    """The period holding a moment, for a message: the nearest datetime can place."""
+    try:
+        return label(period_start(moment, by, zone), by)
+    except (OverflowError, ValueError, OSError):
+        return label(period_start(_in_range(moment), by, zone), by)
+
+
+def _placeable(moment: int) -> bool:
+    return _SAFE[0] <= moment <= _SAFE[1]
+
+
+def _moment(timestamp: int) -> str:
+    """A stored timestamp for a message: ISO-8601 UTC, and the number when no calendar holds it."""
+    if -62135596800 <= timestamp <= 253402300799:
+        return datetime.fromtimestamp(timestamp, timezone.utc).isoformat()[:19] + "Z"
+    return f"Unix second {timestamp}"
+
+
+def _count(first: int, last: int, by: str, zone: tzinfo) -> int | None:
+    """How many periods a report from ``first`` to ``last`` shows; None when no calendar holds
+    one of them."""
+    if not (_placeable(first) and _placeable(last)) or last < first:
+        return None
+    a, b = period_start(first, by, zone), period_start(last, by, zone)
+    if by == "month":
+        return (b.year - a.year) * 12 + b.month - a.month + 1
+    return (b - a).days // (7 if by == "week" else 1) + 1
+
+
+def _fitting(
+    by: str, zone: tzinfo, earliest: list[tuple[int, int]], latest: list[tuple[int, int]]
+) -> tuple[list[tuple[int, int]], dict[str, str]]:
+    """Which of the events at the ends stretch a report past MAX_PERIODS, and the options of
+    one that fits: since and until around the others (the fewest left out); else a coarser
+    by; else the last MAX_PERIODS periods. Each is counted here, so the advice works."""
+    if not earliest or not latest:
+        return [], {}
+    for dropped in range(len(earliest) + len(latest) - 1):
+        for low in range(min(dropped, len(earliest) - 1) + 1):
+            high = dropped - low
+            if high >= len(latest):
+                continue
+            first, last = earliest[low][1], latest[high][1]
+            periods = _count(first, last, by, zone)
+            if periods is not None and periods <= MAX_PERIODS:
+                stretching = {i: t for i, t in earliest[:low] + latest[:high]}
+                fix = {"since": _day(first, zone), "until": _day(last, zone)}
+                return sorted(stretching.items(), key=lambda e: e[1]), fix
+    first, last = earliest[0][1], latest[0][1]
+    for coarser in BY_TIME[BY_TIME.index(by) + 1 :]:
+        periods = _count(first, last, coarser, zone)
+        if periods is not None and periods <= MAX_PERIODS:
+            return [], {"by": coarser}
+    if not _placeable(last):
+        return [], {}
+    day = period_start(last, by, zone)  # back to the first of the last MAX_PERIODS periods
+    try:
+        if by == "month":
+            months = day.year * 12 + day.month - 1 - (MAX_PERIODS - 1)
+            day = date(months // 12, months % 12 + 1, 1)
+        else:
+            day -= timedelta(days=(7 if by == "week" else 1) * (MAX_PERIODS - 1))
+    except (ValueError, OverflowError):  # before the year 1: the whole range fits
+        return [], {}
+    return [], {"since": day.isoformat(), "until": _day(last, zone)}
+
+
+def _day(moment: int, zone: tzinfo) -> str:
+    return datetime.fromtimestamp(moment, zone).date().isoformat()
 
 
 # -- statistics ------------------------------------------------------------------------------
@@ -266,9 +367,8 @@ def report(
         return Report("period" if by in BY_TIME else by, [], Tally().record(), None, None)
     if by in BY_TIME:
         periods = Periods.spanning(first, last, by, zone)
-    else:
-        whole = Periods.spanning(first, last, "day", zone)
-        periods = Periods(by, zone, ["all"], [whole.start, whole.end])
+    else:  # one row per source or agent: no periods to count, however long the range
+        periods = Periods(by, zone, ["all"], [first, last + 1])
     start, end = periods.start, periods.end
     bounds = periods.bounds
     count = len(periods.labels)
