@@ -54,16 +54,24 @@ def fits_int64(value: int) -> bool:
 _ID = re.compile(r"-?[0-9]+")
 
 
+def whole(text: str) -> int:
+    """ASCII digits (checked by the caller) as an int; past 30 digits, a stand-in as far
+    out of any range (int() refuses 4,300 digits in words no one should read)."""
+    if len(text) > 30:
+        return -(10**30) if text.startswith("-") else 10**30
+    return int(text)
+
+
 def parse_id(text: str, what: str = "a number") -> int:
     """An id as people write it (``--case 12``, ``?case=12``): ASCII digits, 64-bit;
     ``what`` names it in the error (``a quarantine id``)."""
     text = text.strip()
     if not _ID.fullmatch(text):
         raise ValueError(f"{text[:40]!r} is not {what} (written in the digits 0-9)")
-    value = int(text)
+    value = whole(text)
     if not fits_int64(value):
         named = "" if what == "a number" else f" is not {what}: it"
-        raise ValueError(f"{text}{named} does not fit in a 64-bit integer")
+        raise ValueError(f"{text[:40]}{named} does not fit in a 64-bit integer")
     return value
 
 
@@ -73,8 +81,8 @@ def parse_count(text: str, low: int, high: int | None = None) -> int:
     text = text.strip()
     if not _ID.fullmatch(text):
         raise ValueError(f"{text[:40]!r} is not a number (written in the digits 0-9)")
-    value = int(text)
+    value = whole(text)
     if value < low or (high is not None and value > high):
         bound = f"from {low} to {high}" if high is not None else f"at least {low}"
-        raise ValueError(f"{text} is not a number {bound}")
+        raise ValueError(f"{text[:40]} is not a number {bound}")
     return value

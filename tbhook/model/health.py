@@ -77,8 +77,8 @@ def temporary_checks(found: list[tuple[str, str, int]]) -> list[dict[str, str]]:
         {
             "check": "temporary files",
             "status": "warn",
-            "message": f"{listed}: a copy the command was writing when it was killed; the "
-            "next run of that command into the same directory removes it, or remove it",
+            "message": f"{listed}: what the command was writing when it was killed (it may "
+            "hold events); its next run into that directory removes it, or delete it",
         }
     ]
 

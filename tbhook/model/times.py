@@ -9,6 +9,8 @@ import re
 import time
 from datetime import date, datetime, timedelta, timezone, tzinfo
 
+from tbhook.model.filters import whole
+
 _AGE = re.compile(r"^([0-9]+)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -35,13 +37,13 @@ def parse_when(
     """
     text = text.strip()
     if text.startswith("@") and _SIGNED.fullmatch(text[1:]):
-        return _placed(int(text[1:]) + (1 if until else 0), text)
+        return _placed(whole(text[1:]) + (1 if until else 0), text)
     if _SIGNED.fullmatch(text):
         return _unix(text, until)
     now = now or datetime.now(timezone.utc)
     age = _AGE.match(text)
     if age:
-        seconds = int(age[1]) * _UNITS[age[2]]
+        seconds = whole(age[1]) * _UNITS[age[2]]
         return _placed(int(now.timestamp()) - min(seconds, 2**62), text)
     try:
         day = date.fromisoformat(text)
@@ -57,7 +59,7 @@ def parse_when(
         if re.match(r"^[+-]?[0-9]{5,}-[0-9]{2}-[0-9]{2}|^0000-[0-9]{2}-[0-9]{2}", text):
             raise _outside(text) from None  # a date of a year before 1 or after 9999
         raise ValueError(
-            f"{text!r} is not a date, a datetime, Unix seconds or an age "
+            f"{_shown(text)} is not a date, a datetime, Unix seconds or an age "
             "(try 2024-05-01, 2024-05-01T09:30, 2024-05-01T09:30+02:00, 1663831826, 30m, 2h "
             "or 7d)"
         ) from None
@@ -75,13 +77,13 @@ def _midnight(day: date, zone: tzinfo) -> int:
 
 def _unix(text: str, until: bool) -> int:
     """A bare number: Unix seconds of this century, or 13 digits of milliseconds."""
-    value = int(text)
+    value = whole(text)
     if len(text) == 13 and CENTURY[0] * 1000 <= value < CENTURY[1] * 1000:
         return value // 1000 + (1 if until else 0)
     if CENTURY[0] <= value < CENTURY[1]:
         return value + (1 if until else 0)
     raise ValueError(
-        f"{text!r} is not a Unix time of this century (seconds from {CENTURY[0]} to "
+        f"{_shown(text)} is not a Unix time of this century (seconds from {CENTURY[0]} to "
         f"{CENTURY[1] - 1}, or 13 digits of milliseconds){_did_you_mean(text)}"
     )
 
@@ -96,7 +98,14 @@ def _did_you_mean(text: str) -> str:
             guess = date(int(text[:4]), int(text[4:6]), int(text[6:])).isoformat()
     if guess:
         return f": did you mean {guess}?"
-    return f"; write @{text} for that exact second, or a date such as 2024-05-01"
+    if EARLIEST <= whole(text) < LATEST:
+        return f"; write @{text} for that exact second, or a date such as 2024-05-01"
+    return f"; tbhook places moments {PLACEABLE}"
+
+
+def _shown(text: str) -> str:
+    """What the user typed, quoted, and cut where it is longer than any moment."""
+    return repr(text[:40]) + ("..." if len(text) > 40 else "")
 
 
 def _placed(value: int, text: str) -> int:
@@ -106,7 +115,7 @@ def _placed(value: int, text: str) -> int:
 
 
 def _outside(text: str) -> ValueError:
-    return ValueError(f"{text!r} is outside the moments tbhook can place ({PLACEABLE})")
+    return ValueError(f"{_shown(text)} is outside the moments tbhook can place ({PLACEABLE})")
 
 
 def when_note(text: str) -> str | None:
@@ -129,7 +138,7 @@ def parse_zone(text: str) -> tzinfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(
-            f"{text!r} is not a time zone (an IANA name such as Europe/Amsterdam, or UTC)"
+            f"{_shown(text)} is not a time zone (an IANA name such as Europe/Amsterdam, or UTC)"
         ) from None
 
 

@@ -145,7 +145,10 @@ def new_file(
     return path
 
 
-_TEMPORARY = re.compile(r"^\..+\.tbhook-(?P<command>[a-z]+)-(?P<pid>[0-9]{1,10})\.tmp$")
+# A temporary, or the journal SQLite keeps beside a backup's while it writes it.
+_TEMPORARY = re.compile(
+    r"^\..+\.tbhook-(?P<command>[a-z]+)-(?P<pid>[0-9]{1,10})\.tmp(?:-journal)?$"
+)
 
 
 def temp_beside(target: Path, command: str) -> Path:
@@ -207,8 +210,9 @@ def replacing(target: Path, command: str) -> Iterator[Path]:
     except OSError as exc:
         raise TbhookError(f"cannot write {target}: {exc.strerror or exc}") from exc
     finally:
-        with contextlib.suppress(OSError):
-            temp.unlink()
+        for leftover in (temp, temp.with_name(f"{temp.name}-journal")):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
 
 
 def create_private(path: Path, binary: bool = False, append: bool = False):
