@@ -392,7 +392,7 @@ def export(
     if output is not None and not stream:
         with reported_errors():
             path = destination(db, output, "export to another file", force)
-    elif force:
+    elif force and output is None:
         raise typer.BadParameter("--force replaces an --output file", param_hint="'--force'")
     with reading(db) as store:
         if path is None:
