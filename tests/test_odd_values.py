@@ -214,13 +214,19 @@ DIGITS = "(written in the digits 0-9)"
         (["case"], "CASE_ID", "٣"),
         (["events", "-n"], "--limit' / '-n", "١"),
         (["generate", "--count"], "--count' / '-c", "٣"),
-        (["serve", "--port"], "--port", "٨٠٨٠"),
     ],
 )
 def test_digits_of_other_scripts_are_no_id_on_the_command_line(filled, args, option, value):
     result = run(*args, value)
     assert result.exit_code == 2, result.output
     assert f"Invalid value for '{option}': '{value}' is not a number {DIGITS}" in result.stderr
+
+
+def test_a_port_is_ascii_digits_too(tmp_path):
+    done = tbhook("serve", "--port", "٨٠٨٠", "--db", str(tmp_path / "new.db"))  # not 8080
+    assert done.returncode == 2
+    assert f"Invalid value for '--port': '٨٠٨٠' is not a number {DIGITS}" in done.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_quarantine_ids_and_tail_counts_are_ascii_digits_too(filled):
