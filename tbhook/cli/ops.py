@@ -16,14 +16,13 @@ from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
     FormatOption,
-    clear_stale,
-    destination,
     fail,
     open_for_writing,
     parse_size,
     progress,
     reading,
     reported_errors,
+    say,
 )
 from tbhook.errors import TbhookError
 from tbhook.model import health as rules
@@ -31,6 +30,8 @@ from tbhook.model.targets import is_url, shown
 from tbhook.model.times import iso_time, parse_when
 from tbhook.output.formats import Answer, write
 from tbhook.transfer.files import (
+    clear_stale,
+    destination,
     new_file,
     refuse_same,
     replacing,
@@ -166,7 +167,8 @@ def backup(
         # Everything is checked before DEST is touched; DEST is replaced only by a finished copy,
         # written 0600 from its first byte under a temporary name the next backup recognises.
         why = "a backup must be another file"
-        path = destination(db, dest, why, force, store.reads.log_id(), "backup", "DEST")
+        path = destination(db, dest, why, say, force=force, backup_of=store.reads.log_id(),
+                           command="backup", name="DEST")  # fmt: skip
         with replacing(path, "backup") as temp:
             store.backup(str(temp))
             from tbhook.store import open_reader  # see doctor
@@ -318,7 +320,7 @@ def _archive_destination(db: str, archive: str, append: bool) -> tuple[Path, set
         raise TbhookError(f"{exc}; nothing was deleted") from None
     if path.exists() and not append:
         raise fail(f"{archive} exists (use --append to add to it, or another name)")
-    clear_stale(path.parent, "prune")
+    clear_stale(path.parent, "prune", say)
     if not path.exists():
         return path, set()
     from tbhook.transfer import archive as archives  # see prune

@@ -12,7 +12,6 @@ import typing
 from collections.abc import Callable, Iterator
 from datetime import timezone, tzinfo
 from enum import Enum
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeAlias, TypeVar
 
 import typer
@@ -21,10 +20,9 @@ from typer.core import TyperCommand
 from tbhook.errors import TbhookError
 from tbhook.model.events import SCHEMAS
 from tbhook.model.filters import Filters, parse_count, parse_id, parse_path, parse_sender
-from tbhook.model.targets import check_target, is_url
+from tbhook.model.targets import check_target
 from tbhook.model.times import empty_range, parse_when, parse_zone, said, when_note
 from tbhook.output.formats import FORMATS
-from tbhook.transfer.files import new_file, refuse_same
 
 if TYPE_CHECKING:
     from tbhook.model.hours import Clock
@@ -72,9 +70,10 @@ def in_range(low: float, high: float | None = None) -> Callable[[Any], Any]:
     return check
 
 
-def _typed(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
-    """A typer ``parser``: the option's text read by ``parse`` (a model function, which the
-    console calls too), its ValueError a usage error in the same words; a default passes."""
+def _converted(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
+    """A typer callback or ``parser``: the option's text read by ``parse`` (a model function,
+    which the console calls too), its ValueError a usage error in the same words; a default
+    (None, or a number) passes as it is."""
 
     def convert(value: Any) -> Any:
         if not isinstance(value, str):
@@ -89,7 +88,7 @@ def _typed(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
 
 def whole_number(low: int, high: int | None = None) -> dict[str, Any]:
     """A whole number's ``typer.Option`` arguments: ASCII digits from ``low`` (to ``high``)."""
-    return {"parser": _typed(functools.partial(parse_count, low=low, high=high))}
+    return {"parser": _converted(functools.partial(parse_count, low=low, high=high))}
 
 
 # Where a server listens: serve's and the console's.
@@ -171,21 +170,7 @@ def parse_size(value: Optional[str], option: str) -> Optional[int]:
 
 
 # An id: ASCII digits, 64-bit (Tracebuzz's ids and tbhook's are SQLite integers).
-INT64: dict[str, Any] = {"parser": _typed(parse_id), "metavar": "ID"}
-
-
-def _converted(parse: Callable[[str], Any]) -> Callable[[Optional[str]], Any]:
-    """A typer callback: the option's text parsed, a ValueError shown as a usage error."""
-
-    def convert(value: Optional[str]) -> Any:
-        if value is None:
-            return None
-        try:
-            return parse(value)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
-
-    return convert
+INT64: dict[str, Any] = {"parser": _converted(parse_id), "metavar": "ID"}
 
 
 def _moment(until: bool = False) -> Callable[[typer.CallbackParam, Optional[str]], Any]:
@@ -520,62 +505,12 @@ def open_for_writing(db: str, notice: Callable[[str], None] | None = None) -> St
     minutes (call inside ``reported_errors``)."""
     from tbhook.store import open_store  # the store loads when a command opens one
 
-    return open_store(db, notice=notice or (lambda line: typer.echo(line, err=True)))
+    return open_store(db, notice=notice or say)
 
 
-def destination(
-    db: str,
-    target: str,
-    why: str,
-    force: bool = False,
-    backup_of: str | None = None,
-    command: str = "export",
-    name: str = "--output",
-) -> Path:
-    """A file ``command`` is about to write for the user (``name``: the option or argument
-    that gave it), checked before anything is written: never the database, one of its side
-    files (-wal, -shm, -journal) or any tbhook log (only a backup of the log ``backup_of`` may
-    replace an earlier backup of it), never a device or a pipe; an existing file is replaced
-    only with ``force``, and only by a complete file. The temporaries an earlier run of
-    ``command`` left there when it was killed are removed, saying so (call inside
-    ``reported_errors``)."""
-    from tbhook.store.sqlite import log_identity  # the SQLite backend: only to check a file
-
-    if not is_url(db):
-        refuse_same(db, target, why)
-    path = new_file(target, force, name=name)
-    identity = log_identity(path) if path.exists() else None
-    earlier_backup = backup_of is not None and identity is not None and identity[1] == backup_of
-    if identity is not None and identity[0] and not earlier_backup:
-        log = f" (log {identity[1]})" if identity[1] else ""
-        raise TbhookError(
-            f"{target} is another tbhook database{log}: {why}; tbhook never writes over one, "
-            "even with --force"
-        )
-    clear_stale(path.parent, command)
-    return path
-
-
-def clear_stale(directory: Path, command: str) -> None:
-    """Remove what an earlier run of ``command`` was writing in ``directory`` when it was
-    killed (a temporary nothing else uses: its process is gone), and say so on stderr."""
-    from tbhook.transfer.files import stale_temporaries, who_left
-
-    for temporary in stale_temporaries(directory, command):
-        try:
-            temporary.unlink()
-        except OSError as exc:
-            typer.echo(
-                f"Warning: cannot remove {temporary}, left by {who_left(temporary)} when it "
-                f"was stopped: {exc.strerror or exc}",
-                err=True,
-            )
-        else:
-            typer.echo(
-                f"Removed {temporary}, left by {who_left(temporary)} when it was stopped "
-                "before it finished",
-                err=True,
-            )
+def say(line: str) -> None:
+    """A line for the person on stderr (what was done on the way, never data)."""
+    typer.echo(line, err=True)
 
 
 # -- reading ---------------------------------------------------------------------------------

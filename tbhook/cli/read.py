@@ -28,7 +28,6 @@ from tbhook.cli.options import (
     TailFormat,
     ZoneOption,
     business_clock,
-    destination,
     display_zone,
     explain_empty,
     fail,
@@ -36,6 +35,7 @@ from tbhook.cli.options import (
     reading,
     refuse_with_raw,
     reported_errors,
+    say,
     table_layout,
     write_raw,
 )
@@ -44,7 +44,7 @@ from tbhook.model.filters import Filters
 from tbhook.model.text import TerminalStream, on_terminal
 from tbhook.output.describe import body_lines
 from tbhook.output.formats import Answer, write, write_file
-from tbhook.transfer.files import descriptor, streamable
+from tbhook.transfer.files import descriptor, destination, streamable
 
 
 class Order(str, Enum):
@@ -356,7 +356,7 @@ def _opened(output: str | None) -> Iterator[IO[str]]:
         if fd is not None:  # /dev/stderr, /dev/fd/3: as the shell opened it (>> appends)
             stream = open(os.dup(fd), "w", encoding="utf-8", newline="")  # noqa: SIM115
         else:
-            stream = open(output, "w", encoding="utf-8", newline="")  # type: ignore[arg-type]  # noqa: SIM115
+            stream = open(str(output), "w", encoding="utf-8", newline="")  # noqa: SIM115
     except OSError as exc:
         raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
     with stream:
@@ -391,7 +391,7 @@ def export(
     stream = output == "-" or (output is not None and streamable(output))
     if output is not None and not stream:
         with reported_errors():
-            path = destination(db, output, "export to another file", force)
+            path = destination(db, output, "export to another file", say, force=force)
     elif force and output is None:
         raise typer.BadParameter("--force replaces an --output file", param_hint="'--force'")
     with reading(db) as store:

@@ -18,10 +18,11 @@ import contextlib
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tbhook.errors import TbhookError
+from tbhook.model.targets import is_url
 
 PRIVATE = 0o600
 
@@ -146,6 +147,58 @@ def new_file(
 
 
 # A temporary, or the journal SQLite keeps beside a backup's while it writes it.
+def destination(
+    db: str,
+    target: str,
+    why: str,
+    say: Callable[[str], None],
+    *,
+    force: bool = False,
+    backup_of: str | None = None,
+    command: str = "export",
+    name: str = "--output",
+) -> Path:
+    """A file ``command`` is about to write for the user (``name``: the option or argument
+    that gave it), checked before anything is written: never the database, one of its side
+    files (-wal, -shm, -journal) or any tbhook log (only a backup of the log ``backup_of`` may
+    replace an earlier backup of it), never a device or a pipe; an existing file is replaced
+    only with ``force``, and only by a complete file. What an earlier run of ``command`` was
+    writing there when it was killed is removed (``clear_stale``)."""
+    from tbhook.store.sqlite import log_identity  # the SQLite backend: only to check a file
+
+    if not is_url(db):
+        refuse_same(db, target, why)
+    path = new_file(target, force, name=name)
+    identity = log_identity(path) if path.exists() else None
+    earlier_backup = backup_of is not None and identity is not None and identity[1] == backup_of
+    if identity is not None and identity[0] and not earlier_backup:
+        log = f" (log {identity[1]})" if identity[1] else ""
+        raise TbhookError(
+            f"{target} is another tbhook database{log}: {why}; tbhook never writes over one, "
+            "even with --force"
+        )
+    clear_stale(path.parent, command, say)
+    return path
+
+
+def clear_stale(directory: Path, command: str, say: Callable[[str], None]) -> None:
+    """Remove what an earlier run of ``command`` was writing in ``directory`` when it was
+    killed (a temporary nothing else uses: its process is gone), and ``say`` so."""
+    for temporary in stale_temporaries(directory, command):
+        try:
+            temporary.unlink()
+        except OSError as exc:
+            say(
+                f"Warning: cannot remove {temporary}, left by {who_left(temporary)} when it "
+                f"was stopped: {exc.strerror or exc}"
+            )
+        else:
+            say(
+                f"Removed {temporary}, left by {who_left(temporary)} when it was stopped "
+                "before it finished"
+            )
+
+
 _TEMPORARY = re.compile(
     r"^\..+\.tbhook-(?P<command>[a-z]+)-(?P<pid>[0-9]{1,10})\.tmp(?:-journal)?$"
 )
