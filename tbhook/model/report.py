@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from tbhook.model.cases import CLOSE, KIND_BITS, Timeline, parse_entries
+from tbhook.model.times import said
 
 BY_TIME = ("day", "week", "month")
 BY = (*BY_TIME, "source", "agent")
@@ -62,7 +63,7 @@ class TooManyPeriods(ValueError):
         start, end = (_label(m, self.by, self.zone) for m in (self.first, self.last))
         words = f"from {start} to {end} is more than {MAX_PERIODS:,} {self.by}s"
         if self.stretching:
-            shown = ", ".join(f"#{i} at {_moment(t)}" for i, t in self.stretching)
+            shown = ", ".join(f"#{i} at {said(t)}" for i, t in self.stretching)
             many = "events" if len(self.stretching) > 1 else "event"
             words += f", stretched by {many} {shown}, far from the others"
         return words
@@ -184,13 +185,6 @@ def _label(moment: int, by: str, zone: tzinfo) -> str:
 
 def _placeable(moment: int) -> bool:
     return _SAFE[0] <= moment <= _SAFE[1]
-
-
-def _moment(timestamp: int) -> str:
-    """A stored timestamp for a message: ISO-8601 UTC, and the number when no calendar holds it."""
-    if -62135596800 <= timestamp <= 253402300799:
-        return datetime.fromtimestamp(timestamp, timezone.utc).isoformat()[:19] + "Z"
-    return f"Unix second {timestamp}"
 
 
 def _count(first: int, last: int, by: str, zone: tzinfo) -> int | None:

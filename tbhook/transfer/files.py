@@ -110,8 +110,8 @@ def stream_kind(target: str | os.PathLike) -> str | None:
 
 
 def streamable(target: str | os.PathLike) -> bool:
-    """Whether ``target`` is a character device or a FIFO: written to directly, as stdout is
-    (a command that streams can; one that must read its file back cannot)."""
+    """Whether ``target`` is a descriptor, a character device or a FIFO: written to directly,
+    as stdout is (a command that streams can; one that must read its file back cannot)."""
     return stream_kind(target) not in (None, "a socket")
 
 
@@ -146,7 +146,6 @@ def new_file(
     return path
 
 
-# A temporary, or the journal SQLite keeps beside a backup's while it writes it.
 def destination(
     db: str,
     target: str,
@@ -199,6 +198,7 @@ def clear_stale(directory: Path, command: str, say: Callable[[str], None]) -> No
             )
 
 
+# A temporary, or the journal SQLite keeps beside a backup's while it writes it.
 _TEMPORARY = re.compile(
     r"^\..+\.tbhook-(?P<command>[a-z]+)-(?P<pid>[0-9]{1,10})\.tmp(?:-journal)?$"
 )
