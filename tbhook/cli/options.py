@@ -95,6 +95,15 @@ def whole_number(low: int, high: int | None = None) -> dict[str, Any]:
 PortOption = Annotated[
     int, typer.Option(metavar="PORT", help="Port (0 picks a free one).", **whole_number(0, 65535))
 ]
+MaxConnectionsOption = Annotated[
+    int,
+    typer.Option(
+        metavar="N",
+        **whole_number(1),
+        help="Open connections; past this the oldest one without a complete request is "
+        "closed (lowered to fit the open-file limit).",
+    ),
+]
 
 
 LimitOption = Annotated[
