@@ -13,17 +13,15 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from dataclasses import dataclass
+from datetime import timezone, tzinfo
 from typing import Any
 
 from tbhook.model.cases import CLOSE, KIND_BITS, Timeline, parse_entries
-from tbhook.model.times import said
+from tbhook.model.periods import BY_TIME, Periods, report_range
 
-BY_TIME = ("day", "week", "month")
 BY = (*BY_TIME, "source", "agent")
 _NEVER = 2**63  # after every moment
-MAX_PERIODS = 10_000  # rows of a report by time: more is a mistake (a 1970 timestamp)
 
 FIELDS = (
     "newCases",
@@ -42,202 +40,12 @@ FIELDS = (
     "reopenRate",
     "oneTouchRate",
 )
+# With --sla: the share of first responses, and of later replies, within their target.
+SLA_FIELDS = ("firstWithinSla", "repliesWithinSla")
 # By agent (the one who first closed each case), only what closes say has a value.
 AGENT_FIELDS = frozenset(
     {"closedCases", "resolutionMedian", "resolutionP90", "reopenRate", "oneTouchRate"}
 )
-
-
-class TooManyPeriods(ValueError):
-    """A report by time that would print more than MAX_PERIODS rows: the range and, once
-    ``explain`` was told the events at its ends, which of them stretch it and the options of
-    a report that fits (``fix``: since and until as dates, or a coarser by)."""
-
-    def __init__(self, first: int, last: int, by: str, zone: tzinfo):
-        self.first, self.last, self.by, self.zone = first, last, by, zone
-        self.stretching: list[tuple[int, int]] = []  # (event id, timestamp)
-        self.fix: dict[str, str] = {}
-        super().__init__(self._words())
-
-    def _words(self) -> str:
-        start, end = (_label(m, self.by, self.zone) for m in (self.first, self.last))
-        words = f"from {start} to {end} is more than {MAX_PERIODS:,} {self.by}s"
-        if self.stretching:
-            shown = ", ".join(f"#{i} at {said(t)}" for i, t in self.stretching)
-            many = "events" if len(self.stretching) > 1 else "event"
-            words += f", stretched by {many} {shown}, far from the others"
-        return words
-
-    def explain(self, earliest: list[tuple[int, int]], latest: list[tuple[int, int]]) -> None:
-        """Find what stretches the range among the events at its ends (``earliest`` in time
-        order, ``latest`` from the last back: (id, timestamp) each), and a report that fits."""
-        self.stretching, self.fix = _fitting(self.by, self.zone, earliest, latest)
-        self.args = (self._words(),)
-
-
-# -- periods ---------------------------------------------------------------------------------
-
-
-def period_start(moment: int, by: str, zone: tzinfo) -> date:
-    """The local date on which ``moment``'s period (day, ISO week, month) begins."""
-    day = datetime.fromtimestamp(moment, zone).date()
-    if by == "week":
-        return day - timedelta(days=day.weekday())
-    if by == "month":
-        return day.replace(day=1)
-    return day
-
-
-def next_period(start: date, by: str) -> date:
-    if by == "day":
-        return start + timedelta(days=1)
-    if by == "week":
-        return start + timedelta(days=7)
-    return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
-
-
-def label(start: date, by: str) -> str:
-    if by == "week":
-        year, week, _ = start.isocalendar()
-        return f"{year:04d}-W{week:02d}"
-    if by == "month":
-        return f"{start.year:04d}-{start.month:02d}"  # %Y writes the year 1 as 1
-    return start.isoformat()
-
-
-def midnight(day: date, zone: tzinfo) -> int:
-    """Unix seconds of a local date's first moment."""
-    return int(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp())
-
-
-@dataclass
-class Periods:
-    """The periods from the one holding ``first`` to the one holding ``last`` (Unix seconds):
-    their labels and their bounds, ``bounds[i] <= t < bounds[i + 1]`` for period ``i``."""
-
-    by: str
-    zone: tzinfo
-    labels: list[str] = field(default_factory=list)
-    bounds: list[int] = field(default_factory=list)
-
-    @classmethod
-    def spanning(cls, first: int, last: int, by: str, zone: tzinfo) -> Periods:
-        periods = cls(by, zone)
-        day = period_start(_in_range(first), by, zone)
-        end = period_start(_in_range(last), by, zone)
-        while True:
-            periods.labels.append(label(day, by))
-            periods.bounds.append(midnight(day, zone))
-            if len(periods.labels) > MAX_PERIODS:
-                raise TooManyPeriods(first, last, by, zone)
-            if day >= end:
-                break
-            day = next_period(day, by)
-        periods.bounds.append(midnight(next_period(day, by), zone))
-        return periods
-
-    @property
-    def start(self) -> int:
-        return self.bounds[0]
-
-    @property
-    def end(self) -> int:
-        return self.bounds[-1]
-
-
-def period_bounds(
-    since: int | None, until: int | None, now: int, by: str, zone: tzinfo
-) -> tuple[int | None, int | None]:
-    """The range a report counts, from ``--since`` and ``--until``: from the start of the
-    period holding since to the end of the one holding until (or now, with since alone);
-    None for an end the data decides. Days bound a report by source or agent (however many:
-    it has no rows by time); a moment no calendar holds bounds it as it is."""
-    if since is None and until is None:
-        return None, None
-    unit = by if by in BY_TIME else "day"
-    last = (until if until is not None else max(now, (since or 0) + 1)) - 1
-    end = (
-        midnight(next_period(period_start(last, unit, zone), unit), zone)
-        if _placeable(last)
-        else last + 1
-    )
-    if since is None:
-        return None, end
-    return (midnight(period_start(since, unit, zone), zone) if _placeable(since) else since), end
-
-
-# Moments whose period, and the next, datetime can place in any zone (years 1 to 9999).
-_SAFE = (-62135596800 + 86400 * 2, 253402300799 - 86400 * 40)
-
-
-def _in_range(moment: int) -> int:
-    """A moment datetime can place (years 1 to 9999)."""
-    return min(max(moment, _SAFE[0]), _SAFE[1])
-
-
-def _label(moment: int, by: str, zone: tzinfo) -> str:
-    """The period holding a moment, for a message: the nearest datetime can place."""
-    try:
-        return label(period_start(moment, by, zone), by)
-    except (OverflowError, ValueError, OSError):
-        return label(period_start(_in_range(moment), by, zone), by)
-
-
-def _placeable(moment: int) -> bool:
-    return _SAFE[0] <= moment <= _SAFE[1]
-
-
-def _count(first: int, last: int, by: str, zone: tzinfo) -> int | None:
-    """How many periods a report from ``first`` to ``last`` shows; None when no calendar holds
-    one of them."""
-    if not (_placeable(first) and _placeable(last)) or last < first:
-        return None
-    a, b = period_start(first, by, zone), period_start(last, by, zone)
-    if by == "month":
-        return (b.year - a.year) * 12 + b.month - a.month + 1
-    return (b - a).days // (7 if by == "week" else 1) + 1
-
-
-def _fitting(
-    by: str, zone: tzinfo, earliest: list[tuple[int, int]], latest: list[tuple[int, int]]
-) -> tuple[list[tuple[int, int]], dict[str, str]]:
-    """Which of the events at the ends stretch a report past MAX_PERIODS, and the options of
-    one that fits: since and until around the others (the fewest left out); else a coarser
-    by; else the last MAX_PERIODS periods. Each is counted here, so the advice works."""
-    if not earliest or not latest:
-        return [], {}
-    for dropped in range(len(earliest) + len(latest) - 1):
-        for low in range(min(dropped, len(earliest) - 1) + 1):
-            high = dropped - low
-            if high >= len(latest):
-                continue
-            first, last = earliest[low][1], latest[high][1]
-            periods = _count(first, last, by, zone)
-            if periods is not None and periods <= MAX_PERIODS:
-                stretching = {i: t for i, t in earliest[:low] + latest[:high]}
-                fix = {"since": _day(first, zone), "until": _day(last, zone)}
-                return sorted(stretching.items(), key=lambda e: e[1]), fix
-    first, last = earliest[0][1], latest[0][1]
-    for coarser in BY_TIME[BY_TIME.index(by) + 1 :]:
-        periods = _count(first, last, coarser, zone)
-        if periods is not None and periods <= MAX_PERIODS:
-            return [], {"by": coarser}
-    if not _placeable(last):
-        return [], {}
-    day = period_start(last, by, zone)  # back to the first of the last MAX_PERIODS periods
-    try:
-        if by == "month":
-            months = day.year * 12 + day.month - 1 - (MAX_PERIODS - 1)
-            day = date(months // 12, months % 12 + 1, 1)
-        else:
-            day -= timedelta(days=(7 if by == "week" else 1) * (MAX_PERIODS - 1))
-    except (ValueError, OverflowError):  # before the year 1: the whole range fits
-        return [], {}
-    return [], {"since": day.isoformat(), "until": _day(last, zone)}
-
-
-def _day(moment: int, zone: tzinfo) -> str:
-    return datetime.fromtimestamp(moment, zone).date().isoformat()
 
 
 # -- statistics ------------------------------------------------------------------------------
@@ -262,6 +70,13 @@ def rate(count: int, total: int) -> float | None:
     return math.floor(count * 1000 / total + 0.5) / 1000
 
 
+def within(values: list[int], target: int | None) -> float | None:
+    """The share of ``values`` (sorted) at most ``target``; None without a target or values."""
+    if target is None:
+        return None
+    return rate(bisect.bisect_right(values, target), len(values))
+
+
 class Tally:
     """What one row of the report counts, before it is a row."""
 
@@ -272,6 +87,7 @@ class Tally:
         "first_closed",
         "first_responses",
         "new",
+        "later",
         "one_touch",
         "open",
         "reopened",
@@ -285,10 +101,12 @@ class Tally:
         self.first_closed = self.reopened = self.one_touch = self.open = 0
         self.first_responses: list[int] = []
         self.replies: list[int] = []
+        self.later: list[int] = []  # with an SLA: the replies to waits after a case's first
         self.resolutions: list[int] = []
 
-    def record(self, only: frozenset[str] | None = None) -> dict[str, Any]:
-        for values in (self.first_responses, self.replies, self.resolutions):
+    def record(self, only: frozenset[str] | None = None, sla: Any = None) -> dict[str, Any]:
+        """The row's values (FIELDS; SLA_FIELDS too with ``sla``, a ``queue.Sla``)."""
+        for values in (self.first_responses, self.replies, self.later, self.resolutions):
             values.sort()
         record = {
             "newCases": self.new,
@@ -307,6 +125,9 @@ class Tally:
             "reopenRate": rate(self.reopened, self.first_closed),
             "oneTouchRate": rate(self.one_touch, self.first_closed),
         }
+        if sla is not None:
+            record["firstWithinSla"] = within(self.first_responses, sla.first)
+            record["repliesWithinSla"] = within(self.later, sla.reply)
         if only is not None:
             record = {key: (value if key in only else None) for key, value in record.items()}
         return record
@@ -324,10 +145,17 @@ class Report:
     totals: dict[str, Any]
     start: int | None = None  # the range counted, Unix seconds
     end: int | None = None
+    sla: bool = False  # the rows carry SLA_FIELDS
 
     @property
     def fields(self) -> tuple[str, ...]:
-        return (self.key, *FIELDS)
+        return (self.key, *FIELDS, *(SLA_FIELDS if self.sla else ()))
+
+
+def empty(by: str, sla: Any = None) -> Report:
+    """A report of nothing."""
+    key = "period" if by in BY_TIME else by
+    return Report(key, [], Tally().record(sla=sla), None, None, sla is not None)
 
 
 def report(
@@ -340,29 +168,19 @@ def report(
     open_before: Callable[[int], dict[Any, int]] | None = None,
     now: int = 0,
     span: tuple[int, int] | None = None,
+    sla: Any = None,
 ) -> Report:
     """Count ``cases`` (rows of BRIEF_COLUMNS: caseId, sourceId, closedBy, entries; streamed,
-    one case in memory at a time) into a report.
+    one case in memory at a time) into a report of the periods ``report_range`` gives.
 
-    With ``since``/``until`` (Unix seconds; until defaults to ``now``), the periods holding
-    them and those between are counted, whole; without either, those from the first entry to
-    the last (``span``: the first and last moments of the cases, None when there are none).
     ``open_before(t)`` says how many cases not among ``cases`` (their last entry before t)
-    are open, per group (one key, None, by time): they count in openAtEnd only.
+    are open, per group (one key, None, by time): they count in openAtEnd only. With ``sla``
+    (a ``queue.Sla``), the rows carry SLA_FIELDS.
     """
     duration = duration or (lambda start, end: end - start)
-    if since is None and until is None:  # from the first entry to the last
-        first, last = span if span is not None else (None, None)
-    elif since is None and until is not None:
-        first, last = (span[0] if span is not None else until), until - 1
-    else:
-        first, last = since, (until if until is not None else now) - 1
-    if first is None or last is None or last < first:
-        return Report("period" if by in BY_TIME else by, [], Tally().record(), None, None)
-    if by in BY_TIME:
-        periods = Periods.spanning(first, last, by, zone)
-    else:  # one row per source or agent: no periods to count, however long the range
-        periods = Periods(by, zone, ["all"], [first, last + 1])
+    periods = report_range(by, zone, since, until, now, span)
+    if periods is None:
+        return empty(by, sla)
     start, end = periods.start, periods.end
     bounds = periods.bounds
     count = len(periods.labels)
@@ -442,7 +260,7 @@ def report(
                 seconds = duration(*response)
                 tallies[i].first_responses.append(seconds)
                 totals.first_responses.append(seconds)
-        for wait_start, answered in timeline.waits:
+        for n, (wait_start, answered) in enumerate(timeline.waits):
             i = where(wait_start)
             if 0 <= i < count:
                 if answered is None:
@@ -452,6 +270,9 @@ def report(
                     seconds = duration(wait_start, answered)
                     tallies[i].replies.append(seconds)
                     totals.replies.append(seconds)
+                    if sla is not None and n:
+                        tallies[i].later.append(seconds)
+                        totals.later.append(seconds)
         resolved = timeline.first_close
         if resolved is not None:
             i = where(resolved)
@@ -477,24 +298,26 @@ def report(
             running += changes[key][i + 1]
             tally.open = running
         totals.open += running
-    return _rows(periods, groups, totals, by, start, end)
+    return rows_of(periods, groups, totals, by, sla)
 
 
-def _rows(
-    periods: Periods, groups: dict[Any, list[Tally]], totals: Tally, by: str, start: int, end: int
+def rows_of(
+    periods: Periods, groups: dict[Any, list[Tally]], totals: Tally, by: str, sla: Any = None
 ) -> Report:
+    """The report of what was counted: a row per period (by time) or per group."""
     only = AGENT_FIELDS if by == "agent" else None
+    start, end, with_sla = periods.start, periods.end, sla is not None
     if by in BY_TIME:
         tallies = groups.get(None) or [Tally() for _ in periods.labels]
         rows = [
-            {"period": name, **tally.record()}
+            {"period": name, **tally.record(sla=sla)}
             for name, tally in zip(periods.labels, tallies, strict=True)
         ]
-        return Report("period", rows, totals.record(), start, end)
+        return Report("period", rows, totals.record(sla=sla), start, end, with_sla)
     keys = sorted(groups, key=lambda key: (key is None, key if key is not None else 0))
     shown = _closes if by == "agent" else _counts
-    rows = [{by: key, **groups[key][0].record(only)} for key in keys if shown(groups[key][0])]
-    return Report(by, rows, totals.record(only), start, end)
+    rows = [{by: key, **groups[key][0].record(only, sla)} for key in keys if shown(groups[key][0])]
+    return Report(by, rows, totals.record(only, sla), start, end, with_sla)
 
 
 def _counts(tally: Tally) -> bool:

@@ -213,3 +213,15 @@ def duration(seconds: int | None) -> str:
     if seconds < 172800:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+_DURATION = re.compile(r"(?:\d{1,9}[smhdw])+")
+
+
+def parse_duration(text: str) -> int:
+    """A length of time people write: ``90s``, ``30m``, ``4h``, ``1h30m``, ``2d``, ``1w``, as
+    seconds. Raises ValueError with a message fit for the user."""
+    compact = text.strip().lower().replace(" ", "")
+    if not _DURATION.fullmatch(compact):
+        raise ValueError(f"'{text.strip()}' is not a duration (like 90s, 30m, 4h, 1h30m or 2d)")
+    return sum(int(n) * _UNITS[unit] for n, unit in re.findall(r"(\d+)([smhdw])", compact))

@@ -47,7 +47,7 @@ def report_query(site: Site, request: Request) -> tuple[Any, ...]:
 
 
 def counted(site: Site, request: Request) -> Any:
-    from tbhook.model.report import TooManyPeriods
+    from tbhook.model.periods import TooManyPeriods
 
     by, zone, clock, filters = report_query(site, request)
     try:
