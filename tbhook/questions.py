@@ -6,7 +6,7 @@ document and the fields a machine format writes. `tbhook events -f json` and the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import timezone
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
@@ -330,19 +330,30 @@ def report(store: Readable, asked: Asked, now: int, tallied: bool = True) -> Any
     the kept tallies where they answer (``tbhook.model.tallies``), else from the kept case
     summaries (``tbhook.model.report``); the same report either way (``tallied`` False: the
     summaries always). With ``asked.sla``, the shares within it. Too many periods is a
-    QueryError."""
-    from tbhook.model.report import TooManyPeriods
+    QueryError that names the events stretching the range and a report that would fit."""
+    from tbhook.model.periods import TooManyPeriods
+    from tbhook.store.timelines import TIMELINE_EVENTS
 
     try:
         return _report(store, asked, now, tallied)
-    except TooManyPeriods as exc:
-        why = f"{exc}: choose fewer with since and until, or by week or month"
-        raise QueryError(("by",), why) from None
+    except TooManyPeriods as exc:  # which events stretch it, and a report that fits
+        stretching = replace(asked.filters, events=TIMELINE_EVENTS)
+        ends = [
+            [
+                (row["id"], row["timestamp"])
+                for row in store.reads.events(stretching, descending=last, limit=5)
+            ]
+            for last in (False, True)
+        ]
+        exc.explain(*ends)
+        sentence = f"{exc}" if exc.fix else f"{exc}: choose fewer with since and until"
+        raise QueryError(("by",), sentence, exc.fix) from None
 
 
 def _report(store: Readable, asked: Asked, now: int, tallied: bool) -> Any:
     from tbhook.model import tallies
-    from tbhook.model.report import empty, period_bounds, report_range
+    from tbhook.model.periods import period_bounds, report_range
+    from tbhook.model.report import empty
     from tbhook.model.report import report as count
     from tbhook.store.timelines import Selection
 

@@ -85,7 +85,10 @@ def ask(question: str, given: dict[str, Any]) -> Any:
     """``given`` read as ``question``'s arguments; a mistake is a usage error naming the
     option."""
     with reported_mistakes():
-        return read(question, given)
+        asked = read(question, given)
+    for key, note in asked.notes:  # how a bare number was read (13 digits: milliseconds)
+        typer.echo(f"Note: --{key} {note}", err=True)
+    return asked
 
 
 @contextlib.contextmanager
@@ -94,7 +97,8 @@ def reported_mistakes() -> Iterator[None]:
     try:
         yield
     except QueryError as exc:
-        raise typer.BadParameter(exc.sentence, param_hint=hint(exc.keys)) from None
+        said = exc.advised(lambda key, value: f"--{key} {value}", " ")
+        raise typer.BadParameter(said, param_hint=hint(exc.keys)) from None
 
 
 def hint(keys: tuple[str, ...]) -> str:

@@ -6,6 +6,7 @@ besides its answer from ``printing``."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeAlias
@@ -14,9 +15,9 @@ import typer
 from typer.core import TyperCommand
 
 from tbhook.errors import TbhookError
-from tbhook.model.filters import fits_int64
+from tbhook.model.filters import parse_count, parse_id
 from tbhook.model.query import DEFAULT_LIMIT
-from tbhook.model.targets import check_url, is_url
+from tbhook.model.targets import check_target
 from tbhook.output.formats import FORMATS
 
 __all__ = ["DEFAULT_LIMIT"]
@@ -25,12 +26,12 @@ DEFAULT_DB = "tbhook.db"
 
 
 def _database(value: str) -> str:
-    """A file path, or a PostgreSQL URL that can be one (checked before anything opens it)."""
-    if is_url(value):
-        try:
-            check_url(value)
-        except TbhookError as exc:
-            raise typer.BadParameter(str(exc)) from None
+    """A file path, or a PostgreSQL URL that can be one (checked before anything opens it);
+    another scheme (mysql://) is a usage error, never a file name."""
+    try:
+        check_target(value)
+    except TbhookError as exc:
+        raise typer.BadParameter(str(exc)) from None
     return value
 
 
@@ -61,16 +62,36 @@ def in_range(low: float, high: float | None = None) -> Callable[[Any], Any]:
     return check
 
 
+def _converted(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
+    """A typer callback or ``parser``: the option's text read by ``parse`` (a model function,
+    which the console calls too), its ValueError a usage error in the same words; a default
+    (None, or a number) passes as it is."""
+
+    def convert(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return convert
+
+
+def whole_number(low: int, high: int | None = None) -> dict[str, Any]:
+    """A whole number's ``typer.Option`` arguments: ASCII digits from ``low`` (to ``high``)."""
+    return {"parser": _converted(functools.partial(parse_count, low=low, high=high))}
+
+
 # Where a server listens: serve's and the console's.
 PortOption = Annotated[
-    int,
-    typer.Option(metavar="PORT", help="Port (0 picks a free one).", callback=in_range(0, 65535)),
+    int, typer.Option(metavar="PORT", help="Port (0 picks a free one).", **whole_number(0, 65535))
 ]
 MaxConnectionsOption = Annotated[
     int,
     typer.Option(
         metavar="N",
-        callback=in_range(1),
+        **whole_number(1),
         help="Open connections; past this the oldest one without a complete request is "
         "closed (lowered to fit the open-file limit).",
     ),
@@ -89,6 +110,11 @@ class TbhookCommand(TyperCommand):
             else:
                 pieces.extend(param.get_usage_pieces(ctx))
         return pieces
+
+
+def say(line: str) -> None:
+    """A line for the person on stderr (what was done on the way, never data)."""
+    typer.echo(line, err=True)
 
 
 def fail(message: str) -> typer.Exit:
@@ -151,14 +177,8 @@ def db_size(help: str) -> Any:
     )
 
 
-def valid_id(value: Optional[int]) -> Optional[int]:
-    """Tracebuzz IDs are SQLite integers: 64-bit."""
-    if value is not None and not fits_int64(value):
-        raise typer.BadParameter(f"{value} does not fit in a 64-bit integer")
-    return value
-
-
-INT64: dict[str, Any] = {"callback": valid_id, "metavar": "ID"}
+# An id: ASCII digits, 64-bit (Tracebuzz's ids and tbhook's are SQLite integers).
+INT64: dict[str, Any] = {"parser": _converted(parse_id), "metavar": "ID"}
 
 
 def given(ctx: Any, name: str, environment: bool = True) -> bool:

@@ -11,9 +11,8 @@ import typer
 from tbhook import questions
 from tbhook.cli.access import reading
 from tbhook.cli.asking import asks
-from tbhook.cli.options import DEFAULT_DB, DbOption, FormatOption
+from tbhook.cli.options import DEFAULT_DB, INT64, DbOption, FormatOption
 from tbhook.cli.printing import table_layout
-from tbhook.model.filters import parse_id
 from tbhook.model.query import Asked
 from tbhook.model.queue import Waiting
 from tbhook.model.times import duration, iso_time
@@ -21,26 +20,17 @@ from tbhook.output.describe import shown_time
 from tbhook.output.formats import Answer, write
 
 
-def _sources(values: Optional[list[str]]) -> Optional[list[int]]:
-    """--source, repeatable: ids, each read by the rule every id is read by."""
-    try:
-        return [parse_id(value) for value in values or ()]
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-
-
 @asks("queue")
 def queue(
     db: DbOption = DEFAULT_DB,
     asked: Asked = Asked(),
     source: Annotated[
-        Optional[list[str]],
+        Optional[list[int]],
         typer.Option(
             "--source",
-            metavar="ID",
             help="Only cases waiting on this sourceId (that of the customer's latest "
             "message; repeatable).",
-            callback=_sources,
+            **INT64,  # ASCII digits, 64-bit, each
         ),
     ] = None,
     fmt: FormatOption = "table",
@@ -50,7 +40,7 @@ def queue(
     before its target. The table ends with how many wait, have breached and are at risk
     (less than a quarter of their target left)."""
     zone, clock, targets, limit = asked.zone, asked.clock, asked.sla, asked.limit
-    waiting = Waiting(tuple(source or ()), asked.filters.path, asked.at)  # type: ignore[arg-type]
+    waiting = Waiting(tuple(source or ()), asked.filters.path, asked.at)
     with reading(db) as store:
         answer = questions.queue(
             store, waiting, limit or None, now=int(time.time()), clock=clock, sla=targets

@@ -4,6 +4,7 @@ quarantine."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from typing import IO, Annotated, Any, Optional
@@ -11,11 +12,12 @@ from typing import IO, Annotated, Any, Optional
 import typer
 
 from tbhook import questions
-from tbhook.cli.access import destination, reading
+from tbhook.cli.access import reading
 from tbhook.cli.asking import asks
 from tbhook.cli.options import (
     DEFAULT_DB,
     DEFAULT_LIMIT,
+    INT64,
     DbOption,
     ExportFormat,
     FormatOption,
@@ -23,7 +25,7 @@ from tbhook.cli.options import (
     TailFormat,
     fail,
     reported_errors,
-    valid_id,
+    say,
 )
 from tbhook.cli.printing import listed, refuse_with_raw, say_empty, write_raw
 from tbhook.model.events import EVENT_FIELDS
@@ -31,6 +33,7 @@ from tbhook.model.query import Asked
 from tbhook.model.text import TerminalStream, on_terminal
 from tbhook.output.describe import body_lines
 from tbhook.output.formats import Answer, write, write_file
+from tbhook.transfer.files import descriptor, destination, streamable
 
 RawOption = Annotated[
     bool, typer.Option("--raw", help="Write the body byte for byte to stdout, and nothing else.")
@@ -66,7 +69,7 @@ def _write_listing(
 @asks("event")
 def event(
     ctx: typer.Context,
-    event_id: Annotated[int, typer.Argument(help="An event id.", callback=valid_id, metavar="ID")],
+    event_id: Annotated[int, typer.Argument(help="An event id.", **INT64)],
     db: DbOption = DEFAULT_DB,
     raw: RawOption = False,
     fmt: OneFormat = "table",
@@ -104,7 +107,7 @@ def _backlog(value: str) -> int | None:
     text = value.strip().lower()
     if text == "all":
         return 0
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # '١' is a digit to isdigit, not to people
         raise typer.BadParameter(
             f"{value!r} is not a number of events or all", param_hint="'-n' / '--limit'"
         )
@@ -172,7 +175,7 @@ def tail(
 @asks("person")
 def person(
     person_id: Annotated[
-        int, typer.Argument(help="A personId.", callback=valid_id, metavar="PERSON_ID")
+        int, typer.Argument(help="A personId.", **{**INT64, "metavar": "PERSON_ID"})
     ],
     db: DbOption = DEFAULT_DB,
     fmt: FormatOption = "table",
@@ -197,7 +200,7 @@ def person(
 
 @asks("case")
 def case(
-    case_id: Annotated[int, typer.Argument(help="A caseId.", callback=valid_id, metavar="CASE_ID")],
+    case_id: Annotated[int, typer.Argument(help="A caseId.", **{**INT64, "metavar": "CASE_ID"})],
     db: DbOption = DEFAULT_DB,
     fmt: FormatOption = "table",
     asked: Asked = Asked(),
@@ -252,6 +255,25 @@ def _big_buffer(stream: IO[str]) -> Iterator[IO[str]]:
         yield out
 
 
+@contextlib.contextmanager
+def _opened(output: str | None) -> Iterator[IO[str]]:
+    """Where an export streams: stdout (no --output, or -), or a device or a pipe opened
+    for writing as it is (never replaced by a file)."""
+    fd = 1 if output in (None, "-") else descriptor(output)
+    if fd == 1:
+        yield sys.stdout
+        return
+    try:
+        if fd is not None:  # /dev/stderr, /dev/fd/3: as the shell opened it (>> appends)
+            stream = open(os.dup(fd), "w", encoding="utf-8", newline="")  # noqa: SIM115
+        else:
+            stream = open(str(output), "w", encoding="utf-8", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
+    with stream:
+        yield stream
+
+
 @asks("export")
 def export(
     db: DbOption = DEFAULT_DB,
@@ -260,7 +282,11 @@ def export(
     output: Annotated[
         Optional[str],
         typer.Option(
-            "--output", "-o", metavar="FILE", help="Write here (atomically), not to stdout."
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Write here (atomically), not to stdout; a device or a pipe (/dev/stdout) is "
+            "written to directly, and - is stdout.",
         ),
     ] = None,
     force: Annotated[
@@ -274,14 +300,15 @@ def export(
     fmt = getattr(fmt, "value", fmt)  # a plain name, for a forked worker
     filters = asked.filters
     path = None
-    if output is not None:
+    stream = output == "-" or (output is not None and streamable(output))
+    if output is not None and not stream:
         with reported_errors():
-            path = destination(db, output, "export to another file", force)
-    elif force:
+            path = destination(db, output, "export to another file", say, force=force)
+    elif force and output is None:
         raise typer.BadParameter("--force replaces an --output file", param_hint="'--force'")
     with reading(db) as store:
         if path is None:
-            with _big_buffer(sys.stdout) as out:
+            with _opened(output) as raw, _big_buffer(raw) as out:
                 written = write_export(store, filters, fmt, EVENT_FIELDS, out)
         else:
             total = store.reads.count_matching(filters)
@@ -294,7 +321,7 @@ def export(
             )
         if not written:
             say_empty(store, filters)
-    if output is not None:
+    if output not in (None, "-"):
         sys.stderr.write(f"Wrote {written} events to {output}\n")
 
 

@@ -23,7 +23,7 @@ def report(db: DbOption = DEFAULT_DB, asked: Asked = Asked(), fmt: FormatOption 
     shown (whole); --source, --search-id, --path and --person choose cases by their first
     message; --case one case. With --sla, the share of first replies and of later replies
     within their targets."""
-    from tbhook.model.report import BY_TIME
+    from tbhook.model.periods import BY_TIME
 
     by = asked.by
     with reading(db) as store, reported_mistakes():
@@ -48,7 +48,7 @@ def report(db: DbOption = DEFAULT_DB, asked: Asked = Asked(), fmt: FormatOption 
 
 
 def _title(asked: Asked) -> str:
-    from tbhook.model.report import BY_TIME
+    from tbhook.model.periods import BY_TIME
 
     by, zone, clock, sla = asked.by, asked.zone, asked.clock, asked.sla
     where = f" in {zone}" if zone else " (UTC)" if by in BY_TIME else ""

@@ -17,8 +17,8 @@ from tbhook.cli.options import (
     MaxConnectionsOption,
     PortOption,
     http_url,
-    in_range,
     reported_errors,
+    whole_number,
 )
 from tbhook.model.query import Asked
 
@@ -114,7 +114,7 @@ def ui(
         int,
         typer.Option(
             metavar="N",
-            callback=in_range(1),
+            **whole_number(1),
             help="Live pages (each open list follows new events); past this one more is "
             "answered 503.",
         ),

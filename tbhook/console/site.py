@@ -140,7 +140,8 @@ class Site:
 def said(mistake: QueryError) -> str:
     """A value the query string could not give, in the command line's words, named as the
     query string names it: ``since: 'x' is not a date...``."""
-    return f"{', '.join(mistake.keys)}: {mistake.sentence}"
+    advised = mistake.advised(lambda key, value: f"{key}={value}", "&")
+    return f"{', '.join(mistake.keys)}: {advised}"
 
 
 def written(answer: Answer, fmt: str) -> Response:

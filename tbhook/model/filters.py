@@ -12,7 +12,7 @@ from typing import Any
 
 from tbhook.model.params import as_given, filter_field, plain
 from tbhook.model.text import clean
-from tbhook.model.times import iso_time, parse_when
+from tbhook.model.times import parse_when, said, whole
 
 SENDERS = {"customer": 0, "agent": 1}
 
@@ -52,10 +52,10 @@ def parse_id(text: str, what: str = "a number") -> int:
     text = text.strip()
     if not _ID.fullmatch(text):
         raise ValueError(f"{text[:40]!r} is not {what} (written in the digits 0-9)")
-    value = int(text)
+    value = whole(text)
     if not fits_int64(value):
         named = "" if what == "a number" else f" is not {what}: it"
-        raise ValueError(f"{text}{named} does not fit in a 64-bit integer")
+        raise ValueError(f"{text[:40]}{named} does not fit in a 64-bit integer")
     return value
 
 
@@ -65,10 +65,10 @@ def parse_count(text: str, low: int, high: int | None = None) -> int:
     text = text.strip()
     if not _ID.fullmatch(text):
         raise ValueError(f"{text[:40]!r} is not a number (written in the digits 0-9)")
-    value = int(text)
+    value = whole(text)
     if value < low or (high is not None and value > high):
         bound = f"from {low} to {high}" if high is not None else f"at least {low}"
-        raise ValueError(f"{text} is not a number {bound}")
+        raise ValueError(f"{text[:40]} is not a number {bound}")
     return value
 
 
@@ -112,11 +112,13 @@ class Filters:
         nothing=lambda own: f"no message from {'an agent' if own else 'the customer'}")
     since: int | None = filter_field(
         "since", _since, "WHEN", "From this moment: 2024-05-01, 2024-05-01T09:30+02:00, Unix "
-        "seconds (1663831826), or an age: 30m, 2h, 7d. Without an offset, in --tz (UTC).",
-        nothing=lambda value: f"no event has a timestamp from {iso_time(value)}")
+        "seconds (1663831826; 13 digits: milliseconds), or an age: 30m, 2h, 7d. Without an "
+        "offset, in --tz (UTC).", moment=True,
+        nothing=lambda value: f"no event has a timestamp from {said(value)}")
     until: int | None = filter_field(
         "until", _until, "WHEN", "Up to this moment, included (a bare date includes that day).",
-        nothing=lambda value: f"no event has a timestamp before {iso_time(value)}")
+        moment=True,  # exclusive: its last second included is the one before
+        nothing=lambda value: f"no event has a timestamp up to {said(value - 1)}")
     # The URL path a receiver was posted to (one per Tracebuzz profile).
     path: str | None = filter_field(
         "path", plain(parse_path), "PATH", "Only what was posted to this path (one receiver, "

@@ -28,6 +28,7 @@ class Param:
     short: str | None = None  # the command line's short spelling (-n)
     envvar: str | None = None
     verbatim: bool = False  # the value as given, spaces kept (text searched for)
+    moment: bool = False  # a moment: how a bare number was read is noted (when_note)
     nothing: Callable[[Any], str] | None = None  # "no event has caseId 7"
     filter: bool = False
 

@@ -9,7 +9,7 @@ of ``Asked``. Pure: no I/O but reading a --holidays file, which only the command
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import timezone, tzinfo
 from typing import TYPE_CHECKING, Any
@@ -18,7 +18,7 @@ from tbhook.model.filters import Filters, parse_count, parse_id
 from tbhook.model.params import Param, as_given, either, one_of
 from tbhook.model.queue import Sla, parse_sla
 from tbhook.model.report import BY
-from tbhook.model.times import empty_range, parse_when, parse_zone
+from tbhook.model.times import empty_range, parse_when, parse_zone, when_note
 
 if TYPE_CHECKING:
     from tbhook.model.hours import Clock
@@ -30,12 +30,21 @@ ORDERS = ("desc", "asc")
 
 class QueryError(ValueError):
     """A value that cannot be read: the parameters it is about (``keys``, spelled as both
-    faces spell them, without ``--``) and a sentence that says what is wrong."""
+    faces spell them, without ``--``), a sentence that says what is wrong, and parameters
+    that would work (``fix``: key to value), which each face spells its own way."""
 
-    def __init__(self, keys: tuple[str, ...], sentence: str):
+    def __init__(self, keys: tuple[str, ...], sentence: str, fix: dict[str, str] | None = None):
         super().__init__(sentence)
         self.keys = keys
         self.sentence = sentence
+        self.fix = fix or {}
+
+    def advised(self, spell: Callable[[str, str], str], joined: str) -> str:
+        """The sentence, and the fix as the face writes parameters (``--since X``,
+        ``since=X``)."""
+        if not self.fix:
+            return self.sentence
+        return f"{self.sentence}; try " + joined.join(spell(k, v) for k, v in self.fix.items())
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,7 @@ class Asked:
     clock: Clock | None = None
     sla: Sla | None = None  # targets per kind of wait (report, queue)
     at: int | None = None  # the queue as it stood then (None: now)
+    notes: tuple[tuple[str, str], ...] = ()  # (key, how its value was read): for the reader
 
     @property
     def descending(self) -> bool:
@@ -111,7 +121,8 @@ PARAMS: dict[str, Param] = {
               "(first: no agent has replied in the case yet; reply: one has)."),
         Param("at", _moment, "WHEN",
               "The queue as it stood at this moment (events stamped up to it): "
-              "2024-05-01T09:30 (in --tz), Unix seconds, or an age: 2h. Default: now."),
+              "2024-05-01T09:30 (in --tz), Unix seconds, or an age: 2h. Default: now.",
+              moment=True),
         Param("holidays", as_given, "COUNTRY|FILE",
               "Closed days for --hours: a country's public holidays (NL, DE, US-CA) or a file "
               "of dates, one YYYY-MM-DD a line; repeat to combine.", many=True),
@@ -189,6 +200,7 @@ def read(
     moments = zone or timezone.utc
     arguments: dict[str, Any] = {}
     filtering: dict[str, Any] = {}
+    notes: list[tuple[str, str]] = []
     for key in asked.keys:
         param = PARAMS[key]
         found = texts.get(key) or ([param.default] if param.default is not None else [])
@@ -202,6 +214,9 @@ def read(
         if param.verbatim:  # searched for as it was given, spaces and all
             value = _raw(given[key])
         (filtering if param.filter else arguments)[param.name] = value
+        note = when_note(found[-1]) if param.moment else None
+        if note:
+            notes.append((key, note))
     problem = empty_range(filtering.get("since"), filtering.get("until"), ("since", "until"))
     if problem:
         raise QueryError(("since", "until"), problem)
@@ -209,7 +224,9 @@ def read(
         raise QueryError(("limit",), f"a page shows from 1 to {most} rows")
     hours = texts.get("hours", [])
     clock = _clock(hours[-1] if hours else None, texts.get("holidays", []), moments, files)
-    return Asked(filters=Filters(**filtering), zone=zone, clock=clock, **arguments)
+    return Asked(
+        filters=Filters(**filtering), zone=zone, clock=clock, notes=tuple(notes), **arguments
+    )
 
 
 def _texts(
