@@ -245,6 +245,8 @@ def health(
     if backend == "sqlite":
         checks += rules.space_checks(facts["usedBytes"], cap)
     checks += rules.unknown_checks(unknown) + rules.durability_checks(durability, facts)
+    retention = retention_facts(store)
+    checks += rules.retention_checks(retention)
     return {
         "database": store.path,
         "backend": backend,
@@ -259,7 +261,28 @@ def health(
         "checks": checks,
         "ok": all(check["status"] != "fail" for check in checks),
         "outageBudgetHours": [round(hours, 1) for hours in rules.OUTAGE_HOURS],
+        "retention": retention,
     }
+
+
+def retention_facts(store: Any) -> dict[str, Any] | None:
+    """What `serve --retain` recorded (window, passes), with the archive directory's size and
+    free space as they are now; None when retention never ran on this database."""
+    import shutil
+    from pathlib import Path
+
+    from tbhook.transfer.retention import archive_size, state_of
+
+    state = state_of(store)
+    if not state:
+        return None
+    directory = Path(state.get("archiveDir", ""))
+    state["archiveFiles"], state["archiveBytes"] = archive_size(directory)
+    try:
+        state["archiveFreeBytes"] = shutil.disk_usage(directory).free
+    except OSError:
+        state["archiveFreeBytes"] = None
+    return state
 
 
 def add_checks(report: dict[str, Any], checks: list[dict[str, str]]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from tbhook import questions
+from tbhook.cli.alerting import NotifyOption, send_doctor_alerts, unreadable, urls
 from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
@@ -63,14 +64,26 @@ def doctor(
         ),
     ] = None,
     fmt: FormatOption = "table",
+    notify: NotifyOption = None,
 ) -> None:
     """A health report; exit 1 when something is wrong, for cron or a monitor."""
     given: Optional[int] = max_db_size  # type: ignore[assignment]  # the callback made it bytes
     stale_seconds: Optional[int] = stale  # type: ignore[assignment]  # the callback made it seconds
-    with reading(db, current=False) as store:
-        report = questions.health(
-            store, quick=quick, stale_seconds=stale_seconds, max_db_size=given
-        )
+    try:
+        from tbhook.store import open_reader  # see open_for_writing
+
+        store = open_reader(db, current=False)
+    except TbhookError as exc:
+        if notify:  # a database that cannot be read at all is the first thing to tell
+            send_doctor_alerts(unreadable(db, str(exc)), urls(notify), db)
+        raise fail(str(exc)) from None
+    with reported_errors():
+        try:
+            report = questions.health(
+                store, quick=quick, stale_seconds=stale_seconds, max_db_size=given
+            )
+        finally:
+            store.close()
     # A test commit of its own once the reader is closed: a reader still open would keep the
     # write-ahead log it leaves behind.
     cap = report["maxDbSizeBytes"] if report["backend"] == "sqlite" else None
@@ -83,6 +96,8 @@ def doctor(
         notes=rules.notes(report),
     )
     write(answer, fmt)
+    if notify:
+        send_doctor_alerts(report, urls(notify), db)
     if not report["ok"]:
         raise typer.Exit(1)
 

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from tbhook.cli.alerting import NotifyOption, duration_of, urls
+from tbhook.cli.alerting import archive_dir as archive_dir_of
 from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
@@ -114,6 +116,34 @@ def serve(
             callback=in_range(0, 65535),
         ),
     ] = 8081,
+    retain: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="AGE",
+            help="Keep this much (90d, 26w): older events, by their timestamp, are archived "
+            "to --archive-dir, then deleted, in the background; near --max-db-size the oldest "
+            "days go first.",
+        ),
+    ] = None,
+    archive_dir: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="DIR",
+            help="Where --retain archives: a file per day, tbhook-YYYY-MM-DD.ndjson.gz "
+            "(`tbhook import` reads them).",
+        ),
+    ] = None,
+    prune_every: Annotated[
+        str, typer.Option(metavar="AGE", help="How often --retain runs a pass.")
+    ] = "1h",
+    notify: NotifyOption = None,
+    stale: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="AGE",
+            help="Alert when no delivery came for this long (e.g. 2h on a busy account).",
+        ),
+    ] = None,
 ) -> None:
     """Receive Tracebuzz webhooks and append every delivery to the database.
 
@@ -127,6 +157,7 @@ def serve(
             f"{ui_port} is the receiver's --port: the console listens on a port of its own",
             param_hint="'--ui-port'",
         )
+    retain_seconds = duration_of(retain, "--retain")
     settings = receiver.Settings(
         db=db,
         host=host,
@@ -142,6 +173,11 @@ def serve(
         metrics=metrics,
         log_format=log_format.value,
         ui_port=ui_port if ui else None,
+        notify=urls(notify),
+        stale=duration_of(stale, "--stale"),
+        retain=retain_seconds,
+        archive_dir=archive_dir_of(retain_seconds, archive_dir),
+        prune_every=float(duration_of(prune_every, "--prune-every") or 3600),
     )
     with reported_errors():
         receiver.run(settings)

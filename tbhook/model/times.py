@@ -135,3 +135,13 @@ def duration(seconds: int | None) -> str:
     if seconds < 172800:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def parse_duration(text: str) -> int:
+    """A duration as people type it (90s, 30m, 2h, 90d, 4w) in seconds, more than zero.
+
+    Raises ValueError with a message fit for the user."""
+    found = _AGE.match(text.strip())
+    if not found or int(found[1]) == 0:
+        raise ValueError(f"{text!r} is not a duration (try 30m, 2h, 90d or 4w)")
+    return int(found[1]) * _UNITS[found[2]]

@@ -25,6 +25,7 @@ from typing import Any
 
 from tbhook import __version__
 from tbhook.errors import TbhookError
+from tbhook.model.times import duration
 from tbhook.receiver import server
 from tbhook.receiver.app import Receiver
 from tbhook.receiver.log import Handler, Log
@@ -32,6 +33,7 @@ from tbhook.receiver.metrics import Counts
 from tbhook.receiver.parser import Parser
 from tbhook.receiver.protocol import Connections
 from tbhook.receiver.settings import Auth, Settings
+from tbhook.receiver.watch import MetaState, Watch, kept_state, seconds_of
 from tbhook.receiver.writer import BatchWriter, OpenStore
 from tbhook.store import Store, is_url, open_store
 
@@ -74,6 +76,8 @@ def run(settings: Settings) -> None:
         console_url = None
         if settings.ui_port is not None:  # the console: its own process, never this port
             console_url = _console(settings, sock, stack, log)
+        watch = _watch(settings, store, log, stack)
+        writer.on_replaced = lambda why: watch.writer_died(why) if why else watch.writer_back()
         events, quarantined = store.reads.counts()
         if settings.metrics:
             counts.started_from(store.reads.last_received_at())  # type: ignore[attr-defined]
@@ -102,6 +106,7 @@ def run(settings: Settings) -> None:
             body_memory=settings.body_memory,
             parser=parser,
             counts=counts,
+            answered=watch.answered,
         )
         stack.callback(app.close)
         banner = _banner(
@@ -129,6 +134,50 @@ def _serve(
     with uvicorn_server.draining_signals():
         announce()
         uvicorn_server.run(sockets=[sock])
+
+
+def _watch(settings: Settings, store: Store, log: Log, stack: contextlib.ExitStack) -> Watch:
+    """The alerts (``--notify``; logged in any case), and the retention passes (``--retain``)."""
+    from tbhook.notify import Notifier
+
+    state = MetaState(settings.db, kept_state(store))
+    stack.callback(state.close)
+    notifier = Notifier(settings.notify, log, state, source=store.path).start()
+    stack.callback(notifier.close)
+    retention = None
+    watch = Watch(
+        notifier,
+        settings.db,
+        cap=settings.max_db_size,
+        stale=settings.stale,
+        archive_dir=settings.archive_dir,
+        every=settings.watch_every,
+        last_delivery=seconds_of(store.reads.last_received_at()),
+        wake_retention=None,
+    )
+    if settings.retain and settings.archive_dir:
+        from tbhook.receiver.retention import Retention, describe
+
+        def done(result: dict[str, Any]) -> None:
+            if result.get("error") or result.get("deleted"):
+                say = log.warning if result.get("error") else log.info
+                say(describe(result, settings.retain or 0), retention=result)
+            watch.retention_pass(result)
+
+        retention = Retention(
+            settings.db,
+            settings.archive_dir,
+            settings.retain,
+            settings.prune_every,
+            settings.max_db_size,
+            done,
+        )
+        watch.wake_retention = retention.wake
+        retention.start()
+        stack.callback(retention.close)
+    watch.start()
+    stack.callback(watch.close)
+    return watch
 
 
 def _counts(settings: Settings) -> Counts:
@@ -257,6 +306,13 @@ def _banner(
             lines.append(f"  requires header: {settings.auth.name}")
         if settings.forward_to:
             lines.append(f"  forwarding new events to: {settings.forward_to}")
+        if settings.retain:
+            lines.append(
+                f"  keeping {duration(settings.retain)} of events; older ones archived to "
+                f"{settings.archive_dir}, then deleted"
+            )
+        if settings.notify:
+            lines.append(f"  alerts to: {len(settings.notify)} URL(s) (--notify)")
         metrics = f"{url}metrics" if settings.metrics else None
         lines.append(f"  health: {url}healthz" + (f", metrics: {metrics}" if metrics else ""))
         if console:

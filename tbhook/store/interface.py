@@ -147,15 +147,25 @@ class Store(ABC):
         if reason:
             return reason
         try:
-            with self.writing() as conn:
-                conn.execute(
-                    "INSERT INTO tbhook_meta (key, value) VALUES ('lastCommitCheck', ?) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    [utc_now()],
-                )
+            self.set_meta("lastCommitCheck", utc_now())
         except StoreUnavailable as exc:
             return str(exc)
         return None
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Keep one fact about this log in ``tbhook_meta`` (its own short transaction)."""
+        with self.writing() as conn:
+            conn.execute(
+                "INSERT INTO tbhook_meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )
+
+    def exclusive(self, name: str) -> AbstractContextManager[bool]:
+        """Whether this connection holds the lock ``name`` for the ``with`` block, across
+        receivers on one database (PostgreSQL's advisory locks); always True elsewhere, where
+        one file has one writer at a time anyway."""
+        return contextlib.nullcontext(True)
 
     def room_check(self) -> str | None:
         """Why the next delivery would not fit (SQLite's --max-db-size cap), or None."""

@@ -147,6 +147,22 @@ class PostgresStore(Store):
                 self.path, found, "give --db an empty database or an existing tbhook one"
             )
 
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """A session advisory lock keyed by ``name``: whether this connection got it (another
+        receiver's pass holds it otherwise); released when the block ends."""
+        import zlib
+
+        key = MIGRATION_LOCK ^ zlib.crc32(name.encode())
+        with self._errors("cannot lock"):
+            got = self.connection().execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()
+        try:
+            yield bool(got[0])
+        finally:
+            if got[0]:
+                with contextlib.suppress(Exception):
+                    self.connection().execute("SELECT pg_advisory_unlock(%s)", [key])
+
     def close(self) -> None:
         if "tail" in self.__dict__:  # its listening session, if it opened one
             self.tail.close()
