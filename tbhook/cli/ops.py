@@ -240,9 +240,6 @@ def prune(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete old events, after archiving them; merges that persons still need are kept."""
-    from tbhook.transfer import (
-        archive as archives,  # gzip: loaded when it runs (see tbhook.cli.dev)
-    )
 
     try:
         cutoff = parse_when(before)
@@ -281,13 +278,22 @@ def prune(
             raise fail("nothing deleted")
         skipped = 0
         with reported_errors(), progress() as bar:
-            if path is not None:
-                task = bar.add_task(f"archiving to {archive}", total=len(ids))
-                _, skipped = archives.write(
-                    path, store.upkeep.archive_bodies(ids), known, lambda n: bar.advance(task, n)
+            if path is not None:  # archived, fsynced, read back and checked, then deleted
+                from tbhook.transfer.retention import archived_then_deleted
+
+                archiving = bar.add_task(f"archiving to {archive}", total=len(ids))
+                deleting = bar.add_task("deleting", total=len(ids))
+                _, skipped = archived_then_deleted(
+                    store,
+                    path,
+                    ids,
+                    known,
+                    archived=lambda n: bar.advance(archiving, n),
+                    deleted=lambda n: bar.advance(deleting, n),
                 )
-            task = bar.add_task("deleting", total=len(ids))
-            store.upkeep.delete_events(ids, lambda n: bar.advance(task, n))
+            else:
+                task = bar.add_task("deleting", total=len(ids))
+                store.upkeep.delete_events(ids, lambda n: bar.advance(task, n))
     finally:
         store.close()
     kept_text = f"; kept {kept} older merges that remaining persons resolve through" if kept else ""

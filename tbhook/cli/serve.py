@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Annotated, Any, Optional
 
@@ -179,6 +180,8 @@ def serve(
         archive_dir=archive_dir_of(retain_seconds, archive_dir),
         prune_every=float(duration_of(prune_every, "--prune-every") or 3600),
     )
+    if settings.stale:  # looked at often enough to be told within a quarter of --stale
+        settings = dataclasses.replace(settings, watch_every=min(10.0, settings.stale / 4))
     with reported_errors():
         receiver.run(settings)
 

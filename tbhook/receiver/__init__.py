@@ -160,7 +160,7 @@ def _watch(settings: Settings, store: Store, log: Log, stack: contextlib.ExitSta
 
         def done(result: dict[str, Any]) -> None:
             if result.get("error") or result.get("deleted"):
-                say = log.warning if result.get("error") else log.info
+                say = log.warning if result.get("error") else log.notice
                 say(describe(result, settings.retain or 0), retention=result)
             watch.retention_pass(result)
 
