@@ -6,7 +6,6 @@ import json
 import os
 import signal
 
-
 from conftest import WRITER, child_process, event_body, wait_for
 from typer.testing import CliRunner
 

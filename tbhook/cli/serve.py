@@ -180,8 +180,12 @@ def serve(
         archive_dir=archive_dir_of(retain_seconds, archive_dir),
         prune_every=float(duration_of(prune_every, "--prune-every") or 3600),
     )
-    if settings.stale:  # looked at often enough to be told within a quarter of --stale
-        settings = dataclasses.replace(settings, watch_every=min(10.0, settings.stale / 4))
+    # Looked at often enough: a quarter of --stale; every second near a cap that --retain
+    # keeps (a PRAGMA: microseconds), so a pass starts long before the cap.
+    every = min(10.0, settings.stale / 4) if settings.stale else 10.0
+    if settings.max_db_size and settings.retain:
+        every = min(every, 1.0)
+    settings = dataclasses.replace(settings, watch_every=every)
     with reported_errors():
         receiver.run(settings)
 

@@ -125,7 +125,9 @@ def run_pass(
             cutoff = int(now) - window
             result.cutoff = iso_time(cutoff)
             _prune_before(store, directory, cutoff, result, chunk, pause)
-            while cap and _used(store) >= PRUNE_AT * cap:
+            # Once past PRUNE_AT, down to PRUNE_TO: room for a while, not a pass per batch.
+            pressed = bool(cap) and _used(store) >= PRUNE_AT * (cap or 0)
+            while pressed and cap and _used(store) >= PRUNE_TO * cap:
                 oldest = store.upkeep.oldest_timestamp()
                 if oldest is None:
                     break
