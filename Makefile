@@ -70,16 +70,20 @@ bench: $(STAMP)
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py
 
-# One file that runs with `python3 tbhook.pyz` on any Python 3.10+: the pure-Python
+# dist/tbhook-VERSION-py3-none-any.whl, for `pipx install` or `pip install` into a venv (the
+# console's templates and assets inside); and one file that runs with `python3 tbhook.pyz` on
+# any Python 3.10+: the pure-Python
 # dependencies inside; the compiled speed-ups (uvloop, httptools, orjson) cannot be, so the
 # file uses asyncio, h11 and the json module instead (`--version` says which).
 dist: $(STAMP)
-	rm -rf build dist/tbhook.pyz
+	rm -rf build dist/tbhook.pyz dist/tbhook-*.whl
+	$(BIN)/python -m pip wheel -q --no-deps -w dist .
+	rm -rf build
 	$(BIN)/python -m pip install -q --no-compile --target build/pyz .
 	cd build/pyz && rm -rf bin pip pip-* uvloop* httptools* orjson* psycopg* && find . -name '*.so' -delete
 	mkdir -p dist
 	$(BIN)/python -m zipapp build/pyz -m 'tbhook.cli:app' -p '/usr/bin/env python3' -o dist/tbhook.pyz
-	@echo "built dist/tbhook.pyz ($$(du -h dist/tbhook.pyz | cut -f1))"
+	@echo "built dist/tbhook.pyz ($$(du -h dist/tbhook.pyz | cut -f1)) and $$(ls dist/tbhook-*.whl)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || \
