@@ -217,6 +217,7 @@ def _prune_at() -> float:
 
 def seconds_of(iso: str | None) -> float | None:
     """An ISO time (receivedAt) as Unix seconds."""
-    if not iso:
+    try:
+        return datetime.fromisoformat((iso or "").replace("Z", "+00:00")).timestamp()
+    except ValueError:  # none yet, or not a time (a row some other tool wrote)
         return None
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

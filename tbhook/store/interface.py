@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from tbhook.errors import ForeignDatabase, StoreUnavailable
+from tbhook.errors import ForeignDatabase, NotReady, StoreUnavailable
 from tbhook.model.filters import Filters
 from tbhook.model.times import utc_now
 from tbhook.store import sql
@@ -197,6 +197,19 @@ class Store(ABC):
     def server_facts(self) -> dict[str, Any]:
         """What the backend adds to `doctor`: file and WAL sizes, or the server's version,
         size and synchronous_commit."""
+
+
+def refuse_newer(path: str, applied: Sequence[str], known: Sequence[str]) -> None:
+    """A database a newer tbhook migrated (steps this one does not know) is never written, nor
+    read: its tables may mean what this version cannot know. Raises NotReady naming both."""
+    unknown = [name for name in applied if name not in known]
+    if unknown:
+        from tbhook import __version__
+
+        raise NotReady(
+            f"{path} was written by a newer tbhook (its schema is at {unknown[-1]}; this "
+            f"tbhook {__version__} knows up to {known[-1]}): upgrade tbhook to use it"
+        )
 
 
 def not_tbhooks(path: str, found: list[str], advice: str) -> ForeignDatabase:

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from tbhook.errors import NoDatabase, NotReady, StoreBusy, StoreUnavailable, TbhookError
 from tbhook.model.targets import shown
 from tbhook.model.times import utc_now
-from tbhook.store.interface import Store, not_tbhooks
+from tbhook.store.interface import Store, not_tbhooks, refuse_newer
 from tbhook.store.postgres.driver import CHANNEL, POSTGRES, Writer, pg, psycopg, stage
 from tbhook.store.postgres.export import PostgresExports
 from tbhook.store.postgres.merge import PostgresUpkeep
@@ -65,7 +65,7 @@ class PostgresStore(Store):
         if max_bytes:
             raise TbhookError("--max-db-size caps a SQLite file; on PostgreSQL use quotas there")
         store = cls(url, readonly=False)
-        with store._errors("cannot open"):
+        with store._errors("cannot open"), store._closed_on(NotReady):
             conn = store.connection()
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
@@ -78,6 +78,7 @@ class PostgresStore(Store):
                         '(name TEXT PRIMARY KEY, "appliedAt" TEXT NOT NULL)'
                     )
                 done = {row[0] for row in conn.execute("SELECT name FROM tbhook_migrations")}
+                refuse_newer(store.path, sorted(done), [name for name, _ in STEPS])
                 for name, statements in STEPS:
                     if name not in done:
                         for statement in statements:
@@ -100,6 +101,11 @@ class PostgresStore(Store):
                 if exists
                 else set()
             )
+        try:
+            refuse_newer(store.path, sorted(applied), [name for name, _ in STEPS])
+        except NotReady:
+            store.close()
+            raise
         if not applied:
             store.close()
             raise (
@@ -114,6 +120,14 @@ class PostgresStore(Store):
                 "once to upgrade it"
             )
         return store
+
+    @contextlib.contextmanager
+    def _closed_on(self, error: type[Exception]) -> Iterator[None]:
+        try:
+            yield
+        except error:
+            self.close()
+            raise
 
     def connection(self) -> Any:
         """The connection, reopened if it was lost (a server restart, a failover)."""

@@ -29,7 +29,7 @@ from tbhook.errors import (
     damaged,
 )
 from tbhook.model.words import human_size
-from tbhook.store.interface import Store, not_tbhooks
+from tbhook.store.interface import Store, not_tbhooks, refuse_newer
 from tbhook.store.rows import ImportRows, Stored, outcomes
 from tbhook.store.sql import names
 from tbhook.store.sqlite import batches
@@ -174,6 +174,11 @@ class SQLiteStore(Store):
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             store = cls(conn, path)
             applied = store.applied_steps()
+            try:
+                refuse_newer(path, applied, STEP_NAMES)
+            except NotReady:
+                store.close()
+                raise
             pending = [
                 name
                 for name in STEP_NAMES
@@ -197,8 +202,11 @@ class SQLiteStore(Store):
         return store
 
     def _refuse_foreign(self) -> None:
-        """A database that holds tables but not tbhook's is someone else's: never add to it."""
-        if self.applied_steps():
+        """A database that holds tables but not tbhook's is someone else's: never add to it;
+        one a newer tbhook migrated is not this one's to write."""
+        applied = self.applied_steps()
+        if applied:
+            refuse_newer(self.path, applied, STEP_NAMES)
             return
         found = self._tables()
         if found:
