@@ -4,7 +4,7 @@ Needs wrk and sqlite3 (Debian packages `wrk` and `sqlite3`), and PostgreSQL's in
 for the PostgreSQL figures (skipped, saying so, without them); as root it installs wrk and sqlite3 with
 apt-get, otherwise it says how. Traffic goes to 127.0.0.1 only and every run is bounded.
 Environment: BENCH_DURATION (wrk seconds per run, default 5), BENCH_EVENTS (size of the big
-database, default 1,000,000).
+database, default 1,000,000), BENCH_ONLY=retention (only `serve --retain`'s figures).
 """
 
 from __future__ import annotations
@@ -114,7 +114,16 @@ def wrk(port: int, connections: int, close: bool, events: Path | None = None) ->
         "errors": sum(map(int, errors.groups())) if errors else 0,
         "p50": _latency(out, "50%"),
         "p99": _latency(out, "99%"),
+        "max": _max_latency(out),
     }
+
+
+def _max_latency(out: str) -> float:
+    """The slowest answer of the run (wrk's thread stats: avg, stdev, max)."""
+    found = re.search(r"Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\b", out)
+    if not found:
+        return float("nan")
+    return float(found.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[found.group(2)]
 
 
 def _latency(out: str, pct: str) -> float:
@@ -130,6 +139,7 @@ def ingest_run(
     args: tuple[str, ...] = (),
     events: Path | None = None,
     env: dict | None = None,
+    counted: bool = True,
 ) -> dict:
     """wrk against a no-op server or `tbhook serve` (of the code ``env`` puts first on
     PYTHONPATH, by default this checkout's), posting the lines of ``events``."""
@@ -147,7 +157,7 @@ def ingest_run(
         result = wrk(port, connections, close, events)
     finally:
         stop(proc)
-    if db:
+    if db and counted:  # (not while a retention pass deletes)
         added = count(db) - before
         # Every 200 must be a stored row (bodies are distinct, so no 200 is a duplicate).
         assert added >= result["ok"], f"{added} rows < {result['ok']} acknowledged"
@@ -216,14 +226,19 @@ def _ingest_text(result: dict) -> str:
 # -- data ---------------------------------------------------------------------------------
 
 
-def prepare() -> Path:
+def wrk_events() -> None:
+    """The bodies wrk posts (distinct from the big database's events)."""
     OUT.mkdir(exist_ok=True)
     events = OUT / "events.ndjson"
     if not events.exists():
-        with open(events, "wb") as f:  # distinct from the big database's events
+        with open(events, "wb") as f:
             subprocess.run(
                 [*TBHOOK, "generate", "--count", "50000", "--seed", "2"], stdout=f, check=True
             )
+
+
+def prepare() -> Path:
+    wrk_events()
     big_db = OUT / f"big-{BIG}.db"
     source = OUT / f"big-{BIG}.ndjson"
     started = time.monotonic()
@@ -520,6 +535,7 @@ def bench_postgres(source: Path) -> None:
             f"1 receiver {one['rps']:.0f} req/s",
             f"{two['rps'] / one['rps']:.2f}x one",
         )
+        bench_retention(cluster.new_database())
         url = cluster.new_database()
         started = time.monotonic()
         subprocess.run(
@@ -564,6 +580,78 @@ def bench_postgres(source: Path) -> None:
         cluster.close()
 
 
+# -- retention ------------------------------------------------------------------------------
+
+
+def bench_retention(url: str | None = None) -> None:
+    """The slowest acknowledgement while `serve --retain` archives and deletes 200,000 old
+    events in the background, against the p99 of the same load on the same database without
+    it (target: at most 2x). On SQLite, and on PostgreSQL given ``url`` (a fresh database)."""
+    label = "PostgreSQL" if url else "SQLite"
+    print(f"retention ({label})", flush=True)
+    old = OUT / "retention.ndjson"
+    if not old.exists():
+        with open(old, "wb") as f:  # stamped 2023: all older than any window
+            subprocess.run(
+                [*TBHOOK, "generate", "--count", "200000", "--seed", "9", "--start", "2023-01-01"],
+                stdout=f,
+                check=True,
+            )
+    archive = OUT / "retention-archive"
+    runs = {}
+    for name in ("without", "with"):
+        shutil.rmtree(archive, ignore_errors=True)
+        archive.mkdir()
+        if url:
+            db: str | Path = _fresh_pg(url, name)
+        else:
+            db = OUT / "retention.db"
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db}{suffix}").unlink(missing_ok=True)
+        subprocess.run(
+            [*TBHOOK, "import", str(old), "--db", str(db)], check=True, stdout=subprocess.DEVNULL
+        )
+        args = ("--retain", "30d", "--archive-dir", str(archive), "--prune-every", "1s")
+        during = name == "with"
+        runs[name] = ingest_run("tbhook", 16, False, db, args if during else (), counted=not during)
+        if during:
+            runs[name]["deleted"] = 200_000 + runs[name]["ok"] - count(db)
+    during, base = runs["with"], runs["without"]
+    report(
+        f"retention pass under load ({label}, 16 conn), slowest ack",
+        f"max {during['max']:.1f} ms, p99 {during['p99']:.2f} ms, {during['rps']:.0f} req/s; "
+        f"{during['deleted']:,} events archived and deleted meanwhile",
+        f"p99 {base['p99']:.2f} ms (max {base['max']:.1f} ms) without a pass",
+        f"{during['max'] / base['p99']:.2f}x p99 (target 2x)",
+    )
+
+
+def bench_retention_postgres() -> None:
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from pgcluster import PgCluster
+
+    try:
+        cluster = PgCluster()
+    except FileNotFoundError:
+        report("retention on PostgreSQL", "skipped: initdb and pg_ctl not installed")
+        return
+    try:
+        bench_retention(cluster.new_database())
+    finally:
+        cluster.close()
+
+
+def _fresh_pg(url: str, name: str) -> str:
+    import psycopg
+
+    base, _, _ = url.rpartition("/")
+    database = f"retention_{name}_{os.getpid()}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {database}")
+        conn.execute(f"CREATE DATABASE {database}")
+    return f"{base}/{database}"
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     os.chdir(OUT)  # whatever a run creates by a relative name stays out of the checkout
@@ -572,11 +660,18 @@ def main() -> None:
     started = time.monotonic()
     print(f"tbhook bench {machine()}", flush=True)
     compiled()
+    if os.environ.get("BENCH_ONLY") == "retention":  # the figures of `serve --retain` alone
+        wrk_events()
+        bench_retention()
+        bench_retention_postgres()
+        table()
+        return
     big_db = prepare()
     bench_read(big_db)
     bench_tables(big_db)
     bench_tail()
     bench_ingest(big_db)
+    bench_retention()
     bench_postgres(OUT / f"big-{BIG}.ndjson")
     table()
     print(f"\nmake bench took {time.monotonic() - started:.0f} s")

@@ -200,11 +200,30 @@ class PostgresStore(Store):
                 self.close()
             raise StoreUnavailable(f"{doing}: {self._clean(exc)}") from exc
         except driver.OperationalError as exc:
+            self._drop_unusable()
             raise StoreUnavailable(
                 f"{doing}: PostgreSQL at {self.path} is unreachable or failing: {self._clean(exc)}"
             ) from exc
         except driver.Error as exc:
+            self._drop_unusable()
             raise StoreUnavailable(f"{doing}: {self._clean(exc)}") from exc
+
+    def _drop_unusable(self) -> None:
+        """After a failure, close a session left in no state to go on, so the next call opens
+        a new one. psycopg does not mark every such session broken: one the server ended in
+        the middle of a pipelined statement (executemany) stays "in pipeline mode" and fails
+        every later statement, while libpq logs each refusal; a writer kept on it answered
+        503 until restarted and logged gigabytes (what the restart-under-load test met)."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            return
+        from psycopg import pq
+
+        idle = conn.info.transaction_status == pq.TransactionStatus.IDLE
+        if conn.broken or not idle or conn.pgconn.pipeline_status != pq.PipelineStatus.OFF:
+            with contextlib.suppress(Exception):
+                conn.close()
+            self._conn = None
 
     def _clean(self, exc: BaseException) -> str:
         text = " ".join(str(exc).split())
