@@ -9,6 +9,7 @@ A pass runs every ``--prune-every``, and sooner when the database nears ``--max-
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -115,6 +116,10 @@ def _child(argument: str) -> None:
     from tbhook.transfer.retention import run_pass
 
     args = json.loads(argument)
+    # Second to the receiver for the CPU and the disk: acknowledgements come first.
+    os.nice(10)
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))  # Linux
     try:
         store = open_store(args["target"])
     except Exception as exc:

@@ -28,8 +28,8 @@ from tbhook.transfer import archive as archives
 
 DAY = 86400
 BATCH = 20_000  # events planned per step of a pass (memory stays bounded at any backlog)
-DELETE_CHUNK = 200  # rows per delete transaction: a few milliseconds of the write lock
-DELETE_PAUSE = 0.01  # between them, so the receiver's writer commits in between
+DELETE_CHUNK = 100  # rows per delete transaction: a few milliseconds of the write lock
+DELETE_PAUSE = 0.02  # between them, so the receiver's writer commits in between
 PRUNE_AT = 0.8  # of --max-db-size: prune the oldest days (archived) from here ...
 PRUNE_TO = 0.7  # ... down to here, long before the cap would answer 503
 LOCK_NAME = "retention"
