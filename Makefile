@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-reliability lint docs docs-update bench bench-scale dist clean postgres chromium screenshots
+.PHONY: serve test soak test-reliability lint docs docs-update bench bench-scale dist clean postgres chromium screenshots
 
 # Options pass through ARGS: make serve ARGS="--port 9000 --db /tmp/other.db"
 serve: $(STAMP)
@@ -15,6 +15,11 @@ serve: $(STAMP)
 test: $(STAMP) postgres chromium
 	$(BIN)/pytest -q -n 4 -m "not slow and not alone"
 	$(BIN)/pytest -q -m "alone and not slow"
+
+# A year of traffic through a real receiver with every fault it must survive, in under 10
+# minutes (tests/soak.py; a month of it runs in make test).
+soak: $(STAMP)
+	$(BIN)/python tests/soak.py --days 365 --per-day 400
 
 test-reliability: $(STAMP) postgres chromium
 	$(BIN)/pytest -q tests/reliability

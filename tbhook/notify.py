@@ -264,13 +264,14 @@ class Notifier:
             self._save()
             for queue in due:
                 self._try(queue)
+            self._save()  # what was sent is kept before waiting: a kill then repeats nothing
             with self._lock:
                 if self._stopping:
                     return
                 waits = [q.due - time.monotonic() for q in self._queues.values() if q.waiting]
                 if any(a["held"] for a in self._alerts.values()):
                     waits.append(1.0)
-                if not any(w <= 0 for w in waits):
+                if not self._dirty and not any(w <= 0 for w in waits):
                     self._lock.wait(min([1.0, *waits]) if waits else None)
 
     def _try(self, queue: _Queue) -> None:

@@ -180,11 +180,11 @@ def serve(
         archive_dir=archive_dir_of(retain_seconds, archive_dir),
         prune_every=float(duration_of(prune_every, "--prune-every") or 3600),
     )
-    # Looked at often enough: a quarter of --stale; every second near a cap that --retain
-    # keeps (a PRAGMA: microseconds), so a pass starts long before the cap.
+    # Looked at often enough: a quarter of --stale; four times a second under a cap that
+    # --retain keeps (a PRAGMA: microseconds), so a pass starts long before the cap.
     every = min(10.0, settings.stale / 4) if settings.stale else 10.0
     if settings.max_db_size and settings.retain:
-        every = min(every, 1.0)
+        every = min(every, 0.25)
     settings = dataclasses.replace(settings, watch_every=every)
     with reported_errors():
         receiver.run(settings)
