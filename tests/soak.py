@@ -21,6 +21,7 @@ and nothing else.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import http.client
 import http.server
@@ -294,10 +295,8 @@ def run(
 
     def sample() -> None:
         while not sampling.wait(0.1):
-            try:
+            with contextlib.suppress(OSError):
                 biggest[0] = max(biggest[0], os.path.getsize(db))
-            except OSError:
-                pass
 
     threading.Thread(target=sample, daemon=True).start()
     started = time.monotonic()
