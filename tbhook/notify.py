@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 import time
 from collections import deque
@@ -79,12 +80,17 @@ class FileState:
             out.write(json.dumps(state, sort_keys=True))
 
 
+HOST = os.uname().nodename  # which machine says it: a team may run several receivers
+
+
 def payload(name: str, state: str, text: str, details: dict[str, Any], at: float) -> dict:
-    """An alert as it is posted."""
+    """An alert as it is posted: ``text`` for a person (and a chat's incoming webhook), the
+    rest for a program."""
+    what = name if state == "firing" else f"{name}, resolved"
     return {
         "alert": name,
         "state": state,
-        "text": f"tbhook {name} {state}: {text}",
+        "text": f"tbhook on {HOST} ({what}): {text}",
         "at": iso_time(int(at)),
         "details": details,
     }
@@ -241,6 +247,7 @@ class Notifier:
         extra = {"key": key} if key else {}
         if self.source:
             extra["source"] = self.source
+        extra["host"] = HOST
         return {**details, **extra}
 
     def _enqueue(self, message: dict[str, Any]) -> None:

@@ -241,11 +241,14 @@ def health(
     backend = store.dialect.name
     durability = store.durability_warning()
     cap = max_db_size or (int(recorded) if recorded else None)
+    retention = retention_facts(store)
+    kept = (retention or {}).get("lastReceivedAt")
+    if kept and (found["lastReceivedAt"] or "") < kept:  # pruned since: the pass kept it
+        found = {**found, "lastReceivedAt": kept}
     checks = rules.checks(integrity, pending, found, stale_seconds, backend)
     if backend == "sqlite":
         checks += rules.space_checks(facts["usedBytes"], cap)
     checks += rules.unknown_checks(unknown) + rules.durability_checks(durability, facts)
-    retention = retention_facts(store)
     checks += rules.retention_checks(retention)
     return {
         "database": store.path,

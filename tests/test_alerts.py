@@ -40,9 +40,10 @@ def test_an_alert_is_sent_once_firing_and_once_resolved(sink):
     assert sent(target) == [("stale", "firing"), ("stale", "resolved")]
     first, second = (json.loads(body) for body, _ in target.received)
     assert set(first) == {"alert", "state", "text", "at", "details"}
-    assert first["text"] == "tbhook stale firing: no delivery for 3h"
-    assert first["details"] == {"seconds": 10800}
-    assert second["text"] == "tbhook stale resolved: deliveries are coming in again"
+    host = os.uname().nodename
+    assert first["text"] == f"tbhook on {host} (stale): no delivery for 3h"
+    assert first["details"] == {"seconds": 10800, "host": host}
+    assert second["text"] == f"tbhook on {host} (stale, resolved): deliveries are coming in again"
     assert target.received[0][1]["content-type"] == "application/json"
 
 
@@ -64,7 +65,7 @@ def test_a_flapping_condition_is_sent_at_most_once_in_ten_minutes(sink):
     assert notifier.flush(10)
     notifier.close()
     assert sent(target) == [("size", "firing"), ("size", "resolved")] * 2
-    assert json.loads(target.received[2][0])["text"] == "tbhook size firing: at 93%"
+    assert json.loads(target.received[2][0])["text"].endswith("(size): at 93%")
 
 
 def test_delivery_retries_with_backoff_and_logs_what_was_lost(sink):
@@ -82,7 +83,7 @@ def test_delivery_retries_with_backoff_and_logs_what_was_lost(sink):
     )
     assert log.lines[-1] == (
         f"could not send the alert to {dead.url} (answered 500): "
-        "tbhook writer firing: the writer process stopped"
+        f"tbhook on {os.uname().nodename} (writer): the writer process stopped"
     )
 
 
@@ -139,7 +140,7 @@ def test_notify_test_says_what_the_url_answered(sink):
     assert result.stdout == f"Sent a test alert to {good.url}: it answered 200 ok\n"
     message = json.loads(good.received[0][0])
     assert message["alert"] == "test" and message["state"] == "firing"
-    assert message["text"].startswith("tbhook test firing: a test alert")
+    assert message["text"].startswith(f"tbhook on {os.uname().nodename} (test): a test alert")
     result = runner.invoke(app, ["notify", "test", bad.url])
     assert result.exit_code == 1
     assert result.stderr == f"Error: {bad.url} answered 500 ok: alerts sent there are lost\n"

@@ -90,7 +90,7 @@ def test(
         "test",
         "firing",
         "a test alert from `tbhook notify test`: alerts sent here will look like this one",
-        {"host": os.uname().nodename},
+        {},
         time.time(),
     )
     try:
@@ -137,7 +137,7 @@ class _Stderr:
     def warning(self, message: str, **facts: Any) -> None:
         from tbhook.model.text import clean
 
-        if not message.startswith("tbhook "):  # an alert: doctor's table says it already
+        if not message.startswith("tbhook on "):  # an alert: doctor's table says it already
             sys.stderr.write(f"Warning: {clean(message)}\n")
 
 

@@ -33,7 +33,7 @@ from tbhook.receiver.metrics import Counts
 from tbhook.receiver.parser import Parser
 from tbhook.receiver.protocol import Connections
 from tbhook.receiver.settings import Auth, Settings
-from tbhook.receiver.watch import MetaState, Watch, kept_state, seconds_of
+from tbhook.receiver.watch import MetaState, Watch, kept_state, last_delivery
 from tbhook.receiver.writer import BatchWriter, OpenStore
 from tbhook.store import Store, is_url, open_store
 
@@ -152,7 +152,7 @@ def _watch(settings: Settings, store: Store, log: Log, stack: contextlib.ExitSta
         stale=settings.stale,
         archive_dir=settings.archive_dir,
         every=settings.watch_every,
-        last_delivery=seconds_of(store.reads.last_received_at()),
+        last_delivery=last_delivery(store),
         wake_retention=None,
     )
     if settings.retain and settings.archive_dir:

@@ -215,6 +215,14 @@ def _prune_at() -> float:
     return PRUNE_AT
 
 
+def last_delivery(store: Any) -> float | None:
+    """When the newest delivery came (Unix seconds), also once retention pruned it."""
+    from tbhook.transfer.retention import state_of
+
+    times = [store.reads.last_received_at(), state_of(store).get("lastReceivedAt")]
+    return max((t for t in map(seconds_of, times) if t is not None), default=None)
+
+
 def seconds_of(iso: str | None) -> float | None:
     """An ISO time (receivedAt) as Unix seconds."""
     try:

@@ -54,6 +54,7 @@ class PassResult:
     keptMerges: int = 0
     files: list[str] = field(default_factory=list)
     forSize: bool = False  # days inside the window pruned because the database neared its cap
+    lastReceivedAt: str | None = None  # the newest delivery before the pass (it may delete it)
     error: str | None = None
     busy: bool = False  # another receiver's pass held the lock: nothing done
 
@@ -124,6 +125,7 @@ def run_pass(
                 return result
             cutoff = int(now) - window
             result.cutoff = iso_time(cutoff)
+            result.lastReceivedAt = store.reads.last_received_at()
             _prune_before(store, directory, cutoff, result, chunk, pause)
             # Once past PRUNE_AT, down to PRUNE_TO: room for a while, not a pass per batch.
             pressed = bool(cap) and _used(store) >= PRUNE_AT * (cap or 0)
@@ -224,6 +226,10 @@ def record(store: Any, window: int, directory: Path, result: PassResult) -> None
     """Keep the pass in the database's meta: the last pass, and the last one that worked."""
     state = state_of(store)
     state.update(window=window, archiveDir=str(directory), lastPass=result.as_dict())
+    # doctor's "last delivery" and --stale still know it once every event is pruned.
+    state["lastReceivedAt"] = max(
+        filter(None, (state.get("lastReceivedAt"), result.lastReceivedAt)), default=None
+    )
     if result.error is None:
         state["lastOk"] = result.finishedAt
     store.set_meta(META_KEY, json.dumps(state))
