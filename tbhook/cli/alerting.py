@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from tbhook.cli.options import http_url
+from tbhook.cli.options import TbhookCommand, http_url
 from tbhook.model.times import parse_duration
 
 NotifyOption = Annotated[
@@ -22,6 +22,18 @@ NotifyOption = Annotated[
         metavar="URL",
         help="POST alerts here as JSON with a text field (a Slack or Teams incoming webhook "
         "shows it); repeat for several.",
+    ),
+]
+
+
+DoctorNotifyOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--notify",
+        envvar="TBHOOK_NOTIFY",
+        metavar="URL",
+        help="Also send each failed check as an alert here (as serve --notify does), once, "
+        "and its resolution: for cron on another host.",
     ),
 ]
 
@@ -68,15 +80,19 @@ def archive_dir(retain: Optional[int], directory: Optional[str]) -> Optional[str
 
 
 app = typer.Typer(
-    help="Alerts: try a --notify URL before trusting it.",
+    help="Alerts: try a --notify URL before trusting it (serve --notify and doctor --notify "
+    "send to it).",
+    short_help="Send a test alert to a --notify URL.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
 
 
-@app.command("test")
+@app.command(
+    "test", cls=TbhookCommand, short_help="Send a sample alert; say what the URL answered."
+)
 def test(
-    url: Annotated[str, typer.Argument(metavar="URL", help="Where alerts would be sent.")],
+    target: Annotated[str, typer.Argument(metavar="URL", help="Where alerts would be sent.")],
 ) -> None:
     """Send a sample alert to URL and say what it answered (exit 1 unless a 2xx)."""
     import time
@@ -85,7 +101,7 @@ def test(
     from tbhook.model.text import clean
     from tbhook.notify import payload, send_once
 
-    http_url(url, "URL")
+    http_url(target, "URL")
     message = payload(
         "test",
         "firing",
@@ -94,15 +110,15 @@ def test(
         time.time(),
     )
     try:
-        status, body = send_once(url, message)
+        status, body = send_once(target, message)
     except TbhookError as exc:
         sys.stderr.write(f"Error: no answer from {clean(str(exc))}\n")
         raise typer.Exit(1) from None
     shown = clean(body[:200].decode("utf-8", "replace").strip()) or "(an empty body)"
     if 200 <= status < 300:
-        sys.stdout.write(f"Sent a test alert to {url}: it answered {status} {shown}\n")
+        sys.stdout.write(f"Sent a test alert to {target}: it answered {status} {shown}\n")
         return
-    sys.stderr.write(f"Error: {url} answered {status} {shown}: alerts sent there are lost\n")
+    sys.stderr.write(f"Error: {target} answered {status} {shown}: alerts sent there are lost\n")
     raise typer.Exit(1)
 
 

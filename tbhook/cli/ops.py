@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from tbhook import questions
-from tbhook.cli.alerting import NotifyOption, send_doctor_alerts, unreadable, urls
+from tbhook.cli.alerting import DoctorNotifyOption, send_doctor_alerts, unreadable, urls
 from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
@@ -64,7 +64,7 @@ def doctor(
         ),
     ] = None,
     fmt: FormatOption = "table",
-    notify: NotifyOption = None,
+    notify: DoctorNotifyOption = None,
 ) -> None:
     """A health report; exit 1 when something is wrong, for cron or a monitor."""
     given: Optional[int] = max_db_size  # type: ignore[assignment]  # the callback made it bytes
