@@ -79,10 +79,12 @@ def test_a_pass_stopped_after_archiving_deletes_next_time_without_writing_twice(
     old = add(store, [40], per_day=5)
     path = day_file(tmp_path, NOW - 40 * DAY)
     archives.write(path, old[:3], set())  # a pass killed after archiving three of them
+    left_over = tmp_path / f".{path.name}.999999.tmp"  # ... and one killed while writing
+    left_over.write_bytes(b"half a gzip member")
     result = run_pass(store, tmp_path, 30 * DAY, now=NOW)
     assert (result.archived, result.skipped, result.deleted) == (2, 3, 5)
     assert sorted(archived(tmp_path)) == sorted(old)  # each body once
-    assert left(store) == []
+    assert left(store) == [] and not left_over.exists()
     result = runner.invoke(app, ["import", str(path), "--db", str(db_path)])  # loads back
     assert result.stdout.startswith(f"Imported {path}: 5 inserted, 0 duplicates")
     store.close()
@@ -212,3 +214,20 @@ def test_serve_retain_keeps_the_file_under_the_cap_without_a_503(serve, db_path,
     kept = json.loads(runner.invoke(app, ["doctor", "--db", str(db_path), "-f", "json"]).stdout)
     assert archived(archive) and kept["usedBytes"] < cap  # the oldest days went to the archive
     assert len(archived(archive)) + kept["events"] == 60 * 50 + 10  # each event in one place
+
+
+def test_two_receivers_on_postgresql_prune_once(serve, pg_url, tmp_path):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    args = ("--retain", "30d", "--archive-dir", str(archive), "--prune-every", "1s", "--quiet")
+    first, second = serve(*args, db=pg_url), serve(*args, db=pg_url)
+    old = [event_body(caseId=n, uniqueId=n, timestamp=1_600_000_000 + n) for n in range(300)]
+    for n, body in enumerate(old):
+        assert (first if n % 2 else second).post(body).status == 200
+    wait_for(lambda: len(archived(archive)) == 300, timeout=30)
+    store = open_store(pg_url)
+    wait_for(lambda: store.reads.count() == 0, timeout=30)
+    state = json.loads(store.reads.meta()["retention"])
+    store.close()
+    assert sorted(archived(archive)) == sorted(old)  # each once, whichever receiver's pass
+    assert state["lastPass"]["error"] is None

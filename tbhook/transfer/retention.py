@@ -123,6 +123,7 @@ def run_pass(
             if not mine:
                 result.busy = True
                 return result
+            _clear_leftovers(directory)
             cutoff = int(now) - window
             result.cutoff = iso_time(cutoff)
             result.lastReceivedAt = store.reads.last_received_at()
@@ -193,6 +194,14 @@ def _prune_before(
                 return done
         if len(step) == len(ids):
             return done
+
+
+def _clear_leftovers(directory: Path) -> None:
+    """The half-written copies of day files that a pass killed mid-write left behind: under
+    the directory's lock no other pass is writing one, and the day file itself is whole."""
+    for temp in directory.glob(".tbhook-*.ndjson.gz.*.tmp"):
+        with contextlib.suppress(OSError):
+            temp.unlink()
 
 
 def _used(store: Any) -> int:
