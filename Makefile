@@ -19,7 +19,7 @@ test: $(STAMP) postgres chromium
 # A year of traffic through a real receiver with every fault it must survive, in under 10
 # minutes (tests/soak.py; a month of it runs in make test).
 soak: $(STAMP)
-	$(BIN)/python tests/soak.py --days 365 --per-day 400
+	$(BIN)/python tests/soak.py --days 365 --per-day 300
 
 test-reliability: $(STAMP) postgres chromium
 	$(BIN)/pytest -q tests/reliability

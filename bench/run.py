@@ -4,7 +4,8 @@ Needs wrk and sqlite3 (Debian packages `wrk` and `sqlite3`), and PostgreSQL's in
 for the PostgreSQL figures (skipped, saying so, without them); as root it installs wrk and sqlite3 with
 apt-get, otherwise it says how. Traffic goes to 127.0.0.1 only and every run is bounded.
 Environment: BENCH_DURATION (wrk seconds per run, default 5), BENCH_EVENTS (size of the big
-database, default 1,000,000), BENCH_ONLY=retention (only `serve --retain`'s figures).
+database, default 1,000,000), BENCH_ONLY=retention or upgrade (only `serve --retain`'s
+figures, or only a receiver migrating an older log while deliveries wait).
 """
 
 from __future__ import annotations
@@ -645,6 +646,77 @@ def bench_retention(url: str | None = None, rounds: int = 3) -> None:
     )
 
 
+def bench_upgrade(events: int = 1_000_000) -> None:
+    """A receiver started on a log an older tbhook wrote (schema m013, ``events`` rows: the
+    m014 rebuild is the slowest step) while 8 clients keep delivering: how long a delivery
+    waited in the socket's queue, and how many were refused (target: none)."""
+    import http.client
+
+    print("upgrade while deliveries wait", flush=True)
+    db = OUT / "upgrade.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    conn = sqlite3.connect(db)
+    schema = HERE.parent / "tests" / "schemas" / "sqlite_013_m013_event_time_index.sql"
+    conn.executescript(schema.read_text())
+    conn.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+        "INSERT INTO events (receivedAt, lastReceivedAt, path, event, timestamp, body, "
+        "bodySha256) SELECT '2024-01-01T00:00:00.000Z', '2024-01-01T00:00:00.000Z', '/', "
+        "'caseClosed', 1700000000 + i, X'00', randomblob(32) FROM n",
+        [events],
+    )
+    conn.commit()
+    conn.close()
+    port = free_port()
+    lines = (OUT / "events.ndjson").read_bytes().splitlines()[:4000]
+    answers: list[tuple[int, float]] = []
+    stop = threading.Event()
+
+    def client(part: list[bytes]) -> None:
+        for body in part:
+            if stop.is_set():
+                return
+            started = time.monotonic()
+            while not stop.is_set():
+                try:
+                    http_conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+                    http_conn.request("POST", "/", body=body)
+                    status = http_conn.getresponse().status
+                    http_conn.close()
+                    break
+                except OSError:  # not listening yet (the interpreter is starting)
+                    time.sleep(0.01)
+                    started = time.monotonic()
+            answers.append((status, time.monotonic() - started))
+
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [*TBHOOK, "serve", "--quiet", "--port", str(port), "--db", str(db)],
+        stderr=subprocess.DEVNULL,
+    )
+    workers = [threading.Thread(target=client, args=(lines[i::8],)) for i in range(8)]
+    for worker in workers:
+        worker.start()
+    try:
+        wait_listening(port)
+        for worker in workers:
+            worker.join(900)
+    finally:
+        stop.set()
+        proc.terminate()
+        proc.wait(60)
+    took = time.monotonic() - started
+    refused = sum(1 for status, _ in answers if status != 200)
+    longest = max(seconds for _, seconds in answers)
+    report(
+        f"upgrade of {events:,} events (m014) while 8 clients deliver",
+        f"{len(answers)} deliveries: the longest waited {longest:.1f} s, {refused} refused",
+        f"{took:.0f} s from start to the last answer",
+        f"{refused} x 503 (target 0)",
+    )
+
+
 def bench_retention_postgres() -> None:
     sys.path.insert(0, str(HERE.parent / "tests"))
     from pgcluster import PgCluster
@@ -655,7 +727,7 @@ def bench_retention_postgres() -> None:
         report("retention on PostgreSQL", "skipped: initdb and pg_ctl not installed")
         return
     try:
-        bench_retention(cluster.new_database(), rounds=1)
+        bench_retention(cluster.new_database(), rounds=3)
     finally:
         cluster.close()
 
@@ -685,12 +757,18 @@ def main() -> None:
         bench_retention_postgres()
         table()
         return
+    if os.environ.get("BENCH_ONLY") == "upgrade":  # a receiver migrating while deliveries wait
+        wrk_events()
+        bench_upgrade()
+        table()
+        return
     big_db = prepare()
     bench_read(big_db)
     bench_tables(big_db)
     bench_tail()
     bench_ingest(big_db)
     bench_retention()
+    bench_upgrade()
     bench_postgres(OUT / f"big-{BIG}.ndjson")
     table()
     print(f"\nmake bench took {time.monotonic() - started:.0f} s")
