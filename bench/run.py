@@ -656,18 +656,10 @@ def bench_upgrade(events: int = 1_000_000) -> None:
     db = OUT / "upgrade.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
-    conn = sqlite3.connect(db)
-    schema = HERE.parent / "tests" / "schemas" / "sqlite_013_m013_event_time_index.sql"
-    conn.executescript(schema.read_text())
-    conn.execute(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
-        "INSERT INTO events (receivedAt, lastReceivedAt, path, event, timestamp, body, "
-        "bodySha256) SELECT '2024-01-01T00:00:00.000Z', '2024-01-01T00:00:00.000Z', '/', "
-        "'caseClosed', 1700000000 + i, X'00', randomblob(32) FROM n",
-        [events],
-    )
-    conn.commit()
-    conn.close()
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from oldlogs import at_m013
+
+    at_m013(db, events)
     port = free_port()
     lines = (OUT / "events.ndjson").read_bytes().splitlines()[:4000]
     answers: list[tuple[int, float]] = []

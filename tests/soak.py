@@ -39,6 +39,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from oldlogs import at_m013
+
 HERE = Path(__file__).resolve().parent
 DAY = 86400
 SECRET = ("X-Soak", "s3cret")
@@ -280,9 +282,7 @@ def run(
     db, archive = work / "soak.db", work / "archive"
     archive.mkdir()
     # An old tbhook's database (schema m013): the first start migrates it.
-    conn = sqlite3.connect(db)
-    conn.executescript((HERE / "schemas" / "sqlite_013_m013_event_time_index.sql").read_text())
-    conn.close()
+    at_m013(db)
     window_days = int(retain.rstrip("d"))
     # A cap under what the window holds (about 700 bytes an event with its indexes): the
     # oldest days inside the window must go for size, archived, never a 503.

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import event_body, request, wait_for
+from oldlogs import at_m013
 from typer.testing import CliRunner
 
 from tbhook import __version__
@@ -68,17 +69,7 @@ def free_port() -> int:
 def test_an_older_database_is_migrated_while_deliveries_wait(tmp_path):
     """200k events at m013: the m014 rebuild takes seconds; deliveries sent meanwhile wait in
     the socket's queue and are answered 200 once it is done."""
-    old = tmp_path / "old.db"
-    conn = sqlite3.connect(old)
-    conn.executescript((SCHEMAS / "sqlite_013_m013_event_time_index.sql").read_text())
-    conn.execute(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) "
-        "INSERT INTO events (receivedAt, lastReceivedAt, path, event, timestamp, body, "
-        "bodySha256) SELECT 't', 't', '/', 'caseClosed', 1700000000 + i, X'00', "
-        "randomblob(32) FROM n"
-    )
-    conn.commit()
-    conn.close()
+    old = at_m013(tmp_path / "old.db", 200_000)
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tbhook", "serve", "--db", str(old), "--port", str(port)],
