@@ -231,3 +231,35 @@ def test_serve_refuses_retain_without_an_archive_directory(db_path, tmp_path):
     assert result.exit_code == 2 and "'soon' is not a duration" in result.stderr
     result = runner.invoke(app, ["serve", "--db", str(db_path), "--notify", "nope"])
     assert result.exit_code == 2 and "'nope' is not an http:// or https:// URL" in result.stderr
+
+
+def test_size_fires_at_90_percent_of_the_cap_and_resolves_when_room_comes_back(
+    serve, sink, db_path
+):
+    from conftest import fill_to_the_cap
+
+    filler, cap = fill_to_the_cap(db_path)  # 16 pages left under the cap: past 90% already
+    target = sink()
+    serve("--max-db-size", str(cap), "--notify", target.url, "--stale", "1h")
+    wait_for(lambda: len(target.received) == 1)
+    firing = json.loads(target.received[0][0])
+    assert (firing["alert"], firing["state"]) == ("size", "firing")
+    assert firing["details"]["key"] == "database" and firing["details"]["capBytes"] == cap
+    assert "at the cap every delivery is answered 503" in firing["text"]
+    filler.execute("DELETE FROM filler")  # room again (free pages count as room)
+    filler.commit()
+    wait_for(lambda: len(target.received) == 2, timeout=30)
+    assert sent(target) == [("size", "firing"), ("size", "resolved")]
+    filler.close()
+
+
+def test_the_rules_of_the_size_and_stale_alerts():
+    assert alerts.size(89, 100) is None
+    assert alerts.size(90, 100).key == "database"
+    assert alerts.size(90, None) is None  # no cap, no size alert
+    low = alerts.disk("/var/lib/tbhook", "database", 4, 100)
+    assert low.key == "disk:/var/lib/tbhook" and "has 4 bytes free of 100 bytes (4.0%)" in low.text
+    assert alerts.disk("/var/lib/tbhook", "database", 5, 100) is None
+    assert alerts.stale(7200, 7200) is None
+    assert alerts.stale(7201, 7200).details == {"seconds": 7201, "limit": 7200}
+    assert alerts.stale(None, 60) is None

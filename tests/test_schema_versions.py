@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from conftest import event_body, request, wait_for
@@ -21,8 +20,6 @@ from tbhook.errors import NotReady
 from tbhook.store import open_reader, open_store
 from tbhook.store.postgres.migrations import STEPS
 from tbhook.store.sqlite.steps import STEP_NAMES
-
-SCHEMAS = Path(__file__).parent / "schemas"
 
 
 def test_sqlite_from_a_newer_tbhook_is_refused_naming_both_versions(db_path):
