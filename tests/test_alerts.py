@@ -263,3 +263,36 @@ def test_the_rules_of_the_size_and_stale_alerts():
     assert alerts.stale(7200, 7200) is None
     assert alerts.stale(7201, 7200).details == {"seconds": 7201, "limit": 7200}
     assert alerts.stale(None, 60) is None
+
+
+def test_alerts_an_earlier_run_left_firing_resolve_in_the_next(serve, sink, db_path):
+    """Killed while `failing` and `writer` were firing: the next run resolves each once (its
+    writer runs; its first 200), and sends neither again."""
+    import sqlite3
+
+    target = sink()
+    args = ("--notify", target.url, "--header-name", "X-Key", "--header-value", "k")
+    server = serve(*args)
+    for case in (1, 2, 3):
+        assert server.post(event_body(caseId=case)).status == 401
+    wait_for(lambda: len(target.received) == 1)
+    assert sent(target) == [("failing", "firing")]
+    server.proc.kill()  # before any 200
+    server.proc.wait(10)
+    conn = sqlite3.connect(db_path)  # and a writer alert firing, as a run killed with it left it
+    (state,) = conn.execute("SELECT value FROM tbhook_meta WHERE key = 'alerts'").fetchone()
+    state = json.loads(state)
+    state["alerts"]["writer"] = {
+        **state["alerts"]["failing"],
+        "name": "writer",
+        "text": "the writer process stopped",
+    }
+    conn.execute("UPDATE tbhook_meta SET value = ? WHERE key = 'alerts'", [json.dumps(state)])
+    conn.commit()
+    conn.close()
+    again = serve(*args)
+    wait_for(lambda: len(target.received) == 2)
+    assert sent(target)[1] == ("writer", "resolved")
+    assert again.post(event_body(caseId=4), headers={"X-Key": "k"}).status == 200
+    wait_for(lambda: len(target.received) == 3)
+    assert sent(target)[2] == ("failing", "resolved")

@@ -175,6 +175,7 @@ def _watch(settings: Settings, store: Store, log: Log, stack: contextlib.ExitSta
         watch.wake_retention = retention.wake
         retention.start()
         stack.callback(retention.close)
+    watch.writer_back()  # its writer is running: a `writer` alert an earlier run left resolves
     watch.start()
     stack.callback(watch.close)
     return watch

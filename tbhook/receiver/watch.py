@@ -95,6 +95,9 @@ class Watch:
         self.started = clock()
         self.last_delivery = last_delivery
         self.streak = alerts.Streak()
+        # Firing when an earlier run stopped: the first 200 resolves it (the streak that
+        # fired it is gone with that run).
+        self._failing_open = ("failing", "") in notifier.firing()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tbhook-watch", daemon=True)
         self._reader: Any = None
@@ -120,7 +123,8 @@ class Watch:
         change = self.streak.answered(status, cause, now)
         if isinstance(change, alerts.Alert):
             self._fire(change)
-        elif change:
+        elif change or (status == 200 and self._failing_open):
+            self._failing_open = False
             self.notifier.resolve(
                 "failing", "", "deliveries are answered 200 again", {"answered": 200}
             )
