@@ -6,6 +6,7 @@ import json
 import os
 import signal
 
+import pytest
 from conftest import WRITER, child_process, event_body, wait_for
 from typer.testing import CliRunner
 
@@ -296,3 +297,39 @@ def test_alerts_an_earlier_run_left_firing_resolve_in_the_next(serve, sink, db_p
     assert again.post(event_body(caseId=4), headers={"X-Key": "k"}).status == 200
     wait_for(lambda: len(target.received) == 3)
     assert sent(target)[2] == ("failing", "resolved")
+
+
+def test_a_500_from_a_bug_counts_toward_failing(db_path):
+    """uvicorn answers 500 when the app raises; Tracebuzz counts it as a failure, so the
+    streak must see it too (here a parser that breaks stands for the bug)."""
+    import asyncio
+
+    from tbhook.receiver.app import Receiver
+    from tbhook.receiver.writer import BatchWriter
+
+    class Broken:
+        async def parse(self, body):
+            raise RuntimeError("parser broke")
+
+    answers = []
+    writer = BatchWriter.for_target(str(db_path))
+
+    async def post() -> None:
+        app = Receiver(writer, parser=Broken(), answered=lambda s, c: answers.append((s, c)))
+        scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
+        messages = iter([{"type": "http.request", "body": event_body(caseId=1)}])
+
+        async def receive():
+            return next(messages)
+
+        async def send(message):
+            pass
+
+        with pytest.raises(RuntimeError):  # still raised: uvicorn answers the 500
+            await app(scope, receive, send)
+
+    try:
+        asyncio.run(post())
+    finally:
+        writer.close()
+    assert answers == [(500, "a bug in tbhook: RuntimeError: parser broke")]

@@ -119,7 +119,11 @@ class Receiver:
             )
             await _respond(send, 401, _error(f"missing or wrong {self.auth.name} header"))
         else:
-            await self._receive_post(scope, receive, send)
+            try:
+                await self._receive_post(scope, receive, send)
+            except Exception as exc:  # a bug: uvicorn answers 500, which Tracebuzz counts
+                self.answered(500, f"a bug in tbhook: {type(exc).__name__}: {exc}")
+                raise
 
     async def _get(self, path: str, send: Callable, head: bool) -> None:
         """/healthz for a load balancer, /metrics for Prometheus (with --metrics); any other
