@@ -126,6 +126,7 @@ def _child(argument: str) -> None:
         print(json.dumps({"error": f"could not open the database: {exc}", "deleted": 0}))
         return
     try:
+        store.commit_without_waiting()  # what it deletes is archived: a crash undoes no harm
         result = run_pass(store, Path(args["directory"]), args["window"], args["cap"])
     finally:
         store.close()

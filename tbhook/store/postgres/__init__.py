@@ -177,6 +177,10 @@ class PostgresStore(Store):
                 with contextlib.suppress(Exception):
                     self.connection().execute("SELECT pg_advisory_unlock(%s)", [key])
 
+    def commit_without_waiting(self) -> None:
+        with self._errors("cannot set synchronous_commit"):
+            self.connection().execute("SET synchronous_commit = off")
+
     def close(self) -> None:
         if "tail" in self.__dict__:  # its listening session, if it opened one
             self.tail.close()
