@@ -5,6 +5,6 @@ import soak
 
 
 def test_a_month_unattended_loses_nothing_and_alerts_once(tmp_path):
-    figures = soak.run(30, 300, "7d", seed=1, work=tmp_path, rate=600, cap_share=1.5)
+    figures = soak.run(30, 300, "7d", seed=1, work=tmp_path, rate=600, cap_share=3.0)
     assert figures["inDatabase"] + figures["archived"] == figures["events"] == 9000
     assert figures["archived"] > 0 and figures["receiverStarts"] == 3
