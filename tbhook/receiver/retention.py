@@ -115,16 +115,21 @@ def _child(argument: str) -> None:
     from tbhook.store import open_store
     from tbhook.transfer.retention import run_pass
 
+    from tbhook.transfer.retention import PRUNE_AT
+
     args = json.loads(argument)
-    # Second to the receiver for the CPU and the disk: acknowledgements come first.
-    os.nice(10)
-    with contextlib.suppress(OSError, AttributeError):
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))  # Linux
     try:
         store = open_store(args["target"])
     except Exception as exc:
         print(json.dumps({"error": f"could not open the database: {exc}", "deleted": 0}))
         return
+    cap = args["cap"]
+    if not cap or store.space()["usedBytes"] < PRUNE_AT * cap:
+        # Second to the receiver for the CPU: acknowledgements come first. Not near the cap,
+        # though: there, a pass that falls behind ends in 503s.
+        os.nice(10)
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))  # Linux
     try:
         store.commit_without_waiting()  # what it deletes is archived: a crash undoes no harm
         result = run_pass(store, Path(args["directory"]), args["window"], args["cap"])
