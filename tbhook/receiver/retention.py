@@ -113,9 +113,7 @@ def _child(argument: str) -> None:
     from pathlib import Path
 
     from tbhook.store import open_store
-    from tbhook.transfer.retention import run_pass
-
-    from tbhook.transfer.retention import PRUNE_AT
+    from tbhook.transfer.retention import PRUNE_AT, run_pass
 
     args = json.loads(argument)
     try:
