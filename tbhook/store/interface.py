@@ -199,6 +199,11 @@ class Store(ABC):
         """Applied and pending migration names."""
 
     @abstractmethod
+    def space(self) -> dict[str, int]:
+        """``pageSize``, ``pages`` and ``usedBytes``: what the data takes (SQLite: the pages
+        in use, free ones not counted; PostgreSQL: the database's size)."""
+
+    @abstractmethod
     def server_facts(self) -> dict[str, Any]:
         """What the backend adds to `doctor`: file and WAL sizes, or the server's version,
         size and synchronous_commit."""
