@@ -31,7 +31,6 @@ from tbhook.model.times import iso_time
 FLAP_SECONDS = 600  # a condition that comes back sooner is not sent again before this
 BACKOFF_SECONDS = (1, 2, 5, 15, 30, 60, 120, 300)  # between tries; then it is logged as lost
 TIMEOUT_SECONDS = 10.0
-NAMES = ("failing", "stale", "size", "retention", "writer", "sla", "test")
 
 
 class Logger(Protocol):

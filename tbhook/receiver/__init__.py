@@ -144,7 +144,6 @@ def _watch(settings: Settings, store: Store, log: Log, stack: contextlib.ExitSta
     stack.callback(state.close)
     notifier = Notifier(settings.notify, log, state, source=store.path).start()
     stack.callback(notifier.close)
-    retention = None
     watch = Watch(
         notifier,
         settings.db,
@@ -153,7 +152,6 @@ def _watch(settings: Settings, store: Store, log: Log, stack: contextlib.ExitSta
         archive_dir=settings.archive_dir,
         every=settings.watch_every,
         last_delivery=last_delivery(store),
-        wake_retention=None,
     )
     if settings.retain and settings.archive_dir:
         from tbhook.receiver.retention import Retention, describe
@@ -324,6 +322,9 @@ def _banner(
             database=database,
             requiresHeader=settings.auth.name if settings.auth else None,
             forwardTo=settings.forward_to,
+            retainSeconds=settings.retain,
+            archiveDir=settings.archive_dir,
+            notifyUrls=len(settings.notify) or None,
             metrics=metrics,
             console=console,
             warnings=warnings or None,
