@@ -130,12 +130,15 @@ class Upkeep(Job):
         progress: Callable[[int], None] | None = None,
         chunk: int = CHUNK,
         pause: float = PAUSE_SECONDS,
+        yielding: float = 0.0,
     ) -> None:
         """Delete events (and their forward records) in short transactions of ``chunk`` ids,
         ``pause`` seconds apart, so a receiver writing to this database gets the lock between
-        them."""
+        them; with ``yielding``, at least that many times as long as the transaction took (a
+        busy database slows the deletes down rather than the receiver)."""
         for start in range(0, len(ids), chunk):
             part = list(ids[start : start + chunk])
+            began = time.monotonic()
             with self.writing() as conn:
                 for piece in range(0, len(part), 500):
                     some = part[piece : piece + 500]
@@ -144,7 +147,7 @@ class Upkeep(Job):
                     conn.execute(f"DELETE FROM events WHERE id IN ({marks})", some)
             if progress:
                 progress(len(part))
-            time.sleep(pause)
+            time.sleep(max(pause, yielding * (time.monotonic() - began)))
 
     def drop_quarantined(self, ids: Sequence[int]) -> int:
         """Delete these quarantined deliveries (a person's decision); how many went."""

@@ -30,6 +30,7 @@ DAY = 86400
 BATCH = 20_000  # events planned per step of a pass (memory stays bounded at any backlog)
 DELETE_CHUNK = 100  # rows per delete transaction: a few milliseconds of the write lock
 DELETE_PAUSE = 0.02  # between them, so the receiver's writer commits in between
+DELETE_YIELD = 4.0  # ... and at least 4x as long as one took: the lock held a fifth of the time
 PRUNE_AT = 0.8  # of --max-db-size: prune the oldest days (archived) from here ...
 PRUNE_TO = 0.7  # ... down to here, long before the cap would answer 503
 LOCK_NAME = "retention"
@@ -77,6 +78,7 @@ def archived_then_deleted(
     deleted: Progress | None = None,
     chunk: int | None = None,
     pause: float | None = None,
+    yielding: float | None = None,
 ) -> tuple[int, int]:
     """Append the bodies of ``ids`` to the archive at ``path`` (``known``: the keys of what it
     holds), check on disk that it holds every one, then delete them. (written, skipped);
@@ -99,7 +101,8 @@ def archived_then_deleted(
         raise TbhookError(
             f"{path} does not hold {len(missing)} of the events just archived; nothing deleted"
         )
-    options = {k: v for k, v in (("chunk", chunk), ("pause", pause)) if v is not None}
+    given = (("chunk", chunk), ("pause", pause), ("yielding", yielding))
+    options = {k: v for k, v in given if v is not None}
     store.upkeep.delete_events(ids, deleted, **options)
     return written, skipped
 
@@ -183,6 +186,7 @@ def _prune_before(
                 bodies=(body for _, body in rows),
                 chunk=chunk,
                 pause=pause,
+                yielding=DELETE_YIELD,
             )
             result.archived += written
             result.skipped += skipped
