@@ -272,7 +272,7 @@ def run(
     say=print,
 ) -> dict:
     """One soak in ``work``: ``rate`` deliveries a second at most; ``--max-db-size`` at
-    ``cap_share`` of what the window holds (under 0.8, the oldest days inside the window go
+    ``cap_share`` of what the window holds (under 0.75, the oldest days inside the window go
     for size too). The figures, or AssertionError saying what went wrong."""
     from tbhook.model.times import utc_now
 
