@@ -28,6 +28,7 @@ import http.server
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import sqlite3
@@ -115,8 +116,12 @@ class Receiver:
         self.starts = 0
 
     def start(self) -> None:
-        with open(self.log, "a") as out:
-            self.proc = subprocess.Popen(self.args, stderr=out, stdout=subprocess.DEVNULL)
+        from tbhook.receiver.processes import die_with_parent
+
+        with open(self.log, "a") as out:  # a soak stopped early takes its receiver with it
+            self.proc = subprocess.Popen(
+                self.args, stderr=out, stdout=subprocess.DEVNULL, preexec_fn=die_with_parent
+            )
         self.starts += 1
         wait_for(self._listening, 120, "the receiver listening")
 
@@ -341,6 +346,8 @@ def run(
     sink.close()
 
     conn = sqlite3.connect(db)
+    integrity = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+    assert integrity == ["ok"], f"the database is damaged: {integrity[:5]}"
     in_db = Counter(bytes(body) for (body,) in conn.execute("SELECT body FROM events"))
     conn.close()
     in_archive = archived(archive)
@@ -383,22 +390,25 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rate", type=float, default=400, help="deliveries a second, at most")
     parser.add_argument("--cap-share", type=float, default=0.6)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="tbhook-soak-") as work:
-        try:
-            run(
-                args.days,
-                args.per_day,
-                args.retain,
-                args.seed,
-                Path(work),
-                rate=args.rate,
-                cap_share=args.cap_share,
-            )
-        except AssertionError as exc:
-            log = Path(work) / "receiver.log"
-            tail = log.read_text()[-3000:] if log.exists() else ""
-            sys.exit(f"{exc}\n--- the receiver's log, its end:\n{tail}")
+    work = Path(tempfile.mkdtemp(prefix="tbhook-soak-"))
+    try:
+        run(
+            args.days,
+            args.per_day,
+            args.retain,
+            args.seed,
+            work,
+            rate=args.rate,
+            cap_share=args.cap_share,
+        )
+    except (AssertionError, sqlite3.Error) as exc:
+        log = work / "receiver.log"
+        tail = log.read_text()[-3000:] if log.exists() else ""
+        sys.exit(f"{exc}\n--- the receiver's log, its end:\n{tail}\n(kept in {work})")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -129,7 +129,7 @@ def _child(argument: str) -> None:
         with contextlib.suppress(OSError, AttributeError):
             os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))  # Linux
     try:
-        store.commit_without_waiting()  # what it deletes is archived: a crash undoes no harm
+        store.beside_the_writer()  # what it deletes is archived: a crash undoes no harm
         result = run_pass(store, Path(args["directory"]), args["window"], args["cap"])
     finally:
         store.close()

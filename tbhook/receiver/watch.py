@@ -45,6 +45,7 @@ class MetaState:
                 from tbhook.store import open_store
 
                 self._store = open_store(self.target)
+                self._store.beside_the_writer()
             self._store.set_meta(STATE_KEY, json.dumps(state))
         except TbhookError:
             if self._store is not None:

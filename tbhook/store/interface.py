@@ -126,10 +126,12 @@ class Store(ABC):
         """Insert prepared rows in one transaction, leaving already-stored bodies alone; how
         many events were new, and the lines of the bodies newly quarantined."""
 
-    def commit_without_waiting(self) -> None:  # noqa: B027 - each backend says how
-        """For work a crash may undo at no cost (a retention pass deletes only what it has
-        archived and fsynced: deleted again by the next pass): commits that do not wait for
-        the disk, so they hold the write lock and the disk for less."""
+    def beside_the_writer(self) -> None:  # noqa: B027 - each backend says how
+        """For a connection that writes beside the receiver's writer, work a crash may undo
+        at no cost (a retention pass deletes only what it has archived and fsynced, and the
+        next pass deletes it again; the alerts' state): commits that do not wait for the
+        disk, so they hold the write lock and the disk for less, and no checkpoints of its
+        own (the writer's do that; fewer connections checkpointing one WAL)."""
 
     def set_busy_timeout(self, milliseconds: int) -> None:  # noqa: B027 - SQLite's only
         """How long a write waits for another writer's lock before failing busy."""

@@ -177,7 +177,7 @@ class PostgresStore(Store):
                 with contextlib.suppress(Exception):
                     self.connection().execute("SELECT pg_advisory_unlock(%s)", [key])
 
-    def commit_without_waiting(self) -> None:
+    def beside_the_writer(self) -> None:
         with self._errors("cannot set synchronous_commit"):
             self.connection().execute("SET synchronous_commit = off")
 

@@ -382,10 +382,11 @@ class SQLiteStore(Store):
     def set_busy_timeout(self, milliseconds: int) -> None:
         self.conn.execute(f"PRAGMA busy_timeout = {int(milliseconds)}")
 
-    def commit_without_waiting(self) -> None:
+    def beside_the_writer(self) -> None:
         # In WAL mode: no fsync at commit; the next durable commit (the writer's) syncs the
         # log these frames are in.
         self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute("PRAGMA wal_autocheckpoint = 0")
 
     @contextlib.contextmanager
     def checkpoint_every(self, pages: int) -> Iterator[None]:
