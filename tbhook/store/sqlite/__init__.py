@@ -137,7 +137,12 @@ class SQLiteStore(Store):
         path = os.fspath(path)
         store = None
         try:
-            os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
+            if not os.path.exists(path):
+                # Created 0600 here, only when missing: closing a descriptor of a database
+                # this process has open drops every POSIX lock the process holds on it, and
+                # then another process closing the last connection it sees deletes the WAL
+                # under this one's (the receiver opens a second connection for its alerts).
+                os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             store = cls(conn, path)
             store._refuse_foreign()
