@@ -295,15 +295,42 @@ def add_checks(report: dict[str, Any], checks: list[dict[str, str]]) -> dict[str
     return report
 
 
-def report(store: Any, filters: Filters, by: str, zone: Any, clock: Any, now: int) -> Any:
+def report(
+    store: Any,
+    filters: Filters,
+    by: str,
+    zone: Any,
+    clock: Any,
+    now: int,
+    sla: Any = None,
+    tallied: bool = True,
+) -> Any:
     """`tbhook report`: the periods (or sources, or agents) ``filters`` choose, counted from
-    the kept case summaries (``tbhook.model.report``). Raises ``TooManyPeriods``."""
-    from tbhook.model.report import period_bounds
+    the kept tallies where they answer (``tbhook.model.tallies``), else from the kept case
+    summaries (``tbhook.model.report``); the same report either way (``tallied`` False: the
+    summaries always). With ``sla`` (a ``queue.Sla``), the shares within it. Raises
+    ``TooManyPeriods``."""
+    from tbhook.model import tallies
+    from tbhook.model.report import empty, period_bounds, report_range
     from tbhook.model.report import report as count
     from tbhook.store.timelines import Selection
 
     start, end = period_bounds(filters.since, filters.until, now, by, zone)
     selection = Selection(filters, start, end)
+    span = store.timelines.span(selection) if start is None else None
+    if (
+        tallied
+        and tallies.answers(by, filters, clock)
+        and store.tallies.available()
+        and not store.timelines.pending()
+    ):
+        periods = report_range(by, zone, start, end, now, span)
+        if periods is None:
+            return empty(by, sla)
+        if tallies.aligned(periods):
+            rows = store.tallies.rows(periods.start, periods.end, filters.source)
+            opened = store.tallies.open_at(periods.start, filters.source)
+            return tallies.report(periods, by, rows, opened, sla)
     return count(
         store.timelines.read(selection),
         by,
@@ -313,5 +340,61 @@ def report(store: Any, filters: Filters, by: str, zone: Any, clock: Any, now: in
         until=end,
         open_before=lambda _start: store.timelines.open_before(selection, by),
         now=now,
-        span=store.timelines.span(selection) if start is None else None,
+        span=span,
+        sla=sla,
+    )
+
+
+@dataclass
+class QueueAnswer:
+    """`tbhook queue`: the rows (``fields``), the whole queue in one line (``standing``),
+    and the moment it was taken at (Unix seconds)."""
+
+    records: list[dict[str, Any]]
+    fields: tuple[str, ...]
+    standing: Any
+    at: int
+
+
+def queue(
+    store: Any,
+    waiting: Any,
+    limit: int | None,
+    *,
+    now: int,
+    clock: Any = None,
+    sla: Any = None,
+    kept: bool = True,
+) -> QueueAnswer:
+    """`tbhook queue`: the cases waiting for an agent at ``waiting.at`` (None: ``now``),
+    oldest first, the first ``limit`` of them, with seconds waited on ``clock`` (None:
+    wall-clock) and against ``sla`` (a ``queue.Sla``). From the waits every write keeps
+    (with counts in SQL), else counted again (``kept`` False: always; the two agree)."""
+    from tbhook.model import queue as model
+    from tbhook.model.hours import duration
+
+    at = waiting.at if waiting.at is not None else now
+    seconds = duration(clock)
+    if kept and store.queue.answers(waiting):
+        waits = store.queue.oldest(waiting, limit)
+        standing = model.Standing()
+        if waits:
+            oldest = waits[0][1]
+            limits = model.thresholds(sla or model.Sla(), seconds, at, oldest)
+            count, breached, risky = store.queue.standing(waiting, limits)
+            standing = model.Standing(
+                count, breached, risky - breached, model.waited(seconds, oldest, at)
+            )
+    else:
+        everyone = model.ordered(store.queue.recounted(waiting))
+        standing = model.Standing.of(
+            [model.record(wait, lambda person: person, seconds, at, sla) for wait in everyone]
+        )
+        waits = everyone[:limit] if limit else everyone
+    waits, canonical = page(store, waits, limit, itemgetter(6))
+    return QueueAnswer(
+        [model.record(wait, canonical, seconds, at, sla) for wait in waits],
+        model.FIELDS + (model.SLA_FIELDS if sla is not None else ()),
+        standing,
+        at,
     )

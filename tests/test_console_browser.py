@@ -2,17 +2,22 @@
 (pointed at it; Playwright's own browser download is never used). A delivery posted to the
 receiver shows in an open list within a second, without a reload; a click opens its whole
 body; filters and body search narrow the list; the report's charts carry the numbers of
-`tbhook report`; hostile event names run nothing; the keyboard works; a phone's width fits."""
+`tbhook report`; hostile event names run nothing; the keyboard works; a phone's width fits;
+a page on another port of the same host, tossing cookies, can make the console do nothing;
+signing in and out."""
 
 from __future__ import annotations
 
+import html
+import http.server
 import json
 import os
 import shutil
+import threading
 
 import pytest
-from conftest import event_body
-from test_console import HOSTILE, a_log, cli_json, start_console
+from conftest import event_body, request
+from test_console import HOSTILE, a_log, cli_json, quarantine_a_readable_body, start_console
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -179,3 +184,114 @@ def test_a_phone_s_width_fits_and_dark_mode_is_dark(browser, running):
         assert background == "rgb(21, 23, 26)"
     finally:
         context.close()
+
+
+# A page of someone else's, served on another port of 127.0.0.1: cookies ignore ports, so it
+# can write the console's cookies (the old CSRF cookie, the session's), then post a form.
+ATTACK = """<!doctype html><meta charset=utf-8><title>elsewhere</title>
+<form id="f" method="post" action="{action}">{fields}</form>
+<script>
+document.cookie = "tbhook_csrf=pwn; path=/";
+document.cookie = "tbhook_console=pwn; path=/";
+document.cookie = "tbhook_session=PlantedPlantedPlantedPlantedPlantedPlanted1; path=/";
+document.getElementById("f").submit();
+</script>"""
+
+
+@pytest.fixture
+def elsewhere():
+    """(pages, its origin): a web server on another port of 127.0.0.1, serving ``pages``."""
+    pages: dict[str, str] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = pages.get(self.path, "").encode()
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield pages, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def attack(action: str, **fields: str) -> str:
+    hidden = "".join(
+        f'<input type="hidden" name="{name}" value="{html.escape(value)}">'
+        for name, value in fields.items()
+    )
+    return ATTACK.format(action=action, fields=hidden)
+
+
+def test_a_page_on_another_port_can_neither_send_nor_retry(page, tmp_path, elsewhere, sink):
+    db = tmp_path / "csrf.db"
+    a_log(str(db))
+    quarantine_a_readable_body(db)
+    console = start_console(db)
+    base = f"http://127.0.0.1:{console.port}"
+    try:
+        target = sink()
+        pages, origin = elsewhere
+        # First, before this browser has any cookie of the console's (an HttpOnly one could
+        # not be overwritten by a script; a new browser, or one that cleared it, has none).
+        pages["/send"] = attack(f"{base}/events/1/send", csrf="pwn", url=target.url)
+        pages["/retry"] = attack(f"{base}/quarantine/retry", csrf="pwn")
+        for path, action in (("/send", "/events/1/send"), ("/retry", "/quarantine/retry")):
+            page.goto(origin + path)
+            page.wait_for_url(base + "/**")  # the form went; the console answered
+            assert page.url == base + action, page.url  # not a page after a redirect
+            assert "came from another site: nothing was done" in page.inner_text("body")
+        tossed = {c["name"]: c["value"] for c in page.context.cookies(base)}
+        assert tossed["tbhook_csrf"] == "pwn"  # the cookies were written, and sent
+        assert tossed["tbhook_session"] == "PlantedPlantedPlantedPlantedPlantedPlanted1"
+        assert len(json.loads(request(console.port, "GET", "/quarantine.json").body)) == 2
+
+        # The sentinels: the console's own forms work, and theirs are the first effects.
+        page.goto(base + "/events/2")
+        page.fill("form.send input[name=url]", target.url)
+        page.click("form.send button")
+        page.wait_for_url("**/events/2?notice=*")
+        assert page.inner_text(".notice") == f"{target.url} answered 200"
+        sent = request(console.port, "GET", "/events/2/raw").body
+        assert [body for body, _headers in target.received] == [sent]
+        page.goto(base + "/quarantine")
+        page.click("form.actions button")
+        page.wait_for_url("**/quarantine?notice=*")
+        assert page.inner_text(".notice") == "Retried: 1 of 2 moved into events."
+    finally:
+        console.proc.terminate()
+        console.proc.wait(10)
+
+
+def test_signing_in_and_out(page, tmp_path):
+    db = tmp_path / "signed.db"
+    a_log(str(db))
+    token = "browser-token-0123456789"
+    console = start_console(db, env={"TBHOOK_UI_TOKEN": token})
+    base = f"http://127.0.0.1:{console.port}"
+    try:
+        page.goto(base + "/cases")
+        page.wait_for_url(base + "/login")
+        page.fill("input[name=token]", "not-the-token-at-all")
+        page.click("form.login button")
+        assert "not the token this console was started with" in page.inner_text("main")
+        page.fill("input[name=token]", token)
+        page.click("form.login button")
+        page.wait_for_url(base + "/")
+        page.wait_for_selector("#rows tr[data-id='6']")
+        cookie = next(c for c in page.context.cookies(base) if c["name"] == "tbhook_session")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+        page.click("form.signout button")
+        page.wait_for_url(base + "/login")
+        page.goto(base + "/cases")
+        page.wait_for_url(base + "/login")  # signed out: the old cookie opens nothing
+    finally:
+        console.proc.terminate()
+        console.proc.wait(10)

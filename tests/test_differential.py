@@ -127,6 +127,24 @@ COMMANDS = [
     ["report", "--by", "agent", "--hours", "mon-fri 09:00-17:00", "--tz", "America/New_York"],
     ["report", "--since", "2024-01-01", "--until", "2024-01-02"],
     ["report", "--person", "10", "--by", "month"],
+    ["report", "--sla", "first=30s,reply=1m", "--by", "source"],
+    ["report", "--sla", "first=1m", "--hours", "mon-sun 00:00-00:01", "--tz", "Asia/Kathmandu"],
+    ["queue", "-n", "0", "--at", "2030-01-01"],
+    ["queue", "--at", "2024-01-01T00:01:30Z", "--sla", "first=1m,reply=2m", "-n", "0"],
+    ["queue", "--source", "14", "--source", "3", "--path", "/a", "--at", "2030-01-01"],
+    [
+        "queue",
+        "--sla",
+        "first=1h",
+        "--hours",
+        "mon-fri 09:00-17:00",
+        "--tz",
+        "Europe/Amsterdam",
+        "--holidays",
+        "NL",
+        "--at",
+        "2024-01-02T10:00",
+    ],
 ]
 FORMATS = {"export": ["csv", "ndjson"], "event": ["json", "ndjson", "table"]}
 # What people see, at a fixed width: the same tables, footers and all.
@@ -141,6 +159,8 @@ TABLES = [
     ["stats"],
     ["report", "--by", "week"],
     ["report", "--by", "agent", "--hours", "mon-fri 09:00-17:00"],
+    ["report", "--sla", "first=30s,reply=1m"],
+    ["queue", "--sla", "first=1m,reply=2m", "--at", "2030-01-01", "--tz", "Europe/Amsterdam"],
 ]
 
 
@@ -172,11 +192,14 @@ def test_the_log_has_what_the_comparison_is_about(both):
 
 
 def test_both_backends_keep_the_same_case_summaries(both):
-    """What `report` reads: the same row for every case, byte for byte."""
+    """What `report` and `queue` read: the same row for every case and every tally, byte
+    for byte."""
+    from test_timelines import kept_tallies
+
     from tbhook.model.cases import SUMMARY_COLUMNS
     from tbhook.store import open_reader
 
-    rows = []
+    rows, tallies = [], []
     for db in both:
         store = open_reader(db)
         try:
@@ -184,10 +207,12 @@ def test_both_backends_keep_the_same_case_summaries(both):
             rows.append(
                 list(store.query(f'SELECT {columns} FROM case_timelines ORDER BY "caseId"'))
             )
+            tallies.append(kept_tallies(store))
         finally:
             store.close()
-    assert len(rows[0]) > 100
+    assert len(rows[0]) > 100 and len(tallies[0]) > 10
     assert rows[0] == rows[1]
+    assert tallies[0] == tallies[1]
 
 
 def test_person_resolution_matches_across_backends_for_every_person(both):

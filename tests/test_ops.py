@@ -38,7 +38,7 @@ def test_doctor_reports_a_healthy_database(db_path):
     assert result.exit_code == 0
     report = json.loads(result.stdout)
     assert report["ok"] is True and report["integrity"] == ["ok"]
-    assert report["schema"] == "m015_case_timelines" and report["pendingMigrations"] == []
+    assert report["schema"] == "m016_queue_and_tallies" and report["pendingMigrations"] == []
     assert report["events"] == 1 and report["byEvent"] == {"caseClosed": 1}
     assert (report["retriedEvents"], report["extraDeliveries"], report["quarantined"]) == (1, 1, 1)
     assert report["lateDeliveries"] == 1  # the sample's timestamp is from 2022

@@ -221,7 +221,7 @@ def test_doctor_on_postgresql_reports_the_server_and_warns_when_commits_are_not_
     report = json.loads(runner.invoke(app, ["doctor", "-f", "json", "--db", pg_url]).stdout)
     assert report["backend"] == "postgresql" and report["serverVersion"].startswith("15")
     assert report["synchronousCommit"] == "on" and report["databaseBytes"] > 0
-    assert report["schema"] == "p006_case_timelines" and report["events"] == 1
+    assert report["schema"] == "p007_queue_and_tallies" and report["events"] == 1
     assert report["lastReceivedAgeSeconds"] < 60 and report["ok"]
     with psycopg.connect(pg_url, autocommit=True) as conn:
         name = conn.execute("SELECT current_database()").fetchone()[0]

@@ -91,6 +91,7 @@ def test_blank_database_migrates_to_the_expected_schema(db_path):
         "m013_event_time_index",
         "m014_dedupe_in_time_order",
         "m015_case_timelines",
+        "m016_queue_and_tallies",
     ]
 
 
@@ -98,7 +99,7 @@ def test_reopening_applies_nothing_twice(db_path):
     SQLiteStore.open(db_path).close()
     SQLiteStore.open(db_path).close()
     conn = sqlite3.connect(db_path)
-    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 15
+    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 16
 
 
 def test_durability_settings(store, db_path):

@@ -1,6 +1,8 @@
-"""``case_timelines``, the summaries `report` reads, are kept by every write: after a real
-receiver, an import, a merge, a prune, a quarantine retry and an upgrade, each stored row is
-exactly what recounting the case from its events gives, on SQLite and on PostgreSQL."""
+"""``case_timelines``, the summaries `report` and `queue` read, and ``case_tallies``, the
+report's counts per quarter-hour, are kept by every write: after a real receiver, an import,
+a merge, a prune, a quarantine retry and an upgrade, each stored row (each case's wait now
+among its columns) is exactly what recounting the case from its events gives, and each tally
+what counting those cases again gives, on SQLite and on PostgreSQL."""
 
 import hashlib
 import json
@@ -16,6 +18,8 @@ from typer.testing import CliRunner
 from tbhook.cli import app
 from tbhook.model.cases import SUMMARY_COLUMNS, summaries
 from tbhook.model.events import parse
+from tbhook.model.tallies import COLUMNS as TALLY_COLUMNS
+from tbhook.model.tallies import COUNTS, key_text, pack, tallies_of, unpack
 from tbhook.store import Delivery, open_reader, open_store
 from tbhook.store.sql import names
 from tbhook.store.timelines import case_sql
@@ -39,21 +43,47 @@ def lines(seed: int, count: int, shuffle: bool = True) -> list[bytes]:
     return found
 
 
+def settled(rows: dict) -> dict:
+    """Tally rows as what they hold: a row's values in any order, a row of nothing as none."""
+    found = {}
+    for key, row in rows.items():
+        values = [
+            *row[: len(COUNTS)],
+            *(pack(sorted(unpack(bytes(v)))) for v in row[len(COUNTS) :]),
+        ]
+        if any(values):
+            found[key] = tuple(values)
+    return found
+
+
+def kept_tallies(store) -> dict:
+    return settled(
+        {
+            row[0]: row[1:]
+            for row in store.query(f'SELECT "key", {names(TALLY_COLUMNS)} FROM case_tallies')
+        }
+    )
+
+
 def assert_kept(target: str) -> int:
-    """Every stored summary equals the recount from the events; how many cases."""
+    """Every stored summary equals the recount from the events, and every tally the count of
+    those cases; how many cases."""
     store = open_reader(target)
     try:
         assert store.timelines.pending() == set()
         kept = {
-            row[0]: tuple(row)
+            row[0]: tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
             for row in store.query(f"SELECT {names(SUMMARY_COLUMNS)} FROM case_timelines")
         }
-        recounted = {
-            s.caseId: s.row() for s in summaries(store.query(case_sql('e."caseId" IS NOT NULL')))
-        }
+        found = list(summaries(store.query(case_sql('e."caseId" IS NOT NULL'))))
+        tallies = kept_tallies(store)
     finally:
         store.close()
-    assert kept == recounted
+    assert kept == {s.caseId: s.row() for s in found}
+    counted = tallies_of((s.sourceId, s.entries) for s in found)
+    assert tallies == settled({key_text(*key): row for key, row in counted.items()})
+    waiting = SUMMARY_COLUMNS.index("waitAt")
+    assert any(row[waiting] is not None for row in kept.values())  # some case waits (the queue)
     return len(kept)
 
 
@@ -168,3 +198,77 @@ def test_a_reader_counts_a_case_a_write_has_not_folded_from_its_events(tmp_path)
     assert assert_kept(db) > 0
     # Counted from the events before, from the row now: the same report.
     assert runner.invoke(app, ["report", "-f", "json", "--db", db]).stdout == result.stdout
+
+
+def test_a_database_from_before_the_queue_is_upgraded_and_counted_once(target):
+    """A database as the tbhook before the queue left it (no wait columns, no tallies, the
+    summaries' meaning 1): the next writer adds them and fills them from the events."""
+    stored(target, lines(7, 300))
+    sqlite = not target.startswith("postgresql")
+    if sqlite:
+        conn = sqlite3.connect(target, isolation_level=None)
+    else:
+        import psycopg
+
+        conn = psycopg.connect(target, autocommit=True)
+    with conn:
+        conn.execute("DROP INDEX case_timelines_waiting")
+        conn.execute("DROP TABLE case_tallies")
+        for column in ("waitAt", "waitKind", "waitMessages", "waitSourceId", "waitPath",
+                       "firstAskedAt", "firstAnsweredAt"):  # fmt: skip
+            conn.execute(f'ALTER TABLE case_timelines DROP COLUMN "{column}"')
+        if sqlite:
+            conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm016_queue_and_tallies'")
+        else:
+            conn.execute("DELETE FROM tbhook_migrations WHERE name = 'p007_queue_and_tallies'")
+        conn.execute("UPDATE tbhook_meta SET value = '1' WHERE key = 'timelinesVersion'")
+    conn.close()
+    cases = runner.invoke(app, ["cases", "-n", "0", "-f", "csv", "--db", target])
+    assert cases.exit_code == 0, cases.output
+    before = runner.invoke(app, ["report", "-f", "csv", "--db", target])
+    assert before.exit_code == 0, before.output  # a reader copes with the old schema
+    queue = runner.invoke(app, ["queue", "-n", "0", "-f", "csv", "--db", target])
+    assert queue.exit_code == 0, queue.output
+    open_store(target).close()
+    assert assert_kept(target) > 20
+    assert runner.invoke(app, ["report", "-f", "csv", "--db", target]).stdout == before.stdout
+    assert runner.invoke(app, ["cases", "-n", "0", "-f", "csv", "--db", target]).stdout == (
+        cases.stdout
+    )
+    after = runner.invoke(app, ["queue", "-n", "0", "-f", "csv", "--db", target])
+    assert after.stdout.splitlines()[0] == queue.stdout.splitlines()[0]
+    assert len(after.stdout.splitlines()) == len(queue.stdout.splitlines()) > 2
+
+
+def test_writers_at_once_on_postgresql_keep_every_summary_and_tally(pg_url, monkeypatch):
+    """Four writers on one PostgreSQL database, the same cases between them, out of order:
+    the rows they lock (the cases', the tallies') are locked in one order by all, so none
+    waits for another in a circle, and every kept row is what a recount gives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tbhook.store.postgres import PostgresStore
+
+    deadlocks = []
+    real = PostgresStore._deadlock
+
+    def seen(exc):
+        found = real(exc)
+        deadlocks.append(found)
+        return found
+
+    monkeypatch.setattr(PostgresStore, "_deadlock", staticmethod(seen))
+    open_store(pg_url).close()
+    bodies = lines(8, 800)
+
+    def write(part: list[bytes]) -> None:
+        store = open_store(pg_url)
+        try:
+            for start in range(0, len(part), 3):
+                store.append([Delivery(b, parse(b)) for b in part[start : start + 3]])
+        finally:
+            store.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, [bodies[i::4] for i in range(4)]))
+    assert not any(deadlocks)
+    assert assert_kept(pg_url) > 20

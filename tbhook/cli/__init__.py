@@ -15,6 +15,7 @@ import typer
 
 from tbhook import __version__
 from tbhook.cli import alerting, dev, ops, quarantine, read, report, serve, ui
+from tbhook.cli import queue as waiting
 from tbhook.cli.options import TbhookCommand
 
 app = typer.Typer(
@@ -61,6 +62,7 @@ SUMMARIES = {
     "export": "Every matching event, as CSV or NDJSON.",
     "stats": "Counts by event, sender, type, source, day.",
     "report": "Response and resolution times, backlog, per period.",
+    "queue": "Who is waiting for an agent now, against an SLA.",
     "ui": "The console: deliveries live in a browser, and charts.",
     "send": "POST samples or recorded events.",
     "generate": "Realistic, deterministic test events.",
@@ -85,6 +87,7 @@ for command in (
     read.export,
     read.stats,
     report.report,
+    waiting.queue,
     ui.ui,
     dev.send,
     dev.generate,

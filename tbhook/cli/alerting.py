@@ -48,9 +48,12 @@ def duration_of(value: Optional[str], option: str) -> Optional[int]:
     if value is None:
         return None
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint=f"'{option}'") from None
+    if seconds <= 0:
+        raise typer.BadParameter(f"{value!r} is no time at all", param_hint=f"'{option}'")
+    return seconds
 
 
 def archive_dir(retain: Optional[int], directory: Optional[str]) -> Optional[str]:

@@ -77,6 +77,15 @@ PortOption = Annotated[
     int,
     typer.Option(metavar="PORT", help="Port (0 picks a free one).", callback=in_range(0, 65535)),
 ]
+MaxConnectionsOption = Annotated[
+    int,
+    typer.Option(
+        metavar="N",
+        callback=in_range(1),
+        help="Open connections; past this the oldest one without a complete request is "
+        "closed (lowered to fit the open-file limit).",
+    ),
+]
 
 
 LimitOption = Annotated[

@@ -22,6 +22,7 @@ from tbhook.cli.options import (
     display_zone,
     reading,
 )
+from tbhook.cli.queue import SlaOption, sla_option
 from tbhook.model.filters import Filters
 from tbhook.model.times import iso_time
 from tbhook.output.formats import Answer, write
@@ -61,11 +62,13 @@ def report(
     local: LocalOption = False,
     hours: HoursOption = None,
     holidays: HolidaysOption = None,
+    sla: SlaOption = None,
 ) -> None:
     """Response and resolution times, backlog, reopens and one-touch resolution: medians and
     90th percentiles, in business hours with --hours. --since/--until choose the periods
     shown (whole); --source, --search-id, --path and --person choose cases by their first
-    message; --case one case."""
+    message; --case one case. With --sla, the share of first replies and of later replies
+    within their targets."""
     from tbhook.model.report import BY_TIME, TooManyPeriods
 
     for name, given in (
@@ -81,16 +84,21 @@ def report(
     by_name = by.value
     zone = display_zone(tz, local) or timezone.utc
     clock = business_clock(hours, holidays, zone)
+    targets = sla_option(sla)
     try:
         with reading(db) as store:
-            counted = questions.report(store, filters, by_name, zone, clock, int(time.time()))
+            counted = questions.report(
+                store, filters, by_name, zone, clock, int(time.time()), targets
+            )
     except TooManyPeriods as exc:
         raise _too_many(exc) from None
 
     def view(_rows: Any) -> Any:
         from tbhook.output.views import report_view  # rich: a table's only
 
-        return report_view(counted.key, counted.rows, counted.totals, _title(by_name, tz, hours))
+        return report_view(
+            counted.key, counted.rows, counted.totals, _title(by_name, tz, hours, sla)
+        )
 
     answer = Answer(records=counted.rows, fields=counted.fields, table=view)
     if by_name in BY_TIME and counted.start is not None and counted.end is not None:
@@ -105,9 +113,13 @@ def report(
         typer.echo("no cases in that range", err=True)
 
 
-def _title(by: str, tz: str | None, hours: str | None) -> str:
+def _title(by: str, tz: str | None, hours: str | None, sla: str | None = None) -> str:
     where = f" in {tz}" if tz else " (UTC)" if by in ("day", "week", "month") else ""
-    return f"cases by {by}{where}" + (f", business hours {hours}" if hours else "")
+    return (
+        f"cases by {by}{where}"
+        + (f", business hours {hours}" if hours else "")
+        + (f", SLA {sla}" if sla else "")
+    )
 
 
 def _too_many(exc: Exception) -> typer.BadParameter:

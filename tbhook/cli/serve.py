@@ -15,6 +15,7 @@ from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
     LogFormat,
+    MaxConnectionsOption,
     PortOption,
     http_url,
     in_range,
@@ -73,15 +74,7 @@ def serve(
             callback=in_range(0.000001),
         ),
     ] = 1.0,
-    max_connections: Annotated[
-        int,
-        typer.Option(
-            metavar="N",
-            callback=in_range(1),
-            help="Open connections; past this the oldest one without a complete request is "
-            "closed (lowered to fit the open-file limit).",
-        ),
-    ] = 4096,
+    max_connections: MaxConnectionsOption = 4096,
     body_memory: Annotated[
         str,
         typer.Option(

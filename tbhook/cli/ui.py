@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Annotated, Optional
 
@@ -12,13 +13,30 @@ from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
     LocalOption,
+    LogFormat,
+    MaxConnectionsOption,
     PortOption,
     ZoneOption,
     display_zone,
     http_url,
+    in_range,
     reading,
     reported_errors,
 )
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> str:
+    """A typer callback: a number and a unit (90s, 30m, 12h, 7d), kept as text."""
+    if not re.fullmatch(r"[0-9]{1,6}[smhd]", text) or int(text[:-1]) == 0:
+        raise typer.BadParameter(f"{text!r} is not a duration: a number and a unit, like 30m, "
+                                 "12h, 7d or 90s")  # fmt: skip
+    return text
+
+
+def seconds(text: str) -> int:
+    return int(text[:-1]) * UNITS[text[-1]]
 
 
 def ui(
@@ -56,10 +74,49 @@ def ui(
             help="The receiver: the health page asks it how it is; copy-as-curl posts there.",
         ),
     ] = "http://127.0.0.1:8080/",
+    https: Annotated[
+        bool,
+        typer.Option(
+            "--https",
+            help="Browsers reach it over HTTPS only (a proxy in front ends TLS): its cookies "
+            "are Secure, and a form must come from an https:// page.",
+        ),
+    ] = False,
+    session_idle: Annotated[
+        str,
+        typer.Option(
+            metavar="DURATION",
+            callback=_duration,
+            help="Signed out after this long without a request (an open live page counts as "
+            "use): 30m, 2h.",
+        ),
+    ] = "30m",
+    session_max: Annotated[
+        str,
+        typer.Option(
+            metavar="DURATION",
+            callback=_duration,
+            help="Signed out this long after signing in, in any case: 12h, 7d.",
+        ),
+    ] = "12h",
+    max_connections: MaxConnectionsOption = 1024,
+    max_streams: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            callback=in_range(1),
+            help="Live pages (each open list follows new events); past this one more is "
+            "answered 503.",
+        ),
+    ] = 500,
     fd: Annotated[
         Optional[int],
         typer.Option(hidden=True, help="A listening socket inherited from serve --ui."),
     ] = None,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(hidden=True, help="serve --ui's --log-format, for the console's lines."),
+    ] = LogFormat.human,
     tz: ZoneOption = None,
     local: LocalOption = False,
 ) -> None:
@@ -83,17 +140,24 @@ def ui(
         zone=display_zone(tz, local),
         receiver=receiver,
         fd=fd,
+        https=https,
+        max_connections=max_connections,
+        max_streams=max_streams,
+        session_idle=seconds(session_idle),
+        session_lifetime=seconds(session_max),
+        log_format=log_format.value,
     )
     try:
         settings.check()
-    except Exception as exc:  # noqa: BLE001 - TbhookError: a usage mistake here
-        hint = "'--token'" if token else "'--host' / '--token'"
-        raise typer.BadParameter(str(exc), param_hint=hint) from None
+    except console.SettingError as exc:
+        raise typer.BadParameter(str(exc), param_hint=exc.option) from None
     with reported_errors():
         with reading(db):
             pass  # a missing or foreign database is an error now, not on the first page
 
         def announce(url: str) -> None:
+            if fd is not None:
+                return  # serve --ui: the receiver's banner names the console
             sys.stderr.write(f"tbhook console on {url} (a reader of {db})\n")
             if token:
                 sys.stderr.write("  sign in with the token it was given\n")

@@ -47,6 +47,7 @@ def routes(site: Site) -> list[Route]:
         Route("/health.json", r(health.data)),
         Route("/stream", stream.endpoint(site)),
         Route("/login", r(session.login), methods=["GET", "POST"]),
+        Route("/logout", r(session.logout), methods=["POST"]),
         Route("/static/{name:str}", static),
     ]
 

@@ -80,6 +80,7 @@ class Site:
             csrf=request.scope.get("state", {}).get("csrf", ""),
             path=request.url.path,
             token=self.guard is not None and self.guard.token is not None,
+            signed_in=request.scope.get("state", {}).get("signed_in", False),
             **context,
         )
         return HTMLResponse(html, status_code=status)

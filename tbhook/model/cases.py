@@ -12,6 +12,14 @@ kept as 64-bit little-endian integers, one after the other (a million read in mi
 - The first message starts the case; a close before it is ignored; the first close after it
   resolves the case; each message after a close reopens it.
 - A case is open at a moment when its last entry at or before that moment is a message.
+- The queue (`tbhook queue`): a case *waits* from a customer message (own 0, not a system
+  message) until an agent message (own 1, not a system message) or a close; further customer
+  messages meanwhile belong to the same wait. A customer message after a close starts a new
+  wait, counted from that message (the close said the team was done; the customer's new
+  message is a new request, as a helpdesk's reply-time target restarts on a reopened ticket).
+  This is the queue's wait: the report's waits (above) are not ended by a close. A wait is
+  ``first`` until an agent message has followed the case's first customer message (the
+  report's first response), ``reply`` after.
 """
 
 from __future__ import annotations
@@ -201,7 +209,15 @@ SUMMARY_COLUMNS = (
     "path",
     "personId",
     "entries",
+    "waitAt",
+    "waitKind",
+    "waitMessages",
+    "waitSourceId",
+    "waitPath",
+    "firstAskedAt",
+    "firstAnsweredAt",
 )
+FIRST, REPLY = "first", "reply"  # the kinds of a wait
 
 
 # What a report needs of a case's summary, in this order (``Timelines.read``).
@@ -227,6 +243,13 @@ class Summary:
     path: str | None = None
     personId: int | None = None
     entries: bytes = b""
+    waitAt: int | None = None
+    waitKind: str | None = None
+    waitMessages: int = 0
+    waitSourceId: int | None = None
+    waitPath: str | None = None
+    firstAskedAt: int | None = None  # the first customer message
+    firstAnsweredAt: int | None = None  # the first agent message after it
 
     @classmethod
     def of(cls, row: Sequence[Any]) -> Summary:
@@ -247,6 +270,13 @@ class Summary:
             self.path,
             self.personId,
             self.entries,
+            self.waitAt,
+            self.waitKind,
+            self.waitMessages,
+            self.waitSourceId,
+            self.waitPath,
+            self.firstAskedAt,
+            self.firstAnsweredAt,
         )
 
     def brief(self) -> tuple:
@@ -275,11 +305,29 @@ class Summary:
             self.openNow = 0
             if self.firstAt is not None and self.firstClosedAt is None:
                 self.firstClosedAt, self.closedBy = moment, agent
-        else:
-            self.openNow = 1
-            if self.firstAt is None:
-                self.firstAt, self.sourceId = moment, source
-                self.personId, self.searchId, self.path = person, search, path
+            self._answered()
+            return
+        self.openNow = 1
+        if self.firstAt is None:
+            self.firstAt, self.sourceId = moment, source
+            self.personId, self.searchId, self.path = person, search, path
+        if kind == CUSTOMER_MESSAGE:
+            if self.firstAskedAt is None:
+                self.firstAskedAt = moment
+            if self.waitAt is None:
+                self.waitAt, self.waitMessages = moment, 0
+                self.waitKind = REPLY if self.firstAnsweredAt is not None else FIRST
+            self.waitMessages += 1
+            self.waitSourceId, self.waitPath = source, path
+        elif kind == AGENT_MESSAGE:
+            if self.firstAskedAt is not None and self.firstAnsweredAt is None:
+                self.firstAnsweredAt = moment
+            self._answered()
+
+    def _answered(self) -> None:
+        """The case waits for nobody (an agent answered, or it was closed)."""
+        self.waitAt = self.waitKind = self.waitSourceId = self.waitPath = None
+        self.waitMessages = 0
 
 
 def summaries(rows: Iterable[Sequence[Any]]) -> Iterator[Summary]:

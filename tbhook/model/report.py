@@ -41,6 +41,8 @@ FIELDS = (
     "reopenRate",
     "oneTouchRate",
 )
+# With --sla: the share of first responses, and of later replies, within their target.
+SLA_FIELDS = ("firstWithinSla", "repliesWithinSla")
 # By agent (the one who first closed each case), only what closes say has a value.
 AGENT_FIELDS = frozenset(
     {"closedCases", "resolutionMedian", "resolutionP90", "reopenRate", "oneTouchRate"}
@@ -167,6 +169,13 @@ def rate(count: int, total: int) -> float | None:
     return math.floor(count * 1000 / total + 0.5) / 1000
 
 
+def within(values: list[int], target: int | None) -> float | None:
+    """The share of ``values`` (sorted) at most ``target``; None without a target or values."""
+    if target is None:
+        return None
+    return rate(bisect.bisect_right(values, target), len(values))
+
+
 class Tally:
     """What one row of the report counts, before it is a row."""
 
@@ -177,6 +186,7 @@ class Tally:
         "first_closed",
         "first_responses",
         "new",
+        "later",
         "one_touch",
         "open",
         "reopened",
@@ -190,10 +200,12 @@ class Tally:
         self.first_closed = self.reopened = self.one_touch = self.open = 0
         self.first_responses: list[int] = []
         self.replies: list[int] = []
+        self.later: list[int] = []  # with an SLA: the replies to waits after a case's first
         self.resolutions: list[int] = []
 
-    def record(self, only: frozenset[str] | None = None) -> dict[str, Any]:
-        for values in (self.first_responses, self.replies, self.resolutions):
+    def record(self, only: frozenset[str] | None = None, sla: Any = None) -> dict[str, Any]:
+        """The row's values (FIELDS; SLA_FIELDS too with ``sla``, a ``queue.Sla``)."""
+        for values in (self.first_responses, self.replies, self.later, self.resolutions):
             values.sort()
         record = {
             "newCases": self.new,
@@ -212,6 +224,9 @@ class Tally:
             "reopenRate": rate(self.reopened, self.first_closed),
             "oneTouchRate": rate(self.one_touch, self.first_closed),
         }
+        if sla is not None:
+            record["firstWithinSla"] = within(self.first_responses, sla.first)
+            record["repliesWithinSla"] = within(self.later, sla.reply)
         if only is not None:
             record = {key: (value if key in only else None) for key, value in record.items()}
         return record
@@ -229,10 +244,43 @@ class Report:
     totals: dict[str, Any]
     start: int | None = None  # the range counted, Unix seconds
     end: int | None = None
+    sla: bool = False  # the rows carry SLA_FIELDS
 
     @property
     def fields(self) -> tuple[str, ...]:
-        return (self.key, *FIELDS)
+        return (self.key, *FIELDS, *(SLA_FIELDS if self.sla else ()))
+
+
+def report_range(
+    by: str,
+    zone: tzinfo,
+    since: int | None,
+    until: int | None,
+    now: int,
+    span: tuple[int, int] | None,
+) -> Periods | None:
+    """The periods a report counts (one, "all", by source or agent), or None when there is
+    nothing to count. With ``since``/``until`` (Unix seconds; until defaults to ``now``), the
+    periods holding them and those between; without either, those from the first entry to
+    the last (``span``: the first and last moments of the cases, None when there are none)."""
+    if since is None and until is None:  # from the first entry to the last
+        first, last = span if span is not None else (None, None)
+    elif since is None and until is not None:
+        first, last = (span[0] if span is not None else until), until - 1
+    else:
+        first, last = since, (until if until is not None else now) - 1
+    if first is None or last is None or last < first:
+        return None
+    if by in BY_TIME:
+        return Periods.spanning(first, last, by, zone)
+    whole = Periods.spanning(first, last, "day", zone)
+    return Periods(by, zone, ["all"], [whole.start, whole.end])
+
+
+def empty(by: str, sla: Any = None) -> Report:
+    """A report of nothing."""
+    key = "period" if by in BY_TIME else by
+    return Report(key, [], Tally().record(sla=sla), None, None, sla is not None)
 
 
 def report(
@@ -245,30 +293,19 @@ def report(
     open_before: Callable[[int], dict[Any, int]] | None = None,
     now: int = 0,
     span: tuple[int, int] | None = None,
+    sla: Any = None,
 ) -> Report:
     """Count ``cases`` (rows of BRIEF_COLUMNS: caseId, sourceId, closedBy, entries; streamed,
-    one case in memory at a time) into a report.
+    one case in memory at a time) into a report of the periods ``report_range`` gives.
 
-    With ``since``/``until`` (Unix seconds; until defaults to ``now``), the periods holding
-    them and those between are counted, whole; without either, those from the first entry to
-    the last (``span``: the first and last moments of the cases, None when there are none).
     ``open_before(t)`` says how many cases not among ``cases`` (their last entry before t)
-    are open, per group (one key, None, by time): they count in openAtEnd only.
+    are open, per group (one key, None, by time): they count in openAtEnd only. With ``sla``
+    (a ``queue.Sla``), the rows carry SLA_FIELDS.
     """
     duration = duration or (lambda start, end: end - start)
-    if since is None and until is None:  # from the first entry to the last
-        first, last = span if span is not None else (None, None)
-    elif since is None and until is not None:
-        first, last = (span[0] if span is not None else until), until - 1
-    else:
-        first, last = since, (until if until is not None else now) - 1
-    if first is None or last is None or last < first:
-        return Report("period" if by in BY_TIME else by, [], Tally().record(), None, None)
-    if by in BY_TIME:
-        periods = Periods.spanning(first, last, by, zone)
-    else:
-        whole = Periods.spanning(first, last, "day", zone)
-        periods = Periods(by, zone, ["all"], [whole.start, whole.end])
+    periods = report_range(by, zone, since, until, now, span)
+    if periods is None:
+        return empty(by, sla)
     start, end = periods.start, periods.end
     bounds = periods.bounds
     count = len(periods.labels)
@@ -348,7 +385,7 @@ def report(
                 seconds = duration(*response)
                 tallies[i].first_responses.append(seconds)
                 totals.first_responses.append(seconds)
-        for wait_start, answered in timeline.waits:
+        for n, (wait_start, answered) in enumerate(timeline.waits):
             i = where(wait_start)
             if 0 <= i < count:
                 if answered is None:
@@ -358,6 +395,9 @@ def report(
                     seconds = duration(wait_start, answered)
                     tallies[i].replies.append(seconds)
                     totals.replies.append(seconds)
+                    if sla is not None and n:
+                        tallies[i].later.append(seconds)
+                        totals.later.append(seconds)
         resolved = timeline.first_close
         if resolved is not None:
             i = where(resolved)
@@ -383,24 +423,26 @@ def report(
             running += changes[key][i + 1]
             tally.open = running
         totals.open += running
-    return _rows(periods, groups, totals, by, start, end)
+    return rows_of(periods, groups, totals, by, sla)
 
 
-def _rows(
-    periods: Periods, groups: dict[Any, list[Tally]], totals: Tally, by: str, start: int, end: int
+def rows_of(
+    periods: Periods, groups: dict[Any, list[Tally]], totals: Tally, by: str, sla: Any = None
 ) -> Report:
+    """The report of what was counted: a row per period (by time) or per group."""
     only = AGENT_FIELDS if by == "agent" else None
+    start, end, with_sla = periods.start, periods.end, sla is not None
     if by in BY_TIME:
         tallies = groups.get(None) or [Tally() for _ in periods.labels]
         rows = [
-            {"period": name, **tally.record()}
+            {"period": name, **tally.record(sla=sla)}
             for name, tally in zip(periods.labels, tallies, strict=True)
         ]
-        return Report("period", rows, totals.record(), start, end)
+        return Report("period", rows, totals.record(sla=sla), start, end, with_sla)
     keys = sorted(groups, key=lambda key: (key is None, key if key is not None else 0))
     shown = _closes if by == "agent" else _counts
-    rows = [{by: key, **groups[key][0].record(only)} for key in keys if shown(groups[key][0])]
-    return Report(by, rows, totals.record(only), start, end)
+    rows = [{by: key, **groups[key][0].record(only, sla)} for key in keys if shown(groups[key][0])]
+    return Report(by, rows, totals.record(only, sla), start, end, with_sla)
 
 
 def _counts(tally: Tally) -> bool:

@@ -137,11 +137,13 @@ def duration(seconds: int | None) -> str:
     return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
-def parse_duration(text: str) -> int:
-    """A duration as people type it (90s, 30m, 2h, 90d, 4w) in seconds, more than zero.
+_DURATION = re.compile(r"(?:\d{1,9}[smhdw])+")
 
-    Raises ValueError with a message fit for the user."""
-    found = _AGE.match(text.strip())
-    if not found or int(found[1]) == 0:
-        raise ValueError(f"{text!r} is not a duration (try 30m, 2h, 90d or 4w)")
-    return int(found[1]) * _UNITS[found[2]]
+
+def parse_duration(text: str) -> int:
+    """A length of time people write: ``90s``, ``30m``, ``4h``, ``1h30m``, ``2d``, ``1w``, as
+    seconds. Raises ValueError with a message fit for the user."""
+    compact = text.strip().lower().replace(" ", "")
+    if not _DURATION.fullmatch(compact):
+        raise ValueError(f"'{text.strip()}' is not a duration (like 90s, 30m, 4h, 1h30m or 2d)")
+    return sum(int(n) * _UNITS[unit] for n, unit in re.findall(r"(\d+)([smhdw])", compact))

@@ -119,18 +119,26 @@ def write_table(answer: Answer, out: IO[str]) -> int:
         from tbhook.output import streamed
 
         written = streamed.write(answer.records, answer.spec, out)
+        _notes(answer, console(out))
         streamed.with_footer(written, answer.total_if_cut(written), out)
         return written
     records = list(answer.records)
     screen = console(out)
     if answer.table is not None and (records or answer.document is not None):
         screen.print(answer.table(records))  # an empty listing prints no empty table
-    for note in answer.notes:  # text, or (text, style)
-        screen.print(Text(*note) if isinstance(note, tuple) else Text(note))
+    _notes(answer, screen)
     cut = footer(len(records), answer.total_if_cut(len(records)))
     if cut:
         screen.print(Text(cut, style="dim"))
     return len(records)
+
+
+def _notes(answer: Answer, screen: Any) -> None:
+    """The notes under a table: text, or (text, style)."""
+    from rich.text import Text
+
+    for note in answer.notes:
+        screen.print(Text(*note) if isinstance(note, tuple) else Text(note))
 
 
 def write_text(answer: Answer, out: IO[str]) -> int:

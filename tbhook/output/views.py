@@ -94,12 +94,14 @@ REPORT_COLUMNS = (
     ("resolutionP90", Column("p90", justify="right", drop=4)),
     ("reopenRate", Column("reopened", justify="right", drop=1)),
     ("oneTouchRate", Column("1-touch", justify="right", drop=1)),
+    ("firstWithinSla", Column("1st in SLA", justify="right")),
+    ("repliesWithinSla", Column("in SLA", justify="right")),
 )
 DURATIONS = {"firstResponseMedian", "firstResponseP90", "replyMedian", "replyP90"} | {
     "resolutionMedian",
     "resolutionP90",
 }
-RATES = {"reopenRate", "oneTouchRate"}
+RATES = {"reopenRate", "oneTouchRate", "firstWithinSla", "repliesWithinSla"}
 
 
 def report_view(key: str, rows: list[dict[str, Any]], totals: dict[str, Any], title: str):
@@ -120,7 +122,7 @@ def report_view(key: str, rows: list[dict[str, Any]], totals: dict[str, Any], ti
     used = [
         (name, column)
         for name, column in REPORT_COLUMNS
-        if any(row[name] is not None for row in (*rows, totals))
+        if any(row.get(name) is not None for row in (*rows, totals))
     ]
     columns = (Column(key), *(column for _, column in used))
     cells = [[_group(row[key]), *(cell(name, row[name]) for name, _ in used)] for row in rows]

@@ -207,9 +207,10 @@ def _console(
     settings: Settings, receiving: socket.socket, stack: contextlib.ExitStack, log: Any
 ) -> str:
     """`serve --ui`: the console on 127.0.0.1, in a process of its own that dies with the
-    receiver; its port bound here first, so a port in use stops the receiver from starting
-    with a sentence, not later. A console that stops is started again (the receiver keeps
-    the socket, so the port stays its), and the log says so. Its URL."""
+    receiver and writes its warnings into the receiver's log; its port bound here first, so
+    a port in use stops the receiver from starting with a sentence, not later. A console
+    that stops is started again (the receiver keeps the socket, so the port stays its), and
+    the log says so. Its URL."""
     import json
     import subprocess
     import sys
@@ -226,7 +227,7 @@ def _console(
         "from tbhook.cli import app; app(sys.argv[1:], prog_name='tbhook')"
     )
     args = ["ui", "--db", settings.db, "--fd", str(sock.fileno()), "--port", str(port)]
-    args += ["--receiver", f"http://{shown}:{own}/"]
+    args += ["--receiver", f"http://{shown}:{own}/", "--log-format", settings.log_format]
     env = {**os.environ, "TBHOOK_UI_PATH": json.dumps(sys.path)}
     env.pop("TBHOOK_UI_TOKEN", None)  # loopback: no token, whatever the shell has
 
@@ -236,7 +237,8 @@ def _console(
             pass_fds=[sock.fileno()],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            # Its warnings (refusals, shedding) are lines of this log, in its format.
+            stderr=None,
             env=env,
             preexec_fn=die_with_parent,  # noqa: PLW1509 - only a prctl, before exec
             # Its own session: Ctrl+C in the terminal stops the receiver, which stops the

@@ -22,8 +22,10 @@ These override uvicorn internals, so ``check_uvicorn`` refuses a version they we
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import h11
@@ -47,6 +49,31 @@ _REASONS = {
     431: b"Request Header Fields Too Large",
     503: b"Service Unavailable",
 }
+
+
+@dataclass(frozen=True)
+class Limits:
+    """One server's limits (None: the module's constant, read when used). The receiver keeps
+    the defaults; the console refuses an absolute-form target too, answers in a page, and logs
+    each refusal (its clients are people, and a refusal there is worth a line)."""
+
+    request_deadline: float | None = None
+    max_headers: int | None = None
+    max_header_bytes: int | None = None
+    # ``GET http://evil.example/ HTTP/1.1``: httptools keeps only the path of it, so the app
+    # would never see that the request named another host. Refused here when set.
+    origin_form_only: bool = False
+    html: bool = False  # a refusal as a page in words rather than JSON
+    log_refusals: bool = False
+
+    def deadline(self) -> float:
+        return self.request_deadline or REQUEST_DEADLINE_SECONDS
+
+    def headers(self) -> int:
+        return self.max_headers or MAX_HEADERS
+
+    def header_bytes(self) -> int:
+        return self.max_header_bytes or MAX_HEADER_BYTES
 
 
 class Connections:
@@ -122,6 +149,7 @@ class _Guard:
 
     # tbhook's table (uvicorn's own ``self.connections`` is a plain set); one per server.
     table: Connections = Connections(4096)
+    limits: Limits = Limits()
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
     cycle: Any
@@ -130,9 +158,9 @@ class _Guard:
     timeout_keep_alive_handler: Callable[[], None]  # uvicorn's, on the protocol classes below
 
     @classmethod
-    def bound_to(cls, connections: Connections) -> type:
-        """This protocol class, sharing one server's connection table."""
-        return type(cls.__name__, (cls,), {"table": connections})
+    def bound_to(cls, connections: Connections, limits: Limits | None = None) -> type:
+        """This protocol class, sharing one server's connection table (and its limits)."""
+        return type(cls.__name__, (cls,), {"table": connections, "limits": limits or Limits()})
 
     def _guard_start(self) -> None:
         self._deadline: asyncio.TimerHandle | None = None
@@ -165,7 +193,7 @@ class _Guard:
 
     def _arm(self) -> None:
         self._disarm()
-        self._deadline = self.loop.call_later(REQUEST_DEADLINE_SECONDS, self._deadline_passed)
+        self._deadline = self.loop.call_later(self.limits.deadline(), self._deadline_passed)
 
     def _disarm(self) -> None:
         if self._deadline is not None:
@@ -177,7 +205,7 @@ class _Guard:
         if self.cycle is not None and self.cycle.response_started:
             self.transport.close()
         else:
-            self._reject(408, f"request not received within {REQUEST_DEADLINE_SECONDS:g} s")
+            self._reject(408, f"request not received within {self.limits.deadline():g} s")
 
     def _answering(self) -> bool:
         return self.cycle is not None and self.cycle.response_started
@@ -216,10 +244,18 @@ class _Guard:
         if self.transport.is_closing():
             return
         self.table.counts.refused(status, unavailable)
+        if self.limits.log_refusals and status != 503:  # a 503's line is the table's own
+            self.table.log(f"refused {status}", f"answered {status} and closed: {message}")
         retry_after = status == 503
-        body = json.dumps({"ok": False, "error": message}).encode()
+        if self.limits.html:
+            words = html.escape(message[:1].upper() + message[1:])
+            page = f"<!doctype html><meta charset=utf-8><title>tbhook</title><p>{words}.</p>"
+            body, kind = page.encode(), b"text/html; charset=utf-8"
+        else:
+            body = json.dumps({"ok": False, "error": message}).encode()
+            kind = b"application/json"
         head = b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])
-        headers = b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n"
+        headers = b"content-type: " + kind + b"\r\ncontent-length: %d\r\nconnection: close\r\n"
         if retry_after:
             headers += b"retry-after: %d\r\n" % RETRY_AFTER_SECONDS
         self.transport.write(head + headers % len(body) + b"\r\n" + body)
@@ -259,7 +295,7 @@ class GuardedHttpToolsProtocol(_Guard, HttpToolsProtocol):  # type: ignore[misc,
             # Everything fed since the request began is still header: a header that never
             # ends must not grow without bound.
             self._header_bytes += len(data)
-            if self._header_bytes > MAX_HEADER_BYTES:
+            if self._header_bytes > self.limits.header_bytes():
                 self._reject(431, "request headers too large")
 
     def on_message_begin(self) -> None:
@@ -267,9 +303,13 @@ class GuardedHttpToolsProtocol(_Guard, HttpToolsProtocol):  # type: ignore[misc,
         self._in_headers = True
         self._header_bytes = 0
         self._header_count = 0
+        self._url_begun = False
         self._request_started()
 
     def on_url(self, url: bytes) -> None:
+        if self.limits.origin_form_only and not self._url_begun and not url.startswith(b"/"):
+            self._reject(400, "the request target must be a path (/...), not a URL")
+        self._url_begun = True
         self._header_bytes += len(url)
         super().on_url(url)
 
@@ -280,9 +320,11 @@ class GuardedHttpToolsProtocol(_Guard, HttpToolsProtocol):  # type: ignore[misc,
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
-        if self._header_count > MAX_HEADERS:
-            self._reject(431, f"more than {MAX_HEADERS} headers")
-        elif self._header_bytes > MAX_HEADER_BYTES:
+        if self._rejected:  # refused earlier in this very read (the target)
+            return
+        if self._header_count > self.limits.headers():
+            self._reject(431, f"more than {self.limits.headers()} headers")
+        elif self._header_bytes > self.limits.header_bytes():
             self._reject(431, "request headers too large")
         else:
             super().on_headers_complete()
@@ -370,11 +412,11 @@ class GuardedH11Protocol(_Guard, H11Protocol):  # type: ignore[misc]
             head = self._head + data
             end = head.find(b"\r\n\r\n")
             section = head if end < 0 else head[:end]
-            if len(section) > MAX_HEADER_BYTES:
+            if len(section) > self.limits.header_bytes():
                 self._reject(431, "request headers too large")
                 return
-            if section.count(b"\n") > MAX_HEADERS:
-                self._reject(431, f"more than {MAX_HEADERS} headers")
+            if section.count(b"\n") > self.limits.headers():
+                self._reject(431, f"more than {self.limits.headers()} headers")
                 return
             self._head = b"" if end >= 0 else head
         super().data_received(data)

@@ -21,6 +21,7 @@ from tbhook.receiver.protocol import (
     Connections,
     GuardedH11Protocol,
     GuardedHttpToolsProtocol,
+    Limits,
 )
 
 GRACEFUL_SHUTDOWN_SECONDS = 8
@@ -59,25 +60,32 @@ class Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def uvicorn_config(app: Callable, connections: Connections | None = None) -> uvicorn.Config:
-    """How tbhook runs uvicorn; the benchmark's no-op ceiling uses the very same settings.
+def uvicorn_config(
+    app: Callable,
+    connections: Connections | None = None,
+    limits: Limits | None = None,
+    graceful: int = GRACEFUL_SHUTDOWN_SECONDS,
+) -> uvicorn.Config:
+    """How tbhook runs uvicorn (the receiver, the console); the benchmark's no-op ceiling uses
+    the very same settings.
 
     ``connections`` replaces uvicorn's ``limit_concurrency`` (which answers a complete request
-    503 while slow connections hold every place) with shedding, oldest first.
+    503 while slow connections hold every place) with shedding, oldest first; ``limits`` are
+    the deadlines and header limits (the receiver's by default).
     """
     protocol.check_uvicorn()
     if connections is None:
         connections = Connections(MAX_CONNECTIONS)
     return uvicorn.Config(
         app,
-        http=_http_protocol().bound_to(connections),
+        http=_http_protocol().bound_to(connections, limits),
         lifespan="off",
         ws="none",
         access_log=False,
         log_level="warning",
         server_header=False,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        timeout_graceful_shutdown=graceful,
     )
 
 

@@ -8,7 +8,9 @@ its write paths, its facts), and the jobs done through it, each an object of its
 - ``store.forwards``: the forward queue (``forwards.py``);
 - ``store.upkeep``: health, pruning, quarantine retries, merges (``upkeep.py``);
 - ``store.timelines``: the case summaries `report` reads, kept by every write
-  (``timelines.py``).
+  (``timelines.py``), and ``store.tallies``, the report's counts per quarter-hour kept with
+  them (``tallies.py``);
+- ``store.queue``: the cases waiting now, from the summaries (``queue.py``).
 
 A backend (``sqlite``, ``postgres``) supplies the engine's primitives and replaces a job only
 where it differs. Every error a backend's driver raises leaves the store as a ``TbhookError``
@@ -31,10 +33,12 @@ from tbhook.store import sql
 from tbhook.store.exports import Exports
 from tbhook.store.forwards import Forwards
 from tbhook.store.persons import Persons
+from tbhook.store.queue import Queue
 from tbhook.store.reads import Reads
 from tbhook.store.rows import Delivery, ImportRows, Stored, batch_params
 from tbhook.store.sql import Dialect, IdRange, names
 from tbhook.store.tail import Tail
+from tbhook.store.tallies import Tallies
 from tbhook.store.timelines import Timelines
 from tbhook.store.upkeep import Upkeep
 
@@ -56,6 +60,7 @@ class Store(ABC):
     exports_job: type[Exports] = Exports
     upkeep_job: type[Upkeep] = Upkeep
     timelines_job: type[Timelines] = Timelines
+    tallies_job: type[Tallies] = Tallies
 
     @functools.cached_property
     def reads(self) -> Reads:
@@ -84,6 +89,14 @@ class Store(ABC):
     @functools.cached_property
     def timelines(self) -> Timelines:
         return self.timelines_job(self)
+
+    @functools.cached_property
+    def tallies(self) -> Tallies:
+        return self.tallies_job(self)
+
+    @functools.cached_property
+    def queue(self) -> Queue:
+        return Queue(self)
 
     def where(self, filters: Filters, ids: IdRange | None = None) -> tuple[str, list]:
         """The filters as a WHERE clause over ``events e`` (``sql.where``)."""

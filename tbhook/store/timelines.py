@@ -27,10 +27,14 @@ from tbhook.model.cases import (
     summaries,
 )
 from tbhook.model.filters import Filters
+from tbhook.model.tallies import Changes
 from tbhook.store.job import Job
 from tbhook.store.sql import names, q
 
-VERSION = "1"  # of the summary's meaning: another, and the next writer rebuilds every row
+# Of the summary's meaning: another, and the next writer rebuilds every row (and the
+# tallies). 2: each case's wait now (the queue), and the report's tallies.
+VERSION = "2"
+REBUILD_CASES = 20_000  # cases a rebuild counts into tallies in memory before writing them
 CHUNK = 500  # case ids in one IN (...)
 CASE_SELECT = ", ".join(f"e.{q(c)}" for c in CASE_COLUMNS)
 TIMELINE_EVENTS = ("newResult", "caseClosed")
@@ -99,7 +103,7 @@ class Timelines(Job):
 
     def keep_up(self, conn: Any, after: Any = None) -> None:
         """Fold this transaction's new events (and any stale case) into ``case_timelines``
-        (``after``: what the backend knows of where the new events begin)."""
+        and the tallies (``after``: what the backend knows of where the new events begin)."""
         rows, stored = self.new_rows(conn, after)
         rows = [row for row in rows if row[1] in TIMELINE_EVENTS and row[2] is not None]
         stale = {row[0] for row in conn.execute('SELECT "caseId" FROM case_stale')}
@@ -109,6 +113,7 @@ class Timelines(Job):
             stored = self.stored(conn, sorted({row[0] for row in rows} | stale))
         recompute = set(stale)
         changed: list[tuple] = []
+        tallied = Changes()
         for case_id, events in groupby(rows, key=itemgetter(0)):
             if case_id in recompute:
                 continue
@@ -117,19 +122,29 @@ class Timelines(Job):
             if not summary.follows(ordered[0][2], ordered[0][3]):
                 recompute.add(case_id)  # an event older than the row's newest: recount
                 continue
+            before = _counted(summary)
             for row in ordered:
                 summary.add(row)
             changed.append(summary.row())
+            tallied.case(before, _counted(summary))
         if recompute:
             ids = sorted(recompute)
+            missing = [case_id for case_id in ids if case_id not in stored]
+            if missing:  # stale cases no new event named: their rows as they are
+                stored.update(self.stored(conn, missing))
             fresh = {s.caseId: s for s in summaries(self.case_rows(conn, ids))}
             changed += [summary.row() for summary in fresh.values()]
+            for case_id in ids:
+                old = stored.get(case_id)
+                tallied.case(_counted(old) if old else None, _counted(fresh.get(case_id)))
             gone = [case_id for case_id in ids if case_id not in fresh]
             for part in chunks(gone):
                 conn.execute(f'DELETE FROM case_timelines WHERE "caseId" IN ({marks(part)})', part)
             conn.execute("DELETE FROM case_stale")
         if changed:
             conn.executemany(UPSERT, changed)
+        if self.store.tallies.available():
+            self.store.tallies.keep(conn, tallied)
 
     def new_rows(
         self, conn: Any, after: Any = None
@@ -157,22 +172,33 @@ class Timelines(Job):
             yield from conn.execute(case_sql(f'e."caseId" IN ({marks(part)})'), part).fetchall()
 
     def rebuild(self, conn: Any) -> int:
-        """Every row recomputed from the events (an upgrade, or a new VERSION); how many."""
+        """Every row recomputed from the events, and the tallies from them (an upgrade, or a
+        new VERSION); how many."""
         conn.execute("DELETE FROM case_timelines")
         conn.execute("DELETE FROM case_stale")
+        tallies = self.store.tallies if self.store.tallies.available() else None
+        if tallies:
+            tallies.clear(conn)
         rows = self.scan(
             conn,
             case_sql('e."caseId" IS NOT NULL'),
         )
         count = 0
         batch: list[tuple] = []
+        tallied = Changes()
         for summary in summaries(rows):
             batch.append(summary.row())
-            if len(batch) == 10_000:
+            tallied.case(None, _counted(summary))
+            if len(batch) == REBUILD_CASES:
                 self.insert(conn, batch)
+                if tallies:
+                    tallies.keep(conn, tallied)
+                tallied = Changes()
                 count += len(batch)
                 batch = []
         self.insert(conn, batch)
+        if tallies:
+            tallies.keep(conn, tallied)
         return count + len(batch)
 
     def scan(self, conn: Any, sql: str) -> Iterator[tuple]:
@@ -251,8 +277,8 @@ class Timelines(Job):
         """Every case's summary by caseId (the first ``limit``), straight from the stored
         rows: what `cases` lists with no filter, without reading ten million events. None
         when the rows cannot answer alone (not kept here, or a case waits to be recounted)."""
-        if not self.available() or self.pending():
-            return None
+        if not self.available() or not self.store.tallies.available() or self.pending():
+            return None  # (the summaries of a database not upgraded lack the wait columns)
         direction = "DESC" if descending else "ASC"
         rows = self.query(
             f"SELECT {names(SUMMARY_COLUMNS)} FROM case_timelines "
@@ -363,6 +389,13 @@ class Timelines(Job):
             )
 
         return keep
+
+
+def _counted(summary: Summary | None) -> tuple[Any, bytes] | None:
+    """What the tallies count of a case: its source and entries (None: nothing to count)."""
+    if summary is None or not summary.entries:
+        return None
+    return summary.sourceId, summary.entries
 
 
 def _in_window(summary: Summary, selection: Selection) -> bool:

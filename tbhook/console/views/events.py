@@ -11,7 +11,8 @@ from starlette.responses import RedirectResponse, Response
 
 from tbhook import questions
 from tbhook.console import query
-from tbhook.console.site import Mistake, Site, querystring, shown_body, written
+from tbhook.console.site import Mistake, Site, shown_body, written
+from tbhook.console.views import session
 from tbhook.errors import TbhookError
 from tbhook.model.filters import Filters
 from tbhook.output.formats import Answer
@@ -79,7 +80,7 @@ def page(site: Site, request: Request, _form: Any) -> Response:
         is_json=is_json,
         size=len(body),
         curl=curl,
-        sent=request.query_params.get("sent"),
+        sent=session.recall(site, request),
     )
 
 
@@ -110,4 +111,6 @@ def send(site: Site, request: Request, form: Any) -> Response:
     except TbhookError as exc:
         raise Mistake(str(exc)) from None
     said = f"{url} answered {reply.status}"
-    return RedirectResponse(f"/events/{event_id}?{querystring(sent=said)}", status_code=303)
+    return RedirectResponse(
+        f"/events/{event_id}?{session.remember(site, request, said)}", status_code=303
+    )

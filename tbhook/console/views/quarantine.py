@@ -10,7 +10,8 @@ from starlette.responses import RedirectResponse, Response
 
 from tbhook import questions
 from tbhook.console import query
-from tbhook.console.site import Mistake, Site, querystring, shown_body, written
+from tbhook.console.site import Mistake, Site, shown_body, written
+from tbhook.console.views import session
 from tbhook.model.filters import fits_int64
 from tbhook.output.formats import Answer
 
@@ -19,9 +20,7 @@ def listing(site: Site, request: Request, _form: Any) -> Response:
     limit = query.limit(request)
     with site.reading() as store:
         rows = list(questions.quarantined(store, limit).records)
-    return site.page(
-        request, "quarantine.html", rows=rows, retried=request.query_params.get("retried")
-    )
+    return site.page(request, "quarantine.html", rows=rows, retried=session.recall(site, request))
 
 
 def listing_data(site: Site, request: Request, _form: Any) -> Response:
@@ -63,4 +62,4 @@ def retry(site: Site, request: Request, form: Any) -> Response:
         store.close()
     moved = sum(r["eventId"] is not None for r in results)
     said = f"{moved} of {len(results)} moved into events"
-    return RedirectResponse(f"/quarantine?{querystring(retried=said)}", status_code=303)
+    return RedirectResponse(f"/quarantine?{session.remember(site, request, said)}", status_code=303)

@@ -31,7 +31,7 @@ from tbhook.store.postgres.merge import PostgresUpkeep
 from tbhook.store.postgres.migrations import READERS_DO_NOT_NEED, STEPS
 from tbhook.store.postgres.reads import PostgresReads
 from tbhook.store.postgres.tail import PostgresTail
-from tbhook.store.postgres.timelines import PostgresTimelines
+from tbhook.store.postgres.timelines import PostgresTallies, PostgresTimelines
 from tbhook.store.rows import EVENT_COLUMNS, QUARANTINE_COLUMNS, ImportRows, Stored, outcomes
 from tbhook.store.sql import names
 
@@ -50,6 +50,7 @@ class PostgresStore(Store):
     exports_job = PostgresExports
     upkeep_job = PostgresUpkeep
     timelines_job = PostgresTimelines
+    tallies_job = PostgresTallies
 
     def __init__(self, url: str, readonly: bool):
         self.url = self.target = url
@@ -270,6 +271,13 @@ class PostgresStore(Store):
         """Whether the database keeps ``case_timelines`` (p006)."""
         with self._errors("cannot read"):
             found = self.connection().execute("SELECT to_regclass('case_timelines')").fetchone()
+        return found[0] is not None
+
+    @functools.cached_property
+    def has_tallies(self) -> bool:
+        """Whether the database keeps ``case_tallies`` and each case's wait (p007)."""
+        with self._errors("cannot read"):
+            found = self.connection().execute("SELECT to_regclass('case_tallies')").fetchone()
         return found[0] is not None
 
     # -- writing -------------------------------------------------------------------------

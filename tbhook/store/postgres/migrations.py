@@ -12,6 +12,7 @@ READERS_DO_NOT_NEED = {
     "p004_redelivery_indexes",
     "p005_event_time_index",
     "p006_case_timelines",  # only faster: report counts from the events without it
+    "p007_queue_and_tallies",  # only faster: queue and report count from the events without it
 }
 
 STEPS: list[tuple[str, list[str]]] = [
@@ -181,6 +182,42 @@ END $$""",
 CREATE TRIGGER case_stale_delete AFTER DELETE ON events FOR EACH ROW
 WHEN (OLD."caseId" IS NOT NULL AND OLD.event IN ('newResult', 'caseClosed'))
 EXECUTE FUNCTION tbhook_case_stale()""",
+        ],
+    ),
+    (
+        "p007_queue_and_tallies",
+        [
+            # As on SQLite (m016): each case's wait now, for `queue`; the report's counts per
+            # quarter-hour and source. The writer that applies this step fills both.
+            'ALTER TABLE case_timelines ADD COLUMN "waitAt" BIGINT',
+            'ALTER TABLE case_timelines ADD COLUMN "waitKind" TEXT',
+            'ALTER TABLE case_timelines ADD COLUMN "waitMessages" BIGINT NOT NULL DEFAULT 0',
+            'ALTER TABLE case_timelines ADD COLUMN "waitSourceId" BIGINT',
+            'ALTER TABLE case_timelines ADD COLUMN "waitPath" TEXT',
+            'ALTER TABLE case_timelines ADD COLUMN "firstAskedAt" BIGINT',
+            'ALTER TABLE case_timelines ADD COLUMN "firstAnsweredAt" BIGINT',
+            'CREATE INDEX case_timelines_waiting ON case_timelines ("waitAt", "waitKind", '
+            '"waitSourceId") WHERE "waitAt" IS NOT NULL',
+            """
+CREATE TABLE case_tallies (
+    "key" TEXT PRIMARY KEY,
+    bucket BIGINT,
+    "sourceId" BIGINT,
+    "newCases" BIGINT NOT NULL DEFAULT 0,
+    "customerMessages" BIGINT NOT NULL DEFAULT 0,
+    "agentMessages" BIGINT NOT NULL DEFAULT 0,
+    opened BIGINT NOT NULL DEFAULT 0,
+    resolved BIGINT NOT NULL DEFAULT 0,
+    reopened BIGINT NOT NULL DEFAULT 0,
+    "oneTouch" BIGINT NOT NULL DEFAULT 0,
+    unanswered BIGINT NOT NULL DEFAULT 0,
+    "firstResponses" BYTEA NOT NULL DEFAULT ''::bytea,
+    "firstReplies" BYTEA NOT NULL DEFAULT ''::bytea,
+    "laterReplies" BYTEA NOT NULL DEFAULT ''::bytea,
+    resolutions BYTEA NOT NULL DEFAULT ''::bytea,
+    recloses BYTEA NOT NULL DEFAULT ''::bytea
+)""",
+            "CREATE INDEX case_tallies_bucket ON case_tallies (bucket)",
         ],
     ),
 ]

@@ -9,7 +9,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from tbhook.model.cases import SUMMARY_COLUMNS, Summary
+from tbhook.model.tallies import COLUMNS
 from tbhook.store.sql import names
+from tbhook.store.tallies import Tallies
 from tbhook.store.timelines import Timelines, case_sql
 
 
@@ -51,3 +53,29 @@ class PostgresTimelines(Timelines):
             cursor.itersize = 5000
             cursor.execute(sql)
             yield from cursor
+
+
+class PostgresTallies(Tallies):
+    concatenated = "{0} || {1}"
+
+    def available(self) -> bool:
+        return self.store.has_tallies
+
+    def locked(self, conn: Any, keys: list[str]) -> dict[str, tuple]:
+        """The rows, locked until the commit in the order given (every writer's, the order
+        the rows are added to in too: no two wait for each other): a row for a key new here
+        is made first (empty), so two transactions adding to it meet on it."""
+        conn.execute(
+            'INSERT INTO case_tallies ("key", bucket, "sourceId") '
+            "SELECT k, nullif(split_part(k, ',', 1), 'NULL')::bigint, "
+            "nullif(split_part(k, ',', 2), 'NULL')::bigint "
+            "FROM unnest(?::text[]) WITH ORDINALITY AS given (k, n) ORDER BY n "
+            "ON CONFLICT DO NOTHING",
+            [keys],
+        )
+        rows = conn.execute(
+            f'SELECT "key", {names(COLUMNS)} FROM case_tallies '
+            'WHERE "key" = ANY(?) ORDER BY array_position(?::text[], "key") FOR UPDATE',
+            [keys, keys],
+        ).fetchall()
+        return {row[0]: tuple(row[1:]) for row in rows}

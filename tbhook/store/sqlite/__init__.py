@@ -38,7 +38,7 @@ from tbhook.store.sqlite.export import SQLiteExports
 from tbhook.store.sqlite.merge import SQLiteUpkeep
 from tbhook.store.sqlite.reads import SQLiteReads
 from tbhook.store.sqlite.steps import READERS_DO_NOT_NEED, STEP_NAMES
-from tbhook.store.sqlite.timelines import SQLiteTimelines
+from tbhook.store.sqlite.timelines import SQLiteTallies, SQLiteTimelines
 from tbhook.transfer.files import is_sqlite
 
 BUSY_TIMEOUT_MS = 5000
@@ -82,6 +82,7 @@ class SQLiteStore(Store):
     exports_job = SQLiteExports
     upkeep_job = SQLiteUpkeep
     timelines_job = SQLiteTimelines
+    tallies_job = SQLiteTallies
 
     def __init__(self, conn: sqlite3.Connection, path: str):
         self.conn = conn
@@ -105,6 +106,11 @@ class SQLiteStore(Store):
     def has_timelines(self) -> bool:
         """Whether the database keeps ``case_timelines`` (m015)."""
         return self.has_table("case_timelines")
+
+    @functools.cached_property
+    def has_tallies(self) -> bool:
+        """Whether the database keeps ``case_tallies`` and each case's wait (m016)."""
+        return self.has_table("case_tallies")
 
     def has_table(self, name: str) -> bool:
         with self.reading():

@@ -429,6 +429,49 @@ END"""
     )
 
 
+@migrations()
+def m016_queue_and_tallies(db: Database) -> None:
+    # `queue`: each case's wait now (the start of the customer's unanswered wait, NULL when
+    # none), its kind, messages, and the source and path of its latest customer message; a
+    # partial index holds only the waiting cases, with what the queue counts, oldest first.
+    # `report`: its counts per quarter-hour and source (tbhook.model.tallies), with a running
+    # total of the open cases per source (bucket NULL). The writer that applies this step
+    # fills both (the summaries' VERSION 2).
+    db.execute('ALTER TABLE case_timelines ADD COLUMN "waitAt" INTEGER')
+    db.execute('ALTER TABLE case_timelines ADD COLUMN "waitKind" TEXT')
+    db.execute('ALTER TABLE case_timelines ADD COLUMN "waitMessages" INTEGER NOT NULL DEFAULT 0')
+    db.execute('ALTER TABLE case_timelines ADD COLUMN "waitSourceId" INTEGER')
+    db.execute('ALTER TABLE case_timelines ADD COLUMN "waitPath" TEXT')
+    db.execute('ALTER TABLE case_timelines ADD COLUMN "firstAskedAt" INTEGER')
+    db.execute('ALTER TABLE case_timelines ADD COLUMN "firstAnsweredAt" INTEGER')
+    db.execute(
+        'CREATE INDEX case_timelines_waiting ON case_timelines ("waitAt", "waitKind", '
+        '"waitSourceId") WHERE "waitAt" IS NOT NULL'
+    )
+    db.execute(
+        """
+CREATE TABLE case_tallies (
+    "key" TEXT PRIMARY KEY,
+    bucket INTEGER,
+    "sourceId" INTEGER,
+    "newCases" INTEGER NOT NULL DEFAULT 0,
+    "customerMessages" INTEGER NOT NULL DEFAULT 0,
+    "agentMessages" INTEGER NOT NULL DEFAULT 0,
+    opened INTEGER NOT NULL DEFAULT 0,
+    resolved INTEGER NOT NULL DEFAULT 0,
+    reopened INTEGER NOT NULL DEFAULT 0,
+    "oneTouch" INTEGER NOT NULL DEFAULT 0,
+    unanswered INTEGER NOT NULL DEFAULT 0,
+    "firstResponses" BLOB NOT NULL DEFAULT x'',
+    "firstReplies" BLOB NOT NULL DEFAULT x'',
+    "laterReplies" BLOB NOT NULL DEFAULT x'',
+    resolutions BLOB NOT NULL DEFAULT x'',
+    recloses BLOB NOT NULL DEFAULT x''
+)"""
+    )
+    db.execute("CREATE INDEX case_tallies_bucket ON case_tallies (bucket)")
+
+
 def _room_to_rebuild(db: Database, what: str) -> None:
     """Refuse, in words, a rebuild the disk cannot hold: the copy, the WAL that carries it
     until the commit, and the sort of each index, about twice the tables being copied. (Run

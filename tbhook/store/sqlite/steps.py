@@ -18,6 +18,7 @@ STEP_NAMES = (
     "m013_event_time_index",
     "m014_dedupe_in_time_order",
     "m015_case_timelines",
+    "m016_queue_and_tallies",
 )
 
 # Steps the read commands do not need: a reader can use a database still waiting for them (the
@@ -33,4 +34,5 @@ READERS_DO_NOT_NEED = {
     "m013_event_time_index",  # only faster
     "m014_dedupe_in_time_order",  # the same rows and dedupe; only the writers' key changes
     "m015_case_timelines",  # only faster: report counts from the events without it
+    "m016_queue_and_tallies",  # only faster: queue and report count from the events without it
 }

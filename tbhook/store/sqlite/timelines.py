@@ -8,6 +8,7 @@ from typing import Any
 
 from tbhook.model.cases import CASE_COLUMNS, SUMMARY_COLUMNS, Summary
 from tbhook.store.sql import q
+from tbhook.store.tallies import Tallies
 from tbhook.store.timelines import CASE_SELECT, Timelines
 
 # NOT INDEXED: the rowid range, not an index on another column (measured: SQLite otherwise
@@ -30,3 +31,8 @@ class SQLiteTimelines(Timelines):
         found = conn.execute(NEW_ROWS, [after]).fetchall()
         stored = {row[WIDTH]: Summary.of(row[WIDTH:]) for row in found if row[WIDTH] is not None}
         return [row[:WIDTH] for row in found], stored
+
+
+class SQLiteTallies(Tallies):
+    def available(self) -> bool:
+        return self.store.has_tallies
