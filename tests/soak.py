@@ -5,7 +5,7 @@ of this process's own takes a year of generated traffic (`tbhook generate`, stam
 past year and sent in order: Tracebuzz's timestamps, judged against this machine's real clock,
 so the first eleven months are old on arrival, the last one inside the window). Meanwhile, at
 moments drawn from a seeded random generator: kill -9 of the writer, kill -9 of the receiver
-and a restart, once onto a newer schema (the database set back one step first, as an older
+and a restart, once onto a newer schema (the database set back to m014 first, as an older
 tbhook left it; it is migrated while deliveries wait), a pause longer than `--stale`, three
 deliveries with a wrong secret. Clients retry every delivery until it is answered 200, as
 Tracebuzz does.
@@ -223,18 +223,27 @@ class Traffic:
                 time.sleep(0.05)
 
 
-def set_back_one_step(db: Path) -> None:
-    """The database as the tbhook before m015 left it (the case summaries not there yet)."""
-    conn = sqlite3.connect(db)
-    conn.executescript(
-        """
-        DROP TRIGGER case_stale_delete;
-        DROP TABLE case_stale;
-        DROP TABLE case_timelines;
-        DELETE FROM tbhook_meta WHERE key = 'timelinesVersion';
-        DELETE FROM _sqlite_migrations WHERE name = 'm015_case_timelines';
-        """
+def set_back_to_m014(db: Path) -> None:
+    """The database as the tbhook of m014 left it: every table, index, trigger and view the
+    later steps made is dropped (found against the frozen m014 schema, so a step added later
+    is set back too), and their names leave the migrations table."""
+    frozen = sqlite3.connect(":memory:")
+    frozen.executescript(
+        (HERE / "schemas" / "sqlite_014_m014_dedupe_in_time_order.sql").read_text()
     )
+    kept = set(frozen.execute("SELECT type, name FROM sqlite_master"))
+    frozen.close()
+    conn = sqlite3.connect(db)
+    found = list(
+        conn.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
+    )
+    order = {"trigger": 0, "view": 1, "index": 2, "table": 3}
+    for kind, name in sorted(set(found) - kept, key=lambda item: order[item[0]]):
+        conn.execute(f'DROP {kind.upper()} IF EXISTS "{name}"')
+    steps = [row[0] for row in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
+    later = steps[steps.index("m014_dedupe_in_time_order") + 1 :]
+    conn.executemany("DELETE FROM _sqlite_migrations WHERE name = ?", [(n,) for n in later])
+    conn.execute("DELETE FROM tbhook_meta WHERE key = 'timelinesVersion'")
     conn.commit()
     conn.close()
 
@@ -323,7 +332,7 @@ def run(
         elif fault.startswith("kill the receiver"):
             receiver.kill()
             if "newer schema" in fault:
-                set_back_one_step(db)
+                set_back_to_m014(db)
             receiver.start()
         else:
             traffic.flowing.clear()
