@@ -75,7 +75,7 @@ class FileState:
         from tbhook.transfer.files import create_private, replacing
 
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with replacing(self.path) as temp, create_private(temp) as out:
+        with replacing(self.path, "doctor") as temp, create_private(temp) as out:
             out.write(json.dumps(state, sort_keys=True))
 
 

@@ -6,7 +6,7 @@ document and the fields a machine format writes. `tbhook events -f json` and the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import attrgetter, itemgetter
 from typing import Any
 
@@ -309,9 +309,33 @@ def report(
     the kept tallies where they answer (``tbhook.model.tallies``), else from the kept case
     summaries (``tbhook.model.report``); the same report either way (``tallied`` False: the
     summaries always). With ``sla`` (a ``queue.Sla``), the shares within it. Raises
-    ``TooManyPeriods``."""
+    ``TooManyPeriods``, told which events stretch the range and what would fit."""
+    from tbhook.model.periods import TooManyPeriods
+    from tbhook.store.timelines import TIMELINE_EVENTS
+
+    try:
+        return _counted(store, filters, by, zone, clock, now, sla, tallied)
+    except TooManyPeriods as exc:  # which events stretch it, and a report that fits
+        ends = [
+            [
+                (row["id"], row["timestamp"])
+                for row in store.reads.events(
+                    replace(filters, events=TIMELINE_EVENTS), descending=last, limit=5
+                )
+            ]
+            for last in (False, True)
+        ]
+        exc.explain(*ends)
+        raise
+
+
+def _counted(
+    store: Any, filters: Filters, by: str, zone: Any, clock: Any, now: int, sla: Any, tallied: bool
+) -> Any:
+    """The report, from the tallies where they answer, else from the case summaries."""
     from tbhook.model import tallies
-    from tbhook.model.report import empty, period_bounds, report_range
+    from tbhook.model.periods import period_bounds, report_range
+    from tbhook.model.report import empty
     from tbhook.model.report import report as count
     from tbhook.store.timelines import Selection
 

@@ -343,7 +343,7 @@ def test_posts_need_the_form_s_csrf_token_and_retry_moves_quarantined_bodies(tmp
     csrf = re.search(rb'name="csrf" value="([^"]+)"', page).group(1).decode()
     cookie = headers["set-cookie"].split(";")[0]
     assert console.post("/quarantine/retry", "csrf=forged&id=2", {"Cookie": cookie})[0] == 403
-    for wrong in ("abc", "99999999999999999999"):  # never read as "retry them all"
+    for wrong in ("abc", "99999999999999999999", "١"):  # never "retry them all", never #1
         status, _, page = console.post("/quarantine/retry", f"csrf={csrf}&id={wrong}",
                                        {"Cookie": cookie})  # fmt: skip
         assert status == 400 and b"nothing was retried" in page

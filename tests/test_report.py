@@ -386,3 +386,43 @@ def test_an_empty_log_reports_nothing_and_says_so(db_path):
     assert result.exit_code == 0
     assert "no cases" in result.output
     assert run("report", "-f", "csv", db=db_path).stdout.startswith("period,newCases,")
+
+
+# -- an event far outside the rest ---------------------------------------------------------
+
+YEAR_9999 = 253402300799  # 9999-12-31T23:59:59Z, as one stored event was stamped
+
+
+def test_an_event_far_outside_the_rest_does_not_break_a_report(db_path):
+    store_log(db_path, [*WEEKEND, customer(1003, YEAR_9999, source=3)])
+    ids = {row["caseId"]: row["id"] for row in rows("events", "-n", "0", db=db_path)}
+    sources = {row["source"]: row for row in rows("report", "--by", "source", db=db_path)}
+    assert {key: row["newCases"] for key, row in sources.items()} == {3: 1, 14: 2}
+    agents = rows("report", "--by", "agent", db=db_path)
+    assert [(row["agent"], row["closedCases"]) for row in agents] == [(7, 1)]
+    for by, first in (("day", "2024-05-03"), ("week", "2024-W18"), ("month", "2024-05")):
+        result = runner.invoke(app, ["report", "--by", by, "--db", str(db_path)])
+        assert result.exit_code == 2, result.output
+        last = {"day": "9999-12-31", "week": "9999-W52", "month": "9999-12"}[by]
+        words = (
+            f"from {first} to {last} is more than 10,000 {by}s, stretched by event "
+            f"#{ids[1003]} at 9999-12-31T23:59:59Z, far from the others; try "
+        )
+        assert words in " ".join(result.stderr.split()), result.stderr
+        advice = " ".join(result.stderr.split()).split("; try ")[1].split()
+        assert advice == ["--since", "2024-05-03", "--until", "2024-05-10"]
+        followed = by_period("--by", by, *advice, db=db_path)  # the advice works
+        assert sum(row["newCases"] for row in followed.values()) == 2
+
+
+def test_a_range_too_long_for_its_data_is_advised_down_to_the_data(db_path):
+    store_log(db_path, WEEKEND)
+    result = runner.invoke(
+        app, ["report", "--since", "0001-01-01", "--until", "9999-12-31", "--db", str(db_path)]
+    )
+    assert result.exit_code == 2
+    said = " ".join(result.stderr.split())
+    assert "from 0001-01-01 to 9999-12-31 is more than 10,000 days; try --since 2024-05-03 " in said
+    whole = rows("report", "--by", "source", "--since", "0001-01-01", "--until", "9999-12-31",
+                 db=db_path)  # fmt: skip
+    assert [row["newCases"] for row in whole] == [2]

@@ -79,7 +79,7 @@ def test_a_pass_stopped_after_archiving_deletes_next_time_without_writing_twice(
     old = add(store, [40], per_day=5)
     path = day_file(tmp_path, NOW - 40 * DAY)
     archives.write(path, old[:3], set())  # a pass killed after archiving three of them
-    left_over = tmp_path / f".{path.name}.999999.tmp"  # ... and one killed while writing
+    left_over = tmp_path / f".{path.name}.tbhook-prune-4999999.tmp"  # ... killed while writing
     left_over.write_bytes(b"half a gzip member")
     result = run_pass(store, tmp_path, 30 * DAY, now=NOW)
     assert (result.archived, result.skipped, result.deleted) == (2, 3, 5)

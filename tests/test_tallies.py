@@ -15,8 +15,8 @@ from test_timelines import stored as kept
 from tbhook import questions
 from tbhook.model import tallies
 from tbhook.model.filters import Filters
+from tbhook.model.periods import Periods
 from tbhook.model.queue import Sla
-from tbhook.model.report import Periods
 from tbhook.output.formats import Answer, write
 from tbhook.store import open_reader
 

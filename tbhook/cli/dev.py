@@ -21,12 +21,13 @@ from tbhook.cli.options import (
     DbOption,
     fail,
     filter_options,
-    in_range,
     open_for_writing,
     progress,
     reading,
     reported_errors,
+    whole_number,
 )
+from tbhook.errors import TbhookError
 from tbhook.model.events import parse
 from tbhook.model.filters import Filters
 from tbhook.model.times import parse_when
@@ -153,7 +154,7 @@ def send(
 def generate(
     count: Annotated[
         int,
-        typer.Option("--count", "-c", metavar="N", help="How many events.", callback=in_range(0)),
+        typer.Option("--count", "-c", metavar="N", help="How many events.", **whole_number(0)),
     ],
     seed: Annotated[int, typer.Option(metavar="N", help="Same seed, same events.")] = 0,
     start: Annotated[
@@ -161,7 +162,7 @@ def generate(
         typer.Option(metavar="ISO", help="First timestamp.  [default: 2024-01-01T00:00:00Z]"),
     ] = None,
     persons: Annotated[
-        int, typer.Option(metavar="N", help="How many distinct persons.", callback=in_range(1))
+        int, typer.Option(metavar="N", help="How many distinct persons.", **whole_number(1))
     ] = 1000,
     rate: Annotated[str, typer.Option(metavar="R/s", help="Events per second of event time.")] = (
         "10/s"
@@ -198,6 +199,7 @@ def import_(
     if file != "-" and not Path(file).is_file():
         raise fail(f"no file at {file}")
     with reported_errors():
+        _refuse_database(db, "/dev/stdin" if file == "-" else file)
         stream, label = open_source(file)
         size = os.fstat(stream.fileno()).st_size if file != "-" else None
         store = open_for_writing(db)
@@ -218,6 +220,21 @@ def import_(
     )
     with reported_errors():
         _complete(stream)
+
+
+def _refuse_database(db: str, file: str) -> None:
+    """The database itself (any spelling, its -wal or -shm) or another SQLite file is no
+    NDJSON: read as lines, its pages would fill the quarantine with binary junk."""
+    from tbhook.model.targets import is_url
+    from tbhook.transfer.files import is_sqlite, refuse_same
+
+    if not is_url(db):
+        refuse_same(db, file, "import reads events from another file (NDJSON or a JSON array)")
+    if file != "/dev/stdin" and is_sqlite(file):  # stdin cannot be peeked at
+        raise TbhookError(
+            f"{file} is a SQLite database, not NDJSON or a JSON array; to fold another "
+            f"tbhook log into this one, run `tbhook merge {file}`"
+        )
 
 
 def _complete(stream: Any) -> None:

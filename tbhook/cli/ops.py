@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from datetime import datetime, timezone
@@ -16,20 +17,28 @@ from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
     FormatOption,
-    destination,
     fail,
     open_for_writing,
     parse_size,
     progress,
     reading,
     reported_errors,
+    say,
 )
 from tbhook.errors import TbhookError
 from tbhook.model import health as rules
 from tbhook.model.targets import is_url, shown
 from tbhook.model.times import iso_time, parse_when
 from tbhook.output.formats import Answer, write
-from tbhook.transfer.files import new_file, refuse_same, replacing
+from tbhook.transfer.files import (
+    clear_stale,
+    destination,
+    new_file,
+    refuse_same,
+    replacing,
+    stale_temporaries,
+    who_left,
+)
 
 
 def _age(value: Optional[str]) -> Optional[int]:
@@ -88,6 +97,7 @@ def doctor(
     # write-ahead log it leaves behind.
     cap = report["maxDbSizeBytes"] if report["backend"] == "sqlite" else None
     questions.add_checks(report, _commit_checks(db, cap, report["pendingMigrations"]))
+    questions.add_checks(report, rules.temporary_checks(_temporaries(db)))
     answer = Answer(
         records=rules.rows(report),
         fields=("check", "status", "detail"),
@@ -106,6 +116,18 @@ def _doctor_view(report: dict[str, Any], rows: list[Any]) -> Any:
     from tbhook.output import views  # rich (about 40 ms): only when a table is drawn
 
     return views.doctor_view(report, rows)
+
+
+def _temporaries(db: str) -> list[tuple[str, str, int]]:
+    """What killed tbhook commands left beside a SQLite database (a backup, an export or an
+    archive they were writing): each temporary, who left it, its size."""
+    if is_url(db):
+        return []
+    found = []
+    for path in stale_temporaries(Path(db).parent):
+        with contextlib.suppress(OSError):  # removed meanwhile
+            found.append((str(path), who_left(path), path.stat().st_size))
+    return found
 
 
 def _commit_checks(db: str, cap: Optional[int], pending: list[str]) -> list[dict[str, str]]:
@@ -153,13 +175,16 @@ def backup(
             "backup copies a SQLite file; for PostgreSQL use its own tools, such as "
             f"pg_dump --format=custom --file=tbhook.dump '{shown(db)}'"
         )
-    if Path(dest).is_dir():
+    if dest and Path(dest).is_dir():  # "" is no directory, though Path("") is "."
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         dest = str(Path(dest) / f"{Path(db).stem}-{stamp}.db")
     with reading(db, current=False) as store, reported_errors():
-        # Everything is checked before DEST is touched; DEST is replaced only by a finished copy.
-        path = destination(db, dest, "a backup must be another file", force, store.reads.log_id())
-        with replacing(path) as temp:
+        # Everything is checked before DEST is touched; DEST is replaced only by a finished copy,
+        # written 0600 from its first byte under a temporary name the next backup recognises.
+        why = "a backup must be another file"
+        path = destination(db, dest, why, say, force=force, backup_of=store.reads.log_id(),
+                           command="backup", name="DEST")  # fmt: skip
+        with replacing(path, "backup") as temp:
             store.backup(str(temp))
             from tbhook.store import open_reader  # see doctor
 
@@ -309,11 +334,14 @@ def _archive_destination(db: str, archive: str, append: bool) -> tuple[Path, set
     the keys of the lines it holds."""
     refuse_same(db, archive, "the archive must be another file")
     try:
-        path = new_file(archive, force=True)
+        # A device or a pipe is refused: the archive is read back and on disk before a
+        # single event is deleted.
+        path = new_file(archive, force=True, name="--archive")
     except TbhookError as exc:
         raise TbhookError(f"{exc}; nothing was deleted") from None
     if path.exists() and not append:
         raise fail(f"{archive} exists (use --append to add to it, or another name)")
+    clear_stale(path.parent, "prune", say)
     if not path.exists():
         return path, set()
     from tbhook.transfer import archive as archives  # see prune

@@ -12,7 +12,6 @@ import typing
 from collections.abc import Callable, Iterator
 from datetime import timezone, tzinfo
 from enum import Enum
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeAlias, TypeVar
 
 import typer
@@ -20,11 +19,10 @@ from typer.core import TyperCommand
 
 from tbhook.errors import TbhookError
 from tbhook.model.events import SCHEMAS
-from tbhook.model.filters import Filters, fits_int64, parse_path, parse_sender
-from tbhook.model.targets import check_url, is_url
-from tbhook.model.times import empty_range, iso_time, parse_when, parse_zone
+from tbhook.model.filters import Filters, parse_count, parse_id, parse_path, parse_sender
+from tbhook.model.targets import check_target
+from tbhook.model.times import empty_range, parse_when, parse_zone, said, when_note
 from tbhook.output.formats import FORMATS
-from tbhook.transfer.files import new_file, refuse_same
 
 if TYPE_CHECKING:
     from tbhook.model.hours import Clock
@@ -36,12 +34,12 @@ DEFAULT_LIMIT = 50  # every listing: events, cases, quarantine, tail's backlog
 
 
 def _database(value: str) -> str:
-    """A file path, or a PostgreSQL URL that can be one (checked before anything opens it)."""
-    if is_url(value):
-        try:
-            check_url(value)
-        except TbhookError as exc:
-            raise typer.BadParameter(str(exc)) from None
+    """A file path, or a PostgreSQL URL that can be one (checked before anything opens it);
+    another scheme (mysql://) is a usage error, never a file name."""
+    try:
+        check_target(value)
+    except TbhookError as exc:
+        raise typer.BadParameter(str(exc)) from None
     return value
 
 
@@ -72,16 +70,36 @@ def in_range(low: float, high: float | None = None) -> Callable[[Any], Any]:
     return check
 
 
+def _converted(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
+    """A typer callback or ``parser``: the option's text read by ``parse`` (a model function,
+    which the console calls too), its ValueError a usage error in the same words; a default
+    (None, or a number) passes as it is."""
+
+    def convert(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return convert
+
+
+def whole_number(low: int, high: int | None = None) -> dict[str, Any]:
+    """A whole number's ``typer.Option`` arguments: ASCII digits from ``low`` (to ``high``)."""
+    return {"parser": _converted(functools.partial(parse_count, low=low, high=high))}
+
+
 # Where a server listens: serve's and the console's.
 PortOption = Annotated[
-    int,
-    typer.Option(metavar="PORT", help="Port (0 picks a free one).", callback=in_range(0, 65535)),
+    int, typer.Option(metavar="PORT", help="Port (0 picks a free one).", **whole_number(0, 65535))
 ]
 MaxConnectionsOption = Annotated[
     int,
     typer.Option(
         metavar="N",
-        callback=in_range(1),
+        **whole_number(1),
         help="Open connections; past this the oldest one without a complete request is "
         "closed (lowered to fit the open-file limit).",
     ),
@@ -91,11 +109,7 @@ MaxConnectionsOption = Annotated[
 LimitOption = Annotated[
     int,
     typer.Option(
-        "--limit",
-        "-n",
-        metavar="N",
-        help="At most N rows (0: all).",
-        callback=in_range(0, 2**63 - 1),
+        "--limit", "-n", metavar="N", help="At most N rows (0: all).", **whole_number(0, 2**63 - 1)
     ),
 ]
 
@@ -164,36 +178,19 @@ def parse_size(value: Optional[str], option: str) -> Optional[int]:
     return int(number)
 
 
-def valid_id(value: Optional[int]) -> Optional[int]:
-    """Tracebuzz IDs are SQLite integers: 64-bit."""
-    if value is not None and not fits_int64(value):
-        raise typer.BadParameter(f"{value} does not fit in a 64-bit integer")
-    return value
+# An id: ASCII digits, 64-bit (Tracebuzz's ids and tbhook's are SQLite integers).
+INT64: dict[str, Any] = {"parser": _converted(parse_id), "metavar": "ID"}
 
 
-INT64: dict[str, Any] = {"callback": valid_id, "metavar": "ID"}
+def _moment(until: bool = False) -> Callable[[typer.CallbackParam, Optional[str]], Any]:
+    """A typer callback that checks a moment's text and keeps it (it is read once the
+    command's --tz is known, ``make_filters``); how a number was read is said on stderr."""
 
-
-def _converted(parse: Callable[[str], Any]) -> Callable[[Optional[str]], Any]:
-    """A typer callback: the option's text parsed, a ValueError shown as a usage error."""
-
-    def convert(value: Optional[str]) -> Any:
-        if value is None:
-            return None
-        try:
-            return parse(value)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
-
-    return convert
-
-
-def _checked(parse: Callable[[str], Any]) -> Callable[[Optional[str]], Any]:
-    """A typer callback that checks the option's text as ``_converted`` does, and keeps the
-    text: a moment is read once the command's --tz is known (``make_filters``)."""
-
-    def check(value: Optional[str]) -> Any:
-        _converted(parse)(value)
+    def check(param: typer.CallbackParam, value: Optional[str]) -> Any:
+        _converted(functools.partial(parse_when, until=until))(value)
+        note = when_note(value) if value is not None else None
+        if note:
+            typer.echo(f"Note: {param.opts[0]} {note}", err=True)
         return value
 
     return check
@@ -233,8 +230,9 @@ FILTER_OPTIONS: dict[str, Any] = {
             "--since",
             metavar="WHEN",
             help="From this moment: 2024-05-01, 2024-05-01T09:30+02:00, Unix seconds "
-            "(1663831826), or an age: 30m, 2h, 7d. Without an offset, in --tz (UTC).",
-            callback=_checked(parse_when),
+            "(1663831826; 13 digits: milliseconds), or an age: 30m, 2h, 7d. Without an "
+            "offset, in --tz (UTC).",
+            callback=_moment(),
         ),
     ],
     "until": Annotated[
@@ -243,7 +241,7 @@ FILTER_OPTIONS: dict[str, Any] = {
             "--until",
             metavar="WHEN",
             help="Up to this moment, included (a bare date includes that day).",
-            callback=_checked(functools.partial(parse_when, until=True)),
+            callback=_moment(until=True),
         ),
     ],
     "text": Annotated[
@@ -516,32 +514,12 @@ def open_for_writing(db: str, notice: Callable[[str], None] | None = None) -> St
     minutes (call inside ``reported_errors``)."""
     from tbhook.store import open_store  # the store loads when a command opens one
 
-    return open_store(db, notice=notice or (lambda line: typer.echo(line, err=True)))
+    return open_store(db, notice=notice or say)
 
 
-def destination(
-    db: str, target: str, why: str, force: bool = False, backup_of: str | None = None
-) -> Path:
-    """A file a command is about to write for the user, checked before anything is written:
-    never the database, one of its side files (-wal, -shm, -journal) or any tbhook log (only a
-    backup of the log ``backup_of`` may replace an earlier backup of it); an existing file is
-    replaced only with ``force``, and only by a complete file (call inside
-    ``reported_errors``)."""
-    from tbhook.store.sqlite import log_identity  # the SQLite backend: only to check a file
-
-    if not is_url(db):
-        refuse_same(db, target, why)
-    path = new_file(target, force)
-    identity = log_identity(path) if path.exists() else None
-    if identity is not None and identity[0]:
-        if backup_of is not None and identity[1] == backup_of:
-            return path  # an earlier backup of the same log
-        log = f" (log {identity[1]})" if identity[1] else ""
-        raise TbhookError(
-            f"{target} is another tbhook database{log}: {why}; tbhook never writes over one, "
-            "even with --force"
-        )
-    return path
+def say(line: str) -> None:
+    """A line for the person on stderr (what was done on the way, never data)."""
+    typer.echo(line, err=True)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -602,9 +580,9 @@ def _did_you_mean(name: str, known: Any) -> str:
 
 def _nothing_for(name: str, value: Any) -> str:
     if name in ("since", "until"):
-        return f"no event has a timestamp {'from' if name == 'since' else 'before'} " + str(
-            iso_time(value)
-        )
+        # until is exclusive: its last second included is the one before
+        moment = said(value) if name == "since" else said(value - 1)
+        return f"no event has a timestamp {'from' if name == 'since' else 'up to'} {moment}"
     if name == "sender":
         return f"no message from {'an agent' if value else 'the customer'}"
     if name == "person":

@@ -28,10 +28,10 @@ from tbhook.cli.options import (
     refuse_with_raw,
     reported_errors,
     table_layout,
-    valid_id,
     write_raw,
 )
 from tbhook.model.events import parse
+from tbhook.model.filters import parse_id
 from tbhook.output.describe import body_lines
 from tbhook.output.formats import Answer, write
 
@@ -40,7 +40,8 @@ class _ById(TyperGroup):
     """`tbhook quarantine 7` is `tbhook quarantine show 7`."""
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
-        if args and args[0].removeprefix("#").isdigit():
+        word = args[0].removeprefix("#") if args else ""
+        if word.isascii() and word.isdigit():
             args = ["show", *args]
         return super().resolve_command(ctx, args)
 
@@ -225,10 +226,6 @@ def _refuse_missing(store: Any, numbers: list[int]) -> None:
 
 def _ids(words: list[str]) -> list[int]:
     try:
-        ids = [int(word.removeprefix("#")) for word in words]
-    except ValueError:
-        bad = next(w for w in words if not w.removeprefix("#").lstrip("-").isdigit())
-        raise typer.BadParameter(f"{bad!r} is not a quarantine id", param_hint="'ID'") from None
-    for value in ids:
-        valid_id(value)
-    return ids
+        return [parse_id(word.removeprefix("#"), "a quarantine id") for word in words]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'ID'") from None

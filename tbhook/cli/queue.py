@@ -13,6 +13,7 @@ from tbhook.cli.options import (
     DEFAULT_DB,
     DEFAULT_LIMIT,
     FILTER_OPTIONS,
+    INT64,
     DbOption,
     FormatOption,
     HolidaysOption,
@@ -23,7 +24,6 @@ from tbhook.cli.options import (
     display_zone,
     reading,
     table_layout,
-    valid_id,
 )
 from tbhook.model.queue import Sla, Waiting, parse_sla
 from tbhook.model.times import duration, iso_time, parse_when
@@ -57,12 +57,6 @@ def sla_option(text: Optional[str]) -> Sla | None:
         raise typer.BadParameter(f"cannot read {text!r}: {exc}", param_hint="'--sla'") from None
 
 
-def _sources(values: Optional[list[int]]) -> Optional[list[int]]:
-    for value in values or ():
-        valid_id(value)
-    return values
-
-
 def queue(
     db: DbOption = DEFAULT_DB,
     hours: HoursOption = None,
@@ -82,10 +76,9 @@ def queue(
         Optional[list[int]],
         typer.Option(
             "--source",
-            metavar="ID",
             help="Only cases waiting on this sourceId (that of the customer's latest "
             "message; repeatable).",
-            callback=_sources,
+            **INT64,  # ASCII digits, 64-bit, each
         ),
     ] = None,
     path: PathOption = None,

@@ -4,6 +4,7 @@ quarantine."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from enum import Enum
@@ -27,7 +28,6 @@ from tbhook.cli.options import (
     TailFormat,
     ZoneOption,
     business_clock,
-    destination,
     display_zone,
     explain_empty,
     fail,
@@ -35,8 +35,8 @@ from tbhook.cli.options import (
     reading,
     refuse_with_raw,
     reported_errors,
+    say,
     table_layout,
-    valid_id,
     write_raw,
 )
 from tbhook.model.events import EVENT_FIELDS
@@ -44,6 +44,7 @@ from tbhook.model.filters import Filters
 from tbhook.model.text import TerminalStream, on_terminal
 from tbhook.output.describe import body_lines
 from tbhook.output.formats import Answer, write, write_file
+from tbhook.transfer.files import descriptor, destination, streamable
 
 
 class Order(str, Enum):
@@ -123,7 +124,7 @@ def events(
 
 def event(
     ctx: typer.Context,
-    event_id: Annotated[int, typer.Argument(help="An event id.", callback=valid_id, metavar="ID")],
+    event_id: Annotated[int, typer.Argument(help="An event id.", **INT64)],
     db: DbOption = DEFAULT_DB,
     raw: RawOption = False,
     fmt: OneFormat = "table",
@@ -157,7 +158,7 @@ def _backlog(value: str) -> int | None:
     text = value.strip().lower()
     if text == "all":
         return 0
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # '١' is a digit to isdigit, not to people
         raise typer.BadParameter(
             f"{value!r} is not a number of events or all", param_hint="'-n' / '--limit'"
         )
@@ -229,7 +230,7 @@ def tail(
 
 def person(
     person_id: Annotated[
-        int, typer.Argument(help="A personId.", callback=valid_id, metavar="PERSON_ID")
+        int, typer.Argument(help="A personId.", **{**INT64, "metavar": "PERSON_ID"})
     ],
     db: DbOption = DEFAULT_DB,
     fmt: FormatOption = "table",
@@ -254,7 +255,7 @@ def person(
 
 
 def case(
-    case_id: Annotated[int, typer.Argument(help="A caseId.", callback=valid_id, metavar="CASE_ID")],
+    case_id: Annotated[int, typer.Argument(help="A caseId.", **{**INT64, "metavar": "CASE_ID"})],
     db: DbOption = DEFAULT_DB,
     fmt: FormatOption = "table",
     tz: ZoneOption = None,
@@ -343,6 +344,25 @@ def _big_buffer(stream: IO[str]) -> Iterator[IO[str]]:
         yield out
 
 
+@contextlib.contextmanager
+def _opened(output: str | None) -> Iterator[IO[str]]:
+    """Where an export streams: stdout (no --output, or -), or a device or a pipe opened
+    for writing as it is (never replaced by a file)."""
+    fd = 1 if output in (None, "-") else descriptor(output)
+    if fd == 1:
+        yield sys.stdout
+        return
+    try:
+        if fd is not None:  # /dev/stderr, /dev/fd/3: as the shell opened it (>> appends)
+            stream = open(os.dup(fd), "w", encoding="utf-8", newline="")  # noqa: SIM115
+        else:
+            stream = open(str(output), "w", encoding="utf-8", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
+    with stream:
+        yield stream
+
+
 @filter_options
 def export(
     db: DbOption = DEFAULT_DB,
@@ -351,7 +371,11 @@ def export(
     output: Annotated[
         Optional[str],
         typer.Option(
-            "--output", "-o", metavar="FILE", help="Write here (atomically), not to stdout."
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Write here (atomically), not to stdout; a device or a pipe (/dev/stdout) is "
+            "written to directly, and - is stdout.",
         ),
     ] = None,
     force: Annotated[
@@ -364,14 +388,15 @@ def export(
 
     fmt = getattr(fmt, "value", fmt)  # a plain name, for a forked worker
     path = None
-    if output is not None:
+    stream = output == "-" or (output is not None and streamable(output))
+    if output is not None and not stream:
         with reported_errors():
-            path = destination(db, output, "export to another file", force)
-    elif force:
+            path = destination(db, output, "export to another file", say, force=force)
+    elif force and output is None:
         raise typer.BadParameter("--force replaces an --output file", param_hint="'--force'")
     with reading(db) as store:
         if path is None:
-            with _big_buffer(sys.stdout) as out:
+            with _opened(output) as raw, _big_buffer(raw) as out:
                 written = write_export(store, filters, fmt, EVENT_FIELDS, out)
         else:
             total = store.reads.count_matching(filters)
@@ -384,7 +409,7 @@ def export(
             )
         if not written:
             explain_empty(store, filters)
-    if output is not None:
+    if output not in (None, "-"):
         sys.stderr.write(f"Wrote {written} events to {output}\n")
 
 

@@ -69,7 +69,7 @@ def report(
     shown (whole); --source, --search-id, --path and --person choose cases by their first
     message; --case one case. With --sla, the share of first replies and of later replies
     within their targets."""
-    from tbhook.model.report import BY_TIME, TooManyPeriods
+    from tbhook.model.periods import BY_TIME, TooManyPeriods
 
     for name, given in (
         ("--event", filters.events),
@@ -122,8 +122,8 @@ def _title(by: str, tz: str | None, hours: str | None, sla: str | None = None) -
     )
 
 
-def _too_many(exc: Exception) -> typer.BadParameter:
-    return typer.BadParameter(
-        f"{exc}: choose fewer with --since/--until, or --by week or --by month",
-        param_hint="'--by'",
-    )
+def _too_many(exc: Any) -> typer.BadParameter:
+    """The range named, what stretches it, and a report that fits (counted: it works)."""
+    fix = " ".join(f"--{name} {value}" for name, value in exc.fix.items())
+    advice = f"; try {fix}" if fix else ": choose fewer with --since/--until"
+    return typer.BadParameter(f"{exc}{advice}", param_hint="'--by'")

@@ -21,6 +21,7 @@ from tbhook.cli.options import (
     in_range,
     parse_size,
     reported_errors,
+    whole_number,
 )
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP header name (RFC 9110)
@@ -49,9 +50,7 @@ def serve(
     ] = None,
     max_body: Annotated[
         int,
-        typer.Option(
-            metavar="BYTES", help="Largest body accepted, in bytes.", callback=in_range(1)
-        ),
+        typer.Option(metavar="BYTES", help="Largest body accepted, in bytes.", **whole_number(1)),
     ] = 1024 * 1024,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per delivery.")] = False,
     max_db_size: Annotated[
@@ -107,7 +106,7 @@ def serve(
         typer.Option(
             metavar="PORT",
             help="The console's port, with --ui (0 picks a free one).",
-            callback=in_range(0, 65535),
+            **whole_number(0, 65535),
         ),
     ] = 8081,
     retain: Annotated[

@@ -19,9 +19,9 @@ from tbhook.cli.options import (
     ZoneOption,
     display_zone,
     http_url,
-    in_range,
     reading,
     reported_errors,
+    whole_number,
 )
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -104,7 +104,7 @@ def ui(
         int,
         typer.Option(
             metavar="N",
-            callback=in_range(1),
+            **whole_number(1),
             help="Live pages (each open list follows new events); past this one more is "
             "answered 503.",
         ),

@@ -3,7 +3,6 @@ where it starts, a machine format."""
 
 from __future__ import annotations
 
-import re
 from datetime import timezone
 from typing import Any
 
@@ -11,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from tbhook.console.site import Mistake, Site
-from tbhook.model.filters import Filters, fits_int64, parse_path, parse_sender
+from tbhook.model.filters import Filters, parse_count, parse_id, parse_path, parse_sender
 from tbhook.model.times import empty_range, parse_when
 
 PAGE = 50  # rows of a list page, as the CLI's default -n
@@ -31,11 +30,10 @@ def filters(
         text = params.get(key, "").strip()
         if not text:
             return None
-        if not re.fullmatch(r"-?\d{1,19}", text):
-            raise Mistake(f"{key}={text[:40]!r} is not a number")
-        if not fits_int64(int(text)):
-            raise Mistake(f"{key}={text} does not fit in a 64-bit integer")
-        return int(text)
+        try:
+            return parse_id(text)  # the command line's rule and words: ASCII digits, 64-bit
+        except ValueError as exc:
+            raise Mistake(f"{key}={exc}") from None
 
     if "events" in allowed:
         names = tuple(v for v in params.getlist("event") if v.strip())
@@ -69,16 +67,19 @@ def limit(request: Request) -> int:
     text = request.query_params.get("limit", "").strip()
     if not text:
         return PAGE
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
-        raise Mistake(f"limit={text[:20]!r}: a number from 1 to {MAX_PAGE}")
-    return int(text)
+    try:
+        return parse_count(text, 1, MAX_PAGE)
+    except ValueError as exc:
+        raise Mistake(f"limit={exc}") from None
 
 
 def list_query(site: Site, request: Request) -> tuple[Filters, int, int | None]:
     before_text = request.query_params.get("before", "").strip()
-    if before_text and not (before_text.isdigit() and fits_int64(int(before_text))):
-        raise Mistake(f"before={before_text[:20]!r} is not an event id")
-    return filters(site, request), limit(request), int(before_text) if before_text else None
+    try:
+        before = parse_id(before_text, "an event id") if before_text else None
+    except ValueError as exc:
+        raise Mistake(f"before={exc}") from None
+    return filters(site, request), limit(request), before
 
 
 def machine_format(request: Request) -> str:

@@ -57,14 +57,28 @@ def unknown_checks(unknown: list[tuple[str, int, int]]) -> list[dict[str, str]]:
     if not unknown:
         return []
     listed = ", ".join(f"{field} {value} ({n} events)" for field, value, n in unknown)
-    return [
-        {
-            "check": "unknown values",
-            "status": "warn",
-            "message": f"values the Tracebuzz documentation does not list: {listed}; kept as "
-            "events, labelled unknown: has Tracebuzz added a message type?",
-        }
-    ]
+    return _warning(
+        "unknown values",
+        f"values the Tracebuzz documentation does not list: {listed}; kept as events, "
+        "labelled unknown: has Tracebuzz added a message type?",
+    )
+
+
+def temporary_checks(found: list[tuple[str, str, int]]) -> list[dict[str, str]]:
+    """``found``: each temporary a killed command left beside the database (its path, which
+    command in which process, its size)."""
+    if not found:
+        return []
+    listed = "; ".join(f"{path} ({human_size(size)}, left by {who})" for path, who, size in found)
+    return _warning(
+        "temporary files",
+        f"{listed}: what the command was writing when it was killed (it may hold events); its "
+        "next run into that directory removes it, or delete it",
+    )
+
+
+def _warning(check: str, message: str) -> list[dict[str, str]]:
+    return [{"check": check, "status": "warn", "message": message}]
 
 
 def durability_checks(warning: Optional[str], facts: dict[str, Any]) -> list[dict[str, str]]:

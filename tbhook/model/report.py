@@ -13,16 +13,15 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from dataclasses import dataclass
+from datetime import timezone, tzinfo
 from typing import Any
 
 from tbhook.model.cases import CLOSE, KIND_BITS, Timeline, parse_entries
+from tbhook.model.periods import BY_TIME, Periods, report_range
 
-BY_TIME = ("day", "week", "month")
 BY = (*BY_TIME, "source", "agent")
 _NEVER = 2**63  # after every moment
-MAX_PERIODS = 10_000  # rows of a report by time: more is a mistake (a 1970 timestamp)
 
 FIELDS = (
     "newCases",
@@ -47,104 +46,6 @@ SLA_FIELDS = ("firstWithinSla", "repliesWithinSla")
 AGENT_FIELDS = frozenset(
     {"closedCases", "resolutionMedian", "resolutionP90", "reopenRate", "oneTouchRate"}
 )
-
-
-class TooManyPeriods(ValueError):
-    """A report by time that would print more than MAX_PERIODS rows."""
-
-
-# -- periods ---------------------------------------------------------------------------------
-
-
-def period_start(moment: int, by: str, zone: tzinfo) -> date:
-    """The local date on which ``moment``'s period (day, ISO week, month) begins."""
-    day = datetime.fromtimestamp(moment, zone).date()
-    if by == "week":
-        return day - timedelta(days=day.weekday())
-    if by == "month":
-        return day.replace(day=1)
-    return day
-
-
-def next_period(start: date, by: str) -> date:
-    if by == "day":
-        return start + timedelta(days=1)
-    if by == "week":
-        return start + timedelta(days=7)
-    return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
-
-
-def label(start: date, by: str) -> str:
-    if by == "week":
-        year, week, _ = start.isocalendar()
-        return f"{year}-W{week:02d}"
-    if by == "month":
-        return f"{start:%Y-%m}"
-    return start.isoformat()
-
-
-def midnight(day: date, zone: tzinfo) -> int:
-    """Unix seconds of a local date's first moment."""
-    return int(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp())
-
-
-@dataclass
-class Periods:
-    """The periods from the one holding ``first`` to the one holding ``last`` (Unix seconds):
-    their labels and their bounds, ``bounds[i] <= t < bounds[i + 1]`` for period ``i``."""
-
-    by: str
-    zone: tzinfo
-    labels: list[str] = field(default_factory=list)
-    bounds: list[int] = field(default_factory=list)
-
-    @classmethod
-    def spanning(cls, first: int, last: int, by: str, zone: tzinfo) -> Periods:
-        periods = cls(by, zone)
-        day = period_start(_in_range(first), by, zone)
-        end = period_start(_in_range(last), by, zone)
-        while True:
-            periods.labels.append(label(day, by))
-            periods.bounds.append(midnight(day, zone))
-            if len(periods.labels) > MAX_PERIODS:
-                raise TooManyPeriods(
-                    f"from {label(period_start(_in_range(first), by, zone), by)} to "
-                    f"{label(end, by)} is more than {MAX_PERIODS:,} {by}s"
-                )
-            if day >= end:
-                break
-            day = next_period(day, by)
-        periods.bounds.append(midnight(next_period(day, by), zone))
-        return periods
-
-    @property
-    def start(self) -> int:
-        return self.bounds[0]
-
-    @property
-    def end(self) -> int:
-        return self.bounds[-1]
-
-
-def period_bounds(
-    since: int | None, until: int | None, now: int, by: str, zone: tzinfo
-) -> tuple[int | None, int | None]:
-    """The range a report counts, from ``--since`` and ``--until``: from the start of the
-    period holding since to the end of the one holding until (or now, with since alone);
-    None for an end the data decides. Days bound a report by source or agent."""
-    if since is None and until is None:
-        return None, None
-    unit = by if by in BY_TIME else "day"
-    last = (until if until is not None else max(now, (since or 0) + 1)) - 1
-    end = Periods.spanning(last, last, unit, zone).end
-    if since is None:
-        return None, end
-    return Periods.spanning(since, last, unit, zone).start, end
-
-
-def _in_range(moment: int) -> int:
-    """A moment datetime can place (years 1 to 9999)."""
-    return min(max(moment, -62135596800 + 86400 * 2), 253402300799 - 86400 * 40)
 
 
 # -- statistics ------------------------------------------------------------------------------
@@ -249,32 +150,6 @@ class Report:
     @property
     def fields(self) -> tuple[str, ...]:
         return (self.key, *FIELDS, *(SLA_FIELDS if self.sla else ()))
-
-
-def report_range(
-    by: str,
-    zone: tzinfo,
-    since: int | None,
-    until: int | None,
-    now: int,
-    span: tuple[int, int] | None,
-) -> Periods | None:
-    """The periods a report counts (one, "all", by source or agent), or None when there is
-    nothing to count. With ``since``/``until`` (Unix seconds; until defaults to ``now``), the
-    periods holding them and those between; without either, those from the first entry to
-    the last (``span``: the first and last moments of the cases, None when there are none)."""
-    if since is None and until is None:  # from the first entry to the last
-        first, last = span if span is not None else (None, None)
-    elif since is None and until is not None:
-        first, last = (span[0] if span is not None else until), until - 1
-    else:
-        first, last = since, (until if until is not None else now) - 1
-    if first is None or last is None or last < first:
-        return None
-    if by in BY_TIME:
-        return Periods.spanning(first, last, by, zone)
-    whole = Periods.spanning(first, last, "day", zone)
-    return Periods(by, zone, ["all"], [whole.start, whole.end])
 
 
 def empty(by: str, sla: Any = None) -> Report:

@@ -36,7 +36,8 @@ from tbhook.model.cases import (
     SYSTEM_CUSTOMER,
     parse_entries,
 )
-from tbhook.model.report import BY_TIME, Periods, Report, Tally, rows_of
+from tbhook.model.periods import BY_TIME, Periods
+from tbhook.model.report import Report, Tally, rows_of
 
 BUCKET = 900  # seconds: a quarter-hour
 COUNTS = (

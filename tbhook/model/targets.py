@@ -8,9 +8,38 @@ from urllib.parse import urlsplit, urlunsplit
 
 from tbhook.errors import TbhookError
 
+SCHEMES = ("postgresql://", "postgres://")
+# A scheme as RFC 3986 writes one; two letters at least, so a drive letter (C:) is not one.
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
+
 
 def is_url(target: str) -> bool:
-    return target.startswith(("postgresql://", "postgres://"))
+    return target.startswith(SCHEMES)
+
+
+def check_target(target: str) -> None:
+    """Raise TbhookError, in words, when ``target`` (what --db names) is neither a file name
+    nor a PostgreSQL URL tbhook can use: another scheme (``mysql://``), or a PostgreSQL one
+    written amiss (``postgresql:/host/db``). A file whose name has a colon is ``./NAME``."""
+    if is_url(target):
+        check_url(target)
+        return
+    scheme = _SCHEME.match(target)
+    if scheme is None:
+        return
+    name = scheme[1]
+    if name.lower() in ("postgresql", "postgres"):
+        raise TbhookError(
+            f"{_masked(target)} is not a valid PostgreSQL URL: it must begin with "
+            "postgresql:// or postgres:// (in lower case, two slashes), such as "
+            "postgresql://localhost/tbhook"
+        )
+    slashes = target[len(scheme[0]) :].startswith("//")
+    file = "" if slashes else f"; for a file whose name has a colon, write ./{target}"
+    raise TbhookError(
+        f"{_masked(target)}: tbhook does not speak {name}:{'//' if slashes else ''}, only "
+        f"SQLite files and PostgreSQL ({' or '.join(SCHEMES)}){file}"
+    )
 
 
 def check_url(url: str) -> None:
@@ -36,7 +65,7 @@ def check_url(url: str) -> None:
 
 def _masked(url: str) -> str:
     """The URL with any password replaced, without parsing it (it may not parse)."""
-    return re.sub(r"^([a-z]+://[^:/@]*):[^@/]*@", r"\1:***@", url)
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def shown(url: str) -> str:

@@ -246,7 +246,10 @@ def _compact_json() -> Callable[[Any], str]:
 
 
 def write_file(
-    output: Path, total: int, write_to: Callable[[IO[str], Callable[[int], None]], int]
+    output: Path,
+    total: int,
+    write_to: Callable[[IO[str], Callable[[int], None]], int],
+    command: str = "export",
 ) -> int:
     """Run ``write_to(stream, advance)`` into a temp file beside ``output`` with a progress bar
     on stderr, fsync, then rename into place: readers never see half a file, and whatever was
@@ -254,7 +257,7 @@ def write_file(
     from rich.console import Console  # rich.progress: about 60 ms, only with --output
     from rich.progress import Progress
 
-    with replacing(output) as temp:
+    with replacing(output, command) as temp:
         try:
             # Opened before the progress bar starts, so a bad path is one clean error line.
             stream = create_private(temp)

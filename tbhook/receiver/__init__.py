@@ -59,9 +59,14 @@ def run(settings: Settings) -> None:
             observer=counts.committed,
         )
         stack.callback(writer.close)
-        # 2. Then the port: a receiver that cannot listen creates no database.
+        # 2. Then the ports (the receiver's, and the console's with --ui): a receiver that
+        #    cannot listen creates no database.
         sock = server.bind(settings.host, settings.port)
         stack.callback(sock.close)
+        console_sock = None
+        if settings.ui_port is not None:
+            console_sock = _console_socket(settings.ui_port)
+            stack.callback(console_sock.close)
         # 3. Then the database: created and migrated here, opened again by the writer.
         store = open_store(settings.db, settings.max_db_size, log.warning)
         stack.callback(store.close)
@@ -74,8 +79,8 @@ def run(settings: Settings) -> None:
                 "raise it (LimitNOFILE= in the systemd unit, or ulimit -n) for more."
             )
         console_url = None
-        if settings.ui_port is not None:  # the console: its own process, never this port
-            console_url = _console(settings, sock, stack, log)
+        if console_sock is not None:  # the console: its own process, never this port
+            console_url = _console(settings, sock, console_sock, stack, log)
         watch = _watch(settings, store, log, stack)
         writer.on_replaced = lambda why: watch.writer_died(why) if why else watch.writer_back()
         events, quarantined = store.reads.counts()
@@ -203,22 +208,32 @@ def _warnings(settings: Settings, store: Store) -> list[str]:
     return warnings
 
 
+def _console_socket(port: int) -> socket.socket:
+    """The console's port for `serve --ui`, bound before the database is created: a port in
+    use stops the receiver from starting with a sentence that names it, and nothing made."""
+    try:
+        return server.bind("127.0.0.1", port)
+    except TbhookError as exc:
+        raise TbhookError(f"{exc} (the console's --ui-port)") from None
+
+
 def _console(
-    settings: Settings, receiving: socket.socket, stack: contextlib.ExitStack, log: Any
+    settings: Settings,
+    receiving: socket.socket,
+    sock: socket.socket,
+    stack: contextlib.ExitStack,
+    log: Any,
 ) -> str:
-    """`serve --ui`: the console on 127.0.0.1, in a process of its own that dies with the
-    receiver and writes its warnings into the receiver's log; its port bound here first, so
-    a port in use stops the receiver from starting with a sentence, not later. A console
-    that stops is started again (the receiver keeps the socket, so the port stays its), and
-    the log says so. Its URL."""
+    """`serve --ui`: the console on 127.0.0.1 (``sock``, bound by ``_console_socket`` before
+    the database is created), in a process of its own that dies with the receiver and writes
+    its warnings into the receiver's log. A console that stops is started again (the receiver
+    keeps the socket, so the port stays its), and the log says so. Its URL."""
     import json
     import subprocess
     import sys
 
     from tbhook.receiver.processes import die_with_parent
 
-    sock = server.bind("127.0.0.1", settings.ui_port or 0)
-    stack.callback(sock.close)
     port = sock.getsockname()[1]
     host, own = receiving.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

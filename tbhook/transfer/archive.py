@@ -87,7 +87,7 @@ def write(
     holds the keys of their lines; a body among them is skipped). The archive is complete and
     on disk before this returns. How many bodies were written, and how many skipped."""
     written = skipped = 0
-    with replacing(path) as temp, create_private(temp, binary=True) as raw:
+    with replacing(path, "prune") as temp, create_private(temp, binary=True) as raw:
         if path.exists():
             with open(path, "rb") as existing:
                 shutil.copyfileobj(existing, raw, 1 << 20)

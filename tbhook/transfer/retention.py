@@ -25,6 +25,7 @@ from typing import Any
 from tbhook.errors import TbhookError
 from tbhook.model.times import iso_time, utc_now
 from tbhook.transfer import archive as archives
+from tbhook.transfer.files import clear_stale
 
 DAY = 86400
 BATCH = 20_000  # events planned per step of a pass (memory stays bounded at any backlog)
@@ -128,7 +129,8 @@ def run_pass(
             if not mine:
                 result.busy = True
                 return result
-            _clear_leftovers(directory)
+            # What a pass killed while writing a day file left (the day file itself is whole).
+            clear_stale(directory, "prune", lambda line: None)
             cutoff = int(now) - window
             result.cutoff = iso_time(cutoff)
             result.lastReceivedAt = store.reads.last_received_at()
@@ -201,14 +203,6 @@ def _prune_before(
                 return done
         if len(step) == len(ids):
             return done
-
-
-def _clear_leftovers(directory: Path) -> None:
-    """The half-written copies of day files that a pass killed mid-write left behind: under
-    the directory's lock no other pass is writing one, and the day file itself is whole."""
-    for temp in directory.glob(".tbhook-*.ndjson.gz.*.tmp"):
-        with contextlib.suppress(OSError):
-            temp.unlink()
 
 
 def _used(store: Any) -> int:

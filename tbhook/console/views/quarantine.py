@@ -12,7 +12,7 @@ from tbhook import questions
 from tbhook.console import query
 from tbhook.console.site import Mistake, Site, shown_body, written
 from tbhook.console.views import session
-from tbhook.model.filters import fits_int64
+from tbhook.model.filters import parse_id
 from tbhook.output.formats import Answer
 
 
@@ -52,9 +52,10 @@ def retry(site: Site, request: Request, form: Any) -> Response:
     from tbhook.store import open_store
 
     item = (form or {}).get("id", "").strip()  # none: every quarantined body
-    if item and not (item.isdigit() and fits_int64(int(item))):
-        raise Mistake(f"id={item[:40]!r} is not a quarantine id; nothing was retried")
-    numbers = [int(item)] if item else None
+    try:
+        numbers = [parse_id(item, "a quarantine id")] if item else None
+    except ValueError as exc:
+        raise Mistake(f"id={exc}; nothing was retried") from None
     store = open_store(site.target)
     try:
         results = list(questions.retried(store.upkeep.recover_quarantined(numbers, parse)))

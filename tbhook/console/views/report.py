@@ -47,14 +47,17 @@ def report_query(site: Site, request: Request) -> tuple[Any, ...]:
 
 
 def counted(site: Site, request: Request) -> Any:
-    from tbhook.model.report import TooManyPeriods
+    from tbhook.model.periods import TooManyPeriods
 
     by, zone, clock, filters = report_query(site, request)
     try:
         with site.reading() as store:
             return by, questions.report(store, filters, by, zone, clock, int(time.time()))
     except TooManyPeriods as exc:
-        raise Mistake(f"{exc}: choose fewer with since and until, or by week or month") from None
+        fix = "&".join(f"{name}={value}" for name, value in exc.fix.items())
+        raise Mistake(
+            f"{exc}; try {fix}" if fix else f"{exc}: choose fewer with since and until"
+        ) from None
 
 
 def page(site: Site, request: Request, _form: Any) -> Response:

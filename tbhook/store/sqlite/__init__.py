@@ -57,7 +57,14 @@ def log_identity(path: str | os.PathLike) -> tuple[bool, str | None] | None:
     None when it is not a SQLite file tbhook can read. Reads only."""
     if not is_sqlite(path):
         return None
-    uri = "file:" + quote(str(Path(path).resolve())) + "?mode=ro"
+    # Immutable: no -wal or -shm is created beside a file that is only looked at (and left
+    # behind when the command is refused). A live log has its -wal: read with it.
+    live = os.path.exists(f"{os.fspath(path)}-wal")
+    uri = (
+        "file:"
+        + quote(str(Path(path).resolve()))
+        + ("?mode=ro" if live else "?mode=ro&immutable=1")
+    )
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None)
     except sqlite3.Error:
@@ -71,6 +78,16 @@ def log_identity(path: str | os.PathLike) -> tuple[bool, str | None] | None:
         return None
     finally:
         conn.close()
+
+
+def unreadable(path: str, exc: sqlite3.DatabaseError) -> TbhookError:
+    """What SQLite's "file is not a database" means: a file that is not SQLite at all (a
+    README given as --db) is no tbhook database, and no backup is needed; a SQLite file that
+    SQLite cannot read is damaged, and the last backup is the way back."""
+    with contextlib.suppress(OSError):
+        if os.path.getsize(path) and not is_sqlite(path):
+            return ForeignDatabase(f"{path} is not a tbhook database (not a SQLite file at all)")
+    return StoreDamaged(damaged(path, exc))
 
 
 class SQLiteStore(Store):
@@ -163,7 +180,7 @@ class SQLiteStore(Store):
             if store:
                 store.close()
             if type(exc) is sqlite3.DatabaseError:  # corrupt, or not a database at all
-                raise StoreUnavailable(damaged(path, exc)) from exc
+                raise unreadable(path, exc) from exc
             raise StoreUnavailable(f"cannot open {path} for writing: {exc}") from exc
         except NotReady:
             store.close()  # type: ignore[union-attr]
@@ -309,7 +326,7 @@ class SQLiteStore(Store):
             yield
         except sqlite3.DatabaseError as exc:
             if type(exc) is sqlite3.DatabaseError:
-                raise StoreDamaged(damaged(self.path, exc)) from exc
+                raise unreadable(self.path, exc) from exc
             raise StoreUnavailable(f"cannot read {self.path}: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot read {self.path}: {exc}") from exc
@@ -475,12 +492,13 @@ class SQLiteStore(Store):
 
     def backup(self, dest: str) -> None:
         """A consistent copy of the live database (``VACUUM INTO``), safe while `serve` writes.
-        ``dest`` must not exist: the caller writes to a temporary name and renames it."""
+        ``dest`` must not exist, or be empty (a temporary created 0600 before this writes to
+        it): the caller writes to a temporary name and renames it."""
         try:
             self.conn.execute("VACUUM INTO ?", [dest])
         except sqlite3.DatabaseError as exc:
             if type(exc) is sqlite3.DatabaseError:
-                raise StoreUnavailable(damaged(self.path, exc)) from exc
+                raise unreadable(self.path, exc) from exc
             raise StoreUnavailable(f"cannot back up {self.path}: {exc}") from exc
 
     # -- facts for doctor ----------------------------------------------------------------

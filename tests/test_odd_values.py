@@ -1,0 +1,257 @@
+"""Odd values, answered in words: moments no calendar holds, numbers that are no Unix time,
+a --db that is no database or a scheme tbhook does not speak, digits of other scripts. Each is
+an `Error: ...` sentence on the command line (exit 2 for usage) and a 400 page (or
+``{"error": ...}``) in the console: never a traceback, a 500 or nonsense."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from urllib.parse import quote
+
+import pytest
+from conftest import event_body
+from test_console import a_log, consoles  # noqa: F401 - the fixture
+from typer.testing import CliRunner
+
+from tbhook.cli import app
+from tbhook.model.events import parse
+from tbhook.store import Delivery
+from tbhook.store.sqlite import SQLiteStore
+
+runner = CliRunner(env={"COLUMNS": "200"})
+
+
+def run(*args):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def tbhook(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tbhook", *args], capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+@pytest.fixture
+def filled(db_path):
+    store = SQLiteStore.open(db_path)
+    bodies = [event_body(caseId=i, timestamp=1_710_720_000 + i * 60) for i in range(1, 4)]
+    store.append([Delivery(b, parse(b)) for b in bodies])
+    store.close()
+    return db_path
+
+
+# -- moments: the whole calendar, and nothing past it ----------------------------------------
+
+
+@pytest.mark.parametrize("command", [["events"], ["export", "-f", "ndjson"], ["stats"]])
+def test_the_last_day_of_the_calendar_is_a_moment_like_any_other(filled, command):
+    for bounds in (["--until", "9999-12-31"], ["--since", "0001-01-01", "--until", "9999-12-31"]):
+        result = run(*command, *bounds, "--db", str(filled))
+        assert result.exit_code == 0, result.output
+    assert run("export", "-f", "ndjson", "--until", "9999-12-31").stdout.count("\n") == 3
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["10000-01-01", "0000-12-31", "@99999999999999", "@-99999999999999", "99999999999999d"],
+)
+@pytest.mark.parametrize("option", ["--since", "--until"])
+def test_a_moment_no_calendar_holds_is_refused_naming_the_range(filled, value, option):
+    for command in (["events"], ["export"], ["report"]):
+        result = run(*command, option, value, "--db", str(filled))
+        assert result.exit_code == 2, (command, result.output)
+        assert (
+            f"Invalid value for '{option}': '{value}' is outside the moments tbhook can place "
+            "(from 0001-01-01 to 9999-12-31)"
+        ) in result.stderr
+
+
+def test_milliseconds_are_read_as_such_and_said(filled):
+    result = run("events", "--since", "1710720063000", "-f", "ndjson")
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "Note: --since 1710720063000 read as milliseconds: 2024-03-18T00:01:03Z\n"
+    )
+    assert [json.loads(line)["caseId"] for line in result.stdout.splitlines()] == [3, 2]
+    until = run("events", "--until", "1710720060000", "-f", "ndjson")  # its second included
+    assert [json.loads(line)["caseId"] for line in until.stdout.splitlines()] == [1]
+
+
+@pytest.mark.parametrize(
+    "value, hint",
+    [
+        ("2025", ": did you mean 2025-01-01?"),
+        ("20250317", ": did you mean 2025-03-17?"),
+        ("0", "; write @0 for that exact second, or a date such as 2024-05-01"),
+        ("99999999999999", "; tbhook places moments from 0001-01-01 to 9999-12-31"),
+    ],
+)
+def test_a_bare_number_that_is_no_unix_time_of_this_century_is_refused_with_a_hint(
+    filled, value, hint
+):
+    for command in (["events"], ["report", "--by", "month"], ["prune", "--no-archive"]):
+        option = "--before" if command[0] == "prune" else "--since"
+        result = run(*command, option, value, "--db", str(filled))
+        assert result.exit_code == 2, result.output
+        assert (
+            f"'{value}' is not a Unix time of this century (seconds from 946684800 to "
+            f"4102444799, or 13 digits of milliseconds){hint}"
+        ) in result.stderr
+    assert run("events", "--since", "@0").exit_code == 0  # any second, said exactly
+
+
+def test_a_moment_that_cannot_be_shown_is_said_as_a_number_never_none(filled):
+    result = run("events", "--until", "@-62135596850")  # before the year 1, by a minute
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "No events: no event has a timestamp up to Unix second -62135596850 (outside the "
+        "years 1 to 9999)\n"
+    )
+    assert "None" not in run("events", "--since", "2030-01-01").stderr
+
+
+def test_the_console_answers_the_whole_calendar_and_refuses_past_it(tmp_path, consoles):  # noqa: F811
+    db = tmp_path / "console.db"
+    a_log(str(db))
+    console = consoles(db)
+    whole = "since=0001-01-01&until=9999-12-31"
+    for path in (f"/?{whole}", f"/events.json?{whole}", f"/report?by=source&{whole}",
+                 f"/report.json?by=agent&{whole}", f"/cases?{whole}"):  # fmt: skip
+        status, _, body = console.get(path)
+        assert status == 200, (path, body[:300])
+    status, _, body = console.get(f"/report.json?by=day&{whole}")
+    assert status == 400
+    assert json.loads(body)["error"].startswith(
+        "from 0001-01-01 to 9999-12-31 is more than 10,000 days"
+    )
+    status, _, body = console.get(f"/report?{whole}")
+    assert status == 400 and b"is more than 10,000 days" in body
+    status, _, body = console.get("/events.json?until=10000-01-01")
+    assert status == 400 and json.loads(body) == {
+        "error": "'10000-01-01' is outside the moments tbhook can place (from 0001-01-01 to "
+        "9999-12-31)"
+    }
+
+
+# -- what --db names -----------------------------------------------------------------------
+
+COMMANDS = [["events"], ["tail"], ["doctor"], ["report"], ["backup", "copy.db"],
+            ["prune", "--before", "2030-01-01", "--no-archive", "--yes"], ["import", "-"],
+            ["quarantine"], ["serve", "--port", "0"], ["ui", "--port", "0"]]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
+def test_a_file_that_is_not_sqlite_is_no_tbhook_database_and_needs_no_backup(tmp_path, command):
+    readme = tmp_path / "README.md"
+    readme.write_text("# tbhook\n\nReceive, keep and read Tracebuzz webhooks.\n" * 50)
+    before = readme.read_bytes()
+    done = tbhook(*command, "--db", str(readme))
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == f"Error: {readme} is not a tbhook database (not a SQLite file at all)\n"
+    assert readme.read_bytes() == before and sorted(tmp_path.iterdir()) == [readme]
+
+
+def test_merging_a_file_that_is_not_sqlite_says_so(filled, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# tbhook\n" * 100)
+    result = run("merge", str(readme))
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {readme} is not a tbhook database (not a SQLite file at all)\n"
+
+
+def test_a_damaged_sqlite_file_keeps_the_backup_advice(tmp_path):
+    damaged = tmp_path / "damaged.db"
+    damaged.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 40)
+    done = tbhook("events", "--db", str(damaged))
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"Error: {damaged} is damaged (")
+    assert done.stderr.endswith("and restore the last backup\n")
+
+
+SCHEMES = [
+    ("mysql://tb:s3cret@h/db", "mysql://tb:***@h/db: tbhook does not speak mysql://, only "
+     "SQLite files and PostgreSQL (postgresql:// or postgres://)"),
+    ("sqlite:///tbhook.db", "sqlite:///tbhook.db: tbhook does not speak sqlite://"),
+    ("file:tbhook.db", "file:tbhook.db: tbhook does not speak file:, only SQLite files and "
+     "PostgreSQL (postgresql:// or postgres://); for a file whose name has a colon, write "
+     "./file:tbhook.db"),
+    ("postgresql:/h/db", "postgresql:/h/db is not a valid PostgreSQL URL: it must begin with "
+     "postgresql:// or postgres:// (in lower case, two slashes)"),
+    ("postgres:/x", "postgres:/x is not a valid PostgreSQL URL"),
+    ("POSTGRESQL://h/db", "POSTGRESQL://h/db is not a valid PostgreSQL URL"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", [["events"], ["tail"], ["backup", "copy.db"],
+                                     ["serve", "--port", "0"], ["ui", "--port", "0"]],
+                         ids=lambda c: c[0])  # fmt: skip
+@pytest.mark.parametrize("url, words", SCHEMES, ids=[s[0].split(":")[0] for s in SCHEMES])
+def test_a_scheme_tbhook_does_not_speak_is_a_usage_error_naming_it(tmp_path, command, url, words):
+    done = subprocess.run([sys.executable, "-m", "tbhook", *command, "--db", url],
+                          capture_output=True, text=True, timeout=30, cwd=tmp_path,
+                          stdin=subprocess.DEVNULL)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "Invalid value for '--db'" in done.stderr and words in done.stderr
+    assert "s3cret" not in done.stderr and list(tmp_path.iterdir()) == []
+
+
+# -- ids and counts: ASCII digits, on both faces --------------------------------------------
+
+DIGITS = "(written in the digits 0-9)"
+
+
+@pytest.mark.parametrize(
+    "args, option, value",
+    [
+        (["events", "--case"], "--case", "٣"),
+        (["events", "--person"], "--person", "３"),
+        (["export", "--source"], "--source", "١٢"),
+        (["events", "--before"], "--before", "٣"),
+        (["events", "--case"], "--case", "1_000"),
+        (["event"], "ID", "١٢"),
+        (["person"], "PERSON_ID", "٣"),
+        (["case"], "CASE_ID", "٣"),
+        (["events", "-n"], "--limit' / '-n", "١"),
+        (["generate", "--count"], "--count' / '-c", "٣"),
+    ],
+)
+def test_digits_of_other_scripts_are_no_id_on_the_command_line(filled, args, option, value):
+    result = run(*args, value)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}': '{value}' is not a number {DIGITS}" in result.stderr
+
+
+def test_a_port_is_ascii_digits_too(tmp_path):
+    done = tbhook("serve", "--port", "٨٠٨٠", "--db", str(tmp_path / "new.db"))  # not 8080
+    assert done.returncode == 2
+    assert f"Invalid value for '--port': '٨٠٨٠' is not a number {DIGITS}" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_quarantine_ids_and_tail_counts_are_ascii_digits_too(filled):
+    result = run("quarantine", "retry", "١")
+    assert result.exit_code == 2
+    assert f"'١' is not a quarantine id {DIGITS}" in result.stderr
+    assert run("quarantine", "١").exit_code == 2  # not `quarantine show 1`
+    assert "'١' is not a number of events or all" in run("tail", "-n", "١").stderr
+
+
+def test_the_console_reads_ids_and_limits_by_the_command_line_s_rule(tmp_path, consoles):  # noqa: F811
+    db = tmp_path / "console.db"
+    a_log(str(db))
+    console = consoles(db)
+    cli = run("events", "--person", "٣", "--db", str(db)).stderr
+    for path, words in (
+        ("/events.json?person=٣", f"person='٣' is not a number {DIGITS}"),
+        ("/events.json?limit=１", f"limit='１' is not a number {DIGITS}"),
+        ("/cases.json?case=١٢", f"case='١٢' is not a number {DIGITS}"),
+        ("/events.json?before=٣", f"before='٣' is not an event id {DIGITS}"),
+        ("/events.json?limit=5000", "limit=5000 is not a number from 1 to 1000"),
+    ):
+        status, _, body = console.get(quote(path, safe="/?=&."))
+        assert status == 400, (path, body)
+        assert json.loads(body) == {"error": words}
+    assert f"'٣' is not a number {DIGITS}" in cli  # the same words on both faces
+    status, _, page = console.get("/?person=%D9%A3")
+    assert status == 400 and b"is not a number" in page
