@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-reliability lint docs docs-update bench bench-scale dist clean postgres chromium screenshots
+.PHONY: serve test soak test-reliability lint docs docs-update bench bench-scale dist clean postgres chromium screenshots
 
 # Options pass through ARGS: make serve ARGS="--port 9000 --db /tmp/other.db"
 serve: $(STAMP)
@@ -15,6 +15,11 @@ serve: $(STAMP)
 test: $(STAMP) postgres chromium
 	$(BIN)/pytest -q -n 4 -m "not slow and not alone"
 	$(BIN)/pytest -q -m "alone and not slow"
+
+# A year of traffic through a real receiver with every fault it must survive, in under 10
+# minutes (tests/soak.py; a month of it runs in make test).
+soak: $(STAMP)
+	$(BIN)/python tests/soak.py --days 365 --per-day 300
 
 test-reliability: $(STAMP) postgres chromium
 	$(BIN)/pytest -q tests/reliability
@@ -63,23 +68,27 @@ docs-update: $(STAMP)
 	cd docs && ../$(BIN)/cog -r -I . *.md ../README.md
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py $(ARGS)
+	$(BIN)/python bench/run.py
 
 # Every figure at 10M events. The database is built once (about 3.5 minutes) and kept in
 # bench/out/ for later runs, which take about 2 minutes.
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py
 
-# One file that runs with `python3 tbhook.pyz` on any Python 3.10+: the pure-Python
+# dist/tbhook-VERSION-py3-none-any.whl, for `pipx install` or `pip install` into a venv (the
+# console's templates and assets inside); and one file that runs with `python3 tbhook.pyz` on
+# any Python 3.10+: the pure-Python
 # dependencies inside; the compiled speed-ups (uvloop, httptools, orjson) cannot be, so the
 # file uses asyncio, h11 and the json module instead (`--version` says which).
 dist: $(STAMP)
-	rm -rf build dist/tbhook.pyz
+	rm -rf build dist/tbhook.pyz dist/tbhook-*.whl
+	$(BIN)/python -m pip wheel -q --no-deps -w dist .
+	rm -rf build
 	$(BIN)/python -m pip install -q --no-compile --target build/pyz .
 	cd build/pyz && rm -rf bin pip pip-* uvloop* httptools* orjson* psycopg* && find . -name '*.so' -delete
 	mkdir -p dist
 	$(BIN)/python -m zipapp build/pyz -m 'tbhook.cli:app' -p '/usr/bin/env python3' -o dist/tbhook.pyz
-	@echo "built dist/tbhook.pyz ($$(du -h dist/tbhook.pyz | cut -f1))"
+	@echo "built dist/tbhook.pyz ($$(du -h dist/tbhook.pyz | cut -f1)) and $$(ls dist/tbhook-*.whl)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || \

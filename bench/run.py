@@ -4,7 +4,9 @@ Needs wrk and sqlite3 (Debian packages `wrk` and `sqlite3`), and PostgreSQL's in
 for the PostgreSQL figures (skipped, saying so, without them); as root it installs wrk and sqlite3 with
 apt-get, otherwise it says how. Traffic goes to 127.0.0.1 only and every run is bounded.
 Environment: BENCH_DURATION (wrk seconds per run, default 5), BENCH_EVENTS (size of the big
-database, default 1,000,000).
+database, default 1,000,000), BENCH_ONLY=retention, upgrade or streams (only `serve
+--retain`'s figures, only a receiver migrating an older log while deliveries wait, or only 300
+open console pages; STREAMS_BASELINE=REV runs those against REV's code too).
 """
 
 from __future__ import annotations
@@ -114,7 +116,16 @@ def wrk(port: int, connections: int, close: bool, events: Path | None = None) ->
         "errors": sum(map(int, errors.groups())) if errors else 0,
         "p50": _latency(out, "50%"),
         "p99": _latency(out, "99%"),
+        "max": _max_latency(out),
     }
+
+
+def _max_latency(out: str) -> float:
+    """The slowest answer of the run (wrk's thread stats: avg, stdev, max)."""
+    found = re.search(r"Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\b", out)
+    if not found:
+        return float("nan")
+    return float(found.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[found.group(2)]
 
 
 def _latency(out: str, pct: str) -> float:
@@ -130,6 +141,7 @@ def ingest_run(
     args: tuple[str, ...] = (),
     events: Path | None = None,
     env: dict | None = None,
+    counted: bool = True,
 ) -> dict:
     """wrk against a no-op server or `tbhook serve` (of the code ``env`` puts first on
     PYTHONPATH, by default this checkout's), posting the lines of ``events``."""
@@ -147,7 +159,7 @@ def ingest_run(
         result = wrk(port, connections, close, events)
     finally:
         stop(proc)
-    if db:
+    if db and counted:  # (not while a retention pass deletes)
         added = count(db) - before
         # Every 200 must be a stored row (bodies are distinct, so no 200 is a duplicate).
         assert added >= result["ok"], f"{added} rows < {result['ok']} acknowledged"
@@ -216,8 +228,8 @@ def _ingest_text(result: dict) -> str:
 # -- data ---------------------------------------------------------------------------------
 
 
-def prepare_events() -> None:
-    """The bodies wrk posts: distinct from the big database's events."""
+def wrk_events() -> None:
+    """The bodies wrk posts (distinct from the big database's events)."""
     OUT.mkdir(exist_ok=True)
     events = OUT / "events.ndjson"
     if not events.exists():
@@ -228,7 +240,7 @@ def prepare_events() -> None:
 
 
 def prepare() -> Path:
-    prepare_events()
+    wrk_events()
     big_db = OUT / f"big-{BIG}.db"
     source = OUT / f"big-{BIG}.ndjson"
     started = time.monotonic()
@@ -726,6 +738,7 @@ def bench_postgres(source: Path) -> None:
             f"1 receiver {one['rps']:.0f} req/s",
             f"{two['rps'] / one['rps']:.2f}x one",
         )
+        bench_retention(cluster.new_database(), rounds=1)
         url = cluster.new_database()
         started = time.monotonic()
         subprocess.run(
@@ -770,6 +783,160 @@ def bench_postgres(source: Path) -> None:
         cluster.close()
 
 
+# -- retention ------------------------------------------------------------------------------
+
+
+def bench_retention(url: str | None = None, rounds: int = 3) -> None:
+    """The slowest acknowledgement while `serve --retain` archives and deletes 200,000 old
+    events in the background, against the p99 of the same load on the same database without
+    it (target: at most 2x); ``rounds`` pairs, one after the other, the medians (this machine
+    is shared: one pair says little). On SQLite, and on PostgreSQL given ``url``."""
+    label = "PostgreSQL" if url else "SQLite"
+    print(f"retention ({label})", flush=True)
+    old = OUT / "retention.ndjson"
+    if not old.exists():
+        with open(old, "wb") as f:  # stamped 2023: all older than any window
+            subprocess.run(
+                [*TBHOOK, "generate", "--count", "200000", "--seed", "9", "--start", "2023-01-01"],
+                stdout=f,
+                check=True,
+            )
+    template = OUT / "retention-template.db"
+    if not url and not template.exists():
+        subprocess.run(
+            [*TBHOOK, "import", str(old), "--db", str(template)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    archive = OUT / "retention-archive"
+    runs: dict[str, list[dict]] = {"without": [], "with": []}
+    for turn in range(rounds):
+        for name in ("without", "with"):
+            shutil.rmtree(archive, ignore_errors=True)
+            archive.mkdir()
+            if url:
+                db: str | Path = _fresh_pg(url, f"{name}{turn}")
+                subprocess.run(
+                    [*TBHOOK, "import", str(old), "--db", str(db)],
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                )
+            else:
+                db = OUT / "retention.db"
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{db}{suffix}").unlink(missing_ok=True)
+                shutil.copy(template, db)
+            during = name == "with"
+            args = ("--retain", "30d", "--archive-dir", str(archive), "--prune-every", "1s")
+            result = ingest_run("tbhook", 16, False, db, args if during else (), counted=not during)
+            if during:
+                result["deleted"] = 200_000 + result["ok"] - count(db)
+            runs[name].append(result)
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(run[key] for run in runs[name])
+
+    worst, base = median("with", "max"), median("without", "p99")
+    report(
+        f"retention pass under load ({label}, 16 conn), slowest ack, median of {rounds}",
+        f"max {worst:.1f} ms, p99 {median('with', 'p99'):.2f} ms, "
+        f"{median('with', 'rps'):.0f} req/s; {median('with', 'deleted'):,.0f} events archived "
+        "and deleted meanwhile",
+        f"p99 {base:.2f} ms (max {median('without', 'max'):.1f} ms, "
+        f"{median('without', 'rps'):.0f} req/s) without a pass",
+        f"{worst / base:.2f}x p99 (target 2x)",
+    )
+
+
+def bench_upgrade(events: int = 1_000_000) -> None:
+    """A receiver started on a log an older tbhook wrote (schema m013, ``events`` rows: the
+    m014 rebuild is the slowest step) while 8 clients keep delivering: how long a delivery
+    waited in the socket's queue, and how many were refused (target: none)."""
+    import http.client
+
+    print("upgrade while deliveries wait", flush=True)
+    db = OUT / "upgrade.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from oldlogs import at_m013
+
+    at_m013(db, events)
+    port = free_port()
+    lines = (OUT / "events.ndjson").read_bytes().splitlines()[:4000]
+    answers: list[tuple[int, float]] = []
+    stop = threading.Event()
+
+    def client(part: list[bytes]) -> None:
+        for body in part:
+            if stop.is_set():
+                return
+            started = time.monotonic()
+            while not stop.is_set():
+                try:
+                    http_conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+                    http_conn.request("POST", "/", body=body)
+                    status = http_conn.getresponse().status
+                    http_conn.close()
+                    break
+                except OSError:  # not listening yet (the interpreter is starting)
+                    time.sleep(0.01)
+                    started = time.monotonic()
+            answers.append((status, time.monotonic() - started))
+
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [*TBHOOK, "serve", "--quiet", "--port", str(port), "--db", str(db)],
+        stderr=subprocess.DEVNULL,
+    )
+    workers = [threading.Thread(target=client, args=(lines[i::8],)) for i in range(8)]
+    for worker in workers:
+        worker.start()
+    try:
+        wait_listening(port)
+        for worker in workers:
+            worker.join(900)
+    finally:
+        stop.set()
+        proc.terminate()
+        proc.wait(60)
+    took = time.monotonic() - started
+    refused = sum(1 for status, _ in answers if status != 200)
+    longest = max(seconds for _, seconds in answers)
+    report(
+        f"upgrade of {events:,} events (m014) while 8 clients deliver",
+        f"{len(answers)} deliveries: the longest waited {longest:.1f} s, {refused} refused",
+        f"{took:.0f} s from start to the last answer",
+        f"{refused} x 503 (target 0)",
+    )
+
+
+def bench_retention_postgres() -> None:
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from pgcluster import PgCluster
+
+    try:
+        cluster = PgCluster()
+    except FileNotFoundError:
+        report("retention on PostgreSQL", "skipped: initdb and pg_ctl not installed")
+        return
+    try:
+        bench_retention(cluster.new_database(), rounds=3)
+    finally:
+        cluster.close()
+
+
+def _fresh_pg(url: str, name: str) -> str:
+    import psycopg
+
+    base, _, _ = url.rpartition("/")
+    database = f"retention_{name}_{os.getpid()}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {database}")
+        conn.execute(f"CREATE DATABASE {database}")
+    return f"{base}/{database}"
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     os.chdir(OUT)  # whatever a run creates by a relative name stays out of the checkout
@@ -778,9 +945,20 @@ def main() -> None:
     started = time.monotonic()
     print(f"tbhook bench {machine()}", flush=True)
     compiled()
-    if sys.argv[1:] == ["streams"]:  # `make bench ARGS=streams`: this part alone
-        prepare_events()
+    if os.environ.get("BENCH_ONLY") == "streams":  # 300 open console pages alone
+        wrk_events()
         bench_streams()
+        table()
+        return
+    if os.environ.get("BENCH_ONLY") == "retention":  # the figures of `serve --retain` alone
+        wrk_events()
+        bench_retention()
+        bench_retention_postgres()
+        table()
+        return
+    if os.environ.get("BENCH_ONLY") == "upgrade":  # a receiver migrating while deliveries wait
+        wrk_events()
+        bench_upgrade()
         table()
         return
     big_db = prepare()
@@ -789,6 +967,8 @@ def main() -> None:
     bench_tail()
     bench_streams()
     bench_ingest(big_db)
+    bench_retention()
+    bench_upgrade()
     bench_postgres(OUT / f"big-{BIG}.ndjson")
     table()
     print(f"\nmake bench took {time.monotonic() - started:.0f} s")

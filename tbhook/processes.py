@@ -34,20 +34,22 @@ def start_python(
     keep: Sequence[int] = (),
     env: Mapping[str, str] | None = None,
     own_session: bool = False,
-    quiet: bool = False,
+    stdout: int | None = None,
+    stderr: int | None = None,
 ) -> subprocess.Popen:
     """A fresh interpreter (no state crosses a fork: SQLite's must not) running ``entry``
     (``module:function``, called with ``args``), that dies with this process. It inherits
     only the file descriptors in ``keep``; ``env`` replaces the environment's values;
-    ``own_session``: Ctrl+C in the terminal does not reach it; ``quiet``: its stdout goes
-    nowhere (its stderr is always this process's: its warnings are lines of the same log)."""
+    ``own_session``: Ctrl+C in the terminal does not reach it; ``stdout``, ``stderr``: as
+    subprocess takes them (None: this process's)."""
     module, function = entry.split(":")
     code = _SETUP + f"from {module} import {function}; {function}(sys.argv[1:])"
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],
         pass_fds=tuple(keep),
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL if quiet else None,
+        stdout=stdout,
+        stderr=stderr,
         env={
             **os.environ,
             **(env or {}),

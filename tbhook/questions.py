@@ -297,10 +297,15 @@ def health(
     backend = store.dialect.name
     durability = store.durability_warning()
     cap = max_db_size or (int(recorded) if recorded else None)
+    retention = retention_facts(store)
+    kept = (retention or {}).get("lastReceivedAt")
+    if kept and (found["lastReceivedAt"] or "") < kept:  # pruned since: the pass kept it
+        found = {**found, "lastReceivedAt": kept}
     checks = rules.checks(integrity, pending, found, stale_seconds, backend)
     if backend == "sqlite":
         checks += rules.space_checks(facts["usedBytes"], cap)
     checks += rules.unknown_checks(unknown) + rules.durability_checks(durability, facts)
+    checks += rules.retention_checks(retention)
     return {
         "database": store.path,
         "backend": backend,
@@ -315,7 +320,28 @@ def health(
         "checks": checks,
         "ok": all(check["status"] != "fail" for check in checks),
         "outageBudgetHours": [round(hours, 1) for hours in rules.OUTAGE_HOURS],
+        "retention": retention,
     }
+
+
+def retention_facts(store: Any) -> dict[str, Any] | None:
+    """What `serve --retain` recorded (window, passes), with the archive directory's size and
+    free space as they are now; None when retention never ran on this database."""
+    import shutil
+    from pathlib import Path
+
+    from tbhook.transfer.retention import archive_size, state_of
+
+    state = state_of(store)
+    if not state:
+        return None
+    directory = Path(state.get("archiveDir", ""))
+    state["archiveFiles"], state["archiveBytes"] = archive_size(directory)
+    try:
+        state["archiveFreeBytes"] = shutil.disk_usage(directory).free
+    except OSError:
+        state["archiveFreeBytes"] = None
+    return state
 
 
 def add_checks(report: dict[str, Any], checks: list[dict[str, str]]) -> dict[str, Any]:

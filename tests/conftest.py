@@ -164,6 +164,9 @@ class Served:
         return self.proc.wait(timeout)
 
 
+MAX_LINES = 100_000  # of a receiver's stderr kept by a test
+
+
 def start_serve(db: Path, *args: str, env: dict | None = None, preexec_fn=None) -> Served:
     """Start `tbhook serve --port 0` and wait until it says where it listens."""
     cmd = [sys.executable, "-m", "tbhook", "serve", "--db", str(db), "--port", "0", *args]
@@ -181,6 +184,10 @@ def start_serve(db: Path, *args: str, env: dict | None = None, preexec_fn=None) 
     def pump() -> None:
         for line in proc.stderr:
             served.lines.append(line)
+            if len(served.lines) > MAX_LINES:  # a receiver that floods its log cannot fill
+                dropped = len(served.lines) - MAX_LINES // 2  # the test's memory: the middle
+                del served.lines[100:dropped]  # goes, the start and the end stay
+                served.lines.insert(100, f"[... {dropped - 100} lines dropped ...]\n")
             found = re.search(r"receiving on http://\S+:(\d+)/", line)
             if found:
                 served.port = int(found.group(1))

@@ -11,6 +11,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from oldlogs import at_m013
 
 from tbhook.model.events import parse
 from tbhook.store import Delivery, open_reader, open_store
@@ -271,19 +272,7 @@ def test_a_rebuild_that_takes_a_while_is_announced(tmp_path):
     import subprocess
     import sys
 
-    old = tmp_path / "old.db"
-    conn = sqlite3.connect(old)
-    conn.executescript(
-        (Path(__file__).parent / "schemas" / "sqlite_013_m013_event_time_index.sql").read_text()
-    )
-    conn.execute(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) "
-        "INSERT INTO events (receivedAt, lastReceivedAt, path, event, timestamp, body, "
-        "bodySha256) SELECT 't', 't', '/', 'caseClosed', 1700000000 + i, X'00', "
-        "randomblob(32) FROM n"
-    )
-    conn.commit()
-    conn.close()
+    old = at_m013(tmp_path / "old.db", 200_000)
     line = tmp_path / "one.ndjson"
     line.write_bytes((Path(__file__).parent.parent / "samples" / "case-closed.json").read_bytes())
     result = subprocess.run(

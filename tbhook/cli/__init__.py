@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from tbhook import __version__
-from tbhook.cli import dev, ops, quarantine, read, report, serve, ui
+from tbhook.cli import alerting, dev, ops, quarantine, read, report, serve, ui
 from tbhook.cli import queue as waiting
 from tbhook.cli.options import TbhookCommand
 
@@ -100,3 +100,4 @@ for command in (
     app.command(cls=TbhookCommand, short_help=SUMMARIES[command.__name__])(command)
 app.command("import", cls=TbhookCommand, short_help=SUMMARIES["import"])(dev.import_)
 app.add_typer(quarantine.app, name="quarantine")
+app.add_typer(alerting.app, name="notify")

@@ -13,6 +13,7 @@ import typer
 
 from tbhook import questions
 from tbhook.cli.access import open_for_writing, reading
+from tbhook.cli.alerting import DoctorNotifyOption, send_doctor_alerts, unreadable, urls
 from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
@@ -66,14 +67,26 @@ def doctor(
         Optional[str], db_size("The receiver's --max-db-size (default: what it recorded).")
     ] = None,
     fmt: FormatOption = "table",
+    notify: DoctorNotifyOption = None,
 ) -> None:
     """A health report; exit 1 when something is wrong, for cron or a monitor."""
     given: Optional[int] = max_db_size  # type: ignore[assignment]  # the callback made it bytes
     stale_seconds: Optional[int] = stale  # type: ignore[assignment]  # the callback made it seconds
-    with reading(db, current=False) as store:
-        report = questions.health(
-            store, quick=quick, stale_seconds=stale_seconds, max_db_size=given
-        )
+    try:
+        from tbhook.store import open_reader  # see open_for_writing
+
+        store = open_reader(db, current=False)
+    except TbhookError as exc:
+        if notify:  # a database that cannot be read at all is the first thing to tell
+            send_doctor_alerts(unreadable(db, str(exc)), urls(notify), db)
+        raise fail(str(exc)) from None
+    with reported_errors():
+        try:
+            report = questions.health(
+                store, quick=quick, stale_seconds=stale_seconds, max_db_size=given
+            )
+        finally:
+            store.close()
     # A test commit of its own once the reader is closed: a reader still open would keep the
     # write-ahead log it leaves behind.
     cap = report["maxDbSizeBytes"] if report["backend"] == "sqlite" else None
@@ -87,6 +100,8 @@ def doctor(
         notes=rules.notes(report),
     )
     write(answer, fmt)
+    if notify:
+        send_doctor_alerts(report, urls(notify), db)
     if not report["ok"]:
         raise typer.Exit(1)
 
@@ -244,9 +259,6 @@ def prune(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete old events, after archiving them; merges that persons still need are kept."""
-    from tbhook.transfer import (
-        archive as archives,  # gzip: loaded when it runs (see tbhook.cli.dev)
-    )
 
     try:
         cutoff = parse_when(before)
@@ -285,13 +297,22 @@ def prune(
             raise fail("nothing deleted")
         skipped = 0
         with reported_errors(), progress() as bar:
-            if path is not None:
-                task = bar.add_task(f"archiving to {archive}", total=len(ids))
-                _, skipped = archives.write(
-                    path, store.upkeep.archive_bodies(ids), known, lambda n: bar.advance(task, n)
+            if path is not None:  # archived, fsynced, read back and checked, then deleted
+                from tbhook.transfer.retention import archived_then_deleted
+
+                archiving = bar.add_task(f"archiving to {archive}", total=len(ids))
+                deleting = bar.add_task("deleting", total=len(ids))
+                _, skipped = archived_then_deleted(
+                    store,
+                    path,
+                    ids,
+                    known,
+                    archived=lambda n: bar.advance(archiving, n),
+                    deleted=lambda n: bar.advance(deleting, n),
                 )
-            task = bar.add_task("deleting", total=len(ids))
-            store.upkeep.delete_events(ids, lambda n: bar.advance(task, n))
+            else:
+                task = bar.add_task("deleting", total=len(ids))
+                store.upkeep.delete_events(ids, lambda n: bar.advance(task, n))
     finally:
         store.close()
     kept_text = f"; kept {kept} older merges that remaining persons resolve through" if kept else ""

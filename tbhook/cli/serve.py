@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Annotated, Any, Optional
 
 import typer
 
+from tbhook.cli.alerting import NotifyOption, duration_of, urls
+from tbhook.cli.alerting import archive_dir as archive_dir_of
 from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
@@ -103,6 +106,34 @@ def serve(
             **whole_number(0, 65535),
         ),
     ] = 8081,
+    retain: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="AGE",
+            help="Keep this much (90d, 26w): older events, by their timestamp, are archived "
+            "to --archive-dir, then deleted, in the background; near --max-db-size the oldest "
+            "days go first.",
+        ),
+    ] = None,
+    archive_dir: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="DIR",
+            help="Where --retain archives: a file per day, tbhook-YYYY-MM-DD.ndjson.gz "
+            "(`tbhook import` reads them).",
+        ),
+    ] = None,
+    prune_every: Annotated[
+        str, typer.Option(metavar="AGE", help="How often --retain runs a pass.")
+    ] = "1h",
+    notify: NotifyOption = None,
+    stale: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="AGE",
+            help="Alert when no delivery came for this long (e.g. 2h on a busy account).",
+        ),
+    ] = None,
 ) -> None:
     """Receive Tracebuzz webhooks and append every delivery to the database.
 
@@ -112,6 +143,7 @@ def serve(
 
     http_url(forward_to, "--forward-to")
     _own_port(ui_port if ui else None, port)
+    retain_seconds = duration_of(retain, "--retain")
     settings = receiver.Settings(
         db=db,
         host=host,
@@ -127,7 +159,18 @@ def serve(
         metrics=metrics,
         log_format=log_format.value,
         ui_port=ui_port if ui else None,
+        notify=urls(notify),
+        stale=duration_of(stale, "--stale"),
+        retain=retain_seconds,
+        archive_dir=archive_dir_of(retain_seconds, archive_dir),
+        prune_every=float(duration_of(prune_every, "--prune-every") or 3600),
     )
+    # Looked at often enough: a quarter of --stale; four times a second under a cap that
+    # --retain keeps (a PRAGMA: microseconds), so a pass starts long before the cap.
+    every = min(10.0, settings.stale / 4) if settings.stale else 10.0
+    if settings.max_db_size and settings.retain:
+        every = min(every, 0.25)
+    settings = dataclasses.replace(settings, watch_every=every)
     with reported_errors():
         receiver.run(settings)
 

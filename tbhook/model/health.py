@@ -203,3 +203,58 @@ def notes(report: dict[str, Any]) -> list[Any]:
     )
     verdict = "healthy" if report["ok"] else "something is wrong"
     return [budget, (verdict, "green" if report["ok"] else "bold red")]
+
+
+def retention_checks(retention: dict[str, Any] | None) -> list[dict[str, str]]:
+    """`serve --retain`: the window, the last pass and the archive's size and room; a warning
+    when the last pass failed (``retention``: what ``questions.retention_facts`` found)."""
+    if not retention:
+        return []
+    last = retention.get("lastPass") or {}
+    window = duration(retention.get("window"))
+    archive = (
+        f"{retention.get('archiveFiles', 0)} day files, "
+        f"{human_size(retention.get('archiveBytes', 0))} in {retention.get('archiveDir')}"
+    )
+    if retention.get("archiveFreeBytes") is not None:
+        archive += f" ({human_size(retention['archiveFreeBytes'])} free)"
+    if last.get("error"):
+        since = retention.get("lastOk") or "never"
+        return [
+            {
+                "check": "retention",
+                "status": "warn",
+                "message": f"the last pass ({last.get('finishedAt')}) failed: {last['error']}; "
+                f"the last pass that worked: {since}; window {window}; {archive}",
+            }
+        ]
+    message = (
+        f"window {window}; last pass {last.get('finishedAt')}: {last.get('deleted', 0)} events "
+        f"archived and deleted; {archive}"
+    )
+    return [{"check": "retention", "status": "ok", "message": message}]
+
+
+# doctor's checks as `doctor --notify` sends them: the receiver's alert of the same meaning.
+ALERT_OF = {
+    "last delivery": "stale",
+    "size cap": "size",
+    "retention": "retention",
+    "commit": "failing",
+}
+
+
+def alerts_of(report: dict[str, Any]) -> list[Any]:
+    """The checks that failed (and the size and retention warnings, which a receiver would
+    alert on too) as alerts, each keyed by its check."""
+    from tbhook.model.alerts import Alert
+
+    found = []
+    for check in report["checks"]:
+        name = ALERT_OF.get(check["check"], "doctor")
+        warned = check["status"] == "warn" and name in ("size", "retention")
+        if check["status"] == "fail" or warned:
+            text = f"doctor on {report['database']}: {check['check']}: {check['message']}"
+            details = {"check": check["check"], "status": check["status"]}
+            found.append(Alert(name, check["check"], text, details))
+    return found

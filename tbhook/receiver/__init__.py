@@ -24,6 +24,7 @@ from typing import Any
 
 from tbhook import __version__
 from tbhook.errors import TbhookError
+from tbhook.model.times import duration
 from tbhook.receiver import server
 from tbhook.receiver.app import Receiver
 from tbhook.receiver.log import Handler, Log
@@ -31,6 +32,7 @@ from tbhook.receiver.metrics import Counts
 from tbhook.receiver.parser import Parser
 from tbhook.receiver.protocol import Connections
 from tbhook.receiver.settings import Auth, Settings
+from tbhook.receiver.watch import MetaState, Watch, kept_state, last_delivery
 from tbhook.receiver.writer import BatchWriter, OpenStore
 from tbhook.store import Store, is_url, open_store
 
@@ -78,6 +80,8 @@ def run(settings: Settings) -> None:
         console_url = None
         if console_sock is not None:  # the console: its own process, never this port
             console_url = _console(settings, sock, console_sock, stack, log)
+        watch = _watch(settings, store, log, stack)
+        writer.on_replaced = lambda why: watch.writer_died(why) if why else watch.writer_back()
         events, quarantined = store.reads.counts()
         if settings.metrics:
             counts.started_from(store.reads.last_received_at())  # type: ignore[attr-defined]
@@ -106,6 +110,7 @@ def run(settings: Settings) -> None:
             body_memory=settings.body_memory,
             parser=parser,
             counts=counts,
+            answered=watch.answered,
         )
         stack.callback(app.close)
         banner = _banner(
@@ -133,6 +138,49 @@ def _serve(
     with uvicorn_server.draining_signals():
         announce()
         uvicorn_server.run(sockets=[sock])
+
+
+def _watch(settings: Settings, store: Store, log: Log, stack: contextlib.ExitStack) -> Watch:
+    """The alerts (``--notify``; logged in any case), and the retention passes (``--retain``)."""
+    from tbhook.notify import Notifier
+
+    state = MetaState(settings.db, kept_state(store))
+    stack.callback(state.close)
+    notifier = Notifier(settings.notify, log, state, source=store.path).start()
+    stack.callback(notifier.close)
+    watch = Watch(
+        notifier,
+        settings.db,
+        cap=settings.max_db_size,
+        stale=settings.stale,
+        archive_dir=settings.archive_dir,
+        every=settings.watch_every,
+        last_delivery=last_delivery(store),
+    )
+    if settings.retain and settings.archive_dir:
+        from tbhook.receiver.retention import Retention, describe
+
+        def done(result: dict[str, Any]) -> None:
+            if result.get("error") or result.get("deleted"):
+                say = log.warning if result.get("error") else log.notice
+                say(describe(result, settings.retain or 0), retention=result)
+            watch.retention_pass(result)
+
+        retention = Retention(
+            settings.db,
+            settings.archive_dir,
+            settings.retain,
+            settings.prune_every,
+            settings.max_db_size,
+            done,
+        )
+        watch.wake_retention = retention.wake
+        retention.start()
+        stack.callback(retention.close)
+    watch.writer_back()  # its writer is running: a `writer` alert an earlier run left resolves
+    watch.start()
+    stack.callback(watch.close)
+    return watch
 
 
 def _counts(settings: Settings) -> Counts:
@@ -198,7 +246,7 @@ def _console(
             args,
             keep=[sock.fileno()],
             own_session=True,
-            quiet=True,
+            stdout=subprocess.DEVNULL,
         )
 
     running = [start()]
@@ -262,6 +310,13 @@ def _banner(
             lines.append(f"  requires header: {settings.auth.name}")
         if settings.forward_to:
             lines.append(f"  forwarding new events to: {settings.forward_to}")
+        if settings.retain:
+            lines.append(
+                f"  keeping {duration(settings.retain)} of events; older ones archived to "
+                f"{settings.archive_dir}, then deleted"
+            )
+        if settings.notify:
+            lines.append(f"  alerts to: {len(settings.notify)} URL(s) (--notify)")
         metrics = f"{url}metrics" if settings.metrics else None
         lines.append(f"  health: {url}healthz" + (f", metrics: {metrics}" if metrics else ""))
         if console:
@@ -272,6 +327,9 @@ def _banner(
             database=database,
             requiresHeader=settings.auth.name if settings.auth else None,
             forwardTo=settings.forward_to,
+            retainSeconds=settings.retain,
+            archiveDir=settings.archive_dir,
+            notifyUrls=len(settings.notify) or None,
             metrics=metrics,
             console=console,
             warnings=warnings or None,

@@ -74,6 +74,7 @@ class Receiver:
         parser: Parser | None = None,
         counts: Counts | None = None,
         clock: Callable[[], float] = time.monotonic,
+        answered: Callable[[int, str], None] | None = None,
     ):
         self.writer = writer
         self.auth = auth
@@ -84,6 +85,8 @@ class Receiver:
         self.parser = parser or Parser(fork=False)  # the caller closes a parser it passes
         self.counts = counts or Counts()
         self.clock = clock  # for how long a commit check answers /healthz
+        # Told of every answer to a delivery, with its cause (serve --notify: `failing`).
+        self.answered = answered or (lambda status, cause: None)
         # GET /metrics (--metrics): read on a thread of its own, off the loop.
         self.metrics = counts if isinstance(counts, Metrics) else None
         self._scrapes = ThreadPoolExecutor(1, thread_name_prefix="tbhook-metrics")
@@ -107,6 +110,7 @@ class Receiver:
             await _respond(send, 405, _error(f"method {method} not allowed"), allow=True)
         elif self.auth and not self.auth.accepts(scope["headers"]):
             self.counts.refused(401)
+            self.answered(401, f"missing or wrong {self.auth.name} header")
             self._throttled(
                 "401",
                 f"rejected (401): missing or wrong {self.auth.name} header{_client(scope)}",
@@ -115,7 +119,11 @@ class Receiver:
             )
             await _respond(send, 401, _error(f"missing or wrong {self.auth.name} header"))
         else:
-            await self._receive_post(scope, receive, send)
+            try:
+                await self._receive_post(scope, receive, send)
+            except Exception as exc:  # a bug: uvicorn answers 500, which Tracebuzz counts
+                self.answered(500, f"a bug in tbhook: {type(exc).__name__}: {exc}")
+                raise
 
     async def _get(self, path: str, send: Callable, head: bool) -> None:
         """/healthz for a load balancer, /metrics for Prometheus (with --metrics); any other
@@ -186,6 +194,7 @@ class Receiver:
         """Count and log a 413 as a 503 is: Tracebuzz retries a refused delivery 10 times,
         then disables the webhook, so the operator must hear of it."""
         self.counts.refused(413)
+        self.answered(413, f"{size} is over --max-body ({self.max_body} bytes)")
         self._throttled(
             "413",
             f"answered 413: {size} on {_safe_path(scope['path'])}{_client(scope)} is over "
@@ -217,6 +226,7 @@ class Receiver:
             return
         outcome = _outcome(stored)
         self.counts.delivered(outcome)
+        self.answered(200, "")
         await _respond(send, 200, _receipt(delivery, stored))
         if not self.log.quiet:  # with --quiet, not even the line is made
             self.log.info(_delivery_line(delivery, stored), **_delivery_facts(delivery, stored))
@@ -225,6 +235,7 @@ class Receiver:
         """Count and log a 503, at most one line of each kind per period (the rest are
         counted in the next line)."""
         self.counts.refused(503, kind)
+        self.answered(503, facts.get("reason") or why)
         self._throttled(
             kind, f"answered 503 (Retry-After {RETRY_AFTER_SECONDS} s): {why}", status=503, **facts
         )

@@ -37,6 +37,10 @@ class Log:
     def warning(self, message: str, **facts: Any) -> None:
         self._write("warning", message, facts)
 
+    def notice(self, message: str, **facts: Any) -> None:
+        """What the receiver did on its own (a retention pass): written even when quiet."""
+        self._write("info", message, facts)
+
     def banner(self, lines: list[str], **facts: Any) -> None:
         """The lines a starting (or stopping) receiver prints: as they are for a person, as
         one object for a log shipper."""

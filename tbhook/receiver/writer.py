@@ -71,8 +71,13 @@ class BatchWriter:
         forward_to: str | None = None,
         on_commit: Callable[[], None] | None = None,
         observer: BatchObserver | None = None,
+        on_replaced: Callable[[str | None], None] | None = None,
     ):
         self.max_batch = max_batch
+        # Told why, when the writer process died and a new one was started; then told None
+        # once the new one has stored a batch (or opened the store).
+        self.on_replaced = on_replaced or (lambda why: None)
+        self._replaced = False
         self.forward_to = forward_to
         self.on_commit = on_commit
         self.observer = observer
@@ -191,6 +196,8 @@ class BatchWriter:
         if self._reopening:  # a new writer process has opened the store (or could not)
             self._reopening = False
             self._in_flight = None
+            if reply[0] == "opened":
+                self._back()
             self._flush()
             return
         batch, self._in_flight = self._in_flight or [], None
@@ -205,6 +212,7 @@ class BatchWriter:
             why = None if reply[0] == "stored" else reply[1]
             self.observer(len(batch), time.perf_counter() - self._sent_at, why)
         if reply[0] == "stored":
+            self._back()
             outcomes: list[Outcome] = [Stored(*row) for row in reply[1]]
             if self.on_commit:
                 self.on_commit()
@@ -235,10 +243,22 @@ class BatchWriter:
             if not future.done():
                 future.set_result(why)
         self._process.join(5)
+        exit_code = self._process.exit_code()
         self._sock, self._process = _spawn(self._factory, self.forward_to)
+        self._replaced = True
+        self.on_replaced(
+            f"killed by signal {-exit_code}"
+            if exit_code is not None and exit_code < 0
+            else f"exit {exit_code}"
+        )
         self._sock.setblocking(False)
         self._reopening = True
         asyncio.get_running_loop().create_task(self._reconnect())
+
+    def _back(self) -> None:
+        if self._replaced:
+            self._replaced = False
+            self.on_replaced(None)
 
     async def _reconnect(self) -> None:
         loop = asyncio.get_running_loop()
@@ -318,6 +338,9 @@ class _Process:
 
     def is_alive(self) -> bool:
         return self._proc.poll() is None
+
+    def exit_code(self) -> int | None:
+        return self._proc.poll()
 
     def join(self, timeout: float) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar, overload
 
-from tbhook.errors import ForeignDatabase, StoreUnavailable
+from tbhook.errors import ForeignDatabase, NotReady, StoreUnavailable
 from tbhook.model.filters import Filters
 from tbhook.model.times import utc_now
 from tbhook.store import sql
@@ -129,6 +129,13 @@ class Store(ABC):
         """Insert prepared rows in one transaction, leaving already-stored bodies alone; how
         many events were new, and the lines of the bodies newly quarantined."""
 
+    def beside_the_writer(self) -> None:  # noqa: B027 - each backend says how
+        """For a connection that writes beside the receiver's writer, work a crash may undo
+        at no cost (a retention pass deletes only what it has archived and fsynced, and the
+        next pass deletes it again; the alerts' state): commits that do not wait for the
+        disk, so they hold the write lock and the disk for less, and no checkpoints of its
+        own (the writer's do that; fewer connections checkpointing one WAL)."""
+
     def set_busy_timeout(self, milliseconds: int) -> None:  # noqa: B027 - SQLite's only
         """How long a write waits for another writer's lock before failing busy."""
 
@@ -150,15 +157,25 @@ class Store(ABC):
         if reason:
             return reason
         try:
-            with self.writing() as conn:
-                conn.execute(
-                    "INSERT INTO tbhook_meta (key, value) VALUES ('lastCommitCheck', ?) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    [utc_now()],
-                )
+            self.set_meta("lastCommitCheck", utc_now())
         except StoreUnavailable as exc:
             return str(exc)
         return None
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Keep one fact about this log in ``tbhook_meta`` (its own short transaction)."""
+        with self.writing() as conn:
+            conn.execute(
+                "INSERT INTO tbhook_meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )
+
+    def exclusive(self, name: str) -> AbstractContextManager[bool]:
+        """Whether this connection holds the lock ``name`` for the ``with`` block, across
+        receivers on one database (PostgreSQL's advisory locks); always True elsewhere, where
+        one file has one writer at a time anyway."""
+        return contextlib.nullcontext(True)
 
     def room_check(self) -> str | None:
         """Why the next delivery would not fit (SQLite's --max-db-size cap), or None."""
@@ -187,9 +204,27 @@ class Store(ABC):
         """Applied and pending migration names."""
 
     @abstractmethod
+    def space(self) -> dict[str, int]:
+        """``pageSize``, ``pages`` and ``usedBytes``: what the data takes (SQLite: the pages
+        in use, free ones not counted; PostgreSQL: the database's size)."""
+
+    @abstractmethod
     def server_facts(self) -> dict[str, Any]:
         """What the backend adds to `doctor`: file and WAL sizes, or the server's version,
         size and synchronous_commit."""
+
+
+def refuse_newer(path: str, applied: Sequence[str], known: Sequence[str]) -> None:
+    """A database a newer tbhook migrated (steps this one does not know) is never written, nor
+    read: its tables may mean what this version cannot know. Raises NotReady naming both."""
+    unknown = [name for name in applied if name not in known]
+    if unknown:
+        from tbhook import __version__
+
+        raise NotReady(
+            f"{path} was written by a newer tbhook (its schema is at {unknown[-1]}; this "
+            f"tbhook {__version__} knows up to {known[-1]}): upgrade tbhook to use it"
+        )
 
 
 def not_tbhooks(path: str, found: list[str], advice: str) -> ForeignDatabase:

@@ -105,21 +105,40 @@ class Upkeep(Job):
 
     def archive_bodies(self, ids: Sequence[int]) -> Iterator[bytes]:
         """The raw bodies of ``ids`` in arrival order, for a prune archive."""
+        for _, _, body in self.archive_rows(ids):
+            yield body
+
+    def archive_rows(self, ids: Sequence[int]) -> Iterator[tuple[int, int, bytes]]:
+        """(id, timestamp, raw body) of ``ids`` in arrival order: the receiver's retention
+        archives each day's events in a file of that day."""
         for start in range(0, len(ids), 500):
             part = list(ids[start : start + 500])
             marks = ", ".join("?" for _ in part)
-            for (body,) in self.query(
-                f"SELECT body FROM events WHERE id IN ({marks}) ORDER BY id", part
+            for row_id, stamp, body in self.query(
+                f'SELECT id, "timestamp", body FROM events WHERE id IN ({marks}) ORDER BY id',
+                part,
             ):
-                yield bytes(body)
+                yield row_id, stamp, bytes(body)
+
+    def oldest_timestamp(self) -> int | None:
+        """The earliest timestamp among the events a prune may take (merges aside)."""
+        return self.one("SELECT min(\"timestamp\") FROM events WHERE event != 'profileMerged'")[0]
 
     def delete_events(
-        self, ids: Sequence[int], progress: Callable[[int], None] | None = None, chunk: int = CHUNK
+        self,
+        ids: Sequence[int],
+        progress: Callable[[int], None] | None = None,
+        chunk: int = CHUNK,
+        pause: float = PAUSE_SECONDS,
+        yielding: float = 0.0,
     ) -> None:
         """Delete events (and their forward records) in short transactions of ``chunk`` ids,
-        so a receiver writing to this database gets the lock between them."""
+        ``pause`` seconds apart, so a receiver writing to this database gets the lock between
+        them; with ``yielding``, at least that many times as long as the transaction took (a
+        busy database slows the deletes down rather than the receiver)."""
         for start in range(0, len(ids), chunk):
             part = list(ids[start : start + chunk])
+            began = time.monotonic()
             with self.writing() as conn:
                 for piece in range(0, len(part), 500):
                     some = part[piece : piece + 500]
@@ -128,7 +147,7 @@ class Upkeep(Job):
                     conn.execute(f"DELETE FROM events WHERE id IN ({marks})", some)
             if progress:
                 progress(len(part))
-            time.sleep(PAUSE_SECONDS)
+            time.sleep(max(pause, yielding * (time.monotonic() - began)))
 
     def drop_quarantined(self, ids: Sequence[int]) -> int:
         """Delete these quarantined deliveries (a person's decision); how many went."""

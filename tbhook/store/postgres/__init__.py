@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from tbhook.errors import NoDatabase, NotReady, StoreBusy, StoreUnavailable, TbhookError
 from tbhook.model.targets import shown
 from tbhook.model.times import utc_now
-from tbhook.store.interface import Store, job, not_tbhooks
+from tbhook.store.interface import Store, job, not_tbhooks, refuse_newer
 from tbhook.store.postgres.driver import CHANNEL, POSTGRES, Writer, pg, psycopg, stage
 from tbhook.store.postgres.export import PostgresExports
 from tbhook.store.postgres.merge import PostgresUpkeep
@@ -62,7 +62,7 @@ class PostgresStore(Store):
         if max_bytes:
             raise TbhookError("--max-db-size caps a SQLite file; on PostgreSQL use quotas there")
         store = cls(url, readonly=False)
-        with store._errors("cannot open"):
+        with store._errors("cannot open"), store._closed_on(NotReady):
             conn = store.connection()
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
@@ -75,6 +75,7 @@ class PostgresStore(Store):
                         '(name TEXT PRIMARY KEY, "appliedAt" TEXT NOT NULL)'
                     )
                 done = {row[0] for row in conn.execute("SELECT name FROM tbhook_migrations")}
+                refuse_newer(store.path, sorted(done), [name for name, _ in STEPS])
                 for name, statements in STEPS:
                     if name not in done:
                         for statement in statements:
@@ -97,6 +98,11 @@ class PostgresStore(Store):
                 if exists
                 else set()
             )
+        try:
+            refuse_newer(store.path, sorted(applied), [name for name, _ in STEPS])
+        except NotReady:
+            store.close()
+            raise
         if not applied:
             store.close()
             raise (
@@ -111,6 +117,14 @@ class PostgresStore(Store):
                 "once to upgrade it"
             )
         return store
+
+    @contextlib.contextmanager
+    def _closed_on(self, error: type[Exception]) -> Iterator[None]:
+        try:
+            yield
+        except error:
+            self.close()
+            raise
 
     def connection(self) -> Any:
         """The connection, reopened if it was lost (a server restart, a failover)."""
@@ -144,6 +158,26 @@ class PostgresStore(Store):
                 self.path, found, "give --db an empty database or an existing tbhook one"
             )
 
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """A session advisory lock keyed by ``name``: whether this connection got it (another
+        receiver's pass holds it otherwise); released when the block ends."""
+        import zlib
+
+        key = MIGRATION_LOCK ^ zlib.crc32(name.encode())
+        with self._errors("cannot lock"):
+            got = self.connection().execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()
+        try:
+            yield bool(got[0])
+        finally:
+            if got[0]:
+                with contextlib.suppress(Exception):
+                    self.connection().execute("SELECT pg_advisory_unlock(%s)", [key])
+
+    def beside_the_writer(self) -> None:
+        with self._errors("cannot set synchronous_commit"):
+            self.connection().execute("SET synchronous_commit = off")
+
     def close(self) -> None:
         if "tail" in self.__dict__:  # its listening session, if it opened one
             self.tail.close()
@@ -167,11 +201,30 @@ class PostgresStore(Store):
                 self.close()
             raise StoreUnavailable(f"{doing}: {self._clean(exc)}") from exc
         except driver.OperationalError as exc:
+            self._drop_unusable()
             raise StoreUnavailable(
                 f"{doing}: PostgreSQL at {self.path} is unreachable or failing: {self._clean(exc)}"
             ) from exc
         except driver.Error as exc:
+            self._drop_unusable()
             raise StoreUnavailable(f"{doing}: {self._clean(exc)}") from exc
+
+    def _drop_unusable(self) -> None:
+        """After a failure, close a session left in no state to go on, so the next call opens
+        a new one. psycopg does not mark every such session broken: one the server ended in
+        the middle of a pipelined statement (executemany) stays "in pipeline mode" and fails
+        every later statement, while libpq logs each refusal; a writer kept on it answered
+        503 until restarted and logged gigabytes (what the restart-under-load test met)."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            return
+        from psycopg import pq
+
+        idle = conn.info.transaction_status == pq.TransactionStatus.IDLE
+        if conn.broken or not idle or conn.pgconn.pipeline_status != pq.PipelineStatus.OFF:
+            with contextlib.suppress(Exception):
+                conn.close()
+            self._conn = None
 
     def _clean(self, exc: BaseException) -> str:
         text = " ".join(str(exc).split())

@@ -29,7 +29,7 @@ from tbhook.errors import (
     damaged,
 )
 from tbhook.model.words import human_size
-from tbhook.store.interface import Store, job, not_tbhooks
+from tbhook.store.interface import Store, job, not_tbhooks, refuse_newer
 from tbhook.store.rows import ImportRows, Stored, outcomes
 from tbhook.store.sql import names
 from tbhook.store.sqlite import batches
@@ -157,7 +157,12 @@ class SQLiteStore(Store):
         path = os.fspath(path)
         store = None
         try:
-            os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
+            if not os.path.exists(path):
+                # Created 0600 here, only when missing: closing a descriptor of a database
+                # this process has open drops every POSIX lock the process holds on it, and
+                # then another process closing the last connection it sees deletes the WAL
+                # under this one's (the receiver opens a second connection for its alerts).
+                os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             store = cls(conn, path)
             store._refuse_foreign()
@@ -194,6 +199,11 @@ class SQLiteStore(Store):
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             store = cls(conn, path)
             applied = store.applied_steps()
+            try:
+                refuse_newer(path, applied, STEP_NAMES)
+            except NotReady:
+                store.close()
+                raise
             pending = [
                 name
                 for name in STEP_NAMES
@@ -217,8 +227,11 @@ class SQLiteStore(Store):
         return store
 
     def _refuse_foreign(self) -> None:
-        """A database that holds tables but not tbhook's is someone else's: never add to it."""
-        if self.applied_steps():
+        """A database that holds tables but not tbhook's is someone else's: never add to it;
+        one a newer tbhook migrated is not this one's to write."""
+        applied = self.applied_steps()
+        if applied:
+            refuse_newer(self.path, applied, STEP_NAMES)
             return
         found = self._tables()
         if found:
@@ -393,6 +406,12 @@ class SQLiteStore(Store):
 
     def set_busy_timeout(self, milliseconds: int) -> None:
         self.conn.execute(f"PRAGMA busy_timeout = {int(milliseconds)}")
+
+    def beside_the_writer(self) -> None:
+        # In WAL mode: no fsync at commit; the next durable commit (the writer's) syncs the
+        # log these frames are in.
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute("PRAGMA wal_autocheckpoint = 0")
 
     @contextlib.contextmanager
     def checkpoint_every(self, pages: int) -> Iterator[None]:

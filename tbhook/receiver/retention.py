@@ -1,0 +1,144 @@
+"""`serve --retain`: the retention passes, each in a fresh interpreter of its own.
+
+A pass (``tbhook.transfer.retention.run_pass``) reads every remaining person and writes
+gzip files: in the receiver's process that work would take turns with the event loop at the
+GIL and delay acknowledgements. In a process of its own it uses the other core, holds the write
+lock only for short deletes, dies with the receiver, and a pass killed anywhere loses nothing.
+A pass runs every ``--prune-every``, and sooner when the database nears ``--max-db-size``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from tbhook.model.times import duration
+
+PassDone = Callable[[dict[str, Any]], None]
+
+
+class Retention:
+    """Runs passes on a thread of its own; ``wake`` asks for one now; ``on_pass`` is told what
+    each did (``PassResult.as_dict``, or an ``error`` when the pass process itself failed)."""
+
+    def __init__(
+        self,
+        target: str,
+        directory: str,
+        window: int,
+        every: float,
+        cap: int | None,
+        on_pass: PassDone,
+    ):
+        self.target = target
+        self.directory = directory
+        self.window = window
+        self.every = every
+        self.cap = cap
+        self.on_pass = on_pass
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._process: subprocess.Popen | None = None
+        self._thread = threading.Thread(target=self._run, name="tbhook-retention", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()  # a pass stopped anywhere loses nothing
+        if self._thread.is_alive():
+            self._thread.join(15)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            result = self._one_pass()
+            if self._stop.is_set():
+                return
+            self.on_pass(result)
+            # A pass that pruned for size and still left too much goes again at once.
+            again = result.get("forSize") and not result.get("error") and result.get("deleted")
+            if not again:
+                self._wake.wait(self.every)
+            self._wake.clear()
+
+    def _one_pass(self) -> dict[str, Any]:
+        from tbhook.processes import start_python
+
+        args = {
+            "target": self.target,
+            "directory": self.directory,
+            "window": self.window,
+            "cap": self.cap,
+        }
+        self._process = start_python(
+            "tbhook.receiver.retention:pass_main",
+            [json.dumps(args)],
+            own_session=True,  # Ctrl+C stops the receiver, which stops the pass
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        out, err = self._process.communicate()
+        code_ = self._process.returncode
+        self._process = None
+        try:
+            return json.loads(out.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            why = err.decode(errors="replace").strip().splitlines()[-1:] or [f"exit {code_}"]
+            return {"error": f"the retention pass stopped ({why[0]})", "deleted": 0}
+
+
+def pass_main(argv: list[str]) -> None:
+    """The pass process's entry point: one pass (``argv``: its settings as JSON), its result
+    as one JSON line on stdout."""
+    argument = argv[0]
+    from pathlib import Path
+
+    from tbhook.store import open_store
+    from tbhook.transfer.retention import PRUNE_AT, run_pass
+
+    args = json.loads(argument)
+    try:
+        store = open_store(args["target"])
+    except Exception as exc:
+        print(json.dumps({"error": f"could not open the database: {exc}", "deleted": 0}))
+        return
+    cap = args["cap"]
+    if not cap or store.space()["usedBytes"] < PRUNE_AT * cap:
+        # Second to the receiver for the CPU: acknowledgements come first. Not near the cap,
+        # though: there, a pass that falls behind ends in 503s.
+        os.nice(10)
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))  # Linux
+    try:
+        store.beside_the_writer()  # what it deletes is archived: a crash undoes no harm
+        result = run_pass(store, Path(args["directory"]), args["window"], args["cap"])
+    finally:
+        store.close()
+    print(json.dumps(result.as_dict()))
+
+
+def describe(result: dict[str, Any], window: int) -> str:
+    """A pass in one line, for the receiver's log."""
+    if result.get("error"):
+        return f"retention: the pass failed: {result['error']}"
+    if result.get("busy"):
+        return "retention: another receiver's pass is running; skipped"
+    files = result.get("files") or []
+    where = f" into {len(files)} archive files" if files else ""
+    why = " (the database neared --max-db-size: oldest days first)" if result.get("forSize") else ""
+    return (
+        f"retention: archived and deleted {result.get('deleted', 0)} events older than "
+        f"{duration(window)}{where}{why}"
+    )
