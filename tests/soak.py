@@ -116,7 +116,7 @@ class Receiver:
         self.starts = 0
 
     def start(self) -> None:
-        from tbhook.receiver.processes import die_with_parent
+        from tbhook.processes import die_with_parent
 
         with open(self.log, "a") as out:  # a soak stopped early takes its receiver with it
             self.proc = subprocess.Popen(
@@ -142,15 +142,10 @@ class Receiver:
         self.proc.wait(30)
 
     def kill_writer(self) -> None:
+        from conftest import WRITER, child_process  # the one way tests find the writer
+
         assert self.proc is not None
-        with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
-            children = [int(pid) for pid in f.read().split()]
-        for pid in children:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"_child_main" in f.read():
-                    os.kill(pid, signal.SIGKILL)
-                    return
-        raise AssertionError("soak: no writer process to kill")
+        os.kill(child_process(self.proc.pid, WRITER), signal.SIGKILL)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
