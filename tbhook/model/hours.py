@@ -209,6 +209,17 @@ class Clock:
             self._cover(start, end)
         return self._open_until(end) - self._open_until(start)
 
+    def state(self, moment: int) -> tuple[bool, int | None]:
+        """Whether the clock runs at ``moment``, and the next moment it stops or starts
+        (None: not within a month)."""
+        moment = min(max(moment, EARLIEST), LATEST)
+        if not self._low <= moment < self._high - 31 * 86400:
+            self._cover(moment, moment + 31 * 86400)
+        k = bisect.bisect_right(self._opens, moment) - 1
+        if k >= 0 and moment < self._closes[k]:
+            return True, self._closes[k]
+        return False, self._opens[k + 1] if k + 1 < len(self._opens) else None
+
     def _open_until(self, moment: int) -> int:
         """Open seconds from the first laid-out date to ``moment``."""
         k = bisect.bisect_right(self._opens, moment) - 1
