@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tbhook.model.filters import Filters
+from tbhook.model.query import Asked
 from tbhook.model.queue import Waiting, at_risk, changes
 
 # What can start, end or change a wait: a message, a close, a merge (another person).
@@ -45,6 +46,13 @@ class Snapshot:
     answer: Any
     running: bool = True
     change: int | None = None
+
+
+def asking_of(asked: Asked, sources: tuple[int, ...] = ()) -> Asking:
+    """What the command's options or the page's query string ask (``model.query.Asked``),
+    and the sources the command takes besides."""
+    waiting = Waiting(sources, asked.filters.path, asked.at)
+    return Asking(waiting, asked.limit or None, asked.clock, asked.sla)
 
 
 def snapshot(store: Any, asking: Asking, now: int) -> Snapshot:

@@ -8,12 +8,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from tbhook import questions
 from tbhook.cli.access import reading
 from tbhook.cli.asking import asks
 from tbhook.cli.options import DEFAULT_DB, INT64, DbOption, FormatOption, reported_errors
 from tbhook.model.query import Asked
-from tbhook.model.queue import Waiting
 from tbhook.output.formats import write
 
 
@@ -46,20 +44,17 @@ def queue(
     before its target. The table ends with how many wait, have breached and are at risk
     (less than a quarter of their target left)."""
     from tbhook.output import queue as shown
-    from tbhook.queue_feed import Asking
+    from tbhook.queue_feed import asking_of, snapshot
 
-    zone, clock, targets, limit = asked.zone, asked.clock, asked.sla, asked.limit
-    hours = clock.hours.spec if clock else None
-    waiting = Waiting(tuple(source or ()), asked.filters.path, asked.at)
+    hours = asked.clock.hours.spec if asked.clock else None
+    asking = asking_of(asked, tuple(source or ()))
     if follow:
         _check_follow(asked, fmt)
-        _follow(db, Asking(waiting, limit or None, clock, targets), fmt, zone, hours, limit)
+        _follow(db, asking, fmt, asked.zone, hours, asked.limit)
         return
     with reading(db) as store:
-        found = questions.queue(
-            store, waiting, limit or None, now=int(time.time()), clock=clock, sla=targets
-        )
-    write(shown.answer(found, fmt, zone, hours, limit), fmt)
+        found = snapshot(store, asking, int(time.time())).answer
+    write(shown.answer(found, fmt, asked.zone, hours, asked.limit), fmt)
 
 
 def _check_follow(asked: Asked, fmt: str) -> None:

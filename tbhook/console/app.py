@@ -13,7 +13,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tbhook.console.site import Site
-from tbhook.console.views import cases, events, health, quarantine, report, session, stream
+from tbhook.console.views import (
+    cases,
+    events,
+    health,
+    quarantine,
+    queue,
+    report,
+    session,
+    stream,
+)
 
 STATIC = {
     "console.css": "text/css; charset=utf-8",
@@ -30,6 +39,9 @@ def routes(site: Site) -> list[Route]:
         Route("/persons/{person_id:int}", r(cases.person)),
         Route("/persons/{person_id:int}.json", r(cases.person_data)),
         *family(r, "/cases", "/cases", cases, "case_id"),
+        Route("/queue", r(queue.page)),
+        Route("/queue.{fmt:str}", r(queue.data)),
+        Route("/queue/stream", queue.endpoint(site)),
         Route("/report", r(report.page)),
         Route("/report.{fmt:str}", r(report.data)),
         Route("/quarantine/retry", r(quarantine.retry), methods=["POST"]),

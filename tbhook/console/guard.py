@@ -32,6 +32,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 COOKIE = "tbhook_session"
 SECURE_COOKIE = "__Host-tbhook_session"
 MAX_STREAMS = 500  # open /stream clients (a tab each); past it a 503
+STREAMS = ("/stream", "/queue/stream")  # the live pages' server-sent events
 HEADERS = [
     (
         b"content-security-policy",
@@ -220,7 +221,7 @@ class Guard:
             return  # refused
         path = scope["path"]
         if self.token is not None and not path.startswith(OPEN_PATHS) and not (bearer or signed):
-            if path.endswith((".json", ".csv")) or path == "/stream":
+            if path.endswith((".json", ".csv")) or path in STREAMS:
                 await _refuse(send, 401, "This console needs its token.", json=True)
             else:
                 await _redirect(send, "/login")
@@ -240,7 +241,7 @@ class Guard:
                 message["headers"] = [*own, *HEADERS]
             await send(message)
 
-        if path != "/stream":
+        if path not in STREAMS:
             await self.app(scope, receive, with_headers)
         elif self.streams >= self.max_streams:
             self.log(

@@ -15,7 +15,7 @@ from starlette.responses import Response, StreamingResponse
 
 from tbhook.console import query
 from tbhook.console.site import Site, said
-from tbhook.feed import Events
+from tbhook.feed import Events, Subscription
 from tbhook.model.query import QueryError
 
 KEEPALIVE_SECONDS = 15
@@ -61,6 +61,15 @@ async def stream(site: Site, request: Request, rendered: Rendered) -> Response:
     except QueryError as exc:
         return site.error(request, 400, said(exc))
     subscription = site.feed.subscribe(Events(asked.filters), after=asked.after)
+    return served(
+        subscription, lambda found: "".join(rendered.message(r, asked.zone) for r in found)
+    )
+
+
+def served(subscription: Subscription, message: Callable[[list[dict]], str]) -> Response:
+    """A subscription of the feed as server-sent events (what ``message`` makes of each
+    batch), with a comment to keep a quiet connection open; it leaves the feed when the
+    client goes."""
 
     async def events() -> AsyncIterator[str]:
         try:
@@ -69,7 +78,7 @@ async def stream(site: Site, request: Request, rendered: Rendered) -> Response:
             while not subscription.dropped:
                 found = await subscription.wait(KEEPALIVE_SECONDS)
                 if found:
-                    yield "".join(rendered.message(record, asked.zone) for record in found)
+                    yield message(found)
                     quiet = time.monotonic()
                 elif time.monotonic() - quiet >= KEEPALIVE_SECONDS:
                     yield ": still here\n\n"
