@@ -17,7 +17,7 @@ from tbhook.console.site import Site, querystring, said, written
 from tbhook.console.views.stream import served
 from tbhook.model.query import Asked, QueryError
 from tbhook.model.queue import at_risk
-from tbhook.model.times import duration
+from tbhook.model.times import duration, iso_time
 from tbhook.queue_feed import Queue, Snapshot, asking_of, snapshot
 
 CASE_KEYS = ("tz", "hours", "holidays")  # what a case's timeline takes of the queue's query
@@ -70,6 +70,7 @@ def shown(found: Snapshot, hours: str | None) -> dict[str, Any]:
         "sla": sla,
         "standing": answer.standing.words(sla, duration),
         "at": answer.at,
+        "at_time": iso_time(answer.at),
         "running": found.running,
         "hours": hours,
     }
