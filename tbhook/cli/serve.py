@@ -11,6 +11,7 @@ import typer
 
 from tbhook.cli.alerting import NotifyOption, duration_of, urls
 from tbhook.cli.alerting import archive_dir as archive_dir_of
+from tbhook.cli.asking import asks
 from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
@@ -24,10 +25,12 @@ from tbhook.cli.options import (
     reported_errors,
     whole_number,
 )
+from tbhook.model.query import Asked
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP header name (RFC 9110)
 
 
+@asks("serve")
 def serve(
     db: DbOption = DEFAULT_DB,
     host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")] = (
@@ -134,6 +137,7 @@ def serve(
             help="Alert when no delivery came for this long (e.g. 2h on a busy account).",
         ),
     ] = None,
+    asked: Asked = Asked(),
 ) -> None:
     """Receive Tracebuzz webhooks and append every delivery to the database.
 
@@ -164,6 +168,7 @@ def serve(
         retain=retain_seconds,
         archive_dir=archive_dir_of(retain_seconds, archive_dir),
         prune_every=float(duration_of(prune_every, "--prune-every") or 3600),
+        queue=_breaching(asked),
     )
     # Looked at often enough: a quarter of --stale; four times a second under a cap that
     # --retain keeps (a PRAGMA: microseconds), so a pass starts long before the cap.
@@ -173,6 +178,21 @@ def serve(
     settings = dataclasses.replace(settings, watch_every=every)
     with reported_errors():
         receiver.run(settings)
+
+
+def _breaching(asked: Asked) -> Any:
+    """With --sla, the waits `serve` alerts past their target: every one, on any source."""
+    if asked.sla is None:
+        if asked.clock is not None:
+            raise typer.BadParameter(
+                "--hours counts the --sla targets in business hours: give --sla too",
+                param_hint="'--hours'",
+            )
+        return None
+    from tbhook.model.queue import Waiting
+    from tbhook.queue_feed import Asking
+
+    return Asking(Waiting(), None, asked.clock, asked.sla)
 
 
 def _auth(name: Optional[str], value: Optional[str]) -> Any:

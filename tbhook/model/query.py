@@ -175,6 +175,15 @@ QUESTIONS: dict[str, Question] = {
         ("path", "hours", "tz", "holidays", "sla", "at", "limit"),
         help={"tz": "The zone of --hours, and of the times in the table (default: UTC)."},
     ),
+    "serve": Question(
+        ("sla", "hours", "holidays", "tz"),
+        help={
+            "sla": "Alert (`sla`, to --notify, and in the log) when a case waits past its "
+            'target: "first=1h,reply=4h", in business hours with --hours; once per wait, '
+            "resolved when an agent answers.",
+            "tz": "The zone of --hours (default: UTC).",
+        },
+    ),
     "health": Question(()),
     "ui": Question(("tz",), help={"tz": "Show times on the pages in this zone (or local)."}),
 }

@@ -156,6 +156,7 @@ def _watch(settings: Settings, store: Store, log: Log, stack: contextlib.ExitSta
         archive_dir=settings.archive_dir,
         every=settings.watch_every,
         last_delivery=last_delivery(store),
+        breaches=_breaches(settings, notifier),
     )
     if settings.retain and settings.archive_dir:
         from tbhook.receiver.retention import Retention, describe
@@ -181,6 +182,15 @@ def _watch(settings: Settings, store: Store, log: Log, stack: contextlib.ExitSta
     watch.start()
     stack.callback(watch.close)
     return watch
+
+
+def _breaches(settings: Settings, notifier: Any) -> Any:
+    """With --sla, what watches the waits past their target (``receiver.breaches``)."""
+    if settings.queue is None:
+        return None
+    from tbhook.receiver.breaches import Breaches
+
+    return Breaches(notifier, settings.queue, time.time())
 
 
 def _counts(settings: Settings) -> Counts:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from typing import Any
 
 MEBIBYTE = 1024 * 1024
 
@@ -45,3 +46,4 @@ class Settings:
     archive_dir: str | None = None  # ... into day files here
     prune_every: float = 3600.0  # a retention pass this often (sooner near the size cap)
     watch_every: float = 10.0  # stale and size are looked at this often
+    queue: Any = None  # --sla: the waits to alert past their target (a queue_feed.Asking)
