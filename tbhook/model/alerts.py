@@ -121,8 +121,9 @@ def sla(row: dict[str, Any], hours: str | None = None) -> Alert:
     counted = f" in business hours ({hours})" if hours else ""
     text = (
         f"case {row['caseId']} (person {row['personId']}, source {row['sourceId']}) has "
-        f"waited {duration(row['waitingSeconds'])}{counted} for {kind}, past its target of "
-        f"{duration(row['slaSeconds'])}; waiting since {row['waitingSince']}"
+        f"waited {duration(row['waitingSeconds'])}{counted} for {kind}, "
+        f"{duration(-row['slaLeftSeconds'])} past its target of {duration(row['slaSeconds'])}; "
+        f"waiting since {row['waitingSince']}"
     )
     details = {k: v for k, v in row.items() if k != "breached"}
     return Alert("sla", f"{row['caseId']}@{row['waitingSince']}", text, details)
