@@ -23,13 +23,6 @@ from tbhook.model.queue import SLA_FIELDS
 SLA = ("--sla", "first=1h,reply=4h")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def target(request, tmp_path):
-    if request.param == "sqlite":
-        return str(tmp_path / "live.db")
-    return request.getfixturevalue("pg_url")
-
-
 class Following:
     """`tbhook queue --follow ARGS` with its stdout piped, read line by line."""
 

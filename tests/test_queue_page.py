@@ -23,13 +23,6 @@ from test_report import agent, close, customer
 SLA = {"sla": "first=1h,reply=4h"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def target(request, tmp_path):
-    if request.param == "sqlite":
-        return str(tmp_path / "queue-page.db")
-    return request.getfixturevalue("pg_url")
-
-
 @pytest.fixture
 def console_on():
     started = []

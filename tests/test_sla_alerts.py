@@ -19,13 +19,6 @@ from tbhook.notify import MemoryState, Notifier
 SLA = ("--sla", "first=1h,reply=4h")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def target(request, tmp_path):
-    if request.param == "sqlite":
-        return str(tmp_path / "sla.db")
-    return request.getfixturevalue("pg_url")
-
-
 def post(server, event: dict) -> None:
     assert server.post(json.dumps(event).encode()).status == 200
 

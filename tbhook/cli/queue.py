@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Annotated, Any, Optional
 
 import typer
 
-from tbhook.cli.access import reading
+from tbhook.cli.access import following, reading
 from tbhook.cli.asking import asks
-from tbhook.cli.options import DEFAULT_DB, INT64, DbOption, FormatOption, reported_errors
+from tbhook.cli.options import DEFAULT_DB, INT64, DbOption, FormatOption
 from tbhook.model.query import Asked
 from tbhook.output.formats import write
 
@@ -74,22 +73,8 @@ def _check_follow(asked: Asked, fmt: str) -> None:
 
 def _follow(db: str, asking: Any, fmt: str, zone: Any, hours: Any, limit: int) -> None:
     """Until Ctrl-C or SIGTERM, which end it quietly (exit 0), as they end `tail`."""
-    from tbhook.follow import Stopped, open_when_ready, stopped_by_signals
     from tbhook.output import queue as shown
     from tbhook.queue_feed import followed
 
-    def notice(line: str) -> None:
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-
-    try:
-        with stopped_by_signals(), reported_errors():
-            store = open_when_ready(db, True, notice)
-            try:
-                shown.follow(
-                    followed(store, asking), fmt, zone, hours, limit, asking.sla is not None
-                )
-            finally:
-                store.close()
-    except (Stopped, KeyboardInterrupt):
-        raise typer.Exit(0) from None
+    with following(db) as store:
+        shown.follow(followed(store, asking), fmt, zone, hours, limit, asking.sla is not None)
