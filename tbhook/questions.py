@@ -481,7 +481,8 @@ def queue(
             [model.record(wait, lambda person: person, seconds, at, sla) for wait in everyone]
         )
         waits = everyone[:limit] if limit else everyone
-    waits, canonical = page(store, waits, limit, itemgetter(6))
+    # The waits are cut already: a short list (a few persons) whatever the limit.
+    waits, canonical = page(store, waits, len(waits) or 1, itemgetter(6))
     return QueueAnswer(
         [model.record(wait, canonical, seconds, at, sla) for wait in waits],
         model.FIELDS + (model.SLA_FIELDS if sla is not None else ()),

@@ -84,11 +84,14 @@ class Waiting:
     sources: tuple[int, ...] = ()
     path: str | None = None
     at: int | None = None
+    after: int | None = None  # only waits begun after this moment (serve --sla's)
 
     def keeps(self, wait: Sequence[Any]) -> bool:
         """Whether a row of WAIT_COLUMNS is one of them."""
-        return (not self.sources or wait[4] in self.sources) and (
-            self.path is None or wait[5] == self.path
+        return (
+            (not self.sources or wait[4] in self.sources)
+            and (self.path is None or wait[5] == self.path)
+            and (self.after is None or wait[1] > self.after)
         )
 
 
