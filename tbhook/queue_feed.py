@@ -48,10 +48,9 @@ class Snapshot:
     change: int | None = None
 
 
-def asking_of(asked: Asked, sources: tuple[int, ...] = ()) -> Asking:
-    """What the command's options or the page's query string ask (``model.query.Asked``),
-    and the sources the command takes besides."""
-    waiting = Waiting(sources, asked.filters.path, asked.at)
+def asking_of(asked: Asked) -> Asking:
+    """What the command's options or the page's query string ask (``model.query.Asked``)."""
+    waiting = Waiting(asked.sources, asked.filters.path, asked.at)
     return Asking(waiting, asked.limit or None, asked.clock, asked.sla)
 
 

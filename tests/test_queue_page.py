@@ -150,3 +150,24 @@ def test_the_page_counts_down_marks_the_breach_and_drops_the_answered(tmp_path, 
     finally:
         console.proc.terminate()
         console.proc.wait(10)
+
+
+def test_the_page_takes_several_sources_as_the_command_does(tmp_path, console_on):
+    """?source= more than once, as --source more than once: the same waits, the same bytes."""
+    from test_queue import ASK, QUEUE, queue, store_log
+
+    db = str(tmp_path / "queue.db")
+    store_log(db, QUEUE)
+    console = console_on(db)
+    params = [("at", "2024-05-13T11:00"), ("tz", "Europe/Amsterdam")]
+    for sources in (["3"], ["14"], ["14", "3"]):
+        asked = params + [("source", s) for s in sources]
+        status, _headers, body = console.get("/queue.json?" + urlencode(asked))
+        command = queue(*ASK, *[a for s in sources for a in ("--source", s)], "-f", "json", db=db)
+        assert status == 200 and body == command.stdout.encode(), sources
+    both = {row["caseId"] for row in json.loads(body)}
+    only_3 = console.get("/queue.json?" + urlencode(params + [("source", "3")]))[2]
+    assert {row["caseId"] for row in json.loads(only_3)} == {6009} and 6009 in both
+    assert len(both) > 1
+    status, _headers, html = console.get("/queue?" + urlencode(params + [("source", "٣")]))
+    assert status == 400 and "source" in html.decode() and "digits 0-9" in html.decode()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from tbhook.cli.access import following, reading
 from tbhook.cli.asking import asks
-from tbhook.cli.options import DEFAULT_DB, INT64, DbOption, FormatOption
+from tbhook.cli.options import DEFAULT_DB, DbOption, FormatOption
 from tbhook.model.query import Asked
 from tbhook.output.formats import write
 
@@ -18,15 +18,6 @@ from tbhook.output.formats import write
 def queue(
     db: DbOption = DEFAULT_DB,
     asked: Asked = Asked(),
-    source: Annotated[
-        Optional[list[int]],
-        typer.Option(
-            "--source",
-            help="Only cases waiting on this sourceId (that of the customer's latest "
-            "message; repeatable).",
-            **INT64,  # ASCII digits, 64-bit, each
-        ),
-    ] = None,
     follow: Annotated[
         bool,
         typer.Option(
@@ -46,7 +37,7 @@ def queue(
     from tbhook.queue_feed import asking_of, snapshot
 
     hours = asked.clock.hours.spec if asked.clock else None
-    asking = asking_of(asked, tuple(source or ()))
+    asking = asking_of(asked)
     if follow:
         _check_follow(asked, fmt)
         _follow(db, asking, fmt, asked.zone, hours, asked.limit)

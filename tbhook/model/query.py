@@ -62,6 +62,7 @@ class Asked:
     zone: tzinfo | None = None
     clock: Clock | None = None
     sla: Sla | None = None  # targets per kind of wait (report, queue)
+    sources: tuple[int, ...] = ()  # the queue's --source, repeatable there (Question.many)
     at: int | None = None  # the queue as it stood then (None: now)
     notes: tuple[tuple[str, str], ...] = ()  # (key, how its value was read): for the reader
 
@@ -139,12 +140,14 @@ CASE_FILTERS = ("case", "person", "search-id", "source", "since", "until", "path
 @dataclass(frozen=True)
 class Question:
     """What one command (and its page) is asked with: the keys it takes, those it refuses
-    in words (``refused``: why), and help of its own for some."""
+    in words (``refused``: why), help of its own for some, and filters it takes more than
+    once (``many``: each read into the ``Asked`` field named in the plural, ``sources``)."""
 
     keys: tuple[str, ...]
     refused: tuple[str, ...] = ()
     why: str = ""
     help: Mapping[str, str] = field(default_factory=dict)
+    many: tuple[str, ...] = ()
 
 
 WHOLE_CASES = "a report counts whole cases; it cannot leave out some of their events"
@@ -172,8 +175,13 @@ QUESTIONS: dict[str, Question] = {
     "person": Question(("tz",)),
     "case": Question(("tz", "hours", "holidays")),
     "queue": Question(
-        ("path", "hours", "tz", "holidays", "sla", "at", "limit"),
-        help={"tz": "The zone of --hours, and of the times in the table (default: UTC)."},
+        ("source", "path", "hours", "tz", "holidays", "sla", "at", "limit"),
+        help={
+            "source": "Only cases waiting on this sourceId (that of the customer's latest "
+            "message; repeatable).",
+            "tz": "The zone of --hours, and of the times in the table (default: UTC).",
+        },
+        many=("source",),
     ),
     "serve": Question(
         ("sla", "hours", "holidays", "tz"),
@@ -214,6 +222,9 @@ def read(
         param = PARAMS[key]
         found = texts.get(key) or ([param.default] if param.default is not None else [])
         if not found or key in ("tz", "hours", "holidays"):
+            continue
+        if key in asked.many:  # a filter this question takes more than once: its own field
+            arguments[f"{param.name}s"] = tuple(_read_one(param, t, moments) for t in found)
             continue
         value = (
             tuple(_read_one(param, text, moments) for text in found)
