@@ -231,3 +231,43 @@ def test_two_receivers_on_postgresql_prune_once(serve, pg_url, tmp_path):
     store.close()
     assert sorted(archived(archive)) == sorted(old)  # each once, whichever receiver's pass
     assert state["lastPass"]["error"] is None
+
+
+def test_a_failing_pass_near_the_cap_backs_off_instead_of_restarting(
+    serve, db_path, tmp_path, sink
+):
+    """Past PRUNE_AT of the cap the size watch asks for a pass four times a second: a pass
+    that cannot archive (here the archive's lock cannot be opened) is tried again seconds
+    later, not at each ask (a process and a log line each), and its alert is sent once."""
+    import sqlite3
+    import time
+
+    from tbhook.receiver.retention import retry_after
+
+    open_store(db_path).close()
+    filler = sqlite3.connect(db_path)
+    filler.execute("CREATE TABLE filler (data BLOB)")
+    filler.executemany("INSERT INTO filler VALUES (?)", [(os.urandom(4000),) for _ in range(300)])
+    filler.commit()
+    filler.close()
+    store = open_store(db_path)
+    cap = int(store.space()["usedBytes"] / 0.8)  # past PRUNE_AT, under the size alert
+    store.close()
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / ".tbhook-retention.lock").mkdir()  # every pass fails, even as root
+    target = sink()
+    server = serve(
+        "--max-db-size", str(cap), "--retain", "30d", "--archive-dir", str(archive),
+        "--prune-every", "1m", "--notify", target.url,
+    )  # fmt: skip
+    failed = "retention: the pass failed"
+    seen = []
+    for count in (1, 2):
+        wait_for(lambda: server.stderr().count(failed) >= count, timeout=30)  # noqa: B023
+        seen.append(time.monotonic())
+    assert seen[1] - seen[0] >= retry_after(1, 60) - 1  # not a quarter of a second
+    assert server.stderr().count(failed) == 2
+    assert [json.loads(body)["alert"] for body, _ in target.received] == ["retention"]
+    assert [retry_after(n, 3600) for n in range(6)] == [0, 5, 10, 20, 40, 60]
+    assert retry_after(3, 15) == 15  # never longer than --prune-every

@@ -20,6 +20,17 @@ from typing import Any
 from tbhook.model.times import duration
 
 PassDone = Callable[[dict[str, Any]], None]
+RETRY_FIRST = 5.0  # after a failed pass, the next waits this long, twice as long each time
+RETRY_MOST = 60.0  # ... up to a minute (or --prune-every, if shorter)
+
+
+def retry_after(failures: int, every: float) -> float:
+    """How long after the ``failures``-th failed pass in a row the next may start: near the
+    cap, the size watch asks for a pass four times a second, and a pass that cannot archive
+    (a full archive disk) must not start a process and log a line each time."""
+    if failures <= 0:
+        return 0.0
+    return min(every, RETRY_MOST, RETRY_FIRST * 2 ** min(failures - 1, 16))
 
 
 class Retention:
@@ -62,15 +73,21 @@ class Retention:
             self._thread.join(15)
 
     def _run(self) -> None:
+        failures = 0
         while not self._stop.is_set():
             result = self._one_pass()
             if self._stop.is_set():
                 return
             self.on_pass(result)
+            failures = failures + 1 if result.get("error") else 0
             # A pass that pruned for size and still left too much goes again at once.
             again = result.get("forSize") and not result.get("error") and result.get("deleted")
             if not again:
-                self._wake.wait(self.every)
+                # After a failure, a wake waits its turn (kept, so it then starts at once).
+                held = retry_after(failures, self.every)
+                if held and self._stop.wait(held):
+                    return
+                self._wake.wait(self.every - held)
             self._wake.clear()
 
     def _one_pass(self) -> dict[str, Any]:
