@@ -7,10 +7,11 @@ A ``Notifier`` POSTs each alert as JSON to every URL:
 once when it resolves, and a condition that comes back within ``FLAP_SECONDS`` of its last
 firing is held until that much time has passed (sent then only if it still holds).
 
-Sending happens on a thread of its own with retries and backoff, so nothing that fires waits
-for a URL; what could not be delivered is logged. What was sent (and what is still to be sent)
-is kept by a ``State`` (the database's meta for the receiver, a file for doctor), so a restart
-neither repeats an alert nor forgets to resolve one.
+Sending happens on a thread per URL with retries and backoff, so nothing that fires waits
+for a URL, and a URL that hangs delays no other; what could not be delivered is logged. What
+was sent to which URL (and what is still to be sent) is kept by a ``State`` (the database's
+meta for the receiver, a file for doctor), so a restart neither repeats an alert nor forgets to
+resolve one, and a URL added since an alert fired is told of it on the next run.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ class _Queue:
 
 class Notifier:
     """Sends alerts to ``urls``; see the module's docstring. Thread-safe; ``close`` sends what
-    it can within ``timeout`` seconds and keeps the rest in the state for the next run."""
+    it can within ``timeout`` seconds in all and keeps the rest in the state for the next run."""
 
     def __init__(
         self,
@@ -133,13 +134,13 @@ class Notifier:
         loaded = self._state.load()
         self._alerts: dict[str, dict[str, Any]] = dict(loaded.get("alerts", {}))
         self._queues = {url: _Queue(url) for url in self.urls}
-        for url, message in loaded.get("outbox", []):
-            if url in self._queues:
-                self._queues[url].waiting.append(message)
         self._posters = {url: Poster(url, timeout=TIMEOUT_SECONDS) for url in self.urls}
         self._dirty = False
         self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._threads: list[threading.Thread] = []
+        self._saving = threading.Lock()  # one save at a time, each of the newest state
+        self._unsent(loaded.get("outbox", []))
 
     # -- what callers say -----------------------------------------------------------------
 
@@ -189,10 +190,28 @@ class Notifier:
                     self._details(details or alert["details"], key),
                     self.clock(),
                 )
-                self._enqueue(message)
+                self._enqueue(message, alert.get("told", []))
             alert["held"] = False
             self._dirty = True
             self._lock.notify_all()
+
+    def _unsent(self, outbox: list) -> None:
+        """What an earlier run could not send: still sent to the URLs given now; what waited
+        for a URL no longer given is dropped, said once (and that URL counts as not told)."""
+        dropped: dict[str, int] = {}
+        for url, message in outbox:
+            if url in self._queues:
+                self._queues[url].waiting.append(message)
+                continue
+            dropped[url] = dropped.get(url, 0) + 1
+            alert = self._alerts.get(_ident(message["alert"], message["details"].get("key", "")))
+            if alert and url in alert.get("told", []):
+                alert["told"].remove(url)
+        for url, count in dropped.items():
+            self._warn(
+                f"dropped {count} alerts waiting to be sent to {url}: no longer a --notify URL"
+            )
+            self._dirty = True
 
     def firing(self) -> list[tuple[str, str]]:
         """The (name, key) of each alert firing now, sent or held."""
@@ -202,26 +221,46 @@ class Notifier:
     # -- sending --------------------------------------------------------------------------
 
     def start(self) -> Notifier:
-        """Send on a thread of its own (what a previous run left unsent first)."""
-        self._thread = threading.Thread(target=self._run, name="tbhook-notify", daemon=True)
-        self._thread.start()
+        """Send on threads of their own, one per URL (what a previous run left unsent first,
+        and each alert still firing to a URL not yet told of it)."""
+        with self._lock:
+            for alert in self._alerts.values():
+                untold = [u for u in self.urls if u not in alert.get("told", [])]
+                if alert["firing"] and not alert["held"] and alert["sentAt"] and untold:
+                    details = self._details(alert["details"], alert["key"])
+                    message = payload(alert["name"], "firing", alert["text"], details, self.clock())
+                    for url in untold:
+                        self._queues[url].waiting.append(message)
+                    alert["told"] = [*alert.get("told", []), *untold]
+                    self._dirty = True
+        self._threads = [threading.Thread(target=self._run, name="tbhook-notify", daemon=True)]
+        self._threads += [
+            threading.Thread(target=self._send, args=(q,), name="tbhook-notify-url", daemon=True)
+            for q in self._queues.values()
+        ]
+        for thread in self._threads:
+            thread.start()
         return self
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Send what is waiting for up to ``timeout`` seconds, then keep the rest."""
+    def close(self, timeout: float = 3.0) -> None:
+        """Send what is waiting for up to ``timeout`` seconds in all (a URL that hangs holds
+        no stop longer), then keep the rest for the next run."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while self._pending() and time.monotonic() < deadline and self._thread:
+            while self._pending() and time.monotonic() < deadline and self._threads:
                 if all(q.tries for q in self._queues.values() if q.waiting):
                     break  # every URL with work is failing: its tries go on next run
                 self._lock.wait(min(0.05, max(0.0, deadline - time.monotonic())))
             self._stopping = True
             self._lock.notify_all()
-        if self._thread is not None:
-            self._thread.join(TIMEOUT_SECONDS + 1)
+        for thread in self._threads:  # a post still in flight is let go: its message is kept
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._save()
+        with self._lock:
+            self._closed = True  # a post that answers later changes nothing kept
         for poster in self._posters.values():
-            poster.close()
+            with contextlib.suppress(Exception):
+                poster.close()
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until nothing is waiting to be sent (or ``timeout``): whether all went."""
@@ -253,7 +292,8 @@ class Notifier:
         alert["sentAt"] = now
         alert["held"] = False
         details = self._details(alert["details"], alert["key"])
-        self._enqueue(payload(alert["name"], "firing", alert["text"], details, now))
+        alert["told"] = list(self.urls)
+        self._enqueue(payload(alert["name"], "firing", alert["text"], details, now), self.urls)
 
     def _details(self, details: dict[str, Any], key: str) -> dict[str, Any]:
         extra = {"key": key} if key else {}
@@ -262,13 +302,15 @@ class Notifier:
         extra["host"] = HOST
         return {**details, **extra}
 
-    def _enqueue(self, message: dict[str, Any]) -> None:
-        for queue in self._queues.values():
-            queue.waiting.append(message)
+    def _enqueue(self, message: dict[str, Any], urls: Sequence[str]) -> None:
+        for url in urls:
+            if url in self._queues:
+                self._queues[url].waiting.append(message)
         if self.log:  # in the log too, with or without a URL to send it to
             self.log.warning(message["text"], alert=message)
 
     def _run(self) -> None:
+        """Alerts held for flapping, sent once they waited long enough; what changed, kept."""
         while True:
             with self._lock:
                 if self._stopping:
@@ -279,19 +321,27 @@ class Notifier:
                     if alert["firing"] and alert["held"] and waited:
                         self._send_firing(ident, now)
                         self._dirty = True
-                due = [q for q in self._queues.values() if q.waiting and q.due <= time.monotonic()]
+                        self._lock.notify_all()
             self._save()
-            for queue in due:
-                self._try(queue)
-            self._save()  # what was sent is kept before waiting: a kill then repeats nothing
             with self._lock:
                 if self._stopping:
                     return
-                waits = [q.due - time.monotonic() for q in self._queues.values() if q.waiting]
-                if any(a["held"] for a in self._alerts.values()):
-                    waits.append(1.0)
-                if not self._dirty and not any(w <= 0 for w in waits):
-                    self._lock.wait(min([1.0, *waits]) if waits else None)
+                if not self._dirty:
+                    held = any(a["held"] for a in self._alerts.values())
+                    self._lock.wait(1.0 if held else None)
+
+    def _send(self, queue: _Queue) -> None:
+        """One URL's messages, in order, each when due."""
+        while True:
+            with self._lock:
+                if self._stopping:
+                    return
+                wait = queue.due - time.monotonic() if queue.waiting else None
+                if wait is None or wait > 0:
+                    self._lock.wait(wait)
+                    continue
+            self._try(queue)
+            self._save()  # what was sent is kept before waiting: a kill then repeats nothing
 
     def _try(self, queue: _Queue) -> None:
         """One try at the oldest message for one URL (outside the lock)."""
@@ -308,6 +358,8 @@ class Notifier:
         except PostFailed as exc:
             why = str(exc)
         with self._lock:
+            if self._closed:
+                return
             if why is None:
                 queue.waiting.popleft()
                 queue.tries, queue.due = 0, 0.0
@@ -331,16 +383,18 @@ class Notifier:
             self.log.warning(message)
 
     def _save(self) -> None:
-        with self._lock:
-            if not self._dirty:
-                return
-            self._dirty = False
-            state = {
-                "alerts": {k: dict(v) for k, v in self._alerts.items()},
-                "outbox": [[q.url, m] for q in self._queues.values() for m in q.waiting],
-            }
-        with contextlib.suppress(Exception):  # a state that cannot be kept must not stop alerts
-            self._state.save(state)
+        with self._saving:
+            with self._lock:
+                if not self._dirty or self._closed:
+                    return
+                self._dirty = False
+                alerts = self._alerts.items()
+                state = {
+                    "alerts": {k: {**v, "told": list(v.get("told", []))} for k, v in alerts},
+                    "outbox": [[q.url, m] for q in self._queues.values() for m in q.waiting],
+                }
+            with contextlib.suppress(Exception):  # a state that cannot be kept must not stop
+                self._state.save(state)  # alerts
 
 
 def _ident(name: str, key: str) -> str:

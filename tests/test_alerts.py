@@ -333,3 +333,131 @@ def test_a_500_from_a_bug_counts_toward_failing(db_path):
     finally:
         writer.close()
     assert answers == [(500, "a bug in tbhook: RuntimeError: parser broke")]
+
+
+class Hang:
+    """A URL that takes each connection and never answers (a chat service that hangs)."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+        self.taken: list = []
+        threading.Thread(target=self._take, daemon=True).start()
+
+    def _take(self):
+        with __import__("contextlib").suppress(OSError):
+            while True:
+                self.taken.append(self.sock.accept()[0])
+
+    def close(self):
+        self.sock.close()
+        for conn in self.taken:
+            conn.close()
+
+
+@pytest.fixture
+def hang():
+    made: list[Hang] = []
+
+    def factory() -> Hang:
+        made.append(Hang())
+        return made[-1]
+
+    yield factory
+    for each in made:
+        each.close()
+
+
+def test_a_url_that_hangs_delays_no_other(sink, hang):
+    stuck, target = hang(), sink()
+    notifier = Notifier([stuck.url, target.url]).start()
+    notifier.fire("writer", "", "the writer process stopped")
+    wait_for(lambda: stuck.taken)
+    wait_for(lambda: target.received, timeout=5)  # not after the stuck URL's 10 s timeout
+    notifier.close(0.5)
+    assert sent(target) == [("writer", "firing")]
+
+
+def test_a_url_added_since_an_alert_fired_is_told_of_it(sink, tmp_path):
+    """Fired with no URL (the log only), then a URL given: the next run sends it the alert,
+    once; what waited for a URL no longer given is dropped, said once."""
+    refused = sink()
+    refused.close()  # nothing listens there any more
+    state = tmp_path / "alerts.json"
+    log = Lines()
+    first = Notifier([], log, FileState(state)).start()
+    first.fire("stale", "", "no delivery for 3h")
+    first.close()
+    target = sink()
+    second = Notifier([target.url], log, FileState(state)).start()
+    assert second.flush(10)
+    second.close()
+    assert sent(target) == [("stale", "firing")]
+    third = Notifier([target.url, refused.url], log, FileState(state), backoff=(30,)).start()
+    wait_for(lambda: any("could not send an alert" in line for line in log.lines))
+    third.close(0.1)  # the refused URL keeps the alert in the outbox for the next run
+    assert [url for url, _ in json.loads(state.read_text())["outbox"]] == [refused.url]
+    fourth = Notifier([target.url], log, FileState(state)).start()
+    fourth.resolve("stale", "", "deliveries are coming in again")
+    assert fourth.flush(10)
+    fourth.close()
+    Notifier([target.url], log, FileState(state)).start().close()
+    assert sent(target) == [("stale", "firing"), ("stale", "resolved")]
+    dropped = f"dropped 1 alerts waiting to be sent to {refused.url}: no longer a --notify URL"
+    assert log.lines.count(dropped) == 1
+    assert json.loads(state.read_text())["outbox"] == []
+
+
+def test_serve_tells_a_new_notify_url_of_an_alert_already_firing(serve, sink, db_path):
+    server = serve("--stale", "1s")  # no --notify: the log only
+    wait_for(lambda: "(stale): no delivery for" in server.stderr())
+    server.stop()
+    target = sink()
+    serve("--stale", "1s", "--notify", target.url)
+    wait_for(lambda: target.received)
+    assert sent(target) == [("stale", "firing")]
+
+
+def test_doctor_notify_tells_a_new_url_and_resolves_in_words_of_what_cleared(
+    db_path, sink, tmp_path, monkeypatch
+):
+    from tbhook.model.events import parse
+    from tbhook.store import Delivery
+    from tbhook.store.sqlite import SQLiteStore
+
+    SQLiteStore.open(db_path).close()
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    old, fixed = sink(), sink()
+    args = ["doctor", "--db", str(db_path), "--stale", "1h", "--notify"]
+    assert runner.invoke(app, [*args, old.url]).exit_code == 1
+    assert runner.invoke(app, [*args, fixed.url]).exit_code == 1  # the cron line, corrected
+    assert runner.invoke(app, [*args, fixed.url]).exit_code == 1  # told once
+    assert sent(old) == sent(fixed) == [("stale", "firing")]
+    store = SQLiteStore.open(db_path)
+    store.append([Delivery(event_body(caseId=1), parse(event_body(caseId=1)))])
+    store.close()
+    assert runner.invoke(app, [*args, fixed.url]).exit_code == 0
+    assert sent(fixed) == [("stale", "firing"), ("stale", "resolved")] and len(old.received) == 1
+    text = json.loads(fixed.received[1][0])["text"]
+    assert (
+        "the last delivery check passes again (0s ago)" in text
+        and "nothing received yet" not in text
+    )
+
+
+def test_a_stop_with_urls_that_hang_takes_a_few_seconds(serve, hang, db_path):
+    """Each post in flight would wait its 10 s timeout: the stop gives the notifier a few
+    seconds in all (under a unit's TimeoutStopSec=15), and what was not sent is kept."""
+    import sqlite3
+
+    stuck = [hang() for _ in range(3)]
+    server = serve("--stale", "1s", *(arg for h in stuck for arg in ("--notify", h.url)))
+    wait_for(lambda: stuck[0].taken)  # a post in flight
+    assert server.stop(timeout=10) == 0
+    conn = sqlite3.connect(db_path)
+    (state,) = conn.execute("SELECT value FROM tbhook_meta WHERE key = 'alerts'").fetchone()
+    conn.close()
+    assert sorted(url for url, _ in json.loads(state)["outbox"]) == sorted(h.url for h in stuck)

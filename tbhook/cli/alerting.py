@@ -141,9 +141,13 @@ def send_doctor_alerts(report: dict[str, Any], targets: tuple[str, ...], db: str
 
     notifier = Notifier(targets, _Stderr(), FileState(state_file(db)), source=shown(db))
     failing = {alert.key: alert for alert in alerts_of(report)}
+    checks = {check["check"]: check for check in report["checks"]}
     for name, key in notifier.firing():
-        if key not in failing:
-            notifier.resolve(name, key)
+        if key not in failing:  # said as what cleared, not as what fired
+            now = checks.get(key)
+            said = f" ({now['message']})" if now and now.get("message") else ""
+            text = f"doctor on {report['database']}: the {key} check passes again{said}"
+            notifier.resolve(name, key, text, {"check": key, "status": "ok"})
     for alert in failing.values():
         notifier.fire(alert.name, alert.key, alert.text, alert.details)
     notifier.start()
