@@ -403,7 +403,7 @@ def fill_to_the_cap(db: Path) -> tuple[sqlite3.Connection, int]:
     SQLiteStore.open(db).close()
     filler = sqlite3.connect(db)
     filler.execute("CREATE TABLE filler (data BLOB)")
-    filler.executemany("INSERT INTO filler VALUES (?)", [(os.urandom(4000),) for _ in range(200)])
+    filler.executemany("INSERT INTO filler VALUES (?)", [(os.urandom(4000),) for _ in range(250)])
     filler.commit()
     filler.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return filler, os.path.getsize(db) + 64 * 1024

@@ -234,6 +234,26 @@ def test_serve_refuses_retain_without_an_archive_directory(db_path, tmp_path):
     assert result.exit_code == 2 and "'nope' is not an http:// or https:// URL" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["--prune-every", "1m"], "--prune-every is how often --retain runs a pass: give --retain"),
+        (["--stale", "1mo"], "2d or 2w; months and years are not taken: write 30d, 365d)"),
+        (["--notify", "http://127.0.0.1:99999/"], "has no valid port: a port is a number from 1"),
+        (["--max-db-size", "64K"], "'64K' is too small: an empty database already takes about"),
+        (["--max-db-size", "1023K"], "deliveries need room; give at least 1M"),
+    ],
+)
+def test_serve_refuses_options_that_cannot_work_in_words(db_path, args, said):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "tbhook", "serve", "--db", str(db_path), "--port", "0"]
+    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and said in " ".join(result.stderr.split())
+    assert not db_path.exists()
+
+
 def test_size_fires_at_90_percent_of_the_cap_and_resolves_when_room_comes_back(
     serve, sink, db_path
 ):

@@ -322,7 +322,7 @@ def test_a_console_off_loopback_needs_a_token(tmp_path):
     assert missing.exit_code == 1 and "no database" in missing.output
     for option, value, words in (
         ("--receiver", "localhost:8080", "is not an http:// or https:// URL"),
-        ("--receiver", "http://127.0.0.1:99999/", "is not an http:// or https:// URL"),
+        ("--receiver", "http://127.0.0.1:99999/", "has no valid port: a port is a number from 1"),
         ("--allow-host", "tbhook.example.com:443", "is not a host name"),
         ("--allow-host", "", "is not a host name"),
     ):

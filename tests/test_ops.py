@@ -449,12 +449,18 @@ def test_doctor_csv_is_csv(db_path):
 
 
 def test_doctor_reports_a_database_at_its_size_cap(db_path, serve):
-    server = serve("--quiet", "--max-db-size", "64K")
+    from conftest import fill_to_the_cap
+
+    from tbhook.model.words import human_size
+
+    filler, cap = fill_to_the_cap(db_path)
+    filler.close()
+    server = serve("--quiet", "--max-db-size", str(cap))
     statuses = {server.post(event_body(caseId=i, uniqueId=i)).status for i in range(400)}
     assert statuses == {200, 503}
     refused = server.post(event_body(caseId=10_000))
     assert refused.status == 503 and refused.headers["retry-after"] == "5"
-    assert "size cap (--max-db-size 64 KiB)" in refused.json["error"]
+    assert f"size cap (--max-db-size {human_size(cap)})" in refused.json["error"]
     # doctor reads the cap the receiver recorded, without being told
     report = run("doctor", "-f", "json", "--db", str(db_path))
     assert report.exit_code == 1
@@ -462,7 +468,7 @@ def test_doctor_reports_a_database_at_its_size_cap(db_path, serve):
     assert cap["status"] == "fail" and "deliveries get 503" in cap["message"]
     # given a larger cap, the same database is merely near it, or fine
     roomy = json.loads(
-        run("doctor", "-f", "json", "--max-db-size", "1M", "--db", str(db_path)).stdout
+        run("doctor", "-f", "json", "--max-db-size", "2M", "--db", str(db_path)).stdout
     )
     [cap] = [c for c in roomy["checks"] if c["check"] == "size cap"]
     assert cap["status"] == "ok"

@@ -82,6 +82,16 @@ def archive_dir(retain: Optional[int], directory: Optional[str]) -> Optional[str
     return directory
 
 
+def prune_every(retain: Optional[int], every: Optional[str]) -> Optional[int]:
+    """--prune-every in seconds: only with --retain, whose passes it spaces."""
+    if every is not None and retain is None:
+        raise typer.BadParameter(
+            "--prune-every is how often --retain runs a pass: give --retain too (e.g. 90d)",
+            param_hint="'--retain'",
+        )
+    return duration_of(every, "--prune-every")
+
+
 app = typer.Typer(
     help="Alerts: try a --notify URL before trusting it (serve --notify and doctor --notify "
     "send to it).",

@@ -140,12 +140,20 @@ def http_url(value: Optional[str], option: str) -> Optional[str]:
         return None
     try:
         parts = urlsplit(value)
-        port_ok = parts.port is None or parts.port > 0  # reading .port checks the number
     except ValueError:
-        parts, port_ok = None, False
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise typer.BadParameter(
             f"{value!r} is not an http:// or https:// URL", param_hint=f"'{option}'"
+        )
+    try:
+        port_ok = parts.port is None or parts.port > 0  # reading .port checks the number
+    except ValueError:
+        port_ok = False
+    if not port_ok:
+        raise typer.BadParameter(
+            f"{value!r} has no valid port: a port is a number from 1 to 65535",
+            param_hint=f"'{option}'",
         )
     return value
 
@@ -167,14 +175,24 @@ def parse_size(value: Optional[str], option: str) -> Optional[int]:
     return int(number)
 
 
+SMALLEST_CAP = 1024**2  # an empty database takes 136 KiB; the rest is room for deliveries
+
+
 def db_size(help: str) -> Any:
     """``--max-db-size`` (serve's cap; doctor's check of it): a size read into bytes."""
-    return typer.Option(
-        "--max-db-size",
-        metavar="SIZE",
-        help=help,
-        callback=lambda value: parse_size(value, "--max-db-size"),
-    )
+    return typer.Option("--max-db-size", metavar="SIZE", help=help, callback=db_cap)
+
+
+def db_cap(value: Optional[str]) -> Optional[int]:
+    """A --max-db-size of at least 1 MiB: under that, an empty database is most of the cap."""
+    size = parse_size(value, "--max-db-size")
+    if size is not None and size < SMALLEST_CAP:
+        raise typer.BadParameter(
+            f"{value!r} is too small: an empty database already takes about 136 KiB, and "
+            "deliveries need room; give at least 1M",
+            param_hint="'--max-db-size'",
+        )
+    return size
 
 
 # An id: ASCII digits, 64-bit (Tracebuzz's ids and tbhook's are SQLite integers).

@@ -11,6 +11,7 @@ import typer
 
 from tbhook.cli.alerting import NotifyOption, duration_of, urls
 from tbhook.cli.alerting import archive_dir as archive_dir_of
+from tbhook.cli.alerting import prune_every as every_of
 from tbhook.cli.asking import asks
 from tbhook.cli.options import (
     DEFAULT_DB,
@@ -127,8 +128,9 @@ def serve(
         ),
     ] = None,
     prune_every: Annotated[
-        str, typer.Option(metavar="AGE", help="How often --retain runs a pass.")
-    ] = "1h",
+        Optional[str],
+        typer.Option(metavar="AGE", help="How often --retain runs a pass (default 1h)."),
+    ] = None,
     notify: NotifyOption = None,
     stale: Annotated[
         Optional[str],
@@ -167,7 +169,7 @@ def serve(
         stale=duration_of(stale, "--stale"),
         retain=retain_seconds,
         archive_dir=archive_dir_of(retain_seconds, archive_dir),
-        prune_every=float(duration_of(prune_every, "--prune-every") or 3600),
+        prune_every=float(every_of(retain_seconds, prune_every) or 3600),
         queue=_breaching(asked),
     )
     # Looked at often enough: a quarter of --stale; four times a second under a cap that

@@ -229,5 +229,8 @@ def parse_duration(text: str) -> int:
     seconds. Raises ValueError with a message fit for the user."""
     compact = text.strip().lower().replace(" ", "")
     if not _DURATION.fullmatch(compact):
-        raise ValueError(f"'{text.strip()}' is not a duration (like 90s, 30m, 4h, 1h30m or 2d)")
+        raise ValueError(
+            f"'{text.strip()}' is not a duration (like 90s, 30m, 4h, 1h30m, 2d or 2w; "
+            "months and years are not taken: write 30d, 365d)"
+        )
     return sum(int(n) * _UNITS[unit] for n, unit in re.findall(r"(\d+)([smhdw])", compact))
