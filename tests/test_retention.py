@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from tbhook.cli import app
 from tbhook.model.events import parse
+from tbhook.receiver.retention import describe
 from tbhook.store import Delivery, open_store
 from tbhook.transfer import archive as archives
 from tbhook.transfer.retention import PRUNE_TO, day_file, run_pass
@@ -122,6 +123,11 @@ def test_near_the_cap_the_oldest_days_go_first(db_path, tmp_path):
     gone = sorted(json.loads(b)["timestamp"] for b in archived(tmp_path))
     assert gone and stamps and max(gone) < min(stamps)  # the oldest went, whole days first
     assert len(gone) % 400 == 0
+    assert result.deletedForSize == result.deleted == len(gone)  # none older than the window
+    assert describe(result.as_dict(), 90 * DAY) == (
+        f"retention: archived and deleted the oldest {len(gone)} events (to keep under "
+        f"--max-db-size) into {len(result.files)} archive files"
+    )
     store.close()
 
 
@@ -271,3 +277,32 @@ def test_a_failing_pass_near_the_cap_backs_off_instead_of_restarting(
     assert [json.loads(body)["alert"] for body, _ in target.received] == ["retention"]
     assert [retry_after(n, 3600) for n in range(6)] == [0, 5, 10, 20, 40, 60]
     assert retry_after(3, 15) == 15  # never longer than --prune-every
+
+
+def test_a_receiver_stopped_during_a_pass_records_what_the_pass_deleted(serve, db_path, tmp_path):
+    import sqlite3
+
+    store = open_store(db_path)
+    bodies = [b for d in range(4) for b in add(store, [400 + d], 2500, start=d * 10_000)]
+    total = len(set(bodies))  # in 2025, on 4 days
+    store.close()
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    server = serve("--retain", "30d", "--archive-dir", str(archive), "--quiet")
+
+    def count() -> int:
+        conn = sqlite3.connect(db_path)
+        try:
+            return conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        finally:
+            conn.close()
+
+    wait_for(lambda: count() < total, timeout=30)  # the first pass is deleting
+    assert server.stop() == 0
+    left_over = count()
+    store = open_store(db_path)
+    state = json.loads(store.reads.meta()["retention"])
+    store.close()
+    assert 0 < state["lastPass"]["deleted"] == total - left_over  # not "0 events"
+    kept = archived(archive)
+    assert len(kept) >= total - left_over  # each deleted event was archived first

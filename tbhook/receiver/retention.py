@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import threading
 from collections.abc import Callable
@@ -123,7 +124,7 @@ def pass_main(argv: list[str]) -> None:
     from pathlib import Path
 
     from tbhook.store import open_store
-    from tbhook.transfer.retention import PRUNE_AT, run_pass
+    from tbhook.transfer.retention import PRUNE_AT, Stopped, run_pass
 
     args = json.loads(argument)
     try:
@@ -138,12 +139,22 @@ def pass_main(argv: list[str]) -> None:
         os.nice(10)
         with contextlib.suppress(OSError, AttributeError):
             os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))  # Linux
+    signal.signal(signal.SIGTERM, _stopped)  # the receiver stops: the pass records, then ends
     try:
         store.beside_the_writer()  # what it deletes is archived: a crash undoes no harm
         result = run_pass(store, Path(args["directory"]), args["window"], args["cap"])
+    except Stopped:
+        return
     finally:
         store.close()
     print(json.dumps(result.as_dict()))
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    from tbhook.transfer.retention import Stopped
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends it at once
+    raise Stopped()
 
 
 def describe(result: dict[str, Any], window: int) -> str:
@@ -154,8 +165,9 @@ def describe(result: dict[str, Any], window: int) -> str:
         return "retention: another receiver's pass is running; skipped"
     files = result.get("files") or []
     where = f" into {len(files)} archive files" if files else ""
-    why = " (the database neared --max-db-size: oldest days first)" if result.get("forSize") else ""
-    return (
-        f"retention: archived and deleted {result.get('deleted', 0)} events older than "
-        f"{duration(window)}{where}{why}"
-    )
+    for_size = result.get("deletedForSize", 0)
+    old = result.get("deleted", 0) - for_size
+    what = [f"{old} events older than {duration(window)}"] if old or not for_size else []
+    if for_size:
+        what.append(f"the oldest {for_size} events (to keep under --max-db-size)")
+    return f"retention: archived and deleted {' and '.join(what)}{where}"

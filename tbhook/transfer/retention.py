@@ -45,6 +45,10 @@ class NoRoom(TbhookError):
     """The archive directory cannot take the batch: nothing is deleted."""
 
 
+class Stopped(Exception):
+    """The pass was asked to stop (the receiver stops): what it did so far is still recorded."""
+
+
 @dataclass
 class PassResult:
     """What one pass did, as kept in the database's meta for `doctor`."""
@@ -58,6 +62,7 @@ class PassResult:
     keptMerges: int = 0
     files: list[str] = field(default_factory=list)
     forSize: bool = False  # days inside the window pruned because the database neared its cap
+    deletedForSize: int = 0  # ... how many of the deleted events those were
     lastReceivedAt: str | None = None  # the newest delivery before the pass (it may delete it)
     error: str | None = None
     busy: bool = False  # another receiver's pass held the lock: nothing done
@@ -168,8 +173,15 @@ def _prune_before(
     down_to: float | None = None,
 ) -> int:
     """Archive and delete events before ``before`` in batches, day files in order (stopping
-    once the database uses less than ``down_to`` bytes); how many were deleted."""
+    once the database uses less than ``down_to`` bytes, pruning for size); how many were
+    deleted."""
     done = 0
+
+    def deleted(count: int) -> None:  # counted as each delete commits: a stop keeps the count
+        result.deleted += count
+        if down_to is not None:
+            result.deletedForSize += count
+
     while True:
         ids, kept = store.upkeep.prune_plan(before)
         result.keptMerges = kept
@@ -188,6 +200,7 @@ def _prune_before(
                 [row_id for row_id, _ in rows],
                 known,
                 bodies=(body for _, body in rows),
+                deleted=deleted,
                 chunk=chunk,
                 pause=pause,
                 # Near the cap, a pass that yields falls behind, and then deliveries get 503.
@@ -195,7 +208,6 @@ def _prune_before(
             )
             result.archived += written
             result.skipped += skipped
-            result.deleted += len(rows)
             done += len(rows)
             if path.name not in result.files:
                 result.files.append(path.name)
