@@ -306,3 +306,28 @@ def test_a_receiver_stopped_during_a_pass_records_what_the_pass_deleted(serve, d
     assert 0 < state["lastPass"]["deleted"] == total - left_over  # not "0 events"
     kept = archived(archive)
     assert len(kept) >= total - left_over  # each deleted event was archived first
+
+
+def test_old_events_arriving_fast_near_the_cap_get_no_503(serve, db_path, tmp_path):
+    """Events from a year ago, as fast as four senders go, under a 2 MiB cap: near the cap a
+    pass deletes what is past the window without yielding to the writer, and keeps up."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    server = serve("--retain", "30d", "--archive-dir", str(archive), "--max-db-size", "2M", "-q")
+    year_ago = int(__import__("time").time()) - 365 * DAY
+    statuses: list[int] = []
+
+    def post(part: int) -> None:
+        for n in range(part, 8000, 4):
+            body = event_body(caseId=n, uniqueId=n, timestamp=year_ago + n)
+            statuses.append(server.post(body).status)
+
+    workers = [threading.Thread(target=post, args=(part,)) for part in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(180)
+    assert statuses.count(200) == 8000, f"{statuses.count(503)} answered 503"
+    server.stop()
+    kept = json.loads(runner.invoke(app, ["doctor", "--db", str(db_path), "-f", "json"]).stdout)
+    assert len(archived(archive)) + kept["events"] == 8000  # each event in one place

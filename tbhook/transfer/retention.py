@@ -139,7 +139,10 @@ def run_pass(
             cutoff = int(now) - window
             result.cutoff = iso_time(cutoff)
             result.lastReceivedAt = store.reads.last_received_at()
-            _prune_before(store, directory, cutoff, result, chunk, pause)
+            # Near the cap, what is past the window goes without yielding to the writer: old
+            # events arriving fast would otherwise fill the cap while the pass waits its turns.
+            near = bool(cap) and _used(store) >= PRUNE_AT * (cap or 0)
+            _prune_before(store, directory, cutoff, result, chunk, pause, hurry=near)
             # Once past PRUNE_AT, down to PRUNE_TO: room for a while, not a pass per batch.
             pressed = bool(cap) and _used(store) >= PRUNE_AT * (cap or 0)
             while pressed and cap and _used(store) >= PRUNE_TO * cap:
@@ -171,6 +174,7 @@ def _prune_before(
     chunk: int,
     pause: float,
     down_to: float | None = None,
+    hurry: bool = False,
 ) -> int:
     """Archive and delete events before ``before`` in batches, day files in order (stopping
     once the database uses less than ``down_to`` bytes, pruning for size); how many were
@@ -204,7 +208,7 @@ def _prune_before(
                 chunk=chunk,
                 pause=pause,
                 # Near the cap, a pass that yields falls behind, and then deliveries get 503.
-                yielding=DELETE_YIELD if down_to is None else 0.0,
+                yielding=0.0 if hurry or down_to is not None else DELETE_YIELD,
             )
             result.archived += written
             result.skipped += skipped
