@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from typing import Annotated, Optional
@@ -126,11 +127,13 @@ def ui(
     from tbhook import console  # starlette, jinja2, uvicorn: only for the console
 
     http_url(receiver, "--receiver")
+    if token is None and os.environ.get("TBHOOK_UI_TOKEN") == "":
+        token = ""  # set to nothing (typer takes that as unset): refused below, in words
     settings = console.Settings(
         db=db,
         host=host,
         port=port,
-        token=token or None,
+        token=token,
         allowed_hosts=tuple(allow_host or ()),
         zone=asked.zone,
         receiver=receiver,

@@ -64,6 +64,14 @@ class Settings:
                 "it through an SSH tunnel",
                 "'--host' / '--token'",
             )
+        if self.token is None and (self.allowed_hosts or self.https):
+            given = "--allow-host" if self.allowed_hosts else "--https"
+            raise SettingError(
+                f"{given} means browsers elsewhere reach the console through a proxy, which "
+                "would show them the log without a token: give it a --token (or "
+                "TBHOOK_UI_TOKEN)",
+                f"'{given}' / '--token'",
+            )
         if self.token is not None:
             problem = token_problem(self.token)
             if problem:
@@ -80,6 +88,12 @@ def token_problem(token: str) -> str | None:
     """Why ``token`` cannot be the console's secret, or None. The form and a Bearer header
     must accept the same tokens, and a header carries printable ASCII only."""
     make = "python3 -c 'import secrets; print(secrets.token_urlsafe(24))' makes one"
+    if not token:
+        return (
+            "the token is empty (--token '' or TBHOOK_UI_TOKEN set to nothing), and no "
+            f"console runs with an empty secret: give one ({make}), or neither for a "
+            "console on 127.0.0.1 without one"
+        )
     if not token.strip():
         return f"the token is blank; {make}"
     if any(c.isspace() for c in token):

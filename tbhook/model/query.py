@@ -18,6 +18,7 @@ from tbhook.model.filters import Filters, parse_count, parse_id
 from tbhook.model.params import Param, as_given, either, one_of
 from tbhook.model.queue import Sla, parse_sla
 from tbhook.model.report import BY
+from tbhook.model.text import quoted
 from tbhook.model.times import empty_range, parse_when, parse_zone, when_note
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def _sla(text: str, _zone: tzinfo) -> Sla:
     try:
         return parse_sla(text)
     except ValueError as exc:
-        raise ValueError(f"cannot read {text!r}: {exc}") from None
+        raise ValueError(f"cannot read {quoted(text)}: {exc}") from None
 
 
 def _moment(text: str, zone: tzinfo) -> int:
@@ -238,7 +239,7 @@ def _texts(
     for key, value in given.items():
         if key not in asked.keys:
             takes = f"these are {either(asked.keys)}" if asked.keys else "it takes none"
-            raise QueryError((key,), f"not a parameter here ({takes})")
+            raise QueryError((quoted(key),), f"not a parameter here ({takes})")
         values = [value] if isinstance(value, str) else list(value or ())
         found = [text.strip() for text in values if text and text.strip()]
         if found and key in asked.refused:
@@ -275,7 +276,7 @@ def _clock(hours: str | None, holidays: list[str], zone: tzinfo, files: bool) ->
     try:
         spec = parse_hours(hours)
     except SpecError as exc:
-        raise QueryError(("hours",), f"cannot read {hours!r}: {exc}") from None
+        raise QueryError(("hours",), f"cannot read {quoted(hours)}: {exc}") from None
     closed = ClosedDays()
     for value in holidays:
         try:
@@ -284,5 +285,6 @@ def _clock(hours: str | None, holidays: list[str], zone: tzinfo, files: bool) ->
             else:  # a page may not make the console read a file of its machine
                 closed.calendars.append(country(value))
         except SpecError as exc:
-            raise QueryError(("holidays",), str(exc)) from None
+            only = "" if files else "; a page takes country codes only, never a file"
+            raise QueryError(("holidays",), f"{exc}{only}") from None
     return Clock(spec, zone, closed)
