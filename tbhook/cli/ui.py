@@ -38,6 +38,21 @@ def seconds(text: str) -> int:
     return int(text[:-1]) * UNITS[text[-1]]
 
 
+def _addresses(values: Optional[list[str]]) -> Optional[list[str]]:
+    """A typer callback: --trusted-proxy's values, each an IP address."""
+    import ipaddress
+
+    for value in values or ():
+        try:
+            ipaddress.ip_address(value.strip())
+        except ValueError:
+            raise typer.BadParameter(
+                f"{value!r} is not an IP address (the proxy's, as the console sees it "
+                "connect: 127.0.0.1 for one on this machine)"
+            ) from None
+    return values
+
+
 def _host_names(names: Optional[list[str]]) -> Optional[list[str]]:
     """A typer callback: --allow-host's names, each a host name without a port."""
     for name in names or ():
@@ -76,6 +91,16 @@ def ui(
             metavar="NAME",
             help="Another name it may be reached by (a proxy's: tbhook.example.com); repeatable.",
             callback=_host_names,
+        ),
+    ] = None,
+    trusted_proxy: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--trusted-proxy",
+            metavar="ADDRESS",
+            help="A proxy in front (127.0.0.1): for its requests, the client is the address "
+            "it adds to X-Forwarded-For (ignored from anyone else); repeatable.",
+            callback=_addresses,
         ),
     ] = None,
     receiver: Annotated[
@@ -138,6 +163,7 @@ def ui(
         zone=asked.zone,
         receiver=receiver,
         https=https,
+        proxies=tuple(value.strip() for value in trusted_proxy or ()),
         max_connections=max_connections,
         max_streams=max_streams,
         session_idle=seconds(session_idle),

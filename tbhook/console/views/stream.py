@@ -54,20 +54,31 @@ class Rendered:
 
 async def stream(site: Site, request: Request, rendered: Rendered) -> Response:
     """One server-sent event per new matching event (``id:`` its id; a browser that
-    reconnects sends Last-Event-ID, and what came meanwhile is sent first)."""
+    reconnects sends Last-Event-ID, and what came meanwhile is sent first). A page that
+    came in by its session ends when the session does (signed out, or past its lifetime);
+    the browser's reconnection is then asked to sign in."""
     last = request.headers.get("last-event-id")
     try:
         asked = query.asked(site, request, "stream", given={"after": last} if last else None)
     except QueryError as exc:
         return site.error(request, 400, said(exc))
     subscription = site.feed.subscribe(Events(asked.filters), after=asked.after)
+    sid = request.scope.get("state", {}).get("stream_session")
+    sessions = site.guard.sessions if sid is not None else None
+    forget = sessions.on_end(sid, subscription.wake) if sessions is not None else None
+
+    def left() -> float:
+        """Seconds the page may still be fed."""
+        return sessions.left(sid) if sessions is not None else KEEPALIVE_SECONDS
 
     async def events() -> AsyncIterator[str]:
         try:
             yield "retry: 1000\n\n"
             quiet = time.monotonic()
-            while not subscription.dropped:
-                found = await subscription.wait(KEEPALIVE_SECONDS)
+            while not subscription.dropped and left() > 0:
+                found = await subscription.wait(min(KEEPALIVE_SECONDS, left()))
+                if left() <= 0:
+                    break  # checked before each message and keep-alive
                 if found:
                     yield "".join(rendered.message(record, asked.zone) for record in found)
                     quiet = time.monotonic()
@@ -76,6 +87,8 @@ async def stream(site: Site, request: Request, rendered: Rendered) -> Response:
                     quiet = time.monotonic()
         finally:
             subscription.close()
+            if forget is not None:
+                forget()
 
     return StreamingResponse(
         events(),
