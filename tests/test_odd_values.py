@@ -31,9 +31,10 @@ def run(*args):
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
-def tbhook(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+def tbhook(*args: str, timeout: float = 30, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tbhook", *args], capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)  # fmt: skip
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                          cwd=cwd)  # fmt: skip
 
 
 @pytest.fixture
@@ -192,12 +193,17 @@ SCHEMES = [
                          ids=lambda c: c[0])  # fmt: skip
 @pytest.mark.parametrize("url, words", SCHEMES, ids=[s[0].split(":")[0] for s in SCHEMES])
 def test_a_scheme_tbhook_does_not_speak_is_a_usage_error_naming_it(tmp_path, command, url, words):
-    done = subprocess.run([sys.executable, "-m", "tbhook", *command, "--db", url],
-                          capture_output=True, text=True, timeout=30, cwd=tmp_path,
-                          stdin=subprocess.DEVNULL)  # fmt: skip
+    assert "s3cret" not in db_refused(tmp_path, command, url, words)
+
+
+def db_refused(where, command: list[str], db: str, words: str) -> str:
+    """`tbhook COMMAND --db DB` run in ``where``: a usage error with ``words`` that leaves
+    nothing behind; its stderr."""
+    done = tbhook(*command, "--db", db, cwd=where)
     assert done.returncode == 2, done.stderr
     assert "Invalid value for '--db'" in done.stderr and words in done.stderr
-    assert "s3cret" not in done.stderr and list(tmp_path.iterdir()) == []
+    assert list(where.iterdir()) == []
+    return done.stderr
 
 
 # -- ids and counts: ASCII digits, on both faces --------------------------------------------
@@ -319,9 +325,7 @@ def test_output_the_disk_has_no_room_for_is_an_error_line(filled, args):
     ids=["max-db-size", "retry-scale", "retry-scale inf", "seed", "rate", "rate nan"],
 )  # fmt: skip
 def test_sizes_rates_and_seeds_are_ascii_digits_too(tmp_path, args, words):
-    done = subprocess.run([sys.executable, "-m", "tbhook", *args], capture_output=True,
-                          text=True, timeout=30, cwd=tmp_path,
-                          stdin=subprocess.DEVNULL)  # fmt: skip
+    done = tbhook(*args, cwd=tmp_path)
     assert done.returncode == 2 and words in done.stderr, done.stderr
     assert done.stdout == "" and list(tmp_path.iterdir()) == []
 
@@ -345,12 +349,7 @@ def test_sizes_rates_and_seeds_are_ascii_digits_too(tmp_path, args, words):
 @pytest.mark.parametrize("command", [["events"], ["serve", "--port", "0"], ["backup", "c.db"]],
                          ids=lambda c: c[0])  # fmt: skip
 def test_a_db_that_names_no_file_is_a_usage_error(tmp_path, command, value, words):
-    done = subprocess.run([sys.executable, "-m", "tbhook", *command, "--db", value],
-                          capture_output=True, text=True, timeout=30, cwd=tmp_path,
-                          stdin=subprocess.DEVNULL)  # fmt: skip
-    assert done.returncode == 2, done.stderr
-    assert "Invalid value for '--db'" in done.stderr and words in done.stderr
-    assert list(tmp_path.iterdir()) == []
+    db_refused(tmp_path, command, value, words)
 
 
 def test_backup_to_a_dash_is_refused_and_writes_nothing(filled):
