@@ -144,8 +144,23 @@ class ClosedDays:
             is_file = False
         if is_file:
             self.dates |= read_dates(path)
+        elif names_a_file(value):
+            raise SpecError(
+                f"{quoted(value)} is no file (and no country code): give a file of dates, one "
+                "YYYY-MM-DD a line, or a country code like NL"
+            )
         else:
-            self.calendars.append(country(value, or_file=True))
+            self.calendars.append(country(value))
+
+
+def names_a_file(value: str) -> bool:
+    """Whether ``value`` is written as a file's name (a country code has no ``/`` or ``.``)."""
+    return any(mark in value for mark in "/\\.~")
+
+
+COUNTRIES = (
+    "the holidays package knows (ISO 3166 codes like NL, DE, US; or US-CA for a subdivision)"
+)
 
 
 def read_dates(path: Path) -> set[date]:
@@ -168,19 +183,14 @@ def read_dates(path: Path) -> set[date]:
     return dates
 
 
-def country(code: str, or_file: bool = False):
-    """The public holidays of a country the ``holidays`` package knows (``NL``; ``US-CA``);
-    ``or_file``: a file could have been named instead (the command line's --holidays)."""
+def country(code: str):
+    """The public holidays of a country the ``holidays`` package knows (``NL``; ``US-CA``)."""
     import holidays  # 80 ms to load: only for a report that asks for holidays
 
     name, _, subdivision = code.strip().partition("-")
     supported = holidays.list_supported_countries()
     if name.upper() not in supported:
-        what = "neither a file nor a country code" if or_file else "not a country code"
-        raise SpecError(
-            f"{quoted(code)} is {what} the holidays package knows (ISO 3166 codes like NL, "
-            "DE, US; or US-CA for a subdivision)"
-        )
+        raise SpecError(f"{quoted(code)} is not a country code {COUNTRIES}")
     if subdivision and subdivision.upper() not in supported[name.upper()]:
         known = ", ".join(supported[name.upper()][:12]) or "none"
         raise SpecError(

@@ -264,7 +264,15 @@ def _raw(value: str | Sequence[str] | None) -> str:
 def _clock(hours: str | None, holidays: list[str], zone: tzinfo, files: bool) -> Clock | None:
     """The business clock: ``hours`` in ``zone``, closed on ``holidays`` (countries, or files
     of dates where ``files``); None without hours."""
-    from tbhook.model.hours import Clock, ClosedDays, SpecError, country, parse_hours
+    from tbhook.model.hours import (
+        COUNTRIES,
+        Clock,
+        ClosedDays,
+        SpecError,
+        country,
+        names_a_file,
+        parse_hours,
+    )
 
     if hours is None:
         if holidays:
@@ -282,9 +290,12 @@ def _clock(hours: str | None, holidays: list[str], zone: tzinfo, files: bool) ->
         try:
             if files:
                 closed.add(value)
-            else:  # a page may not make the console read a file of its machine
+            elif names_a_file(value):  # a page may not make the console read a file
+                raise SpecError(
+                    f"{quoted(value)} names a file, and a page takes only country codes {COUNTRIES}"
+                )
+            else:
                 closed.calendars.append(country(value))
         except SpecError as exc:
-            only = "" if files else "; a page takes country codes only, never a file"
-            raise QueryError(("holidays",), f"{exc}{only}") from None
+            raise QueryError(("holidays",), str(exc)) from None
     return Clock(spec, zone, closed)
