@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from typing import Annotated, Any, Optional
 
@@ -20,8 +21,8 @@ from tbhook.cli.options import (
     MaxConnectionsOption,
     PortOption,
     db_size,
+    decimal_number,
     http_url,
-    in_range,
     parse_size,
     reported_errors,
     whole_number,
@@ -71,7 +72,7 @@ def serve(
         typer.Option(
             metavar="FACTOR",
             help="Scale the forward retry schedule (0.001: minutes become 60 ms).",
-            callback=in_range(0.000001),
+            **decimal_number(0.000001),
         ),
     ] = 1.0,
     max_connections: MaxConnectionsOption = 4096,
@@ -165,6 +166,7 @@ def serve(
         metrics=metrics,
         log_format=log_format.value,
         ui_port=ui_port if ui else None,
+        ui_token=_ui_token() if ui else None,
         notify=urls(notify),
         stale=duration_of(stale, "--stale"),
         retain=retain_seconds,
@@ -213,6 +215,18 @@ def _auth(name: Optional[str], value: Optional[str]) -> Any:
             f"{name!r} is not a valid HTTP header name", param_hint="'--header-name'"
         )
     return Auth(name, value)
+
+
+def _ui_token() -> Optional[str]:
+    """`serve --ui`: the console asks for TBHOOK_UI_TOKEN when the environment has one (the
+    banner says so), checked as `tbhook ui` checks it; an empty one is refused."""
+    from tbhook.console import token_problem  # the settings only, not the web stack
+
+    token = os.environ.get("TBHOOK_UI_TOKEN")
+    problem = token_problem(token) if token is not None else None
+    if problem:
+        raise typer.BadParameter(f"for the console: {problem}", param_hint="TBHOOK_UI_TOKEN")
+    return token
 
 
 def _own_port(ui_port: int | None, port: int) -> None:

@@ -87,4 +87,16 @@ def build(site: Site) -> Any:
         words = {404: "There is no such page.", 405: "Not a way to ask for this page."}
         return site.error(request, status, words.get(status, "Something went wrong."))
 
-    return Starlette(routes=routes(site), exception_handlers={404: not_found, 405: not_found})
+    async def failed(request: Any, exc: Exception) -> Any:
+        # A page in words; Starlette raises the error again after it, and the server logs
+        # it (its type, its message and, in the JSON log, its traceback).
+        return site.error(
+            request,
+            500,
+            f"The console failed to answer this ({type(exc).__name__}); its log says more.",
+        )
+
+    return Starlette(
+        routes=routes(site),
+        exception_handlers={404: not_found, 405: not_found, Exception: failed},
+    )

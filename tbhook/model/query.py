@@ -18,6 +18,7 @@ from tbhook.model.filters import Filters, parse_count, parse_id
 from tbhook.model.params import Param, as_given, either, one_of
 from tbhook.model.queue import Sla, parse_sla
 from tbhook.model.report import BY
+from tbhook.model.text import quoted
 from tbhook.model.times import empty_range, parse_when, parse_zone, when_note
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def _sla(text: str, _zone: tzinfo) -> Sla:
     try:
         return parse_sla(text)
     except ValueError as exc:
-        raise ValueError(f"cannot read {text!r}: {exc}") from None
+        raise ValueError(f"cannot read {quoted(text)}: {exc}") from None
 
 
 def _moment(text: str, zone: tzinfo) -> int:
@@ -258,7 +259,7 @@ def _texts(
     for key, value in given.items():
         if key not in asked.keys:
             takes = f"these are {either(asked.keys)}" if asked.keys else "it takes none"
-            raise QueryError((key,), f"not a parameter here ({takes})")
+            raise QueryError((quoted(key),), f"not a parameter here ({takes})")
         values = [value] if isinstance(value, str) else list(value or ())
         found = [text.strip() for text in values if text and text.strip()]
         if found and key in asked.refused:
@@ -283,7 +284,15 @@ def _raw(value: str | Sequence[str] | None) -> str:
 def _clock(hours: str | None, holidays: list[str], zone: tzinfo, files: bool) -> Clock | None:
     """The business clock: ``hours`` in ``zone``, closed on ``holidays`` (countries, or files
     of dates where ``files``); None without hours."""
-    from tbhook.model.hours import Clock, ClosedDays, SpecError, country, parse_hours
+    from tbhook.model.hours import (
+        COUNTRIES,
+        Clock,
+        ClosedDays,
+        SpecError,
+        country,
+        names_a_file,
+        parse_hours,
+    )
 
     if hours is None:
         if holidays:
@@ -295,13 +304,17 @@ def _clock(hours: str | None, holidays: list[str], zone: tzinfo, files: bool) ->
     try:
         spec = parse_hours(hours)
     except SpecError as exc:
-        raise QueryError(("hours",), f"cannot read {hours!r}: {exc}") from None
+        raise QueryError(("hours",), f"cannot read {quoted(hours)}: {exc}") from None
     closed = ClosedDays()
     for value in holidays:
         try:
             if files:
                 closed.add(value)
-            else:  # a page may not make the console read a file of its machine
+            elif names_a_file(value):  # a page may not make the console read a file
+                raise SpecError(
+                    f"{quoted(value)} names a file, and a page takes only country codes {COUNTRIES}"
+                )
+            else:
                 closed.calendars.append(country(value))
         except SpecError as exc:
             raise QueryError(("holidays",), str(exc)) from None

@@ -247,6 +247,9 @@ def _console(
     args = ["--db", settings.db, "--fd", str(sock.fileno()), "--port", str(port)]
     args += ["--receiver", f"http://{shown}:{own}/", "--log-format", settings.log_format]
 
+    # The token by the environment, never the command line (which `ps` shows anyone).
+    token = {"TBHOOK_UI_TOKEN": settings.ui_token} if settings.ui_token else {}
+
     def start() -> subprocess.Popen:
         # Its own session: Ctrl+C in the terminal stops the receiver, which stops the
         # console; the console never stops first and looks as if it had failed. Its
@@ -255,6 +258,7 @@ def _console(
             "tbhook.console.__main__:main",
             args,
             keep=[sock.fileno()],
+            env=token,
             own_session=True,
             stdout=subprocess.DEVNULL,
         )
@@ -330,7 +334,8 @@ def _banner(
         metrics = f"{url}metrics" if settings.metrics else None
         lines.append(f"  health: {url}healthz" + (f", metrics: {metrics}" if metrics else ""))
         if console:
-            lines.append(f"  console: {console}")
+            asks = " (sign in with TBHOOK_UI_TOKEN)" if settings.ui_token else ""
+            lines.append(f"  console: {console}{asks}")
         log.banner(
             [*lines, *warnings, "Press Ctrl+C to stop."],
             url=url,
@@ -342,6 +347,7 @@ def _banner(
             notifyUrls=len(settings.notify) or None,
             metrics=metrics,
             console=console,
+            consoleToken=bool(settings.ui_token) if console else None,
             warnings=warnings or None,
         )
 

@@ -40,6 +40,7 @@ class Settings:
     metrics: bool = False  # GET /metrics for Prometheus
     log_format: str = "human"  # or "json"
     ui_port: int | None = None  # also run the console on 127.0.0.1 at this port (0: any)
+    ui_token: str | None = None  # its token (TBHOOK_UI_TOKEN): asked for even on loopback
     notify: tuple[str, ...] = ()  # POST alerts here (tbhook.notify)
     stale: int | None = None  # alert when no delivery came for this many seconds
     retain: int | None = None  # archive, then delete, events older than this many seconds

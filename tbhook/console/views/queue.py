@@ -106,4 +106,4 @@ async def stream(site: Site, request: Request, template: Any) -> Response:
         data = {"html": html, "standing": now["standing"], "at": now["at"]}
         return f"event: queue\ndata: {json.dumps({**data, 'running': now['running']})}\n\n"
 
-    return served(subscription, lambda found: message(found[-1]["snapshot"]))
+    return served(site, request, subscription, lambda found: message(found[-1]["snapshot"]))
