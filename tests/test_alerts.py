@@ -438,7 +438,8 @@ def test_serve_tells_a_new_notify_url_of_an_alert_already_firing(serve, sink, db
     target = sink()
     serve("--stale", "1s", "--notify", target.url)
     wait_for(lambda: target.received)
-    assert sent(target) == [("stale", "firing")]
+    # (then resolved: a restart of a receiver that never had a delivery starts --stale again)
+    assert sent(target)[0] == ("stale", "firing")
 
 
 def test_doctor_notify_tells_a_new_url_and_resolves_in_words_of_what_cleared(
