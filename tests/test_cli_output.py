@@ -291,6 +291,11 @@ def test_quarantine_retry_moves_what_is_readable_now_keeps_the_rest_and_is_idemp
     assert (first["deliveries"], first["receivedAt"]) == (4, "2020-01-01T00:00:00.000Z")
     after = run("events", "-n", "0", "-f", "ndjson").stdout.count("\n")
     assert after == before + 1
+    with sqlite3.connect(db) as conn:  # the merged body used up no id: the next follows on
+        used, highest = conn.execute(
+            "SELECT seq, (SELECT max(id) FROM events) FROM sqlite_sequence WHERE name = 'events'"
+        ).fetchone()
+    assert used == highest == moved[0]["id"]
     assert [
         r["id"] for r in map(json.loads, run("quarantine", "-f", "ndjson").stdout.splitlines())
     ] == [1]

@@ -167,6 +167,13 @@ def test_merge_both_ways_gives_the_same_event_set(tmp_path):
         return events, quarantine
 
     assert contents(a) == contents(b2)
+    for db in (a, b2):  # the 400 bodies both had took no id: the ids follow each other
+        conn = sqlite3.connect(db)
+        assert conn.execute("SELECT min(id), max(id), count(*) FROM events").fetchone() == (
+            1,
+            1200,
+            1200,
+        )
     deliveries = [d for _, d, _ in contents(a)[0]]
     assert deliveries.count(2) == 400 and deliveries.count(1) == 800  # summed where both had it
     assert len(contents(a)[1]) == 2

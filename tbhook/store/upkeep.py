@@ -175,11 +175,19 @@ class Upkeep(Job):
         wanted = sorted(set(ids)) if ids is not None else None
         after = 0
         columns = 'id, "receivedAt", "lastReceivedAt", deliveries, path, body, "bodySha256"'
+        # Inserted only when not stored: a conflicting INSERT would use up an id on SQLite.
         insert = (
             f"INSERT INTO events ({names((*EVENT_COLUMNS, 'deliveries'))}) VALUES "
-            f"({', '.join('?' for _ in range(len(EVENT_COLUMNS) + 1))}) "
-            f"ON CONFLICT {self.dialect.dedupe('events')} "
-            f"DO UPDATE SET {self.dialect.sum_deliveries('events')}"
+            f"({', '.join('?' for _ in range(len(EVENT_COLUMNS) + 1))})"
+        )
+        add = (
+            'UPDATE events SET deliveries = deliveries + ?, "receivedAt" = '
+            f'{self.dialect.least}("receivedAt", ?), "lastReceivedAt" = '
+            f'{self.dialect.greatest}("lastReceivedAt", ?) WHERE id = ?'
+        )
+        find = (
+            'SELECT id, deliveries FROM events WHERE "bodySha256" = ? '
+            "AND coalesce(timestamp, 0) = coalesce(?, 0)"
         )
         while True:
             if wanted is None:
@@ -221,24 +229,33 @@ class Upkeep(Job):
                         continue
                     values = [result.values.get(column) for column in COLUMNS]
                     digest = bytes(row["bodySha256"])
-                    conn.execute(
-                        insert,
-                        [
-                            row["receivedAt"],
-                            row["lastReceivedAt"],
-                            row["path"],
-                            result.event,
-                            *values,
-                            bytes(row["body"]),
-                            digest,
-                            row["deliveries"],
-                        ],
-                    )
-                    event_id, deliveries = conn.execute(
-                        'SELECT id, deliveries FROM events WHERE "bodySha256" = ? '
-                        "AND coalesce(timestamp, 0) = coalesce(?, 0)",
-                        [digest, result.values.get("timestamp")],
-                    ).fetchone()
+                    key = [digest, result.values.get("timestamp")]
+                    stored = conn.execute(find, key).fetchone()
+                    if stored is not None:
+                        conn.execute(
+                            add,
+                            [
+                                row["deliveries"],
+                                row["receivedAt"],
+                                row["lastReceivedAt"],
+                                stored[0],
+                            ],
+                        )
+                    else:
+                        conn.execute(
+                            insert,
+                            [
+                                row["receivedAt"],
+                                row["lastReceivedAt"],
+                                row["path"],
+                                result.event,
+                                *values,
+                                bytes(row["body"]),
+                                digest,
+                                row["deliveries"],
+                            ],
+                        )
+                    event_id, deliveries = conn.execute(find, key).fetchone()
                     done.append(
                         Recovery(
                             row["id"],
