@@ -326,7 +326,7 @@ class PostgresStore(Store):
             for table, is_event in (("events", True), ("quarantine", False)):
                 # In arrival order (dicts keep it): ids grow as the bodies came in.
                 rows = [
-                    (count, last, first[-1], *first[:1], last, *first[2:], count)
+                    (*first[:1], last, *first[2:], count)
                     for key, (first, count, last) in folded.items()
                     if key[0] is is_event
                 ]
@@ -336,7 +336,7 @@ class PostgresStore(Store):
                 # server plans the statement once (a long multi-row text is parsed anew, in
                 # Python, every time).
                 with conn.conn.cursor() as cursor:
-                    cursor.executemany(pg(_upsert(table)), rows, returning=True)
+                    cursor.executemany(pg(_upsert(table, 1)), rows, returning=True)
                     while True:
                         digest, row_id, count = cursor.fetchone()
                         found[(is_event, bytes(digest))] = (row_id, count)
@@ -406,23 +406,14 @@ class PostgresStore(Store):
 
 
 @functools.lru_cache(maxsize=4)
-def _upsert(table: str) -> str:
-    """One body: its row's deliveries and last receive time when it is stored, else the row
-    inserted; its hash, id and deliveries after. Its parameters: the deliveries, the last
-    receive time and the hash, then the row's values. The sequence is not asked for an id
-    when the body is stored (an INSERT that conflicts uses one up: a gap that looks like a
-    lost event); two receivers inserting the same new body at once still conflict, and
-    the later one's id is skipped."""
+def _upsert(table: str, count: int) -> str:
     columns = (*(EVENT_COLUMNS if table == "events" else QUARANTINE_COLUMNS), "deliveries")
+    row = "(" + ", ".join("?" for _ in columns) + ")"
     return (
-        f"WITH again AS (UPDATE {table} SET deliveries = {table}.deliveries + ?, "
-        '"lastReceivedAt" = ? WHERE "bodySha256" = ? RETURNING "bodySha256", id, deliveries), '
-        f"new AS (INSERT INTO {table} ({names(columns)}) "
-        f"SELECT {', '.join('?' for _ in columns)} WHERE NOT EXISTS (SELECT FROM again) "
+        f"INSERT INTO {table} ({names(columns)}) VALUES {', '.join([row] * count)} "
         f'ON CONFLICT ("bodySha256") DO UPDATE SET deliveries = {table}.deliveries + '
         'excluded.deliveries, "lastReceivedAt" = excluded."lastReceivedAt" '
-        'RETURNING "bodySha256", id, deliveries) '
-        "SELECT * FROM again UNION ALL SELECT * FROM new"
+        'RETURNING "bodySha256", id, deliveries'
     )
 
 
