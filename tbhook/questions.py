@@ -378,12 +378,19 @@ def report(store: Readable, asked: Asked, now: int, tallied: bool = True) -> Any
 
 def _report(store: Readable, asked: Asked, now: int, tallied: bool) -> Any:
     from tbhook.model import tallies
-    from tbhook.model.periods import period_bounds, report_range
+    from tbhook.model.periods import default_range, period_bounds, report_range
     from tbhook.model.report import empty
     from tbhook.model.report import report as count
     from tbhook.store.timelines import Selection
 
     filters, by, clock, sla = asked.filters, asked.by, asked.clock, asked.sla
+    if filters.since is None and filters.until is None and by == "day":
+        whole = store.timelines.span(Selection(filters))
+        if whole is None:
+            return empty(by, sla)
+        chosen = default_range(whole, now)
+        if chosen is not None:
+            filters = replace(filters, since=chosen[0], until=chosen[1])
     zone = asked.zone or timezone.utc
     start, end = period_bounds(filters.since, filters.until, now, by, zone)
     selection = Selection(filters, start, end)

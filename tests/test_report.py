@@ -426,3 +426,14 @@ def test_a_range_too_long_for_its_data_is_advised_down_to_the_data(db_path):
     whole = rows("report", "--by", "source", "--since", "0001-01-01", "--until", "9999-12-31",
                  db=db_path)  # fmt: skip
     assert [row["newCases"] for row in whole] == [2]
+
+
+def test_a_report_by_day_asked_for_no_range_shows_at_most_the_last_30_days_of_cases(db_path):
+    """Two cases 90 days apart: by day, the 30 days up to the last case (not 91 rows, mostly
+    empty); by week all of them; --since brings the first back."""
+    store_log(db_path, [customer(1, utc(2024, 3, 1, 10)), customer(2, utc(2024, 5, 30, 10))])
+    days = list(by_period(db=db_path))
+    assert (len(days), days[0], days[-1]) == (30, "2024-05-01", "2024-05-30")
+    weeks = by_period("--by", "week", db=db_path)
+    assert sum(row["newCases"] for row in weeks.values()) == 2
+    assert len(by_period("--since", "2024-03-01", "--until", "2024-05-30", db=db_path)) == 91

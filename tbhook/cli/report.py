@@ -20,9 +20,9 @@ from tbhook.output.formats import Answer, write
 def report(db: DbOption = DEFAULT_DB, asked: Asked = Asked(), fmt: FormatOption = "table") -> None:
     """Response and resolution times, backlog, reopens and one-touch resolution: medians and
     90th percentiles, in business hours with --hours. --since/--until choose the periods
-    shown (whole); --source, --search-id, --path and --person choose cases by their first
-    message; --case one case. With --sla, the share of first replies and of later replies
-    within their targets."""
+    shown (whole; by day without either: up to the last 30 days with cases); --source,
+    --search-id, --path and --person choose cases by their first message; --case one case.
+    With --sla, the share of first replies and of later replies within their targets."""
     from tbhook.model.periods import BY_TIME
 
     by = asked.by
