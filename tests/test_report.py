@@ -88,7 +88,11 @@ def run(*args, db):
 
 
 def rows(*args, db):
-    return [json.loads(line) for line in run(*args, "-f", "ndjson", db=db).stdout.splitlines()]
+    """The rows of a command; a report's without its total row (tested on its own)."""
+    extra = ("--no-total",) if args[0] == "report" else ()
+    return [
+        json.loads(line) for line in run(*args, *extra, "-f", "ndjson", db=db).stdout.splitlines()
+    ]
 
 
 def by_period(*args, db):
@@ -281,8 +285,36 @@ def test_percentiles_interpolate_and_round_half_up(db_path):
     days = by_period(db=db_path)
     assert (days["2024-07-01"]["replyMedian"], days["2024-07-01"]["replyP90"]) == (25, 37)
     assert (days["2024-07-02"]["replyMedian"], days["2024-07-02"]["replyP90"]) == (2, 2)
-    total = json.loads(run("report", "-f", "json", db=db_path).stdout)
-    assert [row["period"] for row in total] == ["2024-07-01", "2024-07-02"]
+    written = json.loads(run("report", "-f", "json", db=db_path).stdout)
+    assert [row["period"] for row in written] == ["2024-07-01", "2024-07-02", "total"]
+    # The whole range's median and p90 (of 1, 2, 10, 20, 30, 40): not from the rows above.
+    assert (written[-1]["replyMedian"], written[-1]["replyP90"], written[-1]["newCases"]) == (
+        15,
+        35,
+        6,
+    )
+
+
+def test_csv_json_and_ndjson_end_with_the_total_row_the_table_shows_unless_no_total(db_path):
+    store_log(db_path, WEEKEND)
+    table = run("report", db=db_path).stdout
+    [table_total] = [line.split() for line in table.splitlines() if line.startswith("total")]
+    csv_lines = run("report", "-f", "csv", db=db_path).stdout.splitlines()
+    ndjson = [
+        json.loads(line) for line in run("report", "-f", "ndjson", db=db_path).stdout.splitlines()
+    ]
+    assert csv_lines[-1].split(",")[:3] == ["total", *table_total[1:3]]
+    assert (
+        ndjson[-1]["period"] == "total"
+        and ndjson[-1] == json.loads(run("report", "-f", "json", db=db_path).stdout)[-1]
+    )
+    assert [row["period"] for row in ndjson[:-1]] == [
+        row["period"] for row in rows("report", db=db_path)
+    ]
+    for fmt in ("csv", "json", "ndjson", "table"):
+        assert "total" not in run("report", "--no-total", "-f", fmt, db=db_path).stdout, fmt
+    by_source = run("report", "--by", "source", "-f", "ndjson", db=db_path).stdout.splitlines()
+    assert json.loads(by_source[-1])["source"] == "total"
 
 
 # -- the range -----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from tbhook.cli import app
 from tbhook.console.app import routes
 from tbhook.console.site import Site
-from tbhook.model.query import QUESTIONS
+from tbhook.model.query import PARAMS, QUESTIONS
 
 runner = CliRunner(env={"COLUMNS": "200"})
 
@@ -66,6 +66,7 @@ SAMPLES = {
     "hours": "mon-fri 09:00-17:00",
     "holidays": "NL",
     "sla": "first=1h,reply=4h",
+    "total": "no",
 }
 WITH = {"holidays": {"hours": "mon-fri 09:00-17:00"}}  # closed days need open hours
 # A report asked for no range shows the last 30 days, none of them in the sample log: a
@@ -115,8 +116,12 @@ def test_every_page_of_the_console_is_walked_here():
 
 def _command(page: Page, params: dict[str, str], fmt: str | None, target: str) -> bytes:
     args = [*page.command]
-    for key, value in params.items():
-        args += [f"--{key}", value]
+    for key, value in params.items():  # a flag (yes or no) is --key or --no-key there
+        args += (
+            [f"--{key}" if value == "yes" else f"--no-{key}"]
+            if PARAMS[key].flag
+            else [f"--{key}", value]
+        )
     if fmt == "raw":
         args.append("--raw")
     elif fmt:

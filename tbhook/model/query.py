@@ -63,6 +63,7 @@ class Asked:
     clock: Clock | None = None
     sla: Sla | None = None  # targets per kind of wait (report, queue)
     at: int | None = None  # the queue as it stood then (None: now)
+    total: bool = True  # the report's machine formats end with the whole range's row
     notes: tuple[tuple[str, str], ...] = ()  # (key, how its value was read): for the reader
 
     @property
@@ -83,6 +84,12 @@ def _sla(text: str, _zone: tzinfo) -> Sla:
         return parse_sla(text)
     except ValueError as exc:
         raise ValueError(f"cannot read {text!r}: {exc}") from None
+
+
+def _yes(text: str, _zone: tzinfo) -> bool:
+    if text not in ("yes", "no"):
+        raise ValueError(f"{text!r} is not one of yes or no")
+    return text == "yes"
 
 
 def _moment(text: str, zone: tzinfo) -> int:
@@ -123,6 +130,9 @@ PARAMS: dict[str, Param] = {
               "The queue as it stood at this moment (events stamped up to it): "
               "2024-05-01T09:30 (in --tz), Unix seconds, or an age: 2h. Default: now.",
               moment=True),
+        Param("total", _yes, "yes|no",
+              "End the rows with the whole range's (period: total), in csv, json and ndjson "
+              "as in the table.", default="yes", flag=True),
         Param("holidays", as_given, "COUNTRY|FILE",
               "Closed days for --hours: a country's public holidays (NL, DE, US-CA) or a file "
               "of dates, one YYYY-MM-DD a line; repeat to combine.", many=True),
@@ -155,7 +165,7 @@ QUESTIONS: dict[str, Question] = {
         help={"order": "Highest (desc) or lowest (asc) caseId first."},
     ),
     "report": Question(
-        (*CASE_FILTERS, "event", "sender", "text", "by", "tz", "hours", "holidays", "sla"),
+        (*CASE_FILTERS, "event", "sender", "text", "by", "tz", "hours", "holidays", "sla", "total"),
         refused=("event", "sender", "text"),
         why=WHOLE_CASES,
         help={"tz": "The zone of the days, weeks and months, and of --hours (default: UTC)."},

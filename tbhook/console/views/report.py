@@ -67,6 +67,8 @@ def page(site: Site, request: Request, _form: Any) -> Response:
         request,
         "report.html",
         report=found,
+        records=found.records(asked.total),
+        asked_total=asked.total and bool(found.rows),
         charts=charts,
         query=dict(request.query_params),
         by=asked.by,
@@ -77,5 +79,5 @@ def page(site: Site, request: Request, _form: Any) -> Response:
 
 def data(site: Site, request: Request, _form: Any) -> Response:
     fmt = query.machine_format(request)
-    _asked, found = counted(site, request)
-    return written(Answer(records=found.rows, fields=found.fields), fmt)
+    asked, found = counted(site, request)
+    return written(Answer(records=found.records(asked.total), fields=found.fields), fmt)
