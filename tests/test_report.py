@@ -469,3 +469,21 @@ def test_a_report_by_day_asked_for_no_range_shows_at_most_the_last_30_days_of_ca
     weeks = by_period("--by", "week", db=db_path)
     assert sum(row["newCases"] for row in weeks.values()) == 2
     assert len(by_period("--since", "2024-03-01", "--until", "2024-05-30", db=db_path)) == 91
+
+
+@pytest.mark.parametrize(
+    "seconds, shown",
+    [(119, "119s"), (3419, "57m"), (3389, "56m"), (7169, "119m"), (7170, "2h00m"),
+     (119460, "33h11m"), (172769, "47h59m"), (172770, "2d00h"), (187200, "2d04h"),
+     (410400, "4d18h"), (412200, "4d19h"), (-3419, "-57m")],
+)  # fmt: skip
+def test_a_duration_is_rounded_to_the_last_unit_it_shows(seconds, shown):
+    from tbhook.model.times import duration
+
+    assert duration(seconds) == shown
+
+
+def test_case_shows_each_duration_as_every_table_does_with_its_seconds(db_path):
+    store_log(db_path, [customer(9001, utc(2024, 5, 1, 9)), agent(9001, utc(2024, 5, 1, 9) + 3419)])
+    shown = run("case", "9001", db=db_path).stdout
+    assert "57m (3419 s)" in shown  # cut, not rounded, it was 56m; the page says the same

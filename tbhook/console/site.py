@@ -27,7 +27,7 @@ from tbhook.model.query import QueryError
 from tbhook.model.text import clean
 from tbhook.model.times import duration
 from tbhook.model.words import describe, short
-from tbhook.output.describe import shown_time
+from tbhook.output.describe import shown_metric, shown_time
 from tbhook.output.formats import FORMATS, Answer
 
 View = Callable[["Site", Request, Any], Response]
@@ -62,6 +62,9 @@ class Site:
             lambda context, value: shown_time(value, context.get("zone") or self.zone) or ""
         )
         env.filters["duration"] = duration
+        env.filters["metric"] = pass_context(
+            lambda context, value, key: shown_metric(key, value, context.get("zone") or self.zone)
+        )
         env.filters["percent"] = lambda v: "" if v is None else f"{v * 100:.1f}%"
         env.filters["describe"] = lambda record: clean(describe(record))
         env.filters["short"] = short

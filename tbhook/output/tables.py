@@ -25,7 +25,7 @@ from tbhook.model.persons import person_of
 from tbhook.model.text import clean
 from tbhook.model.times import duration
 from tbhook.model.words import describe, sender_label, type_label
-from tbhook.output.describe import event_style, shown_time
+from tbhook.output.describe import event_style, shown_metric, shown_time
 
 KEY, TEXT, PROSE = "key", "text", "prose"
 MIN_TEXT = 6  # the narrowest a truncated text column gets ("newRe…")
@@ -371,10 +371,11 @@ def quarantine_table(records: Sequence[Mapping[str, Any]]):
 
 
 def quarantine_cells(r: Mapping[str, Any], zone: tzinfo | None = None) -> list[Any]:
-    received = shown_time(r["receivedAt"], zone) if zone else (r["receivedAt"] or "")[:19]
+    # To the second, ISO with Z as every other time (in ``zone`` as every other, when given).
+    stamp = r["receivedAt"][:19] + "Z" if r["receivedAt"] else None
     return [
         r["id"],
-        (received or "").replace("T", " "),
+        shown_time(stamp, zone) or "",
         r["deliveries"],
         r["path"],
         r["reason"],
@@ -439,11 +440,12 @@ def case_view(
 ):
     """`case ID`: its timeline, then its metrics."""
 
-    metrics = [{"metric": key, "value": value} for key, value in summary.items() if key != "caseId"]
+    metrics = [
+        {"metric": key, "value": shown_metric(key, value, zone)}
+        for key, value in summary.items()
+        if key != "caseId"
+    ]
     columns = (Column("metric"), Column("value", TEXT))
-    for metric in metrics:
-        if metric["metric"].endswith("At"):
-            metric["value"] = shown_time(metric["value"], zone)
     return Group(
         events_table(records, title=f"case {case_id}", zone=zone), records_table(metrics, columns)
     )
