@@ -62,6 +62,7 @@ class Site:
             lambda context, value: shown_time(value, context.get("zone") or self.zone) or ""
         )
         env.filters["duration"] = duration
+        env.filters["linked"] = linked
         env.filters["metric"] = pass_context(
             lambda context, value, key: shown_metric(key, value, context.get("zone") or self.zone)
         )
@@ -190,6 +191,22 @@ def shown_body(body: bytes) -> tuple[bool, Markup]:
     if is_json:
         return True, highlight(json.dumps(value, indent=2, ensure_ascii=False))
     return False, Markup(escape(value))
+
+
+# The commands a message names (`tbhook quarantine`) that have a page here: a link to it.
+PAGE_OF = {"tbhook quarantine": "/quarantine", "tbhook doctor": "/health"}
+
+
+def linked(value: Any) -> Markup:
+    """A message (doctor's, the receiver's) as a page shows it: escaped, a `command` as
+    code, and as a link to its page when it has one."""
+
+    def code(found: re.Match) -> str:
+        command = found.group(1)
+        page = PAGE_OF.get(command)
+        return f'<a href="{page}"><code>{command}</code></a>' if page else f"<code>{command}</code>"
+
+    return Markup(re.sub(r"`([^`<>]+)`", code, str(escape(clean(value)))))
 
 
 def clean_json(text: str) -> str:
