@@ -54,7 +54,7 @@ def space_checks(used: int, cap: Optional[int]) -> list[dict[str, str]]:
 
 
 def unknown_checks(unknown: list[tuple[str, int, int]]) -> list[dict[str, str]]:
-    listed = ", ".join(f"{field} {value} ({n} events)" for field, value, n in unknown)
+    listed = ", ".join(f"{field} {value} ({counted(n, 'event')})" for field, value, n in unknown)
     words = (
         f"values the Tracebuzz documentation does not list: {listed}; kept as events, "
         "labelled unknown: has Tracebuzz added a message type?"
