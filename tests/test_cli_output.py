@@ -264,6 +264,8 @@ def test_quarantine_lists_with_the_full_reason(db):
     assert rows[0]["reason"] == "body is not valid UTF-8" and rows[0]["bodySize"] == len(HOSTILE)
     table = run("quarantine", width=120).stdout
     assert "\x1b" not in table and rows[0]["reason"].split()[0] in table
+    # Received as every other time is shown: ISO, to the second, with Z.
+    assert rows[0]["receivedAt"][:19] + "Z" in table.replace("\n", "")
 
 
 def test_quarantine_retry_moves_what_is_readable_now_keeps_the_rest_and_is_idempotent(db):

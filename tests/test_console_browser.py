@@ -297,3 +297,21 @@ def test_signing_in_and_out(page, tmp_path):
     finally:
         console.proc.terminate()
         console.proc.wait(10)
+
+
+def test_cases_sorted_by_a_column_put_its_empty_cells_last_both_ways(running, page):
+    """Case 502 has no reply: sorted by first reply either way, it is the last row; the page
+    cut short by its limit says how many cases there are in all."""
+    _receiver, base, db = running
+    page.goto(base + "/cases")
+    header = page.locator("table.cases th", has_text="1st reply")
+
+    def first_column() -> list[str]:
+        return page.locator("table.cases tbody tr td:first-child").all_inner_texts()
+
+    for _ in range(2):
+        header.click()
+        assert first_column()[-1] == "502"
+    listed = json.loads(cli_json(db, "cases", "-n", "0"))
+    page.goto(base + "/cases?limit=1")
+    assert page.locator("p.count").inner_text().startswith(f"1 of {len(listed)} cases")
