@@ -43,7 +43,7 @@ PAGES = (
 )
 # Not pages with a command's answer: assets, signing in, the live stream (tail's, tested in
 # test_feed.py and test_console.py), and the two forms that post.
-NOT_QUESTIONS = {"/static/{name:str}", "/login", "/stream"}
+NOT_QUESTIONS = {"/static/{name:str}", "/favicon.ico", "/login", "/stream"}
 
 # A value for each parameter, that the log of ``a_log`` answers with something.
 SAMPLES = {

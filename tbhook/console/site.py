@@ -108,7 +108,10 @@ class Site:
             )
         if request.url.path.endswith(".csv"):
             return Response(f"error: {message}\n", status_code=status, media_type="text/plain")
-        return self.page(request, "error.html", status=status, status_code=status, message=message)
+        back = _back(request.url.path) if status != 404 else None
+        return self.page(
+            request, "error.html", status=status, status_code=status, message=message, back=back
+        )
 
     def route(self, view: View) -> Callable[[Request], Any]:
         """A view run in a worker thread (the store blocks), its mistakes and the store's
@@ -154,6 +157,20 @@ def written(answer: Answer, fmt: str) -> Response:
     FORMATS[fmt](answer, out)
     kind = "application/json" if fmt == "json" else "text/csv; charset=utf-8"
     return Response(out.getvalue(), media_type=kind)
+
+
+_ITEM = re.compile(r"/(events|cases|persons|quarantine)/(\d+)(?:/|$)")
+_NAMES = {"events": "event", "cases": "case", "persons": "person", "quarantine": "delivery"}
+
+
+def _back(path: str) -> tuple[str, str] | None:
+    """Where a page that could not answer sends the reader back: the item it was about (a
+    failed send's event), else None (the events)."""
+    found = _ITEM.match(path)
+    if found is None:
+        return None
+    kind, number = found.groups()
+    return f"/{kind}/{number}", f"Back to {_NAMES[kind]} #{number}"
 
 
 def querystring(**values: Any) -> str:
