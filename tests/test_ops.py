@@ -536,3 +536,23 @@ def test_quarantine_drop_deletes_only_the_named_after_asking(db_path):
     assert done.exit_code == 0 and done.stdout == "Dropped 2 quarantined deliveries: #1, #3\n"
     left = sqlite3.connect(db_path).execute("SELECT id FROM quarantine").fetchall()
     assert left == [(2,)]
+
+
+def test_doctor_says_why_event_ids_have_a_gap(db_path):
+    """No check while the ids follow each other; an id with no event (a delete: prune,
+    retention) is said, and why, so a gap never reads as a lost delivery."""
+    fill(
+        db_path,
+        [event_body(caseId=n, uniqueId=n) for n in (1, 2, 3)] + [event_body(caseId=1, uniqueId=1)],
+    )
+
+    def ids_check():
+        report = json.loads(run("doctor", "--db", str(db_path), "-f", "json").stdout)
+        return [c for c in report["checks"] if c["check"] == "event ids"], report["skippedIds"]
+
+    assert ids_check() == ([], 0)  # the duplicate took no id
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("DELETE FROM events WHERE id = 2")
+    [check], skipped = ids_check()
+    assert skipped == 1 and check["status"] == "ok"
+    assert check["message"].startswith("1 id below the highest has no event: prune")

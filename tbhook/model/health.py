@@ -21,6 +21,7 @@ UNREADABLE: dict[str, Any] = {
     "lastReceivedAt": None,
     "quarantined": 0,
     "testDeliveries": 0,
+    "skippedIds": 0,
 }
 LATE_SECONDS = 300  # a delivery this much after its event means Tracebuzz was retrying
 # The spec's table, read two ways: each value the wait after the previous failure (their sum),
@@ -160,6 +161,16 @@ def checks(
             f"{counted(health['retriedEvents'], 'event', 'events')} arrived more than once "
             f"({counted(health['extraDeliveries'], 'extra delivery', 'extra deliveries')}, "
             "kept once each)",
+        )
+    skipped = health.get("skippedIds", 0)
+    if skipped:
+        check(
+            "event ids",
+            "ok",
+            f"{counted(skipped, 'id below the highest has', 'ids below the highest have')} "
+            "no event: prune or "
+            "retention deleted it, or (PostgreSQL) two receivers stored the same new delivery "
+            "at once and the sequence gave both a number; no delivery is lost to a gap",
         )
     return checks
 

@@ -31,7 +31,7 @@ class Upkeep(Job):
             "SELECT count(*), coalesce(sum(CASE WHEN deliveries > 1 THEN 1 ELSE 0 END), 0), "
             "coalesce(sum(deliveries - 1), 0), "
             f"coalesce(sum(CASE WHEN {lag} > ? THEN 1 ELSE 0 END), 0), max({lag}), "
-            'max("lastReceivedAt") FROM events',
+            'max("lastReceivedAt"), coalesce(max(id), 0) FROM events',
             [lag_seconds],
         )
         # Sorted here, by code point: the engines' collations need not agree.
@@ -44,6 +44,7 @@ class Upkeep(Job):
             "lateDeliveries": int(row[3]),
             "maxLagSeconds": None if row[4] is None else round(row[4]),
             "lastReceivedAt": row[5],
+            "skippedIds": int(row[6]) - row[0],  # ids below the highest with no event
             "quarantined": self.store.reads.count("quarantine"),
             "testDeliveries": self.test_deliveries(),
         }
