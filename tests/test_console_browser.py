@@ -182,6 +182,26 @@ def test_a_phone_s_width_fits_and_dark_mode_is_dark(browser, running):
             phone.goto(base + path)
             width = phone.evaluate("document.documentElement.scrollWidth")
             assert width <= 375, (path, width)
+        phone.goto(base + "/")
+        for cell in ("td.time", "td.name"):  # each row's time and event, on the screen
+            right = phone.locator(f"table.events tbody tr:first-child {cell}").bounding_box()
+            assert right and right["x"] + right["width"] <= 375, (cell, right)
+        phone.goto(base + "/report?since=2023-11-01&until=2023-11-30")
+        sizes = phone.locator("svg.chart text.axis").evaluate_all(
+            "ts => ts.filter(t => getComputedStyle(t).display !== 'none').map(t => "
+            "parseFloat(getComputedStyle(t).fontSize) * "
+            "t.closest('svg').getBoundingClientRect().width / 720)"
+        )
+        assert sizes and min(sizes) >= 10, sizes
+        heights = phone.locator("table.report tbody td:first-child").evaluate_all(
+            "cells => cells.map(c => c.getBoundingClientRect().height)"
+        )
+        assert max(heights) < 2 * min(heights), heights  # no date wraps onto a second line
+        phone.goto(base + "/cases")
+        last = phone.locator("table.cases tbody tr:first-child td:last-child")
+        last.scroll_into_view_if_needed()
+        box = last.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 375, box  # reachable
         background = phone.evaluate("getComputedStyle(document.body).backgroundColor")
         assert background == "rgb(21, 23, 26)"
     finally:
