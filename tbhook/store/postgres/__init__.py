@@ -335,15 +335,15 @@ class PostgresStore(Store):
                 # A body stored already only adds its deliveries: an INSERT that conflicts
                 # takes a number from the sequence, a gap that looks like a lost event. Two
                 # receivers inserting one new body at once still conflict (one id skipped).
-                stored = {
+                known = {
                     bytes(row[0])
                     for row in conn.execute(
                         f'SELECT "bodySha256" FROM {table} WHERE "bodySha256" = ANY(?)',
                         [[row[-2] for row in rows]],
                     )
                 }
-                again = [(row[-1], row[1], row[-2]) for row in rows if row[-2] in stored]
-                new = [row for row in rows if row[-2] not in stored]
+                again = [(row[-1], row[1], row[-2]) for row in rows if row[-2] in known]
+                new = [row for row in rows if row[-2] not in known]
                 # One short statement, pipelined: psycopg sends every row at once and the
                 # server plans the statement once (a long multi-row text is parsed anew, in
                 # Python, every time).
