@@ -16,7 +16,8 @@ else would count every case again each time it opened the shared file).
 Needs wrk and sqlite3 (installed with apt-get as root). Traffic goes to 127.0.0.1 only, and
 every step is bounded. Environment: SCALE_EVENTS (default 10,000,000), SCALE_SEED (default 3),
 SCALE_BASELINE (none), SCALE_UPGRADE (set: also time summarizing every case anew, as an
-upgrade does once), BENCH_DURATION (wrk seconds a run, default 8).
+upgrade does once), SCALE_ONLY=queue (the queue's figures alone: the command, /queue, and
+a delivery to an open /queue), BENCH_DURATION (wrk seconds a run, default 8).
 """
 
 from __future__ import annotations
@@ -430,8 +431,6 @@ def bench_console() -> None:
     """Each page's time at 10M (median of 20, after one to warm the cache), against the
     command that answers the same question; the list page's weight; POST 200 -> the row's
     server-sent event."""
-    import statistics
-
     print("console", flush=True)
     conn = sqlite3.connect(f"file:{DB}?mode=ro", uri=True)
     middle = highest_id() // 2
@@ -447,7 +446,6 @@ def bench_console() -> None:
     ui = subprocess.Popen(
         [*TBHOOK, "ui", "--db", str(DB), "--port", str(port)], stderr=subprocess.DEVNULL
     )
-    db = ["--db", str(DB), "-f", "json"]
     pages = [
         ("the list's first page", "/", ["events", "--sort", "arrival"]),
         ("an event", f"/events/{event}", ["event", str(event)]),
@@ -456,19 +454,11 @@ def bench_console() -> None:
         ("the cases page", "/cases", ["cases"]),
         ("the report of the last 30 days", f"/report?by=day&since={since}",
          ["report", "--by", "day", "--since", since]),
+        *QUEUE_PAGES,
     ]  # fmt: skip
     try:
         bench.wait_listening(port)
-        for name, path, command in pages:
-            _get(port, path)  # warm
-            page = statistics.median(_get(port, path)[0] for _ in range(20))
-            cli, _ = timed([*TBHOOK, *command, *db], runs=3)
-            report(
-                f"console {name} at {COUNT:,} ({path.split('?')[0]})",
-                f"{page * 1000:.0f} ms (300 ms target: {page / 0.3:.2f}x)",
-                f"tbhook {command[0]} -f json {cli * 1000:.0f} ms",
-                f"{page / cli:.2f}x the command",
-            )
+        time_pages(port, pages)
         _, listing = _get(port, "/")
         weight = len(listing) + sum(
             len(_get(port, f"/static/{asset}")[1]) for asset in ("console.css", "console.js")
@@ -480,8 +470,114 @@ def bench_console() -> None:
             f"{weight / 204800:.2f}x target",
         )
         bench_live(port)
+        bench_queue_live(port)
     finally:
         bench.stop(ui)
+
+
+OFFICE = "sla=first%3D1h%2Creply%3D4h&hours=mon-fri+09:00-17:30&tz=Europe/Amsterdam&holidays=NL"
+QUEUE_PAGES = [
+    ("the queue (the oldest 50)", "/queue", ["queue"]),
+    ("the queue against an SLA in business hours", f"/queue?{OFFICE}",
+     ["queue", "--sla", "first=1h,reply=4h", "--hours", "mon-fri 09:00-17:30",
+      "--tz", "Europe/Amsterdam", "--holidays", "NL"]),
+]  # fmt: skip
+
+
+def time_pages(port: int, pages: list) -> None:
+    """Each page (median of 20, after one to warm the cache) against its command."""
+    import statistics
+
+    db = ["--db", str(DB), "-f", "json"]
+    for name, path, command in pages:
+        _get(port, path)  # warm
+        page = statistics.median(_get(port, path)[0] for _ in range(20))
+        cli, _ = timed([*TBHOOK, *command, *db], runs=3)
+        report(
+            f"console {name} at {COUNT:,} ({path.split('?')[0]})",
+            f"{page * 1000:.0f} ms (300 ms target: {page / 0.3:.2f}x)",
+            f"tbhook {command[0]} -f json {cli * 1000:.0f} ms",
+            f"{page / cli:.2f}x the command",
+        )
+
+
+def bench_queue_console() -> None:
+    """/queue against `tbhook queue`, and a delivery that starts or ends a wait -> an open
+    /queue page's server-sent event."""
+    print("queue in the console", flush=True)
+    port = bench.free_port()
+    ui = subprocess.Popen(
+        [*TBHOOK, "ui", "--db", str(DB), "--port", str(port)], stderr=subprocess.DEVNULL
+    )
+    try:
+        bench.wait_listening(port)
+        time_pages(port, QUEUE_PAGES)
+        bench_queue_live(port)
+    finally:
+        bench.stop(ui)
+
+
+def bench_queue_live(console_port: int, rounds: int = 10) -> None:
+    """A customer message to a new case (a wait begins), then an agent's answer (it ends):
+    from POST 200 to the open /queue page's event that shows it, each way, ``rounds`` times."""
+    import http.client
+    import queue
+    import statistics
+    import threading
+
+    last = highest_id()
+    port = bench.free_port()
+    serve = subprocess.Popen(
+        [*TBHOOK, "serve", "--quiet", "--port", str(port), "--db", str(DB)],
+        stderr=subprocess.DEVNULL,
+    )
+    stream = http.client.HTTPConnection("127.0.0.1", console_port, timeout=60)
+    events: queue.Queue = queue.Queue()
+    delays: list[float] = []
+    try:
+        bench.wait_listening(port)
+        stream.request("GET", "/queue/stream")
+        response = stream.getresponse()
+        assert response.status == 200
+
+        def read() -> None:
+            with contextlib.suppress(OSError, ValueError, AttributeError):  # closed at the end
+                for raw in response:
+                    if raw.startswith(b"data: "):
+                        events.put((time.monotonic(), json.loads(raw[6:])["html"]))
+
+        threading.Thread(target=read, daemon=True).start()
+        events.get(timeout=60)  # the queue as it stands: following
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        base = time.time_ns() // 1000 % 10**12
+        for i in range(rounds):
+            case = 9 * 10**12 + base + i
+            for own in (0, 1):  # the customer writes, then the agent answers
+                stamp = 1730419200  # 2024-11-01, before the log: the oldest wait, shown
+                body = {"event": "newResult", "searchId": 1, "uniqueId": case * 2 + own,
+                        "resultId": case * 2 + own, "personId": case, "caseId": case,
+                        "handlerId": 0, "sourceId": 14, "connectionId": 1, "typeId": 4,
+                        "own": own, "timestamp": stamp}  # fmt: skip
+                conn.request("POST", "/", body=json.dumps(body))
+                conn.getresponse().read()
+                sent = time.monotonic()
+                shown = f'href="/cases/{case}"'
+                while True:
+                    at, html = events.get(timeout=30)
+                    if (shown in html) == (own == 0):
+                        delays.append((at - sent) * 1000)
+                        break
+    finally:
+        stream.close()
+        bench.stop(serve)
+        delete_after(last)
+    p50, worst = statistics.median(delays), max(delays)
+    report(
+        f"console /queue live at {COUNT:,}: POST 200 -> the wait shown begun or ended",
+        f"p50 {p50:.0f} ms, worst {worst:.0f} ms ({len(delays)} changes)",
+        "1000 ms target",
+        f"{worst / 1000:.2f}x target",
+    )
 
 
 def bench_live(console_port: int) -> None:
@@ -562,6 +658,15 @@ def main() -> None:
     started = time.monotonic()
     print(f"tbhook bench-scale {bench.machine()}", flush=True)
     bench.compiled()
+    if os.environ.get("SCALE_ONLY") == "queue":
+        subprocess.run(
+            [PY, "-c", f"from tbhook.store import open_store; open_store({str(DB)!r}).close()"],
+            check=True,
+        )
+        bench_queue()
+        bench_queue_console()
+        bench.table()
+        return
     events = OUT / "events.ndjson"  # what wrk and tail post: distinct from the database's
     if not events.exists():
         OUT.mkdir(exist_ok=True)

@@ -126,6 +126,11 @@ class Subscription:
         """Leave the feed."""
         self.feed.leave(self)
 
+    def wake(self) -> None:
+        """Have ``wait`` return now, from any thread: its owner has something else to look
+        at (the console: a page's session ended)."""
+        self._wake()
+
     def __enter__(self) -> Subscription:
         return self
 

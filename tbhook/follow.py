@@ -79,8 +79,7 @@ def _records(store: Store, feed: Following, follow: bool, poll: float) -> Iterat
         for record in backlog:
             yield _quarantined(record) if "reason" in record else {"kind": "event", **record}
         while follow:
-            if _STOPPING:
-                raise Stopped
+            stopping()
             events.wait()
             events.step()
             for record in subscription.take():
@@ -213,6 +212,12 @@ class Stopped(BaseException):
 # The signals received: where the exception raised for one is swallowed (a weakref callback
 # of the import system prints "Exception ignored"), the follow loop sees this instead.
 _STOPPING: list[int] = []
+
+
+def stopping() -> None:
+    """Raise Stopped when a stop signal came (a follow loop asks at each step)."""
+    if _STOPPING:
+        raise Stopped
 
 
 @contextlib.contextmanager

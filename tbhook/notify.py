@@ -154,6 +154,7 @@ class Notifier:
                     self._lock.notify_all()
                 return
             now = self.clock()
+            self._forget(now)
             last = alert["sentAt"] if alert else None
             held = last is not None and now - last < self.flap_seconds
             self._alerts[ident] = {
@@ -231,6 +232,18 @@ class Notifier:
                     return False
                 self._lock.wait(min(0.05, max(0.0, deadline - time.monotonic())))
             return not self._pending()
+
+    def _forget(self, now: float) -> None:
+        """Resolved alerts sent longer ago than a flap: they hold nothing back any more (an
+        ``sla`` alert is keyed by its wait, so they would pile up)."""
+        old = [
+            ident
+            for ident, alert in self._alerts.items()
+            if not alert["firing"] and now - (alert["sentAt"] or 0) >= self.flap_seconds
+        ]
+        for ident in old:
+            del self._alerts[ident]
+        self._dirty = self._dirty or bool(old)
 
     def _pending(self) -> bool:
         return any(q.waiting for q in self._queues.values())

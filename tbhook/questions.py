@@ -6,7 +6,7 @@ document and the fields a machine format writes. `tbhook events -f json` and the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import timezone
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
@@ -425,12 +425,31 @@ def _report(store: Readable, asked: Asked, now: int, tallied: bool) -> Any:
 @dataclass
 class QueueAnswer:
     """`tbhook queue`: the rows (``fields``), the whole queue in one line (``standing``),
-    and the moment it was taken at (Unix seconds)."""
+    and the moment it was taken at (Unix seconds); what the rows were made from (the waits,
+    their persons, the clock and targets), so ``later`` can move them on."""
 
     records: list[dict[str, Any]]
     fields: tuple[str, ...]
     standing: Any
     at: int
+    waits: list[Any] = field(default_factory=list, repr=False)
+    canonical: Callable[[Any], Any] = field(default=lambda person: person, repr=False)
+    seconds: Callable[[int, int], int] = field(default=lambda start, end: end - start, repr=False)
+    sla: Any = None
+
+    def later(self, now: int) -> QueueAnswer:
+        """The same waits at ``now`` (the store not asked): each row's seconds, and whether it
+        has breached or is at risk, moved on; the counts of the whole queue as they were
+        asked, unless every wait is a row (then counted again)."""
+        from tbhook.model import queue as model
+
+        records = [model.record(w, self.canonical, self.seconds, now, self.sla) for w in self.waits]
+        standing = self.standing
+        if len(records) == standing.waiting:
+            standing = model.Standing.of(records)
+        elif self.waits:
+            standing = replace(standing, oldest=model.waited(self.seconds, self.waits[0][1], now))
+        return replace(self, records=records, standing=standing, at=now)
 
 
 def queue(
@@ -469,10 +488,15 @@ def queue(
             [model.record(wait, lambda person: person, seconds, at, sla) for wait in everyone]
         )
         waits = everyone[:limit] if limit else everyone
-    waits, canonical = page(store, waits, limit, itemgetter(6))
+    # The waits are cut already: a short list (a few persons) whatever the limit.
+    waits, canonical = page(store, waits, len(waits) or 1, itemgetter(6))
     return QueueAnswer(
         [model.record(wait, canonical, seconds, at, sla) for wait in waits],
         model.FIELDS + (model.SLA_FIELDS if sla is not None else ()),
         standing,
         at,
+        waits,
+        canonical,
+        seconds,
+        sla,
     )

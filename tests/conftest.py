@@ -499,3 +499,11 @@ def pg_cluster():
 def pg_url(pg_cluster) -> str:
     """A fresh, empty database on the shared throwaway server."""
     return pg_cluster.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request, tmp_path) -> str:
+    """A fresh database on each backend: a SQLite file, then a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "tbhook.db")
+    return request.getfixturevalue("pg_url")

@@ -312,10 +312,14 @@ def test_a_console_off_loopback_needs_a_token(tmp_path):
     db = tmp_path / "off.db"
     open_store(str(db)).close()
     result = runner.invoke(
-        app, ["ui", "--db", str(db), "--host", "0.0.0.0"], env={"TBHOOK_UI_TOKEN": ""}
-    )  # noqa: E501
+        app, ["ui", "--db", str(db), "--host", "0.0.0.0"], env={"TBHOOK_UI_TOKEN": None}
+    )
     assert result.exit_code == 2
     assert "would show the log to anyone" in result.output
+    empty = runner.invoke(  # set to nothing is no token either, and said so
+        app, ["ui", "--db", str(db), "--host", "0.0.0.0"], env={"TBHOOK_UI_TOKEN": ""}
+    )
+    assert empty.exit_code == 2 and "the token is empty" in empty.output
     short = runner.invoke(app, ["ui", "--db", str(db), "--host", "0.0.0.0", "--token", "abc"])
     assert short.exit_code == 2 and "guessable" in short.output
     missing = runner.invoke(app, ["ui", "--db", str(tmp_path / "none.db")])

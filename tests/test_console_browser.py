@@ -140,6 +140,30 @@ def test_the_report_page_draws_the_numbers_of_tbhook_report(page, running):
     assert expected and expected <= {tuple(mark) for mark in drawn}
 
 
+def test_with_an_sla_the_report_charts_its_targets_and_the_share_within_them(page, running):
+    _receiver, base, db = running
+    page.goto(f"{base}/report?by=day&since=2023-11-14&until=2023-11-16&sla=first%3D1h%2Creply%3D4h")
+    targets = page.locator("svg.chart line.target").evaluate_all(
+        "lines => lines.map(l => [l.closest('svg').dataset.chart, Number(l.dataset.target)])"
+    )
+    assert targets == [["First response", 3600], ["Replies", 14400]]
+    drawn = page.locator("svg[data-chart='Answered within the SLA'] [data-value]").evaluate_all(
+        "marks => marks.map(m => [m.dataset.series, m.dataset.label, Number(m.dataset.value)])"
+    )
+    rows = json.loads(
+        cli_json(db, "report", "--since", "2023-11-14", "--until", "2023-11-16",
+                 "--sla", "first=1h,reply=4h")
+    )  # fmt: skip
+    expected = {
+        (series, row["period"], row[field])
+        for row in rows
+        for series, field in (("first replies", "firstWithinSla"), ("replies", "repliesWithinSla"))
+        if row[field] is not None
+    }
+    assert expected and expected == {tuple(mark) for mark in drawn}
+    assert "1st in SLA" in page.inner_text("table.report thead")
+
+
 def test_hostile_names_and_bodies_are_shown_as_text_and_run_nothing(page, running):
     receiver, base, _db = running
     dialogs: list[str] = []

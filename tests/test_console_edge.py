@@ -70,12 +70,16 @@ class Browser:
 
 def refused(db, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """`tbhook ui` with settings it must refuse; one it accepted would serve, so it is run
-    apart and bounded."""
+    apart and bounded. A variable set to None in ``env`` is left out."""
     return subprocess.run(
         [sys.executable, "-m", "tbhook", "ui", "--db", str(db), "--port", "0", *args],
         capture_output=True,
         text=True,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        env={
+            k: v
+            for k, v in {**os.environ, "COLUMNS": "200", **(env or {})}.items()
+            if v is not None
+        },
         timeout=30,
     )
 
@@ -156,11 +160,13 @@ def test_a_bearer_token_needs_no_csrf_value_but_the_origin_still_counts(log_db, 
                        env={"TBHOOK_UI_TOKEN": TOKEN})  # fmt: skip
     bearer = {"Authorization": f"Bearer {TOKEN}"}
     client = Browser(console.port)
-    assert client.post("/quarantine/retry", "id=99", bearer)[0] == 303  # a script, with the token
+    assert (
+        client.post("/quarantine/retry", "id=99", bearer)[0] == 404
+    )  # a script, with the token: no #99
     proxied = {**bearer, "Host": "tbhook.example.com"}
     for origin, status in (
-        ("https://tbhook.example.com", 303),  # a proxy's name, by https or http
-        ("http://tbhook.example.com", 303),
+        ("https://tbhook.example.com", 404),  # a proxy's name, by https or http: let in
+        ("http://tbhook.example.com", 404),
         ("https://tbhook.example.com:8443", 403),  # another port of it
         ("https://evil.tbhook.example.com", 403),
         ("http://evil.example", 403),
@@ -175,7 +181,7 @@ def test_with_https_only_an_https_page_may_post(log_db, consoles):
     client = Browser(console.port)
     proxied = {"Authorization": f"Bearer {TOKEN}", "Host": "tbhook.example.com"}
     assert client.post("/quarantine/retry", "id=99",
-                       {**proxied, "Origin": "https://tbhook.example.com"})[0] == 303  # fmt: skip
+                       {**proxied, "Origin": "https://tbhook.example.com"})[0] == 404  # fmt: skip
     assert client.post("/quarantine/retry", "id=99",
                        {**proxied, "Origin": "http://tbhook.example.com"})[0] == 403  # fmt: skip
 

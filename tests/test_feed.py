@@ -154,3 +154,26 @@ def test_a_subscriber_that_leaves_before_the_next_interval_is_never_followed(tmp
     feed.step()
     assert feed.subscribers == 1 and leaving.take() == [] and staying.take() == []
     reader.close()
+
+
+def test_a_window_is_read_by_id_whatever_the_filter(tmp_path):
+    """SQLite took the event-name index for a window with an event filter, reading every
+    such event in the log for the few ids the window holds (1 s at 10M events)."""
+    import sqlite3
+
+    from test_report import customer, store_log
+
+    from tbhook.model.filters import Filters
+    from tbhook.store import open_reader
+
+    db = str(tmp_path / "plan.db")
+    store_log(db, [customer(case, 1_700_000_000 + case) for case in range(1, 51)])
+    store = open_reader(db)
+    said: list[str] = []
+    store.conn.set_trace_callback(said.append)
+    found = store.tail.window(Filters(events=("newResult", "caseClosed")), 40, 45)
+    store.close()
+    assert [row["caseId"] for row in found] == [41, 42, 43, 44, 45]
+    (sql,) = [line for line in said if "FROM events e" in line]
+    plan = sqlite3.connect(db).execute("EXPLAIN QUERY PLAN " + sql).fetchall()
+    assert "USING INTEGER PRIMARY KEY" in plan[0][3], plan

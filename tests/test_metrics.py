@@ -59,6 +59,17 @@ def value(samples, name: str, **labels) -> float:
     return samples[(name, tuple(sorted(labels.items())))]
 
 
+def all_copied(path) -> bool:
+    """Whether every frame of a SQLite file's write-ahead log is in the file (a passive
+    checkpoint: it waits for nobody, and copies what it can)."""
+    conn = sqlite3.connect(path)
+    try:
+        busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    finally:
+        conn.close()
+    return busy == 0 and frames == copied
+
+
 def tbhook_series(samples) -> set:
     return {key for key in samples if key[0].startswith("tbhook_")}
 
@@ -97,6 +108,9 @@ def test_every_counter_matches_a_known_mix_of_deliveries(serve, db_path):
     assert request(server.port, "HEAD", "/anything").status == 200
     assert request(server.port, "GET", "/healthz").json == {"status": "ok"}
     started = time.time()
+    # The writer's checkpoints copy the log into the file a moment after each commit, and
+    # the file grows as they do: its size is compared once every frame is in it.
+    wait_for(lambda: all_copied(db_path))
 
     samples = scrape(server)
     expected = {

@@ -165,6 +165,30 @@ def test_sqlite_migrates_once_when_receivers_start_together(tmp_path):
     assert conn.execute("SELECT count(*) FROM tbhook_meta WHERE key = 'logId'").fetchone() == (1,)
 
 
+def test_a_receiver_whose_file_is_migrated_between_its_looks_opens_it(tmp_path, monkeypatch):
+    """Receivers starting together: one looks at the new file while another migrates it.
+    What it saw first, it sees again (found once under load: it saw no steps, then the
+    other's tables, and called the file someone else's)."""
+    from tbhook.store.sqlite import SQLiteStore
+
+    db = tmp_path / "together.db"
+    real = SQLiteStore._tables
+    others = []
+
+    def another_starts_first(self):
+        if not others:  # the other receiver migrates the file now
+            others.append(None)
+            others[0] = SQLiteStore.open(db)
+        return real(self)
+
+    monkeypatch.setattr(SQLiteStore, "_tables", another_starts_first)
+    open_store(db).close()
+    others[0].close()
+    conn = sqlite3.connect(db)
+    names = [n for (n,) in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
+    assert names == [m.name for m in migrations._migrations]
+
+
 def test_frozen_schemas_are_what_json_would_not_change(tmp_path):
     """The dumps are data: loading one twice gives the same schema (a sanity check)."""
     first, second = tmp_path / "a.db", tmp_path / "b.db"

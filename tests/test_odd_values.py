@@ -6,13 +6,17 @@ an `Error: ...` sentence on the command line (exit 2 for usage) and a 400 page (
 from __future__ import annotations
 
 import json
+import os
+import socket
+import sqlite3
 import subprocess
 import sys
 from urllib.parse import quote
 
 import pytest
-from conftest import event_body
+from conftest import event_body, wait_for
 from test_console import a_log, consoles  # noqa: F401 - the fixture
+from test_console_edge import Browser
 from typer.testing import CliRunner
 
 from tbhook.cli import app
@@ -27,9 +31,10 @@ def run(*args):
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
-def tbhook(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+def tbhook(*args: str, timeout: float = 30, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tbhook", *args], capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)  # fmt: skip
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                          cwd=cwd)  # fmt: skip
 
 
 @pytest.fixture
@@ -188,12 +193,17 @@ SCHEMES = [
                          ids=lambda c: c[0])  # fmt: skip
 @pytest.mark.parametrize("url, words", SCHEMES, ids=[s[0].split(":")[0] for s in SCHEMES])
 def test_a_scheme_tbhook_does_not_speak_is_a_usage_error_naming_it(tmp_path, command, url, words):
-    done = subprocess.run([sys.executable, "-m", "tbhook", *command, "--db", url],
-                          capture_output=True, text=True, timeout=30, cwd=tmp_path,
-                          stdin=subprocess.DEVNULL)  # fmt: skip
+    assert "s3cret" not in db_refused(tmp_path, command, url, words)
+
+
+def db_refused(where, command: list[str], db: str, words: str) -> str:
+    """`tbhook COMMAND --db DB` run in ``where``: a usage error with ``words`` that leaves
+    nothing behind; its stderr."""
+    done = tbhook(*command, "--db", db, cwd=where)
     assert done.returncode == 2, done.stderr
     assert "Invalid value for '--db'" in done.stderr and words in done.stderr
-    assert "s3cret" not in done.stderr and list(tmp_path.iterdir()) == []
+    assert list(where.iterdir()) == []
+    return done.stderr
 
 
 # -- ids and counts: ASCII digits, on both faces --------------------------------------------
@@ -255,3 +265,210 @@ def test_the_console_reads_ids_and_limits_by_the_command_line_s_rule(tmp_path, c
     assert f"'٣' is not a number {DIGITS}" in cli  # the same words on both faces
     status, _, page = console.get("/?person=%D9%A3")
     assert status == 400 and b"is not a number" in page
+
+
+@pytest.mark.parametrize(
+    "command", [["queue", "--tz"], ["report", "--tz"], ["report", "--hours", "mon 09:00-17:00",
+                                                         "--holidays"]],
+    ids=["queue --tz", "report --tz", "report --holidays"],
+)  # fmt: skip
+def test_a_long_zone_or_holiday_value_is_refused_quoting_40_characters(filled, command):
+    value = "Europe/" + "A" * 5000  # longer than any file name: no OSError escapes
+    result = tbhook(*command, value, "--db", str(filled))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    option = command[-1]
+    assert f"Invalid value for '{option}': {value[:40]!r}... is " in result.stderr
+    assert "A" * 41 not in result.stderr
+
+
+# -- a full disk --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args", [["events"], ["events", "-f", "json"], ["export", "-f", "csv"],
+             ["export", "-f", "ndjson", "-o", "/dev/full"]],
+    ids=["events", "events json", "export csv", "export -o /dev/full"],
+)  # fmt: skip
+def test_output_the_disk_has_no_room_for_is_an_error_line(filled, args):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "tbhook", *args, "--db", str(filled)],
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=30,
+                              stdin=subprocess.DEVNULL)  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr == (
+        "Error: the output could not be written: No space left on device; what was written "
+        "of it is incomplete\n"
+    )
+
+
+# -- numbers a person types: ASCII digits ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["serve", "--port", "0", "--max-db-size", "٣M"],
+         "Invalid value for '--max-db-size': '٣M' is not a size"),
+        (["serve", "--port", "0", "--retry-scale", "٣"],
+         "Invalid value for '--retry-scale': '٣' is not a number (written in the digits 0-9"),
+        (["serve", "--port", "0", "--retry-scale", "inf"],
+         "Invalid value for '--retry-scale': 'inf' is not a number"),
+        (["generate", "-c", "2", "--seed", "٣"],
+         f"Invalid value for '--seed': '٣' is not a number {DIGITS}"),
+        (["generate", "-c", "2", "--rate", "٣/s"],
+         "Invalid value for '--rate': '٣/s' is not a positive rate such as 20/s"),
+        (["generate", "-c", "2", "--rate", "nan/s"],
+         "Invalid value for '--rate': 'nan/s' is not a positive rate such as 20/s"),
+    ],
+    ids=["max-db-size", "retry-scale", "retry-scale inf", "seed", "rate", "rate nan"],
+)  # fmt: skip
+def test_sizes_rates_and_seeds_are_ascii_digits_too(tmp_path, args, words):
+    done = tbhook(*args, cwd=tmp_path)
+    assert done.returncode == 2 and words in done.stderr, done.stderr
+    assert done.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+# -- --db that names no file --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        (" ", "' ' is no file name: give a database file (tbhook.db) or a postgresql:// URL"),
+        ("", "'' is no file name"),
+        ("-", "'-' is not a database: tbhook opens its database by name, again and again"),
+        ("--x", "'--x' looks like an option, not a file name (was the database's name left "
+         "out?); for a file whose name begins with -, write ./--x"),
+        (" tbhook.db", "' tbhook.db' begins or ends with white space"),
+        ("/dev/null", "/dev/null is a character device, not a database file"),
+    ],
+    ids=["blank", "empty", "dash", "an option", "spaces", "/dev/null"],
+)  # fmt: skip
+@pytest.mark.parametrize("command", [["events"], ["serve", "--port", "0"], ["backup", "c.db"]],
+                         ids=lambda c: c[0])  # fmt: skip
+def test_a_db_that_names_no_file_is_a_usage_error(tmp_path, command, value, words):
+    db_refused(tmp_path, command, value, words)
+
+
+def test_backup_to_a_dash_is_refused_and_writes_nothing(filled):
+    done = subprocess.run([sys.executable, "-m", "tbhook", "backup", "-", "--db", str(filled)],
+                          capture_output=True, timeout=30, cwd=filled.parent,
+                          stdin=subprocess.DEVNULL)  # fmt: skip
+    assert done.returncode == 1 and done.stdout == b""
+    assert b"Error: DEST is -, which is not a file" in done.stderr
+    side = {filled.name + suffix for suffix in ("", "-wal", "-shm")}  # as any reader leaves
+    assert {p.name for p in filled.parent.iterdir()} <= side
+
+
+# -- the console: odd requests, each a page in words ---------------------------------------------
+
+OFFICE = quote("mon-fri 09:00-17:00")
+
+
+def test_a_page_names_holiday_countries_never_a_file_of_the_machine(tmp_path, consoles):  # noqa: F811
+    db = tmp_path / "console.db"
+    a_log(str(db))
+    dates = tmp_path / "NL"  # a file named as a country is, in the console's directory too
+    dates.write_text("2023-11-14\n")
+    console = consoles(db)
+    assert console.get(f"/report.json?hours={OFFICE}&holidays=NL")[0] == 200
+    for value in (str(dates), "/etc/passwd", "../" * 20 + "etc/hostname"):
+        status, _, body = console.get(f"/report.json?hours={OFFICE}&holidays={quote(value)}")
+        assert status == 400, body
+        assert json.loads(body)["error"].startswith(
+            f"holidays: {value[:40]!r}{'...' if len(value) > 40 else ''} names a file, and a "
+            "page takes only country codes the holidays package knows"
+        )
+    # The command line may name a file of dates, as ever.
+    assert run("report", "--hours", "mon-fri 09:00-17:00", "--holidays", str(dates),
+               "--db", str(db)).exit_code == 0  # fmt: skip
+
+
+def test_long_values_are_quoted_at_most_40_characters_on_a_page(tmp_path, consoles):  # noqa: F811
+    db = tmp_path / "console.db"
+    a_log(str(db))
+    console = consoles(db)
+    long = "Z" * 3000
+    for path in (f"/report?tz=Europe/{long}", f"/report?hours={OFFICE}&holidays={long}",
+                 f"/?sender={long}", f"/?{long}=1", f"/?since={long}", f"/report?by={long}",
+                 f"/events/1?tz={long}"):  # fmt: skip
+        status, _, page = console.get(path)
+        assert status == 400, (path[:60], page[-500:])
+        assert b"Z" * 30 in page and b"Z" * 41 not in page, path[:60]
+
+
+@pytest.mark.parametrize(
+    "after",
+    ["%C2%B2", "%D9%A3%D9%A0%D9%A0", "9" * 5000, "1" * 25, "abc"],
+    ids=["superscript two", "arabic 300", "5000 digits", "past 64 bits", "letters"],
+)
+def test_a_live_page_after_an_id_that_is_no_id_is_a_400_in_words(tmp_path, consoles, after):  # noqa: F811
+    db = tmp_path / "console.db"
+    a_log(str(db))
+    console = consoles(db)
+    status, _, page = console.get(f"/stream?after={after}")
+    assert status == 400 and b"after: " in page and b"Traceback" not in page, page[-400:]
+    assert b"9" * 41 not in page
+    status, _, page = console.get("/stream", {"Last-Event-ID": after[:200]})
+    assert status == 400 and b"after: " in page
+
+
+def test_an_unexpected_failure_is_a_page_in_words_and_one_log_line(tmp_path, consoles):  # noqa: F811
+    db = tmp_path / "console.db"
+    a_log(str(db))
+    console = consoles(db)
+    assert console.get("/events/1")[0] == 200
+    with sqlite3.connect(db) as conn:  # a row no tbhook wrote: a value of the wrong type
+        conn.execute("UPDATE events SET timestamp = 'not-a-time' WHERE id = 1")
+    conn.close()
+    status, headers, page = console.get("/events/1")
+    assert status == 500 and headers["content-type"].startswith("text/html")
+    assert b"The console failed to answer this (TypeError); its log says more." in page
+    status, _, body = console.get("/events/1.json")
+    assert status == 500 and json.loads(body) == {
+        "error": "The console failed to answer this (TypeError); its log says more."
+    }
+    wait_for(lambda: sum("TypeError" in line for line in console.lines) == 2)
+    assert console.get("/health")[0] == 200  # and it answers on
+    failures = [line for line in console.lines if "TypeError" in line]
+    assert len(failures) == 2 and all(line.count("\n") == 1 for line in failures)
+    assert not any("Traceback" in line or line.startswith("  ") for line in console.lines)
+
+
+def test_a_body_that_never_comes_is_one_408_never_a_403_besides(tmp_path, consoles):  # noqa: F811
+    db = tmp_path / "console.db"
+    a_log(str(db))
+    console = consoles(db)
+    with socket.create_connection(("127.0.0.1", console.port), timeout=30) as sock:
+        sock.sendall(f"POST /quarantine/retry HTTP/1.1\r\nHost: 127.0.0.1:{console.port}\r\n"
+                     f"Origin: http://127.0.0.1:{console.port}\r\nContent-Length: 50\r\n"
+                     "Content-Type: application/x-www-form-urlencoded\r\n\r\nid=1".encode())  # fmt: skip
+        assert sock.recv(65536).startswith(b"HTTP/1.1 408")
+    wait_for(lambda: any("answered 408" in line for line in console.lines))
+    assert console.get("/")[0] == 200  # whatever the 408 would log has been logged by now
+    assert [line for line in console.lines if "403" in line or "CSRF" in line] == []
+
+
+def test_ids_retried_or_read_are_worded_whatever_their_spelling(tmp_path, consoles):  # noqa: F811
+    db = tmp_path / "console.db"
+    a_log(str(db))
+    console = consoles(db)
+    origin = {"Origin": f"http://127.0.0.1:{console.port}"}
+    browser = Browser(console.port)
+    csrf = browser.csrf("/quarantine")
+    for value, status, words in (
+        ("0", 404, "No quarantined delivery #0"),
+        ("-1", 404, "No quarantined delivery #-1"),
+        ("%D9%A3", 400, "is not a quarantine id (written in the digits 0-9); nothing was retried"),
+    ):
+        got, _, page = browser.post("/quarantine/retry", f"csrf={csrf}&id={value}", origin)
+        assert got == status and words.encode() in page.replace(b"&#39;", b"'"), page[-500:]
+    padded = "0" * 34 + "1"  # 35 digits, zero-padded: the id 1, as on the command line
+    status, _, body = console.get(f"/events/{padded}.json")
+    assert status == 200 and json.loads(body)["id"] == 1
+    assert json.loads(run("event", padded, "--db", str(db), "-f", "json").stdout)["id"] == 1
+    assert run("quarantine", "retry", "0", "--db", str(db)).exit_code == 1
+    wrong = run("quarantine", "٣", "--db", str(db))
+    assert wrong.exit_code == 2 and f"'٣' is not a quarantine id {DIGITS}" in wrong.stderr

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import start_serve
+from conftest import start_serve, wait_for
 from typer.testing import CliRunner
 
 from tbhook.cli import app
@@ -272,3 +272,63 @@ def test_writers_at_once_on_postgresql_keep_every_summary_and_tally(pg_url, monk
         list(pool.map(write, [bodies[i::4] for i in range(4)]))
     assert not any(deadlocks)
     assert assert_kept(pg_url) > 20
+
+
+def test_a_writer_counting_a_case_again_locks_the_tallies_in_the_order_others_add_to_them(
+    pg_url,
+):
+    """A writer that counts a case again locks its tally rows one key after the other, in
+    the order every writer adds to them: while an early key is held by a writer adding in
+    order, it waits there before touching a later one, so that writer takes the later key
+    and commits (found once in a loop under load: the new keys were locked first, and two
+    writers waited for each other)."""
+    import threading
+
+    import psycopg
+
+    open_store(pg_url).close()
+    early, late = "1,14", "2,14"
+    adding = psycopg.connect(pg_url)
+    adding.execute(
+        'INSERT INTO case_tallies ("key", bucket, "sourceId") VALUES (%s, 1, 14)', [early]
+    )
+    adding.commit()
+    add = (
+        'INSERT INTO case_tallies ("key", bucket, "sourceId") VALUES (%s, %s, 14) '
+        'ON CONFLICT ("key") DO UPDATE SET opened = case_tallies.opened + 1'
+    )
+    # Held until this writer commits, by a lock that a new key's insert does not wait for
+    # (the moment a writer adding in order has just taken it): only a writer that locks
+    # key after key waits here before it touches the late key.
+    adding.execute('SELECT 1 FROM case_tallies WHERE "key" = %s FOR SHARE', [early])
+    recounting = open_store(pg_url)
+    failed: list[Exception] = []
+
+    def recount() -> None:
+        try:
+            with recounting.writing() as conn:
+                recounting.tallies.locked(conn, [early, late])
+        except Exception as exc:  # noqa: BLE001 - the test says which
+            failed.append(exc)
+
+    thread = threading.Thread(target=recount)
+    thread.start()
+    try:
+        watching = psycopg.connect(pg_url, autocommit=True)
+        wait_for(  # the recount waits for the early key
+            lambda: (
+                watching.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                ).fetchone()[0]
+                == 1
+            )
+        )
+        watching.close()
+        adding.execute(add, [late, 2])  # a deadlock here, had the recount taken it first
+        adding.commit()
+    finally:
+        adding.close()
+        thread.join(30)
+        recounting.close()
+    assert failed == []

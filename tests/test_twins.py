@@ -7,6 +7,7 @@ console's own routes, so a new page without its command here fails the walk."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -37,13 +38,14 @@ PAGES = (
     Page("/cases", ("/cases.json", "/cases.csv"), ("cases",), "cases"),
     Page("/cases/501", ("/cases/501.json",), ("case", "501"), "case"),
     Page("/report", ("/report.json", "/report.csv"), ("report",), "report"),
+    Page("/queue", ("/queue.json", "/queue.csv"), ("queue",), "queue"),
     Page("/quarantine", ("/quarantine.json", "/quarantine.csv"), ("quarantine",), "quarantine"),
     Page("/quarantine/1", ("/quarantine/1.json",), ("quarantine", "show", "1"), "quarantine show"),
     Page("/health", ("/health.json",), ("doctor", "--quick"), "health"),
 )
 # Not pages with a command's answer: assets, signing in, the live stream (tail's, tested in
 # test_feed.py and test_console.py), and the two forms that post.
-NOT_QUESTIONS = {"/static/{name:str}", "/favicon.ico", "/login", "/stream"}
+NOT_QUESTIONS = {"/static/{name:str}", "/favicon.ico", "/login", "/stream", "/queue/stream"}
 
 # A value for each parameter, that the log of ``a_log`` answers with something.
 SAMPLES = {
@@ -67,11 +69,14 @@ SAMPLES = {
     "holidays": "NL",
     "sla": "first=1h,reply=4h",
     "total": "no",
+    "at": "2023-11-15T12:00",
 }
 WITH = {"holidays": {"hours": "mon-fri 09:00-17:00"}}  # closed days need open hours
-# A report asked for no range shows the last 30 days, none of them in the sample log: a
-# report asked with anything else is pinned to the sample's month.
+# A report asked for no range shows its cases' days (at most the last 30): a report asked
+# with anything else is pinned to the sample's month.
 PINNED = {"since": "2023-11-01", "until": "2023-11-30"}
+# The queue's seconds waited move on by the second: asked with anything else, it is pinned.
+PINNED_QUEUE = {"at": "2023-11-16T08:00"}
 
 # A value each parameter cannot take (path and text take any text; event any name).
 BAD = {
@@ -91,6 +96,7 @@ BAD = {
     "hours": "mon-fry 09:00-17:00",
     "holidays": "XX",
     "sla": "first=soon",
+    "at": "soonish",
 }
 
 
@@ -137,6 +143,12 @@ def _twin_format(path: str) -> str:
 
 def _same(page: Page, twin: str, params: dict[str, str], console, target: str) -> None:
     status, _headers, body = console.get(twin + ("?" + urlencode(params) if params else ""))
+    if page.question == "queue" and not params:
+        body, expected = _same_second(
+            twin, console, lambda: _command(page, {}, _twin_format(twin), target)
+        )
+        assert body == expected, twin
+        return
     if twin.endswith("/raw") and params:  # --raw refuses what would change how it is shown
         assert status == 400 and b"not a parameter here" in body
         assert runner.invoke(app, [*page.command, "--raw", "--tz", "UTC"]).exit_code == 2
@@ -148,6 +160,18 @@ def _same(page: Page, twin: str, params: dict[str, str], console, target: str) -
         # last delivery moves on by the second: the rest is the same document.
         body, expected = (_without_commit(json.loads(text)) for text in (body, expected))
     assert body == expected, (twin, params)
+
+
+def _same_second(twin: str, console, command) -> tuple[bytes, bytes]:
+    """The queue now, from the twin and from the command: asked again (up to five times)
+    until both were asked within one second, as seconds waited are counted."""
+    for _ in range(5):
+        before = int(time.time())
+        _status, _headers, body = console.get(twin)
+        expected = command()
+        if int(time.time()) == before:
+            break
+    return body, expected
 
 
 def _without_commit(report: dict) -> dict:
@@ -177,6 +201,8 @@ def _cases() -> list:
             params = {**WITH.get(key, {}), key: SAMPLES[key]}
             if page.question == "report" and key not in ("since", "until", "by"):
                 params = {**PINNED, **params}
+            if page.question == "queue" and key != "at":
+                params = {**PINNED_QUEUE, **params}
             found.append(pytest.param(page, params, id=f"{page.path} with {key}"))
     return found
 

@@ -16,9 +16,10 @@ import typer
 from tbhook import __version__
 from tbhook.cli import alerting, dev, ops, quarantine, read, report, serve, ui
 from tbhook.cli import queue as waiting
-from tbhook.cli.options import TbhookCommand
+from tbhook.cli.options import TbhookCommand, TbhookGroup
 
 app = typer.Typer(
+    cls=TbhookGroup,
     help="Receive, keep and read Tracebuzz webhooks.",
     no_args_is_help=True,
     rich_markup_mode=None,

@@ -36,7 +36,7 @@ def option(param: Param, question: str) -> Any:
         hidden=param.key in asked.refused,
         show_default=param.default is not None,
     )
-    kind = Optional[list[str]] if param.many else Optional[str]
+    kind = Optional[list[str]] if param.many or param.key in asked.many else Optional[str]
     return Annotated[kind, info]  # type: ignore[valid-type]
 
 

@@ -22,6 +22,7 @@ from tbhook.cli.options import DEFAULT_DB, DbOption, fail, reported_errors, whol
 from tbhook.cli.printing import progress
 from tbhook.errors import TbhookError
 from tbhook.model.events import parse
+from tbhook.model.filters import parse_decimal
 from tbhook.model.query import Asked
 from tbhook.model.times import parse_when
 from tbhook.model.words import describe_parsed
@@ -54,7 +55,7 @@ def _rate(value: Optional[str]) -> Optional[float]:
     if value is None:
         return None
     try:
-        rate = float(value.removesuffix("/s"))
+        rate = parse_decimal(value.strip().removesuffix("/s"))  # ASCII: '٣/s' is no rate
     except ValueError:
         rate = 0.0
     if not 0 < rate < float("inf"):
@@ -149,7 +150,9 @@ def generate(
         int,
         typer.Option("--count", "-c", metavar="N", help="How many events.", **whole_number(0)),
     ],
-    seed: Annotated[int, typer.Option(metavar="N", help="Same seed, same events.")] = 0,
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="Same seed, same events.", **whole_number(0))
+    ] = 0,
     start: Annotated[
         Optional[str],
         typer.Option(metavar="ISO", help="First timestamp.  [default: 2024-01-01T00:00:00Z]"),

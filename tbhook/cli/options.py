@@ -6,16 +6,19 @@ besides its answer from ``printing``."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
+import os
+import sys
 from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeAlias
 
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 from tbhook.errors import TbhookError
-from tbhook.model.filters import parse_count, parse_id
+from tbhook.model.filters import parse_count, parse_decimal, parse_id
 from tbhook.model.query import DEFAULT_LIMIT
 from tbhook.model.targets import check_target
 from tbhook.output.formats import FORMATS
@@ -27,11 +30,19 @@ DEFAULT_DB = "tbhook.db"
 
 def _database(value: str) -> str:
     """A file path, or a PostgreSQL URL that can be one (checked before anything opens it);
-    another scheme (mysql://) is a usage error, never a file name."""
+    another scheme (mysql://), a name that is no file's (blank, ``-``) or a device is a usage
+    error, never a file name."""
+    from tbhook.transfer.files import stream_kind
+
     try:
         check_target(value)
     except TbhookError as exc:
         raise typer.BadParameter(str(exc)) from None
+    kind = stream_kind(value)
+    if kind is not None:
+        raise typer.BadParameter(
+            f"{value} is {kind}, not a database file: give a file name or a postgresql:// URL"
+        )
     return value
 
 
@@ -47,19 +58,6 @@ DbOption = Annotated[
         show_default=True,
     ),
 ]
-
-
-def in_range(low: float, high: float | None = None) -> Callable[[Any], Any]:
-    """A typer callback: a number from ``low`` (to ``high``), or a usage error saying so.
-    (typer's own min/max would print ``0<=x<=9223372036854775807`` in every help.)"""
-
-    def check(value: Any) -> Any:
-        if value is None or (low <= value and (high is None or value <= high)):
-            return value
-        bound = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
-        raise typer.BadParameter(f"{value} is not a number {bound}")
-
-    return check
 
 
 def _converted(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
@@ -83,6 +81,18 @@ def whole_number(low: int, high: int | None = None) -> dict[str, Any]:
     return {"parser": _converted(functools.partial(parse_count, low=low, high=high))}
 
 
+def decimal_number(low: float) -> dict[str, Any]:
+    """A number's ``typer.Option`` arguments: ASCII digits, a fraction allowed, from ``low``."""
+
+    def read(text: str) -> float:
+        value = parse_decimal(text)
+        if value < low:
+            raise ValueError(f"{text.strip()} is not a number of at least {low:g}")
+        return value
+
+    return {"parser": _converted(read)}
+
+
 # Where a server listens: serve's and the console's.
 PortOption = Annotated[
     int, typer.Option(metavar="PORT", help="Port (0 picks a free one).", **whole_number(0, 65535))
@@ -96,6 +106,41 @@ MaxConnectionsOption = Annotated[
         "closed (lowered to fit the open-file limit).",
     ),
 ]
+
+
+# A write that failed for want of room: said in words (EPIPE, a reader that left, is click's).
+NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+class TbhookGroup(TyperGroup):
+    """`tbhook` itself: whatever a command writes (stdout, a table, an export) that the disk
+    has no room for ends as ``Error: ...`` and exit 1, never a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # what is still buffered fails here, not at exit
+            return result
+        except OSError as exc:
+            if exc.errno not in NO_ROOM:
+                raise
+            _settle_stdout()
+            raise fail(
+                f"the output could not be written: {exc.strerror or exc}; what was written "
+                "of it is incomplete"
+            ) from None
+
+
+def _settle_stdout() -> None:
+    """Let stdout's buffer go (to /dev/null when its own disk is full), so the exit does not
+    fail once more on flushing it."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        with contextlib.suppress(OSError, ValueError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, sys.stdout.fileno())
+            os.close(null)
 
 
 class TbhookCommand(TyperCommand):
@@ -156,8 +201,9 @@ def parse_size(value: Optional[str], option: str) -> Optional[int]:
         return None
     units = {"K": 1024, "M": 1024**2, "G": 1024**3}
     text = value.strip().upper().removesuffix("B").removesuffix("I")
-    try:
-        number = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
+    unit = units[text[-1]] if text[-1:] in units else 1
+    try:  # ASCII digits only, as every number a person types ('٣M' is no size)
+        number = parse_decimal(text[:-1] if unit > 1 else text) * unit
     except ValueError:
         number = 0
     if not 64 * 1024 <= number < 2**62:

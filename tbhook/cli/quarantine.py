@@ -35,7 +35,7 @@ class _ById(TyperGroup):
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         word = args[0].removeprefix("#") if args else ""
-        if word.isascii() and word.isdigit():
+        if word.isdigit():  # '٣' too: `show` says it is no id, in words (no "No such command")
             args = ["show", *args]
         return super().resolve_command(ctx, args)
 

@@ -3,64 +3,69 @@
 from __future__ import annotations
 
 import time
-from datetime import timezone
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
-from tbhook import questions
-from tbhook.cli.access import reading
+from tbhook.cli.access import following, reading
 from tbhook.cli.asking import asks
-from tbhook.cli.options import DEFAULT_DB, INT64, DbOption, FormatOption
-from tbhook.cli.printing import table_layout
+from tbhook.cli.options import DEFAULT_DB, DbOption, FormatOption
 from tbhook.model.query import Asked
-from tbhook.model.queue import Waiting
-from tbhook.model.times import duration, iso_time
-from tbhook.output.describe import shown_time
-from tbhook.output.formats import Answer, write
+from tbhook.output.formats import write
 
 
 @asks("queue")
 def queue(
     db: DbOption = DEFAULT_DB,
     asked: Asked = Asked(),
-    source: Annotated[
-        Optional[list[int]],
+    follow: Annotated[
+        bool,
         typer.Option(
-            "--source",
-            help="Only cases waiting on this sourceId (that of the customer's latest "
-            "message; repeatable).",
-            **INT64,  # ASCII digits, 64-bit, each
+            "--follow",
+            help="Keep the queue current until Ctrl-C, as deliveries arrive and as time "
+            "passes: the table drawn again in place on a terminal, or one ndjson line per "
+            "change (waiting, breached, updated, left) when piped.",
         ),
-    ] = None,
+    ] = False,
     fmt: FormatOption = "table",
 ) -> None:
     """The cases waiting for an agent (the customer wrote last, and no agent message or
     close answered), oldest first: how long each has waited and, with --sla, the time left
     before its target. The table ends with how many wait, have breached and are at risk
     (less than a quarter of their target left)."""
-    zone, clock, targets, limit = asked.zone, asked.clock, asked.sla, asked.limit
-    waiting = Waiting(tuple(source or ()), asked.filters.path, asked.at)
+    from tbhook.output import queue as shown
+    from tbhook.queue_feed import asking_of, snapshot
+
+    hours = asked.clock.hours.spec if asked.clock else None
+    asking = asking_of(asked)
+    if follow:
+        _check_follow(asked, fmt)
+        _follow(db, asking, fmt, asked.zone, hours, asked.limit)
+        return
     with reading(db) as store:
-        answer = questions.queue(
-            store, waiting, limit or None, now=int(time.time()), clock=clock, sla=targets
+        found = snapshot(store, asking, int(time.time())).answer
+    write(shown.answer(found, fmt, asked.zone, hours, asked.limit), fmt)
+
+
+def _check_follow(asked: Asked, fmt: str) -> None:
+    if asked.at is not None:
+        raise typer.BadParameter(
+            "--at is the queue as it stood at one moment, --follow keeps it current from now "
+            "on: give one of them",
+            param_hint="'--follow'",
         )
-    records = answer.records
-    title = _title(answer.at, zone, clock.hours.spec if clock else None)
-
-    out = Answer(
-        records=records,
-        fields=answer.fields,
-        spec=table_layout(
-            fmt, lambda listings: listings.queue(records, targets is not None, zone, title)
-        ),
-        total=answer.standing.waiting,
-        limit=limit,
-        notes=[answer.standing.words(targets is not None, duration)],
-    )
-    write(out, fmt)
+    if getattr(fmt, "value", fmt) not in ("table", "ndjson"):
+        raise typer.BadParameter(
+            "--follow draws the table again in place, or writes one ndjson line per change; "
+            f"-f {getattr(fmt, 'value', fmt)} writes one answer",
+            param_hint="'--follow'",
+        )
 
 
-def _title(at: int, zone: Any, hours: Optional[str]) -> str:
-    when = shown_time(iso_time(at), zone or timezone.utc) or f"@{at}"
-    return f"waiting at {when}" + (f", in business hours {hours}" if hours else "")
+def _follow(db: str, asking: Any, fmt: str, zone: Any, hours: Any, limit: int) -> None:
+    """Until Ctrl-C or SIGTERM, which end it quietly (exit 0), as they end `tail`."""
+    from tbhook.output import queue as shown
+    from tbhook.queue_feed import followed
+
+    with following(db) as store:
+        shown.follow(followed(store, asking), fmt, zone, hours, limit, asking.sla is not None)

@@ -12,7 +12,7 @@ from typing import IO, Annotated, Any, Optional
 import typer
 
 from tbhook import questions
-from tbhook.cli.access import reading
+from tbhook.cli.access import following, reading
 from tbhook.cli.asking import asks
 from tbhook.cli.options import (
     DEFAULT_DB,
@@ -143,33 +143,15 @@ def tail(
 ) -> None:
     """Watch events arrive: the last N matching events, then new ones as they are stored."""
     # The modules doing a command's work load when it runs (see tbhook.cli.dev).
-    from tbhook.follow import (
-        Following,
-        Stopped,
-        follow_events,
-        open_when_ready,
-        stopped_by_signals,
-    )
+    from tbhook.follow import Following, follow_events
 
     filters = asked.filters
     backlog = None if new else _backlog(limit)
     feed = Following(filters, backlog=backlog, retries=retries, quarantine=quarantine)
-
-    def notice(line: str) -> None:
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-
-    try:
-        with stopped_by_signals(), reported_errors():
-            store = open_when_ready(db, follow, notice)
-            try:
-                if not store.reads.any_matching(filters):
-                    say_empty(store, filters, "events", "; waiting for new ones" if follow else "")
-                follow_events(store, feed, follow, fmt, zone=asked.zone)
-            finally:
-                store.close()
-    except (Stopped, KeyboardInterrupt):
-        raise typer.Exit(0) from None
+    with following(db, follow) as store:
+        if not store.reads.any_matching(filters):
+            say_empty(store, filters, "events", "; waiting for new ones" if follow else "")
+        follow_events(store, feed, follow, fmt, zone=asked.zone)
 
 
 @asks("person")

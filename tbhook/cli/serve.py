@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from typing import Annotated, Any, Optional
 
@@ -11,6 +12,7 @@ import typer
 
 from tbhook.cli.alerting import NotifyOption, duration_of, urls
 from tbhook.cli.alerting import archive_dir as archive_dir_of
+from tbhook.cli.asking import asks
 from tbhook.cli.options import (
     DEFAULT_DB,
     DbOption,
@@ -18,16 +20,18 @@ from tbhook.cli.options import (
     MaxConnectionsOption,
     PortOption,
     db_size,
+    decimal_number,
     http_url,
-    in_range,
     parse_size,
     reported_errors,
     whole_number,
 )
+from tbhook.model.query import Asked
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP header name (RFC 9110)
 
 
+@asks("serve")
 def serve(
     db: DbOption = DEFAULT_DB,
     host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")] = (
@@ -67,7 +71,7 @@ def serve(
         typer.Option(
             metavar="FACTOR",
             help="Scale the forward retry schedule (0.001: minutes become 60 ms).",
-            callback=in_range(0.000001),
+            **decimal_number(0.000001),
         ),
     ] = 1.0,
     max_connections: MaxConnectionsOption = 4096,
@@ -134,6 +138,7 @@ def serve(
             help="Alert when no delivery came for this long (e.g. 2h on a busy account).",
         ),
     ] = None,
+    asked: Asked = Asked(),
 ) -> None:
     """Receive Tracebuzz webhooks and append every delivery to the database.
 
@@ -159,11 +164,13 @@ def serve(
         metrics=metrics,
         log_format=log_format.value,
         ui_port=ui_port if ui else None,
+        ui_token=_ui_token() if ui else None,
         notify=urls(notify),
         stale=duration_of(stale, "--stale"),
         retain=retain_seconds,
         archive_dir=archive_dir_of(retain_seconds, archive_dir),
         prune_every=float(duration_of(prune_every, "--prune-every") or 3600),
+        queue=_breaching(asked),
     )
     # Looked at often enough: a quarter of --stale; four times a second under a cap that
     # --retain keeps (a PRAGMA: microseconds), so a pass starts long before the cap.
@@ -173,6 +180,21 @@ def serve(
     settings = dataclasses.replace(settings, watch_every=every)
     with reported_errors():
         receiver.run(settings)
+
+
+def _breaching(asked: Asked) -> Any:
+    """With --sla, the waits `serve` alerts past their target: every one, on any source."""
+    if asked.sla is None:
+        if asked.clock is not None:
+            raise typer.BadParameter(
+                "--hours counts the --sla targets in business hours: give --sla too",
+                param_hint="'--hours'",
+            )
+        return None
+    from tbhook.model.queue import Waiting
+    from tbhook.queue_feed import Asking
+
+    return Asking(Waiting(), None, asked.clock, asked.sla)
 
 
 def _auth(name: Optional[str], value: Optional[str]) -> Any:
@@ -191,6 +213,18 @@ def _auth(name: Optional[str], value: Optional[str]) -> Any:
             f"{name!r} is not a valid HTTP header name", param_hint="'--header-name'"
         )
     return Auth(name, value)
+
+
+def _ui_token() -> Optional[str]:
+    """`serve --ui`: the console asks for TBHOOK_UI_TOKEN when the environment has one (the
+    banner says so), checked as `tbhook ui` checks it; an empty one is refused."""
+    from tbhook.console import token_problem  # the settings only, not the web stack
+
+    token = os.environ.get("TBHOOK_UI_TOKEN")
+    problem = token_problem(token) if token is not None else None
+    if problem:
+        raise typer.BadParameter(f"for the console: {problem}", param_hint="TBHOOK_UI_TOKEN")
+    return token
 
 
 def _own_port(ui_port: int | None, port: int) -> None:

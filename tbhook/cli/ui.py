@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from typing import Annotated, Optional
@@ -35,6 +36,21 @@ def _duration(text: str) -> str:
 
 def seconds(text: str) -> int:
     return int(text[:-1]) * UNITS[text[-1]]
+
+
+def _addresses(values: Optional[list[str]]) -> Optional[list[str]]:
+    """A typer callback: --trusted-proxy's values, each an IP address."""
+    import ipaddress
+
+    for value in values or ():
+        try:
+            ipaddress.ip_address(value.strip())
+        except ValueError:
+            raise typer.BadParameter(
+                f"{value!r} is not an IP address (the proxy's, as the console sees it "
+                "connect: 127.0.0.1 for one on this machine)"
+            ) from None
+    return values
 
 
 def _host_names(names: Optional[list[str]]) -> Optional[list[str]]:
@@ -75,6 +91,16 @@ def ui(
             metavar="NAME",
             help="Another name it may be reached by (a proxy's: tbhook.example.com); repeatable.",
             callback=_host_names,
+        ),
+    ] = None,
+    trusted_proxy: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--trusted-proxy",
+            metavar="ADDRESS",
+            help="A proxy in front (127.0.0.1): for its requests, the client is the address "
+            "it adds to X-Forwarded-For (ignored from anyone else); repeatable.",
+            callback=_addresses,
         ),
     ] = None,
     receiver: Annotated[
@@ -126,15 +152,18 @@ def ui(
     from tbhook import console  # starlette, jinja2, uvicorn: only for the console
 
     http_url(receiver, "--receiver")
+    if token is None and os.environ.get("TBHOOK_UI_TOKEN") == "":
+        token = ""  # set to nothing (typer takes that as unset): refused below, in words
     settings = console.Settings(
         db=db,
         host=host,
         port=port,
-        token=token or None,
+        token=token,
         allowed_hosts=tuple(allow_host or ()),
         zone=asked.zone,
         receiver=receiver,
         https=https,
+        proxies=tuple(value.strip() for value in trusted_proxy or ()),
         max_connections=max_connections,
         max_streams=max_streams,
         session_idle=seconds(session_idle),

@@ -45,6 +45,7 @@ class Settings:
     receiver: str = "http://127.0.0.1:8080/"
     fd: int | None = None  # a socket bound by `serve --ui`, inherited
     https: bool = False  # reached over HTTPS only (a proxy in front): Secure cookies
+    proxies: tuple[str, ...] = ()  # --trusted-proxy: its X-Forwarded-For names the client
     max_connections: int = MAX_CONNECTIONS
     max_streams: int = 500
     session_idle: float = 30 * 60
@@ -64,6 +65,19 @@ class Settings:
                 "it through an SSH tunnel",
                 "'--host' / '--token'",
             )
+        if self.token is None and (self.allowed_hosts or self.https or self.proxies):
+            given = next(
+                name
+                for name, value in (("--allow-host", self.allowed_hosts), ("--https", self.https),
+                                    ("--trusted-proxy", self.proxies))
+                if value
+            )  # fmt: skip
+            raise SettingError(
+                f"{given} means browsers elsewhere reach the console through a proxy, which "
+                "would show them the log without a token: give it a --token (or "
+                "TBHOOK_UI_TOKEN)",
+                f"'{given}' / '--token'",
+            )
         if self.token is not None:
             problem = token_problem(self.token)
             if problem:
@@ -80,6 +94,12 @@ def token_problem(token: str) -> str | None:
     """Why ``token`` cannot be the console's secret, or None. The form and a Bearer header
     must accept the same tokens, and a header carries printable ASCII only."""
     make = "python3 -c 'import secrets; print(secrets.token_urlsafe(24))' makes one"
+    if not token:
+        return (
+            "the token is empty (--token '' or TBHOOK_UI_TOKEN set to nothing), and no "
+            f"console runs with an empty secret: give one ({make}), or neither for a "
+            "console on 127.0.0.1 without one"
+        )
     if not token.strip():
         return f"the token is blank; {make}"
     if any(c.isspace() for c in token):
@@ -116,6 +136,7 @@ def build(settings: Settings, log: Any = None) -> Any:
         https=settings.https,
         sessions=Sessions(settings.session_idle, settings.session_lifetime),
         max_streams=settings.max_streams,
+        proxies=settings.proxies,
         log=Throttled(log),
     )
     site.guard = guard
@@ -170,6 +191,10 @@ def run(settings: Settings, announce: Any = None) -> None:
     limits = Limits(origin_form_only=True, html=True, log_refusals=True)
     config = server.uvicorn_config(app, connections, limits, graceful=SHUTDOWN_SECONDS)
     config.date_header = False
+    # uvicorn would take X-Forwarded-For from any loopback peer as the client's address:
+    # anyone could pick one per try past the sign-in limit, or lock out someone else's.
+    # The guard reads it from a --trusted-proxy only.
+    config.proxy_headers = False
     Handler(log).install()  # uvicorn's own warnings as lines of the same log
     try:
         uvicorn.Server(config).run(sockets=[sock])

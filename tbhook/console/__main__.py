@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"argument --tz: {exc.sentence}")
     settings = Settings(
         db=args.db,
+        token=os.environ.get("TBHOOK_UI_TOKEN"),  # as `tbhook ui` reads it; serve checked it
         host=args.host,
         port=args.port,
         fd=args.fd,

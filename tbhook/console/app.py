@@ -13,7 +13,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tbhook.console.site import Site
-from tbhook.console.views import cases, events, health, quarantine, report, session, stream
+from tbhook.console.views import (
+    cases,
+    events,
+    health,
+    quarantine,
+    queue,
+    report,
+    session,
+    stream,
+)
 
 STATIC = {
     "console.css": "text/css; charset=utf-8",
@@ -31,6 +40,9 @@ def routes(site: Site) -> list[Route]:
         Route("/persons/{person_id:int}", r(cases.person)),
         Route("/persons/{person_id:int}.json", r(cases.person_data)),
         *family(r, "/cases", "/cases", cases, "case_id"),
+        Route("/queue", r(queue.page)),
+        Route("/queue.{fmt:str}", r(queue.data)),
+        Route("/queue/stream", queue.endpoint(site)),
         Route("/report", r(report.page)),
         Route("/report.{fmt:str}", r(report.data)),
         Route("/quarantine/retry", r(quarantine.retry), methods=["POST"]),
@@ -77,4 +89,16 @@ def build(site: Site) -> Any:
         words = {404: "There is no such page.", 405: "Not a way to ask for this page."}
         return site.error(request, status, words.get(status, "Something went wrong."))
 
-    return Starlette(routes=routes(site), exception_handlers={404: not_found, 405: not_found})
+    async def failed(request: Any, exc: Exception) -> Any:
+        # A page in words; Starlette raises the error again after it, and the server logs
+        # it (its type, its message and, in the JSON log, its traceback).
+        return site.error(
+            request,
+            500,
+            f"The console failed to answer this ({type(exc).__name__}); its log says more.",
+        )
+
+    return Starlette(
+        routes=routes(site),
+        exception_handlers={404: not_found, 405: not_found, Exception: failed},
+    )

@@ -57,10 +57,13 @@ def chart(
     series: Sequence[Series],
     unit: str = "count",
     kind: str = "line",
+    target: float | None = None,
 ) -> Markup:
     """One chart: ``series`` over ``labels`` (the periods), as lines or grouped bars; empty
-    values leave a gap. ``unit``: count, seconds or rate (for the axis and the titles)."""
+    values leave a gap. ``unit``: count, seconds or rate (for the axis and the titles);
+    ``target``: a dashed line across at that value (an SLA's)."""
     largest = max((v for s in series for v in s.values if v is not None), default=0.0)
+    largest = max(largest, target or 0)
     top = _nice(largest, unit)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     n = max(len(labels), 1)
@@ -123,8 +126,15 @@ def chart(
                 if len(run) > 1:
                     path = " ".join(f"{px:.1f},{py:.1f}" for px, py in run)
                     parts.append(f'<polyline class="{s.style}" points="{path}"/>')
-    parts.append("</svg>")
     legend = "".join(f'<span class="key {s.style}">{escape(s.name)}</span>' for s in series)
+    if target is not None:
+        said = f"target {_label(target, unit)}"
+        parts.append(
+            f'<line class="target" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(target):.1f}" '
+            f'y2="{y(target):.1f}" data-target="{target:g}"><title>{escape(said)}</title></line>'
+        )
+        legend += f'<span class="key target">{escape(said)}</span>'
+    parts.append("</svg>")
     return Markup(
         f'<figure class="figure"><figcaption>{escape(title)} {legend}</figcaption>'
         + "".join(parts)

@@ -32,6 +32,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 COOKIE = "tbhook_session"
 SECURE_COOKIE = "__Host-tbhook_session"
 MAX_STREAMS = 500  # open /stream clients (a tab each); past it a 503
+STREAMS = ("/stream", "/queue/stream")  # the live pages' server-sent events
 HEADERS = [
     (
         b"content-security-policy",
@@ -104,13 +105,27 @@ class Door:
                 hosts.append(text)
             elif name == "cookie" and "cookie" in headers:
                 text = headers["cookie"] + "; " + text  # HTTP/2 proxies split it
+            elif name == "x-forwarded-for" and name in headers:
+                text = headers[name] + ", " + text  # one list, in the order they came
             headers[name] = text
         return cls(scope, headers, hosts, _cookies(headers.get("cookie", "")))
 
     @property
-    def address(self) -> str:
+    def peer(self) -> str:
+        """The address of the socket's other end (uvicorn's proxy headers are off)."""
         client = self.scope.get("client")
         return str(client[0]) if client else ""
+
+    def address(self, proxies: frozenset[str]) -> str:
+        """Who is asking: the peer, or, when the peer is a --trusted-proxy, the address that
+        proxy added last to X-Forwarded-For (the client it saw; whatever the client sent
+        itself comes before). Always an IP address as ``ipaddress`` writes it, never text
+        from a header."""
+        peer = self.peer
+        if _ip(peer) not in proxies:
+            return peer
+        forwarded = self.headers.get("x-forwarded-for", "").split(",")[-1].strip()
+        return _ip(forwarded) or peer
 
     def cookie(self, name: str) -> list[str]:
         """Every value the Cookie header gives ``name`` (a page may have planted one more)."""
@@ -132,14 +147,17 @@ class Guard:
     sessions: Sessions = field(default_factory=Sessions)
     signins: SignIns = field(default_factory=SignIns)
     max_streams: int = MAX_STREAMS
+    proxies: Iterable[str] = ()  # --trusted-proxy: their X-Forwarded-For names the client
     log: Throttled = field(default_factory=lambda: Throttled(None))
     streams: int = field(init=False, default=0)
     _loop: asyncio.AbstractEventLoop | None = field(init=False, default=None)
     _hosts: set[str] = field(init=False)
     _proxied: set[str] = field(init=False)
+    _proxies: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self._proxied = {name.lower() for name in self.allowed}
+        self._proxies = frozenset(_ip(address) for address in self.proxies)
         names = {self.host.strip("[]").lower()}
         if is_loopback(self.host):
             names |= {"127.0.0.1", "localhost", "::1"}
@@ -157,6 +175,18 @@ class Guard:
             return True
         forwarded = headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
         return name in self._proxied and forwarded == "https"
+
+    def own_url(self, name: str, secure: bool) -> str:
+        """The console's address for a command to copy (copy as curl): an --allow-host name
+        the request came by, else where the console listens; never the request's own Host
+        (a page elsewhere could pick it, and a Bearer token would follow it there)."""
+        if name in self._proxied:
+            return f"{'https' if secure else 'http'}://{name}"
+        host = self.host.strip("[]")
+        if is_wildcard(self.host):
+            host = "::1" if ":" in host else "127.0.0.1"  # any address: this machine's own
+        shown = f"[{host}]" if ":" in host else host
+        return f"{'https' if self.https else 'http'}://{shown}:{self.port}"
 
     def same_origin(self, door: Door, name: str, secure: bool) -> bool:
         """A POST comes from a page of this console: its Origin is the console's own (scheme,
@@ -209,19 +239,20 @@ class Guard:
             return
         secure = self.secure(name, door.headers)
         given = door.cookie(SECURE_COOKIE if secure else COOKIE)
-        signed = next((sid for sid in given if self.sessions.signed_in(sid)), None)
+        signed = next((sid for sid in given if self.sessions.signed_in(sid, secure)), None)
         sid = signed or next((sid for sid in given if well_formed(sid)), None)
         fresh = sid is None
         sid = sid or new_id()
+        address = door.address(self._proxies)
         state = scope.setdefault("state", {})
         state.update(csrf=self.sessions.csrf(sid), session=sid, signed_in=signed is not None)
-        state.update(secure=secure, address=door.address)
-        bearer = await self._bearer(door, send)
+        state.update(secure=secure, address=address, host=name)
+        bearer = await self._bearer(door, address, send)
         if bearer is None:
             return  # refused
         path = scope["path"]
         if self.token is not None and not path.startswith(OPEN_PATHS) and not (bearer or signed):
-            if path.endswith((".json", ".csv")) or path == "/stream":
+            if path.endswith((".json", ".csv")) or path in STREAMS:
                 await _refuse(send, 401, "This console needs its token.", json=True)
             else:
                 await _redirect(send, "/login")
@@ -241,7 +272,7 @@ class Guard:
                 message["headers"] = [*own, *HEADERS]
             await send(message)
 
-        if path != "/stream":
+        if path not in STREAMS:
             await self.app(scope, receive, with_headers)
         elif self.streams >= self.max_streams:
             self.log(
@@ -253,23 +284,25 @@ class Guard:
             await _refuse(send, 503, f"This console already feeds {self.max_streams} live "
                           "pages; reload later.", retry_after=30)  # fmt: skip
         else:
+            # A page that came in by its session is fed only while the session lasts.
+            state["stream_session"] = signed if self.token is not None and not bearer else None
             await self._stream(scope, receive, with_headers, signed)
 
-    async def _bearer(self, door: Door, send: Send) -> bool | None:
+    async def _bearer(self, door: Door, address: str, send: Send) -> bool | None:
         """Whether a right Bearer token came; None when the request was refused for a
-        wrong one (401) or for too many wrong ones from its address (429)."""
+        wrong one (401) or for too many wrong ones from its ``address`` (429)."""
         header = door.headers.get("authorization", "")
         if self.token is None or not header.lower().startswith("bearer "):
             return False
-        wait = self.signins.wait(door.address)
+        wait = self.signins.wait(address)
         if wait:
             await _too_many(send, wait)
             return None
         if same_secret(header[7:].strip(), self.token):
             return True
-        wait = self.signins.failed(door.address)
+        wait = self.signins.failed(address)
         if wait:
-            self.locked_out(door.address, wait)
+            self.locked_out(address, wait)
             await _too_many(send, wait)
         else:
             await _refuse(send, 401, "This console needs its token.", json=True)
@@ -303,6 +336,8 @@ class Guard:
             await _refuse(send, 403, "This form came from another site: nothing was done.")
             return None
         body = await _body(receive)
+        if body is None:
+            return None  # the client left, or the protocol answered 408: nothing to say
         sent = parse_qs(body.decode("utf-8", "replace")).get("csrf", [""])[0]
         if not bearer and not self.sessions.csrf_ok(sid, sent):
             self.log("csrf", "refused a POST without its session's CSRF value (403)")
@@ -310,7 +345,7 @@ class Guard:
                           "page and send it again. Nothing was done.")  # fmt: skip
             return None
         if door.scope["path"] == "/login":
-            wait = self.signins.wait(door.address)
+            wait = self.signins.wait(door.scope["state"]["address"])
             if wait:
                 await _too_many(send, wait)
                 return None
@@ -329,6 +364,17 @@ class Guard:
                 self.sessions.streaming(sid, -1)
 
 
+def _ip(text: str) -> str:
+    """``text`` as ``ipaddress`` writes the address it is (an IPv4 address inside IPv6 as
+    IPv4), or "" when it is none."""
+    try:
+        ip = ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return ""
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return str(mapped or ip)
+
+
 def _cookies(header: str) -> list[tuple[str, str]]:
     """Every name=value pair, in order, duplicates kept (http.cookies keeps only the last)."""
     pairs = []
@@ -339,11 +385,14 @@ def _cookies(header: str) -> list[tuple[str, str]]:
     return pairs
 
 
-async def _body(receive: Receive) -> bytes:
+async def _body(receive: Receive) -> bytes | None:
+    """The request's body (its first 64 KiB); None when it never came whole."""
     chunks = []
     size = 0
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > 64 * 1024:  # a form here is a few fields

@@ -41,6 +41,7 @@ def well_formed(value: str) -> bool:
 class Session:
     created: float
     seen: float
+    secure: bool = False  # signed in over HTTPS: valid over HTTPS only
     streams: int = 0  # open /stream requests: a page left open is not idle
 
 
@@ -58,6 +59,7 @@ class Sessions:
         self._secret = secrets.token_bytes(32)
         self._live: OrderedDict[str, Session] = OrderedDict()
         self._notices: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
+        self._watchers: dict[str, list[Callable[[], None]]] = {}  # told when a session ends
         self._lock = threading.Lock()  # views run in worker threads, the guard on the loop
 
     def csrf(self, sid: str) -> str:
@@ -70,33 +72,70 @@ class Sessions:
             self.csrf(sid).encode(), given.encode("utf-8", "surrogateescape")
         )
 
-    def start(self) -> str:
-        """A new signed-in session (always a new id: one a page planted is never promoted)."""
+    def start(self, secure: bool = False) -> str:
+        """A new signed-in session (always a new id: one a page planted is never promoted);
+        ``secure``: signed in over HTTPS, so never valid over plain HTTP."""
         sid = new_id()
         now = self.clock()
         with self._lock:
-            self._sweep(now)
-            self._live[sid] = Session(now, now)
+            ended = self._sweep(now)
+            self._live[sid] = Session(now, now, secure)
             while len(self._live) > MAX_SESSIONS:
-                self._live.popitem(last=False)
+                ended.append(self._live.popitem(last=False)[0])
+        self._tell(ended)
         return sid
 
     def end(self, sid: str) -> None:
         with self._lock:
             self._live.pop(sid, None)
+        self._tell([sid])
 
-    def signed_in(self, sid: str) -> bool:
-        """Whether ``sid`` is a live signed-in session; a request through it counts as use."""
+    def signed_in(self, sid: str, secure: bool = False) -> bool:
+        """Whether ``sid`` is a live signed-in session reached as it was signed in (over
+        HTTPS or not); a request through it counts as use."""
         now = self.clock()
         with self._lock:
             session = self._live.get(sid)
-            if session is None:
+            if session is None or session.secure != secure:
                 return False
-            if self._expired(session, now):
-                del self._live[sid]
-                return False
-            session.seen = now
-            return True
+            if not self._expired(session, now):
+                session.seen = now
+                return True
+            del self._live[sid]
+        self._tell([sid])
+        return False
+
+    def left(self, sid: str) -> float:
+        """Seconds before ``sid`` ends in any case (its lifetime), 0 once it has ended: what
+        a live page of it may still be sent."""
+        now = self.clock()
+        with self._lock:
+            session = self._live.get(sid)
+            if session is None or self._expired(session, now):
+                return 0.0
+            return session.created + self.lifetime - now
+
+    def on_end(self, sid: str, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` (from any thread) when ``sid`` is signed out or pushed out; the
+        function that forgets it."""
+        with self._lock:
+            self._watchers.setdefault(sid, []).append(callback)
+
+        def forget() -> None:
+            with self._lock:
+                found = self._watchers.get(sid, [])
+                if callback in found:
+                    found.remove(callback)
+                if not found:
+                    self._watchers.pop(sid, None)
+
+        return forget
+
+    def _tell(self, ended: list[str]) -> None:
+        with self._lock:
+            callbacks = [c for sid in ended for c in self._watchers.get(sid, [])]
+        for callback in callbacks:
+            callback()
 
     def streaming(self, sid: str, delta: int) -> None:
         """A /stream of this session opened (+1) or closed (-1)."""
@@ -111,9 +150,11 @@ class Sessions:
             return True
         return session.streams <= 0 and now - session.seen > self.idle
 
-    def _sweep(self, now: float) -> None:
-        for sid in [sid for sid, s in self._live.items() if self._expired(s, now)]:
+    def _sweep(self, now: float) -> list[str]:
+        ended = [sid for sid, s in self._live.items() if self._expired(s, now)]
+        for sid in ended:
             del self._live[sid]
+        return ended
 
     def notice(self, sid: str, text: str) -> str:
         """Keep ``text`` for this session's next page; the id to name it by in a URL."""

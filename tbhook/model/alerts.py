@@ -112,3 +112,24 @@ def disk(where: str, what: str, free: int, total: int) -> Alert | None:
         f"{human_size(total)} ({free / total:.1%}); free some space"
     )
     return Alert("size", f"disk:{where}", text, {"freeBytes": free, "totalBytes": total})
+
+
+def sla(row: dict[str, Any], hours: str | None = None) -> Alert:
+    """``sla``: a wait past its target (a row of `tbhook queue --sla`), keyed by the case and
+    when its wait began: one alert per wait. The path (sender text) is in the details only."""
+    kind = "a first reply" if row["kind"] == "first" else "a reply"
+    counted = f" in business hours ({hours})" if hours else ""
+    text = (
+        f"case {row['caseId']} (person {row['personId']}, source {row['sourceId']}) has "
+        f"waited {duration(row['waitingSeconds'])}{counted} for {kind}, "
+        f"{duration(-row['slaLeftSeconds'])} past its target of {duration(row['slaSeconds'])}; "
+        f"waiting since {row['waitingSince']}"
+    )
+    details = {k: v for k, v in row.items() if k != "breached"}
+    return Alert("sla", f"{row['caseId']}@{row['waitingSince']}", text, details)
+
+
+def sla_resolved(key: str) -> str:
+    """What an ``sla`` alert's resolution says: its case waits no more past its target."""
+    case = key.split("@", 1)[0]
+    return f"case {case} no longer waits past its target: an agent answered, or it was closed"

@@ -11,7 +11,7 @@ from datetime import tzinfo
 from typing import Any
 
 from tbhook.model.params import as_given, filter_field, plain
-from tbhook.model.text import clean
+from tbhook.model.text import clean, quoted
 from tbhook.model.times import parse_when, said, whole
 
 SENDERS = {"customer": 0, "agent": 1}
@@ -32,7 +32,7 @@ def parse_sender(text: str) -> int:
     try:
         return SENDERS[text.strip().lower()]
     except KeyError:
-        raise ValueError(f"{text!r} is not customer or agent") from None
+        raise ValueError(f"{quoted(text)} is not customer or agent") from None
 
 
 def fits_int64(value: int) -> bool:
@@ -51,11 +51,11 @@ def parse_id(text: str, what: str = "a number") -> int:
     ``what`` names it in the error (``a quarantine id``)."""
     text = text.strip()
     if not _ID.fullmatch(text):
-        raise ValueError(f"{text[:40]!r} is not {what} (written in the digits 0-9)")
+        raise ValueError(f"{quoted(text)} is not {what} (written in the digits 0-9)")
     value = whole(text)
     if not fits_int64(value):
         named = "" if what == "a number" else f" is not {what}: it"
-        raise ValueError(f"{text[:40]}{named} does not fit in a 64-bit integer")
+        raise ValueError(f"{_digits(text)}{named} does not fit in a 64-bit integer")
     return value
 
 
@@ -64,12 +64,29 @@ def parse_count(text: str, low: int, high: int | None = None) -> int:
     ``low`` (to ``high``)."""
     text = text.strip()
     if not _ID.fullmatch(text):
-        raise ValueError(f"{text[:40]!r} is not a number (written in the digits 0-9)")
+        raise ValueError(f"{quoted(text)} is not a number (written in the digits 0-9)")
     value = whole(text)
     if value < low or (high is not None and value > high):
         bound = f"from {low} to {high}" if high is not None else f"at least {low}"
-        raise ValueError(f"{text[:40]} is not a number {bound}")
+        raise ValueError(f"{_digits(text)} is not a number {bound}")
     return value
+
+
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+")
+
+
+def parse_decimal(text: str, what: str = "a number") -> float:
+    """A number with a fraction as people write it (``0.5``, ``20``): ASCII digits only, as
+    every number read from a person (float() would take '٣' and 'inf')."""
+    text = text.strip()
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError(f"{quoted(text)} is not {what} (written in the digits 0-9, like 0.5)")
+    return float(text)
+
+
+def _digits(text: str) -> str:
+    """Digits read as a number, shown as given: cut after 40 (a number that long is no id)."""
+    return text[:40] + ("..." if len(text) > 40 else "")
 
 
 def _id(text: str, _zone: tzinfo) -> int:

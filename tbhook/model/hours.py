@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 
+from tbhook.model.text import quoted
+
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_TIME = re.compile(r"^(\d{1,2}):(\d{2})$")
+_TIME = re.compile(r"^([0-9]{1,2}):([0-9]{2})$")  # ASCII digits, as every number read
 
 # Business time is counted between these moments; a timestamp outside counts as the nearer
 # end (a sender's timestamp of year 9999 must not make a report walk eight thousand years).
@@ -50,16 +52,18 @@ def parse_hours(spec: str) -> Hours:
     for group in groups:
         if not group:
             continue
-        digit = re.search(r"\d", group)
+        digit = re.search(r"\d", group)  # any script's: its time is refused in words
         if digit is None:
-            raise SpecError(f"'{group}' has no hours; give them after the days, like 09:00-17:30")
+            raise SpecError(
+                f"{quoted(group)} has no hours; give them after the days, like 09:00-17:30"
+            )
         days_text, ranges_text = group[: digit.start()].strip(), group[digit.start() :]
         if not days_text:
-            raise SpecError(f"'{group}' names no days; begin with them, like 'mon-fri'")
+            raise SpecError(f"{quoted(group)} names no days; begin with them, like 'mon-fri'")
         days = _days(days_text)
         for piece in ranges_text.split(","):
             if not piece.strip():
-                raise SpecError(f"'{group}' has an empty range between commas")
+                raise SpecError(f"{quoted(group)} has an empty range between commas")
             span = _range(piece.strip())
             for day in days:
                 week[day].append(span)
@@ -81,17 +85,17 @@ def _day(name: str) -> int:
     for i, (short, full) in enumerate(zip(DAYS, DAY_NAMES, strict=True)):
         if name in (short, full):
             return i
-    raise SpecError(f"'{name}' is not a day; use mon, tue, wed, thu, fri, sat or sun")
+    raise SpecError(f"{quoted(name)} is not a day; use mon, tue, wed, thu, fri, sat or sun")
 
 
 def _range(text: str) -> tuple[int, int]:
     start_text, dash, end_text = text.partition("-")
     if not dash:
-        raise SpecError(f"'{text}' is not a range of hours; write it like 09:00-17:30")
+        raise SpecError(f"{quoted(text)} is not a range of hours; write it like 09:00-17:30")
     start, end = _clock(start_text.strip()), _clock(end_text.strip())
     if end <= start:
         raise SpecError(
-            f"'{text}' ends before it starts; split hours across midnight in two, "
+            f"{quoted(text)} ends before it starts; split hours across midnight in two, "
             "like 'mon 22:00-24:00; tue 00:00-06:00'"
         )
     return start, end
@@ -103,7 +107,7 @@ def _clock(text: str) -> int:
         hour, minute = int(match[1]), int(match[2])
         if (hour < 24 and minute < 60) or (hour, minute) == (24, 0):
             return hour * 3600 + minute * 60
-    raise SpecError(f"'{text}' is not a time of day; write it like 09:00 (00:00 to 24:00)")
+    raise SpecError(f"{quoted(text)} is not a time of day; write it like 09:00 (00:00 to 24:00)")
 
 
 def _joined(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -134,10 +138,29 @@ class ClosedDays:
         """A file of dates (one ``YYYY-MM-DD`` a line, ``#`` comments) when ``value`` names a
         file, else a country code (``NL``, or ``US-CA`` for a subdivision)."""
         path = Path(value)
-        if path.is_file():
+        try:
+            is_file = path.is_file()
+        except OSError:  # a name too long to be a file's: then it is no country either
+            is_file = False
+        if is_file:
             self.dates |= read_dates(path)
+        elif names_a_file(value):
+            raise SpecError(
+                f"{quoted(value)} is no file (and no country code): give a file of dates, one "
+                "YYYY-MM-DD a line, or a country code like NL"
+            )
         else:
             self.calendars.append(country(value))
+
+
+def names_a_file(value: str) -> bool:
+    """Whether ``value`` is written as a file's name (a country code has no ``/`` or ``.``)."""
+    return any(mark in value for mark in "/\\.~")
+
+
+COUNTRIES = (
+    "the holidays package knows (ISO 3166 codes like NL, DE, US; or US-CA for a subdivision)"
+)
 
 
 def read_dates(path: Path) -> set[date]:
@@ -167,13 +190,12 @@ def country(code: str):
     name, _, subdivision = code.strip().partition("-")
     supported = holidays.list_supported_countries()
     if name.upper() not in supported:
-        raise SpecError(
-            f"'{code}' is neither a file nor a country code the holidays package knows "
-            "(ISO 3166 codes like NL, DE, US; or US-CA for a subdivision)"
-        )
+        raise SpecError(f"{quoted(code)} is not a country code {COUNTRIES}")
     if subdivision and subdivision.upper() not in supported[name.upper()]:
         known = ", ".join(supported[name.upper()][:12]) or "none"
-        raise SpecError(f"'{code}': {name.upper()} has no subdivision {subdivision} ({known})")
+        raise SpecError(
+            f"{quoted(code)}: {name.upper()} has no subdivision {quoted(subdivision)} ({known})"
+        )
     return holidays.country_holidays(name.upper(), subdiv=subdivision.upper() or None)
 
 
@@ -208,6 +230,17 @@ class Clock:
         if not self._low <= start < self._high or not self._low <= end < self._high:
             self._cover(start, end)
         return self._open_until(end) - self._open_until(start)
+
+    def state(self, moment: int) -> tuple[bool, int | None]:
+        """Whether the clock runs at ``moment``, and the next moment it stops or starts
+        (None: not within a month)."""
+        moment = min(max(moment, EARLIEST), LATEST)
+        if not self._low <= moment < self._high - 31 * 86400:
+            self._cover(moment, moment + 31 * 86400)
+        k = bisect.bisect_right(self._opens, moment) - 1
+        if k >= 0 and moment < self._closes[k]:
+            return True, self._closes[k]
+        return False, self._opens[k + 1] if k + 1 < len(self._opens) else None
 
     def _open_until(self, moment: int) -> int:
         """Open seconds from the first laid-out date to ``moment``."""

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 
+from tbhook.model.text import quoted
+
 Read = Callable[[str, tzinfo], Any]  # the text (stripped, never blank), the zone of moments
 
 
@@ -43,7 +45,7 @@ def filter_field(*param: Any, default: Any = None, **details: Any) -> Any:
 def one_of(choices: Sequence[str]) -> Read:
     def read(text: str, _zone: tzinfo) -> str:
         if text not in choices:
-            raise ValueError(f"{text!r} is not one of {either(choices)}")
+            raise ValueError(f"{quoted(text)} is not one of {either(choices)}")
         return text
 
     return read

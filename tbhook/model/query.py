@@ -18,6 +18,7 @@ from tbhook.model.filters import Filters, parse_count, parse_id
 from tbhook.model.params import Param, as_given, either, one_of
 from tbhook.model.queue import Sla, parse_sla
 from tbhook.model.report import BY
+from tbhook.model.text import quoted
 from tbhook.model.times import empty_range, parse_when, parse_zone, when_note
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class Asked:
     zone: tzinfo | None = None
     clock: Clock | None = None
     sla: Sla | None = None  # targets per kind of wait (report, queue)
+    sources: tuple[int, ...] = ()  # the queue's --source, repeatable there (Question.many)
     at: int | None = None  # the queue as it stood then (None: now)
     total: bool = True  # the report's machine formats end with the whole range's row
     notes: tuple[tuple[str, str], ...] = ()  # (key, how its value was read): for the reader
@@ -83,7 +85,7 @@ def _sla(text: str, _zone: tzinfo) -> Sla:
     try:
         return parse_sla(text)
     except ValueError as exc:
-        raise ValueError(f"cannot read {text!r}: {exc}") from None
+        raise ValueError(f"cannot read {quoted(text)}: {exc}") from None
 
 
 def _yes(text: str, _zone: tzinfo) -> bool:
@@ -149,12 +151,14 @@ CASE_FILTERS = ("case", "person", "search-id", "source", "since", "until", "path
 @dataclass(frozen=True)
 class Question:
     """What one command (and its page) is asked with: the keys it takes, those it refuses
-    in words (``refused``: why), and help of its own for some."""
+    in words (``refused``: why), help of its own for some, and filters it takes more than
+    once (``many``: each read into the ``Asked`` field named in the plural, ``sources``)."""
 
     keys: tuple[str, ...]
     refused: tuple[str, ...] = ()
     why: str = ""
     help: Mapping[str, str] = field(default_factory=dict)
+    many: tuple[str, ...] = ()
 
 
 WHOLE_CASES = "a report counts whole cases; it cannot leave out some of their events"
@@ -182,8 +186,22 @@ QUESTIONS: dict[str, Question] = {
     "person": Question(("tz",)),
     "case": Question(("tz", "hours", "holidays")),
     "queue": Question(
-        ("path", "hours", "tz", "holidays", "sla", "at", "limit"),
-        help={"tz": "The zone of --hours, and of the times in the table (default: UTC)."},
+        ("source", "path", "hours", "tz", "holidays", "sla", "at", "limit"),
+        help={
+            "source": "Only cases waiting on this sourceId (that of the customer's latest "
+            "message; repeatable).",
+            "tz": "The zone of --hours, and of the times in the table (default: UTC).",
+        },
+        many=("source",),
+    ),
+    "serve": Question(
+        ("sla", "hours", "holidays", "tz"),
+        help={
+            "sla": "Alert (`sla`, to --notify, and in the log) when a case waits past its "
+            'target: "first=1h,reply=4h", in business hours with --hours; once per wait, '
+            "resolved when an agent answers.",
+            "tz": "The zone of --hours (default: UTC).",
+        },
     ),
     "health": Question(()),
     "ui": Question(("tz",), help={"tz": "Show times on the pages in this zone (or local)."}),
@@ -215,6 +233,9 @@ def read(
         param = PARAMS[key]
         found = texts.get(key) or ([param.default] if param.default is not None else [])
         if not found or key in ("tz", "hours", "holidays"):
+            continue
+        if key in asked.many:  # a filter this question takes more than once: its own field
+            arguments[f"{param.name}s"] = tuple(_read_one(param, t, moments) for t in found)
             continue
         value = (
             tuple(_read_one(param, text, moments) for text in found)
@@ -248,7 +269,7 @@ def _texts(
     for key, value in given.items():
         if key not in asked.keys:
             takes = f"these are {either(asked.keys)}" if asked.keys else "it takes none"
-            raise QueryError((key,), f"not a parameter here ({takes})")
+            raise QueryError((quoted(key),), f"not a parameter here ({takes})")
         values = [value] if isinstance(value, str) else list(value or ())
         found = [text.strip() for text in values if text and text.strip()]
         if found and key in asked.refused:
@@ -273,7 +294,15 @@ def _raw(value: str | Sequence[str] | None) -> str:
 def _clock(hours: str | None, holidays: list[str], zone: tzinfo, files: bool) -> Clock | None:
     """The business clock: ``hours`` in ``zone``, closed on ``holidays`` (countries, or files
     of dates where ``files``); None without hours."""
-    from tbhook.model.hours import Clock, ClosedDays, SpecError, country, parse_hours
+    from tbhook.model.hours import (
+        COUNTRIES,
+        Clock,
+        ClosedDays,
+        SpecError,
+        country,
+        names_a_file,
+        parse_hours,
+    )
 
     if hours is None:
         if holidays:
@@ -285,13 +314,17 @@ def _clock(hours: str | None, holidays: list[str], zone: tzinfo, files: bool) ->
     try:
         spec = parse_hours(hours)
     except SpecError as exc:
-        raise QueryError(("hours",), f"cannot read {hours!r}: {exc}") from None
+        raise QueryError(("hours",), f"cannot read {quoted(hours)}: {exc}") from None
     closed = ClosedDays()
     for value in holidays:
         try:
             if files:
                 closed.add(value)
-            else:  # a page may not make the console read a file of its machine
+            elif names_a_file(value):  # a page may not make the console read a file
+                raise SpecError(
+                    f"{quoted(value)} names a file, and a page takes only country codes {COUNTRIES}"
+                )
+            else:
                 closed.calendars.append(country(value))
         except SpecError as exc:
             raise QueryError(("holidays",), str(exc)) from None

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tbhook.model.cases import FIRST, REPLY
+from tbhook.model.text import quoted
 from tbhook.model.times import iso_time, parse_duration
 
 FIELDS = (
@@ -67,11 +68,11 @@ def parse_sla(text: str) -> Sla:
     for part in parts:
         kind, equals, value = (piece.strip() for piece in part.partition("="))
         if not part or not equals:
-            raise ValueError(f"'{part}' is not kind=duration, like first=1h or reply=4h")
+            raise ValueError(f"{quoted(part)} is not kind=duration, like first=1h or reply=4h")
         if kind not in KINDS:
-            raise ValueError(f"'{kind}' is not a kind of wait; use first or reply")
+            raise ValueError(f"{quoted(kind)} is not a kind of wait; use first or reply")
         if kind in targets:
-            raise ValueError(f"'{kind}' is given twice")
+            raise ValueError(f"{quoted(kind)} is given twice")
         targets[kind] = parse_duration(value)
     return Sla(targets.get(FIRST), targets.get(REPLY), text.strip())
 
@@ -84,11 +85,14 @@ class Waiting:
     sources: tuple[int, ...] = ()
     path: str | None = None
     at: int | None = None
+    after: int | None = None  # only waits begun after this moment (serve --sla's)
 
     def keeps(self, wait: Sequence[Any]) -> bool:
         """Whether a row of WAIT_COLUMNS is one of them."""
-        return (not self.sources or wait[4] in self.sources) and (
-            self.path is None or wait[5] == self.path
+        return (
+            (not self.sources or wait[4] in self.sources)
+            and (self.path is None or wait[5] == self.path)
+            and (self.after is None or wait[1] > self.after)
         )
 
 

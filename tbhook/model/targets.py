@@ -7,6 +7,7 @@ import re
 from urllib.parse import urlsplit, urlunsplit
 
 from tbhook.errors import TbhookError
+from tbhook.model.text import quoted
 
 SCHEMES = ("postgresql://", "postgres://")
 # A scheme as RFC 3986 writes one; two letters at least, so a drive letter (C:) is not one.
@@ -20,7 +21,13 @@ def is_url(target: str) -> bool:
 def check_target(target: str) -> None:
     """Raise TbhookError, in words, when ``target`` (what --db names) is neither a file name
     nor a PostgreSQL URL tbhook can use: another scheme (``mysql://``), or a PostgreSQL one
-    written amiss (``postgresql:/host/db``). A file whose name has a colon is ``./NAME``."""
+    written amiss (``postgresql:/host/db``), or no file's name at all: blank, ``-`` (a
+    database is opened by name again and again, never stdin or stdout), a name that begins
+    with ``-`` (an option where the name was missing) or has spaces around it. A file whose
+    name has a colon is ``./NAME``."""
+    name_problem = _name_problem(target)
+    if name_problem:
+        raise TbhookError(name_problem)
     if is_url(target):
         check_url(target)
         return
@@ -40,6 +47,29 @@ def check_target(target: str) -> None:
         f"{_masked(target)}: tbhook does not speak {name}:{'//' if slashes else ''}, only "
         f"SQLite files and PostgreSQL ({' or '.join(SCHEMES)}){file}"
     )
+
+
+def _name_problem(target: str) -> str | None:
+    if not target.strip():
+        return (
+            f"{target!r} is no file name: give a database file (tbhook.db) or a postgresql:// URL"
+        )
+    if target == "-":
+        return (
+            "'-' is not a database: tbhook opens its database by name, again and again, so it "
+            "cannot be stdin or stdout; give a file name (./- for a file named -)"
+        )
+    if target.startswith("-"):
+        return (
+            f"{quoted(target)} looks like an option, not a file name (was the database's name "
+            f"left out?); for a file whose name begins with -, write ./{target}"
+        )
+    if target != target.strip():
+        return (
+            f"{quoted(target)} begins or ends with white space (a slip when it was typed or "
+            "pasted): give the name without it"
+        )
+    return None
 
 
 def check_url(url: str) -> None:

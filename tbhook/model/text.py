@@ -79,6 +79,16 @@ def on_terminal(out: Any) -> bool:
         return False
 
 
+QUOTED = 40  # characters of a value that a sentence quotes back
+
+
+def quoted(text: str, most: int = QUOTED) -> str:
+    """A value someone gave, as a sentence quotes it back: in quotes (it reads as the value
+    given, never as tbhook's words), control characters escaped, cut after ``most``
+    characters with ``...`` after the quote (a parameter cannot put a sentence on a page)."""
+    return repr(text[:most]) + ("..." if len(text) > most else "")
+
+
 def clean(text: object) -> str:
     """Text safe for one terminal or log line: control characters (CR, LF, ESC...) escaped."""
     return str(text).translate(_CONTROL)

@@ -9,6 +9,8 @@ import re
 import time
 from datetime import date, datetime, timedelta, timezone, tzinfo
 
+from tbhook.model.text import quoted
+
 _AGE = re.compile(r"^([0-9]+)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -23,9 +25,10 @@ ZONE_SLACK = 2 * 86400  # a date's midnight in a zone far from UTC, at either en
 
 
 def whole(text: str) -> int:
-    """ASCII digits (checked by the caller) as an int; past 30 digits, a stand-in as far
-    out of any range (int() refuses 4,300 digits in words no one should read)."""
-    if len(text) > 30:
+    """ASCII digits (checked by the caller) as an int, leading zeros and all; past 30
+    significant digits, a stand-in as far out of any range (int() refuses 4,300 digits in
+    words no one should read)."""
+    if len(text.lstrip("-").lstrip("0")) > 30:
         return -(10**30) if text.startswith("-") else 10**30
     return int(text)
 
@@ -65,7 +68,7 @@ def parse_when(
         if re.match(r"^[+-]?[0-9]{5,}-[0-9]{2}-[0-9]{2}|^0000-[0-9]{2}-[0-9]{2}", text):
             raise _outside(text) from None  # a date of a year before 1 or after 9999
         raise ValueError(
-            f"{_shown(text)} is not a date, a datetime, Unix seconds or an age "
+            f"{quoted(text)} is not a date, a datetime, Unix seconds or an age "
             "(try 2024-05-01, 2024-05-01T09:30, 2024-05-01T09:30+02:00, 1663831826, 30m, 2h "
             "or 7d)"
         ) from None
@@ -89,7 +92,7 @@ def _unix(text: str, until: bool) -> int:
     if CENTURY[0] <= value < CENTURY[1]:
         return value + (1 if until else 0)
     raise ValueError(
-        f"{_shown(text)} is not a Unix time of this century (seconds from {CENTURY[0]} to "
+        f"{quoted(text)} is not a Unix time of this century (seconds from {CENTURY[0]} to "
         f"{CENTURY[1] - 1}, or 13 digits of milliseconds){_did_you_mean(text)}"
     )
 
@@ -109,11 +112,6 @@ def _did_you_mean(text: str) -> str:
     return f"; tbhook places moments {PLACEABLE}"
 
 
-def _shown(text: str) -> str:
-    """What the user typed, quoted, and cut where it is longer than any moment."""
-    return repr(text[:40]) + ("..." if len(text) > 40 else "")
-
-
 def _placed(value: int, text: str) -> int:
     if not EARLIEST - ZONE_SLACK <= value <= LATEST + ZONE_SLACK:
         raise _outside(text)
@@ -121,7 +119,7 @@ def _placed(value: int, text: str) -> int:
 
 
 def _outside(text: str) -> ValueError:
-    return ValueError(f"{_shown(text)} is outside the moments tbhook can place ({PLACEABLE})")
+    return ValueError(f"{quoted(text)} is outside the moments tbhook can place ({PLACEABLE})")
 
 
 def when_note(text: str) -> str | None:
@@ -142,9 +140,9 @@ def parse_zone(text: str) -> tzinfo:
         return local_zone()
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: too long, a directory
         raise ValueError(
-            f"{_shown(text)} is not a time zone (an IANA name such as Europe/Amsterdam, or UTC)"
+            f"{quoted(text)} is not a time zone (an IANA name such as Europe/Amsterdam, or UTC)"
         ) from None
 
 
@@ -224,7 +222,7 @@ def duration(seconds: int | None) -> str:
     return f"{hours // 24}d{hours % 24:02d}h"
 
 
-_DURATION = re.compile(r"(?:\d{1,9}[smhdw])+")
+_DURATION = re.compile(r"(?:[0-9]{1,9}[smhdw])+")  # ASCII digits: \d would take '٣'
 
 
 def parse_duration(text: str) -> int:
@@ -232,5 +230,7 @@ def parse_duration(text: str) -> int:
     seconds. Raises ValueError with a message fit for the user."""
     compact = text.strip().lower().replace(" ", "")
     if not _DURATION.fullmatch(compact):
-        raise ValueError(f"'{text.strip()}' is not a duration (like 90s, 30m, 4h, 1h30m or 2d)")
-    return sum(int(n) * _UNITS[unit] for n, unit in re.findall(r"(\d+)([smhdw])", compact))
+        raise ValueError(
+            f"{quoted(text.strip())} is not a duration (like 90s, 30m, 4h, 1h30m or 2d)"
+        )
+    return sum(int(n) * _UNITS[unit] for n, unit in re.findall(r"([0-9]+)([smhdw])", compact))

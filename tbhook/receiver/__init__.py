@@ -156,6 +156,7 @@ def _watch(settings: Settings, store: Store, log: Log, stack: contextlib.ExitSta
         archive_dir=settings.archive_dir,
         every=settings.watch_every,
         last_delivery=last_delivery(store),
+        breaches=_breaches(settings, notifier),
     )
     if settings.retain and settings.archive_dir:
         from tbhook.receiver.retention import Retention, describe
@@ -181,6 +182,15 @@ def _watch(settings: Settings, store: Store, log: Log, stack: contextlib.ExitSta
     watch.start()
     stack.callback(watch.close)
     return watch
+
+
+def _breaches(settings: Settings, notifier: Any) -> Any:
+    """With --sla, what watches the waits past their target (``receiver.breaches``)."""
+    if settings.queue is None:
+        return None
+    from tbhook.receiver.breaches import Breaches
+
+    return Breaches(notifier, settings.queue, time.time())
 
 
 def _counts(settings: Settings) -> Counts:
@@ -237,6 +247,9 @@ def _console(
     args = ["--db", settings.db, "--fd", str(sock.fileno()), "--port", str(port)]
     args += ["--receiver", f"http://{shown}:{own}/", "--log-format", settings.log_format]
 
+    # The token by the environment, never the command line (which `ps` shows anyone).
+    token = {"TBHOOK_UI_TOKEN": settings.ui_token} if settings.ui_token else {}
+
     def start() -> subprocess.Popen:
         # Its own session: Ctrl+C in the terminal stops the receiver, which stops the
         # console; the console never stops first and looks as if it had failed. Its
@@ -245,6 +258,7 @@ def _console(
             "tbhook.console.__main__:main",
             args,
             keep=[sock.fileno()],
+            env=token,
             own_session=True,
             stdout=subprocess.DEVNULL,
         )
@@ -320,7 +334,8 @@ def _banner(
         metrics = f"{url}metrics" if settings.metrics else None
         lines.append(f"  health: {url}healthz" + (f", metrics: {metrics}" if metrics else ""))
         if console:
-            lines.append(f"  console: {console}")
+            asks = " (sign in with TBHOOK_UI_TOKEN)" if settings.ui_token else ""
+            lines.append(f"  console: {console}{asks}")
         log.banner(
             [*lines, *warnings, "Press Ctrl+C to stop."],
             url=url,
@@ -332,6 +347,7 @@ def _banner(
             notifyUrls=len(settings.notify) or None,
             metrics=metrics,
             console=console,
+            consoleToken=bool(settings.ui_token) if console else None,
             warnings=warnings or None,
         )
 

@@ -73,10 +73,13 @@ class Handler(logging.Handler):
         self.log = log
 
     def emit(self, record: logging.LogRecord) -> None:
-        exception = None
-        if record.exc_info:
+        message, exception = record.getMessage().strip(), None
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
             exception = logging.Formatter().formatException(record.exc_info)
-        self.log.warning(record.getMessage(), kind="uvicorn", exception=exception)
+            said = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+            message = f"{message}: {type(error).__name__}" + (f": {said}" if said else "")
+        self.log.warning(message, kind="uvicorn", exception=exception)
 
     def install(self) -> None:
         for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):

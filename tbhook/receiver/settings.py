@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from typing import Any
 
 MEBIBYTE = 1024 * 1024
 
@@ -39,9 +40,11 @@ class Settings:
     metrics: bool = False  # GET /metrics for Prometheus
     log_format: str = "human"  # or "json"
     ui_port: int | None = None  # also run the console on 127.0.0.1 at this port (0: any)
+    ui_token: str | None = None  # its token (TBHOOK_UI_TOKEN): asked for even on loopback
     notify: tuple[str, ...] = ()  # POST alerts here (tbhook.notify)
     stale: int | None = None  # alert when no delivery came for this many seconds
     retain: int | None = None  # archive, then delete, events older than this many seconds
     archive_dir: str | None = None  # ... into day files here
     prune_every: float = 3600.0  # a retention pass this often (sooner near the size cap)
     watch_every: float = 10.0  # stale and size are looked at this often
+    queue: Any = None  # --sla: the waits to alert past their target (a queue_feed.Asking)

@@ -4,7 +4,8 @@
 - ``writer``: told by the writer when its process died, and when a new one stores again;
 - ``retention``: told by the retention passes;
 - ``stale`` and ``size``: looked at every few seconds on a thread of its own, through a reader
-  connection of its own; under ``--retain``, a database nearing its cap wakes a pass.
+  connection of its own; under ``--retain``, a database nearing its cap wakes a pass;
+- ``sla`` (with ``--sla``): looked at on that thread when due (``tbhook.receiver.breaches``).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class Watch:
         last_delivery: float | None = None,
         wake_retention: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
+        breaches: Any = None,
     ):
         self.notifier = notifier
         self.target = target
@@ -96,10 +98,12 @@ class Watch:
         self.started = clock()
         self.last_delivery = last_delivery
         self.streak = alerts.Streak()
+        self.breaches = breaches  # a receiver.breaches.Breaches with --sla
         # Firing when an earlier run stopped: the first 200 resolves it (the streak that
         # fired it is gone with that run).
         self._failing_open = ("failing", "") in notifier.firing()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tbhook-watch", daemon=True)
         self._reader: Any = None
 
@@ -108,6 +112,7 @@ class Watch:
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(10)
         if self._reader is not None:
@@ -121,6 +126,8 @@ class Watch:
         now = self.clock()
         if status == 200:
             self.last_delivery = now
+            if self.breaches is not None and self.breaches.delivered():
+                self._wake.set()
         change = self.streak.answered(status, cause, now)
         if isinstance(change, alerts.Alert):
             self._fire(change)
@@ -160,11 +167,19 @@ class Watch:
         self.notifier.fire(alert.name, alert.key, alert.text, alert.details)
 
     def _run(self) -> None:
-        while True:
-            with contextlib.suppress(Exception):  # a look that fails is tried again next time
-                self.look()
-            if self._stop.wait(self.every):
-                return
+        looked = float("-inf")
+        while not self._stop.is_set():
+            if time.monotonic() - looked >= self.every:
+                looked = time.monotonic()
+                with contextlib.suppress(Exception):  # a look that fails is tried next time
+                    self.look()
+            pause = self.every - (time.monotonic() - looked)
+            if self.breaches is not None:
+                with contextlib.suppress(Exception):
+                    self.breaches.look(self._store(), self.clock())
+                pause = min(pause, self.breaches.pause(self.clock()))
+            self._wake.wait(max(0.01, pause))
+            self._wake.clear()
 
     def look(self) -> None:
         """Each condition once: stale, the database's size, the disks' free space."""
@@ -197,11 +212,15 @@ class Watch:
                 self.notifier.resolve("size", f"disk:{where}", text, {"freeBytes": usage.free})
 
     def _used(self) -> int | None:
+        return int(self._store().space()["usedBytes"])
+
+    def _store(self) -> Any:
+        """The watch's own reader connection."""
         if self._reader is None:
             from tbhook.store import open_reader
 
             self._reader = open_reader(self.target, current=False)
-        return int(self._reader.space()["usedBytes"])
+        return self._reader
 
     def _disks(self) -> list[tuple[str, str]]:
         from tbhook.model.targets import is_url

@@ -111,6 +111,9 @@ class Queue(Job):
         if waiting.path is not None:
             clauses.append('"waitPath" = ?')
             params.append(waiting.path)
+        if waiting.after is not None:
+            clauses.append('"waitAt" > ?')
+            params.append(waiting.after)
         return " AND ".join(clauses), params
 
 

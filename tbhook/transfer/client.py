@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tbhook.errors import TbhookError
+from tbhook.model.text import quoted
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -39,13 +40,19 @@ class Poster:
     def __init__(
         self, url: str, headers: dict[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT
     ):
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port  # reading it checks it: 'http://h:99999/' is no URL
+        except ValueError as exc:
+            raise TbhookError(f"{quoted(url)} is not a URL to post to: {exc}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise TbhookError(f"{url!r} is not an http:// or https:// URL")
+            raise TbhookError(f"{quoted(url)} is not an http:// or https:// URL")
+        if any(c.isspace() or not c.isprintable() for c in parts.hostname):
+            raise TbhookError(f"{quoted(url)} has a space or a control character in its host")
         self.url = url
         self._https = parts.scheme == "https"
         self._host = parts.hostname
-        self._port = parts.port
+        self._port = port
         self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._headers = {"Content-Type": "application/json", **(headers or {})}
         self._timeout = timeout
@@ -66,7 +73,7 @@ class Poster:
                 self.close()
                 if attempt == 2:
                     raise PostFailed(f"{self.url}: connection closed without an answer") from None
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, http.client.HTTPException, UnicodeError) as exc:  # a name too long
                 self.close()
                 reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
                 raise PostFailed(f"{self.url}: {reason}") from exc

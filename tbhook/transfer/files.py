@@ -124,6 +124,12 @@ def new_file(
     file it names: that file is replaced, the link kept."""
     if not target:
         raise TbhookError(f"{name} is empty (''): give a file name")
+    if target == "-":  # export's -o - is stdout; a file read back and renamed cannot be
+        raise TbhookError(
+            f"{name} is -, which is not a file: this command writes a complete file under a "
+            "temporary name and renames it into place, so it cannot write to stdout; give a "
+            "file name (./- for a file named -)"
+        )
     kind = stream_kind(target)
     if kind is not None:
         raise TbhookError(

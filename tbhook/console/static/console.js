@@ -51,6 +51,54 @@
   });
 })();
 
+(function queue() {
+  // The queue's rows come again from the server each time what they show changes; between
+  // times each row's seconds are counted here, while the business clock runs.
+  const state = document.getElementById("queue-state");
+  const body = document.getElementById("queue-rows");
+  if (!state || !body) return;
+  const standing = document.getElementById("standing");
+  const clock = document.getElementById("clock");
+  let since = Date.now();
+  let running = state.dataset.running === "yes";
+
+  function duration(s) {  // as the command writes it: 90s, 10m, 3h05m, 2d04h
+    if (s < 0) return "-" + duration(-s);
+    const two = (n) => String(n).padStart(2, "0");
+    if (s < 120) return s + "s";
+    if (s < 7200) return Math.floor(s / 60) + "m";
+    if (s < 172800) return Math.floor(s / 3600) + "h" + two(Math.floor((s % 3600) / 60)) + "m";
+    return Math.floor(s / 86400) + "d" + two(Math.floor((s % 86400) / 3600)) + "h";
+  }
+  function tick() {
+    const passed = running && state.dataset.stream ? Math.floor((Date.now() - since) / 1000) : 0;
+    for (const row of body.querySelectorAll("tr[data-waited]")) {
+      row.querySelector('[data-shows="waited"]').textContent = duration(Number(row.dataset.waited) + passed);
+      if (row.dataset.left === undefined) continue;
+      const left = Number(row.dataset.left) - passed;
+      const target = Number(row.dataset.target);
+      const mark = left < 0 ? "breached" : left * 4 < target ? "at risk" : "";
+      row.querySelector('[data-shows="left"]').textContent = duration(left);
+      row.querySelector('[data-shows="state"]').textContent = mark;
+      row.classList.toggle("breached", mark === "breached");
+      row.classList.toggle("at-risk", mark === "at risk");
+    }
+  }
+  if (!state.dataset.stream || !window.EventSource) return;
+  setInterval(tick, 1000);
+  const source = new EventSource(state.dataset.stream);
+  source.addEventListener("queue", (message) => {
+    const data = JSON.parse(message.data);
+    body.innerHTML = data.html;
+    standing.textContent = data.standing;
+    state.dataset.at = data.at;
+    running = data.running;
+    if (clock) clock.textContent = running ? "" : ", closed now: the clock stands still";
+    since = Date.now();
+    tick();
+  });
+})();
+
 (function keyboard() {
   function items() {
     return Array.from(document.querySelectorAll("[data-list] tbody tr[data-href], .timeline li[data-href]"));

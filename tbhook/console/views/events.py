@@ -55,7 +55,8 @@ def _found(site: Site, request: Request, question: str = "event") -> tuple[int, 
 def page(site: Site, request: Request, _form: Any) -> Response:
     event_id, (record, _document, body) = _found(site, request)
     zone = query.asked(site, request, "event").zone
-    here = str(request.base_url).rstrip("/")
+    state = request.scope["state"]
+    here = site.guard.own_url(state["host"], state["secure"])
     token = ' -H "Authorization: Bearer $TBHOOK_UI_TOKEN"' if site.guard.token else ""
     curl = (
         f"curl -sS{token} {shlex.quote(f'{here}/events/{event_id}/raw')} | "

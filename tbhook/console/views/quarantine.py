@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 
 from tbhook import questions
 from tbhook.console import query
-from tbhook.console.site import Mistake, Site, shown_body, written
+from tbhook.console.site import Mistake, NotFound, Site, shown_body, written
 from tbhook.console.views import session
 from tbhook.model.filters import parse_id
 from tbhook.output.formats import Answer
@@ -58,6 +58,12 @@ def retry(site: Site, request: Request, form: Any) -> Response:
         raise Mistake(f"id={exc}; nothing was retried") from None
     store = open_store(site.target)
     try:
+        missing = store.reads.not_quarantined(numbers) if numbers else []
+        if missing:  # as `tbhook quarantine retry 0`: nothing is done, and that is said
+            raise NotFound(
+                f"No quarantined delivery #{missing[0]} (one moved by a retry is among the "
+                "events now); nothing was retried."
+            )
         results = list(questions.retried(store.upkeep.recover_quarantined(numbers, parse)))
     finally:
         store.close()

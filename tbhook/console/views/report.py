@@ -33,6 +33,7 @@ def page(site: Site, request: Request, _form: Any) -> Response:
     def values(name: str) -> list[Any]:
         return [row[name] for row in rows]
 
+    sla = asked.sla
     if found.key == "period":
         charts = [
             chart("Cases opened and closed", labels, [
@@ -44,16 +45,21 @@ def page(site: Site, request: Request, _form: Any) -> Response:
             chart("First response", labels, [
                 Series("median", values("firstResponseMedian"), "s1"),
                 Series("p90", values("firstResponseP90"), "s4"),
-            ], unit="seconds"),
+            ], unit="seconds", target=sla.first if sla else None),
             chart("Replies", labels, [
                 Series("median", values("replyMedian"), "s1"),
                 Series("p90", values("replyP90"), "s4"),
-            ], unit="seconds"),
+            ], unit="seconds", target=sla.reply if sla else None),
             chart("Resolution", labels, [
                 Series("median", values("resolutionMedian"), "s2"),
                 Series("p90", values("resolutionP90"), "s4"),
             ], unit="seconds"),
         ]  # fmt: skip
+        if sla is not None:
+            charts.append(chart("Answered within the SLA", labels, [
+                Series("first replies", values("firstWithinSla"), "s1"),
+                Series("replies", values("repliesWithinSla"), "s3"),
+            ], unit="rate"))  # fmt: skip
     else:
         charts = [
             chart("Cases closed", labels, [
@@ -74,6 +80,7 @@ def page(site: Site, request: Request, _form: Any) -> Response:
         by=asked.by,
         by_choices=BY,
         zone=asked.zone,
+        sla=sla,
     )
 
 

@@ -24,7 +24,7 @@ def login(site: Site, request: Request, form: Any) -> Response:
     # Spaces around it are no part of it (a token has none), as in a Bearer header.
     if same_secret((form or {}).get("token", "").strip(), guard.token):
         guard.sessions.end(state["session"])
-        sid = guard.sessions.start()  # a new id: one planted before sign-in stays unsigned
+        sid = guard.sessions.start(state["secure"])  # a new id: a planted one stays unsigned
         cookie = guard.cookie(sid, state["secure"], int(guard.sessions.lifetime))
         response = RedirectResponse("/", status_code=303)
         response.raw_headers.append((b"set-cookie", cookie))

@@ -15,7 +15,7 @@ from starlette.responses import Response, StreamingResponse
 
 from tbhook.console import query
 from tbhook.console.site import Site, said
-from tbhook.feed import Events
+from tbhook.feed import Events, Subscription
 from tbhook.model.query import QueryError
 
 KEEPALIVE_SECONDS = 15
@@ -61,21 +61,50 @@ async def stream(site: Site, request: Request, rendered: Rendered) -> Response:
     except QueryError as exc:
         return site.error(request, 400, said(exc))
     subscription = site.feed.subscribe(Events(asked.filters), after=asked.after)
+    return served(
+        site,
+        request,
+        subscription,
+        lambda found: "".join(rendered.message(r, asked.zone) for r in found),
+    )
+
+
+def served(
+    site: Site,
+    request: Request,
+    subscription: Subscription,
+    message: Callable[[list[dict]], str],
+) -> Response:
+    """A subscription of the feed as server-sent events (what ``message`` makes of each
+    batch), with a comment to keep a quiet connection open; it leaves the feed when the
+    client goes. A page that came in by its session ends when the session does (signed
+    out, or past its lifetime); the browser's reconnection is then asked to sign in."""
+    sid = request.scope.get("state", {}).get("stream_session")
+    sessions = site.guard.sessions if sid is not None else None
+    forget = sessions.on_end(sid, subscription.wake) if sessions is not None else None
+
+    def left() -> float:
+        """Seconds the page may still be fed."""
+        return sessions.left(sid) if sessions is not None else KEEPALIVE_SECONDS
 
     async def events() -> AsyncIterator[str]:
         try:
             yield "retry: 1000\n\n"
             quiet = time.monotonic()
-            while not subscription.dropped:
-                found = await subscription.wait(KEEPALIVE_SECONDS)
+            while not subscription.dropped and left() > 0:
+                found = await subscription.wait(min(KEEPALIVE_SECONDS, left()))
+                if left() <= 0:
+                    break  # checked before each message and keep-alive
                 if found:
-                    yield "".join(rendered.message(record, asked.zone) for record in found)
+                    yield message(found)
                     quiet = time.monotonic()
                 elif time.monotonic() - quiet >= KEEPALIVE_SECONDS:
                     yield ": still here\n\n"
                     quiet = time.monotonic()
         finally:
             subscription.close()
+            if forget is not None:
+                forget()
 
     return StreamingResponse(
         events(),

@@ -59,20 +59,19 @@ class PostgresTallies(Tallies):
         return self.store.has_tallies
 
     def locked(self, conn: Any, keys: list[str]) -> dict[str, tuple]:
-        """The rows, locked until the commit in the order given (every writer's, the order
-        the rows are added to in too: no two wait for each other): a row for a key new here
-        is made first (empty), so two transactions adding to it meet on it."""
-        conn.execute(
+        """The rows, locked until the commit in the order given, one key after the other
+        (every writer's order, the one the rows are added to in too: no two wait for each
+        other in a circle): a row for a key new here is made (empty), an existing one locked
+        by a no-op update, in one pass. Two passes (the new rows first, then the rest) held
+        a late new key while waiting for an early one that a writer adding in order held,
+        and that writer then waited for the late key: a deadlock."""
+        rows = conn.execute(
             'INSERT INTO case_tallies ("key", bucket, "sourceId") '
             "SELECT k, nullif(split_part(k, ',', 1), 'NULL')::bigint, "
             "nullif(split_part(k, ',', 2), 'NULL')::bigint "
             "FROM unnest(?::text[]) WITH ORDINALITY AS given (k, n) ORDER BY n "
-            "ON CONFLICT DO NOTHING",
+            'ON CONFLICT ("key") DO UPDATE SET "key" = excluded."key" '
+            f'RETURNING "key", {names(COLUMNS)}',
             [keys],
-        )
-        rows = conn.execute(
-            f'SELECT "key", {names(COLUMNS)} FROM case_tallies '
-            'WHERE "key" = ANY(?) ORDER BY array_position(?::text[], "key") FOR UPDATE',
-            [keys, keys],
         ).fetchall()
         return {row[0]: tuple(row[1:]) for row in rows}

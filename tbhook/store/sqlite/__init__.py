@@ -228,12 +228,14 @@ class SQLiteStore(Store):
 
     def _refuse_foreign(self) -> None:
         """A database that holds tables but not tbhook's is someone else's: never add to it;
-        one a newer tbhook migrated is not this one's to write."""
-        applied = self.applied_steps()
+        one a newer tbhook migrated is not this one's to write. The tables are looked at
+        first: a receiver starting at the same moment may migrate the file between two looks,
+        and its tables come with its steps (one transaction), so once seen, so are they."""
+        found = self._tables()
+        applied = self.applied_steps() if found else []
         if applied:
             refuse_newer(self.path, applied, STEP_NAMES)
             return
-        found = self._tables()
         if found:
             raise not_tbhooks(
                 self.path, found, "give --db a new file or an existing tbhook database"
