@@ -56,6 +56,7 @@ class Asked:
     filters: Filters = Filters()
     limit: int = DEFAULT_LIMIT  # 0: all
     before: int | None = None  # only events with a lower id: the next page
+    past: int | None = None  # only cases past this caseId in the order listed: the next page
     after: int | None = None  # the stream: what came after this id, then what comes
     sort: str = "time"
     order: str = "desc"
@@ -75,6 +76,10 @@ class Asked:
 
 def _event_id(text: str, _zone: tzinfo) -> int:
     return parse_id(text, "an event id")
+
+
+def _case_id(text: str, _zone: tzinfo) -> int:
+    return parse_id(text, "a caseId")
 
 
 def _limit(text: str, _zone: tzinfo) -> int:
@@ -110,6 +115,9 @@ PARAMS: dict[str, Param] = {
         Param("limit", _limit, "N", "At most N rows (0: all).", default=str(DEFAULT_LIMIT),
               short="-n"),
         Param("before", _event_id, "ID", "Only events with a lower id: the next page."),
+        Param("past", _case_id, "CASEID",
+              "Only cases past this caseId in the order listed (lower ids, or higher with "
+              "--order asc): the next page."),
         Param("after", _event_id, "ID", "What came after this event id, then what comes."),
         Param("sort", one_of(SORTS), "|".join(SORTS),
               "By Tracebuzz's timestamp, or in the order the events arrived here.",
@@ -165,7 +173,7 @@ WHOLE_CASES = "a report counts whole cases; it cannot leave out some of their ev
 QUESTIONS: dict[str, Question] = {
     "events": Question((*FILTERS, "limit", "before", "sort", "order", "tz")),
     "cases": Question(
-        (*FILTERS, "limit", "order", "tz", "hours", "holidays"),
+        (*FILTERS, "limit", "past", "order", "tz", "hours", "holidays"),
         help={"order": "Highest (desc) or lowest (asc) caseId first."},
     ),
     "report": Question(

@@ -37,7 +37,7 @@ def listing(site: Site, request: Request, _form: Any) -> Response:
     with site.reading() as store:
         found = questions.cases(store, asked)
         rows = list(found.records)
-        why = None if rows else questions.why_empty(store, asked.filters, "cases")
+        why = None if rows else questions.why_empty(store, asked.filters, "cases", asked.past)
         # How many in all when the page is cut short, as `tbhook cases` says under its table.
         total = Answer(total=found.total, limit=asked.limit).total_if_cut(len(rows))
     return site.page(
@@ -45,6 +45,7 @@ def listing(site: Site, request: Request, _form: Any) -> Response:
         "cases.html",
         rows=rows,
         total=total,
+        more=bool(rows) and len(rows) == asked.limit,  # a next page, past the last row's case
         query=dict(request.query_params),
         limit=asked.limit,
         empty=f"No cases: {why}." if why else "No cases.",
