@@ -12,6 +12,7 @@ import time
 
 from tbhook.errors import TbhookError
 from tbhook.model.events import SCHEDULE_MINUTES
+from tbhook.receiver.background import Background
 from tbhook.receiver.log import Log
 from tbhook.receiver.metrics import Counts
 from tbhook.store import ForwardOutcome, Store
@@ -20,10 +21,12 @@ from tbhook.transfer.client import Poster, PostFailed
 IDLE_SECONDS = 1.0
 
 
-class Forwarder:
+class Forwarder(Background):
     """Forwards due events on a thread of its own, through a connection of its own (``store``,
     opened for writing: it records each attempt). ``wake`` is set when new events are
     committed."""
+
+    name = "tbhook-forwarder"
 
     def __init__(
         self,
@@ -41,18 +44,9 @@ class Forwarder:
         self.counts = counts or Counts()
         # Pending forwards from an earlier run go to today's --forward-to: the app may have moved.
         self.poster = Poster(target, headers)
-        self._wake = wake
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tbhook-forwarder", daemon=True)
+        super().__init__(wake)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join()
+    def _closed(self) -> None:
         self.poster.close()
 
     def retry_delay(self, attempts: int) -> float | None:

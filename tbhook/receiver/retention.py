@@ -14,11 +14,11 @@ import json
 import os
 import signal
 import subprocess
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from tbhook.model.times import duration
+from tbhook.receiver.background import Background
 
 PassDone = Callable[[dict[str, Any]], None]
 RETRY_FIRST = 5.0  # after a failed pass, the next waits this long, twice as long each time
@@ -34,9 +34,12 @@ def retry_after(failures: int, every: float) -> float:
     return min(every, RETRY_MOST, RETRY_FIRST * 2 ** min(failures - 1, 16))
 
 
-class Retention:
+class Retention(Background):
     """Runs passes on a thread of its own; ``wake`` asks for one now; ``on_pass`` is told what
     each did (``PassResult.as_dict``, or an ``error`` when the pass process itself failed)."""
+
+    name = "tbhook-retention"
+    joined = 15.0
 
     def __init__(
         self,
@@ -53,25 +56,13 @@ class Retention:
         self.every = every
         self.cap = cap
         self.on_pass = on_pass
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._process: subprocess.Popen | None = None
-        self._thread = threading.Thread(target=self._run, name="tbhook-retention", daemon=True)
+        super().__init__()
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._wake.set()
+    def _stopping(self) -> None:
         process = self._process
         if process is not None and process.poll() is None:
             process.terminate()  # a pass stopped anywhere loses nothing
-        if self._thread.is_alive():
-            self._thread.join(15)
 
     def _run(self) -> None:
         failures = 0

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -23,6 +22,7 @@ from typing import Any
 from tbhook.errors import TbhookError
 from tbhook.model import alerts
 from tbhook.notify import Notifier
+from tbhook.receiver.background import Background
 
 STATE_KEY = "alerts"
 
@@ -70,8 +70,11 @@ def kept_state(store: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-class Watch:
+class Watch(Background):
     """The receiver's alerts; see the module's docstring."""
+
+    name = "tbhook-watch"
+    joined = 10.0
 
     def __init__(
         self,
@@ -102,19 +105,10 @@ class Watch:
         # Firing when an earlier run stopped: the first 200 resolves it (the streak that
         # fired it is gone with that run).
         self._failing_open = ("failing", "") in notifier.firing()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tbhook-watch", daemon=True)
         self._reader: Any = None
+        super().__init__()
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(10)
+    def _closed(self) -> None:
         if self._reader is not None:
             with contextlib.suppress(Exception):
                 self._reader.close()
