@@ -14,28 +14,21 @@ import typer
 from tbhook.cli.options import TbhookCommand, http_url
 from tbhook.model.times import parse_duration
 
-NotifyOption = Annotated[
-    Optional[list[str]],
-    typer.Option(
-        "--notify",
-        envvar="TBHOOK_NOTIFY",
-        metavar="URL",
-        help="POST alerts here as JSON with a text field (a Slack or Teams incoming webhook "
-        "shows it); repeat for several.",
-    ),
-]
+
+def _notify(help: str) -> Any:
+    """The --notify option (repeatable, or TBHOOK_NOTIFY), as ``help`` tells its command's."""
+    option = typer.Option("--notify", envvar="TBHOOK_NOTIFY", metavar="URL", help=help)
+    return Annotated[Optional[list[str]], option]
 
 
-DoctorNotifyOption = Annotated[
-    Optional[list[str]],
-    typer.Option(
-        "--notify",
-        envvar="TBHOOK_NOTIFY",
-        metavar="URL",
-        help="Also send each failed check as an alert here (as serve --notify does), once, "
-        "and its resolution: for cron on another host.",
-    ),
-]
+NotifyOption = _notify(
+    "POST alerts here as JSON with a text field (a Slack or Teams incoming webhook shows it); "
+    "repeat for several."
+)
+DoctorNotifyOption = _notify(
+    "Also send each failed check as an alert here (as serve --notify does), once, and its "
+    "resolution: for cron on another host."
+)
 
 
 def urls(values: Optional[list[str]]) -> tuple[str, ...]:
