@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from tbhook.cli import app
 from tbhook.model.events import parse
 from tbhook.receiver.retention import describe
-from tbhook.store import Delivery, open_store
+from tbhook.store import Delivery, open_reader, open_store
 from tbhook.transfer import archive as archives
-from tbhook.transfer.retention import PRUNE_TO, day_file, run_pass
+from tbhook.transfer.retention import PRUNE_TO, day_file, run_pass, state_of
 
 DAY = 86400
 NOW = 1_790_000_000  # 2026-09-21T...: the clock these tests give the pass
@@ -277,6 +277,45 @@ def test_a_failing_pass_near_the_cap_backs_off_instead_of_restarting(
     assert [json.loads(body)["alert"] for body, _ in target.received] == ["retention"]
     assert [retry_after(n, 3600) for n in range(6)] == [0, 5, 10, 20, 40, 60]
     assert retry_after(3, 15) == 15  # never longer than --prune-every
+
+
+def test_a_pass_near_the_cap_with_nothing_to_delete_is_not_started_again_at_each_ask(
+    serve, db_path, tmp_path
+):
+    """Past PRUNE_AT with nothing a pass may delete (here a table of the file's own), a pass
+    woken by the size watch that deleted nothing waits as a failed one does."""
+    import sqlite3
+    import time
+
+    from tbhook.receiver.retention import retry_after
+
+    open_store(db_path).close()
+    filler = sqlite3.connect(db_path)
+    filler.execute("CREATE TABLE filler (data BLOB)")
+    filler.executemany("INSERT INTO filler VALUES (?)", [(os.urandom(4000),) for _ in range(300)])
+    filler.commit()
+    filler.close()
+    store = open_store(db_path)
+    cap = int(store.space()["usedBytes"] / 0.8)  # past PRUNE_AT, under the size alert
+    store.close()
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    serve("--max-db-size", str(cap), "--retain", "30d", "--archive-dir", str(archive),
+          "--prune-every", "1m")  # fmt: skip
+
+    def last_pass() -> str | None:
+        reader = open_reader(str(db_path))
+        try:
+            return (state_of(reader).get("lastPass") or {}).get("startedAt")
+        finally:
+            reader.close()
+
+    starts: list[tuple[str, float]] = []
+    for _ in range(3):
+        wait_for(lambda: (s := last_pass()) and s not in [x for x, _ in starts], timeout=30)
+        starts.append((last_pass(), time.monotonic()))
+    # The first pass, then one woken at once (it deletes nothing), then one held back.
+    assert starts[2][1] - starts[1][1] >= retry_after(1, 60) - 1
 
 
 def test_a_receiver_stopped_during_a_pass_records_what_the_pass_deleted(serve, db_path, tmp_path):

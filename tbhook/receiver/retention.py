@@ -65,21 +65,26 @@ class Retention(Background):
             process.terminate()  # a pass stopped anywhere loses nothing
 
     def _run(self) -> None:
-        failures = 0
+        failures = 0  # passes in a row that failed, or were woken early and deleted nothing
+        woken = False
         while not self._stop.is_set():
             result = self._one_pass()
             if self._stop.is_set():
                 return
             self.on_pass(result)
-            failures = failures + 1 if result.get("error") else 0
+            # Near the cap with nothing it may delete (kept merges), a pass would be woken
+            # again at each of the size watch's four asks a second: it waits as a failure.
+            fruitless = result.get("error") or (woken and not result.get("deleted"))
+            failures = failures + 1 if fruitless else 0
             # A pass that pruned for size and still left too much goes again at once.
             again = result.get("forSize") and not result.get("error") and result.get("deleted")
+            woken = bool(again)
             if not again:
                 # After a failure, a wake waits its turn (kept, so it then starts at once).
                 held = retry_after(failures, self.every)
                 if held and self._stop.wait(held):
                     return
-                self._wake.wait(self.every - held)
+                woken = self._wake.wait(self.every - held)
             self._wake.clear()
 
     def _one_pass(self) -> dict[str, Any]:
