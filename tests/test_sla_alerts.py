@@ -55,6 +55,25 @@ def test_a_wait_past_its_target_fires_once_and_resolves_when_an_agent_answers(ta
     assert "(sla): case 8002" in server.stderr()  # in the log too
 
 
+def test_a_wait_stamped_long_ago_that_arrives_after_the_start_is_alerted(target, serve, sink):
+    """Tracebuzz retries a delivery for hours: a message stamped 17 minutes ago, breached
+    16 minutes ago, that comes after serve started, is alerted; one stored before the start
+    (an old unanswered case) is still not."""
+    now = int(time.time())
+    store_log(target, [customer(8101, now - 7200)])  # stored before: breached 2 h ago
+    url = sink()
+    server = serve("--notify", url.url, "--sla", "first=1m", db=target)
+    post(server, customer(8102, int(time.time()) - 17 * 60, person=9812))
+    wait_for(lambda: len(url.received) >= 1, timeout=30)
+    post(server, customer(8103, int(time.time()) - 61))  # the sentinel: a look after it
+    wait_for(lambda: len(url.received) >= 2, timeout=30)
+    late, sentinel = messages(url)
+    assert (late["alert"], late["state"], late["details"]["caseId"]) == ("sla", "firing", 8102)
+    assert late["details"]["slaSeconds"] == 60 and late["details"]["slaLeftSeconds"] < -15 * 60
+    assert sentinel["details"]["caseId"] == 8103
+    assert "case 8101" not in server.stderr()
+
+
 @pytest.mark.parametrize(
     "args, option, said",
     [

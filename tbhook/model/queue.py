@@ -86,6 +86,7 @@ class Waiting:
     path: str | None = None
     at: int | None = None
     after: int | None = None  # only waits begun after this moment (serve --sla's)
+    cases: tuple[int, ...] = ()  # only these cases (any when empty; serve --sla's)
 
     def keeps(self, wait: Sequence[Any]) -> bool:
         """Whether a row of WAIT_COLUMNS is one of them."""
@@ -93,6 +94,7 @@ class Waiting:
             (not self.sources or wait[4] in self.sources)
             and (self.path is None or wait[5] == self.path)
             and (self.after is None or wait[1] > self.after)
+            and (not self.cases or wait[0] in self.cases)
         )
 
 
