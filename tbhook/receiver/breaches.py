@@ -97,7 +97,6 @@ class Breaches:
         self.took = time.monotonic() - started
         self.due = now + max(soonest, SHARE * self.took)
 
-
     def _arrived(self, store: Any) -> dict[int, set[int]]:
         """The events stored since the last look: by case, the moments they are stamped
         with (a wait begun by one of them begins at its moment)."""
