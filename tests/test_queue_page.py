@@ -171,3 +171,42 @@ def test_the_page_takes_several_sources_as_the_command_does(tmp_path, console_on
     assert len(both) > 1
     status, _headers, html = console.get("/queue?" + urlencode(params + [("source", "٣")]))
     assert status == 400 and "source" in html.decode() and "digits 0-9" in html.decode()
+
+
+def test_the_form_keeps_the_sources_when_the_sla_is_changed(tmp_path, page):  # noqa: F811
+    """?source= is in the page's form (the first in a field, the others kept with it), and
+    the page says which sources it shows: changing the SLA drops none of them."""
+    from test_queue import QUEUE, store_log
+
+    db = str(tmp_path / "queue.db")
+    store_log(db, QUEUE)
+    console = start_console(db)
+    try:
+        base = f"http://127.0.0.1:{console.port}/queue?"
+        moment = [("at", "2024-05-13T11:00"), ("tz", "Europe/Amsterdam")]
+        page.goto(base + urlencode([*moment, ("source", "3")]))
+        assert page.input_value("input[name=source]") == "3"
+        assert page.inner_text("#sources") == "on source 3"
+        page.fill("input[name=sla]", "first=2h")
+        page.click("form.filters button")
+        page.wait_for_url("**sla=first%3D2h**")
+        assert "source=3" in page.url
+        shown = page.eval_on_selector_all("#queue-rows tr", "rows => rows.map(r => r.dataset.href)")
+        assert [href.split("?")[0] for href in shown] == ["/cases/6009"]
+        assert page.inner_text("#sources") == "on source 3"
+
+        page.goto(base + urlencode([*moment, ("source", "14"), ("source", "3")]))
+        assert page.inner_text("#sources") == "on sources 14, 3"
+        page.fill("input[name=sla]", "first=3h")
+        page.click("form.filters button")
+        page.wait_for_url("**sla=first%3D3h**")
+        assert "source=14" in page.url and "source=3" in page.url
+        assert page.inner_text("#sources") == "on sources 14, 3"
+        twin = page.get_attribute("a[href^='/queue.json']", "href")
+        assert "source=14" in twin and "source=3" in twin
+        page.goto(base + urlencode([("source", "14"), ("source", "3")]))  # live: followed
+        stream = page.get_attribute("#queue-state", "data-stream")
+        assert "source=14" in stream and "source=3" in stream
+    finally:
+        console.proc.terminate()
+        console.proc.wait(10)

@@ -32,11 +32,14 @@ def page(site: Site, request: Request, _form: Any) -> Response:
     asked, hours = _asked(site, request)
     with site.reading() as store:
         found = snapshot(store, asking_of(asked), int(time.time()))
-    params = dict(request.query_params)
+    params: dict[str, Any] = dict(request.query_params)
+    if asked.sources:  # repeatable: every one kept in the form, the links and the stream
+        params["source"] = [str(source) for source in asked.sources]
     return site.page(
         request,
         "queue.html",
         query=params,
+        sources=params.get("source", []),
         limit=asked.limit,
         live=asked.at is None,
         stream="/queue/stream?" + querystring(**params) if asked.at is None else "",
