@@ -210,3 +210,31 @@ def test_the_form_keeps_the_sources_when_the_sla_is_changed(tmp_path, page):  # 
     finally:
         console.proc.terminate()
         console.proc.wait(10)
+
+
+def test_now_is_a_moment_on_both_faces(tmp_path, console_on):
+    """``now``, as the help's "Default: now" and the page's placeholder call it: --at now
+    and ?at=now are the queue now; --since/--until now read it too."""
+    from test_queue import QUEUE, queue, runner, store_log
+
+    from tbhook.cli import app
+
+    db = str(tmp_path / "queue.db")
+    store_log(db, QUEUE)
+
+    def cases(text: str | bytes) -> set[int]:
+        return {row["caseId"] for row in json.loads(text)}
+
+    waiting = cases(queue("-f", "json", "-n", "0", db=db).stdout)
+    assert waiting and cases(queue("--at", "now", "-f", "json", "-n", "0", db=db).stdout) == waiting
+    until = runner.invoke(app, ["events", "--until", "now", "-f", "json", "-n", "0", "--db", db])
+    assert until.exit_code == 0 and len(json.loads(until.stdout)) == len(QUEUE)
+    since = runner.invoke(app, ["events", "--since", "NOW", "-f", "json", "--db", db])
+    assert since.exit_code == 0 and json.loads(since.stdout) == []
+    console = console_on(db)
+    status, _headers, body = console.get("/queue.json?at=now")
+    assert status == 200 and cases(body) == waiting
+    status, _headers, html = console.get("/queue?at=now")
+    assert status == 200 and b"As it stood at" in html
+    status, _headers, body = console.get("/events.json?until=now")
+    assert status == 200 and len(json.loads(body)) == len(QUEUE)

@@ -123,7 +123,7 @@ PARAMS: dict[str, Param] = {
               "(first: no agent has replied in the case yet; reply: one has)."),
         Param("at", _moment, "WHEN",
               "The queue as it stood at this moment (events stamped up to it): "
-              "2024-05-01T09:30 (in --tz), Unix seconds, or an age: 2h. Default: now.",
+              "2024-05-01T09:30 (in --tz), Unix seconds, an age: 2h, or now (the default).",
               moment=True),
         Param("holidays", as_given, "COUNTRY|FILE",
               "Closed days for --hours: a country's public holidays (NL, DE, US-CA) or a file "
