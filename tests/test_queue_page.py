@@ -238,3 +238,18 @@ def test_now_is_a_moment_on_both_faces(tmp_path, console_on):
     assert status == 200 and b"As it stood at" in html
     status, _headers, body = console.get("/events.json?until=now")
     assert status == 200 and len(json.loads(body)) == len(QUEUE)
+
+
+@pytest.mark.parametrize("sla", ["first=0", "first=0s", "first=1h,reply=0m"])
+def test_a_zero_target_is_refused_in_the_same_words_on_both_faces(tmp_path, console_on, sla):
+    from test_queue import ASK, QUEUE, runner, store_log
+
+    from tbhook.cli import app
+
+    db = str(tmp_path / "queue.db")
+    store_log(db, QUEUE)
+    result = runner.invoke(app, ["queue", *ASK, "--sla", sla, "--db", db])
+    assert result.exit_code == 2 and "is a target of nothing" in result.stderr
+    said = result.stderr.split("Invalid value for '--sla': ", 1)[1].strip()
+    status, _headers, body = console_on(db).get("/queue.json?" + urlencode({"sla": sla}))
+    assert status == 400 and json.loads(body)["error"] == f"sla: {said}"

@@ -79,6 +79,11 @@ def test_a_wait_stamped_long_ago_that_arrives_after_the_start_is_alerted(target,
     [
         (("--sla", "first=4x"), "'--sla'", "'4x' is not a duration"),
         (("--hours", "mon-fri 09:00-17:00"), "'--hours'", "give --sla too"),
+        (("--sla", "first=0s"), "'--sla'", "'first=0s' is a target of nothing"),
+        (("--sla", "first=0"), "'--sla'", "'first=0' is a target of nothing"),
+        (("--sla", "first=1h,reply=0h0m"), "'--sla'", "'reply=0h0m' is a target of nothing"),
+        (("--sla", ""), "'--sla'", "cannot read '': it is empty"),
+        (("--sla", "first=1h", "--hours", " "), "'--hours'", "cannot read ' ': it is empty"),
     ],
 )
 def test_what_serve_cannot_alert_on_is_a_usage_error(db_path, args, option, said):

@@ -250,6 +250,20 @@ def read(
     )
 
 
+SPECS = ("sla", "hours")  # given empty on the command line: a mistake, not "none"
+
+
+def refuse_empty(given: Mapping[str, str | Sequence[str] | None]) -> None:
+    """An SLA or hours spec given, but empty (``--sla ""``), refused as its reader refuses
+    it; a page's empty field is no spec, and ``read`` leaves it out. Raises QueryError."""
+    for key in SPECS:
+        value = given.get(key)
+        if isinstance(value, str) and not value.strip():
+            if key == "hours":
+                _clock(value, [], timezone.utc, False)
+            _read_one(PARAMS[key], value, timezone.utc)
+
+
 def _texts(
     asked: Question, given: Mapping[str, str | Sequence[str] | None]
 ) -> dict[str, list[str]]:

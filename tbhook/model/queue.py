@@ -10,6 +10,7 @@ sender's clock ahead of ours) has waited 0 seconds.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +74,11 @@ def parse_sla(text: str) -> Sla:
             raise ValueError(f"{quoted(kind)} is not a kind of wait; use first or reply")
         if kind in targets:
             raise ValueError(f"{quoted(kind)} is given twice")
+        if re.fullmatch(r"[0smhdw ]*0[0smhdw ]*", value.lower()):  # 0, 0s, 0h0m: zero
+            raise ValueError(
+                f"{quoted(part)} is a target of nothing: every wait would be past it at once; "
+                f"give a duration, like {kind}=1h"
+            )
         targets[kind] = parse_duration(value)
     return Sla(targets.get(FIRST), targets.get(REPLY), text.strip())
 
