@@ -253,3 +253,28 @@ def test_a_zero_target_is_refused_in_the_same_words_on_both_faces(tmp_path, cons
     said = result.stderr.split("Invalid value for '--sla': ", 1)[1].strip()
     status, _headers, body = console_on(db).get("/queue.json?" + urlencode({"sla": sla}))
     assert status == 400 and json.loads(body)["error"] == f"sla: {said}"
+
+
+def test_the_line_under_the_rows_counts_with_them(tmp_path, serve, page):  # noqa: F811
+    """ "the oldest has waited ..." moves on with the rows' own count, between the server's
+    answers (the seconds waited alone are no change it sends)."""
+    db = tmp_path / "line.db"
+    receiver = serve(db=db)
+    console = start_console(db)
+    try:
+        page.goto(f"http://127.0.0.1:{console.port}/queue")
+        page.wait_for_selector("#queue-rows .empty")
+        post(receiver, customer(7601, int(time.time()) - 5, person=9601))
+        row = "#queue-rows tr[data-href^='/cases/7601']"
+        page.wait_for_selector(row, timeout=15000)
+        first = page.inner_text("#standing")
+        in_step = (
+            "([row, was]) => { const line = document.getElementById('standing').textContent;"
+            " const cell = document.querySelector(row + ' [data-shows=waited]').textContent;"
+            " return line !== was && line.endsWith('the oldest has waited ' + cell); }"
+        )
+        page.wait_for_function(in_step, arg=[row, first], timeout=15000)
+        assert page.inner_text("#standing").startswith("1 waiting; the oldest has waited ")
+    finally:
+        console.proc.terminate()
+        console.proc.wait(10)

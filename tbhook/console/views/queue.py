@@ -72,6 +72,7 @@ def shown(found: Snapshot, hours: str | None) -> dict[str, Any]:
         "rows": rows,
         "sla": sla,
         "standing": answer.standing.words(sla, duration),
+        "oldest": answer.standing.oldest,  # its seconds, counted on by the page as its rows
         "at": answer.at,
         "at_time": iso_time(answer.at),
         "running": found.running,
@@ -106,7 +107,7 @@ async def stream(site: Site, request: Request, template: Any) -> Response:
     def message(found: Snapshot) -> str:
         now = shown(found, hours)
         html = template.render(zone=asked.zone, case_query=case_query, **now)
-        data = {"html": html, "standing": now["standing"], "at": now["at"]}
+        data = {"html": html, "standing": now["standing"], "oldest": now["oldest"], "at": now["at"]}
         return f"event: queue\ndata: {json.dumps({**data, 'running': now['running']})}\n\n"
 
     return served(site, request, subscription, lambda found: message(found[-1]["snapshot"]))
