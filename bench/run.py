@@ -4,9 +4,10 @@ Needs wrk and sqlite3 (Debian packages `wrk` and `sqlite3`), and PostgreSQL's in
 for the PostgreSQL figures (skipped, saying so, without them); as root it installs wrk and sqlite3 with
 apt-get, otherwise it says how. Traffic goes to 127.0.0.1 only and every run is bounded.
 Environment: BENCH_DURATION (wrk seconds per run, default 5), BENCH_EVENTS (size of the big
-database, default 1,000,000), BENCH_ONLY=retention, upgrade or streams (only `serve
---retain`'s figures, only a receiver migrating an older log while deliveries wait, or only 300
-open console pages; STREAMS_BASELINE=REV runs those against REV's code too).
+database, default 1,000,000), BENCH_ONLY=retention, upgrade, streams or ids (only `serve
+--retain`'s figures, only a receiver migrating an older log while deliveries wait, only 300
+open console pages, or only ingest with duplicates; STREAMS_BASELINE=REV and
+INGEST_BASELINE=REV run those against REV's code too).
 """
 
 from __future__ import annotations
@@ -90,7 +91,10 @@ def stop(proc: subprocess.Popen) -> None:
 RUNS = iter(range(1, 1000))
 
 
-def wrk(port: int, connections: int, close: bool, events: Path | None = None) -> dict:
+def wrk(
+    port: int, connections: int, close: bool, events: Path | None = None, duplicates: int = 0
+) -> dict:
+    """``duplicates``: every Nth request repeats the one before (0: every body distinct)."""
     cmd = [
         "wrk",
         f"-t{min(2, connections)}",
@@ -103,6 +107,7 @@ def wrk(port: int, connections: int, close: bool, events: Path | None = None) ->
         "--",
         str(events or OUT / "events.ndjson"),
         str(next(RUNS)),
+        str(duplicates),
     ]
     if close:
         cmd[1:1] = ["-H", "Connection: close"]
@@ -142,6 +147,7 @@ def ingest_run(
     events: Path | None = None,
     env: dict | None = None,
     counted: bool = True,
+    duplicates: int = 0,
 ) -> dict:
     """wrk against a no-op server or `tbhook serve` (of the code ``env`` puts first on
     PYTHONPATH, by default this checkout's), posting the lines of ``events``."""
@@ -156,10 +162,10 @@ def ingest_run(
     try:
         wait_listening(port)
         before = count(db) if db else 0
-        result = wrk(port, connections, close, events)
+        result = wrk(port, connections, close, events, duplicates)
     finally:
         stop(proc)
-    if db and counted:  # (not while a retention pass deletes)
+    if db and counted and not duplicates:  # (not while a retention pass deletes)
         added = count(db) - before
         # Every 200 must be a stored row (bodies are distinct, so no 200 is a duplicate).
         assert added >= result["ok"], f"{added} rows < {result['ok']} acknowledged"
@@ -216,6 +222,44 @@ def bench_observed() -> None:
         f"{runs['plain']['rps']:.0f} req/s without them",
         f"{runs['observed']['rps'] / runs['plain']['rps']:.2f}x",
     )
+
+
+def bench_ids(baseline: str | None, rounds: int = 3) -> None:
+    """The receiver's ack rate (64 connections, an empty database each run) with every body
+    distinct and with every 10th a duplicate, this checkout's code against ``baseline``'s (a
+    git revision: INGEST_BASELINE), alternately; and whether the ids it gave have gaps."""
+    print("ingest against " + (baseline or "itself"), flush=True)
+    codes = {
+        "this checkout": None,
+        baseline or "this checkout again": old_checkout(baseline) if baseline else None,
+    }
+    runs: dict = {(code, dup): [] for code in codes for dup in (0, 10)}
+    gaps: dict = {}
+    for n in range(rounds):
+        order = list(codes.items()) if n % 2 == 0 else list(codes.items())[::-1]
+        for code, env in order:
+            for dup in (0, 10):
+                db = OUT / "ids.db"
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{db}{suffix}").unlink(missing_ok=True)
+                runs[(code, dup)].append(
+                    ingest_run("tbhook", 64, False, db, env=env, duplicates=dup)["rps"]
+                )
+                with sqlite3.connect(db) as conn:
+                    low, high, rows = conn.execute(
+                        "SELECT min(id), max(id), count(*) FROM events"
+                    ).fetchone()
+                gaps[(code, dup)] = (high - low + 1) - rows
+    base = list(codes)[1]
+    for dup in (0, 10):
+        mine, theirs = (statistics.median(runs[(code, dup)]) for code in ("this checkout", base))
+        kind = "every 10th a duplicate" if dup else "every body distinct"
+        report(
+            f"tbhook ingest, 64 conn, {kind} (ids skipped: {gaps[('this checkout', dup)]})",
+            f"{mine:.0f} req/s (median of {rounds})",
+            f"{theirs:.0f} req/s, {base}'s code (ids skipped: {gaps[(base, dup)]})",
+            f"{mine / theirs:.2f}x",
+        )
 
 
 def _ingest_text(result: dict) -> str:
@@ -624,6 +668,9 @@ def old_checkout(rev: str) -> dict:
             check=True,
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    import compileall  # as compiled() does for this checkout: both pay the same at start
+
+    compileall.compile_dir(str(folder / "tbhook"), quiet=1)
     return {**os.environ, "PYTHONPATH": str(folder)}
 
 
@@ -956,6 +1003,11 @@ def main() -> None:
         bench_retention_postgres()
         table()
         return
+    if os.environ.get("BENCH_ONLY") == "ids":  # ingest with duplicates, against a revision
+        wrk_events()
+        bench_ids(os.environ.get("INGEST_BASELINE"))
+        table()
+        return
     if os.environ.get("BENCH_ONLY") == "upgrade":  # a receiver migrating while deliveries wait
         wrk_events()
         bench_upgrade()
@@ -967,6 +1019,7 @@ def main() -> None:
     bench_tail()
     bench_streams()
     bench_ingest(big_db)
+    bench_ids(os.environ.get("INGEST_BASELINE"))
     bench_retention()
     bench_upgrade()
     bench_postgres(OUT / f"big-{BIG}.ndjson")

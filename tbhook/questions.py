@@ -125,12 +125,14 @@ def why_empty(
     store: Readable, filters: Filters, what: str = "events", before: int | None = None
 ) -> str | None:
     """Why a question about ``what`` has no answer, in words: the database is empty, the
-    page asked for is past the last one, the first filter that matches nothing on its own,
-    or that each matches but not together; None when nothing explains it."""
+    page asked for (``before``) is past the last one, the first filter that matches nothing
+    on its own, or that each matches but not together; None when nothing explains it."""
     if not store.reads.count():
         return "the database is empty (nothing received yet)"
-    if before is not None:
+    if before is not None:  # the next page (of cases: past this caseId in the order listed)
         matching = " matching these filters" if filters != Filters() else ""
+        if what == "cases":
+            return f"no case{matching} is past caseId {before} in this order"
         return f"none{matching} has an id below {before}"
     if filters == Filters():
         return "no message or close names a caseId" if what == "cases" else None
@@ -201,14 +203,14 @@ def case(
 
 
 def cases(store: Readable, asked: Asked) -> Listing:
-    """`tbhook cases`: one record per case with a matching event, in caseId order, durations
-    in ``asked.clock``'s business hours when it has one. Every case comes from the summaries
-    every write keeps (the same rows a recount from the events gives,
-    tests/test_timelines.py); with filters, from the matching events."""
-    filters, limit, descending = asked.filters, asked.limit, asked.descending
+    """`tbhook cases`: one record per case with a matching event, in caseId order (past
+    ``asked.past``: the next page), durations in ``asked.clock``'s business hours when it
+    has one. Every case comes from the summaries every write keeps (the same rows a recount
+    from the events gives, tests/test_timelines.py); with filters, from the matching events."""
+    filters, limit, descending, past = asked.filters, asked.limit, asked.descending, asked.past
     duration = asked.clock.between if asked.clock else None
     fields = METRICS + (BUSINESS if duration else ())
-    listed = store.timelines.listing(descending, limit) if filters == Filters() else None
+    listed = store.timelines.listing(descending, limit, past) if filters == Filters() else None
     if listed is not None:
         found, canonical = page(store, listed, limit, attrgetter("personId"))
         return Listing(
@@ -216,7 +218,7 @@ def cases(store: Readable, asked: Asked) -> Listing:
             fields,
             store.timelines.count,
         )
-    rows = store.reads.case_events(filters, descending=descending, limit=limit)
+    rows = store.reads.case_events(filters, descending=descending, limit=limit, past=past)
     rows, canonical = page(store, rows, limit, itemgetter(CASE_COLUMNS.index("personId")))
     return Listing(
         summarize_all(rows, canonical, duration), fields, lambda: store.reads.count_cases(filters)
@@ -378,12 +380,19 @@ def report(store: Readable, asked: Asked, now: int, tallied: bool = True) -> Any
 
 def _report(store: Readable, asked: Asked, now: int, tallied: bool) -> Any:
     from tbhook.model import tallies
-    from tbhook.model.periods import period_bounds, report_range
+    from tbhook.model.periods import default_range, period_bounds, report_range
     from tbhook.model.report import empty
     from tbhook.model.report import report as count
     from tbhook.store.timelines import Selection
 
     filters, by, clock, sla = asked.filters, asked.by, asked.clock, asked.sla
+    if filters.since is None and filters.until is None and by == "day":
+        whole = store.timelines.span(Selection(filters))
+        if whole is None:
+            return empty(by, sla)
+        chosen = default_range(whole, now)
+        if chosen is not None:
+            filters = replace(filters, since=chosen[0], until=chosen[1])
     zone = asked.zone or timezone.utc
     start, end = period_bounds(filters.since, filters.until, now, by, zone)
     selection = Selection(filters, start, end)

@@ -264,6 +264,8 @@ def test_quarantine_lists_with_the_full_reason(db):
     assert rows[0]["reason"] == "body is not valid UTF-8" and rows[0]["bodySize"] == len(HOSTILE)
     table = run("quarantine", width=120).stdout
     assert "\x1b" not in table and rows[0]["reason"].split()[0] in table
+    # Received as every other time is shown: ISO, to the second, with Z.
+    assert rows[0]["receivedAt"][:19] + "Z" in table.replace("\n", "")
 
 
 def test_quarantine_retry_moves_what_is_readable_now_keeps_the_rest_and_is_idempotent(db):
@@ -291,6 +293,11 @@ def test_quarantine_retry_moves_what_is_readable_now_keeps_the_rest_and_is_idemp
     assert (first["deliveries"], first["receivedAt"]) == (4, "2020-01-01T00:00:00.000Z")
     after = run("events", "-n", "0", "-f", "ndjson").stdout.count("\n")
     assert after == before + 1
+    with sqlite3.connect(db) as conn:  # the merged body used up no id: the next follows on
+        used, highest = conn.execute(
+            "SELECT seq, (SELECT max(id) FROM events) FROM sqlite_sequence WHERE name = 'events'"
+        ).fetchone()
+    assert used == highest == moved[0]["id"]
     assert [
         r["id"] for r in map(json.loads, run("quarantine", "-f", "ndjson").stdout.splitlines())
     ] == [1]
@@ -471,3 +478,29 @@ def test_a_zone_that_does_not_exist_is_a_usage_error(db):
     assert "'Europe/Amsterdm' is not a time zone (an IANA name such as Europe/Amsterdam" in (
         result.stderr
     )
+
+
+def test_at_80_columns_the_event_name_is_whole_and_a_hidden_column_is_named(db):
+    """The optional "what" is cut before the event's name; a report too wide for the
+    terminal names the columns it leaves out rather than dropping them silently."""
+    table = run("events", width=80).stdout
+    assert "profileMerged" in table and "profileMerg…" not in table
+    assert all(len(line) <= 80 for line in table.splitlines())
+    report = run("report", "--by", "source", width=40).stdout
+    assert "not shown at this width: " in " ".join(report.split())
+    wide = run("report", "--by", "source", width=300).stdout
+    assert "not shown" not in wide
+
+
+def test_at_80_columns_the_optional_what_is_cut_before_the_event_name(tmp_path):
+    from conftest import sample_bytes
+
+    path = tmp_path / "short.db"
+    store = SQLiteStore.open(path)
+    # Four-digit ids and eight-digit cases and persons: what is left for text is narrow.
+    bodies = [event_body(caseId=11111111, personId=11111111, uniqueId=n) for n in range(1200)]
+    bodies.append(sample_bytes("profile-merged"))
+    store.append([Delivery(b, parse(b)) for b in bodies])
+    store.close()
+    table = run("events", "--db", str(path), "-n", "3", width=80).stdout
+    assert "profileMerged" in table and "what" in table.splitlines()[0], table

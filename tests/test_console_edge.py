@@ -382,6 +382,23 @@ def test_a_notice_says_what_the_server_did_never_what_the_url_says(log_db, conso
     assert b"Retried: 1 of 2 moved into events." in browser.get(found["location"])[2]
 
 
+def test_a_send_that_fails_leads_back_to_its_event_and_every_page_has_an_icon(log_db, consoles):
+    console = consoles(log_db)
+    browser = Browser(console.port)
+    csrf = browser.csrf("/events/1")
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now: the send is refused
+    url = quote(f"http://127.0.0.1:{port}/in")
+    status, _, page = browser.post("/events/1/send", f"csrf={csrf}&url={url}")
+    assert status == 400 and b"Could not send event #1" in page
+    assert b'<a href="/events/1">Back to event #1</a>' in page
+    status, headers, icon = browser.get("/favicon.ico")
+    assert status == 200 and icon.startswith(b"<svg") and "svg" in headers["content-type"]
+    assert b'rel="icon" href="/static/icon.svg"' in browser.get("/")[2]
+
+
 # -- Slow clients -----------------------------------------------------------------------------
 
 

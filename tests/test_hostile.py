@@ -189,7 +189,7 @@ def test_unknown_values_are_labelled_and_listed(hostile_db):
         {"field": "own", "value": 2, "events": 1},
     ]
     [check] = [c for c in doctor["checks"] if c["check"] == "unknown values"]
-    assert check["status"] == "warn" and "typeId 9 (1 events)" in check["message"]
+    assert check["status"] == "warn" and "typeId 9 (1 event)" in check["message"]
 
 
 TERMINAL_CASES = [

@@ -88,7 +88,11 @@ def run(*args, db):
 
 
 def rows(*args, db):
-    return [json.loads(line) for line in run(*args, "-f", "ndjson", db=db).stdout.splitlines()]
+    """The rows of a command; a report's without its total row (tested on its own)."""
+    extra = ("--no-total",) if args[0] == "report" else ()
+    return [
+        json.loads(line) for line in run(*args, *extra, "-f", "ndjson", db=db).stdout.splitlines()
+    ]
 
 
 def by_period(*args, db):
@@ -281,8 +285,36 @@ def test_percentiles_interpolate_and_round_half_up(db_path):
     days = by_period(db=db_path)
     assert (days["2024-07-01"]["replyMedian"], days["2024-07-01"]["replyP90"]) == (25, 37)
     assert (days["2024-07-02"]["replyMedian"], days["2024-07-02"]["replyP90"]) == (2, 2)
-    total = json.loads(run("report", "-f", "json", db=db_path).stdout)
-    assert [row["period"] for row in total] == ["2024-07-01", "2024-07-02"]
+    written = json.loads(run("report", "-f", "json", db=db_path).stdout)
+    assert [row["period"] for row in written] == ["2024-07-01", "2024-07-02", "total"]
+    # The whole range's median and p90 (of 1, 2, 10, 20, 30, 40): not from the rows above.
+    assert (written[-1]["replyMedian"], written[-1]["replyP90"], written[-1]["newCases"]) == (
+        15,
+        35,
+        6,
+    )
+
+
+def test_csv_json_and_ndjson_end_with_the_total_row_the_table_shows_unless_no_total(db_path):
+    store_log(db_path, WEEKEND)
+    table = run("report", db=db_path).stdout
+    [table_total] = [line.split() for line in table.splitlines() if line.startswith("total")]
+    csv_lines = run("report", "-f", "csv", db=db_path).stdout.splitlines()
+    ndjson = [
+        json.loads(line) for line in run("report", "-f", "ndjson", db=db_path).stdout.splitlines()
+    ]
+    assert csv_lines[-1].split(",")[:3] == ["total", *table_total[1:3]]
+    assert (
+        ndjson[-1]["period"] == "total"
+        and ndjson[-1] == json.loads(run("report", "-f", "json", db=db_path).stdout)[-1]
+    )
+    assert [row["period"] for row in ndjson[:-1]] == [
+        row["period"] for row in rows("report", db=db_path)
+    ]
+    for fmt in ("csv", "json", "ndjson", "table"):
+        assert "total" not in run("report", "--no-total", "-f", fmt, db=db_path).stdout, fmt
+    by_source = run("report", "--by", "source", "-f", "ndjson", db=db_path).stdout.splitlines()
+    assert json.loads(by_source[-1])["source"] == "total"
 
 
 # -- the range -----------------------------------------------------------------------------
@@ -427,3 +459,32 @@ def test_a_range_too_long_for_its_data_is_advised_down_to_the_data(db_path):
     whole = rows("report", "--by", "source", "--since", "0001-01-01", "--until", "9999-12-31",
                  db=db_path)  # fmt: skip
     assert [row["newCases"] for row in whole] == [2]
+
+
+def test_a_report_by_day_asked_for_no_range_shows_at_most_the_last_30_days_of_cases(db_path):
+    """Two cases 90 days apart: by day, the 30 days up to the last case (not 91 rows, mostly
+    empty); by week all of them; --since brings the first back."""
+    store_log(db_path, [customer(1, utc(2024, 3, 1, 10)), customer(2, utc(2024, 5, 30, 10))])
+    days = list(by_period(db=db_path))
+    assert (len(days), days[0], days[-1]) == (30, "2024-05-01", "2024-05-30")
+    weeks = by_period("--by", "week", db=db_path)
+    assert sum(row["newCases"] for row in weeks.values()) == 2
+    assert len(by_period("--since", "2024-03-01", "--until", "2024-05-30", db=db_path)) == 91
+
+
+@pytest.mark.parametrize(
+    "seconds, shown",
+    [(119, "119s"), (3419, "57m"), (3389, "56m"), (7169, "119m"), (7170, "2h00m"),
+     (119460, "33h11m"), (172769, "47h59m"), (172770, "2d00h"), (187200, "2d04h"),
+     (410400, "4d18h"), (412200, "4d19h"), (-3419, "-57m")],
+)  # fmt: skip
+def test_a_duration_is_rounded_to_the_last_unit_it_shows(seconds, shown):
+    from tbhook.model.times import duration
+
+    assert duration(seconds) == shown
+
+
+def test_case_shows_each_duration_as_every_table_does_with_its_seconds(db_path):
+    store_log(db_path, [customer(9001, utc(2024, 5, 1, 9)), agent(9001, utc(2024, 5, 1, 9) + 3419)])
+    shown = run("case", "9001", db=db_path).stdout
+    assert "57m (3419 s)" in shown  # cut, not rounded, it was 56m; the page says the same

@@ -291,3 +291,39 @@ def test_a_damaged_file_raises_only_tbhook_errors_from_every_read(db_path):
         assert reader.integrity() != ["ok"]  # the answer, not an exception
     finally:
         reader.close()
+
+
+def _ids(db_path, table: str = "events") -> list[int]:
+    with sqlite3.connect(db_path) as conn:
+        return [row[0] for row in conn.execute(f"SELECT id FROM {table} ORDER BY id")]
+
+
+def test_a_duplicate_uses_up_no_id_so_ids_have_no_gaps(store, db_path):
+    """A body delivered again, alone, in a batch with new ones, or twice in one batch, adds
+    a delivery and takes no id: the next event's id follows the last one's (a gap would look
+    like a lost event). The quarantine's ids too."""
+    a, b, c, d = (event_body(caseId=n, uniqueId=n) for n in (1, 2, 3, 4))
+    assert deliver(store, a).id == 1
+    assert deliver(store, a).duplicate
+    mixed = store.append([Delivery(body, parse(body)) for body in (a, b, b, c, a)])
+    assert [(s.id, s.deliveries) for s in mixed] == [(1, 3), (2, 1), (2, 2), (3, 1), (1, 4)]
+    assert deliver(store, d).id == 4
+    assert deliver(store, b"{x").id == 1 and deliver(store, b"{x").deliveries == 2
+    assert deliver(store, b"{y").id == 2
+    assert _ids(db_path) == [1, 2, 3, 4] and _ids(db_path, "quarantine") == [1, 2]
+    rows = {row["id"]: row["deliveries"] for row in store.reads.rows()}
+    assert rows == {1: 4, 2: 2, 3: 1, 4: 1}
+
+
+def test_an_import_of_what_is_stored_uses_up_no_id(store, db_path, tmp_path):
+    from tbhook.transfer.importer import import_stream
+
+    bodies = [event_body(caseId=n, uniqueId=n) for n in (1, 2, 3)]
+    deliver(store, bodies[1])
+    lines = b"\n".join([*bodies, bodies[0], b"{bad"])
+    first = import_stream(store, __import__("io").BytesIO(lines), "a")
+    again = import_stream(store, __import__("io").BytesIO(lines + b"\n{worse"), "b")
+    assert (first.inserted, first.duplicates, again.inserted) == (2, 2, 0)
+    assert again.quarantined_lines == [6]
+    assert deliver(store, event_body(caseId=9, uniqueId=9)).id == 4
+    assert _ids(db_path) == [1, 2, 3, 4] and _ids(db_path, "quarantine") == [1, 2]

@@ -22,6 +22,11 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 def option(param: Param, question: str) -> Any:
     """The typer option of ``param`` as ``question`` shows it (a refused one is hidden)."""
     asked = QUESTIONS[question]
+    if param.flag:  # yes or no, read as the console's key=yes|no is
+        flag = typer.Option(
+            f"--{param.key}/--no-{param.key}", help=asked.help.get(param.key, param.help)
+        )
+        return Annotated[bool, flag]
     names = [f"--{param.key}", *([param.short] if param.short else [])]
     info = typer.Option(
         *names,
@@ -54,7 +59,8 @@ def asks(question: str) -> Callable[[Command], Command]:
                 continue
             for key in keys:
                 param = PARAMS[key]
-                parameters.append(_keyword(_name(key), option(param, question), param.default))
+                default = param.default == "yes" if param.flag else param.default
+                parameters.append(_keyword(_name(key), option(param, question), default))
             if "tz" in keys:
                 parameters.append(_keyword("local", LocalOption, False))
         own = [p.name for p in parameters if p.annotation is typer.Context]
@@ -65,7 +71,7 @@ def asks(question: str) -> Callable[[Command], Command]:
         @functools.wraps(command)
         def with_options(**values: Any) -> Any:
             ctx = values[context] if own else values.pop(context)
-            given = {key: values.pop(_name(key)) for key in keys}
+            given = {key: _text(PARAMS[key], values.pop(_name(key))) for key in keys}
             if values.pop("local", False):
                 if given.get("tz") is not None and typed(ctx, "tz", environment=False):
                     raise typer.BadParameter(
@@ -109,6 +115,13 @@ def hint(keys: tuple[str, ...]) -> str:
         param = PARAMS.get(key)
         names += [f"--{key}", *([param.short] if param and param.short else [])]
     return " / ".join(f"'{name}'" for name in names)
+
+
+def _text(param: Param, value: Any) -> Any:
+    """A flag's True or False as the text both faces read (yes, no); other values as given."""
+    if param.flag:
+        return "yes" if value else "no"
+    return value
 
 
 def _keyword(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> Any:

@@ -63,7 +63,9 @@ def _write_listing(
         found = question(store, asked)
         answer = listed(found, fmt, asked.limit, lambda listings: layout(listings, store.reads))
         if not write(answer, fmt):
-            say_empty(store, asked.filters, what, before=asked.before)
+            say_empty(
+                store, asked.filters, what, before=asked.past if what == "cases" else asked.before
+            )
 
 
 @asks("event")

@@ -20,9 +20,9 @@ from tbhook.output.formats import Answer, write
 def report(db: DbOption = DEFAULT_DB, asked: Asked = Asked(), fmt: FormatOption = "table") -> None:
     """Response and resolution times, backlog, reopens and one-touch resolution: medians and
     90th percentiles, in business hours with --hours. --since/--until choose the periods
-    shown (whole); --source, --search-id, --path and --person choose cases by their first
-    message; --case one case. With --sla, the share of first replies and of later replies
-    within their targets."""
+    shown (whole; by day without either: up to the last 30 days with cases); --source,
+    --search-id, --path and --person choose cases by their first message; --case one case.
+    With --sla, the share of first replies and of later replies within their targets."""
     from tbhook.model.periods import BY_TIME
 
     by = asked.by
@@ -32,14 +32,17 @@ def report(db: DbOption = DEFAULT_DB, asked: Asked = Asked(), fmt: FormatOption 
     def view(_rows: Any) -> Any:
         from tbhook.output.views import report_view  # rich: a table's only
 
-        return report_view(counted.key, counted.rows, counted.totals, _title(asked))
+        totals = counted.totals if asked.total else None
+        return report_view(counted.key, counted.rows, totals, _title(asked))
 
-    answer = Answer(records=counted.rows, fields=counted.fields, table=view)
+    records = counted.records(asked.total)
+    answer = Answer(records=records, fields=counted.fields, table=view)
     if by in BY_TIME and counted.start is not None and counted.end is not None:
         answer.notes.append(
             (
                 f"from {iso_time(counted.start)} to {iso_time(counted.end)}; durations are "
-                "medians and 90th percentiles; the last row is the whole range",
+                "medians and 90th percentiles"
+                + ("; the last row is the whole range" if asked.total else ""),
                 "dim",
             )
         )

@@ -27,6 +27,7 @@ from tbhook.console.views import (
 STATIC = {
     "console.css": "text/css; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
+    "icon.svg": "image/svg+xml",
 }
 
 
@@ -52,6 +53,7 @@ def routes(site: Site) -> list[Route]:
         Route("/login", r(session.login), methods=["GET", "POST"]),
         Route("/logout", r(session.logout), methods=["POST"]),
         Route("/static/{name:str}", static),
+        Route("/favicon.ico", static),  # asked for by every browser: the icon, not a 404
     ]
 
 
@@ -69,7 +71,7 @@ def family(route: Any, listed: str, path: str, views: Any, key: str) -> list[Rou
 async def static(request: Request) -> Response:
     from importlib import resources
 
-    name = request.path_params["name"]
+    name = request.path_params.get("name", "icon.svg")
     if name not in STATIC:
         return Response("not found\n", status_code=404, media_type="text/plain")
     data = (resources.files("tbhook.console") / "static" / name).read_bytes()

@@ -94,7 +94,8 @@ def chart(
             anchor = "end" if x(i) + 3.2 * len(name) > WIDTH else "middle"
             at = min(x(i), WIDTH - 1) if anchor == "end" else x(i)
             parts.append(
-                f'<text class="axis" x="{at:.1f}" y="{HEIGHT - 8}" text-anchor="{anchor}">'
+                f'<text class="axis{" odd" if i // every % 2 else ""}" x="{at:.1f}" '
+                f'y="{HEIGHT - 8}" text-anchor="{anchor}">'
                 f"{escape(name)}</text>"
             )
     width = step * 0.8 / max(len(series), 1)

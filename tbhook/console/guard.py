@@ -48,7 +48,8 @@ HEADERS = [
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
 ]
-OPEN_PATHS = ("/login", "/static/")  # reachable without the token (the form, its style)
+# Reachable without the token: the form, its style, the icon a browser asks for.
+OPEN_PATHS = ("/login", "/static/", "/favicon.ico")
 # host[:port] and nothing else: no userinfo (127.0.0.1:1@evil), no path, no second port.
 HOST = re.compile(
     r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?))"

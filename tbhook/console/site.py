@@ -27,7 +27,7 @@ from tbhook.model.query import QueryError
 from tbhook.model.text import clean
 from tbhook.model.times import duration
 from tbhook.model.words import describe, short
-from tbhook.output.describe import shown_time
+from tbhook.output.describe import shown_metric, shown_time
 from tbhook.output.formats import FORMATS, Answer
 
 View = Callable[["Site", Request, Any], Response]
@@ -62,6 +62,10 @@ class Site:
             lambda context, value: shown_time(value, context.get("zone") or self.zone) or ""
         )
         env.filters["duration"] = duration
+        env.filters["linked"] = linked
+        env.filters["metric"] = pass_context(
+            lambda context, value, key: shown_metric(key, value, context.get("zone") or self.zone)
+        )
         env.filters["percent"] = lambda v: "" if v is None else f"{v * 100:.1f}%"
         env.filters["describe"] = lambda record: clean(describe(record))
         env.filters["short"] = short
@@ -104,7 +108,10 @@ class Site:
             )
         if request.url.path.endswith(".csv"):
             return Response(f"error: {message}\n", status_code=status, media_type="text/plain")
-        return self.page(request, "error.html", status=status, status_code=status, message=message)
+        back = _back(request.url.path) if status != 404 else None
+        return self.page(
+            request, "error.html", status=status, status_code=status, message=message, back=back
+        )
 
     def route(self, view: View) -> Callable[[Request], Any]:
         """A view run in a worker thread (the store blocks), its mistakes and the store's
@@ -152,6 +159,20 @@ def written(answer: Answer, fmt: str) -> Response:
     return Response(out.getvalue(), media_type=kind)
 
 
+_ITEM = re.compile(r"/(events|cases|persons|quarantine)/(\d+)(?:/|$)")
+_NAMES = {"events": "event", "cases": "case", "persons": "person", "quarantine": "delivery"}
+
+
+def _back(path: str) -> tuple[str, str] | None:
+    """Where a page that could not answer sends the reader back: the item it was about (a
+    failed send's event), else None (the events)."""
+    found = _ITEM.match(path)
+    if found is None:
+        return None
+    kind, number = found.groups()
+    return f"/{kind}/{number}", f"Back to {_NAMES[kind]} #{number}"
+
+
 def querystring(**values: Any) -> str:
     from urllib.parse import urlencode
 
@@ -187,6 +208,22 @@ def shown_body(body: bytes) -> tuple[bool, Markup]:
     if is_json:
         return True, highlight(json.dumps(value, indent=2, ensure_ascii=False))
     return False, Markup(escape(value))
+
+
+# The commands a message names (`tbhook quarantine`) that have a page here: a link to it.
+PAGE_OF = {"tbhook quarantine": "/quarantine", "tbhook doctor": "/health"}
+
+
+def linked(value: Any) -> Markup:
+    """A message (doctor's, the receiver's) as a page shows it: escaped, a `command` as
+    code, and as a link to its page when it has one."""
+
+    def code(found: re.Match) -> str:
+        command = found.group(1)
+        page = PAGE_OF.get(command)
+        return f'<a href="{page}"><code>{command}</code></a>' if page else f"<code>{command}</code>"
+
+    return Markup(re.sub(r"`([^`<>]+)`", code, str(escape(clean(value)))))
 
 
 def clean_json(text: str) -> str:

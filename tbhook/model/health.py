@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from tbhook.model.events import SCHEDULE_MINUTES
 from tbhook.model.times import duration
-from tbhook.model.words import human_size
+from tbhook.model.words import counted, human_size
 
 UNREADABLE: dict[str, Any] = {
     "events": None,
@@ -21,6 +21,7 @@ UNREADABLE: dict[str, Any] = {
     "lastReceivedAt": None,
     "quarantined": 0,
     "testDeliveries": 0,
+    "skippedIds": 0,
 }
 LATE_SECONDS = 300  # a delivery this much after its event means Tracebuzz was retrying
 # The spec's table, read two ways: each value the wait after the previous failure (their sum),
@@ -54,7 +55,7 @@ def space_checks(used: int, cap: Optional[int]) -> list[dict[str, str]]:
 
 
 def unknown_checks(unknown: list[tuple[str, int, int]]) -> list[dict[str, str]]:
-    listed = ", ".join(f"{field} {value} ({n} events)" for field, value, n in unknown)
+    listed = ", ".join(f"{field} {value} ({counted(n, 'event')})" for field, value, n in unknown)
     words = (
         f"values the Tracebuzz documentation does not list: {listed}; kept as events, "
         "labelled unknown: has Tracebuzz added a message type?"
@@ -127,8 +128,8 @@ def checks(
     tests = health.get("testDeliveries", 0)
     unreadable = health["quarantined"] - tests
     kept = (
-        f"; {tests} empty test {'delivery' if tests == 1 else 'deliveries'} from saving the "
-        "webhook kept in quarantine"
+        f"; {counted(tests, 'empty test delivery', 'empty test deliveries')} from saving "
+        "the webhook kept in quarantine"
         if tests
         else ""
     )
@@ -136,8 +137,8 @@ def checks(
         check(
             "quarantine",
             "warn",
-            f"{unreadable} deliveries were kept but could not be read: see `tbhook quarantine`"
-            + kept,
+            f"{counted(unreadable, 'delivery was', 'deliveries were')} kept but could not be "
+            "read: see `tbhook quarantine`" + kept,
         )
     else:
         check("quarantine", "ok", "every delivery was readable" + kept)
@@ -146,7 +147,8 @@ def checks(
         check(
             "late deliveries",
             "warn",
-            f"{late} events arrived more than {LATE_SECONDS // 60} minutes after they happened "
+            f"{counted(late, 'event', 'events')} arrived more than {LATE_SECONDS // 60} "
+            "minutes after they happened "
             f"(up to {duration(health['maxLagSeconds'])}): the receiver was down or "
             "failing and Tracebuzz was retrying",
         )
@@ -156,8 +158,19 @@ def checks(
         check(
             "retries",
             "ok",
-            f"{health['retriedEvents']} events arrived more than once "
-            f"({health['extraDeliveries']} extra deliveries, kept once each)",
+            f"{counted(health['retriedEvents'], 'event', 'events')} arrived more than once "
+            f"({counted(health['extraDeliveries'], 'extra delivery', 'extra deliveries')}, "
+            "kept once each)",
+        )
+    skipped = health.get("skippedIds", 0)
+    if skipped:
+        check(
+            "event ids",
+            "ok",
+            f"{counted(skipped, 'id below the highest has', 'ids below the highest have')} "
+            "no event: prune or "
+            "retention deleted it, or (PostgreSQL) two receivers stored the same new delivery "
+            "at once and the sequence gave both a number; no delivery is lost to a gap",
         )
     return checks
 
@@ -197,9 +210,9 @@ def notes(report: dict[str, Any]) -> list[Any]:
     minutes = ", ".join(str(m) for m in SCHEDULE_MINUTES)
     budget = (
         f"Tracebuzz retries a failed delivery after {minutes} minutes, then disables the "
-        f"webhook. An outage longer than {low:.0f} to {high:.0f} hours (depending on how the "
-        "spec's table is read) loses events and needs the webhook re-enabled by saving it "
-        "in Tracebuzz."
+        f"webhook: an outage longer than about {low:.0f} hours (at most {high:.0f}, as the "
+        "spec's table can be read) loses events and needs the webhook re-enabled by saving "
+        "it in Tracebuzz."
     )
     verdict = "healthy" if report["ok"] else "something is wrong"
     return [budget, (verdict, "green" if report["ok"] else "bold red")]

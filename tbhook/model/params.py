@@ -33,6 +33,7 @@ class Param:
     moment: bool = False  # a moment: how a bare number was read is noted (when_note)
     nothing: Callable[[Any], str] | None = None  # "no event has caseId 7"
     filter: bool = False
+    flag: bool = False  # yes or no: on the command line --key and --no-key
 
 
 def filter_field(*param: Any, default: Any = None, **details: Any) -> Any:

@@ -109,6 +109,22 @@ class Periods:
         return self.bounds[-1]
 
 
+# A report by day asked for no range: its cases' days, at most the last this many (all
+# history by day is mostly empty rows). The same default for the command and the console.
+DEFAULT_DAYS = 30
+
+
+def default_range(span: tuple[int, int], now: int) -> tuple[int, int] | None:
+    """Since and until for a report by day asked for neither: from the first entry of
+    ``span`` (the cases' first and last moments) to the last, at most the last DEFAULT_DAYS
+    days. None when a clock stamped the last in the future: the whole span, whose report
+    names that event when it is too long."""
+    first, last = span
+    if last > now:
+        return None
+    return max(first, last - (DEFAULT_DAYS - 1) * 86400), last + 1
+
+
 def period_bounds(
     since: int | None, until: int | None, now: int, by: str, zone: tzinfo
 ) -> tuple[int | None, int | None]:

@@ -56,6 +56,7 @@ class Asked:
     filters: Filters = Filters()
     limit: int = DEFAULT_LIMIT  # 0: all
     before: int | None = None  # only events with a lower id: the next page
+    past: int | None = None  # only cases past this caseId in the order listed: the next page
     after: int | None = None  # the stream: what came after this id, then what comes
     sort: str = "time"
     order: str = "desc"
@@ -65,6 +66,7 @@ class Asked:
     sla: Sla | None = None  # targets per kind of wait (report, queue)
     sources: tuple[int, ...] = ()  # the queue's --source, repeatable there (Question.many)
     at: int | None = None  # the queue as it stood then (None: now)
+    total: bool = True  # the report's machine formats end with the whole range's row
     notes: tuple[tuple[str, str], ...] = ()  # (key, how its value was read): for the reader
 
     @property
@@ -76,6 +78,10 @@ def _event_id(text: str, _zone: tzinfo) -> int:
     return parse_id(text, "an event id")
 
 
+def _case_id(text: str, _zone: tzinfo) -> int:
+    return parse_id(text, "a caseId")
+
+
 def _limit(text: str, _zone: tzinfo) -> int:
     return parse_count(text, 0, 2**63 - 1)
 
@@ -85,6 +91,12 @@ def _sla(text: str, _zone: tzinfo) -> Sla:
         return parse_sla(text)
     except ValueError as exc:
         raise ValueError(f"cannot read {quoted(text)}: {exc}") from None
+
+
+def _yes(text: str, _zone: tzinfo) -> bool:
+    if text not in ("yes", "no"):
+        raise ValueError(f"{text!r} is not one of yes or no")
+    return text == "yes"
 
 
 def _moment(text: str, zone: tzinfo) -> int:
@@ -103,6 +115,9 @@ PARAMS: dict[str, Param] = {
         Param("limit", _limit, "N", "At most N rows (0: all).", default=str(DEFAULT_LIMIT),
               short="-n"),
         Param("before", _event_id, "ID", "Only events with a lower id: the next page."),
+        Param("past", _case_id, "CASEID",
+              "Only cases past this caseId in the order listed (lower ids, or higher with "
+              "--order asc): the next page."),
         Param("after", _event_id, "ID", "What came after this event id, then what comes."),
         Param("sort", one_of(SORTS), "|".join(SORTS),
               "By Tracebuzz's timestamp, or in the order the events arrived here.",
@@ -125,6 +140,9 @@ PARAMS: dict[str, Param] = {
               "The queue as it stood at this moment (events stamped up to it): "
               "2024-05-01T09:30 (in --tz), Unix seconds, an age: 2h, or now (the default).",
               moment=True),
+        Param("total", _yes, "yes|no",
+              "End the rows with the whole range's (period: total), in csv, json and ndjson "
+              "as in the table.", default="yes", flag=True),
         Param("holidays", as_given, "COUNTRY|FILE",
               "Closed days for --hours: a country's public holidays (NL, DE, US-CA) or a file "
               "of dates, one YYYY-MM-DD a line; repeat to combine.", many=True),
@@ -155,11 +173,11 @@ WHOLE_CASES = "a report counts whole cases; it cannot leave out some of their ev
 QUESTIONS: dict[str, Question] = {
     "events": Question((*FILTERS, "limit", "before", "sort", "order", "tz")),
     "cases": Question(
-        (*FILTERS, "limit", "order", "tz", "hours", "holidays"),
+        (*FILTERS, "limit", "past", "order", "tz", "hours", "holidays"),
         help={"order": "Highest (desc) or lowest (asc) caseId first."},
     ),
     "report": Question(
-        (*CASE_FILTERS, "event", "sender", "text", "by", "tz", "hours", "holidays", "sla"),
+        (*CASE_FILTERS, "event", "sender", "text", "by", "tz", "hours", "holidays", "sla", "total"),
         refused=("event", "sender", "text"),
         why=WHOLE_CASES,
         help={"tz": "The zone of the days, weeks and months, and of --hours (default: UTC)."},

@@ -151,6 +151,13 @@ class Report:
     def fields(self) -> tuple[str, ...]:
         return (self.key, *FIELDS, *(SLA_FIELDS if self.sla else ()))
 
+    def records(self, total: bool = True) -> list[dict[str, Any]]:
+        """The rows, then (``total``, when there are rows) the whole range's, its key
+        ``total``: its medians cannot be computed from the rows above it."""
+        if not total or not self.rows:
+            return self.rows
+        return [*self.rows, {**self.totals, self.key: "total"}]
+
 
 def empty(by: str, sla: Any = None) -> Report:
     """A report of nothing."""

@@ -207,18 +207,21 @@ def empty_range(since: int | None, until: int | None, names: tuple[str, str]) ->
 
 
 def duration(seconds: int | None) -> str:
-    """Seconds for people: 90s, 10m, 3h05m, 2d04h."""
+    """Seconds for people, rounded to the last unit shown (half up): 90s, 57m (3,419 s),
+    3h05m, 2d04h. Every table, page and chart writes durations with this one."""
     if seconds is None:
         return ""
     if seconds < 0:
         return "-" + duration(-seconds)
     if seconds < 120:
         return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+    minutes = (seconds + 30) // 60
+    if minutes < 120:
+        return f"{minutes}m"
+    if minutes < 48 * 60:
+        return f"{minutes // 60}h{minutes % 60:02d}m"
+    hours = (seconds + 1800) // 3600
+    return f"{hours // 24}d{hours % 24:02d}h"
 
 
 _DURATION = re.compile(r"(?:[0-9]{1,9}[smhdw])+")  # ASCII digits: \d would take '٣'

@@ -82,3 +82,8 @@ def human_size(size: int) -> str:
             value = size / factor
             return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
     return f"{size} bytes"
+
+
+def counted(number: int, noun: str, nouns: str | None = None) -> str:
+    """A count and its noun, singular for one: 1 delivery, 2 deliveries, 1,537 events."""
+    return f"{number:,} {noun if number == 1 else nouns or noun + 's'}"

@@ -48,6 +48,22 @@ def shown_time(value: str | None, zone: tzinfo | None = None) -> str | None:
     return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
+def shown_metric(key: str, value: Any, zone: tzinfo | None = None) -> Any:
+    """A case's metric as `case ID` and the case page show it: a time as every time, a
+    duration as every duration with its seconds (``33h11m (119460 s)``), yes or no."""
+    from tbhook.model.times import duration
+
+    if value is None:
+        return None
+    if key.endswith("Seconds") or key.startswith("seconds"):
+        return f"{duration(value)} ({value} s)"
+    if key.endswith("At"):
+        return shown_time(value, zone)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return value
+
+
 def parsed_body(body: bytes) -> tuple[bool, Any]:
     """A raw body as JSON (True, the value) when it is exactly that (strict UTF-8, no repeated
     keys, no number a float cannot hold), else (False, its text with undecodable bytes shown

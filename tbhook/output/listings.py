@@ -63,7 +63,7 @@ def cases(widths: Mapping[str, int], merged: bool, zone: tzinfo | None = None) -
 def quarantine(widths: Mapping[str, int], zone: tzinfo | None = None) -> Spec:
     natural = {
         "id": widths["quarantine"],
-        "received": len("2024-01-01 00:00:00") if zone is None else LOCAL_TIME,
+        "received": TIME if zone is None else LOCAL_TIME,
         "path": 16,
         "reason": 60,
         "body starts": 40,

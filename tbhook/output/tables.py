@@ -25,7 +25,7 @@ from tbhook.model.persons import person_of
 from tbhook.model.text import clean
 from tbhook.model.times import duration
 from tbhook.model.words import describe, sender_label, type_label
-from tbhook.output.describe import event_style, shown_time
+from tbhook.output.describe import event_style, shown_metric, shown_time
 
 KEY, TEXT, PROSE = "key", "text", "prose"
 MIN_TEXT = 6  # the narrowest a truncated text column gets ("newRe…")
@@ -128,6 +128,13 @@ def fitted(
         if last:
             table.add_section()
         table.add_row(*(row[i] for i in shown), style="bold" if last else None)
+    hidden = [column.name for i, column in enumerate(columns) if i not in shown]
+    if hidden:  # said, not silently gone
+        table.caption = (
+            f"not shown at this width: {', '.join(hidden)} (a wider terminal, or --format csv)"
+        )
+        table.caption_justify = "left"
+        table.caption_style = "dim"
     return table
 
 
@@ -147,15 +154,20 @@ def _blocks(columns: Sequence[Column], cells: list[list[Any]], title: str | None
 
 
 def _widths(columns: Sequence[Column], natural: list[int], shown: list[int], width: int) -> dict:
-    """Key columns at their natural width; then text columns share what is left, the
+    """Key columns at their natural width; then text columns share what is left, those
+    always shown whole first (an event's name before the optional "what" is cut), then the
     narrowest wants first (at most ROOMY each when prose is waiting), then prose gets the
     rest; none below MIN_TEXT."""
     widths = {i: natural[i] for i in shown if columns[i].kind == KEY}
     left = width - sum(widths.values()) - GAP * (len(shown) - 1)
     prose = [i for i in shown if columns[i].kind == PROSE]
     for group in ([i for i in shown if columns[i].kind == TEXT], prose):
-        for n, i in enumerate(sorted(group, key=lambda i: natural[i])):
-            share = max(MIN_TEXT, left // (len(group) - n))
+        for n, i in enumerate(sorted(group, key=lambda i: (columns[i].drop > 0, natural[i]))):
+            after = len(group) - n - 1
+            if columns[i].drop == 0 and group is not prose:  # the others keep MIN_TEXT
+                share = max(MIN_TEXT, left - MIN_TEXT * after)
+            else:
+                share = max(MIN_TEXT, left // (after + 1))
             if prose and group is not prose:
                 share = min(share, max(ROOMY, left // (len(group) + len(prose))))
             widths[i] = min(natural[i], share)
@@ -371,10 +383,11 @@ def quarantine_table(records: Sequence[Mapping[str, Any]]):
 
 
 def quarantine_cells(r: Mapping[str, Any], zone: tzinfo | None = None) -> list[Any]:
-    received = shown_time(r["receivedAt"], zone) if zone else (r["receivedAt"] or "")[:19]
+    # To the second, ISO with Z as every other time (in ``zone`` as every other, when given).
+    stamp = r["receivedAt"][:19] + "Z" if r["receivedAt"] else None
     return [
         r["id"],
-        (received or "").replace("T", " "),
+        shown_time(stamp, zone) or "",
         r["deliveries"],
         r["path"],
         r["reason"],
@@ -439,11 +452,12 @@ def case_view(
 ):
     """`case ID`: its timeline, then its metrics."""
 
-    metrics = [{"metric": key, "value": value} for key, value in summary.items() if key != "caseId"]
+    metrics = [
+        {"metric": key, "value": shown_metric(key, value, zone)}
+        for key, value in summary.items()
+        if key != "caseId"
+    ]
     columns = (Column("metric"), Column("value", TEXT))
-    for metric in metrics:
-        if metric["metric"].endswith("At"):
-            metric["value"] = shown_time(metric["value"], zone)
     return Group(
         events_table(records, title=f"case {case_id}", zone=zone), records_table(metrics, columns)
     )

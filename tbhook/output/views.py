@@ -100,10 +100,12 @@ DURATIONS = {"firstResponseMedian", "firstResponseP90", "replyMedian", "replyP90
 RATES = {"reopenRate", "oneTouchRate", "firstWithinSla", "repliesWithinSla"}
 
 
-def report_view(key: str, rows: list[dict[str, Any]], totals: dict[str, Any], title: str):
+def report_view(
+    key: str, rows: list[dict[str, Any]], totals: dict[str, Any] | None, title: str
+) -> Any:
     """For people: one row per period (source, agent) and the whole range's totals under a
-    rule; durations as 3h05m, rates as percentages; a column with no value anywhere (the
-    message columns by agent) left out."""
+    rule (None: none); durations as 3h05m, rates as percentages; a column with no value
+    anywhere (the message columns by agent) left out."""
     from tbhook.model.times import duration
 
     def cell(name: str, value: Any) -> Any:
@@ -118,11 +120,11 @@ def report_view(key: str, rows: list[dict[str, Any]], totals: dict[str, Any], ti
     used = [
         (name, column)
         for name, column in REPORT_COLUMNS
-        if any(row.get(name) is not None for row in (*rows, totals))
+        if any(row.get(name) is not None for row in (*rows, *([totals] if totals else [])))
     ]
     columns = (Column(key), *(column for _, column in used))
     cells = [[_group(row[key]), *(cell(name, row[name]) for name, _ in used)] for row in rows]
-    footer = ["total", *(cell(name, totals[name]) for name, _ in used)]
+    footer = ["total", *(cell(name, totals[name]) for name, _ in used)] if totals else None
     return fitted(columns, cells, title=title, footer=footer)
 
 

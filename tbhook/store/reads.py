@@ -173,16 +173,24 @@ class Reads(Job):
         )[0]
 
     def case_events(
-        self, filters: Filters, *, descending: bool = False, limit: int | None = None
+        self,
+        filters: Filters,
+        *,
+        descending: bool = False,
+        limit: int | None = None,
+        past: int | None = None,
     ) -> Iterator[tuple]:
         """Every event of every case that has a matching event, as rows of ``CASE_COLUMNS``
         (what the metrics need), by caseId then time; with ``limit``, of the first ``limit``
         such cases only (found first, through the caseId index, so the first page of a big
-        log is quick)."""
+        log is quick); only those past ``past`` in that order (the next page)."""
         where, params = self.where(filters)
+        if past is not None:
+            where += f' AND e."caseId" {"<" if descending else ">"} ?'
+            params = [*params, past]
         columns = ", ".join(f"e.{q(c)}" for c in CASE_COLUMNS)
         direction = "DESC" if descending else "ASC"
-        if filters == Filters():
+        if filters == Filters() and past is None:
             cases = 'e."caseId" IS NOT NULL'  # every case: no second look-up of each caseId
         else:
             cases = (

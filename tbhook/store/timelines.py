@@ -273,17 +273,21 @@ class Timelines(Job):
             if keep(summary) and _in_window(summary, selection):
                 yield summary
 
-    def listing(self, descending: bool, limit: int | None) -> Iterator[Summary] | None:
+    def listing(
+        self, descending: bool, limit: int | None, past: int | None = None
+    ) -> Iterator[Summary] | None:
         """Every case's summary by caseId (the first ``limit``), straight from the stored
         rows: what `cases` lists with no filter, without reading ten million events. None
         when the rows cannot answer alone (not kept here, or a case waits to be recounted)."""
         if not self.available() or not self.store.tallies.available() or self.pending():
             return None  # (the summaries of a database not upgraded lack the wait columns)
         direction = "DESC" if descending else "ASC"
+        beyond = "" if past is None else f' AND "caseId" {"<" if descending else ">"} ?'
         rows = self.query(
             f"SELECT {names(SUMMARY_COLUMNS)} FROM case_timelines "
-            f'WHERE entries != {self.dialect.empty_blob} ORDER BY "caseId" {direction}'
-            + (f" LIMIT {int(limit)}" if limit else "")
+            f"WHERE entries != {self.dialect.empty_blob}{beyond} "
+            f'ORDER BY "caseId" {direction}' + (f" LIMIT {int(limit)}" if limit else ""),
+            [] if past is None else [past],
         )
         return (Summary.of(row) for row in rows)
 

@@ -31,7 +31,7 @@ class Upkeep(Job):
             "SELECT count(*), coalesce(sum(CASE WHEN deliveries > 1 THEN 1 ELSE 0 END), 0), "
             "coalesce(sum(deliveries - 1), 0), "
             f"coalesce(sum(CASE WHEN {lag} > ? THEN 1 ELSE 0 END), 0), max({lag}), "
-            'max("lastReceivedAt") FROM events',
+            'max("lastReceivedAt"), coalesce(max(id), 0) FROM events',
             [lag_seconds],
         )
         # Sorted here, by code point: the engines' collations need not agree.
@@ -44,6 +44,7 @@ class Upkeep(Job):
             "lateDeliveries": int(row[3]),
             "maxLagSeconds": None if row[4] is None else round(row[4]),
             "lastReceivedAt": row[5],
+            "skippedIds": int(row[6]) - row[0],  # ids below the highest with no event
             "quarantined": self.store.reads.count("quarantine"),
             "testDeliveries": self.test_deliveries(),
         }
@@ -175,11 +176,19 @@ class Upkeep(Job):
         wanted = sorted(set(ids)) if ids is not None else None
         after = 0
         columns = 'id, "receivedAt", "lastReceivedAt", deliveries, path, body, "bodySha256"'
+        # Inserted only when not stored: a conflicting INSERT would use up an id on SQLite.
         insert = (
             f"INSERT INTO events ({names((*EVENT_COLUMNS, 'deliveries'))}) VALUES "
-            f"({', '.join('?' for _ in range(len(EVENT_COLUMNS) + 1))}) "
-            f"ON CONFLICT {self.dialect.dedupe('events')} "
-            f"DO UPDATE SET {self.dialect.sum_deliveries('events')}"
+            f"({', '.join('?' for _ in range(len(EVENT_COLUMNS) + 1))})"
+        )
+        add = (
+            'UPDATE events SET deliveries = deliveries + ?, "receivedAt" = '
+            f'{self.dialect.least}("receivedAt", ?), "lastReceivedAt" = '
+            f'{self.dialect.greatest}("lastReceivedAt", ?) WHERE id = ?'
+        )
+        find = (
+            'SELECT id, deliveries FROM events WHERE "bodySha256" = ? '
+            "AND coalesce(timestamp, 0) = coalesce(?, 0)"
         )
         while True:
             if wanted is None:
@@ -221,24 +230,33 @@ class Upkeep(Job):
                         continue
                     values = [result.values.get(column) for column in COLUMNS]
                     digest = bytes(row["bodySha256"])
-                    conn.execute(
-                        insert,
-                        [
-                            row["receivedAt"],
-                            row["lastReceivedAt"],
-                            row["path"],
-                            result.event,
-                            *values,
-                            bytes(row["body"]),
-                            digest,
-                            row["deliveries"],
-                        ],
-                    )
-                    event_id, deliveries = conn.execute(
-                        'SELECT id, deliveries FROM events WHERE "bodySha256" = ? '
-                        "AND coalesce(timestamp, 0) = coalesce(?, 0)",
-                        [digest, result.values.get("timestamp")],
-                    ).fetchone()
+                    key = [digest, result.values.get("timestamp")]
+                    stored = conn.execute(find, key).fetchone()
+                    if stored is not None:
+                        conn.execute(
+                            add,
+                            [
+                                row["deliveries"],
+                                row["receivedAt"],
+                                row["lastReceivedAt"],
+                                stored[0],
+                            ],
+                        )
+                    else:
+                        conn.execute(
+                            insert,
+                            [
+                                row["receivedAt"],
+                                row["lastReceivedAt"],
+                                row["path"],
+                                result.event,
+                                *values,
+                                bytes(row["body"]),
+                                digest,
+                                row["deliveries"],
+                            ],
+                        )
+                    event_id, deliveries = conn.execute(find, key).fetchone()
                     done.append(
                         Recovery(
                             row["id"],

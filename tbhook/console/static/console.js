@@ -147,11 +147,14 @@
         const key = (row) => {
           const cell = row.cells[column];
           const raw = cell.dataset.value !== undefined ? cell.dataset.value : cell.textContent.trim();
+          if (raw === "") return null;
           if (th.dataset.sort !== "num") return raw;
-          return raw === "" ? Infinity : Number(raw.replace(/[^\d.-]/g, ""));
+          return Number(raw.replace(/[^\d.-]/g, ""));
         };
         rows.sort((a, b) => {
           const x = key(a), y = key(b);
+          // An empty cell (no reply yet) is last whichever way the column is sorted.
+          if (x === null || y === null) return (x === null) - (y === null);
           const order = x < y ? -1 : x > y ? 1 : 0;
           return down ? order : -order;
         });

@@ -35,12 +35,17 @@ def person_data(site: Site, request: Request, _form: Any) -> Response:
 def listing(site: Site, request: Request, _form: Any) -> Response:
     asked = query.asked(site, request, "cases")
     with site.reading() as store:
-        rows = list(questions.cases(store, asked).records)
-        why = None if rows else questions.why_empty(store, asked.filters, "cases")
+        found = questions.cases(store, asked)
+        rows = list(found.records)
+        why = None if rows else questions.why_empty(store, asked.filters, "cases", asked.past)
+        # How many in all when the page is cut short, as `tbhook cases` says under its table.
+        total = Answer(total=found.total, limit=asked.limit).total_if_cut(len(rows))
     return site.page(
         request,
         "cases.html",
         rows=rows,
+        total=total,
+        more=bool(rows) and len(rows) == asked.limit,  # a next page, past the last row's case
         query=dict(request.query_params),
         limit=asked.limit,
         empty=f"No cases: {why}." if why else "No cases.",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -20,9 +19,6 @@ from tbhook.output.formats import Answer
 def counted(site: Site, request: Request) -> tuple[Asked, Any]:
     """The report the query asks for, as `tbhook report` counts it."""
     asked = query.asked(site, request, "report")
-    if asked.filters.since is None and asked.filters.until is None and asked.by == "day":
-        since = int(time.time()) - 30 * 86400  # the page's default: the last 30 days
-        asked = replace(asked, filters=replace(asked.filters, since=since))
     with site.reading() as store:
         return asked, questions.report(store, asked, int(time.time()))
 
@@ -77,6 +73,8 @@ def page(site: Site, request: Request, _form: Any) -> Response:
         request,
         "report.html",
         report=found,
+        records=found.records(asked.total),
+        asked_total=asked.total and bool(found.rows),
         charts=charts,
         query=dict(request.query_params),
         by=asked.by,
@@ -88,5 +86,5 @@ def page(site: Site, request: Request, _form: Any) -> Response:
 
 def data(site: Site, request: Request, _form: Any) -> Response:
     fmt = query.machine_format(request)
-    _asked, found = counted(site, request)
-    return written(Answer(records=found.rows, fields=found.fields), fmt)
+    asked, found = counted(site, request)
+    return written(Answer(records=found.records(asked.total), fields=found.fields), fmt)

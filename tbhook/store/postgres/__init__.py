@@ -332,16 +332,31 @@ class PostgresStore(Store):
                 ]
                 if not rows:
                     continue
+                # A body stored already only adds its deliveries: an INSERT that conflicts
+                # takes a number from the sequence, a gap that looks like a lost event. Two
+                # receivers inserting one new body at once still conflict (one id skipped).
+                known = {
+                    bytes(row[0])
+                    for row in conn.execute(
+                        f'SELECT "bodySha256" FROM {table} WHERE "bodySha256" = ANY(?)',
+                        [[row[-2] for row in rows]],
+                    )
+                }
+                again = [(row[-1], row[1], row[-2]) for row in rows if row[-2] in known]
+                new = [row for row in rows if row[-2] not in known]
                 # One short statement, pipelined: psycopg sends every row at once and the
                 # server plans the statement once (a long multi-row text is parsed anew, in
                 # Python, every time).
-                with conn.conn.cursor() as cursor:
-                    cursor.executemany(pg(_upsert(table, 1)), rows, returning=True)
-                    while True:
-                        digest, row_id, count = cursor.fetchone()
-                        found[(is_event, bytes(digest))] = (row_id, count)
-                        if not cursor.nextset():
-                            break
+                for sql, values in ((_add(table), again), (_upsert(table, 1), new)):
+                    if not values:
+                        continue
+                    with conn.conn.cursor() as cursor:
+                        cursor.executemany(pg(sql), values, returning=True)
+                        while True:
+                            digest, row_id, count = cursor.fetchone()
+                            found[(is_event, bytes(digest))] = (row_id, count)
+                            if not cursor.nextset():
+                                break
             stored = outcomes(params, readable, found)
             if forward_to:
                 self.forwards.queue(conn, stored, forward_to)
@@ -414,6 +429,15 @@ def _upsert(table: str, count: int) -> str:
         f'ON CONFLICT ("bodySha256") DO UPDATE SET deliveries = {table}.deliveries + '
         'excluded.deliveries, "lastReceivedAt" = excluded."lastReceivedAt" '
         'RETURNING "bodySha256", id, deliveries'
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _add(table: str) -> str:
+    """A stored body delivered again: its deliveries and last receive time."""
+    return (
+        f'UPDATE {table} SET deliveries = deliveries + ?, "lastReceivedAt" = ? '
+        'WHERE "bodySha256" = ? RETURNING "bodySha256", id, deliveries'
     )
 
 

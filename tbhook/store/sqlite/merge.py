@@ -95,11 +95,24 @@ class SQLiteUpkeep(Upkeep):
                 # Rows new here get ids above the highest one now (this transaction holds the
                 # write lock), so a receiver's deliveries meanwhile are not counted as merged.
                 newest = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
+                # Bodies stored here add their deliveries; only the others are inserted (a
+                # conflicting INSERT would use up an id: a gap that looks like a lost event).
+                same = 't."bodySha256" = o."bodySha256"' + (
+                    " AND coalesce(t.timestamp, 0) = coalesce(o.timestamp, 0)"
+                    if table == "events"
+                    else ""
+                )
                 conn.execute(
-                    f"INSERT INTO {table} ({names(columns)}) SELECT {names(columns)} "
-                    f"FROM other.{table} WHERE id > ? AND id <= ? ORDER BY id "
-                    f"ON CONFLICT{self.dialect.dedupe(table)} DO UPDATE SET "
-                    f"{self.dialect.sum_deliveries(table)}",
+                    f"UPDATE main.{table} AS t SET deliveries = t.deliveries + o.deliveries, "
+                    '"receivedAt" = min(t."receivedAt", o."receivedAt"), '
+                    '"lastReceivedAt" = max(t."lastReceivedAt", o."lastReceivedAt") '
+                    f"FROM other.{table} AS o WHERE o.id > ? AND o.id <= ? AND {same}",
+                    [after, upto],
+                )
+                conn.execute(
+                    f"INSERT INTO main.{table} ({names(columns)}) SELECT {names(columns)} "
+                    f"FROM other.{table} AS o WHERE o.id > ? AND o.id <= ? AND NOT EXISTS "
+                    f"(SELECT 1 FROM main.{table} AS t WHERE {same}) ORDER BY o.id",
                     [after, upto],
                 )
                 added += conn.execute(
