@@ -171,3 +171,110 @@ def test_the_page_takes_several_sources_as_the_command_does(tmp_path, console_on
     assert len(both) > 1
     status, _headers, html = console.get("/queue?" + urlencode(params + [("source", "٣")]))
     assert status == 400 and "source" in html.decode() and "digits 0-9" in html.decode()
+
+
+def test_the_form_keeps_the_sources_when_the_sla_is_changed(tmp_path, page):  # noqa: F811
+    """?source= is in the page's form (the first in a field, the others kept with it), and
+    the page says which sources it shows: changing the SLA drops none of them."""
+    from test_queue import QUEUE, store_log
+
+    db = str(tmp_path / "queue.db")
+    store_log(db, QUEUE)
+    console = start_console(db)
+    try:
+        base = f"http://127.0.0.1:{console.port}/queue?"
+        moment = [("at", "2024-05-13T11:00"), ("tz", "Europe/Amsterdam")]
+        page.goto(base + urlencode([*moment, ("source", "3")]))
+        assert page.input_value("input[name=source]") == "3"
+        assert page.inner_text("#sources") == "on source 3"
+        page.fill("input[name=sla]", "first=2h")
+        page.click("form.filters button")
+        page.wait_for_url("**sla=first%3D2h**")
+        assert "source=3" in page.url
+        shown = page.eval_on_selector_all("#queue-rows tr", "rows => rows.map(r => r.dataset.href)")
+        assert [href.split("?")[0] for href in shown] == ["/cases/6009"]
+        assert page.inner_text("#sources") == "on source 3"
+
+        page.goto(base + urlencode([*moment, ("source", "14"), ("source", "3")]))
+        assert page.inner_text("#sources") == "on sources 14, 3"
+        page.fill("input[name=sla]", "first=3h")
+        page.click("form.filters button")
+        page.wait_for_url("**sla=first%3D3h**")
+        assert "source=14" in page.url and "source=3" in page.url
+        assert page.inner_text("#sources") == "on sources 14, 3"
+        twin = page.get_attribute("a[href^='/queue.json']", "href")
+        assert "source=14" in twin and "source=3" in twin
+        page.goto(base + urlencode([("source", "14"), ("source", "3")]))  # live: followed
+        stream = page.get_attribute("#queue-state", "data-stream")
+        assert "source=14" in stream and "source=3" in stream
+    finally:
+        console.proc.terminate()
+        console.proc.wait(10)
+
+
+def test_now_is_a_moment_on_both_faces(tmp_path, console_on):
+    """``now``, as the help's "Default: now" and the page's placeholder call it: --at now
+    and ?at=now are the queue now; --since/--until now read it too."""
+    from test_queue import QUEUE, queue, runner, store_log
+
+    from tbhook.cli import app
+
+    db = str(tmp_path / "queue.db")
+    store_log(db, QUEUE)
+
+    def cases(text: str | bytes) -> set[int]:
+        return {row["caseId"] for row in json.loads(text)}
+
+    waiting = cases(queue("-f", "json", "-n", "0", db=db).stdout)
+    assert waiting and cases(queue("--at", "now", "-f", "json", "-n", "0", db=db).stdout) == waiting
+    until = runner.invoke(app, ["events", "--until", "now", "-f", "json", "-n", "0", "--db", db])
+    assert until.exit_code == 0 and len(json.loads(until.stdout)) == len(QUEUE)
+    since = runner.invoke(app, ["events", "--since", "NOW", "-f", "json", "--db", db])
+    assert since.exit_code == 0 and json.loads(since.stdout) == []
+    console = console_on(db)
+    status, _headers, body = console.get("/queue.json?at=now")
+    assert status == 200 and cases(body) == waiting
+    status, _headers, html = console.get("/queue?at=now")
+    assert status == 200 and b"As it stood at" in html
+    status, _headers, body = console.get("/events.json?until=now")
+    assert status == 200 and len(json.loads(body)) == len(QUEUE)
+
+
+@pytest.mark.parametrize("sla", ["first=0", "first=0s", "first=1h,reply=0m"])
+def test_a_zero_target_is_refused_in_the_same_words_on_both_faces(tmp_path, console_on, sla):
+    from test_queue import ASK, QUEUE, runner, store_log
+
+    from tbhook.cli import app
+
+    db = str(tmp_path / "queue.db")
+    store_log(db, QUEUE)
+    result = runner.invoke(app, ["queue", *ASK, "--sla", sla, "--db", db])
+    assert result.exit_code == 2 and "is a target of nothing" in result.stderr
+    said = result.stderr.split("Invalid value for '--sla': ", 1)[1].strip()
+    status, _headers, body = console_on(db).get("/queue.json?" + urlencode({"sla": sla}))
+    assert status == 400 and json.loads(body)["error"] == f"sla: {said}"
+
+
+def test_the_line_under_the_rows_counts_with_them(tmp_path, serve, page):  # noqa: F811
+    """ "the oldest has waited ..." moves on with the rows' own count, between the server's
+    answers (the seconds waited alone are no change it sends)."""
+    db = tmp_path / "line.db"
+    receiver = serve(db=db)
+    console = start_console(db)
+    try:
+        page.goto(f"http://127.0.0.1:{console.port}/queue")
+        page.wait_for_selector("#queue-rows .empty")
+        post(receiver, customer(7601, int(time.time()) - 5, person=9601))
+        row = "#queue-rows tr[data-href^='/cases/7601']"
+        page.wait_for_selector(row, timeout=15000)
+        first = page.inner_text("#standing")
+        in_step = (
+            "([row, was]) => { const line = document.getElementById('standing').textContent;"
+            " const cell = document.querySelector(row + ' [data-shows=waited]').textContent;"
+            " return line !== was && line.endsWith('the oldest has waited ' + cell); }"
+        )
+        page.wait_for_function(in_step, arg=[row, first], timeout=15000)
+        assert page.inner_text("#standing").startswith("1 waiting; the oldest has waited ")
+    finally:
+        console.proc.terminate()
+        console.proc.wait(10)

@@ -189,7 +189,7 @@ def test_filters(log_db, args, ids):
     [
         (
             ["--since", "yesterday"],
-            "Invalid value for '--since': 'yesterday' is not a date, a datetime, Unix seconds or an age",
+            "Invalid value for '--since': 'yesterday' is not a date, a datetime, Unix seconds, an age or now",
         ),
         (["--until", "2h30"], "Invalid value for '--until'"),
         (["--sender", "bot"], "Invalid value for '--sender': 'bot' is not customer or agent"),

@@ -55,11 +55,35 @@ def test_a_wait_past_its_target_fires_once_and_resolves_when_an_agent_answers(ta
     assert "(sla): case 8002" in server.stderr()  # in the log too
 
 
+def test_a_wait_stamped_long_ago_that_arrives_after_the_start_is_alerted(target, serve, sink):
+    """Tracebuzz retries a delivery for hours: a message stamped 17 minutes ago, breached
+    16 minutes ago, that comes after serve started, is alerted; one stored before the start
+    (an old unanswered case) is still not."""
+    now = int(time.time())
+    store_log(target, [customer(8101, now - 7200)])  # stored before: breached 2 h ago
+    url = sink()
+    server = serve("--notify", url.url, "--sla", "first=1m", db=target)
+    post(server, customer(8102, int(time.time()) - 17 * 60, person=9812))
+    wait_for(lambda: len(url.received) >= 1, timeout=30)
+    post(server, customer(8103, int(time.time()) - 61))  # the sentinel: a look after it
+    wait_for(lambda: len(url.received) >= 2, timeout=30)
+    late, sentinel = messages(url)
+    assert (late["alert"], late["state"], late["details"]["caseId"]) == ("sla", "firing", 8102)
+    assert late["details"]["slaSeconds"] == 60 and late["details"]["slaLeftSeconds"] < -15 * 60
+    assert sentinel["details"]["caseId"] == 8103
+    assert "case 8101" not in server.stderr()
+
+
 @pytest.mark.parametrize(
     "args, option, said",
     [
         (("--sla", "first=4x"), "'--sla'", "'4x' is not a duration"),
         (("--hours", "mon-fri 09:00-17:00"), "'--hours'", "give --sla too"),
+        (("--sla", "first=0s"), "'--sla'", "'first=0s' is a target of nothing"),
+        (("--sla", "first=0"), "'--sla'", "'first=0' is a target of nothing"),
+        (("--sla", "first=1h,reply=0h0m"), "'--sla'", "'reply=0h0m' is a target of nothing"),
+        (("--sla", ""), "'--sla'", "cannot read '': it is empty"),
+        (("--sla", "first=1h", "--hours", " "), "'--hours'", "cannot read ' ': it is empty"),
     ],
 )
 def test_what_serve_cannot_alert_on_is_a_usage_error(db_path, args, option, said):

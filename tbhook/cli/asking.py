@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional, TypeVar
 import typer
 
 from tbhook.cli.options import given as typed
-from tbhook.model.query import PARAMS, QUESTIONS, Param, QueryError, read
+from tbhook.model.query import PARAMS, QUESTIONS, Param, QueryError, read, refuse_empty
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
@@ -91,6 +91,7 @@ def ask(question: str, given: dict[str, Any]) -> Any:
     """``given`` read as ``question``'s arguments; a mistake is a usage error naming the
     option."""
     with reported_mistakes():
+        refuse_empty(given)
         asked = read(question, given)
     for key, note in asked.notes:  # how a bare number was read (13 digits: milliseconds)
         typer.echo(f"Note: --{key} {note}", err=True)

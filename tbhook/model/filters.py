@@ -129,8 +129,8 @@ class Filters:
         nothing=lambda own: f"no message from {'an agent' if own else 'the customer'}")
     since: int | None = filter_field(
         "since", _since, "WHEN", "From this moment: 2024-05-01, 2024-05-01T09:30+02:00, Unix "
-        "seconds (1663831826; 13 digits: milliseconds), or an age: 30m, 2h, 7d. Without an "
-        "offset, in --tz (UTC).", moment=True,
+        "seconds (1663831826; 13 digits: milliseconds), an age: 30m, 2h, 7d, or now. Without "
+        "an offset, in --tz (UTC).", moment=True,
         nothing=lambda value: f"no event has a timestamp from {said(value)}")
     until: int | None = filter_field(
         "until", _until, "WHEN", "Up to this moment, included (a bare date includes that day).",

@@ -1,11 +1,12 @@
 """Business hours: which seconds of a duration count, for `report --hours` and `cases --hours`.
 
 A spec names the open hours of each weekday in a zone, ``"mon-fri 08:30-12:00,13:00-17:30;
-sat 10:00-14:00"``; closed days (a country's public holidays, from the ``holidays`` package,
-or a team's own file of dates) have none. A ``Clock`` turns the spec into the open intervals
-as Unix seconds, each wall-clock time placed in the zone by zoneinfo (so a day of a
-daylight-saving change opens and closes at the right instant), and answers how many open
-seconds lie between two moments with two binary searches. Pure but for reading a dates file.
+sat 10:00-14:00"`` (at most ``RANGES`` ranges a day); closed days (a country's public
+holidays, from the ``holidays`` package, or a team's own file of dates) have none. A
+``Clock`` places each wall-clock time in the zone by zoneinfo (so a day of a daylight-saving
+change opens and closes at the right instant) and counts the open seconds between two
+moments by years, weekdays and the few days that differ, so a span of centuries costs
+little. Pure but for reading a dates file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone, tzinfo
+from functools import lru_cache
 from pathlib import Path
 
 from tbhook.model.text import quoted
@@ -23,9 +25,12 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _TIME = re.compile(r"^([0-9]{1,2}):([0-9]{2})$")  # ASCII digits, as every number read
 
-# Business time is counted between these moments; a timestamp outside counts as the nearer
-# end (a sender's timestamp of year 9999 must not make a report walk eight thousand years).
-EARLIEST, LATEST = 0, 2**32  # 1970-01-01 .. 2106-02-07
+# Business time is counted from this moment (1970-01-01) to the end of the year 9999; a
+# timestamp outside counts as the nearer end.
+EARLIEST = 0
+# The ranges of open hours a day can have: more is no team's hours, and each costs every
+# duration counted (a day of minute-long ranges made one page take minutes).
+RANGES = 12
 
 
 class SpecError(ValueError):
@@ -67,7 +72,14 @@ def parse_hours(spec: str) -> Hours:
             span = _range(piece.strip())
             for day in days:
                 week[day].append(span)
-    return Hours(tuple(tuple(_joined(day)) for day in week), spec)
+    joined = tuple(tuple(_joined(day)) for day in week)
+    for name, ranges in zip(DAY_NAMES, joined, strict=True):
+        if len(ranges) > RANGES:
+            raise SpecError(
+                f"it opens {len(ranges)} times on {name}; a day has at most {RANGES} ranges "
+                "of open hours"
+            )
+    return Hours(joined, spec)
 
 
 def _days(text: str) -> list[int]:
@@ -130,9 +142,23 @@ class ClosedDays:
 
     dates: set[date] = field(default_factory=set)
     calendars: list = field(default_factory=list)  # holidays.HolidayBase, one per country
+    _sorted: list[date] = field(default_factory=list, repr=False)  # all known, for within
+    _size: int = field(default=-1, repr=False)
 
     def __contains__(self, day: date) -> bool:
         return day in self.dates or any(day in calendar for calendar in self.calendars)
+
+    def within(self, first: date, last: date) -> list[date]:
+        """The closed days from ``first`` to ``last`` (a year's, as a clock asks), sorted."""
+        for calendar in self.calendars:
+            for year in range(first.year, last.year + 1):
+                _ = date(year, 1, 1) in calendar  # the package works out a year when asked
+        size = len(self.dates) + sum(len(calendar) for calendar in self.calendars)
+        if size != self._size:
+            self._sorted = sorted(self.dates.union(*(set(c) for c in self.calendars)))
+            self._size = size
+        found = self._sorted
+        return found[bisect.bisect_left(found, first) : bisect.bisect_right(found, last)]
 
     def add(self, value: str) -> None:
         """A file of dates (one ``YYYY-MM-DD`` a line, ``#`` comments) when ``value`` names a
@@ -205,9 +231,11 @@ def country(code: str):
 class Clock:
     """Open seconds between moments, for ``hours`` in ``zone``, closed on ``closed`` days.
 
-    The open intervals are laid out as Unix seconds for the local dates asked about (grown
-    as needed), with the open seconds before each: ``open_until(t)`` is then one binary
-    search, and a duration the difference of two."""
+    Counted, never laid out day by day: a moment's open seconds since 1969 are those of the
+    whole years before it (each year its days by weekday, corrected on its closed days and
+    the days its zone changes offset on), of the whole days before it in its year (the same
+    way), and of its own day up to it. So a span of years costs a sum per year, never its
+    days times its ranges; a duration is the difference of two such counts."""
 
     def __init__(
         self, hours: Hours, zone: tzinfo = timezone.utc, closed: Iterable[date] | ClosedDays = ()
@@ -215,76 +243,178 @@ class Clock:
         self.hours = hours
         self.zone = zone
         self.closed = closed if isinstance(closed, ClosedDays) else ClosedDays(set(closed))
-        self._first: date | None = None  # the local dates laid out: _first .. _last
-        self._last: date | None = None
-        self._opens: list[int] = []
-        self._closes: list[int] = []
-        self._before: list[int] = []  # open seconds before each interval, from _first
-        self._low = self._high = 0  # the laid-out dates as Unix seconds: _low <= t < _high
+        self._open = [sum(end - start for start, end in day) for day in hours.week]
+        # _rest[w][n]: the open seconds of n days from weekday w on (n < 7)
+        self._rest = [
+            [sum(self._open[(w + i) % 7] for i in range(n)) for n in range(7)] for w in range(7)
+        ]
+        self._years: dict[int, _Year] = {}
+        self._sums = [0]  # the open seconds of the years from ANCHOR to ANCHOR + i
+        self._days: dict[int, tuple[tuple[tuple[int, int], ...], int]] = {}  # by ordinal
+        # The last second of 9999-12-31 in the zone: the last a date can be placed at.
+        self._latest = self._instant(date.max, 0) + 86399
 
     def between(self, start: int, end: int) -> int:
         """The open seconds from ``start`` to ``end`` (0 when end is not after start)."""
+        start, end = self._placed(start), self._placed(end)
         if end <= start:
             return 0
-        start, end = min(max(start, EARLIEST), LATEST), min(max(end, EARLIEST), LATEST)
-        if not self._low <= start < self._high or not self._low <= end < self._high:
-            self._cover(start, end)
         return self._open_until(end) - self._open_until(start)
 
     def state(self, moment: int) -> tuple[bool, int | None]:
         """Whether the clock runs at ``moment``, and the next moment it stops or starts
         (None: not within a month)."""
-        moment = min(max(moment, EARLIEST), LATEST)
-        if not self._low <= moment < self._high - 31 * 86400:
-            self._cover(moment, moment + 31 * 86400)
-        k = bisect.bisect_right(self._opens, moment) - 1
-        if k >= 0 and moment < self._closes[k]:
-            return True, self._closes[k]
-        return False, self._opens[k + 1] if k + 1 < len(self._opens) else None
+        moment = self._placed(moment)
+        day = self._date(moment)
+        for ordinal in range(day.toordinal(), min(day.toordinal() + 32, MAX_ORDINAL + 1)):
+            for opens, closes in self._day(ordinal)[0]:
+                if moment < opens:
+                    return False, opens
+                if moment < closes:
+                    return True, closes
+        return False, None
+
+    def _placed(self, moment: int) -> int:
+        # A timestamp outside counts as the nearer end: 1970, or the end of the year 9999.
+        return min(max(moment, EARLIEST), self._latest)
+
+    def _date(self, moment: int) -> date:
+        return datetime.fromtimestamp(moment, self.zone).date()
 
     def _open_until(self, moment: int) -> int:
-        """Open seconds from the first laid-out date to ``moment``."""
-        k = bisect.bisect_right(self._opens, moment) - 1
-        if k < 0:
-            return 0
-        return self._before[k] + min(moment, self._closes[k]) - self._opens[k]
+        """The open seconds from the start of the year ANCHOR to ``moment``."""
+        ranges, before = self._day(self._date(moment).toordinal())
+        for opens, closes in ranges:
+            if moment <= opens:
+                break
+            before += min(moment, closes) - opens
+        return before
 
-    def _cover(self, *moments: int) -> None:
-        days = [datetime.fromtimestamp(moment, self.zone).date() for moment in moments]
-        if self._first is not None and self._last is not None:
-            days += [self._first, self._last]
-        # Room either side, so the moments of a log (mostly near each other) lay out once.
-        self._layout(min(days) - timedelta(days=31), max(days) + timedelta(days=31))
+    def _day(self, ordinal: int) -> tuple[tuple[tuple[int, int], ...], int]:
+        """A local date's open intervals as Unix seconds, and the open seconds before it
+        from the start of the year ANCHOR."""
+        found = self._days.get(ordinal)
+        if found is None:
+            day = date.fromordinal(ordinal)
+            ranges = () if day in self.closed else self._ranges(day)
+            before = self._before(day.year) + self._whole_days(date(day.year, 1, 1), day)
+            if len(self._days) >= DAYS_KEPT:  # a log's days lie close: a few are asked
+                self._days.clear()
+            found = self._days[ordinal] = (ranges, before)
+        return found
 
-    def _layout(self, first: date, last: date) -> None:
-        opens: list[int] = []
-        closes: list[int] = []
-        day = first
-        while day <= last:
-            if day not in self.closed:
-                for start, end in self.hours.week[day.weekday()]:
-                    a, b = self._instant(day, start), self._instant(day, end)
-                    if opens and a < closes[-1]:  # a wall clock turned back: never twice
-                        a = closes[-1]
-                    if b > a:
-                        opens.append(a)
-                        closes.append(b)
-            day += timedelta(days=1)
-        before, total = [], 0
-        for a, b in zip(opens, closes, strict=True):
-            before.append(total)
-            total += b - a
-        self._first, self._last = first, last
-        self._low, self._high = self._instant(first, 0), self._instant(last, 86400)
-        self._opens, self._closes, self._before = opens, closes, before
+    def _ranges(self, day: date) -> tuple[tuple[int, int], ...]:
+        """The open intervals of a local date as Unix seconds, closed or not."""
+        ranges: list[tuple[int, int]] = []
+        # Within the day's own seconds: a date a zone skips (Apia's 2011-12-30) has none.
+        low, high = self._instant(day, 0), self._instant(day, 86400)
+        for start, end in self.hours.week[day.weekday()]:
+            a, b = self._instant(day, start), self._instant(day, end)
+            a, b = max(a, low, ranges[-1][1] if ranges else low), min(b, high)
+            if b > a:  # max: a wall clock turned back counts its hour once
+                ranges.append((a, b))
+        return tuple(ranges)
+
+    def _before(self, year: int) -> int:
+        """The open seconds of the years from ANCHOR to ``year`` (not included)."""
+        while len(self._sums) <= year - ANCHOR:
+            self._sums.append(self._sums[-1] + self._year(ANCHOR + len(self._sums) - 1).total)
+        return self._sums[year - ANCHOR]
+
+    def _whole_days(self, first: date, end: date) -> int:
+        """The open seconds of the local dates from ``first`` to before ``end``, in one year."""
+        year = self._year(first.year)
+        low, high = bisect.bisect_left(year.odd, first), bisect.bisect_left(year.odd, end)
+        return self._usual(first, (end - first).days) + sum(
+            year.seconds[day] - self._open[day.weekday()] for day in year.odd[low:high]
+        )
+
+    def _usual(self, first: date, days: int) -> int:
+        """The open seconds of ``days`` days from ``first`` on, each with its weekday's."""
+        weeks, rest = divmod(days, 7)
+        return weeks * sum(self._open) + self._rest[first.weekday()][rest]
+
+    def _year(self, number: int) -> _Year:
+        """What makes a year's days other than usual: the days its zone changes offset on,
+        with their open seconds; its closed days; and its open seconds in all."""
+        found = self._years.get(number)
+        if found is None:
+            if number >= RULED + 400:  # as 400 years before: the same days, the same rules
+                shifted = {
+                    day.replace(year=number): seconds
+                    for day, seconds in self._year(number - 400).shifted.items()
+                }
+            else:
+                shifted = {
+                    day: sum(b - a for a, b in self._ranges(day))
+                    for day in shifts(self.zone, number)
+                }
+            first, last = date(number, 1, 1), date(number, 12, 31)
+            seconds = {**shifted, **dict.fromkeys(self.closed.within(first, last), 0)}
+            odd = sorted(day for day in seconds if seconds[day] != self._open[day.weekday()])
+            total = self._usual(first, (last - first).days + 1) + sum(
+                seconds[day] - self._open[day.weekday()] for day in odd
+            )
+            found = self._years[number] = _Year(odd, seconds, total, shifted)
+        return found
 
     def _instant(self, day: date, seconds: int) -> int:
         """Unix seconds of a wall-clock time on a local date (``86400``: the next midnight)."""
         if seconds >= 86400:
+            if day == date.max:  # no next date to place: the last day is a whole one
+                return self._instant(day, 0) + seconds
             day, seconds = day + timedelta(days=1), seconds - 86400
         hour, rest = divmod(seconds, 3600)
         local = datetime(day.year, day.month, day.day, hour, rest // 60, tzinfo=self.zone)
         return int(local.timestamp())
+
+
+ANCHOR = 1969  # the first year counted: 1970-01-01 is still 1969 west of UTC
+MAX_ORDINAL = date.max.toordinal()
+DAYS_KEPT = 4096  # the open intervals of this many local dates are kept
+
+
+@dataclass(frozen=True)
+class _Year:
+    odd: list[date]  # sorted: the days whose open seconds are not their weekday's
+    seconds: dict[date, int]  # their open seconds
+    total: int  # the open seconds of the whole year
+    shifted: dict[date, int]  # the open seconds of the days the offset changes on, if open
+
+
+@lru_cache(maxsize=20_000)
+def shifts(zone: tzinfo, year: int) -> tuple[date, ...]:
+    """The local dates of ``year`` whose midnight and next midnight are at different UTC
+    offsets in ``zone`` (a daylight-saving change within the day), and the day after each.
+    The offset is looked at on the first of each month, then the day found between two
+    that differ (a zone changing twice within a calendar month is not seen)."""
+    if isinstance(zone, timezone):  # a fixed offset: it never changes
+        return ()
+    if year >= RULED + 400:  # the calendar repeats every 400 years, and so do the rules
+        return tuple(day.replace(year=year) for day in shifts(zone, year - 400))
+    days = [date(year, month, 1) for month in range(1, 13)]
+    days.append(date(year + 1, 1, 1) if year < date.max.year else date.max)
+    found: list[date] = []
+    for low, high in zip(days, days[1:], strict=False):
+        if _offset(zone, low) == _offset(zone, high):
+            continue
+        while (high - low).days > 1:  # the offset differs at low and high: find where
+            middle = low + (high - low) // 2
+            if _offset(zone, middle) == _offset(zone, low):
+                low = middle
+            else:
+                high = middle
+        found += [day for day in (low, high) if day.year == year]
+    return tuple(found)
+
+
+# The zone database lists each change up to here at the latest (Morocco's to 2087); after,
+# every zone follows a yearly rule.
+RULED = 2200
+
+
+def _offset(zone: tzinfo, day: date) -> timedelta | None:
+    return datetime(day.year, day.month, day.day, tzinfo=zone).utcoffset()
 
 
 def duration(clock: Clock | None) -> Callable[[int, int], int]:

@@ -138,7 +138,7 @@ PARAMS: dict[str, Param] = {
               "(first: no agent has replied in the case yet; reply: one has)."),
         Param("at", _moment, "WHEN",
               "The queue as it stood at this moment (events stamped up to it): "
-              "2024-05-01T09:30 (in --tz), Unix seconds, or an age: 2h. Default: now.",
+              "2024-05-01T09:30 (in --tz), Unix seconds, an age: 2h, or now (the default).",
               moment=True),
         Param("total", _yes, "yes|no",
               "End the rows with the whole range's (period: total), in csv, json and ndjson "
@@ -266,6 +266,20 @@ def read(
     return Asked(
         filters=Filters(**filtering), zone=zone, clock=clock, notes=tuple(notes), **arguments
     )
+
+
+SPECS = ("sla", "hours")  # given empty on the command line: a mistake, not "none"
+
+
+def refuse_empty(given: Mapping[str, str | Sequence[str] | None]) -> None:
+    """An SLA or hours spec given, but empty (``--sla ""``), refused as its reader refuses
+    it; a page's empty field is no spec, and ``read`` leaves it out. Raises QueryError."""
+    for key in SPECS:
+        value = given.get(key)
+        if isinstance(value, str) and not value.strip():
+            if key == "hours":
+                _clock(value, [], timezone.utc, False)
+            _read_one(PARAMS[key], value, timezone.utc)
 
 
 def _texts(

@@ -10,6 +10,7 @@ sender's clock ahead of ours) has waited 0 seconds.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +74,11 @@ def parse_sla(text: str) -> Sla:
             raise ValueError(f"{quoted(kind)} is not a kind of wait; use first or reply")
         if kind in targets:
             raise ValueError(f"{quoted(kind)} is given twice")
+        if re.fullmatch(r"[0smhdw ]*0[0smhdw ]*", value.lower()):  # 0, 0s, 0h0m: zero
+            raise ValueError(
+                f"{quoted(part)} is a target of nothing: every wait would be past it at once; "
+                f"give a duration, like {kind}=1h"
+            )
         targets[kind] = parse_duration(value)
     return Sla(targets.get(FIRST), targets.get(REPLY), text.strip())
 
@@ -86,6 +92,7 @@ class Waiting:
     path: str | None = None
     at: int | None = None
     after: int | None = None  # only waits begun after this moment (serve --sla's)
+    cases: tuple[int, ...] = ()  # only these cases (any when empty; serve --sla's)
 
     def keeps(self, wait: Sequence[Any]) -> bool:
         """Whether a row of WAIT_COLUMNS is one of them."""
@@ -93,6 +100,7 @@ class Waiting:
             (not self.sources or wait[4] in self.sources)
             and (self.path is None or wait[5] == self.path)
             and (self.after is None or wait[1] > self.after)
+            and (not self.cases or wait[0] in self.cases)
         )
 
 

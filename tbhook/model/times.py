@@ -38,9 +38,9 @@ def parse_when(
 ) -> int:
     """An ISO date or datetime (in ``zone``, UTC by default, unless an offset is given), a
     Unix time of this century as Tracebuzz stamps its events (``1663831826``; 13 digits are
-    milliseconds, see ``when_note``), ``@SECONDS`` for any second, or an age such as 30m,
-    2h, 7d, as Unix seconds. As an ``until`` bound (exclusive), a bare date means the end of
-    that day and a moment includes its own second.
+    milliseconds, see ``when_note``), ``@SECONDS`` for any second, an age such as 30m, 2h,
+    7d, or ``now``, as Unix seconds. As an ``until`` bound (exclusive), a bare date means the
+    end of that day and a moment includes its own second.
 
     Raises ValueError with a message fit for the user, naming the range it accepts.
     """
@@ -50,6 +50,8 @@ def parse_when(
     if _SIGNED.fullmatch(text):
         return _unix(text, until)
     now = now or datetime.now(timezone.utc)
+    if text.lower() == "now":  # what a default of now is called in the help and the pages
+        return int(now.timestamp()) + (1 if until else 0)
     age = _AGE.match(text)
     if age:
         seconds = whole(age[1]) * _UNITS[age[2]]
@@ -68,9 +70,9 @@ def parse_when(
         if re.match(r"^[+-]?[0-9]{5,}-[0-9]{2}-[0-9]{2}|^0000-[0-9]{2}-[0-9]{2}", text):
             raise _outside(text) from None  # a date of a year before 1 or after 9999
         raise ValueError(
-            f"{quoted(text)} is not a date, a datetime, Unix seconds or an age "
-            "(try 2024-05-01, 2024-05-01T09:30, 2024-05-01T09:30+02:00, 1663831826, 30m, 2h "
-            "or 7d)"
+            f"{quoted(text)} is not a date, a datetime, Unix seconds, an age or now "
+            "(try 2024-05-01, 2024-05-01T09:30, 2024-05-01T09:30+02:00, 1663831826, 30m, 2h, "
+            "7d or now)"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)

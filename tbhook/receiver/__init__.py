@@ -156,7 +156,7 @@ def _watch(settings: Settings, store: Store, log: Log, stack: contextlib.ExitSta
         archive_dir=settings.archive_dir,
         every=settings.watch_every,
         last_delivery=last_delivery(store),
-        breaches=_breaches(settings, notifier),
+        breaches=_breaches(settings, notifier, store),
     )
     if settings.retain and settings.archive_dir:
         from tbhook.receiver.retention import Retention, describe
@@ -184,13 +184,14 @@ def _watch(settings: Settings, store: Store, log: Log, stack: contextlib.ExitSta
     return watch
 
 
-def _breaches(settings: Settings, notifier: Any) -> Any:
-    """With --sla, what watches the waits past their target (``receiver.breaches``)."""
+def _breaches(settings: Settings, notifier: Any, store: Store) -> Any:
+    """With --sla, what watches the waits past their target (``receiver.breaches``), from
+    the tail's cursor before the first delivery."""
     if settings.queue is None:
         return None
     from tbhook.receiver.breaches import Breaches
 
-    return Breaches(notifier, settings.queue, time.time())
+    return Breaches(notifier, settings.queue, time.time(), store.tail.start())
 
 
 def _counts(settings: Settings) -> Counts:

@@ -11,7 +11,10 @@ A wait that had breached more than ``BEFORE`` before serve started is not alerte
 start would otherwise send one per old wait; a restart still sends what breached while it
 was down), so a look reads only the waits begun after the last such start (a binary search
 on the clock, once), and those an earlier run fired (kept in the notifier's state, resolved
-by this one): not the whole queue (160,000 waiting at 10M events).
+by this one): not the whole queue (160,000 waiting at 10M events). Unless its message came
+after serve started: Tracebuzz retries a delivery for hours, so a wait stamped long ago can
+arrive now; the events stored since the last look (read by the tail's cursor, taken before
+serve took its first delivery) name those waits, and they are alerted too.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ YEAR = 366 * 86400
 class Breaches:
     """The waits past their target, as the notifier was last told of them."""
 
-    def __init__(self, notifier: Notifier, asking: Any, started: float):
+    def __init__(self, notifier: Notifier, asking: Any, started: float, cursor: Any = None):
         self.notifier = notifier
+        self.cursor = cursor  # the tail's, where the events since the last look begin
         self.since = int(started) - BEFORE  # breached before this: not alerted
         self.asking = asking  # a queue_feed.Asking with an SLA
         self.hours = asking.clock.hours.spec if asking.clock else None
@@ -59,6 +63,7 @@ class Breaches:
     def look(self, store: Any, now: float) -> None:
         """When due: fire each wait past its target, resolve each that is no more."""
         from tbhook.queue_feed import snapshot
+        from tbhook.store.timelines import chunks
 
         if now < self.due:
             return
@@ -68,15 +73,22 @@ class Breaches:
         begun = [_moment(key.split("@", 1)[-1]) for key in firing]
         after = min([self.after, *(b - 1 for b in begun if b is not None)])
         asking = replace(self.asking, waiting=replace(self.asking.waiting, after=after))
+        arrived = self._arrived(store)
         answer = snapshot(store, asking, int(now)).answer
+        rows = dict(zip(answer.waits, answer.records, strict=True))
+        for part in chunks(sorted(arrived)):  # waits stamped before `after`, arrived since
+            late = replace(self.asking.waiting, cases=tuple(part))
+            again = snapshot(store, replace(self.asking, waiting=late), int(now)).answer
+            rows.update(zip(again.waits, again.records, strict=True))
         breached = {}
         soonest = LONGEST
-        for wait, row in zip(answer.waits, answer.records, strict=True):
+        for wait, row in rows.items():
             if row.get("breached"):
                 alert = alerts.sla(row, self.hours)
                 breached[alert.key] = alert
                 old = answer.seconds(wait[1], self.since) > row["slaSeconds"]
-                if alert.key in firing or not old:
+                new = wait[1] in arrived.get(wait[0], ())  # its first message came since
+                if alert.key in firing or not old or new:
                     self.notifier.fire(alert.name, alert.key, alert.text, alert.details)
             elif row.get("slaLeftSeconds") is not None:
                 soonest = min(soonest, row["slaLeftSeconds"] + 1)
@@ -84,6 +96,21 @@ class Breaches:
             self.notifier.resolve("sla", key, alerts.sla_resolved(key))
         self.took = time.monotonic() - started
         self.due = now + max(soonest, SHARE * self.took)
+
+    def _arrived(self, store: Any) -> dict[int, set[int]]:
+        """The events stored since the last look: by case, the moments they are stamped
+        with (a wait begun by one of them begins at its moment)."""
+        from tbhook.queue_feed import EVENTS
+
+        if self.cursor is None:
+            return {}
+        upto = store.tail.advance(self.cursor)
+        found: dict[int, set[int]] = {}
+        for event in store.tail.window(EVENTS, self.cursor, upto):
+            if event.get("caseId") is not None and event.get("timestamp") is not None:
+                found.setdefault(event["caseId"], set()).add(event["timestamp"])
+        self.cursor = upto
+        return found
 
 
 def _unalerted(asking: Any, since: int) -> int:

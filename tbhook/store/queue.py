@@ -114,6 +114,9 @@ class Queue(Job):
         if waiting.after is not None:
             clauses.append('"waitAt" > ?')
             params.append(waiting.after)
+        if waiting.cases:
+            clauses.append(f'"caseId" IN ({marks(waiting.cases)})')
+            params += waiting.cases
         return " AND ".join(clauses), params
 
 

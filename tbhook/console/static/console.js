@@ -70,8 +70,14 @@
     if (s < 172800) return Math.floor(s / 3600) + "h" + two(Math.floor((s % 3600) / 60)) + "m";
     return Math.floor(s / 86400) + "d" + two(Math.floor((s % 86400) / 3600)) + "h";
   }
+  const OLDEST = "the oldest has waited ";
   function tick() {
     const passed = running && state.dataset.stream ? Math.floor((Date.now() - since) / 1000) : 0;
+    const cut = standing.textContent.lastIndexOf(OLDEST);  // the line under the rows, in step
+    if (standing.dataset.oldest && cut >= 0) {
+      const oldest = Number(standing.dataset.oldest) + passed;
+      standing.textContent = standing.textContent.slice(0, cut + OLDEST.length) + duration(oldest);
+    }
     for (const row of body.querySelectorAll("tr[data-waited]")) {
       row.querySelector('[data-shows="waited"]').textContent = duration(Number(row.dataset.waited) + passed);
       if (row.dataset.left === undefined) continue;
@@ -91,6 +97,7 @@
     const data = JSON.parse(message.data);
     body.innerHTML = data.html;
     standing.textContent = data.standing;
+    standing.dataset.oldest = data.oldest === null ? "" : data.oldest;
     state.dataset.at = data.at;
     running = data.running;
     if (clock) clock.textContent = running ? "" : ", closed now: the clock stands still";

@@ -32,11 +32,14 @@ def page(site: Site, request: Request, _form: Any) -> Response:
     asked, hours = _asked(site, request)
     with site.reading() as store:
         found = snapshot(store, asking_of(asked), int(time.time()))
-    params = dict(request.query_params)
+    params: dict[str, Any] = dict(request.query_params)
+    if asked.sources:  # repeatable: every one kept in the form, the links and the stream
+        params["source"] = [str(source) for source in asked.sources]
     return site.page(
         request,
         "queue.html",
         query=params,
+        sources=params.get("source", []),
         limit=asked.limit,
         live=asked.at is None,
         stream="/queue/stream?" + querystring(**params) if asked.at is None else "",
@@ -69,6 +72,7 @@ def shown(found: Snapshot, hours: str | None) -> dict[str, Any]:
         "rows": rows,
         "sla": sla,
         "standing": answer.standing.words(sla, duration),
+        "oldest": answer.standing.oldest,  # its seconds, counted on by the page as its rows
         "at": answer.at,
         "at_time": iso_time(answer.at),
         "running": found.running,
@@ -103,7 +107,7 @@ async def stream(site: Site, request: Request, template: Any) -> Response:
     def message(found: Snapshot) -> str:
         now = shown(found, hours)
         html = template.render(zone=asked.zone, case_query=case_query, **now)
-        data = {"html": html, "standing": now["standing"], "at": now["at"]}
+        data = {"html": html, "standing": now["standing"], "oldest": now["oldest"], "at": now["at"]}
         return f"event: queue\ndata: {json.dumps({**data, 'running': now['running']})}\n\n"
 
     return served(site, request, subscription, lambda found: message(found[-1]["snapshot"]))
