@@ -216,7 +216,12 @@ def test_serve_retain_keeps_the_file_under_the_cap_without_a_503(serve, db_path,
         worker.join(120)
     assert statuses.count(200) == 60 * 50  # never a 503 for size
     assert os.path.getsize(db_path) <= cap
-    server.stop()  # no pass under way while counting
+    server.stop()
+    # A pass the stop ended after it archived a day and before it deleted it leaves that day
+    # in both places until the next pass (which deletes it without archiving it again).
+    store = open_store(db_path)
+    run_pass(store, archive, 90 * DAY, cap=cap)
+    store.close()
     kept = json.loads(runner.invoke(app, ["doctor", "--db", str(db_path), "-f", "json"]).stdout)
     assert archived(archive) and kept["usedBytes"] < cap  # the oldest days went to the archive
     assert len(archived(archive)) + kept["events"] == 60 * 50 + 10  # each event in one place
