@@ -430,12 +430,14 @@ def test_health_shows_the_receiver_s_refusals_against_tracebuzz_s_limit(tmp_path
     url = f"http://127.0.0.1:{receiver.port}/"
     status, _, page = consoles(db, "--receiver", url).get("/health")
     assert status == 200
-    assert b"Up, and its store commits." in page
+    assert b"Up, and its store commits." in page and b'<small class="ok">ok</small>' in page
     assert re.search(rb'data-status="413">1<', page) and re.search(rb'data-status="503">0<', page)
 
     receiver.stop()  # gone: the page says so at once, and what it costs
     status, _, page = consoles(db, "--receiver", url).get("/health")
     assert status == 200 and b"not reachable" in page and b"10 failed deliveries" in page
+    # The database's checks pass, but the verdict is the page's whole answer.
+    assert b'<small class="fail">the receiver needs attention</small>' in page
 
 
 def test_health_says_each_thing_once_in_words_with_a_link_to_the_quarantine(tmp_path, consoles):

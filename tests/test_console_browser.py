@@ -221,6 +221,14 @@ def test_a_phone_s_width_fits_and_dark_mode_is_dark(browser, running):
             "cells => cells.map(c => c.getBoundingClientRect().height)"
         )
         assert max(heights) < 2 * min(heights), heights  # no date wraps onto a second line
+        for path in ("/cases", "/queue?at=2023-11-16", "/quarantine"):  # a date on one line
+            phone.goto(base + path)
+            lines = phone.locator("td.time").evaluate_all(  # the lines the date's text takes
+                "cells => cells.map(c => { const r = document.createRange(); "
+                "r.selectNodeContents(c); return new Set([...r.getClientRects()]"
+                ".map(b => Math.round(b.top))).size; })"
+            )
+            assert 1 in lines and all(n <= 1 for n in lines), (path, lines)  # 0: empty
         phone.goto(base + "/cases")
         last = phone.locator("table.cases tbody tr:first-child td:last-child")
         last.scroll_into_view_if_needed()

@@ -45,6 +45,8 @@ def test_doctor_reports_a_healthy_database(db_path):
     assert report["outageBudgetHours"] == [29.3, 73.2]
     statuses = {c["check"]: c["status"] for c in report["checks"]}
     assert statuses["quarantine"] == "warn" and statuses["late deliveries"] == "warn"
+    (late,) = [c["message"] for c in report["checks"] if c["check"] == "late deliveries"]
+    assert late.startswith("1 event arrived more than 5 minutes after it happened")
     assert report["lastReceivedAgeSeconds"] < 60
 
 

@@ -148,7 +148,7 @@ def checks(
             "late deliveries",
             "warn",
             f"{counted(late, 'event', 'events')} arrived more than {LATE_SECONDS // 60} "
-            "minutes after they happened "
+            f"minutes after {'it' if late == 1 else 'they'} happened "
             f"(up to {duration(health['maxLagSeconds'])}): the receiver was down or "
             "failing and Tracebuzz was retrying",
         )
