@@ -85,3 +85,23 @@ def test_the_cases_page_links_to_its_next_page_and_its_twin_agrees(tmp_path):
     finally:
         console.proc.terminate()
         console.proc.wait(10)
+
+
+def test_the_cases_and_quarantine_pages_show_times_in_the_zone_asked(tmp_path):
+    """?tz= on the lists, as --tz on their commands: not the console's own zone."""
+    from tbhook.model.events import parse
+    from tbhook.store import Delivery, open_store
+
+    db = store_log(str(tmp_path / "zones.db"), LOG[:2])
+    store = open_store(db)
+    store.append([Delivery(b"{oops", parse(b"{oops"))])  # kept in quarantine
+    store.close()
+    console = start_console(db)
+    try:
+        for path in ("/cases", "/quarantine"):
+            utc = console.get(path)[2].decode()
+            tokyo = console.get(path + "?tz=Asia/Tokyo")[2].decode()
+            assert " JST<" in tokyo and " JST<" not in utc, path
+    finally:
+        console.proc.terminate()
+        console.proc.wait(10)

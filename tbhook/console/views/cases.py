@@ -47,6 +47,7 @@ def listing(site: Site, request: Request, _form: Any) -> Response:
         total=total,
         more=bool(rows) and len(rows) == asked.limit,  # a next page, past the last row's case
         query=dict(request.query_params),
+        zone=asked.zone,  # ?tz=, as --tz shows the times
         limit=asked.limit,
         empty=f"No cases: {why}." if why else "No cases.",
     )

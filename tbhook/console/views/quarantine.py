@@ -17,10 +17,16 @@ from tbhook.output.formats import Answer
 
 
 def listing(site: Site, request: Request, _form: Any) -> Response:
-    limit = query.asked(site, request, "quarantine").limit
+    asked = query.asked(site, request, "quarantine")
     with site.reading() as store:
-        rows = list(questions.quarantined(store, limit).records)
-    return site.page(request, "quarantine.html", rows=rows, retried=session.recall(site, request))
+        rows = list(questions.quarantined(store, asked.limit).records)
+    return site.page(
+        request,
+        "quarantine.html",
+        rows=rows,
+        retried=session.recall(site, request),
+        zone=asked.zone,  # ?tz=, as --tz shows the times
+    )
 
 
 listing_data = query.twin(
