@@ -392,7 +392,8 @@ def test_a_send_that_fails_leads_back_to_its_event_and_every_page_has_an_icon(lo
     closed.close()  # nothing listens there now: the send is refused
     url = quote(f"http://127.0.0.1:{port}/in")
     status, _, page = browser.post("/events/1/send", f"csrf={csrf}&url={url}")
-    assert status == 400 and b"Could not send event #1" in page
+    assert status == 502 and b"Could not send event #1" in page  # the request was fine
+    assert b"<h1>The other end did not answer</h1>" in page
     assert b'<a href="/events/1">Back to event #1</a>' in page
     status, headers, icon = browser.get("/favicon.ico")
     assert status == 200 and icon.startswith(b"<svg") and "svg" in headers["content-type"]

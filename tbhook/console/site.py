@@ -41,6 +41,10 @@ class NotFound(Exception):
     """What the request names is not in the log: a 404 page that says what."""
 
 
+class Unreached(Exception):
+    """The URL the request named did not answer as asked (a send): a 502 page that says so."""
+
+
 @dataclass
 class Site:
     """One console: the database it reads, the zone it shows times in."""
@@ -130,6 +134,8 @@ class Site:
                 return self.error(request, 400, said(exc))
             except NotFound as exc:
                 return self.error(request, 404, str(exc))
+            except Unreached as exc:
+                return self.error(request, 502, str(exc))
             except TbhookError as exc:
                 return self.error(request, 503, str(exc))
 

@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse, Response
 
 from tbhook import questions
 from tbhook.console import query
-from tbhook.console.site import Mistake, Site, shown_body, written
+from tbhook.console.site import Mistake, Site, Unreached, shown_body, written
 from tbhook.console.views import session
 from tbhook.errors import TbhookError
 from tbhook.model.query import QUESTIONS
@@ -100,7 +100,7 @@ def send(site: Site, request: Request, form: Any) -> Response:
     try:
         reply = Poster(url).post(found[2])
     except PostFailed as exc:
-        raise Mistake(f"Could not send event #{event_id}: {exc}") from None
+        raise Unreached(f"Could not send event #{event_id}: {exc}") from None
     except TbhookError as exc:
         raise Mistake(str(exc)) from None
     said = f"{url} answered {reply.status}"
