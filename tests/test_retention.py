@@ -216,12 +216,7 @@ def test_serve_retain_keeps_the_file_under_the_cap_without_a_503(serve, db_path,
         worker.join(120)
     assert statuses.count(200) == 60 * 50  # never a 503 for size
     assert os.path.getsize(db_path) <= cap
-    server.stop()
-    # A pass the stop ended after it archived a day and before it deleted it leaves that day
-    # in both places until the next pass (which deletes it without archiving it again).
-    store = open_store(db_path)
-    run_pass(store, archive, 90 * DAY, cap=cap)
-    store.close()
+    stop_then_finish(server, db_path, archive, 90 * DAY, cap)
     kept = json.loads(runner.invoke(app, ["doctor", "--db", str(db_path), "-f", "json"]).stdout)
     assert archived(archive) and kept["usedBytes"] < cap  # the oldest days went to the archive
     assert len(archived(archive)) + kept["events"] == 60 * 50 + 10  # each event in one place
@@ -244,16 +239,22 @@ def test_two_receivers_on_postgresql_prune_once(serve, pg_url, tmp_path):
     assert state["lastPass"]["error"] is None
 
 
-def test_a_failing_pass_near_the_cap_backs_off_instead_of_restarting(
-    serve, db_path, tmp_path, sink
-):
-    """Past PRUNE_AT of the cap the size watch asks for a pass four times a second: a pass
-    that cannot archive (here the archive's lock cannot be opened) is tried again seconds
-    later, not at each ask (a process and a log line each), and its alert is sent once."""
-    import sqlite3
-    import time
+def stop_then_finish(server, db_path, archive, window: int, cap: int) -> None:
+    """Stop the receiver, then run one pass to its end: a pass the stop ended after it
+    archived a day and before it deleted it leaves that day in both places until the next
+    (which deletes it without archiving it again)."""
+    server.stop()
+    store = open_store(db_path)
+    try:
+        run_pass(store, archive, window, cap=cap)
+    finally:
+        store.close()
 
-    from tbhook.receiver.retention import retry_after
+
+def past_prune_at(db_path) -> int:
+    """A cap the database is already past PRUNE_AT of (under the size alert), by a table of
+    its own that no pass may delete."""
+    import sqlite3
 
     open_store(db_path).close()
     filler = sqlite3.connect(db_path)
@@ -262,8 +263,23 @@ def test_a_failing_pass_near_the_cap_backs_off_instead_of_restarting(
     filler.commit()
     filler.close()
     store = open_store(db_path)
-    cap = int(store.space()["usedBytes"] / 0.8)  # past PRUNE_AT, under the size alert
-    store.close()
+    try:
+        return int(store.space()["usedBytes"] / 0.8)
+    finally:
+        store.close()
+
+
+def test_a_failing_pass_near_the_cap_backs_off_instead_of_restarting(
+    serve, db_path, tmp_path, sink
+):
+    """Past PRUNE_AT of the cap the size watch asks for a pass four times a second: a pass
+    that cannot archive (here the archive's lock cannot be opened) is tried again seconds
+    later, not at each ask (a process and a log line each), and its alert is sent once."""
+    import time
+
+    from tbhook.receiver.retention import retry_after
+
+    cap = past_prune_at(db_path)
     archive = tmp_path / "archive"
     archive.mkdir()
     (archive / ".tbhook-retention.lock").mkdir()  # every pass fails, even as root
@@ -289,20 +305,11 @@ def test_a_pass_near_the_cap_with_nothing_to_delete_is_not_started_again_at_each
 ):
     """Past PRUNE_AT with nothing a pass may delete (here a table of the file's own), a pass
     woken by the size watch that deleted nothing waits as a failed one does."""
-    import sqlite3
     import time
 
     from tbhook.receiver.retention import retry_after
 
-    open_store(db_path).close()
-    filler = sqlite3.connect(db_path)
-    filler.execute("CREATE TABLE filler (data BLOB)")
-    filler.executemany("INSERT INTO filler VALUES (?)", [(os.urandom(4000),) for _ in range(300)])
-    filler.commit()
-    filler.close()
-    store = open_store(db_path)
-    cap = int(store.space()["usedBytes"] / 0.8)  # past PRUNE_AT, under the size alert
-    store.close()
+    cap = past_prune_at(db_path)
     archive = tmp_path / "archive"
     archive.mkdir()
     serve("--max-db-size", str(cap), "--retain", "30d", "--archive-dir", str(archive),
@@ -372,6 +379,6 @@ def test_old_events_arriving_fast_near_the_cap_get_no_503(serve, db_path, tmp_pa
     for worker in workers:
         worker.join(180)
     assert statuses.count(200) == 8000, f"{statuses.count(503)} answered 503"
-    server.stop()
+    stop_then_finish(server, db_path, archive, 30 * DAY, 2 * 1024 * 1024)
     kept = json.loads(runner.invoke(app, ["doctor", "--db", str(db_path), "-f", "json"]).stdout)
     assert len(archived(archive)) + kept["events"] == 8000  # each event in one place
