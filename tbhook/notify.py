@@ -340,8 +340,9 @@ class Notifier:
                 if wait is None or wait > 0:
                     self._lock.wait(wait)
                     continue
+            self._save()  # the alert and its message are kept before it is posted ...
             self._try(queue)
-            self._save()  # what was sent is kept before waiting: a kill then repeats nothing
+            self._save()  # ... and that it was sent, before waiting: a kill repeats at most it
 
     def _try(self, queue: _Queue) -> None:
         """One try at the oldest message for one URL (outside the lock)."""
