@@ -340,9 +340,8 @@ class Notifier:
                 if wait is None or wait > 0:
                     self._lock.wait(wait)
                     continue
-            self._save()  # the alert and its message are kept before it is posted ...
             self._try(queue)
-            self._save()  # ... and that it was sent, before waiting: a kill repeats at most it
+            self._save()  # what was sent is kept before waiting: a kill then repeats nothing
 
     def _try(self, queue: _Queue) -> None:
         """One try at the oldest message for one URL (outside the lock)."""

@@ -2,6 +2,7 @@
 kept across runs), `notify test`, the receiver's alerts (failing, stale, writer) over real
 sockets, and `doctor --notify`."""
 
+import contextlib
 import json
 import os
 import signal
@@ -298,6 +299,12 @@ def test_alerts_an_earlier_run_left_firing_resolve_in_the_next(serve, sink, db_p
         assert server.post(event_body(caseId=case)).status == 401
     wait_for(lambda: len(target.received) == 1)
     assert sent(target) == [("failing", "firing")]
+
+    def kept() -> bool:  # the notifier keeps what it sent just after it was answered
+        with contextlib.closing(sqlite3.connect(db_path)) as conn:
+            return bool(conn.execute("SELECT 1 FROM tbhook_meta WHERE key = 'alerts'").fetchall())
+
+    wait_for(kept)
     server.proc.kill()  # before any 200
     server.proc.wait(10)
     conn = sqlite3.connect(db_path)  # and a writer alert firing, as a run killed with it left it
